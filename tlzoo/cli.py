@@ -1,0 +1,298 @@
+"""The ``tl`` command: a thin click layer over the Python API.
+
+torch, timm and transformers are imported only inside commands that need them, so
+``tl --help`` and ``tl list`` stay fast.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from tlzoo.core.errors import TlzooError
+
+
+def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Bad input -> one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TlzooError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+class PluginGroup(click.Group):
+    """Adds commands that third-party plugins register, loading them only when needed."""
+
+    _loaded = False
+
+    def _load_plugin_commands(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from importlib import metadata
+
+        if not list(metadata.entry_points(group="tlzoo")):
+            return
+        from tlzoo.core.plugins import PluginManager
+
+        pm = PluginManager(builtins=False)
+        pm.pm.hook.tlzoo_register_commands(cli=self)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands()
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._load_plugin_commands()
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as exc:
+            name = args[0] if args else ""
+            from tlzoo.core.errors import suggest
+
+            hint = suggest(name, self.list_commands(ctx))
+            if hint and "No such command" in str(exc):
+                raise click.UsageError(f"No such command '{name}'.{hint}", ctx) from None
+            raise
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="tlzoo", message="tlzoo %(version)s")
+def cli() -> None:
+    """tlzoo: transfer learning in one command.
+
+    \b
+      tl run --plugin bert --data reviews.csv
+      tl run --plugin efficientnet --data ./images/
+      tl predict runs/<run> "a new sentence"
+      tl list            # known models
+    """
+
+
+# ---------------------------------------------------------------------------- run
+RUN_OPTIONS: list[tuple[str, str]] = [
+    # (cli param name, config key)
+    ("plugin", "model.plugin"), ("model", "model.name"), ("weights", "model.weights"),
+    ("pooling", "model.pooling"), ("max_length", "model.max_length"), ("image_size", "model.image_size"),
+    ("data", "data.path"), ("text_column", "data.text_column"), ("label_column", "data.label_column"),
+    ("encoding", "data.encoding"), ("limit", "data.limit"), ("val_fraction", "data.val_fraction"),
+    ("test_fraction", "data.test_fraction"), ("head", "head.name"), ("strategy", "train.strategy"),
+    ("epochs", "train.epochs"), ("head_epochs", "train.head_epochs"), ("batch_size", "train.batch_size"),
+    ("lr", "train.lr"), ("finetune_lr", "train.finetune_lr"), ("unfreeze", "train.unfreeze"),
+    ("device", "train.device"), ("num_workers", "train.num_workers"), ("seed", "seed"), ("out", "out"),
+]
+
+
+@cli.command()
+@click.option("--plugin", "-p", help="Backbone plugin (bert, efficientnet, ...) or a catalogued model name.")
+@click.option("--model", "-m", help="Model of the plugin; default: the plugin's default (see `tl list`).")
+@click.option("--weights", help="Local weights: a checkpoint folder or a weights file.")
+@click.option("--no-pretrained", is_flag=True, default=None, help="Start from random weights (the scratch baseline).")
+@click.option("--data", "-d", help="CSV/JSONL of texts, or a folder with one sub-folder of images per class.")
+@click.option("--text-column", help="Column holding the text [text].")
+@click.option("--label-column", help="Column holding the label [label].")
+@click.option("--encoding", help="Text file encoding [utf-8].")
+@click.option("--limit", type=int, help="Use a stratified subset of N examples.")
+@click.option("--val-fraction", type=float, help="Validation share [0.15].")
+@click.option("--test-fraction", type=float, help="Test share [0.15].")
+@click.option("--no-augment", is_flag=True, default=None, help="No training-time augmentation.")
+@click.option("--head", help="New head: fc, logreg [fc].")
+@click.option("--strategy", "-s", help="feature-extraction or fine-tune [feature-extraction].")
+@click.option("--epochs", "-e", type=int, help="Head epochs (feature-extraction) [30] or joint epochs (fine-tune) [3].")
+@click.option("--head-epochs", type=int, help="Fine-tune: epochs with the backbone frozen first [10].")
+@click.option("--batch-size", "-b", type=int, help="Batch size [32].")
+@click.option("--lr", type=float, help="Head learning rate [3e-3].")
+@click.option("--finetune-lr", type=float, help="Fine-tune learning rate of the unfrozen groups [5e-5].")
+@click.option("--unfreeze", type=int, help="Fine-tune: top layer groups to unfreeze (-1 = all) [2].")
+@click.option("--pooling", help="Text: mean, cls, max or pooler.")
+@click.option("--max-length", type=int, help="Text: tokens per example [128].")
+@click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
+@click.option("--device", help="auto, cpu or cuda [auto].")
+@click.option("--num-workers", type=int, help="DataLoader worker processes [0].")
+@click.option("--seed", type=int, help="Random seed [0].")
+@click.option("--out", "-o", help="Run directory [runs/<time>-<plugin>].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML run config.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.lr=0.01.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON on stdout.")
+@friendly
+def run(config_file: str | None, overrides: tuple[str, ...], quiet: bool, as_json: bool,
+        no_pretrained: bool | None, no_augment: bool | None, **options: Any) -> None:
+    """Train a transfer model: the twelve steps, one command."""
+    from tlzoo.core.config import RunConfig
+
+    cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
+    for param, key in RUN_OPTIONS:
+        if options.get(param) is not None:
+            cfg.set(key, options[param])
+    if no_pretrained:
+        cfg.model.pretrained = False
+    if no_augment:
+        cfg.data.augment = False
+    cfg.apply_overrides(list(overrides))
+    if quiet:
+        cfg.progress = False
+    from tlzoo.core.runner import Engine
+
+    result = Engine(log=(lambda m: None) if quiet else _log).run(cfg)
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
+    else:
+        t = result.metrics["test"]
+        click.echo(f"test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  run {result.run_dir}")
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+# ---------------------------------------------------------------------------- predict
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.argument("inputs", nargs=-1)
+@click.option("--file", "input_file", type=click.Path(dir_okay=False), help="Read inputs from a file, one per line.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all class probabilities.")
+@friendly
+def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_json: bool) -> None:
+    """Classify new texts or image files with a trained run."""
+    items = list(inputs)
+    if input_file:
+        if not os.path.isfile(input_file):
+            raise TlzooError(f"--file '{input_file}' does not exist.")
+        with open(input_file, encoding="utf-8") as f:
+            items += [line.rstrip("\n") for line in f if line.strip()]
+    if not items:
+        raise TlzooError("Nothing to predict; pass texts or image paths after RUN_DIR, or --file FILE.")
+    from tlzoo.core.predict import Predictor
+
+    predictor = Predictor.load(run_dir)
+    if predictor.backbone.modality == "vision":
+        missing = [i for i in items if not os.path.isfile(i)]
+        if missing:
+            raise TlzooError(f"Image '{missing[0]}' does not exist; pass paths of image files.")
+    for row in predictor.predict(items):
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            click.echo(f"{row['label']}\t{row['probability']:.3f}\t{row['input']}")
+
+
+# ---------------------------------------------------------------------------- catalogue
+@cli.command(name="list")
+@click.argument("pattern", default="*")
+@click.option("--modality", type=click.Choice(["vision", "text"]), help="Only this modality.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def list_(pattern: str, modality: str | None, as_json: bool) -> None:
+    """List known models (reads registry.toml; imports no torch)."""
+    from tlzoo.core.api import list_models
+
+    entries = list_models(pattern, modality)
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(f"No model matches '{pattern}'.", err=True)
+        return
+    width = max(len(e.name) for e in entries)
+    pw = max(len(e.plugin) for e in entries)
+    for e in entries:
+        mark = "*" if e.default else " "
+        click.echo(f"{e.name:<{width}}  {e.plugin:<{pw}}{mark} {e.modality:<6}  {e.description}")
+    click.echo("\n* = the plugin's default model.  Use: tl run --plugin PLUGIN [--model NAME]", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def plugins(as_json: bool) -> None:
+    """List loaded plugins with their version, hooks and load error."""
+    from tlzoo.core.plugins import PluginManager
+
+    infos = PluginManager().plugins()
+    if as_json:
+        click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
+        return
+    for i in infos:
+        state = f"ERROR {i.error}" if i.error else ", ".join(h.replace("tlzoo_", "") for h in i.hooks)
+        click.echo(f"{i.name:<16} {i.version or '-':<10} {'built-in' if i.builtin else 'external':<9} {state}")
+
+
+@cli.command()
+@friendly
+def heads() -> None:
+    """List registered heads."""
+    from tlzoo.core.zoo import Zoo
+
+    zoo = Zoo()
+    for name, cls in zoo.heads.items():
+        kind = "trained with the network" if cls.trainable else "fitted on extracted features"
+        opts = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items())
+        click.echo(f"{name:<8} {kind:<30} {opts}")
+
+
+@cli.command()
+@friendly
+def strategies() -> None:
+    """List registered strategies."""
+    from tlzoo.core.zoo import Zoo
+
+    for name, s in Zoo().strategies.items():
+        click.echo(f"{name:<20} {s.description}")
+
+
+@cli.group()
+def data() -> None:
+    """Built-in datasets: list them, or export one to disk."""
+
+
+@data.command(name="list")
+@friendly
+def data_list() -> None:
+    """List the datasets usable as --data NAME."""
+    from tlzoo.core.zoo import Zoo
+
+    for s in Zoo().data_sources:
+        if s.can_load(s.name):
+            click.echo(f"{s.name:<18} {s.modality:<6}  {s.description}")
+
+
+@data.command(name="export")
+@click.argument("name")
+@click.argument("folder", type=click.Path(file_okay=False))
+@click.option("--limit", type=int, default=0, help="A stratified subset of N examples.")
+@click.option("--seed", type=int, default=0)
+@friendly
+def data_export(name: str, folder: str, limit: int, seed: int) -> None:
+    """Write a built-in dataset to FOLDER (a CSV for texts, PNG folders per class for images)."""
+    from tlzoo.plugins.builtin_datasets import export
+
+    click.echo(export(name, folder, limit, seed))
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""The pluggy hook specifications every tlzoo plugin (built-in or not) implements.
+
+Registration hooks receive a ``register`` callback, so one plugin can register many
+things.  Entry-point group and project name: ``tlzoo``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("tlzoo")
+hookimpl = pluggy.HookimplMarker("tlzoo")
+
+
+@hookspec
+def tlzoo_register_backbones(register: Any) -> None:
+    """Register BackboneFactory objects: ``register(factory)``."""
+
+
+@hookspec
+def tlzoo_register_heads(register: Any) -> None:
+    """Register Head classes: ``register(HeadClass)``."""
+
+
+@hookspec
+def tlzoo_register_strategies(register: Any) -> None:
+    """Register Strategy instances: ``register(strategy)``."""
+
+
+@hookspec
+def tlzoo_register_data_sources(register: Any) -> None:
+    """Register DataSource instances: ``register(source)``; earlier ones win ties."""
+
+
+@hookspec
+def tlzoo_register_commands(cli: Any) -> None:
+    """Add click commands to the ``tl`` group: ``cli.add_command(...)``."""
+
+
+@hookspec(firstresult=True)
+def tlzoo_run_step(step: str, run: Any) -> Any:
+    """Run one of the twelve steps; wrap it with ``@hookimpl(wrapper=True)`` and ``yield``."""

@@ -1,0 +1,424 @@
+"""The twelve-step runner, the same for image and text jobs.
+
+Each step is one short method named after the step; each reads what earlier steps
+produced and adds its own.  Steps run through the ``tlzoo_run_step`` hook, so a plugin
+can wrap any of them (``@hookimpl(wrapper=True)``).  The run directory is written as
+``<out>.incomplete`` and renamed to ``<out>`` only once every artifact is in place.
+"""
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import artifacts
+from .config import RunConfig
+from .data import LabelEncoder, Splits, check_labels, stratified_limit, stratified_split
+from .errors import TlzooError
+from .features import FeatureCache, extract
+from .interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, Head, Plan, Strategy
+from .loaders import example_loader
+from .metrics import classification_report
+from .plots import plot_confusion, plot_history
+from .training import (History, Trainer, TransferModel, count_parameters, frozen_to_eval, param_groups,
+                       predict_logits, set_trainable, soft_cross_entropy)
+from .zoo import Zoo
+
+STEPS: tuple[str, ...] = (
+    "import_libraries", "load_dataset", "split", "encode_labels", "augment", "create_base_model",
+    "build_model", "compile", "train", "plot_history", "predict", "plot_confusion",
+)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.metrics["test"]["accuracy"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise TlzooError(f"Unknown device '{name}'; use auto, cpu or cuda.") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise TlzooError("train.device is cuda but no GPU is visible; use --device cpu or auto.")
+    return dev
+
+
+def stderr_log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class Run:
+    """One transfer-learning job; ``execute()`` runs the twelve steps in order."""
+
+    def __init__(self, config: RunConfig, zoo: Zoo, log: Callable[[str], None] = stderr_log) -> None:
+        self.config = config
+        self.zoo = zoo
+        self.log = log
+        self.cache = FeatureCache()
+        # filled in by the steps, in order
+        self.factory: BackboneFactory
+        self.model_name: str
+        self.head: Head
+        self.strategy: Strategy
+        self.dataset: Dataset
+        self.splits: Splits
+        self.encoder: LabelEncoder
+        self.targets: dict[str, np.ndarray] = {}
+        self.augment_train: bool = False
+        self.backbone: Backbone
+        self.model: TransferModel | None = None
+        self.plan: Plan
+        self.device: torch.device
+        self.history: History
+        self.features: dict[str, np.ndarray] = {}
+        self.test_proba: np.ndarray
+        self.metrics: dict[str, Any] = {}
+        self.final_dir: Path
+        self.dir: Path
+
+    # ------------------------------------------------------------------ driver
+    def execute(self) -> RunResult:
+        seed_everything(self.config.seed)
+        started = time.perf_counter()
+        try:
+            for i, step in enumerate(STEPS, 1):
+                self.log(f"[{i:>2}/12] {step.replace('_', ' ')}")
+                self.zoo.plugins.pm.hook.tlzoo_run_step(step=step, run=self)
+        except TlzooError:
+            if getattr(self, "dir", None) is not None and self.dir.exists():
+                shutil.rmtree(self.dir, ignore_errors=True)  # nothing half-written left behind
+            raise
+        self.metrics["seconds"] = round(time.perf_counter() - started, 2)
+        artifacts.write_json(self.dir / "metrics.json", self.metrics)
+        self.dir.rename(self.final_dir)
+        self.log(f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
+                 f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}")
+        return RunResult(self.final_dir, self.metrics)
+
+    # ------------------------------------------------------------------ 1
+    def import_libraries(self) -> None:
+        """Resolve the plugins this run needs and check every choice before heavy work."""
+        cfg = self.config
+        if not cfg.data.path:
+            raise TlzooError("No data given; pass --data PATH (a CSV/JSONL of texts or a folder of images).")
+        self.factory, self.model_name = self.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)
+        head_cls = self.zoo.heads.get(cfg.head.name)
+        self.head = head_cls(**cfg.head.params)
+        self.strategy = self.zoo.strategies.get(cfg.train.strategy)
+        self.plan = self.strategy.plan(self.head, cfg.train)
+        self.device = pick_device(cfg.train.device)
+        if cfg.train.batch_size < 1:
+            raise TlzooError(f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
+        for key in ("epochs", "head_epochs"):
+            if getattr(cfg.train, key) < 0:
+                raise TlzooError(f"train.{key} must be 0 or more, got {getattr(cfg.train, key)}.")
+        if cfg.train.num_workers < 0:
+            raise TlzooError(f"train.num_workers must be 0 or more, got {cfg.train.num_workers}.")
+        out = Path(cfg.out) if cfg.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.factory.name}"
+        if out.exists() and any(out.iterdir()):
+            raise TlzooError(f"Output folder '{out}' already exists and is not empty; choose another --out or remove it.")
+        self.final_dir = out
+        self.dir = out.with_name(out.name + ".incomplete")
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        if out.exists():
+            out.rmdir()
+        (self.dir / "config.toml").write_text(self.config.to_toml())
+        plugin = self.zoo.plugins.info.get(self.factory.plugin)
+        self.log(f"  plugin {self.factory.name} ({self.factory.plugin} {plugin.version if plugin else ''}), "
+                 f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}")
+
+    # ------------------------------------------------------------------ 2
+    def load_dataset(self) -> None:
+        cfg = self.config.data
+        source = self.zoo.data_source_for(cfg.path, self.factory.modality)
+        ds = source.load(cfg.path, DataOptions(cfg.text_column, cfg.label_column, cfg.encoding))
+        check_labels(ds)
+        full = len(ds)
+        ds = stratified_limit(ds, cfg.limit, self.config.seed)
+        check_labels(ds)
+        self.dataset = ds
+        self.log(f"  {len(ds)} examples" + (f" (stratified subset of {full})" if len(ds) < full else "")
+                 + f" from {source.name}: {cfg.path}")
+
+    # ------------------------------------------------------------------ 3
+    def split(self) -> None:
+        cfg = self.config.data
+        self.splits = stratified_split(self.dataset, cfg.val_fraction, cfg.test_fraction, self.config.seed)
+        s = self.splits
+        self.log(f"  train {len(s.train)} / validation {len(s.val)} / test {len(s.test)} (stratified, seed {self.config.seed})")
+
+    # ------------------------------------------------------------------ 4
+    def encode_labels(self) -> None:
+        self.encoder = LabelEncoder.fit(self.dataset.labels)
+        for name in ("train", "val", "test"):
+            self.targets[name] = self.encoder.one_hot(getattr(self.splits, name).labels)
+        self.log(f"  {len(self.encoder.classes)} classes: {', '.join(self.encoder.classes[:12])}"
+                 + (" ..." if len(self.encoder.classes) > 12 else ""))
+
+    # ------------------------------------------------------------------ 5
+    def augment(self) -> None:
+        """Augmentation applies to training examples only, and only where the backbone sees them."""
+        trains_on_raw = any(p.train_groups != 0 for p in self.plan.phases) and not self.plan.extract_features
+        self.augment_train = self.config.data.augment and trains_on_raw
+        why = ("on for training examples" if self.augment_train else
+               "off (disabled)" if not self.config.data.augment else
+               "off: features are extracted once from unaugmented examples")
+        self.log(f"  augmentation {why}")
+
+    # ------------------------------------------------------------------ 6
+    def create_base_model(self) -> None:
+        m = self.config.model
+        options = {"pooling": m.pooling, "max_length": m.max_length, "image_size": m.image_size,
+                   "augment": self.augment_train}
+        request = BackboneRequest(model=self.model_name, weights=m.weights or None,
+                                  pretrained=m.pretrained, options=options)
+        self.backbone = self.factory.create(request)
+        self.backbone.plugin = self.factory.name
+        self.request = request
+        _, total = count_parameters(self.backbone)
+        self.log(f"  {self.backbone.name}: {total / 1e6:.2f} M parameters, {self.backbone.num_features} features, "
+                 f"{len(self.backbone.layer_groups())} layer groups; weights: {self.backbone.weights_source}")
+
+    # ------------------------------------------------------------------ 7
+    def build_model(self) -> None:
+        n_classes = len(self.encoder.classes)
+        if self.head.trainable:
+            self.model = TransferModel(self.backbone, self.head.build(self.backbone.num_features, n_classes))
+            self.log(f"  new model = {self.backbone.name} + head {self.head.name} "
+                     f"({count_parameters(self.model.head)[1]:,} new parameters, {n_classes} outputs)")
+        else:
+            self.log(f"  new model = {self.backbone.name} features + fitted {self.head.name} head ({n_classes} classes)")
+
+    # ------------------------------------------------------------------ 8
+    def compile(self) -> None:
+        t = self.config.train
+        self.loss = soft_cross_entropy(t.label_smoothing)
+        self.history = History(self.dir / "history.csv")
+        self.trainer = Trainer(device=self.device, loss=self.loss, history=self.history,
+                               weight_decay=t.weight_decay, progress=self.config.progress, log=self.log)
+        total = count_parameters(self.backbone)[1]
+        head_params = count_parameters(self.model.head)[1] if self.model is not None else 0
+        if self.plan.extract_features and not self.head.trainable:
+            self.log(f"  plan: backbone frozen (0 of {total:,} parameters train); fit {self.head.name} on its features")
+            return
+        self.log(f"  optimizer AdamW (weight decay {t.weight_decay}), soft-target cross-entropy"
+                 f" (label smoothing {t.label_smoothing}), warm-up then cosine schedule; plan:")
+        groups = self.backbone.layer_groups()
+        for p in self.plan.phases:
+            live = set_trainable(self.backbone, p.train_groups)
+            trainable = count_parameters(self.backbone)[0]
+            names = f"top {len(live)} of {len(groups)} groups" if live else "none (backbone frozen)"
+            self.log(f"    phase {p.name}: {p.epochs} epochs at lr {p.lr:g}; backbone groups training: {names}; "
+                     f"trainable {trainable + head_params:,} / {total + head_params:,} parameters")
+        set_trainable(self.backbone, 0)
+
+    # ------------------------------------------------------------------ 9
+    def train(self) -> None:
+        t = self.config.train
+        needs_features = self.plan.extract_features or any(p.train_groups == 0 for p in self.plan.phases)
+        if needs_features:
+            self._extract_features()
+        if not self.head.trainable:
+            self._fit_head()
+        else:
+            assert self.model is not None
+            for phase in self.plan.phases:
+                if phase.train_groups == 0:
+                    self._train_head_on_features(phase)
+                else:
+                    self.features = {}  # the backbone changes: cached features are stale now
+                    live = set_trainable(self.backbone, phase.train_groups)
+                    train = example_loader(self.splits.train.examples, self.backbone, train=self.augment_train,
+                                           batch_size=t.batch_size, num_workers=t.num_workers, shuffle=True,
+                                           targets=self.targets["train"], seed=self.config.seed)
+                    val = self._raw_loader("val")
+                    self.trainer.run_phase(self.model, phase, param_groups(self.model, live, phase), train, val,
+                                           on_train=lambda live=live: frozen_to_eval(self.backbone, live))
+            set_trainable(self.backbone, 0)
+        self._save_model()
+
+    def _raw_loader(self, split: str) -> Any:
+        ds = getattr(self.splits, split)
+        if len(ds) == 0:
+            return None
+        return example_loader(ds.examples, self.backbone, train=False, batch_size=self.config.train.batch_size,
+                              num_workers=self.config.train.num_workers, targets=self.targets[split])
+
+    def _extract_features(self) -> None:
+        t = self.config.train
+        for split in ("train", "val", "test"):
+            ds = getattr(self.splits, split)
+            self.features[split] = extract(self.backbone, ds, batch_size=t.batch_size, device=self.device,
+                                           num_workers=t.num_workers, cache=self.cache,
+                                           progress=self.config.progress, log=self.log, label=split)
+        self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
+
+    def _feature_loader(self, split: str, shuffle: bool) -> Any:
+        if len(self.features[split]) == 0:
+            return None
+        x = torch.from_numpy(self.features[split])
+        y = torch.from_numpy(self.targets[split])
+        g = torch.Generator()
+        g.manual_seed(self.config.seed)
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=self.config.train.batch_size,
+                                           shuffle=shuffle, generator=g)
+
+    def _train_head_on_features(self, phase: Any) -> None:
+        assert self.model is not None
+        head = self.model.head
+        self.trainer.run_phase(head, phase, [{"params": list(head.parameters()), "lr": phase.lr}],
+                               self._feature_loader("train", True), self._feature_loader("val", False))
+
+    def _fit_head(self) -> None:
+        start = time.perf_counter()
+        n = len(self.encoder.classes)
+        y_train = self.targets["train"].argmax(1)
+        self.head.fit(self.features["train"], y_train, n)
+        row: dict[str, Any] = {"phase": "fit", "epoch": 1}
+        for split, prefix in (("train", "train"), ("val", "val")):
+            if len(self.features[split]):
+                p = self.head.predict_proba(self.features[split])
+                y = self.targets[split].argmax(1)
+                row[f"{prefix}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()), 5)
+                row[f"{prefix}_accuracy"] = round(float((p.argmax(1) == y).mean()), 5)
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        self.history.append(row)
+        self.log(f"  fitted {self.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
+
+    def _save_model(self) -> None:
+        fine_tuned = not self.plan.extract_features and any(p.train_groups != 0 for p in self.plan.phases)
+        tensors: dict[str, torch.Tensor] = {}
+        head_kind = "torch"
+        if self.model is not None:
+            tensors.update({f"head.{k}": v for k, v in self.model.head.state_dict().items()})
+        else:
+            linear = self.head.to_linear()
+            if linear is not None:  # a fitted linear head is saved as the equivalent torch layer
+                head_kind = "linear"
+                tensors["head.weight"] = torch.from_numpy(np.ascontiguousarray(linear[0], dtype=np.float32))
+                tensors["head.bias"] = torch.from_numpy(np.ascontiguousarray(linear[1], dtype=np.float32))
+            else:
+                head_kind = "fitted"
+                tensors.update({f"head.{k}": torch.from_numpy(np.ascontiguousarray(v))
+                                for k, v in self.head.state().items()})
+        if fine_tuned:
+            tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
+        assets = self.dir / "assets"
+        assets.mkdir(exist_ok=True)
+        self.backbone.save_assets(str(assets))
+        description = {
+            "backbone": {
+                **self.backbone.spec(),
+                "request": {"model": self.request.model, "weights": self.request.weights,
+                            "pretrained": self.request.pretrained,
+                            "options": {**self.request.options, "augment": False}},
+                "num_features": self.backbone.num_features,
+                "weights_saved": fine_tuned,
+                "fingerprint": None if fine_tuned else self.backbone.fingerprint(),
+                "preprocessing": self.backbone.preprocessing(),
+            },
+            "head": {"name": self.head.name, "params": self.head.params, "kind": head_kind},
+            "classes": self.encoder.classes,
+            "modality": self.backbone.modality,
+            "versions": artifacts.versions(),
+        }
+        artifacts.save_model(self.dir, tensors, description)
+
+    # ------------------------------------------------------------------ 10
+    def plot_history(self) -> None:
+        plot_history(self.history.rows, self.dir / "history.png",
+                     title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}")
+
+    # ------------------------------------------------------------------ 11
+    def predict(self) -> None:
+        test = self.splits.test
+        if "test" in self.features:
+            x = self.features["test"]
+            if self.model is not None:
+                with torch.inference_mode():
+                    self.model.head.eval()
+                    logits = self.model.head.to(self.device)(torch.from_numpy(x).to(self.device)).float().cpu()
+                proba = torch.softmax(logits, 1).numpy()
+            else:
+                proba = self.head.predict_proba(x)
+        else:
+            assert self.model is not None
+            logits = predict_logits(self.model, example_loader(test.examples, self.backbone, train=False,
+                                                               batch_size=self.config.train.batch_size,
+                                                               num_workers=self.config.train.num_workers),
+                                    self.device)
+            proba = torch.softmax(logits, 1).numpy()
+        self.test_proba = proba
+        classes = self.encoder.classes
+        y_true = self.encoder.encode(test.labels)
+        y_pred = proba.argmax(1)
+        report = classification_report(y_true, y_pred, classes)
+        artifacts.write_predictions(self.dir / "predictions.csv", test.ids, test.labels,
+                                    [classes[i] for i in y_pred], proba, classes)
+        val = {}
+        if self.history.rows and self.history.rows[-1].get("val_accuracy") not in (None, ""):
+            val = {"accuracy": self.history.rows[-1]["val_accuracy"], "loss": self.history.rows[-1]["val_loss"]}
+        self.metrics = {
+            "test": report,
+            "validation_last_epoch": val,
+            "run": {
+                "plugin": self.factory.name, "model": self.backbone.name, "weights": self.backbone.weights_source,
+                "head": self.head.name, "strategy": self.strategy.name, "seed": self.config.seed,
+                "n_train": len(self.splits.train), "n_val": len(self.splits.val), "n_test": len(test),
+                "versions": artifacts.versions(),
+            },
+        }
+        self.log(f"  test accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on {len(test)} examples")
+
+    # ------------------------------------------------------------------ 12
+    def plot_confusion(self) -> None:
+        plot_confusion(np.array(self.metrics["test"]["confusion_matrix"]), self.encoder.classes,
+                       self.dir / "confusion.png", title=f"{self.backbone.name} · {self.strategy.name}")
+
+
+class Engine:
+    """The programmatic entry point: ``Engine().run(RunConfig(...))``."""
+
+    def __init__(self, zoo: Zoo | None = None, log: Callable[[str], None] | None = stderr_log) -> None:
+        self._zoo = zoo
+        self.log = log or (lambda msg: None)
+
+    @property
+    def zoo(self) -> Zoo:
+        if self._zoo is None:
+            self._zoo = Zoo()
+        return self._zoo
+
+    def run(self, config: RunConfig) -> RunResult:
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        return Run(config, self.zoo, self.log).execute()
+
+    def predict(self, run_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
+        from .predict import Predictor
+
+        return Predictor.load(run_dir, self.zoo).predict(inputs)

@@ -1,0 +1,205 @@
+"""The training loop: it runs the phases a strategy planned, nothing more.
+
+A phase says which backbone layer groups learn (counted from the top), for how many
+epochs and at which learning rate.  Frozen groups have ``requires_grad=False`` and
+stay in eval mode, so their BatchNorm running statistics never move.  Each epoch's
+row goes to ``history.csv`` as soon as the epoch ends.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .interfaces import Backbone, Phase
+
+HISTORY_FIELDS = ("phase", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+class TransferModel(nn.Module):
+    """The new model: a pretrained backbone with a new head on top."""
+
+    def __init__(self, backbone: Backbone, head: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        return self.head(self.backbone(batch))
+
+
+def set_trainable(backbone: Backbone, top_groups: int) -> list[nn.Module]:
+    """Freeze the backbone except its top ``top_groups`` groups (-1: all); return those."""
+    groups = backbone.layer_groups()
+    for p in backbone.parameters():
+        p.requires_grad_(False)
+    k = len(groups) if top_groups < 0 else min(top_groups, len(groups))
+    live = groups[len(groups) - k:] if k else []
+    for g in live:
+        for p in g.parameters():
+            p.requires_grad_(True)
+    return live
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def frozen_to_eval(backbone: Backbone, live: list[nn.Module]) -> None:
+    """Put everything in the backbone that does not learn into eval mode (BatchNorm, dropout)."""
+    backbone.eval()
+    for g in live:
+        g.train()
+
+
+class History:
+    """Epoch rows, appended to ``history.csv`` as each epoch ends."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.path = path
+        if path is not None:
+            with path.open("w", newline="") as f:
+                csv.DictWriter(f, HISTORY_FIELDS).writeheader()
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.path is not None:
+            with self.path.open("a", newline="") as f:
+                csv.DictWriter(f, HISTORY_FIELDS).writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
+
+
+def soft_cross_entropy(label_smoothing: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy against one-hot (or soft) targets."""
+    ce = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ce(logits, target.float())
+
+    return loss
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
+
+
+def _batch_size(x: Any) -> int:
+    if isinstance(x, torch.Tensor):
+        return len(x)
+    if isinstance(x, dict):
+        return len(next(iter(x.values())))
+    return len(x)
+
+
+class Trainer:
+    def __init__(self, *, device: torch.device, loss: Callable, history: History,
+                 weight_decay: float = 0.01, progress: bool = True,
+                 log: Callable[[str], None] = print) -> None:
+        self.device, self.loss, self.history = device, loss, history
+        self.weight_decay, self.progress, self.log = weight_decay, progress, log
+
+    def run_phase(self, model: nn.Module, phase: Phase, param_groups: list[dict[str, Any]],
+                  train_loader: Iterable, val_loader: Iterable | None,
+                  on_train: Callable[[], None] | None = None, keep_best: bool = True) -> None:
+        """Train ``model`` for ``phase.epochs``; keep the weights of the best validation loss."""
+        import time
+
+        from tqdm.auto import tqdm
+
+        model.to(self.device)
+        opt = torch.optim.AdamW(param_groups, weight_decay=self.weight_decay)
+        steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
+        warm = int(steps * phase.warmup_fraction)
+
+        def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
+            if step < warm:
+                return (step + 1) / warm
+            t = (step - warm) / max(1, steps - warm)
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        best: tuple[float, dict[str, Any]] | None = None
+        for epoch in range(1, phase.epochs + 1):
+            start = time.perf_counter()
+            model.train()
+            if on_train:
+                on_train()
+            seen = correct = 0
+            total_loss = 0.0
+            bar = tqdm(train_loader, desc=f"{phase.name} {epoch}/{phase.epochs}", unit="batch",
+                       leave=False, disable=None if self.progress else True, mininterval=1.0)
+            for x, y in bar:
+                x, y = _to(x, self.device), y.to(self.device)
+                logits = model(x)
+                loss = self.loss(logits, y)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                n = _batch_size(y)
+                seen += n
+                total_loss += float(loss.detach()) * n
+                correct += int((logits.argmax(1) == y.argmax(1)).sum())
+                bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+            row: dict[str, Any] = {
+                "phase": phase.name, "epoch": epoch,
+                "train_loss": round(total_loss / max(1, seen), 5),
+                "train_accuracy": round(correct / max(1, seen), 5),
+                "lr": f"{opt.param_groups[0]['lr']:.3g}",
+            }
+            if val_loader is not None:
+                vl, va = self.evaluate(model, val_loader)
+                row.update(val_loss=round(vl, 5), val_accuracy=round(va, 5))
+                if keep_best and (best is None or vl < best[0]):
+                    best = (vl, copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()}))
+            row["seconds"] = round(time.perf_counter() - start, 2)
+            self.history.append(row)
+            self.log(f"  {phase.name} epoch {epoch}/{phase.epochs}: loss {row['train_loss']:.4f} "
+                     f"acc {row['train_accuracy']:.3f}"
+                     + (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else ""))
+        if best is not None:
+            model.load_state_dict(best[1])
+
+    @torch.inference_mode()
+    def evaluate(self, model: nn.Module, loader: Iterable) -> tuple[float, float]:
+        model.eval()
+        seen = correct = 0
+        total = 0.0
+        for x, y in loader:
+            x, y = _to(x, self.device), y.to(self.device)
+            logits = model(x)
+            n = _batch_size(y)
+            total += float(self.loss(logits, y)) * n
+            correct += int((logits.argmax(1) == y.argmax(1)).sum())
+            seen += n
+        return total / max(1, seen), correct / max(1, seen)
+
+
+@torch.inference_mode()
+def predict_logits(model: nn.Module, loader: Iterable, device: torch.device) -> torch.Tensor:
+    model.eval().to(device)
+    out = [model(_to(x, device)).float().cpu() for x in loader]
+    return torch.cat(out) if out else torch.zeros(0)
+
+
+def param_groups(model: TransferModel, live: list[nn.Module], phase: Phase) -> list[dict[str, Any]]:
+    """Head and top group at ``phase.lr``; each group below gets ``lr_decay`` times less."""
+    groups = [{"params": [p for p in model.head.parameters() if p.requires_grad], "lr": phase.lr}]
+    for depth, g in enumerate(reversed(live)):
+        ps = [p for p in g.parameters() if p.requires_grad]
+        if ps:
+            groups.append({"params": ps, "lr": phase.lr * phase.lr_decay ** depth})
+    return [g for g in groups if g["params"]]
+

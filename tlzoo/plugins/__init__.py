@@ -1,0 +1,1 @@
+"""tlzoo's built-in plugins; each registers through the same hooks a third party uses."""

