@@ -36,6 +36,7 @@ _LAZY = {
     "Phase": "tlzoo.core.interfaces",
     "Plan": "tlzoo.core.interfaces",
     "Dataset": "tlzoo.core.interfaces",
+    "Pretrainer": "tlzoo.core.interfaces",
     "DataSource": "tlzoo.core.interfaces",
     "DataOptions": "tlzoo.core.interfaces",
     "Predictor": "tlzoo.core.predict",

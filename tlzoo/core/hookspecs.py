@@ -34,6 +34,11 @@ def tlzoo_register_data_sources(register: Any) -> None:
 
 
 @hookspec
+def tlzoo_register_pretrainers(register: Any) -> None:
+    """Register Pretrainer instances (source-task training): ``register(pretrainer)``."""
+
+
+@hookspec
 def tlzoo_register_commands(cli: Any) -> None:
     """Add click commands to the ``tl`` group: ``cli.add_command(...)``."""
 

@@ -250,6 +250,7 @@ class Phase:
     train_groups: int = 0
     lr_decay: float = 1.0
     warmup_fraction: float = 0.0
+    schedule: str = "cosine"  # cosine (after warm-up), slanted (ULMFiT's STLR), onecycle, constant
 
 
 @dataclass
@@ -267,3 +268,25 @@ class Strategy(ABC):
     @abstractmethod
     def plan(self, head: Head, train: Any) -> Plan:
         """Turn the head and the ``train`` config section into a :class:`Plan`."""
+
+    def before_training(self, run: Any) -> None:
+        """Optional work at the start of the train step, e.g. ULMFiT's language-model
+        fine-tuning on the target texts.  ``run`` is the :class:`tlzoo.core.runner.Run`."""
+
+
+# --------------------------------------------------------------------------- pretraining
+class Pretrainer(ABC):
+    """Source-task training on an unlabelled corpus (``tl pretrain --plugin NAME``).
+
+    ``pretrain`` writes into ``out`` everything ``tl run --plugin NAME --weights out``
+    needs: weights (safetensors or the library's native format), the vocabulary or
+    tokenizer, a small JSON/TOML description and a loss curve PNG.
+    """
+
+    name: str = ""  # the backbone plugin whose weights this produces
+    description: str = ""
+
+    @abstractmethod
+    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
+                 log: Callable[[str], None]) -> dict[str, Any]:
+        """Train on ``corpus`` and write to ``out``; return a summary (final loss, perplexity...)."""

@@ -240,6 +240,7 @@ class Run:
     # ------------------------------------------------------------------ 9
     def train(self) -> None:
         t = self.config.train
+        self.strategy.before_training(self)
         needs_features = self.plan.extract_features or any(p.train_groups == 0 for p in self.plan.phases)
         if needs_features:
             self._extract_features()

@@ -123,12 +123,7 @@ class Trainer:
         steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
         warm = int(steps * phase.warmup_fraction)
 
-        def schedule(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
-            if step < warm:
-                return (step + 1) / warm
-            t = (step - warm) / max(1, steps - warm)
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
-
+        schedule = lr_schedule(phase.schedule, steps, warm)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         best: tuple[float, dict[str, Any]] | None = None
         for epoch in range(1, phase.epochs + 1):
@@ -185,6 +180,40 @@ class Trainer:
             correct += int((logits.argmax(1) == y.argmax(1)).sum())
             seen += n
         return total / max(1, seen), correct / max(1, seen)
+
+
+def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:
+    """A multiplier of the base learning rate for each optimizer step."""
+    if kind == "constant":
+        return lambda step: min(1.0, (step + 1) / warm) if warm else 1.0
+    if kind == "slanted":  # ULMFiT's slanted triangular rates: short rise, long linear fall
+        cut = max(1, int(steps * 0.1))
+        ratio = 32.0
+
+        def stlr(step: int) -> float:
+            p = step / cut if step < cut else 1 - (step - cut) / max(1, steps - cut)
+            return (1 + p * (ratio - 1)) / ratio
+        return stlr
+    if kind == "onecycle":  # rise to the peak over 30 %, cosine down to 1/250 of it
+        peak = max(1, int(steps * 0.3))
+
+        def one(step: int) -> float:
+            if step < peak:
+                return 0.04 + 0.96 * 0.5 * (1 - math.cos(math.pi * step / peak))
+            t = (step - peak) / max(1, steps - peak)
+            return 0.004 + 0.996 * 0.5 * (1 + math.cos(math.pi * t))
+        return one
+    if kind != "cosine":
+        from .errors import TlzooError
+
+        raise TlzooError(f"Unknown learning-rate schedule '{kind}'; use cosine, slanted, onecycle or constant.")
+
+    def cosine(step: int) -> float:  # linear warm-up, then cosine decay to 10 %
+        if step < warm:
+            return (step + 1) / warm
+        t = (step - warm) / max(1, steps - warm)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+    return cosine
 
 
 @torch.inference_mode()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import TlzooError, suggest
-from .interfaces import BackboneFactory, DataSource, Head, Strategy
+from .interfaces import BackboneFactory, DataSource, Head, Pretrainer, Strategy
 from .plugins import PluginManager
 from .registry import CatalogueEntry, Registry, load_catalogue
 
@@ -20,6 +20,7 @@ class Zoo:
         self.heads: Registry[type[Head]] = Registry("head", "tl heads")
         self.strategies: Registry[Strategy] = Registry("strategy", "tl strategies")
         self.data_sources: list[DataSource] = []
+        self.pretrainers: Registry[Pretrainer] = Registry("pretrainer", "tl pretrain --help")
         self.catalogue: list[CatalogueEntry] = load_catalogue()
 
         def backbone(plugin: str) -> Any:
@@ -37,11 +38,15 @@ class Zoo:
         def source(plugin: str) -> Any:
             return self.data_sources.append
 
+        def pretrainer(plugin: str) -> Any:
+            return lambda p: self.pretrainers.add(p.name, p, plugin)
+
         pm = self.plugins
         pm.call_register("tlzoo_register_backbones", backbone)
         pm.call_register("tlzoo_register_heads", head)
         pm.call_register("tlzoo_register_strategies", strategy)
         pm.call_register("tlzoo_register_data_sources", source)
+        pm.call_register("tlzoo_register_pretrainers", pretrainer)
 
     # ------------------------------------------------------------ look-ups
     def entry(self, name: str) -> CatalogueEntry | None:
