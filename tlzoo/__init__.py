@@ -44,6 +44,8 @@ _LAZY = {
     "Zoo": "tlzoo.core.zoo",
     "TlzooError": "tlzoo.core.errors",
     "list_models": "tlzoo.core.api",
+    "pretrain": "tlzoo.core.pretraining",
+    "read_corpus": "tlzoo.core.corpus",
 }
 
 __all__ = sorted([*_LAZY, "hookimpl", "__version__"])

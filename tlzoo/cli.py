@@ -197,6 +197,48 @@ def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_js
             click.echo(f"{row['label']}\t{row['probability']:.3f}\t{row['input']}")
 
 
+# ---------------------------------------------------------------------------- pretrain
+@cli.command()
+@click.option("--plugin", "-p", required=True, help="Whose weights to pretrain (word2vec, fasttext, transformer, elmo, ulmfit).")
+@click.option("--corpus", "-c", required=True, help="A .txt file (a text per line), a folder of .txt files, a CSV/JSONL "
+              "(its text column) or a dataset name such as rotten-tomatoes (labels ignored).")
+@click.option("--out", "-o", required=True, help="Folder to write the weights, vocabulary, description and curve to.")
+@click.option("--epochs", "-e", type=int, help="Training epochs (default: the pretrainer's).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="A pretrainer option, e.g. dim=100.")
+@click.option("--limit", type=int, default=0, help="Use N texts of the corpus (seeded sample).")
+@click.option("--seed", type=int, default=0, help="Random seed [0].")
+@click.option("--text-column", default="text", help="CSV/JSONL column holding the text [text].")
+@click.option("--label-column", default="label", help="With --split train: the label column [label].")
+@click.option("--encoding", default="utf-8", help="Corpus file encoding [utf-8].")
+@click.option("--split", type=click.Choice(["train"]), help="Only the texts `tl run` (same --limit/--seed) trains on.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@friendly
+def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: tuple[str, ...], limit: int,
+             seed: int, text_column: str, label_column: str, encoding: str, split: str | None, quiet: bool,
+             as_json: bool) -> None:
+    """Source-task pretraining on an unlabelled corpus; then `tl run --plugin X --weights OUT`."""
+    from tlzoo.core.corpus import CorpusOptions
+    from tlzoo.core.pretraining import pretrain as run_pretrain
+
+    options: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise TlzooError(f"--set expects key=value, got '{item}'; e.g. --set dim=100.")
+        key, value = (s.strip() for s in item.split("=", 1))
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    copts = CorpusOptions(text_column=text_column, label_column=label_column, encoding=encoding, split=split or "")
+    summary = run_pretrain(plugin, corpus, out, options, epochs=epochs, limit=limit, seed=seed,
+                           corpus_options=copts, log=None if quiet or as_json else _log)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        click.echo(summary["out"])
+
+
 # ---------------------------------------------------------------------------- catalogue
 @cli.command(name="list")
 @click.argument("pattern", default="*")

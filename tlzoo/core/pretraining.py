@@ -1,0 +1,196 @@
+"""Source-task pretraining: ``tl pretrain`` and ``tlzoo.pretrain()``.
+
+The engine reads the corpus, seeds everything, hands the texts to the plugin's
+:class:`~tlzoo.core.interfaces.Pretrainer`, and then completes the output folder:
+
+* ``pretraining.json``: what was trained, on what, with which options, how long, and
+  the pretrainer's summary (final loss, perplexity, vocabulary size ...);
+* ``pretraining_history.csv`` and ``pretraining_curve.png`` from the summary's
+  ``history`` (one row per epoch: ``epoch``, ``train_loss``, optionally ``val_loss``,
+  ``train_perplexity``, ``val_perplexity``), unless the pretrainer wrote its own PNG.
+
+The folder is written as ``<out>.incomplete`` and renamed only when complete, so a
+crashed pretraining never leaves something that ``tl run --weights`` would accept.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import platform
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .corpus import CorpusOptions, read_corpus
+from .errors import TlzooError
+
+DESCRIPTION = "pretraining.json"
+CURVE = "pretraining_curve.png"
+HISTORY = "pretraining_history.csv"
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def pretrain(plugin: str, corpus: str | list[str], out: str | Path, options: dict[str, Any] | None = None, *,
+             epochs: int | None = None, limit: int = 0, seed: int = 0, corpus_options: CorpusOptions | None = None,
+             zoo: Any = None, log: Callable[[str], None] | None = _stderr) -> dict[str, Any]:
+    """Pretrain ``plugin`` on ``corpus`` (a location or a list of texts) into folder ``out``.
+
+    ``options`` go to the pretrainer as they are (``epochs`` and ``seed`` are added);
+    returns the summary that is also written to ``out/pretraining.json``.
+    """
+    import numpy as np
+    import torch
+
+    log = log or (lambda m: None)
+    if zoo is None:
+        from .zoo import Zoo
+
+        zoo = Zoo()
+    pretrainer = zoo.pretrainers.get(plugin)
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())):
+        raise TlzooError(f"Output folder '{final}' already exists and is not empty; choose another --out or remove it.")
+    if isinstance(corpus, str):
+        copts = corpus_options or CorpusOptions()
+        copts.limit, copts.seed = limit or copts.limit, seed
+        texts = read_corpus(corpus, copts, zoo)
+        where = corpus
+    else:
+        texts = [t for t in corpus if t and t.strip()]
+        if limit and len(texts) > limit:
+            texts = texts[:limit]
+        where = f"<{len(texts)} texts>"
+        if not texts:
+            raise TlzooError("The corpus holds no text; give some non-empty texts.")
+    opts = dict(options or {})
+    if epochs is not None:
+        if epochs < 1:
+            raise TlzooError(f"--epochs must be at least 1, got {epochs}.")
+        opts["epochs"] = epochs
+    opts.setdefault("seed", seed)
+    n_chars = sum(len(t) for t in texts)
+    log(f"pretraining {plugin} on {len(texts):,} texts ({n_chars:,} characters) from {where}")
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)
+    tmp = final.with_name(final.name + ".incomplete")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    if final.exists():
+        final.rmdir()
+    started = time.perf_counter()
+    try:
+        summary = pretrainer.pretrain(texts, str(tmp), opts, log) or {}
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds = round(time.perf_counter() - started, 2)
+    history = list(summary.pop("history", []) or [])
+    if history:
+        write_history(history, tmp / HISTORY)
+        if not (tmp / CURVE).exists():
+            plot_pretraining(history, tmp / CURVE, title=f"{plugin} pretraining on {Path(str(where)).name}")
+    record = {
+        "plugin": plugin, "corpus": str(where), "n_texts": len(texts), "n_characters": n_chars,
+        "options": opts, "seconds": seconds, "summary": summary, "history": history,
+        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+    }
+    (tmp / DESCRIPTION).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp.rename(final)
+    log(f"done in {seconds:.1f}s -> {final}  (use: tl run --plugin {plugin} --weights {final} ...)")
+    return {"out": str(final), **record}
+
+
+def write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields += [k for k in r if k not in fields]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fields)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Loss per epoch (training, validation) and, where it is a token cross-entropy, perplexity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    has_ppl = any(k.endswith("perplexity") for r in rows for k in r)
+    fig, axes = plt.subplots(1, 2 if has_ppl else 1, figsize=(11 if has_ppl else 6, 4.2), squeeze=False)
+    x = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
+    panels = [("loss", "loss")] + ([("perplexity", "perplexity")] if has_ppl else [])
+    for ax, (metric, label) in zip(axes[0], panels):
+        for split, style in (("train", "-o"), ("val", "-s")):
+            ys = [_num(r.get(f"{split}_{metric}")) for r in rows]
+            if any(not math.isnan(y) for y in ys):
+                ax.plot(x, ys, style, ms=4, label="training" if split == "train" else "held-out")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.set_title(label.capitalize())
+        if metric == "perplexity":
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def read_description(folder: str | Path) -> dict[str, Any] | None:
+    """The ``pretraining.json`` of a ``tl pretrain`` output folder, or None."""
+    p = Path(folder) / DESCRIPTION
+    return json.loads(p.read_text()) if p.is_file() else None
+
+
+def merge_options(plugin: str, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``defaults`` updated by ``options``; an unknown key or a wrong type is a one-line error.
+
+    For pretrainers: ``opts = merge_options(self.name, options, self.defaults())``.
+    ``epochs`` and ``seed`` always arrive from the engine, so include them in ``defaults``.
+    """
+    from .errors import suggest
+
+    merged = dict(defaults)
+    for key, value in options.items():
+        if key not in defaults:
+            raise TlzooError(f"Unknown option '{key}' for pretrainer '{plugin}'.{suggest(key, defaults)} "
+                             f"Options: {', '.join(f'{k}={v!r}' for k, v in sorted(defaults.items()))}.")
+        want = defaults[key]
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(want, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(want, str):
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise TlzooError(f"Pretrainer option '{key}' expects {type(want).__name__}, got {value!r}.")
+        merged[key] = value
+    return merged
