@@ -39,6 +39,7 @@ class ModelConfig:
     pooling: str = ""  # text: cls, mean or max; empty: the backbone's default
     max_length: int = 128  # text: tokens per example
     image_size: int = 0  # vision: 0 = from the weights' configuration
+    options: dict[str, Any] = field(default_factory=dict)  # backbone-specific, e.g. --set model.options.encoder=cnn
 
 
 @dataclass
@@ -93,6 +94,10 @@ class RunConfig:
         for key, value in data.items():
             if isinstance(value, dict) and key != "params":
                 for sub, v in value.items():
+                    if isinstance(v, dict) and f"{key}.{sub}" == "model.options":
+                        for opt, ov in v.items():
+                            self.set(f"model.options.{opt}", ov)
+                        continue
                     if isinstance(v, dict):
                         raise TlzooError(f"Config key '{key}.{sub}' is nested too deeply.")
                     self.set(f"{key}.{sub}", v)
@@ -102,6 +107,9 @@ class RunConfig:
     def set(self, dotted: str, value: Any) -> None:
         """Set one key such as ``train.lr``; strings are parsed to the field's type."""
         parts = dotted.split(".")
+        if parts[:2] == ["model", "options"] and len(parts) == 3:  # checked by the backbone plugin
+            self.model.options[parts[2]] = _parse_loose(value)
+            return
         if parts[0] == "head" and len(parts) == 2 and parts[1] != "name":
             self.head.params[parts[1]] = _parse_loose(value)
             return

@@ -193,8 +193,10 @@ class Run:
     # ------------------------------------------------------------------ 6
     def create_base_model(self) -> None:
         m = self.config.model
-        options = {"pooling": m.pooling, "max_length": m.max_length, "image_size": m.image_size,
-                   "augment": self.augment_train}
+        # train_backbone: whether any phase updates the backbone (a static-vector backbone then adds its encoder)
+        trains = not self.plan.extract_features and any(p.train_groups != 0 for p in self.plan.phases)
+        options = {**m.options, "pooling": m.pooling, "max_length": m.max_length, "image_size": m.image_size,
+                   "augment": self.augment_train, "train_backbone": trains}
         request = BackboneRequest(model=self.model_name, weights=m.weights or None,
                                   pretrained=m.pretrained, options=options)
         self.backbone = self.factory.create(request)
