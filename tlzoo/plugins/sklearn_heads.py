@@ -1,4 +1,13 @@
-"""Classic heads fitted on extracted features with scikit-learn."""
+"""Classic heads fitted on extracted features with scikit-learn.
+
+``logreg``, ``svm``, ``rf``, ``knn``, ``tree`` and ``nb`` (Gaussian naive Bayes).  Each is
+fitted with scikit-learn, then exported as plain numpy arrays (``state()``) that the
+runner saves in ``model.safetensors``: no pickle, so a trained model loads with any
+scikit-learn version.  Prediction from those arrays is done here in numpy, so
+``tl predict`` does not even need scikit-learn for most heads.  Every hyper-parameter is
+reachable as ``--set head.<param>=...``.  Third-party heads register through the same
+``tlzoo_register_heads`` hook.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -10,7 +19,47 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Head
 
 
-class LogRegHead(Head):
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _widen(proba: np.ndarray, seen: np.ndarray, num_classes: int) -> np.ndarray:
+    """Columns for the classes the estimator saw -> all ``num_classes`` columns."""
+    out = np.zeros((len(proba), num_classes), np.float32)
+    out[:, seen.astype(np.int64)] = proba
+    return out
+
+
+class SklearnHead(Head):
+    """Shared plumbing: option checking, scikit-learn errors as one-line TlzooErrors."""
+
+    trainable = False
+    num_classes: int = 0
+
+    def _make(self, factory: Any, **kwargs: Any) -> Any:
+        try:
+            return factory(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise TlzooError(f"Bad {self.name} option: {exc}; check --set head.* values.") from None
+
+    def _fit(self, estimator: Any, x: np.ndarray, y: np.ndarray) -> Any:
+        try:
+            return estimator.fit(x, y)
+        except (TypeError, ValueError) as exc:  # sklearn validates parameters at fit time
+            raise TlzooError(f"Bad {self.name} option: {str(exc).splitlines()[0]}; "
+                             f"check --set head.* values (see `tl heads`).") from None
+
+    def _check_state(self, arrays: dict[str, np.ndarray], *keys: str) -> None:
+        missing = [k for k in keys if k not in arrays]
+        if missing:
+            raise TlzooError(f"The saved {self.name} head lacks '{missing[0]}'; the run directory is damaged, "
+                             "retrain with `tl run`.")
+
+
+# --------------------------------------------------------------------------- logistic regression
+class LogRegHead(SklearnHead):
     """Multinomial logistic regression on standardised features.
 
     The fitted model is exactly a linear softmax layer (the scaler is folded into the
@@ -18,7 +67,6 @@ class LogRegHead(Head):
     """
 
     name = "logreg"
-    trainable = False
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -28,13 +76,10 @@ class LogRegHead(Head):
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
-        try:
-            self.scaler = StandardScaler().fit(x)
-            self.model = LogisticRegression(C=float(self.params["C"]), max_iter=int(self.params["max_iter"]),
-                                            class_weight=self.params["class_weight"])
-        except (TypeError, ValueError) as exc:
-            raise TlzooError(f"Bad logreg option: {exc}; check --set head.* values.") from None
-        self.model.fit(self.scaler.transform(x), y)
+        self.scaler = StandardScaler().fit(x)
+        self.model = self._make(LogisticRegression, C=float(self.params["C"]), max_iter=int(self.params["max_iter"]),
+                                class_weight=self.params["class_weight"])
+        self._fit(self.model, self.scaler.transform(x), y)
         self.num_classes = num_classes
         self._linear = self._fold()
 
@@ -54,15 +99,305 @@ class LogRegHead(Head):
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         w, b = self._linear
-        logits = x.astype(np.float64) @ w.T.astype(np.float64) + b
-        logits -= logits.max(1, keepdims=True)
-        e = np.exp(logits)
-        return (e / e.sum(1, keepdims=True)).astype(np.float32)
+        return _softmax(x.astype(np.float64) @ w.T.astype(np.float64) + b)
 
     def to_linear(self) -> tuple[np.ndarray, np.ndarray]:
         return self._linear
 
+    def state(self) -> dict[str, np.ndarray]:
+        return {"weight": self._linear[0], "bias": self._linear[1]}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._check_state(arrays, "weight", "bias")
+        self._linear = (arrays["weight"], arrays["bias"])
+        self.num_classes = len(arrays["bias"])
+
+
+# --------------------------------------------------------------------------- support vector machine
+class SVMHead(SklearnHead):
+    """A support vector machine with calibrated probabilities.
+
+    ``kernel=linear`` is scikit-learn's LinearSVC on standardised features;
+    ``kernel=rbf`` first maps features through ``n_components`` random Fourier features
+    (Rahimi & Recht), whose inner products approximate the RBF kernel, so the fitted
+    model stays a set of arrays.  Probabilities: a multinomial logistic calibration
+    fitted on ``cv``-fold out-of-fold SVM scores (Platt's idea, for many classes).
+    """
+
+    name = "svm"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"C": 1.0, "kernel": "linear", "gamma": "scale", "n_components": 1024, "max_iter": 5000,
+                "class_weight": None, "cv": 3, "random_state": 0}
+
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        z = (x.astype(np.float64) - self.mean) / self.scale
+        if self.rff_w is not None:
+            z = np.sqrt(2.0 / self.rff_w.shape[1]) * np.cos(z @ self.rff_w + self.rff_b)
+        return z
+
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+        from sklearn.svm import LinearSVC
+
+        p = self.params
+        kernel = p["kernel"]
+        if kernel not in ("linear", "rbf"):
+            raise TlzooError(f"head.kernel must be linear or rbf, got {kernel!r}.")
+        self.num_classes = num_classes
+        self.mean = x.mean(0).astype(np.float64)
+        self.scale = x.std(0).astype(np.float64)
+        self.scale[self.scale < 1e-12] = 1.0
+        self.rff_w = self.rff_b = None
+        if kernel == "rbf":
+            d = x.shape[1]
+            gamma = 1.0 / d if p["gamma"] == "scale" else float(p["gamma"])  # features have unit variance
+            rng = np.random.default_rng(int(p["random_state"]))
+            n = int(p["n_components"])
+            self.rff_w = rng.normal(0.0, np.sqrt(2 * gamma), size=(d, n))
+            self.rff_b = rng.uniform(0, 2 * np.pi, size=n)
+        z = self._features(x)
+
+        def svc() -> Any:
+            return self._make(LinearSVC, C=float(p["C"]), max_iter=int(p["max_iter"]),
+                              class_weight=p["class_weight"], random_state=int(p["random_state"]))
+
+        model = self._fit(svc(), z, y)
+        self.seen = model.classes_.astype(np.int64)
+        self.coef, self.intercept = model.coef_, model.intercept_
+        counts = np.bincount(y)
+        counts = counts[counts > 0]
+        folds = min(int(p["cv"]), int(counts.min()))
+        if folds >= 2 and len(self.seen) > 1:
+            cv = StratifiedKFold(folds, shuffle=True, random_state=int(p["random_state"]))
+            scores = cross_val_predict(svc(), z, y, cv=cv, method="decision_function")
+        else:  # too few examples per class to hold any out: calibrate on the training scores
+            scores = model.decision_function(z)
+        calibrator = LogisticRegression(max_iter=1000).fit(scores.reshape(len(z), -1), y)
+        self.cal_w, self.cal_b = _binary_rows(calibrator.coef_, calibrator.intercept_)
+
+    def _scores(self, x: np.ndarray) -> np.ndarray:
+        return self._features(x) @ self.coef.T + self.intercept
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        s = self._scores(x)  # binary: one score column, calibrated into two classes
+        return _widen(_softmax(s @ self.cal_w.T + self.cal_b), self.seen, self.num_classes)
+
+    def state(self) -> dict[str, np.ndarray]:
+        out = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
+               "cal_w": self.cal_w, "cal_b": self.cal_b, "seen": self.seen,
+               "num_classes": np.array([self.num_classes])}
+        if self.rff_w is not None:
+            out.update(rff_w=self.rff_w, rff_b=self.rff_b)
+        return out
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._check_state(arrays, "mean", "scale", "coef", "intercept", "cal_w", "cal_b", "seen", "num_classes")
+        for k in ("mean", "scale", "coef", "intercept", "cal_w", "cal_b", "seen"):
+            setattr(self, k, arrays[k])
+        self.rff_w, self.rff_b = arrays.get("rff_w"), arrays.get("rff_b")
+        self.num_classes = int(arrays["num_classes"][0])
+
+
+def _binary_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """sklearn's binary LogisticRegression keeps one row; give softmax two."""
+    if coef.shape[0] == 1:
+        return np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    return coef, intercept
+
+
+# --------------------------------------------------------------------------- k nearest neighbours
+class KNNHead(SklearnHead):
+    """k nearest neighbours; the state is the training features and labels themselves."""
+
+    name = "knn"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"n_neighbors": 5, "weights": "distance", "metric": "cosine"}
+
+    def _build(self) -> None:
+        from sklearn.neighbors import KNeighborsClassifier
+
+        k = min(int(self.params["n_neighbors"]), len(self.x))
+        self.model = self._make(KNeighborsClassifier, n_neighbors=k, weights=self.params["weights"],
+                                metric=self.params["metric"], algorithm="brute")
+        self._fit(self.model, self.x, self.y)
+
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+        if int(self.params["n_neighbors"]) < 1:
+            raise TlzooError(f"head.n_neighbors must be at least 1, got {self.params['n_neighbors']}.")
+        self.x, self.y, self.num_classes = np.ascontiguousarray(x, np.float32), y.astype(np.int64), num_classes
+        self._build()
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        if len(x) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        return _widen(self.model.predict_proba(x), self.model.classes_, self.num_classes)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"x": self.x, "y": self.y, "num_classes": np.array([self.num_classes])}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._check_state(arrays, "x", "y", "num_classes")
+        self.x, self.y, self.num_classes = arrays["x"], arrays["y"], int(arrays["num_classes"][0])
+        self._build()  # "fitting" k-NN only stores the arrays: exact, and cheap
+
+
+# --------------------------------------------------------------------------- Gaussian naive Bayes
+class GaussianNBHead(SklearnHead):
+    """Gaussian naive Bayes: per-class means, variances and priors."""
+
+    name = "nb"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"var_smoothing": 1e-9}
+
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+        from sklearn.naive_bayes import GaussianNB
+
+        m = self._fit(self._make(GaussianNB, var_smoothing=float(self.params["var_smoothing"])), x, y)
+        self.theta, self.var, self.prior = m.theta_, m.var_, m.class_prior_
+        self.seen, self.num_classes = m.classes_.astype(np.int64), num_classes
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        # log N(x | theta, var) summed over features, per class (chunk-free: [n, classes])
+        ll = -0.5 * (np.log(2 * np.pi * self.var).sum(1)[None, :]
+                     + ((x[:, None, :] - self.theta[None]) ** 2 / self.var[None]).sum(2)) \
+            if len(x) * self.theta.size < 5e7 else self._ll_loop(x)
+        return _widen(_softmax(ll + np.log(self.prior)[None, :]), self.seen, self.num_classes)
+
+    def _ll_loop(self, x: np.ndarray) -> np.ndarray:  # bounded memory for large inputs
+        return np.stack([-0.5 * (np.log(2 * np.pi * v).sum() + ((x - t) ** 2 / v).sum(1))
+                         for t, v in zip(self.theta, self.var)], 1)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"theta": self.theta, "var": self.var, "prior": self.prior, "seen": self.seen,
+                "num_classes": np.array([self.num_classes])}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._check_state(arrays, "theta", "var", "prior", "seen", "num_classes")
+        self.theta, self.var, self.prior, self.seen = arrays["theta"], arrays["var"], arrays["prior"], arrays["seen"]
+        self.num_classes = int(arrays["num_classes"][0])
+
+
+# --------------------------------------------------------------------------- trees
+class _Forest:
+    """One or more fitted decision trees as flat arrays, evaluated in numpy."""
+
+    KEYS = ("left", "right", "feature", "threshold", "value", "roots")
+
+    def __init__(self, left: np.ndarray, right: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
+                 value: np.ndarray, roots: np.ndarray) -> None:
+        self.left, self.right, self.feature, self.threshold = left, right, feature, threshold
+        self.value, self.roots = value, roots
+
+    @classmethod
+    def from_sklearn(cls, trees: list[Any], seen_in_tree: list[np.ndarray], n_seen: int) -> "_Forest":
+        """Concatenate trees; node ids are offset so children point inside the big arrays."""
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in cls.KEYS[:-1]}
+        roots, offset = [], 0
+        for tree, cols in zip(trees, seen_in_tree):
+            t = tree.tree_
+            leaf = t.children_left < 0
+            parts["left"].append(np.where(leaf, -1, t.children_left + offset))
+            parts["right"].append(np.where(leaf, -1, t.children_right + offset))
+            parts["feature"].append(np.where(leaf, 0, t.feature))
+            parts["threshold"].append(t.threshold)
+            v = t.value[:, 0, :].astype(np.float64)
+            v = v / np.maximum(v.sum(1, keepdims=True), 1e-12)  # counts or fractions -> fractions
+            full = np.zeros((len(v), n_seen))
+            full[:, cols] = v  # a bootstrap sample may miss a class
+            parts["value"].append(full)
+            roots.append(offset)
+            offset += t.node_count
+        return cls(*(np.concatenate(parts[k]) for k in cls.KEYS[:-1]), np.array(roots, np.int64))
+
+    def proba(self, x: np.ndarray) -> np.ndarray:
+        total = np.zeros((len(x), self.value.shape[1]))
+        rows = np.arange(len(x))
+        for root in self.roots:
+            node = np.full(len(x), root, np.int64)
+            live = self.left[node] >= 0
+            while live.any():  # one level of all samples at a time
+                n = node[live]
+                go_left = x[rows[live], self.feature[n]] <= self.threshold[n]
+                node[live] = np.where(go_left, self.left[n], self.right[n])
+                live = self.left[node] >= 0
+            total += self.value[node]
+        return total / len(self.roots)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {k: getattr(self, k) for k in self.KEYS}
+
+
+class _TreeHeadBase(SklearnHead):
+    def _store(self, trees: list[Any], seen_in_tree: list[np.ndarray], seen: np.ndarray, num_classes: int) -> None:
+        self.seen, self.num_classes = seen.astype(np.int64), num_classes
+        self.forest = _Forest.from_sklearn(trees, seen_in_tree, len(seen))
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return _widen(self.forest.proba(np.asarray(x, np.float32)).astype(np.float32), self.seen, self.num_classes)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {**self.forest.arrays(), "seen": self.seen, "num_classes": np.array([self.num_classes])}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        self._check_state(arrays, *_Forest.KEYS, "seen", "num_classes")
+        self.forest = _Forest(*(arrays[k] for k in _Forest.KEYS))
+        self.seen, self.num_classes = arrays["seen"], int(arrays["num_classes"][0])
+
+
+class TreeHead(_TreeHeadBase):
+    """One decision tree (CART); ``max_depth`` keeps it readable and regularised."""
+
+    name = "tree"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"max_depth": 12, "min_samples_leaf": 2, "criterion": "gini", "random_state": 0}
+
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+        from sklearn.tree import DecisionTreeClassifier
+
+        p = self.params
+        m = self._fit(self._make(DecisionTreeClassifier, max_depth=p["max_depth"], criterion=p["criterion"],
+                                 min_samples_leaf=p["min_samples_leaf"], random_state=p["random_state"]),
+                      x.astype(np.float32), y)
+        self._store([m], [np.arange(len(m.classes_))], m.classes_, num_classes)
+
+
+class RandomForestHead(_TreeHeadBase):
+    """A random forest; its trees are saved as arrays and averaged in numpy."""
+
+    name = "rf"
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt",
+                "class_weight": None, "random_state": 0, "n_jobs": 1}
+
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+        from sklearn.ensemble import RandomForestClassifier
+
+        p = self.params
+        m = self._fit(self._make(RandomForestClassifier, n_estimators=p["n_estimators"], max_depth=p["max_depth"],
+                                 min_samples_leaf=p["min_samples_leaf"], max_features=p["max_features"],
+                                 class_weight=p["class_weight"], random_state=p["random_state"],
+                                 n_jobs=p["n_jobs"]),
+                      x.astype(np.float32), y)
+        # every tree of a forest reports probabilities over the forest's classes_
+        self._store(list(m.estimators_), [np.arange(len(m.classes_))] * len(m.estimators_), m.classes_, num_classes)
+
+
+HEADS: tuple[type[Head], ...] = (LogRegHead, SVMHead, RandomForestHead, KNNHead, TreeHead, GaussianNBHead)
+
 
 @hookimpl
 def tlzoo_register_heads(register: Any) -> None:
-    register(LogRegHead)
+    for cls in HEADS:
+        register(cls)
