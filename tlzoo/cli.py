@@ -135,12 +135,23 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.lr=0.01.")
 @click.option("--quiet", "-q", is_flag=True, help="Only print the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON on stdout.")
+@click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue an interrupted run after its last finished epoch.")
 @friendly
 def run(config_file: str | None, overrides: tuple[str, ...], quiet: bool, as_json: bool,
-        no_pretrained: bool | None, no_augment: bool | None, **options: Any) -> None:
+        no_pretrained: bool | None, no_augment: bool | None, resume_dir: str | None, **options: Any) -> None:
     """Train a transfer model: the twelve steps, one command."""
     from tlzoo.core.config import RunConfig
 
+    if resume_dir:
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+        given += ["--config"] * bool(config_file) + ["--set"] * bool(overrides)
+        given += ["--no-pretrained"] * bool(no_pretrained) + ["--no-augment"] * bool(no_augment)
+        if given:
+            raise TlzooError(f"--resume continues with the run's own config.toml; drop {given[0]}.")
+        from tlzoo.core.runner import Engine
+
+        _print_result(Engine(log=(lambda m: None) if quiet else _log).resume(resume_dir), as_json)
+        return
     cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
@@ -154,7 +165,10 @@ def run(config_file: str | None, overrides: tuple[str, ...], quiet: bool, as_jso
         cfg.progress = False
     from tlzoo.core.runner import Engine
 
-    result = Engine(log=(lambda m: None) if quiet else _log).run(cfg)
+    _print_result(Engine(log=(lambda m: None) if quiet else _log).run(cfg), as_json)
+
+
+def _print_result(result: Any, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
     else:
@@ -330,6 +344,48 @@ def data_export(name: str, folder: str, limit: int, seed: int) -> None:
     from tlzoo.plugins.builtin_datasets import export
 
     click.echo(export(name, folder, limit, seed))
+
+
+# ---------------------------------------------------------------------------- feature cache
+@cli.group()
+def cache() -> None:
+    """The feature cache under $TLZOO_HOME/features: list or clear it."""
+
+
+@cache.command(name="ls")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def cache_ls(as_json: bool) -> None:
+    """List cached features: model, dataset, split, shape, size, last use."""
+    import time
+
+    from tlzoo.core.cache_admin import cache_entries, cache_root, human_age, human_bytes
+
+    entries = cache_entries()
+    if as_json:
+        click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
+        return
+    if not entries:
+        click.echo(f"The feature cache is empty ({cache_root()}).", err=True)
+        return
+    now = time.time()
+    for e in entries:
+        what = (f"{e.plugin}/{e.model:<22} {e.dataset or '-':<16} {e.split or '-':<6} {e.rows:>7} x {e.width:<5}"
+                if e.complete else "(partial: an interrupted extraction)")
+        click.echo(f"{e.key:<24}  {what}  {human_bytes(e.bytes):>9}  used {human_age(now - e.last_used)} ago")
+    total = sum(e.bytes for e in entries)
+    click.echo(f"{len(entries)} entries, {human_bytes(total)} in {cache_root()}", err=True)
+
+
+@cache.command(name="clear")
+@click.option("--older-than", "older_than", metavar="AGE", help="Only entries unused for longer than AGE (30m, 12h, 7d, 2w).")
+@friendly
+def cache_clear(older_than: str | None) -> None:
+    """Remove cached features (all, or those unused for longer than AGE)."""
+    from tlzoo.core.cache_admin import clear_cache, human_bytes
+
+    removed = clear_cache(older_than)
+    click.echo(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))})")
 
 
 def main() -> None:

@@ -53,6 +53,7 @@ class TrainConfig:
     strategy: str = "feature-extraction"
     epochs: int = 0  # 0 = the strategy's default (feature-extraction: 30 head epochs; fine-tune: 3 joint)
     head_epochs: int = 10  # fine-tune: epochs with the backbone frozen (on cached features: cheap)
+    lm_epochs: int = 2  # ulmfit: language-model fine-tuning epochs on the target training texts
     batch_size: int = 32
     lr: float = 3e-3  # head learning rate
     finetune_lr: float = 5e-5  # top of the backbone when unfrozen
@@ -61,6 +62,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     label_smoothing: float = 0.0
     warmup_fraction: float = 0.1
+    schedule: str = "cosine"  # learning rate per step: cosine (after warm-up), onecycle, slanted or constant
+    gradual_unfreezing: bool = False  # fine-tune: unfreeze one more group per epoch up to train.unfreeze
+    patience: int = 0  # early stopping: stop a phase after N epochs without a better val loss (0 = off)
     num_workers: int = 0
     device: str = "auto"
 
@@ -97,6 +101,10 @@ class RunConfig:
                     if isinstance(v, dict) and f"{key}.{sub}" == "model.options":
                         for opt, ov in v.items():
                             self.set(f"model.options.{opt}", ov)
+                        continue
+                    if isinstance(v, dict) and f"{key}.{sub}" == "head.params":  # [head.params] as to_toml writes it
+                        for opt, ov in v.items():
+                            self.set(f"head.{opt}", ov)
                         continue
                     if isinstance(v, dict):
                         raise TlzooError(f"Config key '{key}.{sub}' is nested too deeply.")

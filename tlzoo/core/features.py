@@ -1,9 +1,12 @@
 """Feature extraction with an on-disk cache.
 
-Features for (backbone weights + preprocessing, dataset content) are computed once,
-streamed to disk in shards under ``$TLZOO_HOME/features/<key>/`` and read back by any
-later run that needs the same features.  A manifest written last marks an entry as
-complete, so an interrupted extraction is detected and rebuilt, never half-used.
+Features for (backbone, weights fingerprint, preprocessing incl. layer and pooling,
+dataset content fingerprint, split) are computed once, streamed to disk in shards under
+``$TLZOO_HOME/features/<key>/`` and read back by any later run that needs the same
+features: another head, another seed for the head.  An entry is written into a private
+``<key>.tmp-<pid>`` folder and renamed into place only after its manifest (rows, width,
+a CRC-32 per shard) is written, so an interrupted extraction never looks complete; a
+corrupt or truncated entry fails its check on load and is rebuilt.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import json
 import os
 import shutil
 import time
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,7 @@ from .interfaces import Backbone, Dataset
 from .loaders import example_loader
 
 SHARD_ROWS = 4096
+CACHE_FORMAT = 2
 
 
 def tlzoo_home() -> Path:
@@ -33,12 +38,30 @@ def tlzoo_home() -> Path:
     return Path(base) / "tlzoo"
 
 
-def cache_key(backbone: Backbone, dataset: Dataset) -> str:
-    h = hashlib.sha256()
-    h.update(backbone.fingerprint().encode())
-    h.update(json.dumps(backbone.preprocessing(), sort_keys=True, default=str).encode())
-    h.update(dataset.fingerprint().encode())
-    return h.hexdigest()[:24]
+def key_parts(backbone: Backbone, dataset: Dataset, split: str = "") -> dict[str, Any]:
+    """Everything that decides the features; the cache key is a hash of it."""
+    return {
+        "format": CACHE_FORMAT,
+        "backbone": f"{backbone.plugin}/{backbone.name}",
+        "weights": backbone.fingerprint(),  # covers the weights themselves, not just their name
+        "preprocessing": backbone.preprocessing(),  # resize/normalise, tokenizer, layer, pooling ...
+        "num_features": backbone.num_features,
+        "dataset": dataset.fingerprint(),  # content and ids of exactly these examples
+        "split": split,
+    }
+
+
+def cache_key(backbone: Backbone, dataset: Dataset, split: str = "") -> str:
+    blob = json.dumps(key_parts(backbone, dataset, split), sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _crc(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
 
 
 class FeatureCache:
@@ -49,22 +72,28 @@ class FeatureCache:
         return self.root / key
 
     def load(self, key: str) -> np.ndarray | None:
+        """The cached features, or None (missing, partial or corrupt: removed, to be rebuilt)."""
         folder = self.path(key)
         manifest = folder / "manifest.json"
         if not manifest.is_file():
-            if folder.exists():  # partial entry from an interrupted run
+            if folder.exists():  # partial entry (older layout, or a crash mid-rename)
                 shutil.rmtree(folder, ignore_errors=True)
             return None
         try:
             meta = json.loads(manifest.read_text())
-            parts = [np.load(folder / name, mmap_mode="r") for name in meta["shards"]]
+            parts = []
+            for shard in meta["shards"]:
+                path = folder / shard["name"]
+                if path.stat().st_size != shard["bytes"] or _crc(path) != shard["crc32"]:
+                    raise ValueError(f"shard {shard['name']} is damaged")
+                parts.append(np.load(path, mmap_mode="r"))
             feats = np.concatenate(parts) if parts else np.zeros((0, meta["width"]), np.float32)
             if feats.shape != (meta["rows"], meta["width"]):
                 raise ValueError("shape mismatch")
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)  # corrupt: rebuild
             return None
-        os.utime(manifest)  # last use, for `cache clear --older-than`
+        os.utime(manifest)  # last use, for `tl cache clear --older-than`
         return np.asarray(feats, dtype=np.float32)
 
     def writer(self, key: str, info: dict[str, Any]) -> "_ShardWriter":
@@ -72,17 +101,22 @@ class FeatureCache:
 
 
 class _ShardWriter:
+    """Streams feature blocks to ``.npy`` shards; ``close()`` publishes the entry atomically."""
+
     def __init__(self, folder: Path, info: dict[str, Any]) -> None:
-        shutil.rmtree(folder, ignore_errors=True)
-        folder.mkdir(parents=True)
-        self.folder, self.info = folder, info
+        self.final = folder
+        self.folder = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.info = info
         self.buffer: list[np.ndarray] = []
-        self.shards: list[str] = []
+        self.shards: list[dict[str, Any]] = []
         self.rows = 0
         self.width = 0
 
     def add(self, block: np.ndarray) -> None:
         self.buffer.append(block.astype(np.float32, copy=False))
+        self.width = block.shape[1]
         if sum(len(b) for b in self.buffer) >= SHARD_ROWS:
             self._flush()
 
@@ -91,49 +125,75 @@ class _ShardWriter:
             return
         block = np.concatenate(self.buffer)
         self.buffer = []
-        name = f"shard-{len(self.shards):05d}.npy"
-        np.save(self.folder / name, block)
-        self.shards.append(name)
+        path = self.folder / f"shard-{len(self.shards):05d}.npy"
+        np.save(path, block)
+        self.shards.append({"name": path.name, "rows": len(block), "bytes": path.stat().st_size,
+                            "crc32": _crc(path)})
         self.rows += len(block)
-        self.width = block.shape[1]
 
     def close(self) -> None:
         self._flush()
         meta = {**self.info, "rows": self.rows, "width": self.width, "shards": self.shards,
                 "created": time.time()}
-        tmp = self.folder / "manifest.json.tmp"
-        tmp.write_text(json.dumps(meta, indent=1))
-        tmp.replace(self.folder / "manifest.json")
+        (self.folder / "manifest.json").write_text(json.dumps(meta, indent=1, default=str))
+        shutil.rmtree(self.final, ignore_errors=True)  # a stale or damaged entry under our key
+        try:
+            self.folder.rename(self.final)
+        except OSError:  # another process published the same features first: keep theirs
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 @torch.inference_mode()
 def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: torch.device,
             num_workers: int = 0, cache: FeatureCache | None = None,
             progress: bool = True, log: Callable[[str], None] = print, label: str = "") -> np.ndarray:
-    """Pooled features for every example, from the cache when possible."""
-    key = cache_key(backbone, dataset) if cache is not None else ""
-    if cache is not None:
-        hit = cache.load(key)
-        if hit is not None:
-            log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
-            return hit
+    """Pooled features for every example, from the cache when possible.
+
+    With a cache, blocks go straight to disk shards (never all held in memory while
+    the backbone runs) and the result is read back from the published entry.
+    """
+    if cache is None:
+        blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
+    parts = key_parts(backbone, dataset, label)
+    key = cache_key(backbone, dataset, label)
+    hit = cache.load(key)
+    if hit is not None:
+        log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
+        return hit
+    writer = cache.writer(key, {**parts, "plugin": backbone.plugin, "model": backbone.name,
+                                "dataset_name": dataset.name})
+    try:
+        for block in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label):
+            writer.add(block)
+    except BaseException:
+        writer.abort()
+        raise
+    if writer.width == 0:
+        writer.width = backbone.num_features
+    writer.close()
+    feats = cache.load(key)
+    if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
+        log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
+        return extract(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
+                       cache=None, progress=progress, log=log, label=label)
+    log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
+    return feats
+
+
+def _blocks(backbone: Backbone, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int,
+            progress: bool, label: str) -> Any:
+    from tqdm.auto import tqdm
+
     backbone.eval().to(device)
     loader = example_loader(dataset.examples, backbone, train=False, batch_size=batch_size,
                             num_workers=num_workers, shuffle=False)
-    writer = cache.writer(key, {"backbone": backbone.name, "plugin": backbone.plugin,
-                                "dataset": dataset.name, "split": label}) if cache else None
-    blocks: list[np.ndarray] = []
-    from tqdm.auto import tqdm
-
     for batch in tqdm(loader, desc=f"extract {label}".strip(), unit="batch", leave=False,
                       disable=None if progress else True, mininterval=1.0):
-        feats = backbone(_to(batch, device)).float().cpu().numpy()
-        blocks.append(feats)
-        if writer:
-            writer.add(feats)
-    if writer:
-        writer.close()
-    return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
+        yield backbone(_to(batch, device)).float().cpu().numpy()
 
 
 def _to(batch: Any, device: torch.device) -> Any:

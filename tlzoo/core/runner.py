@@ -24,6 +24,7 @@ from . import artifacts
 from .config import RunConfig
 from .data import LabelEncoder, Splits, check_labels, stratified_limit, stratified_split
 from .errors import TlzooError
+from .checkpoint import Checkpointer, incomplete_dir
 from .features import FeatureCache, extract
 from .interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, Head, Plan, Strategy
 from .loaders import example_loader
@@ -79,6 +80,9 @@ class Run:
         self.zoo = zoo
         self.log = log
         self.cache = FeatureCache()
+        self.resume_from: Path | None = None  # an interrupted run's .incomplete folder (Engine.resume)
+        self.checkpointer: Checkpointer
+        self.resume_state: dict[str, Any] | None = None
         # filled in by the steps, in order
         self.factory: BackboneFactory
         self.model_name: str
@@ -109,11 +113,12 @@ class Run:
                 self.log(f"[{i:>2}/12] {step.replace('_', ' ')}")
                 self.zoo.plugins.pm.hook.tlzoo_run_step(step=step, run=self)
         except TlzooError:
-            if getattr(self, "dir", None) is not None and self.dir.exists():
+            if getattr(self, "dir", None) is not None and self.dir.exists() and self.resume_from is None:
                 shutil.rmtree(self.dir, ignore_errors=True)  # nothing half-written left behind
             raise
         self.metrics["seconds"] = round(time.perf_counter() - started, 2)
         artifacts.write_json(self.dir / "metrics.json", self.metrics)
+        self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
         self.dir.rename(self.final_dir)
         self.log(f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
                  f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}")
@@ -138,6 +143,15 @@ class Run:
                 raise TlzooError(f"train.{key} must be 0 or more, got {getattr(cfg.train, key)}.")
         if cfg.train.num_workers < 0:
             raise TlzooError(f"train.num_workers must be 0 or more, got {cfg.train.num_workers}.")
+        if self.resume_from is not None:  # continue in the interrupted run's own folder
+            self.dir = self.resume_from
+            self.final_dir = self.dir.with_name(self.dir.name[: -len(".incomplete")])
+            self.checkpointer = Checkpointer(self.dir)
+            self.resume_state = self.checkpointer.load()
+            where = (f"phase {self.resume_state['phase']} epoch {self.resume_state['epoch']}" if self.resume_state
+                     else "the start of training (no epoch had finished)")
+            self.log(f"  resuming {self.dir} from {where}")
+            return
         out = Path(cfg.out) if cfg.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.factory.name}"
         if out.exists() and any(out.iterdir()):
             raise TlzooError(f"Output folder '{out}' already exists and is not empty; choose another --out or remove it.")
@@ -148,6 +162,7 @@ class Run:
         if out.exists():
             out.rmdir()
         (self.dir / "config.toml").write_text(self.config.to_toml())
+        self.checkpointer = Checkpointer(self.dir)
         plugin = self.zoo.plugins.info.get(self.factory.plugin)
         self.log(f"  plugin {self.factory.name} ({self.factory.plugin} {plugin.version if plugin else ''}), "
                  f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}")
@@ -202,9 +217,16 @@ class Run:
         self.backbone = self.factory.create(request)
         self.backbone.plugin = self.factory.name
         self.request = request
+        self.weights_fingerprint = self.backbone.fingerprint()  # the weights transferred, recorded in metrics
         _, total = count_parameters(self.backbone)
         self.log(f"  {self.backbone.name}: {total / 1e6:.2f} M parameters, {self.backbone.num_features} features, "
                  f"{len(self.backbone.layer_groups())} layer groups; weights: {self.backbone.weights_source}")
+        if self.augment_train and self.backbone.modality == "vision":
+            from .augment_preview import save_augment_grid
+
+            if save_augment_grid(self.backbone, self.splits.train.examples, self.dir / "augment.png",
+                                 self.splits.train.labels, seed=self.config.seed):
+                self.log(f"  augmented training samples: {self.final_dir / 'augment.png'}")
 
     # ------------------------------------------------------------------ 7
     def build_model(self) -> None:
@@ -221,6 +243,8 @@ class Run:
         t = self.config.train
         self.loss = soft_cross_entropy(t.label_smoothing)
         self.history = History(self.dir / "history.csv")
+        if self.resume_state is not None:
+            self.history.restore(self.resume_state["history"])
         self.trainer = Trainer(device=self.device, loss=self.loss, history=self.history,
                                weight_decay=t.weight_decay, progress=self.config.progress, log=self.log)
         total = count_parameters(self.backbone)[1]
@@ -229,13 +253,21 @@ class Run:
             self.log(f"  plan: backbone frozen (0 of {total:,} parameters train); fit {self.head.name} on its features")
             return
         self.log(f"  optimizer AdamW (weight decay {t.weight_decay}), soft-target cross-entropy"
-                 f" (label smoothing {t.label_smoothing}), warm-up then cosine schedule; plan:")
+                 f" (label smoothing {t.label_smoothing})"
+                 + (f", early stopping after {t.patience} epochs without a better val loss" if t.patience else "")
+                 + "; best val-loss weights restored after each phase; frozen groups (BatchNorm too) stay in eval mode")
+        self.log("  plan:")
         groups = self.backbone.layer_groups()
         for p in self.plan.phases:
             live = set_trainable(self.backbone, p.train_groups)
             trainable = count_parameters(self.backbone)[0]
-            names = f"top {len(live)} of {len(groups)} groups" if live else "none (backbone frozen)"
-            self.log(f"    phase {p.name}: {p.epochs} epochs at lr {p.lr:g}; backbone groups training: {names}; "
+            first = len(groups) - len(live) + 1  # groups numbered 1 (input side) .. len(groups)
+            names = f"top {len(live)} of {len(groups)} (groups {first}-{len(groups)})" if live else "none (backbone frozen)"
+            lrs = (f"lr {p.lr:g} head and top group, x{p.lr_decay:g} per group below (lowest {p.lr * p.lr_decay ** max(0, len(live) - 1):.2g})"
+                   if live and p.lr_decay != 1 else f"lr {p.lr:g}")
+            warm = f"{p.warmup_fraction:.0%} warm-up, " if p.warmup_fraction and p.schedule in ("cosine", "constant") else ""
+            self.log(f"    phase {p.name}: {p.epochs} epochs, {lrs}, {warm}{p.schedule} schedule; "
+                     f"backbone groups training: {names}; "
                      f"trainable {trainable + head_params:,} / {total + head_params:,} parameters")
         set_trainable(self.backbone, 0)
 
@@ -250,18 +282,24 @@ class Run:
             self._fit_head()
         else:
             assert self.model is not None
-            for phase in self.plan.phases:
-                if phase.train_groups == 0:
-                    self._train_head_on_features(phase)
-                else:
+            done = self.resume_state["phase_index"] if self.resume_state else 0  # phases before it are finished
+            for index, phase in enumerate(self.plan.phases):
+                if phase.train_groups != 0:
                     self.features = {}  # the backbone changes: cached features are stale now
+                if index < done:
+                    continue  # its result is inside the checkpoint's weights
+                resume = self.resume_state if self.resume_state and index == done else None
+                ckpt = {"phase_index": index, "checkpoint": self.checkpointer, "resume": resume, "patience": t.patience}
+                if phase.train_groups == 0:
+                    self._train_head_on_features(phase, **ckpt)
+                else:
                     live = set_trainable(self.backbone, phase.train_groups)
                     train = example_loader(self.splits.train.examples, self.backbone, train=self.augment_train,
                                            batch_size=t.batch_size, num_workers=t.num_workers, shuffle=True,
                                            targets=self.targets["train"], seed=self.config.seed)
                     val = self._raw_loader("val")
                     self.trainer.run_phase(self.model, phase, param_groups(self.model, live, phase), train, val,
-                                           on_train=lambda live=live: frozen_to_eval(self.backbone, live))
+                                           on_train=lambda live=live: frozen_to_eval(self.backbone, live), **ckpt)
             set_trainable(self.backbone, 0)
         self._save_model()
 
@@ -291,11 +329,12 @@ class Run:
         return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=self.config.train.batch_size,
                                            shuffle=shuffle, generator=g)
 
-    def _train_head_on_features(self, phase: Any) -> None:
+    def _train_head_on_features(self, phase: Any, **checkpointing: Any) -> None:
         assert self.model is not None
         head = self.model.head
         self.trainer.run_phase(head, phase, [{"params": list(head.parameters()), "lr": phase.lr}],
-                               self._feature_loader("train", True), self._feature_loader("val", False))
+                               self._feature_loader("train", True), self._feature_loader("val", False),
+                               **checkpointing)
 
     def _fit_head(self) -> None:
         start = time.perf_counter()
@@ -393,10 +432,15 @@ class Run:
                 "plugin": self.factory.name, "model": self.backbone.name, "weights": self.backbone.weights_source,
                 "head": self.head.name, "strategy": self.strategy.name, "seed": self.config.seed,
                 "n_train": len(self.splits.train), "n_val": len(self.splits.val), "n_test": len(test),
-                "versions": artifacts.versions(),
+                "versions": artifacts.versions(self._plugin_version()),
+                "weights_fingerprint": self.weights_fingerprint,
             },
         }
         self.log(f"  test accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on {len(test)} examples")
+
+    def _plugin_version(self) -> str | None:
+        info = self.zoo.plugins.info.get(self.factory.plugin)
+        return info.version if info else None
 
     # ------------------------------------------------------------------ 12
     def plot_confusion(self) -> None:
@@ -420,6 +464,14 @@ class Engine:
     def run(self, config: RunConfig) -> RunResult:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
         return Run(config, self.zoo, self.log).execute()
+
+    def resume(self, run_dir: str | Path) -> RunResult:
+        """Continue an interrupted run (``<out>`` or ``<out>.incomplete``) after its last finished epoch."""
+        folder = incomplete_dir(run_dir)
+        torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        run = Run(RunConfig.from_toml(folder / "config.toml"), self.zoo, self.log)
+        run.resume_from = folder
+        return run.execute()
 
     def predict(self, run_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
         from .predict import Predictor

@@ -7,7 +7,6 @@ row goes to ``history.csv`` as soon as the epoch ends.
 """
 from __future__ import annotations
 
-import copy
 import csv
 import math
 from collections.abc import Callable, Iterable
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .checkpoint import Checkpointer, set_rng_state, state_dict_copy
 from .interfaces import Backbone, Phase
 
 HISTORY_FIELDS = ("phase", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
@@ -76,6 +76,15 @@ class History:
             with self.path.open("a", newline="") as f:
                 csv.DictWriter(f, HISTORY_FIELDS).writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
 
+    def restore(self, rows: list[dict[str, Any]]) -> None:
+        """Resume: start from the rows a checkpoint holds (the CSV may have one more)."""
+        self.rows = []
+        if self.path is not None:
+            with self.path.open("w", newline="") as f:
+                csv.DictWriter(f, HISTORY_FIELDS).writeheader()
+        for row in rows:
+            self.append(dict(row))
+
 
 def soft_cross_entropy(label_smoothing: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Cross-entropy against one-hot (or soft) targets."""
@@ -112,8 +121,15 @@ class Trainer:
 
     def run_phase(self, model: nn.Module, phase: Phase, param_groups: list[dict[str, Any]],
                   train_loader: Iterable, val_loader: Iterable | None,
-                  on_train: Callable[[], None] | None = None, keep_best: bool = True) -> None:
-        """Train ``model`` for ``phase.epochs``; keep the weights of the best validation loss."""
+                  on_train: Callable[[], None] | None = None, keep_best: bool = True, *,
+                  phase_index: int = 0, checkpoint: Checkpointer | None = None,
+                  resume: dict[str, Any] | None = None, patience: int = 0) -> None:
+        """Train ``model`` for ``phase.epochs``; keep the weights of the best validation loss.
+
+        With ``checkpoint``, every epoch ends with a checkpoint; ``resume`` (a loaded
+        checkpoint of this phase) continues after its epoch with every state restored.
+        ``patience`` > 0 stops the phase after that many epochs without a better val loss.
+        """
         import time
 
         from tqdm.auto import tqdm
@@ -125,8 +141,24 @@ class Trainer:
 
         schedule = lr_schedule(phase.schedule, steps, warm)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        best: tuple[float, dict[str, Any]] | None = None
-        for epoch in range(1, phase.epochs + 1):
+        generator = getattr(train_loader, "generator", None)  # the shuffling order's source
+        best: dict[str, Any] | None = None  # {"loss", "epoch", "state"}
+        first = 1
+        if resume is not None:
+            model.load_state_dict(resume["model"])
+            opt.load_state_dict(resume["optimizer"])
+            sched.load_state_dict(resume["scheduler"])
+            best = resume["best"]
+            if generator is not None and resume.get("generator") is not None:
+                generator.set_state(resume["generator"])
+            set_rng_state(resume["rng"])
+            first = resume["epoch"] + 1
+            self.log(f"  resumed {phase.name} after epoch {resume['epoch']}/{phase.epochs}")
+        for epoch in range(first, phase.epochs + 1):
+            if best is not None and patience and epoch - best["epoch"] > patience:
+                self.log(f"  {phase.name}: early stop, no better val loss in {patience} epochs "
+                         f"(best at epoch {best['epoch']})")
+                break
             start = time.perf_counter()
             model.train()
             if on_train:
@@ -157,15 +189,23 @@ class Trainer:
             if val_loader is not None:
                 vl, va = self.evaluate(model, val_loader)
                 row.update(val_loss=round(vl, 5), val_accuracy=round(va, 5))
-                if keep_best and (best is None or vl < best[0]):
-                    best = (vl, copy.deepcopy({k: v.detach().clone() for k, v in model.state_dict().items()}))
+                if keep_best and (best is None or vl < best["loss"]):
+                    best = {"loss": vl, "epoch": epoch, "state": state_dict_copy(model)}
             row["seconds"] = round(time.perf_counter() - start, 2)
             self.history.append(row)
             self.log(f"  {phase.name} epoch {epoch}/{phase.epochs}: loss {row['train_loss']:.4f} "
                      f"acc {row['train_accuracy']:.3f}"
                      + (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else ""))
+            if checkpoint is not None:
+                checkpoint.save({"phase_index": phase_index, "phase": phase.name, "epoch": epoch,
+                                 "model": state_dict_copy(model), "optimizer": opt.state_dict(),
+                                 "scheduler": sched.state_dict(), "best": best,
+                                 "generator": generator.get_state() if generator is not None else None,
+                                 "history": list(self.history.rows)})
         if best is not None:
-            model.load_state_dict(best[1])
+            model.load_state_dict(best["state"])
+            if best["epoch"] != epoch_count(self.history, phase.name):
+                self.log(f"  {phase.name}: restored the best weights (epoch {best['epoch']}, val loss {best['loss']:.4f})")
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: Iterable) -> tuple[float, float]:
@@ -180,6 +220,10 @@ class Trainer:
             correct += int((logits.argmax(1) == y.argmax(1)).sum())
             seen += n
         return total / max(1, seen), correct / max(1, seen)
+
+
+def epoch_count(history: History, phase: str) -> int:
+    return sum(1 for r in history.rows if r.get("phase") == phase)
 
 
 def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:

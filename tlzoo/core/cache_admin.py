@@ -1,0 +1,132 @@
+"""Looking after the feature cache: ``tl cache ls`` and ``tl cache clear [--older-than AGE]``.
+
+Entries live under ``$TLZOO_HOME/features``; an entry's manifest modification time is
+its last use (``FeatureCache.load`` touches it), which is what ``--older-than`` reads.
+Folders without a manifest (``<key>.tmp-<pid>`` from an interrupted extraction) are
+listed as partial and always removed by ``clear``, unless their writer is still alive.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import TlzooError
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+@dataclass
+class CacheEntry:
+    key: str
+    path: Path
+    complete: bool
+    bytes: int
+    last_used: float
+    created: float
+    model: str = ""
+    plugin: str = ""
+    dataset: str = ""
+    split: str = ""
+    rows: int = 0
+    width: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+def cache_root() -> Path:
+    from .features import FeatureCache
+
+    return FeatureCache().root
+
+
+def parse_age(text: str) -> float:
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a bare number of days) -> seconds."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text or "")
+    if not m:
+        raise TlzooError(f"Cannot read the age '{text}'; use a number with a unit, e.g. 30m, 12h, 7d or 2w.")
+    return float(m.group(1)) * _UNITS[m.group(2) or "d"]
+
+
+def _size(folder: Path) -> int:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+
+
+def cache_entries(root: Path | None = None) -> list[CacheEntry]:
+    """Every entry in the feature cache, most recently used first."""
+    root = root or cache_root()
+    if not root.is_dir():
+        return []
+    out = []
+    for folder in root.iterdir():
+        if not folder.is_dir():
+            continue
+        manifest = folder / "manifest.json"
+        stat = (manifest if manifest.is_file() else folder).stat()
+        entry = CacheEntry(key=folder.name, path=folder, complete=False, bytes=_size(folder),
+                           last_used=stat.st_mtime, created=stat.st_mtime)
+        if manifest.is_file() and ".tmp-" not in folder.name:
+            try:
+                meta = json.loads(manifest.read_text())
+                entry.complete = True
+                entry.created = float(meta.get("created", stat.st_mtime))
+                entry.model, entry.plugin = str(meta.get("model", "")), str(meta.get("plugin", ""))
+                entry.dataset, entry.split = str(meta.get("dataset_name", "")), str(meta.get("split", ""))
+                entry.rows, entry.width = int(meta.get("rows", 0)), int(meta.get("width", 0))
+            except (ValueError, OSError):
+                entry.complete = False
+        out.append(entry)
+    return sorted(out, key=lambda e: -e.last_used)
+
+
+def _writer_alive(entry: CacheEntry) -> bool:
+    """A ``<key>.tmp-<pid>`` folder whose process still runs is being written right now."""
+    m = re.search(r"\.tmp-(\d+)$", entry.key)
+    if not m:
+        return False
+    try:
+        os.kill(int(m.group(1)), 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clear_cache(older_than: str | float | None = None, root: Path | None = None) -> list[CacheEntry]:
+    """Remove entries (all, or those unused for longer than ``older_than``); return them.
+
+    Partial entries are removed whatever their age, unless their writer is still running.
+    """
+    limit = parse_age(older_than) if isinstance(older_than, str) else older_than
+    now = time.time()
+    removed = []
+    for e in cache_entries(root):
+        if _writer_alive(e):
+            continue
+        if e.complete and limit is not None and now - e.last_used < limit:
+            continue
+        shutil.rmtree(e.path, ignore_errors=True)
+        removed.append(e)
+    return removed
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+def human_age(seconds: float) -> str:
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f}{unit}"
+    return f"{seconds:.0f}s"
