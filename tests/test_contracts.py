@@ -31,6 +31,7 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)
     weights_fixture: str | None = None  # name of a fixture giving a local --weights path
     examples: Callable[[], list[Any]] | None = None  # default: tiny_examples(modality)
+    big: bool = False  # ~100 M parameters: run with the slower `transfer` tests, not `make test-fast`
 
 
 BACKBONE_CASES: list[Case] = [
@@ -39,6 +40,22 @@ BACKBONE_CASES: list[Case] = [
     Case("bert-tiny-cls", "bert", "tiny-bert", pretrained=True, weights_fixture="tiny_bert_dir",
          options={"max_length": 24, "pooling": "cls"}),
     Case("efficientnet_lite0-64px", "efficientnet", "efficientnet_lite0", options={"image_size": 64, "augment": True}),
+    Case("resnet18-64px", "resnet", "resnet18", options={"image_size": 64}),
+    Case("mobilenetv3_small-64px", "mobilenet", "mobilenetv3_small_100", options={"image_size": 64, "augment": True}),
+    Case("densenet121-64px", "densenet", "densenet121", options={"image_size": 64}),
+    Case("xception-72px", "xception", "xception", options={"image_size": 72}),
+    Case("inception_v3-75px", "inception", "inception_v3", options={"image_size": 75}),
+    Case("googlenet-64px", "inception", "googlenet", options={"image_size": 64}),
+    Case("alexnet-64px", "alexnet", "alexnet", options={"image_size": 64}),
+    Case("vgg16-32px", "vgg", "vgg16", options={"image_size": 32}, big=True),
+    Case("nasnetalarge-64px", "nasnet", "nasnetalarge", options={"image_size": 64}, big=True),
+    Case("lenet5", "lenet", "lenet5", options={"image_size": 32}),
+    Case("word2vec-hashed", "word2vec", "word2vec", options={"vocab_size": 500, "dim": 16}),
+    Case("word2vec-bilstm", "word2vec", "word2vec",
+         options={"train_backbone": True, "vocab_size": 500, "dim": 16, "hidden": 16, "max_length": 32}),
+    Case("fasttext-cnn", "fasttext", "fasttext",
+         options={"train_backbone": True, "encoder": "cnn", "filters": 8, "vocab_size": 500, "dim": 16}),
+    Case("glove-6B-50d-sif", "glove", "glove-6B-50d", pretrained=True, options={"vocab_size": 2000, "pooling": "sif"}),
 ]
 
 # factories that cannot be built offline at small size, with the reason
@@ -73,9 +90,12 @@ def built(zoo: Any, request: pytest.FixtureRequest) -> Callable[[Case], Backbone
     return get
 
 
-@pytest.mark.xdist_group("contracts")
+def _params(cases: list[Case]) -> list[Any]:
+    return [pytest.param(c, id=c.id, marks=[pytest.mark.transfer] if c.big else []) for c in cases]
+
+
 @pytest.mark.parametrize("check", BACKBONE_CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))
-@pytest.mark.parametrize("case", BACKBONE_CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", _params(BACKBONE_CASES))
 def test_backbone_contract(case: Case, check: Callable[..., None], built: Callable[[Case], Backbone]) -> None:
     backbone = built(case)
     examples = case.examples() if case.examples else tiny_examples(backbone.modality)
@@ -103,7 +123,7 @@ def test_kit_catches_a_broken_backbone(built: Callable[[Case], Backbone]) -> Non
 
     from tlzoo.testing import check_freezing, check_layer_groups
 
-    good = built(BACKBONE_CASES[-1])
+    good = built(next(c for c in BACKBONE_CASES if c.factory == "efficientnet"))
     examples = tiny_examples("vision")
 
     class MissingGroup(type(good)):  # type: ignore[misc]
