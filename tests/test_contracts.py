@@ -55,6 +55,7 @@ BACKBONE_CASES: list[Case] = [
          options={"train_backbone": True, "vocab_size": 500, "dim": 16, "hidden": 16, "max_length": 32}),
     Case("fasttext-cnn", "fasttext", "fasttext",
          options={"train_backbone": True, "encoder": "cnn", "filters": 8, "vocab_size": 500, "dim": 16}),
+    Case("ulmfit-scratch", "ulmfit", "ulmfit", options={"max_length": 32}),
     Case("glove-6B-50d-sif", "glove", "glove-6B-50d", pretrained=True, options={"vocab_size": 2000, "pooling": "sif"}),
 ]
 
