@@ -1,0 +1,139 @@
+"""Named registries, the model catalogue (registry.toml), and their agreement with the plugins."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tlzoo.core.errors import TlzooError, suggest
+from tlzoo.core.registry import CATALOGUE_FIELDS, Registry, filter_catalogue, load_catalogue
+
+
+@pytest.fixture(scope="module")
+def zoo() -> Any:
+    from tlzoo.core.zoo import Zoo
+
+    return Zoo()
+
+
+@pytest.fixture
+def reg() -> Registry[int]:
+    r: Registry[int] = Registry("plugin", "tl list")
+    for i, name in enumerate(["resnet50", "resnet18", "efficientnet_b0", "bert", "densenet121"]):
+        r.add(name, i, plugin="p")
+    return r
+
+
+def test_registry_get_and_list(reg: Registry[int]) -> None:
+    assert reg.get("bert") == 3
+    assert reg.list() == sorted(["resnet50", "resnet18", "efficientnet_b0", "bert", "densenet121"])
+    assert reg.list("resnet*") == ["resnet18", "resnet50"]
+    assert reg.list("*net*") == ["densenet121", "efficientnet_b0", "resnet18", "resnet50"]
+    assert reg.list("*50") == ["resnet50"]
+    assert reg.list("vgg*") == []
+    assert "bert" in reg and "vgg" not in reg and len(reg) == 5
+
+
+def test_registry_unknown_name_suggests(reg: Registry[int]) -> None:
+    with pytest.raises(TlzooError) as info:
+        reg.get("resnt50")
+    msg = str(info.value)
+    assert msg.startswith("Unknown plugin 'resnt50'.")
+    assert "Did you mean 'resnet50'" in msg and "See `tl list`." in msg
+
+
+def test_registry_unknown_without_close_name_lists_known(reg: Registry[int]) -> None:
+    with pytest.raises(TlzooError, match="Known: bert, densenet121"):
+        reg.get("zzzzzz")
+
+
+def test_registry_refuses_duplicates(reg: Registry[int]) -> None:
+    with pytest.raises(TlzooError, match="registered twice.*TLZOO_PLUGINS"):
+        reg.add("bert", 9, plugin="other")
+
+
+def test_suggest_prefix_and_case() -> None:
+    assert "'efficientnet'" in suggest("efficient", ["efficientnet", "bert"])
+    assert "'BERT'" in suggest("bert", ["BERT", "vgg"])
+    assert suggest("qqqq", ["bert", "vgg"]) == ""
+
+
+# --------------------------------------------------------------------------- catalogue
+def test_catalogue_parses_and_is_well_formed() -> None:
+    entries = load_catalogue()
+    assert len(entries) >= 5
+    names = [e.name for e in entries]
+    assert len(names) == len(set(names)), "duplicate model names in registry.toml"
+    for e in entries:
+        assert e.modality in ("vision", "text"), e.name
+        assert e.plugin and e.description, e.name
+        assert isinstance(e.weights, list), e.name
+        for w in e.weights:
+            assert ":" in w, f"{e.name}: weights source {w!r} should be kind:location"
+
+
+def test_catalogue_refuses_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="unknown key"):
+        load_catalogue('[[model]]\nname = "x"\nplugin = "p"\nmodality = "text"\nsizee = 3\n')
+
+
+def test_filter_catalogue() -> None:
+    entries = load_catalogue()
+    text = filter_catalogue(entries, modality="text")
+    assert text and all(e.modality == "text" for e in text)
+    bert = filter_catalogue(entries, pattern="bert")  # a plugin name matches its models
+    assert bert and all(e.plugin == "bert" or "bert" == e.name for e in bert)
+    assert {e.name for e in filter_catalogue(entries, pattern="*MiniLM*")} == {"all-MiniLM-L6-v2"}
+
+
+def test_catalogue_and_plugins_agree(zoo: Any) -> None:
+    entries = load_catalogue()
+    for e in entries:
+        assert e.plugin in zoo.backbones, f"registry.toml: '{e.name}' names plugin '{e.plugin}', which is not registered"
+        factory = zoo.backbones.get(e.plugin)
+        assert e.name in factory.models, f"registry.toml: '{e.name}' is not in {e.plugin}'s factory.models"
+        assert e.modality == factory.modality, f"registry.toml: '{e.name}' modality differs from its plugin"
+    by_name = {e.name: e for e in entries}
+    for name, factory in zoo.backbones.items():
+        default = by_name.get(factory.default_model)
+        assert default is not None, f"plugin '{name}': default model '{factory.default_model}' is not catalogued"
+        assert default.plugin == name and default.default, \
+            f"registry.toml: '{factory.default_model}' should be 'default = true' for plugin '{name}'"
+        for model in factory.models:
+            assert model in by_name, f"plugin '{name}' offers '{model}', which registry.toml does not catalogue"
+    defaults = [e for e in entries if e.default]
+    assert len({e.plugin for e in defaults}) == len(defaults), "a plugin has more than one default model"
+
+
+def test_resolve_backbone_by_plugin_or_model(zoo: Any) -> None:
+    factory, model = zoo.resolve_backbone("bert")
+    assert factory.name == "bert" and model == factory.default_model
+    factory, model = zoo.resolve_backbone("efficientnet_b0")
+    assert factory.name == "efficientnet" and model == "efficientnet_b0"
+    with pytest.raises(TlzooError, match="Did you mean 'efficientnet'"):
+        zoo.resolve_backbone("efficientnett")
+    with pytest.raises(TlzooError, match="Unknown model 'efficientnet_b9'.*Did you mean"):
+        zoo.resolve_backbone("efficientnet", "efficientnet_b9")
+
+
+# --------------------------------------------------------------------------- CLI
+def test_tl_list_json(run_cli: Any) -> None:
+    res = run_cli("list", "--json")
+    assert res.exit_code == 0, res
+    rows = json.loads(res.stdout)
+    assert len(rows) == len(load_catalogue())
+    for row in rows:
+        assert set(CATALOGUE_FIELDS) <= set(row)
+        assert row["name"] and row["plugin"] and row["modality"] in ("vision", "text")
+
+
+def test_tl_list_filters(run_cli: Any) -> None:
+    rows = json.loads(run_cli("list", "*MiniLM*", "--json").stdout)
+    assert [r["name"] for r in rows] == ["all-MiniLM-L6-v2"]
+    rows = json.loads(run_cli("list", "--modality", "vision", "--json").stdout)
+    assert rows and all(r["modality"] == "vision" for r in rows)
+    res = run_cli("list")
+    assert res.exit_code == 0 and "all-MiniLM-L6-v2" in res.stdout
+    res = run_cli("list", "nothing-matches-this*")
+    assert res.exit_code == 0 and "No model matches" in res.stderr
