@@ -44,6 +44,11 @@ _LAZY = {
     "Zoo": "tlzoo.core.zoo",
     "TlzooError": "tlzoo.core.errors",
     "list_models": "tlzoo.core.api",
+    "compare": "tlzoo.core.compare",
+    "CompareResult": "tlzoo.core.compare",
+    "logme": "tlzoo.core.compare",
+    "cache_entries": "tlzoo.core.cache_admin",
+    "clear_cache": "tlzoo.core.cache_admin",
     "pretrain": "tlzoo.core.pretraining",
     "read_corpus": "tlzoo.core.corpus",
 }

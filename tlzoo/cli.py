@@ -346,6 +346,51 @@ def data_export(name: str, folder: str, limit: int, seed: int) -> None:
     click.echo(export(name, folder, limit, seed))
 
 
+# ---------------------------------------------------------------------------- compare
+@cli.command()
+@click.option("--plugins", "-p", required=True, help="Comma-separated plugins or catalogued models, e.g. bert,efficientnet.")
+@click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
+@click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
+@click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
+@click.option("--limit", type=int, help="Use a stratified subset of N examples.")
+@click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
+@click.option("--max-length", type=int, help="Text: tokens per example [128].")
+@click.option("--batch-size", "-b", type=int, help="Batch size for feature extraction [32].")
+@click.option("--device", help="auto, cpu or cuda [auto].")
+@click.option("--seed", type=int, help="Random seed (the split) [0].")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any run config key, e.g. data.text_column=review.")
+@click.option("--no-logme", is_flag=True, help="Skip the LogME score (ranks backbones without training a head).")
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the leaderboard.")
+@friendly
+def compare(plugins: str, data: str, heads: str, out: str | None, overrides: tuple[str, ...], no_logme: bool,
+            as_json: bool, quiet: bool, **options: Any) -> None:
+    """Probe several backbones with cheap heads on cached features; print a leaderboard."""
+    from tlzoo.core.config import RunConfig
+
+    cfg = RunConfig()
+    for param, key in (("limit", "data.limit"), ("image_size", "model.image_size"), ("max_length", "model.max_length"),
+                       ("batch_size", "train.batch_size"), ("device", "train.device"), ("seed", "seed")):
+        if options.get(param) is not None:
+            cfg.set(key, options[param])
+    cfg.apply_overrides(list(overrides))
+    cfg.progress = not quiet
+    from tlzoo.core.compare import compare as run_compare, format_leaderboard
+
+    result = run_compare(plugins.split(","), data, heads.split(","), out, config=cfg, use_logme=not no_logme,
+                         log=(lambda m: None) if quiet else _log)
+    if as_json:
+        click.echo(json.dumps({"out": str(result.out), "rows": result.rows}, indent=2, default=str))
+        return
+    click.echo(format_leaderboard(result.rows))
+    w = result.winner
+    click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
+    if w:
+        click.echo(f"winner: {w['plugin']} {w['backbone']} with {w['head']}; fine-tune it with\n"
+                   f"  tl run --plugin {w['plugin']} --model {w['backbone']} --data {data} --strategy fine-tune",
+                   err=True)
+
+
 # ---------------------------------------------------------------------------- feature cache
 @cli.group()
 def cache() -> None:

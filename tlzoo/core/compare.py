@@ -1,0 +1,217 @@
+"""``tl compare``: cheap probes of several backbones on one dataset, before committing to one.
+
+For each backbone the data is loaded and split exactly as ``tl run`` would (same seed,
+same fractions), features are extracted once through the feature cache, and every
+requested fitted head is trained on the training features and scored on the test
+split.  Optionally each backbone also gets a LogME score (the log marginal evidence of a
+Bayesian linear model from its features to the labels, You et al., ICML 2021), which
+ranks backbones with no head trained at all.  The result is a leaderboard printed and
+saved as ``leaderboard.csv`` and ``leaderboard.png`` in the output folder.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import RunConfig
+from .errors import TlzooError
+from .interfaces import Plan
+from .metrics import classification_report
+
+COLUMNS = ("rank", "backbone", "plugin", "head", "accuracy", "macro_f1", "seconds", "extract_seconds",
+           "fit_seconds", "features", "logme", "weights")
+
+
+@dataclass
+class CompareResult:
+    rows: list[dict[str, Any]]
+    out: Path
+    csv_path: Path
+    png_path: Path
+    winner: dict[str, Any] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- LogME
+def logme(features: np.ndarray, labels: np.ndarray, iterations: int = 100, tol: float = 1e-3) -> float:
+    """Mean per-class log evidence (per example) of a Bayesian linear regression f -> one-hot y.
+
+    ``y = F w + e``, ``w ~ N(0, 1/alpha)``, ``e ~ N(0, 1/beta)``; alpha and beta are set by
+    MacKay's fixed-point updates, everything in the basis of F's singular vectors so
+    one SVD serves every class.  Higher is better; only the ranking across backbones on
+    the same data means anything.
+    """
+    f = np.asarray(features, dtype=np.float64)
+    n, d = f.shape
+    u, s, _ = np.linalg.svd(f, full_matrices=False)
+    keep = s > s.max() * 1e-10 if len(s) else s > 0
+    u, s = u[:, keep], s[:, None][keep][:, 0]
+    sigma = s ** 2
+    scores = []
+    for k in np.unique(labels):
+        y = (labels == k).astype(np.float64)
+        z = u.T @ y  # y's coordinates on F's left singular vectors
+        rest = float(y @ y - z @ z)  # the part of y that no linear map of F can reach
+        alpha, beta = 1.0, 1.0
+        for _ in range(iterations):
+            shrink = beta * sigma / (alpha + beta * sigma)
+            gamma = float(shrink.sum())
+            m2 = float(((beta * s * z / (alpha + beta * sigma)) ** 2).sum())  # |m|^2
+            resid = float((((1 - shrink) * z) ** 2).sum()) + rest  # |F m - y|^2
+            new_alpha = gamma / max(m2, 1e-12)
+            new_beta = max(n - gamma, 1e-12) / max(resid, 1e-12)
+            done = abs(new_alpha - alpha) / alpha < tol and abs(new_beta - beta) / beta < tol
+            alpha, beta = new_alpha, new_beta
+            if done:
+                break
+        shrink = beta * sigma / (alpha + beta * sigma)
+        m2 = float(((beta * s * z / (alpha + beta * sigma)) ** 2).sum())
+        resid = float((((1 - shrink) * z) ** 2).sum()) + rest
+        log_det = float(np.log(alpha + beta * sigma).sum()) + (d - len(s)) * np.log(alpha)
+        evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
+                    - beta / 2 * resid - alpha / 2 * m2 - log_det / 2)
+        scores.append(evidence / n)
+    return float(np.mean(scores))
+
+
+# --------------------------------------------------------------------------- the probes
+def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg", "knn"),
+            out: str | Path | None = None, *, config: RunConfig | None = None, use_logme: bool = True,
+            zoo: Any = None, log: Callable[[str], None] | None = print) -> CompareResult:
+    """Probe each backbone in ``plugins`` with each fitted head in ``heads`` on ``data``.
+
+    ``config`` supplies everything else a run would use (limit, seed, split fractions,
+    image size, max length, batch size, device); ``--plugins`` entries are plugin or
+    catalogued model names, as ``tl run --plugin`` takes them.
+    """
+    from .runner import Run, pick_device, seed_everything
+    from .zoo import Zoo
+
+    log = log or (lambda msg: None)
+    plugins = [p.strip() for p in plugins if p.strip()]
+    heads = [h.strip() for h in heads if h.strip()]
+    if len(plugins) < 1:
+        raise TlzooError("tl compare needs backbones to compare; pass --plugins A,B (see `tl list`).")
+    if not heads:
+        raise TlzooError("tl compare needs at least one head; pass --heads logreg,knn (see `tl heads`).")
+    zoo = zoo or Zoo()
+    base = config or RunConfig()
+    base.data.path = data
+    head_classes = {h: zoo.heads.get(h) for h in heads}
+    trainable = [h for h, cls in head_classes.items() if cls.trainable]
+    if trainable:
+        raise TlzooError(f"tl compare probes with fitted heads; '{trainable[0]}' is trained by gradient descent. "
+                         "Use logreg, svm, rf, knn, tree or nb.")
+    for p in plugins:
+        zoo.resolve_backbone(p, "")  # every name checked before any heavy work
+    folder = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    device = pick_device(base.train.device)
+
+    rows: list[dict[str, Any]] = []
+    for plugin in plugins:
+        seed_everything(base.seed)
+        cfg = copy.deepcopy(base)
+        cfg.model.plugin, cfg.model.name = plugin, ""
+        run = Run(cfg, zoo, log=lambda msg: None)
+        run.factory, run.model_name = zoo.resolve_backbone(plugin, "")
+        run.plan, run.augment_train, run.device = Plan(phases=[], extract_features=True), False, device
+        run.load_dataset()
+        run.split()
+        run.encode_labels()
+        run.create_base_model()
+        log(f"{plugin}: {run.backbone.name}, {run.backbone.num_features} features "
+            f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)")
+        started = time.perf_counter()
+        feats = {}
+        for split in ("train", "test"):
+            from .features import extract
+
+            feats[split] = extract(run.backbone, getattr(run.splits, split), batch_size=cfg.train.batch_size,
+                                   device=device, num_workers=cfg.train.num_workers, cache=run.cache,
+                                   progress=cfg.progress, log=log, label=split)
+        extract_seconds = time.perf_counter() - started
+        y_train = run.encoder.encode(run.splits.train.labels)
+        y_test = run.encoder.encode(run.splits.test.labels)
+        n_classes = len(run.encoder.classes)
+        score = logme(feats["train"], y_train) if use_logme else None
+        for name, cls in head_classes.items():
+            t0 = time.perf_counter()
+            head = cls()  # each head's defaults: a probe, not a tuning session
+            head.fit(feats["train"], y_train, n_classes)
+            proba = head.predict_proba(feats["test"])
+            fit_seconds = time.perf_counter() - t0
+            report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
+            rows.append({"backbone": run.backbone.name, "plugin": run.factory.name, "head": name,
+                         "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+                         "seconds": round(extract_seconds + fit_seconds, 2),
+                         "extract_seconds": round(extract_seconds, 2), "fit_seconds": round(fit_seconds, 2),
+                         "features": run.backbone.num_features,
+                         "logme": None if score is None else round(score, 4),
+                         "weights": run.backbone.weights_source})
+            log(f"  {name:<7} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+                f"({fit_seconds:.1f}s fit)")
+        del run
+
+    rows.sort(key=lambda r: (-r["accuracy"], -r["macro_f1"], r["seconds"]))
+    for i, r in enumerate(rows, 1):
+        r["rank"] = i
+    csv_path, png_path = folder / "leaderboard.csv", folder / "leaderboard.png"
+    with csv_path.open("w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS} for r in rows)
+    plot_leaderboard(rows, png_path, title=f"tl compare on {Path(data).name}")
+    return CompareResult(rows=rows, out=folder, csv_path=csv_path, png_path=png_path, winner=rows[0] if rows else {})
+
+
+def format_leaderboard(rows: list[dict[str, Any]]) -> str:
+    """The leaderboard as an aligned text table."""
+    header = f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8} {'features':>8} {'LogME':>8}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lm = "" if r.get("logme") is None else f"{r['logme']:.3f}"
+        lines.append(f"{r['rank']:>2}  {r['backbone']:<24} {r['head']:<7} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} "
+                     f"{r['seconds']:>8.1f} {r['features']:>8} {lm:>8}")
+    return "\n".join(lines)
+
+
+def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """Grouped bars: test accuracy per backbone, one bar per head; LogME under each group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    backbones = list(dict.fromkeys(r["backbone"] for r in rows))
+    heads = list(dict.fromkeys(r["head"] for r in rows))
+    width = 0.8 / max(1, len(heads))
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(backbones) * max(1, len(heads)) ** 0.5 + 2), 4.4))
+    x = np.arange(len(backbones))
+    for j, h in enumerate(heads):
+        vals = [next((r["accuracy"] for r in rows if r["backbone"] == b and r["head"] == h), np.nan) for b in backbones]
+        bars = ax.bar(x + (j - (len(heads) - 1) / 2) * width, vals, width, label=h)
+        for bar, v in zip(bars, vals):
+            if not np.isnan(v):
+                ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
+                            fontsize=8, xytext=(0, 2), textcoords="offset points")
+    labels = []
+    for b in backbones:
+        r = next(r for r in rows if r["backbone"] == b)
+        extra = f"\nLogME {r['logme']:.3f}" if r.get("logme") is not None else ""
+        labels.append(f"{b}\n{r['features']} features{extra}")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("test accuracy")
+    ax.set_ylim(0, 1.08)
+    ax.set_title(title or "tl compare")
+    ax.legend(title="head", fontsize=8, loc="upper right", ncols=min(len(heads), 4))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
