@@ -283,9 +283,10 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
 @friendly
 def plugins(as_json: bool) -> None:
     """List loaded plugins with their version, hooks and load error."""
-    from tlzoo.core.plugins import PluginManager
+    from tlzoo.core.zoo import Zoo
 
-    infos = PluginManager().plugins()
+    # building the Zoo calls every registration hook, so errors raised inside hooks show too
+    infos = Zoo().plugins.plugins()
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
@@ -348,7 +349,8 @@ def data_export(name: str, folder: str, limit: int, seed: int) -> None:
 
 # ---------------------------------------------------------------------------- compare
 @cli.command()
-@click.option("--plugins", "-p", required=True, help="Comma-separated plugins or catalogued models, e.g. bert,efficientnet.")
+@click.option("--plugins", "-p", required=True,
+              help="Comma-separated plugins or catalogued models, e.g. bert,glove; NAME=PATH uses local weights.")
 @click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
 @click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
 @click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
@@ -386,8 +388,9 @@ def compare(plugins: str, data: str, heads: str, out: str | None, overrides: tup
     w = result.winner
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
     if w:
-        click.echo(f"winner: {w['plugin']} {w['backbone']} with {w['head']}; fine-tune it with\n"
-                   f"  tl run --plugin {w['plugin']} --model {w['backbone']} --data {data} --strategy fine-tune",
+        weights = f" --weights {w['weights_path']}" if w.get("weights_path") else ""
+        click.echo(f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n"
+                   f"  tl run --plugin {w['plugin']} --model {w['model']}{weights} --data {data} --strategy fine-tune",
                    err=True)
 
 

@@ -1,0 +1,271 @@
+"""The plugin system: entry points, crash isolation, TLZOO_PLUGINS, step wrappers, CLI commands.
+
+Third-party plugins are faked as ``tlzoo`` entry points whose modules are written to a
+temporary folder on ``sys.path``: exactly what ``pip install`` of a plugin gives.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tlzoo.core.errors import TlzooError
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.plugins import BUILTIN_PLUGINS, PluginManager
+
+GOOD = '''
+"""A third-party plugin: a nearest-centroid head and a `tl hello` command."""
+import click
+import numpy as np
+from tlzoo import hookimpl
+from tlzoo.core.interfaces import Head
+
+
+class CentroidHead(Head):
+    name = "centroid"
+    trainable = False
+
+    @classmethod
+    def defaults(cls):
+        return {"temperature": 1.0}
+
+    def fit(self, x, y, num_classes):
+        self.centroids = np.stack([x[y == c].mean(0) if (y == c).any() else np.full(x.shape[1], 1e6)
+                                   for c in range(num_classes)]).astype(np.float32)
+
+    def predict_proba(self, x):
+        d = ((x[:, None, :] - self.centroids[None]) ** 2).sum(-1) / float(self.params["temperature"])
+        z = np.exp(-(d - d.min(1, keepdims=True)))
+        return (z / z.sum(1, keepdims=True)).astype(np.float32)
+
+    def state(self):
+        return {"centroids": self.centroids}
+
+    def load_state(self, arrays):
+        self.centroids = arrays["centroids"]
+
+
+@hookimpl
+def tlzoo_register_heads(register):
+    register(CentroidHead)
+
+
+@click.command()
+@click.argument("who", default="world")
+def hello(who):
+    """Say hello (added by a plugin)."""
+    click.echo(f"hello {who} from a plugin")
+
+
+@hookimpl
+def tlzoo_register_commands(cli):
+    cli.add_command(hello)
+'''
+
+BROKEN_IMPORT = '''
+raise ImportError("this plugin needs libfoo, which is not installed")
+'''
+
+BROKEN_HOOK = '''
+from tlzoo import hookimpl
+
+@hookimpl
+def tlzoo_register_strategies(register):
+    raise RuntimeError("boom inside the hook")
+'''
+
+PLUGINS = {"tlzoo_fake_good": GOOD, "tlzoo_fake_broken_import": BROKEN_IMPORT, "tlzoo_fake_broken_hook": BROKEN_HOOK}
+EP_NAMES = {"tlzoo_fake_good": "centroid", "tlzoo_fake_broken_import": "needs-libfoo",
+            "tlzoo_fake_broken_hook": "hook-crash"}
+
+
+@pytest.fixture
+def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Install the fake plugins: modules on sys.path, ``tlzoo`` entry points pointing at them."""
+    for module, source in PLUGINS.items():
+        (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
+        monkeypatch.delitem(sys.modules, module, raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    eps = [metadata.EntryPoint(name=EP_NAMES[m], value=m, group="tlzoo") for m in PLUGINS]
+    original = metadata.entry_points
+
+    def entry_points(**params: Any) -> Any:
+        if params.get("group") == "tlzoo":
+            return metadata.EntryPoints(eps)
+        return original(**params)
+
+    monkeypatch.setattr(metadata, "entry_points", entry_points)
+    # the CLI loads plugin commands once per process: start afresh and drop them afterwards
+    from tlzoo.cli import cli
+
+    monkeypatch.setattr(cli, "_loaded", False)
+    monkeypatch.setattr(cli, "commands", dict(cli.commands))
+    return EP_NAMES
+
+
+# --------------------------------------------------------------------------- loading
+def test_builtins_load_without_errors() -> None:
+    pm = PluginManager(load_entry_points=False)
+    names = {i.name for i in pm.plugins()}
+    assert {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS} == names
+    errors = {i.name: i.error for i in pm.plugins() if i.error}
+    assert not errors, f"built-in plugins failed to load: {errors}"
+    assert all(i.builtin and i.hooks for i in pm.plugins())
+
+
+def test_broken_plugins_are_recorded_and_others_work(third_party: dict[str, str]) -> None:
+    from tlzoo.core.zoo import Zoo
+
+    zoo = Zoo()
+    info = {i.name: i for i in zoo.plugins.plugins()}
+    assert "ImportError: this plugin needs libfoo" in (info["needs-libfoo"].error or "")
+    assert "RuntimeError in tlzoo_register_strategies: boom inside the hook" in (info["hook-crash"].error or "")
+    assert info["centroid"].error is None and not info["centroid"].builtin
+    assert "tlzoo_register_heads" in info["centroid"].hooks
+    # everything else still registered
+    assert "centroid" in zoo.heads and "fc" in zoo.heads
+    assert {"feature-extraction", "fine-tune"} <= set(zoo.strategies)
+    assert "bert" in zoo.backbones
+
+
+def test_tl_plugins_json_shows_errors(third_party: dict[str, str], run_cli: Any) -> None:
+    res = run_cli("plugins", "--json")
+    assert res.exit_code == 0, res
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert "libfoo" in rows["needs-libfoo"]["error"]
+    assert "boom inside the hook" in rows["hook-crash"]["error"]
+    assert rows["centroid"]["error"] is None and rows["centroid"]["builtin"] is False
+    assert rows["bert"]["builtin"] is True and rows["bert"]["error"] is None
+    text = run_cli("plugins")
+    assert text.exit_code == 0 and "ERROR ImportError: this plugin needs libfoo" in text.stdout
+
+
+def test_other_commands_still_work_with_broken_plugins(third_party: dict[str, str], run_cli: Any) -> None:
+    for args in (["list", "--json"], ["heads"], ["strategies"], ["data", "list"], ["--help"]):
+        res = run_cli(*args)
+        assert res.exit_code == 0, (args, res)
+        assert "Traceback" not in res.output
+    assert "centroid" in run_cli("heads").stdout
+
+
+def test_third_party_head_passes_the_kit_and_trains(third_party: dict[str, str], tiny_bert_dir: Path,
+                                                     text_csv: Path, tmp_path: Path) -> None:
+    """A head from an entry-point plugin passes check_head and is used by a real run."""
+    from tlzoo.core.config import RunConfig
+    from tlzoo.core.runner import Engine
+    from tlzoo.core.zoo import Zoo
+    from tlzoo.testing import check_head
+
+    zoo = Zoo()
+    check_head(zoo.heads.get("centroid"))
+    cfg = RunConfig()
+    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
+                         "head.name=centroid", "model.max_length=32", f"out={tmp_path / 'run'}", "progress=false"])
+    result = Engine(zoo=zoo, log=None).run(cfg)
+    desc = json.loads((result.run_dir / "model.json").read_text())
+    assert desc["head"]["name"] == "centroid" and desc["head"]["kind"] == "fitted"
+    probs = zoo_predict(zoo, result.run_dir, ["a funny and charming film"])
+    assert abs(sum(probs[0]["probabilities"].values()) - 1) < 1e-4
+
+
+def zoo_predict(zoo: Any, run_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
+    from tlzoo.core.predict import Predictor
+
+    return Predictor.load(run_dir, zoo).predict(inputs)
+
+
+def test_register_commands_adds_a_cli_command(third_party: dict[str, str], run_cli: Any) -> None:
+    res = run_cli("hello", "tester")
+    assert res.exit_code == 0, res
+    assert res.stdout.strip() == "hello tester from a plugin"
+    assert "hello" in run_cli("--help").stdout
+
+
+# --------------------------------------------------------------------------- TLZOO_PLUGINS
+def test_tlzoo_plugins_limits_loading(monkeypatch: pytest.MonkeyPatch, third_party: dict[str, str]) -> None:
+    from tlzoo.core.zoo import Zoo
+
+    monkeypatch.setenv("TLZOO_PLUGINS", "heads, strategies,centroid")
+    zoo = Zoo()
+    assert {i.name for i in zoo.plugins.plugins()} == {"heads", "strategies", "centroid"}
+    assert set(zoo.heads) == {"fc", "centroid"} and len(zoo.backbones) == 0
+    with pytest.raises(TlzooError, match="needs the 'bert' plugin. It is not loaded \\(check TLZOO_PLUGINS\\)"):
+        zoo.resolve_backbone("all-MiniLM-L6-v2")
+
+
+def test_tlzoo_plugins_empty_loads_none(monkeypatch: pytest.MonkeyPatch, run_cli: Any) -> None:
+    monkeypatch.setenv("TLZOO_PLUGINS", "")
+    assert PluginManager().plugins() == []
+    res = run_cli("plugins", "--json")
+    assert res.exit_code == 0 and json.loads(res.stdout) == []
+
+
+def test_disabled_backbone_plugin_is_a_clean_cli_error(monkeypatch: pytest.MonkeyPatch, run_cli: Any,
+                                                       text_csv: Path, tmp_path: Path) -> None:
+    monkeypatch.setenv("TLZOO_PLUGINS", "data_sources,heads,strategies")
+    res = run_cli("run", "--plugin", "all-MiniLM-L6-v2", "--data", text_csv, "--out", tmp_path / "r")
+    assert res.exit_code == 2, res
+    assert "TLZOO_PLUGINS" in res.stderr and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.incomplete").exists()
+
+
+# --------------------------------------------------------------------------- step hook
+class StepRecorder:
+    """A wrapper around every step: sees it, times it, and what the run holds at that point."""
+
+    def __init__(self) -> None:
+        self.steps: list[str] = []
+        self.seen_after: dict[str, set[str]] = {}
+
+    @hookimpl(wrapper=True)
+    def tlzoo_run_step(self, step: str, run: Any) -> Any:
+        self.steps.append(step)
+        result = yield
+        self.seen_after[step] = {k for k in ("dataset", "splits", "encoder", "backbone", "history", "metrics")
+                                 if getattr(run, k, None) not in (None, {})}
+        return result
+
+
+def test_wrapper_sees_all_twelve_steps_in_order(tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+    from tlzoo.core.config import RunConfig
+    from tlzoo.core.runner import STEPS, Engine
+    from tlzoo.core.zoo import Zoo
+
+    recorder = StepRecorder()
+    zoo = Zoo(PluginManager(load_entry_points=False, extra=[recorder]))
+    cfg = RunConfig()
+    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
+                         "model.max_length=32", "train.epochs=2", f"out={tmp_path / 'run'}", "progress=false"])
+    Engine(zoo=zoo, log=None).run(cfg)
+    assert len(STEPS) == 12
+    assert recorder.steps == list(STEPS)
+    assert "dataset" in recorder.seen_after["load_dataset"] and "splits" not in recorder.seen_after["load_dataset"]
+    assert "backbone" in recorder.seen_after["create_base_model"]
+    assert "metrics" in recorder.seen_after["predict"]
+
+
+class StopAtTrain:
+    @hookimpl(wrapper=True)
+    def tlzoo_run_step(self, step: str, run: Any) -> Any:
+        if step == "train":
+            raise TlzooError("stopped by a plugin")
+        return (yield)
+
+
+def test_a_wrapper_can_stop_a_run_and_nothing_is_left(tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+    from tlzoo.core.config import RunConfig
+    from tlzoo.core.runner import Engine
+    from tlzoo.core.zoo import Zoo
+
+    zoo = Zoo(PluginManager(load_entry_points=False, extra=[StopAtTrain()]))
+    cfg = RunConfig()
+    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
+                         f"out={tmp_path / 'run'}", "progress=false"])
+    with pytest.raises(TlzooError, match="stopped by a plugin"):
+        Engine(zoo=zoo, log=None).run(cfg)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.incomplete").exists()
