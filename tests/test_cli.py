@@ -1,0 +1,159 @@
+"""Bad input at the command line: exit code 2, one ``Error:`` line, no traceback, nothing left behind."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def bad_csvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("bad-csv")
+    files = {
+        "empty": "",
+        "wrong_column": "id,txt,label\n1,good film,pos\n2,bad film,neg\n",
+        "one_class": "text,label\n" + "".join(f"review {i},pos\n" for i in range(20)),
+        "header_only": "text,label\n",
+    }
+    out = {}
+    for name, content in files.items():
+        out[name] = folder / f"{name}.csv"
+        out[name].write_text(content)
+    return out
+
+
+def assert_clean_error(res: Any, fragment: str, out: Path | None = None) -> str:
+    """Exit 2, stderr is exactly one ``Error:`` line containing ``fragment``, no traceback, no run dir."""
+    assert res.exit_code == 2, res
+    assert res.exception is None, res
+    assert "Traceback" not in res.output
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res
+    assert fragment in lines[0], res
+    if out is not None:
+        assert not out.exists(), f"{out} was left behind"
+        assert not out.with_name(out.name + ".incomplete").exists(), f"{out}.incomplete was left behind"
+    return lines[0]
+
+
+def _run(run_cli: Any, out: Path, *args: Any) -> Any:
+    return run_cli("run", "-q", "--out", out, *args)
+
+
+def test_missing_data_path(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    out = tmp_path / "run"
+    res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", tmp_path / "nope.csv")
+    assert_clean_error(res, "does not exist", out)
+
+
+def test_no_data_given(run_cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert_clean_error(_run(run_cli, out, "--plugin", "bert"), "--data", out)
+
+
+def test_misspelt_builtin_dataset_suggests(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path) -> None:
+    out = tmp_path / "run"
+    res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", "rotten-tomatos")
+    assert_clean_error(res, "Did you mean 'rotten-tomatoes'", out)
+
+
+@pytest.mark.parametrize("which,fragment", [
+    ("empty", "is empty"),
+    ("wrong_column", "has no column 'text'. Did you mean 'txt'?"),
+    ("one_class", "one class only"),
+    ("header_only", "no labelled examples"),
+])
+def test_bad_csv(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, bad_csvs: dict[str, Path],
+                 which: str, fragment: str) -> None:
+    out = tmp_path / "run"
+    res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", bad_csvs[which])
+    assert_clean_error(res, fragment, out)
+
+
+def test_image_folder_with_text_backbone(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path,
+                                         image_folder: Path) -> None:
+    out = tmp_path / "run"
+    res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", image_folder)
+    assert_clean_error(res, "vision data but the backbone is text", out)
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--plugin", "brt"], "Did you mean 'bert'"),
+    (["--plugin", "efficientnet", "--model", "efficientnet_b9"], "Unknown model 'efficientnet_b9'"),
+    (["--plugin", "bert", "--head", "fcc"], "Unknown head 'fcc'. Did you mean 'fc'"),
+    (["--plugin", "bert", "--strategy", "fine-tun"], "Unknown strategy 'fine-tun'. Did you mean 'fine-tune'"),
+    (["--plugin", "bert", "--set", "train.lrr=0.1"], "Unknown config key 'train.lrr'. Did you mean 'train.lr'"),
+    (["--plugin", "bert", "--set", "train.epochs=many"], "Config key 'train.epochs' expects int"),
+    (["--plugin", "bert", "--set", "head.hiden=3"], "Unknown option head.hiden"),
+    (["--plugin", "bert", "--head", "logreg", "--strategy", "fine-tune"], "needs a trainable head"),
+    (["--plugin", "bert", "--limit", "2"], "--limit 2 is smaller than the number of classes"),
+])
+def test_bad_choices(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path,
+                     args: list[str], fragment: str) -> None:
+    out = tmp_path / "run"
+    if args[1] == "bert":
+        args = [*args, "--weights", str(tiny_bert_dir)]
+    res = _run(run_cli, out, "--data", text_csv, *args)
+    line = assert_clean_error(res, fragment, out)
+    if "Did you mean" in fragment:
+        assert line.count("Error:") == 1
+
+
+def test_bad_weights_folder(run_cli: Any, tmp_path: Path, text_csv: Path) -> None:
+    out = tmp_path / "run"
+    empty = tmp_path / "weights"
+    empty.mkdir()
+    res = _run(run_cli, out, "--plugin", "bert", "--weights", empty, "--data", text_csv)
+    assert_clean_error(res, "no config.json", out)
+
+
+def test_non_empty_out_is_refused_and_kept(run_cli: Any, tmp_path: Path, text_csv: Path,
+                                           tiny_bert_dir: Path) -> None:
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", text_csv)
+    assert_clean_error(res, "already exists and is not empty")
+    assert (out / "precious.txt").read_text() == "keep me"
+    assert not out.with_name("run.incomplete").exists()
+
+
+def test_predict_on_missing_run_dir(run_cli: Any, tmp_path: Path) -> None:
+    assert_clean_error(run_cli("predict", tmp_path / "no-run", "some text"), "does not exist")
+
+
+def test_predict_on_folder_without_model(run_cli: Any, tmp_path: Path) -> None:
+    assert_clean_error(run_cli("predict", tmp_path, "some text"), "holds no trained model")
+
+
+def test_predict_with_nothing_to_predict(run_cli: Any, tmp_path: Path) -> None:
+    assert_clean_error(run_cli("predict", tmp_path), "Nothing to predict")
+
+
+def test_unknown_command_suggests(run_cli: Any) -> None:
+    res = run_cli("lsit")
+    assert res.exit_code == 2 and "Did you mean 'list'" in res.stderr and "Traceback" not in res.output
+
+
+def test_progress_log_has_no_traceback_on_error(run_cli: Any, tmp_path: Path, bad_csvs: dict[str, Path],
+                                                tiny_bert_dir: Path) -> None:
+    """Without -q the steps are logged, and the failure still ends in one Error: line."""
+    out = tmp_path / "run"
+    res = run_cli("run", "--out", out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", bad_csvs["one_class"])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and res.stderr.strip().splitlines()[-1] == errors[0]
+    assert "[ 1/12]" in res.stderr
+    assert not out.exists() and not out.with_name("run.incomplete").exists()
+
+
+def test_run_json_output(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path) -> None:
+    out = tmp_path / "run"
+    res = run_cli("run", "-q", "--json", "--out", out, "--plugin", "bert", "--weights", tiny_bert_dir,
+                  "--data", text_csv, "--max-length", "32", "--epochs", "2", "--head", "logreg")
+    assert res.exit_code == 0, res
+    data = json.loads(res.stdout)
+    assert data["run_dir"] == str(out) and 0 <= data["test"]["accuracy"] <= 1
+    assert (out / "metrics.json").is_file() and not out.with_name("run.incomplete").exists()
