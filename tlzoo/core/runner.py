@@ -354,6 +354,8 @@ class Run:
 
     def _save_model(self) -> None:
         fine_tuned = not self.plan.extract_features and any(p.train_groups != 0 for p in self.plan.phases)
+        # random-init weights cannot be rebuilt at prediction time: save them as fine-tuned ones are
+        save_backbone = fine_tuned or not self.request.pretrained
         tensors: dict[str, torch.Tensor] = {}
         head_kind = "torch"
         if self.model is not None:
@@ -368,7 +370,7 @@ class Run:
                 head_kind = "fitted"
                 tensors.update({f"head.{k}": torch.from_numpy(np.ascontiguousarray(v))
                                 for k, v in self.head.state().items()})
-        if fine_tuned:
+        if save_backbone:
             tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         assets = self.dir / "assets"
         assets.mkdir(exist_ok=True)
@@ -380,8 +382,8 @@ class Run:
                             "pretrained": self.request.pretrained,
                             "options": {**self.request.options, "augment": False}},
                 "num_features": self.backbone.num_features,
-                "weights_saved": fine_tuned,
-                "fingerprint": None if fine_tuned else self.backbone.fingerprint(),
+                "weights_saved": save_backbone,
+                "fingerprint": None if save_backbone else self.backbone.fingerprint(),
                 "preprocessing": self.backbone.preprocessing(),
             },
             "head": {"name": self.head.name, "params": self.head.params, "kind": head_kind},
