@@ -24,6 +24,8 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "tlzoo.plugins.sklearn_heads",
     "tlzoo.plugins.strategies",
     "tlzoo.plugins.bert",
+    "tlzoo.plugins.elmo",
+    "tlzoo.plugins.ulmfit",
     "tlzoo.plugins.timm_vision",
 )
 

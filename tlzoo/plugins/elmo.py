@@ -1,0 +1,321 @@
+"""ELMo: a character-CNN word encoder under a two-layer bidirectional LSTM language model.
+
+Words are read as UTF-8 bytes by a character CNN (max-pooled filters of widths 1-5, a
+highway layer, a projection), so any word, seen or not, gets a representation.  Two
+LSTM layers run left-to-right and two right-to-left (with projections and a residual
+connection between layers), trained as a forward and a backward language model that
+share the character encoder and the softmax (``tl pretrain --plugin elmo``).
+
+As a backbone it returns ELMo's learned scalar mix of its three layers (character
+layer, LSTM 1, LSTM 2): softmax-normalised weights times a scale, all trained with the
+task; the mixed token vectors are pooled (mean and max) into one document vector.
+Layer groups, bottom to top: character CNN, LSTM layer 1, LSTM layer 2, scalar mix.
+No package ships ELMo weights, so without ``--weights`` it needs ``--no-pretrained``.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlzoo.core.errors import TlzooError
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
+from tlzoo.plugins import lstm_lm
+from tlzoo.plugins.lstm_lm import HashedVocab
+from tlzoo.plugins.text_vocab import BOS, EOS, tokenize
+
+ARCH: dict[str, Any] = {"dim": 128, "hidden": 256, "char_dim": 16, "dropout": 0.1}
+FILTERS = ((1, 32), (2, 32), (3, 64), (4, 64), (5, 64))  # (width, count) of the character convolutions
+MAX_CHARS = 16  # bytes per word, begin/end marks included
+PAD_C, BOW, EOW, BOS_C, EOS_C, SHIFT = 0, 1, 2, 3, 4, 5  # character ids; byte b -> b + SHIFT
+POOLINGS = ("meanmax", "mean", "max")
+
+
+def word_chars(word: str) -> list[int]:
+    """Character ids of one word: begin mark, up to 14 bytes, end mark, padding."""
+    if word == BOS:
+        ids = [BOW, BOS_C, EOW]
+    elif word == EOS:
+        ids = [BOW, EOS_C, EOW]
+    else:
+        ids = [BOW] + [b + SHIFT for b in word.encode("utf-8")[: MAX_CHARS - 2]] + [EOW]
+    return ids + [PAD_C] * (MAX_CHARS - len(ids))
+
+
+def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Reverse each right-padded sequence within its own length (padding stays put)."""
+    t = torch.arange(x.size(1), device=x.device)[None, :]
+    rev = lengths[:, None].to(x.device) - 1 - t
+    idx = torch.where(rev >= 0, rev, t)
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.size(2)))
+
+
+# --------------------------------------------------------------------------- network
+class CharCNN(nn.Module):
+    """Bytes of a word -> one vector: convolutions max-pooled over the word, highway, projection."""
+
+    def __init__(self, dim: int, char_dim: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(256 + SHIFT, char_dim, padding_idx=PAD_C)
+        self.convs = nn.ModuleList(nn.Conv1d(char_dim, n, w) for w, n in FILTERS)
+        total = sum(n for _, n in FILTERS)
+        self.highway = nn.Linear(total, 2 * total)
+        self.proj = nn.Linear(total, dim)
+
+    def forward(self, chars: torch.Tensor) -> torch.Tensor:  # [B, T, C] -> [B, T, dim]
+        b, t, c = chars.shape
+        x = self.embed(chars.reshape(b * t, c)).transpose(1, 2)
+        h = torch.cat([F.relu(conv(x)).max(-1).values for conv in self.convs], -1)
+        transform, gate = self.highway(h).chunk(2, -1)
+        g = torch.sigmoid(gate)
+        h = g * h + (1 - g) * F.relu(transform)
+        return self.proj(h).view(b, t, -1)
+
+
+class BiLayer(nn.Module):
+    """One layer of the forward LSTM and one of the backward LSTM (kept separate, as in ELMo),
+    each projected back to ``dim``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        # an output projection after the LSTM rather than LSTM(proj_size=...): oneDNN runs only the
+        # plain LSTM fast on CPU; the recurrence then uses the full hidden state
+        self.fwd = nn.LSTM(dim, hidden, batch_first=True)
+        self.bwd = nn.LSTM(dim, hidden, batch_first=True)
+        self.fwd_proj, self.bwd_proj = nn.Linear(hidden, dim), nn.Linear(hidden, dim)
+
+    def forward(self, f: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.fwd_proj(self.fwd(f)[0]), self.bwd_proj(self.bwd(b)[0])
+
+
+class BiLM(nn.Module):
+    """Character CNN + 2 biLSTM layers; ``layers`` gives the three per-token representations."""
+
+    def __init__(self, dim: int, hidden: int, char_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.chars = CharCNN(dim, char_dim)
+        self.layer1, self.layer2 = BiLayer(dim, hidden), BiLayer(dim, hidden)
+        self.drop = nn.Dropout(dropout)
+
+    def run(self, chars: torch.Tensor, lengths: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """(layers [B, T, 2*dim] x 3, top forward states, top backward states in reading order)."""
+        x = self.chars(chars)
+        outs = [torch.cat([x, x], -1)]
+        f, b = x, reverse_padded(x, lengths)  # right padding: neither direction ever reads padding first
+        for i, layer in enumerate((self.layer1, self.layer2)):
+            fo, bo = layer(self.drop(f), self.drop(b))
+            if i > 0:  # residual connection between the LSTM layers
+                fo, bo = fo + f, bo + b
+            f, b = fo, bo
+            outs.append(torch.cat([f, reverse_padded(b, lengths)], -1))
+        return outs, f, reverse_padded(b, lengths)
+
+
+class ScalarMix(nn.Module):
+    """gamma * sum_j softmax(s)_j * layer_j (ELMo's task-specific layer weighting)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.scalars = nn.Parameter(torch.zeros(n))
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def forward(self, layers: list[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(self.scalars, 0)
+        return self.gamma * sum(wi * h for wi, h in zip(w, layers))
+
+
+class ElmoLM(nn.Module):
+    """The biLM plus the softmax shared by both directions (only used for language modelling)."""
+
+    def __init__(self, vocab_size: int, dim: int, hidden: int, char_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.bilm = BiLM(dim, hidden, char_dim, dropout)
+        self.softmax = nn.Linear(dim, vocab_size)
+
+
+# --------------------------------------------------------------------------- LM batches
+def encode_text(text: str, max_tokens: int) -> list[str]:
+    toks = tokenize(text)
+    return [BOS] + (toks[:max_tokens] if max_tokens > 0 else toks) + [EOS]
+
+
+def to_batch(sentences: list[list[str]], vocab: HashedVocab | None) -> dict[str, torch.Tensor]:
+    lengths = torch.tensor([len(s) for s in sentences])
+    t = int(lengths.max())
+    chars = torch.zeros(len(sentences), t, MAX_CHARS, dtype=torch.long)
+    words = torch.zeros(len(sentences), t, dtype=torch.long)
+    for r, s in enumerate(sentences):
+        chars[r, :len(s)] = torch.tensor([word_chars(w) for w in s])
+        if vocab is not None:
+            words[r, :len(s)] = torch.tensor([vocab.id(w) for w in s])
+    return {"chars": chars, "lengths": lengths, "words": words}
+
+
+def sentence_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_tokens: int,
+                     seed: int) -> list[dict[str, torch.Tensor]]:
+    """Texts of similar length batched together (little padding), batches in random order."""
+    sents = sorted((encode_text(t, max_tokens) for t in texts), key=len)
+    batches = [to_batch(sents[i:i + batch_size], vocab) for i in range(0, len(sents), batch_size)]
+    random.Random(seed).shuffle(batches)
+    return batches
+
+
+def lm_loss_fn(model: ElmoLM, device: torch.device) -> lstm_lm.LossFn:
+    """Forward LM predicts the next word, backward LM the previous one; the loss is their mean."""
+    def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
+        chars, lengths, words = batch["chars"].to(device), batch["lengths"].to(device), batch["words"].to(device)
+        _, f, b = model.bilm.run(chars, lengths)
+        valid = torch.arange(words.size(1), device=device)[None, :] < lengths[:, None]
+        fwd_mask, bwd_mask = valid[:, 1:], valid[:, 1:]  # pairs (t -> t+1) and (t+1 -> t) inside the text
+        lf = model.softmax(model.bilm.drop(f[:, :-1][fwd_mask]))
+        lb = model.softmax(model.bilm.drop(b[:, 1:][bwd_mask]))
+        yf, yb = words[:, 1:][fwd_mask], words[:, :-1][bwd_mask]
+        loss = 0.5 * (F.cross_entropy(lf, yf) + F.cross_entropy(lb, yb))
+        hits = int((lf.argmax(-1) == yf).sum() + (lb.argmax(-1) == yb).sum()) // 2
+        return loss, int(yf.numel()), hits
+    return loss_fn
+
+
+def run_lm(model: ElmoLM, vocab: HashedVocab, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
+           batch_size: int, max_tokens: int, seed: int, device: torch.device, log: Callable[[str], None],
+           label: str, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    model.to(device)
+    val = sentence_batches(val_texts, vocab, batch_size, max_tokens, seed) if val_texts else []
+    return lstm_lm.train_language_model(
+        model, lm_loss_fn(model, device),
+        lambda e: sentence_batches(texts, vocab, batch_size, max_tokens, seed + e), val,
+        epochs=epochs, lr=lr, log=log, label=label, clip=1.0, on_epoch=on_epoch)
+
+
+# --------------------------------------------------------------------------- backbone
+class ElmoBackbone(Backbone):
+    modality = "text"
+
+    def __init__(self, request: BackboneRequest) -> None:
+        super().__init__()
+        opts = request.options
+        self.name = request.model
+        self.pooling = opts.get("pooling") or "meanmax"
+        if self.pooling not in POOLINGS:
+            raise TlzooError(f"Unknown pooling '{self.pooling}' for elmo; use one of {', '.join(POOLINGS)}.")
+        self.max_length = int(opts.get("max_length") or 128)
+        if self.max_length < 3:
+            raise TlzooError(f"model.max_length must be at least 3 for elmo, got {self.max_length}.")
+        folder = lstm_lm.weights_folder("elmo", request.weights, request.pretrained)
+        self.vocab: HashedVocab | None = None
+        if folder is None:
+            self.arch = dict(ARCH)
+            self.bilm = BiLM(**self.arch)
+            self.softmax: nn.Linear | None = None  # no vocabulary: no language-model output
+            self.weights_source = "random init (no pretraining)"
+        else:
+            desc, tensors, vocab = lstm_lm.read_weights(folder, "elmo")
+            self.arch = {k: desc["config"][k] for k in ARCH}
+            self.vocab = HashedVocab(vocab, 0)
+            self.bilm = BiLM(**self.arch)
+            self.softmax = nn.Linear(self.arch["dim"], len(self.vocab))
+            self.bilm.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("bilm.")})
+            self.softmax.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("softmax.")})
+            self.weights_source = f"tl pretrain folder {folder}"
+        self.mix = ScalarMix(3)
+        width = 2 * self.arch["dim"]
+        self.num_features = 2 * width if self.pooling == "meanmax" else width
+        self._chars: dict[str, list[int]] = {}
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"tokenizer": "text_vocab + utf-8 bytes", "max_chars": MAX_CHARS, "max_length": self.max_length,
+                "pooling": self.pooling}
+
+    def transform(self, example: Any, train: bool) -> list[str]:
+        return encode_text("" if example is None else str(example), self.max_length - 2)
+
+    def collate(self, items: list[list[str]]) -> dict[str, torch.Tensor]:
+        batch = to_batch(items, None)
+        del batch["words"]
+        return batch
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        chars, lengths = batch["chars"], batch["lengths"].to(batch["chars"].device)
+        layers, _, _ = self.bilm.run(chars, lengths)
+        h = self.mix(layers)
+        mask = (torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        mean = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
+        mx = h.masked_fill(~mask, torch.finfo(h.dtype).min).max(1).values
+        return {"meanmax": lambda: torch.cat([mean, mx], 1), "mean": lambda: mean, "max": lambda: mx}[self.pooling]()
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.bilm.chars, self.bilm.layer1, self.bilm.layer2, self.mix]
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "arch": self.arch}
+
+    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
+                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
+                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+        """Language-model fine-tuning on target texts (``--strategy ulmfit``); needs pretrained weights."""
+        if self.softmax is None or self.vocab is None:
+            raise TlzooError("elmo without pretraining has no language-model softmax to fine-tune; pass --weights DIR "
+                             "from `tl pretrain --plugin elmo`, or use --strategy fine-tune.")
+        lm = ElmoLM(len(self.vocab), **self.arch)
+        lm.bilm, lm.softmax = self.bilm, self.softmax  # shared modules: the backbone itself learns
+        for p in lm.parameters():
+            p.requires_grad_(True)
+        try:
+            return run_lm(lm, self.vocab, texts, val_texts, epochs=epochs, lr=lr, batch_size=batch_size,
+                          max_tokens=self.max_length - 2, seed=seed, device=device, log=log, label="lm-finetune",
+                          on_epoch=on_epoch)
+        finally:
+            for p in self.parameters():
+                p.requires_grad_(False)
+
+
+# --------------------------------------------------------------------------- pretraining
+class ElmoPretrainer(Pretrainer):
+    name = "elmo"
+    description = "character-CNN + 2-layer biLSTM language model (forward and backward) on an unlabelled corpus"
+    defaults: dict[str, Any] = {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80,
+                                "max_vocab": 10000, "min_freq": 2, "seed": 0}
+
+    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
+                 log: Callable[[str], None]) -> dict[str, Any]:
+        from tlzoo.core.pretraining import merge_options
+
+        o = merge_options("elmo", options, self.defaults)
+        if o["epochs"] < 1 or o["batch_size"] < 1 or o["dim"] < 1 or o["hidden"] < o["dim"]:
+            raise TlzooError("elmo pretraining needs epochs and batch_size of at least 1 and hidden >= dim >= 1.")
+        lstm_lm.seed_all(o["seed"])
+        train, val = lstm_lm.split_corpus(corpus, o["seed"])
+        vocab = HashedVocab.build(train, o["max_vocab"], o["min_freq"], 0)  # softmax over words; rest is <unk>
+        model = ElmoLM(len(vocab), **{k: o[k] for k in ARCH})
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"elmo: char-CNN + 2-layer biLSTM (dim {o['dim']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
+            f"parameters; softmax over {len(vocab):,} words; {len(train):,} training / {len(val):,} held-out texts")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        rows = run_lm(model, vocab, train, val, epochs=o["epochs"], lr=o["lr"], batch_size=o["batch_size"],
+                      max_tokens=o["max_tokens"], seed=o["seed"], device=device, log=log, label="pretrain")
+        summary = {"epochs": o["epochs"], "train_perplexity": rows[-1]["train_perplexity"],
+                   "val_perplexity": rows[-1].get("val_perplexity"), "tokens_per_epoch": rows[-1]["tokens"],
+                   "texts": len(train), "held_out_texts": len(val), "parameters": n_params,
+                   "seconds": round(sum(r["seconds"] for r in rows), 1), "history": rows}
+        folder = Path(out)
+        lstm_lm.save_weights(folder, "elmo", model.state_dict(), vocab, {k: o[k] for k in self.defaults}, summary)
+        lstm_lm.plot_curve(rows, folder / "pretraining_curve.png", f"elmo biLM pretraining · {len(train):,} texts")
+        return summary  # the engine writes its history to pretraining_history.csv
+
+
+@hookimpl
+def tlzoo_register_backbones(register: Any) -> None:
+    register(BackboneFactory(
+        name="elmo", modality="text", create=ElmoBackbone, default_model="elmo", models=("elmo",),
+        description="ELMo: char-CNN + biLSTM LM, scalar mix of layers; pretrain with `tl pretrain --plugin elmo`",
+    ))
+
+
+@hookimpl
+def tlzoo_register_pretrainers(register: Any) -> None:
+    register(ElmoPretrainer())

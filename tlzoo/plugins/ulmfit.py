@@ -1,0 +1,325 @@
+"""ULMFiT: an AWD-LSTM language model, its pretraining, and the three-stage ``ulmfit`` strategy.
+
+The backbone is a small AWD-LSTM (Merity et al.): embedding dropout (whole words
+dropped), variational ("locked") dropout between layers, DropConnect on the
+hidden-to-hidden weights, and a decoder tied to the embedding.  As a classifier
+backbone it gives ULMFiT's concat pooling [last state, max, mean] of the top layer.
+
+ULMFiT (Howard & Ruder) in three stages:
+1. ``tl pretrain --plugin ulmfit --corpus FILE|DIR --out DIR``: a general language
+   model trained on an unlabelled corpus (``UlmfitPretrainer``);
+2. ``--strategy ulmfit``: the language model fine-tuned on the target *training* texts
+   (``before_training``; history rows with phase ``lm-finetune``);
+3. the classifier fine-tuned with gradual unfreezing (one phase per unfrozen group),
+   discriminative learning rates (each group 2.6 times lower than the one above) and
+   slanted triangular learning rates.
+No package ships ULMFiT weights, so without ``--weights`` it needs ``--no-pretrained``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlzoo.core.errors import TlzooError
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Head, Phase, Plan, Pretrainer, Strategy
+from tlzoo.plugins import lstm_lm
+from tlzoo.plugins.lstm_lm import HashedVocab
+
+# architecture defaults (a scratch backbone uses these; pretrained folders record their own)
+ARCH: dict[str, Any] = {"emb": 128, "hidden": 256, "layers": 3, "embed_p": 0.05, "input_p": 0.25,
+                        "hidden_p": 0.15, "weight_p": 0.2, "output_p": 0.1}
+SCRATCH_BUCKETS = 16384  # no vocabulary without pretraining: every word is hashed
+POOLINGS = ("concat", "mean", "max", "last")
+
+
+# --------------------------------------------------------------------------- AWD-LSTM
+class LockedDropout(nn.Module):
+    """Variational dropout: one mask per sequence, the same at every time step."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, D]
+        if not self.training or self.p == 0:
+            return x
+        mask = x.new_empty(x.size(0), 1, x.size(2)).bernoulli_(1 - self.p) / (1 - self.p)
+        return x * mask
+
+
+class WordEmbedding(nn.Module):
+    """Embedding with embedding dropout (whole words zeroed) and locked input dropout."""
+
+    def __init__(self, vocab_size: int, dim: int, embed_p: float, input_p: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab_size, dim).uniform_(-0.1, 0.1))
+        self.embed_p, self.drop = embed_p, LockedDropout(input_p)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        if self.training and self.embed_p > 0:
+            keep = w.new_empty(w.size(0), 1).bernoulli_(1 - self.embed_p) / (1 - self.embed_p)
+            w = w * keep
+        return self.drop(F.embedding(ids, w, padding_idx=0))
+
+
+class AWDLayer(nn.Module):
+    """One LSTM layer with DropConnect on its recurrent weights, then locked dropout."""
+
+    def __init__(self, n_in: int, n_out: int, weight_p: float, out_p: float) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(n_in, n_out, batch_first=True)
+        self.weight_p, self.drop = weight_p, LockedDropout(out_p)
+
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        if self.training and self.weight_p > 0:
+            from torch.func import functional_call
+
+            w = F.dropout(self.lstm.weight_hh_l0, self.weight_p, training=True)
+            out, state = functional_call(self.lstm, {"weight_hh_l0": w}, (x, state), strict=False)
+        else:
+            out, state = self.lstm(x, state)
+        return self.drop(out), state
+
+
+class AWDLSTM(nn.Module):
+    """Embedding -> LSTM layers -> (tied) decoder."""
+
+    def __init__(self, vocab_size: int, emb: int, hidden: int, layers: int, embed_p: float, input_p: float,
+                 hidden_p: float, weight_p: float, output_p: float) -> None:
+        super().__init__()
+        self.embedding = WordEmbedding(vocab_size, emb, embed_p, input_p)
+        sizes = [emb] + [hidden] * (layers - 1) + [emb]  # the top layer returns to emb for the tied decoder
+        self.layers = nn.ModuleList(AWDLayer(sizes[i], sizes[i + 1], weight_p, hidden_p if i < layers - 1 else 0.0)
+                                    for i in range(layers))
+        self.output_drop = LockedDropout(output_p)
+        self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
+
+    def encode(self, ids: torch.Tensor, states: list[Any] | None = None) -> tuple[torch.Tensor, list[Any]]:
+        x = self.embedding(ids)
+        new = []
+        for i, layer in enumerate(self.layers):
+            x, s = layer(x, states[i] if states else None)
+            new.append(s)
+        return x, new
+
+    def logits(self, top: torch.Tensor) -> torch.Tensor:
+        return F.linear(self.output_drop(top), self.embedding.weight, self.decoder_bias)
+
+
+# --------------------------------------------------------------------------- LM batches
+def stream_batches(texts: list[str], vocab: HashedVocab, batch_size: int, bptt: int, seed: int) -> list[Any]:
+    """Shuffle texts, join them into one token stream (``<bos>`` before each), cut into
+    ``batch_size`` parallel rows and windows of ``bptt``: AWD-LSTM's contiguous batching."""
+    g = torch.Generator().manual_seed(seed)
+    bos = vocab.vocab.stoi["<bos>"]
+    ids: list[int] = []
+    for i in torch.randperm(len(texts), generator=g).tolist():
+        ids.append(bos)
+        ids.extend(vocab.encode(texts[i]))
+    data = torch.tensor(ids, dtype=torch.long)
+    rows = max(1, min(batch_size, (len(data) - 1) // 2))
+    n = (len(data) - 1) // rows
+    x_all = data[: n * rows].view(rows, n)
+    y_all = data[1: n * rows + 1].view(rows, n)
+    return [(x_all[:, i:i + bptt], y_all[:, i:i + bptt], i == 0) for i in range(0, n, bptt)]
+
+
+def lm_loss_fn(model: AWDLSTM, device: torch.device) -> lstm_lm.LossFn:
+    """Next-token loss; the hidden state flows across windows (truncated backprop)."""
+    state: dict[str, Any] = {"h": None}
+
+    def loss_fn(batch: Any) -> tuple[torch.Tensor, int, int]:
+        x, y, first = batch
+        x, y = x.to(device), y.to(device)
+        if first:
+            state["h"] = None
+        top, h = model.encode(x, state["h"])
+        state["h"] = [(a.detach(), b.detach()) for a, b in h]
+        logits = model.logits(top)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
+        return loss, y.numel(), int((logits.argmax(-1) == y).sum())
+    return loss_fn
+
+
+def run_lm(model: AWDLSTM, vocab: HashedVocab, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
+           batch_size: int, bptt: int, seed: int, device: torch.device, log: Callable[[str], None], label: str,
+           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    model.to(device)
+    val = stream_batches(val_texts, vocab, batch_size, bptt, seed) if val_texts else []
+    return lstm_lm.train_language_model(
+        model, lm_loss_fn(model, device), lambda e: stream_batches(texts, vocab, batch_size, bptt, seed + e), val,
+        epochs=epochs, lr=lr, log=log, label=label, on_epoch=on_epoch)
+
+
+# --------------------------------------------------------------------------- backbone
+class UlmfitBackbone(Backbone):
+    """AWD-LSTM encoder; features = pooled top-layer states (concat: last, max, mean)."""
+
+    modality = "text"
+
+    def __init__(self, request: BackboneRequest) -> None:
+        super().__init__()
+        opts = request.options
+        self.name = request.model
+        self.pooling = opts.get("pooling") or "concat"
+        if self.pooling not in POOLINGS:
+            raise TlzooError(f"Unknown pooling '{self.pooling}' for ulmfit; use one of {', '.join(POOLINGS)}.")
+        self.max_length = int(opts.get("max_length") or 128)
+        folder = lstm_lm.weights_folder("ulmfit", request.weights, request.pretrained)
+        if folder is None:
+            self.arch, self.vocab = dict(ARCH), HashedVocab.empty(SCRATCH_BUCKETS)
+            self.weights_source = "random init (no pretraining)"
+            self.lm = AWDLSTM(len(self.vocab), **self.arch)
+        else:
+            desc, tensors, vocab = lstm_lm.read_weights(folder, "ulmfit")
+            self.arch = {k: desc["config"][k] for k in ARCH}
+            self.vocab = HashedVocab(vocab, int(desc["hash_buckets"]))
+            self.lm = AWDLSTM(len(self.vocab), **self.arch)
+            self.lm.load_state_dict(tensors)
+            self.weights_source = f"tl pretrain folder {folder}"
+        width = self.arch["emb"]
+        self.num_features = 3 * width if self.pooling == "concat" else width
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"tokenizer": "text_vocab", "vocab": self.vocab.digest(), "max_length": self.max_length,
+                "pooling": self.pooling}
+
+    def transform(self, example: Any, train: bool) -> list[int]:
+        bos = self.vocab.vocab.stoi["<bos>"]
+        return [bos] + self.vocab.encode("" if example is None else str(example), self.max_length - 1)
+
+    def collate(self, items: list[list[int]]) -> dict[str, torch.Tensor]:
+        lengths = torch.tensor([len(i) for i in items])
+        ids = torch.zeros(len(items), int(lengths.max()) if items else 1, dtype=torch.long)
+        for r, seq in enumerate(items):
+            ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        return {"ids": ids, "lengths": lengths}
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, lengths = batch["ids"], batch["lengths"].to(batch["ids"].device)
+        top, _ = self.lm.encode(ids)  # right padding: states at real positions never saw padding
+        mask = (torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]).unsqueeze(-1)
+        last = top[torch.arange(ids.size(0), device=ids.device), lengths - 1]
+        mean = (top * mask).sum(1) / mask.sum(1).clamp(min=1)
+        mx = top.masked_fill(~mask, torch.finfo(top.dtype).min).max(1).values
+        return {"concat": lambda: torch.cat([last, mx, mean], 1), "mean": lambda: mean, "max": lambda: mx,
+                "last": lambda: last}[self.pooling]()
+
+    def layer_groups(self) -> list[nn.Module]:
+        # the decoder bias learns with the embedding (their weights are tied)
+        return [nn.ModuleList([self.lm.embedding, self.lm.output_drop]), *self.lm.layers]
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "arch": self.arch, "vocab": self.vocab.digest()}
+
+    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
+                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
+                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+        """ULMFiT stage 2: the language model adapts to the target texts (all layers learn)."""
+        for p in self.parameters():
+            p.requires_grad_(True)
+        try:
+            return run_lm(self.lm, self.vocab, texts, val_texts, epochs=epochs, lr=lr, batch_size=batch_size,
+                          bptt=50, seed=seed, device=device, log=log, label="lm-finetune", on_epoch=on_epoch)
+        finally:
+            for p in self.parameters():
+                p.requires_grad_(False)
+
+
+# --------------------------------------------------------------------------- pretraining
+class UlmfitPretrainer(Pretrainer):
+    name = "ulmfit"
+    description = "AWD-LSTM language model (ULMFiT stage 1) on an unlabelled corpus"
+    defaults: dict[str, Any] = {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3,
+                                "max_vocab": 20000, "min_freq": 2, "hash_buckets": 2048, "seed": 0}
+
+    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
+                 log: Callable[[str], None]) -> dict[str, Any]:
+        from tlzoo.core.pretraining import merge_options
+
+        o = merge_options("ulmfit", options, self.defaults)
+        if o["epochs"] < 1 or o["layers"] < 1 or o["batch_size"] < 1 or o["bptt"] < 2:
+            raise TlzooError("ulmfit pretraining needs epochs, layers and batch_size of at least 1 and bptt of 2 or more.")
+        lstm_lm.seed_all(o["seed"])
+        train, val = lstm_lm.split_corpus(corpus, o["seed"])
+        vocab = HashedVocab.build(train, o["max_vocab"], o["min_freq"], o["hash_buckets"])
+        model = AWDLSTM(len(vocab), **{k: o[k] for k in ARCH})
+        n_params = sum(p.numel() for p in model.parameters())
+        log(f"ulmfit: AWD-LSTM {o['layers']} layers (emb {o['emb']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
+            f"parameters; vocabulary {len(vocab.vocab):,} words + {vocab.buckets:,} hash buckets; "
+            f"{len(train):,} training / {len(val):,} held-out texts")
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        rows = run_lm(model, vocab, train, val, epochs=o["epochs"], lr=o["lr"], batch_size=o["batch_size"],
+                      bptt=o["bptt"], seed=o["seed"], device=device, log=log, label="pretrain")
+        summary = {"epochs": o["epochs"], "train_perplexity": rows[-1]["train_perplexity"],
+                   "val_perplexity": rows[-1].get("val_perplexity"), "tokens_per_epoch": rows[-1]["tokens"],
+                   "texts": len(train), "held_out_texts": len(val), "parameters": n_params,
+                   "seconds": round(sum(r["seconds"] for r in rows), 1), "history": rows}
+        folder = Path(out)
+        lstm_lm.save_weights(folder, "ulmfit", model.state_dict(), vocab, {k: o[k] for k in self.defaults}, summary)
+        lstm_lm.plot_curve(rows, folder / "pretraining_curve.png", f"ulmfit (AWD-LSTM) pretraining · {len(train):,} texts")
+        return summary  # the engine writes its history to pretraining_history.csv
+
+
+# --------------------------------------------------------------------------- strategy
+class UlmfitStrategy(Strategy):
+    name = "ulmfit"
+    description = ("ULMFiT: fine-tune the language model on the training texts, then the classifier with "
+                   "gradual unfreezing, discriminative (/2.6 per group) and slanted triangular learning rates.")
+    groups = 4  # unfreezing steps planned before the backbone exists; extra steps unfreeze everything
+
+    def plan(self, head: Head, train: Any) -> Plan:
+        if not head.trainable:
+            raise TlzooError(f"Strategy ulmfit needs a trainable head, and '{head.name}' is fitted; use --head fc.")
+        decay = 1 / 2.6
+        phases = [Phase("head", epochs=max(1, train.head_epochs), lr=train.lr, schedule="slanted")]
+        for k in range(1, self.groups):  # one more layer group learns at each step, at half the rate
+            phases.append(Phase(f"unfreeze-{k}", epochs=1, lr=train.lr * 0.5 ** (k - 1), train_groups=k,
+                                lr_decay=decay, schedule="slanted"))
+        phases.append(Phase("unfreeze-all", epochs=train.epochs or 2, lr=train.lr * 0.5 ** (self.groups - 1),
+                            train_groups=-1, lr_decay=decay, schedule="slanted"))
+        return Plan(phases=phases, extract_features=False)
+
+    def before_training(self, run: Any) -> None:
+        bb = run.backbone
+        if not hasattr(bb, "finetune_language_model"):
+            raise TlzooError(f"Strategy ulmfit needs a language-model backbone (--plugin ulmfit or elmo), "
+                             f"not {bb.name}; use --strategy fine-tune.")
+        epochs = int(getattr(run.config.train, "lm_epochs", 2))
+        if epochs <= 0:
+            run.log("  ulmfit stage 2 skipped (train.lm_epochs = 0)")
+            return
+        run.log(f"  ulmfit stage 2: language-model fine-tuning on the {len(run.splits.train)} training texts "
+                f"(test texts never seen), {epochs} epochs")
+
+        def record(row: dict[str, Any]) -> None:
+            run.history.append({k: row[k] for k in ("phase", "epoch", "train_loss", "train_accuracy", "val_loss",
+                                                     "val_accuracy", "lr", "seconds") if k in row})
+        bb.finetune_language_model(list(run.splits.train.examples), list(run.splits.val.examples), epochs=epochs,
+                                   lr=run.config.train.lr, batch_size=run.config.train.batch_size,
+                                   seed=run.config.seed, device=run.device, log=run.log, on_epoch=record)
+
+
+@hookimpl
+def tlzoo_register_backbones(register: Any) -> None:
+    register(BackboneFactory(
+        name="ulmfit", modality="text", create=UlmfitBackbone, default_model="ulmfit", models=("ulmfit",),
+        description="ULMFiT AWD-LSTM language model; pretrain with `tl pretrain --plugin ulmfit`",
+    ))
+
+
+@hookimpl
+def tlzoo_register_pretrainers(register: Any) -> None:
+    register(UlmfitPretrainer())
+
+
+@hookimpl
+def tlzoo_register_strategies(register: Any) -> None:
+    register(UlmfitStrategy())
