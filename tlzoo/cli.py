@@ -253,6 +253,18 @@ def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: 
         click.echo(summary["out"])
 
 
+# ---------------------------------------------------------------------------- pull
+@cli.command()
+@click.argument("names", nargs=-1, required=True)
+@friendly
+def pull(names: tuple[str, ...]) -> None:
+    """Download pretrained vision weights into $TLZOO_HOME/weights for later offline runs."""
+    from tlzoo.plugins.pull import pull_weights
+
+    for name in names:
+        click.echo(pull_weights(name))
+
+
 # ---------------------------------------------------------------------------- catalogue
 @cli.command(name="list")
 @click.argument("pattern", default="*")

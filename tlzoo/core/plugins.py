@@ -27,6 +27,9 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "tlzoo.plugins.elmo",
     "tlzoo.plugins.ulmfit",
     "tlzoo.plugins.timm_vision",
+    "tlzoo.plugins.torchvision_models",
+    "tlzoo.plugins.lenet",
+    "tlzoo.plugins.vision_data",
 )
 
 

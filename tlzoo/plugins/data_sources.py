@@ -107,6 +107,8 @@ class ImageFolderSource(DataSource):
 
     def can_load(self, location: str) -> bool:
         p = Path(location)
+        if (p / "dataset_dict.json").is_file():  # a saved Hugging Face DatasetDict, not class folders
+            return False
         return p.is_dir() and any(c.is_dir() for c in p.iterdir())
 
     def load(self, location: str, options: DataOptions) -> Dataset:

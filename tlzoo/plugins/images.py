@@ -1,0 +1,108 @@
+"""Shared image plumbing for the vision plugins: decoding and timm-style transforms.
+
+Every vision backbone accepts the same raw examples: an image file path, a PIL image,
+a numpy array (H, W) or (H, W, C), or a lazy reference with an ``open_image()``
+method (rows of an on-disk Hugging Face dataset).  Decoding happens here, inside
+DataLoader workers, so memory does not grow with the dataset.  Grey, palette and RGBA
+images are converted to the mode the network wants.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tlzoo.core.errors import TlzooError
+
+# augmentation policies by short name; any other string is handed to timm as an
+# auto_augment configuration (e.g. "rand-m7-n2-mstd0.5", "augmix-m5-w4", "original")
+POLICIES = {"randaugment": "rand-m9-mstd0.5-inc1", "trivialaugment": "trivial"}
+
+
+def to_pil(example: Any, mode: str = "RGB") -> Any:
+    """Decode one raw example into a PIL image of ``mode``."""
+    from PIL import Image
+
+    if isinstance(example, (str, os.PathLike)):
+        try:
+            with Image.open(example) as im:
+                return _convert(im, mode)
+        except (OSError, ValueError) as exc:
+            raise TlzooError(f"Cannot read image '{example}': {exc}; remove or fix the file.") from None
+    if isinstance(example, Image.Image):
+        return _convert(example, mode)
+    opener = getattr(example, "open_image", None)
+    if callable(opener):
+        return _convert(opener(), mode)
+    import numpy as np
+
+    arr = np.asarray(example)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim not in (2, 3):
+        raise TlzooError(f"An image array must be (H, W) or (H, W, C); got shape {arr.shape}.")
+    if arr.dtype != np.uint8:  # scale any numeric range into 0..255
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (255 * (arr - lo) / max(1e-8, hi - lo)).round().astype(np.uint8)
+    return _convert(Image.fromarray(arr), mode)
+
+
+def _convert(image: Any, mode: str) -> Any:
+    from PIL import Image
+
+    if image.mode == mode:
+        return image.copy()
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # composite transparent pixels on white rather than letting them turn black
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return image.convert(mode)
+
+
+def augment_settings(options: dict[str, Any]) -> dict[str, Any]:
+    """The training-augmentation knobs a run passes in ``BackboneRequest.options``."""
+    policy = str(options.get("augment_policy") or "").strip()
+    # 0 / negative / absent mean "the backbone's default"
+    scale = float(options.get("crop_scale") or 0) or 0.08
+    raw_flip = options.get("hflip")
+    hflip = 0.5 if raw_flip is None or float(raw_flip) < 0 else float(raw_flip)
+    if not 0 < scale <= 1:
+        raise TlzooError(f"data.crop_scale must be in (0, 1], got {scale}.")
+    if hflip > 1:
+        raise TlzooError(f"data.hflip must be a probability in [0, 1], got {hflip}.")
+    return {"policy": POLICIES.get(policy.lower(), policy), "scale": scale, "hflip": hflip}
+
+
+def build_transforms(data_config: dict[str, Any], options: dict[str, Any]) -> tuple[Any, Any]:
+    """(training transform or None, evaluation transform) from a timm data config.
+
+    Evaluation: resize to ``input_size / crop_pct`` then centre-crop, exactly as the
+    weights were evaluated.  Training (only when ``options['augment']``): random-resized
+    crop and flip, plus RandAugment / TrivialAugment / any timm auto_augment on request.
+    """
+    from timm.data import create_transform
+
+    cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+           if k in data_config}
+    eval_tf = create_transform(**cfg, is_training=False)
+    if not options.get("augment"):
+        return None, eval_tf
+    aug = augment_settings(options)
+    train_cfg = {k: v for k, v in cfg.items() if k not in ("crop_pct", "crop_mode")}
+    common = dict(**train_cfg, is_training=True, scale=(aug["scale"], 1.0), hflip=aug["hflip"])
+    if aug["policy"] == "trivial":
+        from torchvision import transforms
+
+        primary, _colour, final = create_transform(**common, separate=True)
+        return transforms.Compose([primary, transforms.TrivialAugmentWide(), final]), eval_tf
+    try:
+        train_tf = create_transform(**common, auto_augment=aug["policy"] or None)
+    except Exception as exc:  # timm asserts on a malformed policy string
+        raise TlzooError(f"Unknown augmentation policy '{aug['policy']}' ({exc}); use randaugment, "
+                         "trivialaugment or a timm auto_augment string such as rand-m9-mstd0.5.") from None
+    return train_tf, eval_tf
+
+
+def plain_config(data_config: dict[str, Any]) -> dict[str, Any]:
+    """A JSON-able copy of a timm data config (tuples to lists)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}

@@ -1,0 +1,44 @@
+"""``tl pull NAME...``: fetch pretrained vision weights once, use them offline afterwards.
+
+Each model's weights land in ``$TLZOO_HOME/weights/<model>.safetensors`` with their
+preprocessing beside them in ``<model>.json``; ``tl run`` finds them there (second in
+the weights order) without any network.  Weights come from an installed weights
+package when there is one (so pulling EfficientNet-Lite0 works offline), else from
+the hub, which needs the network.
+"""
+from __future__ import annotations
+
+from tlzoo.core.errors import TlzooError, suggest
+from tlzoo.core.registry import load_catalogue
+
+TORCHVISION = ("alexnet", "googlenet")
+
+
+def resolve(name: str) -> str:
+    """A catalogue model name, or a vision plugin name meaning its default model."""
+    entries = [e for e in load_catalogue() if e.modality == "vision"]
+    names = [e.name for e in entries]
+    if name in names:
+        return name
+    default = next((e.name for e in entries if e.plugin == name and e.default), None)
+    if default:
+        return default
+    other = next((e for e in load_catalogue() if e.name == name), None)
+    if other is not None:
+        raise TlzooError(f"'{name}' is a {other.modality} model; `tl pull` fetches vision weights. "
+                         "Text checkpoints load from a local folder with --weights.")
+    raise TlzooError(f"Unknown vision model '{name}'.{suggest(name, names)} See `tl list --modality vision`.")
+
+
+def pull_weights(name: str) -> str:
+    """Cache ``name``'s pretrained weights; return the file written."""
+    model = resolve(name)
+    if model == "lenet5":
+        raise TlzooError("lenet5 has no pretrained weights anywhere; train it with --no-pretrained.")
+    if model in TORCHVISION:
+        from .torchvision_models import pull
+
+        return pull(model)
+    from .timm_vision import pull as timm_pull
+
+    return timm_pull(model)
