@@ -118,3 +118,53 @@ def run_cli() -> Callable[..., CliResult]:
         return CliResult(res.exit_code, res.stdout, stderr, exc)
 
     return invoke
+
+
+# --------------------------------------------------------------------------- strategies, heads, compare
+# Three topics written with words the tiny BERT vocabulary knows: even random transformer
+# weights keep which words a text holds, so the topics stay separable for every head.
+TOPICS = {
+    "action": "action fast slow world director cast man long".split(),
+    "comedy": "funny comedy fun smart clever charming stupid dull".split(),
+    "drama": "drama love life moving beautiful family woman young".split(),
+}
+
+
+@pytest.fixture(scope="session")
+def word_bert_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_bert_dir`` with its tokenizer rebuilt from vocab.txt, so known words are not [UNK].
+
+    transformers 5 takes ``BertTokenizerFast(vocab=...)``; ``vocab_file=`` is silently ignored,
+    which leaves a tokenizer of five special tokens.
+    """
+    import shutil
+
+    from transformers import BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("word-bert")
+    for name in ("config.json", "model.safetensors", "vocab.txt"):
+        shutil.copy(tiny_bert_dir / name, folder / name)
+    tokenizer = BertTokenizerFast(vocab=str(folder / "vocab.txt"), do_lower_case=True)
+    assert tokenizer.tokenize("funny drama") == ["funny", "drama"]
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def topics_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """180 short texts (text,label), 60 per topic in TOPICS, seeded."""
+    import csv
+    import random
+
+    rng = random.Random(0)
+    filler = "the a of and is it this that was with".split()
+    path = tmp_path_factory.mktemp("topics") / "topics.csv"
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for _ in range(60):
+            for label, words in TOPICS.items():
+                text = rng.sample(words, 3) + rng.sample(filler, 4)
+                rng.shuffle(text)
+                w.writerow([" ".join(text), label])
+    return path

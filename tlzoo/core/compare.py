@@ -87,8 +87,9 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
     """Probe each backbone in ``plugins`` with each fitted head in ``heads`` on ``data``.
 
     ``config`` supplies everything else a run would use (limit, seed, split fractions,
-    image size, max length, batch size, device); ``--plugins`` entries are plugin or
-    catalogued model names, as ``tl run --plugin`` takes them.
+    image size, max length, batch size, device); ``plugins`` entries are plugin or
+    catalogued model names, as ``tl run --plugin`` takes them, optionally with local
+    weights as ``NAME=PATH`` (``tl run --weights``), e.g. to compare your own checkpoints.
     """
     from .runner import Run, pick_device, seed_everything
     from .zoo import Zoo
@@ -108,17 +109,22 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
     if trainable:
         raise TlzooError(f"tl compare probes with fitted heads; '{trainable[0]}' is trained by gradient descent. "
                          "Use logreg, svm, rf, knn, tree or nb.")
-    for p in plugins:
-        zoo.resolve_backbone(p, "")  # every name checked before any heavy work
+    specs = [_spec(p) for p in plugins]
+    for name, weights in specs:  # every name and path checked before any heavy work
+        zoo.resolve_backbone(name, "")
+        if weights and not Path(weights).exists():
+            raise TlzooError(f"Weights '{weights}' given for {name} in --plugins do not exist; pass an existing path.")
     folder = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     device = pick_device(base.train.device)
 
     rows: list[dict[str, Any]] = []
-    for plugin in plugins:
+    for plugin, weights in specs:
         seed_everything(base.seed)
         cfg = copy.deepcopy(base)
         cfg.model.plugin, cfg.model.name = plugin, ""
+        if weights:
+            cfg.model.weights = weights
         run = Run(cfg, zoo, log=lambda msg: None)
         run.factory, run.model_name = zoo.resolve_backbone(plugin, "")
         run.plan, run.augment_train, run.device = Plan(phases=[], extract_features=True), False, device
@@ -126,7 +132,8 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
         run.split()
         run.encode_labels()
         run.create_base_model()
-        log(f"{plugin}: {run.backbone.name}, {run.backbone.num_features} features "
+        label = run.backbone.name + (f" @ {Path(weights).name}" if weights else "")
+        log(f"{plugin}: {label}, {run.backbone.num_features} features "
             f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)")
         started = time.perf_counter()
         feats = {}
@@ -148,7 +155,8 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
             proba = head.predict_proba(feats["test"])
             fit_seconds = time.perf_counter() - t0
             report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
-            rows.append({"backbone": run.backbone.name, "plugin": run.factory.name, "head": name,
+            rows.append({"backbone": label, "plugin": run.factory.name, "model": run.model_name,
+                         "weights_path": weights, "head": name,
                          "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
                          "seconds": round(extract_seconds + fit_seconds, 2),
                          "extract_seconds": round(extract_seconds, 2), "fit_seconds": round(fit_seconds, 2),
@@ -169,6 +177,12 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
         w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS} for r in rows)
     plot_leaderboard(rows, png_path, title=f"tl compare on {Path(data).name}")
     return CompareResult(rows=rows, out=folder, csv_path=csv_path, png_path=png_path, winner=rows[0] if rows else {})
+
+
+def _spec(text: str) -> tuple[str, str]:
+    """``bert`` or ``resnet50`` -> (name, ""); ``bert=./my-checkpoint`` -> (name, local weights)."""
+    name, _, weights = text.partition("=")
+    return name.strip(), weights.strip()
 
 
 def format_leaderboard(rows: list[dict[str, Any]]) -> str:
