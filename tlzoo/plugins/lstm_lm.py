@@ -214,6 +214,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     from tlzoo.core.plots import _plt
 
     plt = _plt()
+    import matplotlib.ticker
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     ep = [r["epoch"] for r in rows]
     a.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
@@ -222,8 +223,13 @@ def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         a.plot(ep, [r["val_loss"] for r in rows], "s-", label="held-out")
         b.plot(ep, [r["val_perplexity"] for r in rows], "s-", label="held-out")
     a.set(xlabel="epoch", ylabel="cross-entropy (nats / token)", title="loss")
-    b.set(xlabel="epoch", ylabel="perplexity", title="perplexity", yscale="log")
+    b.set(xlabel="epoch", ylabel="perplexity", title="perplexity")
+    ppl = [r[k] for r in rows for k in ("train_perplexity", "val_perplexity") if k in r]
+    if ppl and max(ppl) > 10 * min(ppl):  # log scale only when perplexity spans decades
+        b.set_yscale("log")
+        b.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     for ax in (a, b):
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
