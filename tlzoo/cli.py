@@ -302,9 +302,10 @@ def plugins(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
+    width = max((len(i.name) for i in infos), default=8)
     for i in infos:
         state = f"ERROR {i.error}" if i.error else ", ".join(h.replace("tlzoo_", "") for h in i.hooks)
-        click.echo(f"{i.name:<16} {i.version or '-':<10} {'built-in' if i.builtin else 'external':<9} {state}")
+        click.echo(f"{i.name:<{width}}  {i.version or '-':<10} {'built-in' if i.builtin else 'external':<9} {state}")
 
 
 @cli.command()
