@@ -112,3 +112,33 @@ def test_early_stopping_stops_patience_epochs_after_the_best(tiny_bert_dir: Path
     best = losses.index(min(losses))
     assert len(rows) < 40, "early stopping never triggered"
     assert len(rows) == best + 1 + patience  # stopped `patience` epochs after the best one
+
+
+@pytest.mark.transfer
+def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Path, tmp_path: Path) -> None:
+    """EfficientNet-Lite0 (packaged ImageNet weights): only the top group's BatchNorm statistics move."""
+    import torch
+
+    from tlzoo.core.interfaces import BackboneRequest
+    from tlzoo.core.runner import Run
+    from tlzoo.core.zoo import Zoo
+
+    cfg = RunConfig()
+    cfg.model.plugin, cfg.model.image_size, cfg.data.path = "efficientnet", 32, str(image_folder)
+    cfg.train.strategy, cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze = "fine-tune", 1, 1, 1
+    cfg.train.device, cfg.progress, cfg.out = "cpu", False, str(tmp_path / "ft")
+    logs: list[str] = []
+    run = Run(cfg, Zoo(), log=logs.append)
+    pristine = run.zoo.backbones.get("efficientnet").create(
+        BackboneRequest(model="efficientnet_lite0", options={"image_size": 32}))
+    before = {k: v.clone() for k, v in pristine.state_dict().items()}
+    run.execute()
+    after = run.backbone.state_dict()
+    plan = [m for m in logs if m.strip().startswith("phase ")]
+    assert len(plan) == 2 and "none (backbone frozen)" in plan[0] and "top 1 of 9" in plan[1]
+    assert all("trainable" in m and "/" in m for m in plan)
+    trainable, total = (int(s.replace(",", "")) for s in plan[1].split("trainable ")[1].split(" parameters")[0].split(" / "))
+    assert 0 < trainable < total
+    frozen = [k for k in after if "running_mean" in k and not k.startswith("model.bn2")]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # eval mode: statistics fixed
+    assert not torch.equal(before["model.bn2.running_mean"], after["model.bn2.running_mean"])  # the top group learned
