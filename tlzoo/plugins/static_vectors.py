@@ -1,0 +1,334 @@
+"""Static word vectors as text backbones: ``glove``, ``word2vec`` and ``fasttext`` (via gensim).
+
+Where the vectors come from: ``glove`` defaults to the packaged GloVe 6B-50d; any of the
+three takes ``--weights`` = a GloVe ``.txt``, word2vec ``.bin``/``.txt``, fastText
+``.bin``/``.vec``, gensim ``.kv``, or a folder written by ``tl pretrain --plugin
+word2vec|fasttext`` (see ``vector_files.py``).  ``--no-pretrained`` keeps the architecture
+with random vectors (the scratch baseline); without any vectors (word2vec/fasttext with no
+``--weights``) words are hashed into ``vocab_size`` random rows.
+
+What the two strategies mean here (the runner tells the backbone ``train_backbone``):
+
+* **feature-extraction** (nothing in the backbone trains): a document is its pooled word
+  vectors: ``mean`` (default), ``max``, or ``sif`` (smooth-inverse-frequency weights
+  a / (a + p(w)), a = 1e-3, then the common direction removed; p(w) from the corpus
+  counts gensim stored, else Zipf's law on the frequency rank; the common direction is
+  the first singular vector of the 20,000 most frequent word vectors, fixed per vector
+  set so an example's features never depend on its batch).  Layer group: the embedding.
+* **fine-tune** (the backbone trains): an encoder, ``bilstm`` (default; max-pooled
+  states of a 1-layer BiLSTM) or ``cnn`` (Kim-style 3/4/5-gram filters, max over time),
+  runs over the embedding layer initialised from the vectors.  Features = [pooled
+  vectors ; encoder output], so the fine-tune plan's first phase (base frozen, head only)
+  already learns from the pooled vectors instead of only from a random encoder.  Layer
+  groups = [embedding, encoder]: ``--unfreeze 1`` trains the encoder with the
+  embeddings frozen, ``--unfreeze 2`` (or -1) also trains the embeddings.  A random
+  encoder needs a larger learning rate than a pretrained transformer: use e.g.
+  ``--finetune-lr 2e-3``.
+
+Tokens: lower-cased words (``text_vocab.tokenize``).  The embedding layer holds the
+``vocab_size`` most frequent words of the vectors (they are the rows that can train).
+Out-of-vocabulary fallback, in order: a word outside the embedding rows but in the
+vectors gets its (fixed) vector; fastText builds a vector for an unseen word from its
+character n-grams; a word joined by ``-`` or ``'`` gets the mean of its known parts;
+anything else is ``<unk>`` (skipped when pooling; a trainable, zero-initialised row for
+the encoder).  Every run logs and records (metrics.json ``oov``) the share of tokens
+not in the vectors and the share left as ``<unk>``.
+
+Options (``--set model.options.KEY=VALUE``): encoder, hidden, dropout, vocab_size,
+filters, dim (random vectors only).
+"""
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tlzoo.core.errors import TlzooError, suggest
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.plugins.text_vocab import tokenize
+from tlzoo.plugins.vector_files import Vectors, load_vectors
+
+POOLINGS = ("mean", "max", "sif")
+ENCODERS = ("bilstm", "cnn")
+PAD, UNK = 0, 1
+SIF_A = 1e-3
+GENERIC = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets"}
+DEFAULTS: dict[str, Any] = {"encoder": "bilstm", "hidden": 128, "dropout": 0.25, "vocab_size": 50000,
+                            "filters": 100, "dim": 100}
+FAMILIES = {
+    "glove": ("glove-6B-50d", "GloVe vectors: the packaged 6B-50d offline, or any GloVe/word2vec/fastText file"),
+    "word2vec": ("word2vec", "word2vec vectors trained by `tl pretrain --plugin word2vec`, or a .bin/.txt file"),
+    "fasttext": ("fasttext", "fastText vectors (sub-words for unseen words): `tl pretrain --plugin fasttext` or a .bin/.vec"),
+}
+
+
+# ----------------------------------------------------------------------------- encoders
+class BiLSTMEncoder(nn.Module):
+    def __init__(self, dim: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.lstm = nn.LSTM(dim, hidden, batch_first=True, bidirectional=True)
+        self.dropout = nn.Dropout(dropout)
+        self.out_features = 2 * hidden
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        lengths = mask.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(self.dropout(x), lengths, batch_first=True, enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        valid = torch.zeros_like(mask)
+        valid[:, 0] = True  # an empty text still has one (padding) step
+        valid |= mask
+        return out.masked_fill(~valid.unsqueeze(-1), float("-inf")).max(1).values
+
+
+class CNNEncoder(nn.Module):
+    def __init__(self, dim: int, filters: int, dropout: float, widths: tuple[int, ...] = (3, 4, 5)) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(nn.Conv1d(dim, filters, w, padding=w // 2) for w in widths)
+        self.dropout = nn.Dropout(dropout)
+        self.out_features = filters * len(widths)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        t = x.shape[1]
+        h = self.dropout(x).transpose(1, 2)
+        valid = mask.clone()
+        valid[:, 0] = True
+        outs = []
+        for conv in self.convs:
+            y = torch.relu(conv(h))[:, :, :t]  # even widths give one extra position
+            outs.append(y.masked_fill(~valid.unsqueeze(1), float("-inf")).max(2).values)
+        return torch.cat(outs, 1)
+
+
+# ----------------------------------------------------------------------------- backbone
+class StaticVectorBackbone(Backbone):
+    modality = "text"
+
+    def __init__(self, request: BackboneRequest, family: str) -> None:
+        super().__init__()
+        opts = request.options
+        unknown = sorted(set(opts) - GENERIC - set(DEFAULTS))
+        if unknown:
+            raise TlzooError(f"Unknown option model.options.{unknown[0]} for {family}.{suggest(unknown[0], DEFAULTS)} "
+                             f"Options: {', '.join(f'{k}={v!r}' for k, v in DEFAULTS.items())}.")
+        o = {**DEFAULTS, **{k: v for k, v in opts.items() if k in DEFAULTS}}
+        self.family, self.name = family, request.model
+        self.pooling = opts.get("pooling") or "mean"
+        if self.pooling not in POOLINGS:
+            raise TlzooError(f"Unknown pooling '{self.pooling}' for {family}; use one of {', '.join(POOLINGS)}.")
+        self.max_length = int(opts.get("max_length") or 128)
+        if self.max_length < 1:
+            raise TlzooError(f"model.max_length must be at least 1, got {self.max_length}.")
+        self.encoder_name = str(o["encoder"])
+        if self.encoder_name not in ENCODERS:
+            raise TlzooError(f"Unknown encoder '{self.encoder_name}' for {family}; use one of {', '.join(ENCODERS)}.")
+        for key in ("hidden", "vocab_size", "filters", "dim"):
+            if not isinstance(o[key], int) or o[key] < 1:
+                raise TlzooError(f"model.options.{key} must be a positive integer, got {o[key]!r}.")
+        self.with_encoder = bool(opts.get("train_backbone", False))
+        self.options = {k: o[k] for k in DEFAULTS}
+
+        vectors: Vectors | None = None
+        if request.weights or family == "glove":
+            vectors = load_vectors(request.weights, family)
+        elif request.pretrained:
+            load_vectors(None, family)  # raises the "train them with tl pretrain" error
+        self.vectors = vectors if request.pretrained else None
+        self.hashed = vectors is None
+        gen = torch.Generator().manual_seed(0)  # random rows are reproducible, so tl predict rebuilds them
+        if vectors is not None:
+            n = min(int(o["vocab_size"]), len(vectors))
+            self.dim = vectors.dim
+            self.words = list(vectors.kv.index_to_key[:n])
+            self.index = {w: i + 2 for i, w in enumerate(self.words)}
+            if request.pretrained:
+                table = torch.from_numpy(np.asarray(vectors.kv.vectors[:n], dtype=np.float32)).clone()
+                self.weights_source = vectors.source
+            else:
+                std = float(np.asarray(vectors.kv.vectors[: min(n, 10000)]).std())
+                table = torch.randn(n, self.dim, generator=gen) * std
+                self.weights_source = f"random init (vocabulary of {vectors.source})"
+        else:
+            n = int(o["vocab_size"])
+            self.dim = int(o["dim"])
+            self.words, self.index = [], {}
+            table = torch.randn(n, self.dim, generator=gen) * 0.3
+            self.weights_source = f"random init (words hashed into {n:,} rows)"
+        self.embedding = nn.Embedding(n + 2, self.dim, padding_idx=PAD)
+        with torch.no_grad():
+            self.embedding.weight.zero_()
+            self.embedding.weight[2:] = table
+        self.vocab_rows = n
+        self.sif_weights, self.common = self._sif_statistics()
+        self.encoder: nn.Module | None = None
+        if self.with_encoder:
+            if self.encoder_name == "bilstm":
+                self.encoder = BiLSTMEncoder(self.dim, int(o["hidden"]), float(o["dropout"]))
+            else:
+                self.encoder = CNNEncoder(self.dim, int(o["filters"]), float(o["dropout"]))
+        self.num_features = self.dim + (self.encoder.out_features if self.encoder is not None else 0)
+
+    # ------------------------------------------------------------ SIF
+    def _sif_statistics(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """Per-row weights a / (a + p(w)) and the common direction to remove (see module docstring)."""
+        n = self.vocab_rows
+        counts = self.vectors.counts if self.vectors is not None else None
+        if counts:
+            c = np.asarray(counts[:n], dtype=np.float64)
+            p = c / max(1.0, float(np.sum(self.vectors.counts)))
+        else:  # Zipf: p(rank r) = 1 / (r * H_N)
+            ranks = np.arange(1, n + 1, dtype=np.float64)
+            p = 1.0 / (ranks * (np.log(max(n, 2)) + 0.5772))
+        w = np.ones(n + 2, dtype=np.float32)
+        w[2:] = (SIF_A / (SIF_A + p)).astype(np.float32)
+        w[UNK] = 1.0  # unseen words are rare: full weight
+        if self.hashed:
+            return w, None
+        top = self.embedding.weight.detach()[2: 2 + min(n, 20000)].double().numpy() * w[2: 2 + min(n, 20000), None]
+        _, _, vt = np.linalg.svd(top, full_matrices=False)
+        return w, vt[0].astype(np.float32)
+
+    # ------------------------------------------------------------ tokens -> ids
+    def _token_vector(self, token: str) -> np.ndarray | None:
+        """The fallback vector of a word outside the embedding rows, or None (-> <unk>)."""
+        if self.vectors is None:
+            return None
+        kv = self.vectors.kv
+        if token in kv.key_to_index:
+            return np.array(kv.get_vector(token), dtype=np.float32)
+        if self.vectors.subwords:
+            return np.asarray(kv.get_vector(token), dtype=np.float32)  # from character n-grams
+        parts = [p for p in token.replace("\u2019", "'").replace("'", "-").split("-") if p in kv.key_to_index]
+        if parts and parts != [token]:
+            return np.mean([kv.get_vector(p) for p in parts], axis=0).astype(np.float32)
+        return None
+
+    def transform(self, example: Any, train: bool) -> dict[str, Any]:
+        tokens = tokenize("" if example is None else str(example))[: self.max_length]
+        ids: list[int] = []
+        extra: list[tuple[int, np.ndarray]] = []
+        for i, tok in enumerate(tokens):
+            if self.hashed:
+                ids.append(2 + zlib.crc32(tok.encode("utf-8")) % self.vocab_rows)
+                continue
+            row = self.index.get(tok)
+            if row is not None:
+                ids.append(row)
+                continue
+            ids.append(UNK)
+            vec = self._token_vector(tok)
+            if vec is not None:
+                extra.append((i, vec))
+        return {"ids": ids, "extra": extra}
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        t = max(1, max(len(it["ids"]) for it in items))
+        ids = torch.zeros(len(items), t, dtype=torch.long)
+        extra = torch.zeros(len(items), t, self.dim)
+        has_extra = torch.zeros(len(items), t, dtype=torch.bool)
+        for b, it in enumerate(items):
+            ids[b, : len(it["ids"])] = torch.tensor(it["ids"], dtype=torch.long)
+            for i, vec in it["extra"]:
+                extra[b, i] = torch.from_numpy(vec)
+                has_extra[b, i] = True
+        return {"ids": ids, "extra": extra, "has_extra": has_extra}
+
+    # ------------------------------------------------------------ forward
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        ids, has_extra = batch["ids"], batch["has_extra"]
+        emb = self.embedding(ids)
+        emb = torch.where(has_extra.unsqueeze(-1), batch["extra"].to(emb.dtype), emb)
+        tokens = ids != PAD
+        known = tokens & ((ids != UNK) | has_extra)  # <unk> carries nothing: skip it when pooling
+        pooled = self._pool(emb, ids, known)
+        if self.encoder is None:
+            return pooled
+        return torch.cat([pooled, self.encoder(emb, tokens)], 1)
+
+    def _pool(self, emb: torch.Tensor, ids: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        m = known.unsqueeze(-1).to(emb.dtype)
+        if self.pooling == "max":
+            out = emb.masked_fill(m == 0, float("-inf")).max(1).values
+            return torch.where(known.any(1, keepdim=True), out, torch.zeros_like(out))
+        if self.pooling == "sif":
+            w = torch.from_numpy(self.sif_weights).to(emb.device)[ids].unsqueeze(-1) * m
+            out = (emb * w).sum(1) / m.sum(1).clamp(min=1.0)
+            if self.common is not None:
+                u = torch.from_numpy(self.common).to(emb.device, emb.dtype)
+                out = out - (out @ u).unsqueeze(1) * u
+            return out
+        return (emb * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [self.embedding] + ([self.encoder] if self.encoder is not None else [])
+
+    # ------------------------------------------------------------ description
+    def preprocessing(self) -> dict[str, Any]:
+        return {"tokenizer": "tlzoo.text_vocab (lower-cased words)", "max_length": self.max_length,
+                "pooling": self.pooling, "vocab_rows": self.vocab_rows, "dim": self.dim,
+                "encoder": self.encoder_name if self.encoder is not None else None,
+                "subwords": bool(self.vectors is not None and self.vectors.subwords), "hashed": self.hashed,
+                "options": self.options}
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "family": self.family}
+
+    def oov_report(self, texts: list[Any]) -> dict[str, Any]:
+        """Shares of tokens missing from the vectors, and left as <unk> after the fallbacks."""
+        total = missing = unk = 0
+        seen: dict[str, bool] = {}
+        kv = self.vectors.kv if self.vectors is not None else None
+        for text in texts:
+            for tok in tokenize("" if text is None else str(text))[: self.max_length]:
+                total += 1
+                if kv is None:
+                    continue
+                if tok not in kv.key_to_index:
+                    missing += 1
+                    if tok not in seen:
+                        seen[tok] = self._token_vector(tok) is None
+                    unk += seen[tok]
+        if kv is None:
+            return {"tokens": total, "oov_rate": None, "unk_rate": None, "note": "no pretrained vectors"}
+        return {"tokens": total, "oov_rate": round(missing / max(1, total), 5), "unk_rate": round(unk / max(1, total), 5),
+                "oov_types": len(seen), "subwords": self.vectors.subwords}
+
+
+def _factory(family: str) -> BackboneFactory:
+    default, description = FAMILIES[family]
+    return BackboneFactory(
+        name=family, modality="text", create=lambda req, f=family: StaticVectorBackbone(req, f),
+        default_model=default, models=(default,), description=description,
+    )
+
+
+@hookimpl
+def tlzoo_register_backbones(register: Any) -> None:
+    for family in FAMILIES:
+        register(_factory(family))
+
+
+@hookimpl(wrapper=True)
+def tlzoo_run_step(step: str, run: Any) -> Any:
+    """Report the out-of-vocabulary rate of static-vector runs (logged, and in metrics.json)."""
+    result = yield
+    backbone = getattr(run, "backbone", None)
+    if isinstance(backbone, StaticVectorBackbone):
+        if step == "create_base_model":
+            s = run.splits
+            report = backbone.oov_report(list(s.train.examples) + list(s.val.examples) + list(s.test.examples))
+            run.oov_report = report
+            if report["oov_rate"] is None:
+                run.log(f"  out-of-vocabulary: not applicable ({report['note']})")
+            else:
+                fallback = "fastText sub-words" if report["subwords"] else "parts of compounds"
+                run.log(f"  out-of-vocabulary: {report['oov_rate']:.2%} of {report['tokens']:,} tokens not in the "
+                        f"vectors; {report['unk_rate']:.2%} left as <unk> after the fallback ({fallback})")
+        elif step == "predict" and getattr(run, "oov_report", None) is not None:
+            run.metrics["oov"] = run.oov_report
+    return result
+
