@@ -14,14 +14,17 @@ What the two strategies mean here (the runner tells the backbone ``train_backbon
   a / (a + p(w)), a = 1e-3, then the common direction removed; p(w) from the corpus
   counts gensim stored, else Zipf's law on the frequency rank; the common direction is
   the first singular vector of the 20,000 most frequent word vectors, fixed per vector
-  set so an example's features never depend on its batch).  Layer group: the embedding.
+  set so an example's features never depend on its batch).  Layer groups: embedding, pooled weights.
 * **fine-tune** (the backbone trains): an encoder, ``bilstm`` (default; max-pooled
   states of a 1-layer BiLSTM) or ``cnn`` (Kim-style 3/4/5-gram filters, max over time),
   runs over the embedding layer initialised from the vectors.  Features = [pooled
   vectors ; encoder output], so the fine-tune plan's first phase (base frozen, head only)
   already learns from the pooled vectors instead of only from a random encoder.  Layer
   groups = [embedding, encoder]: ``--unfreeze 1`` trains the encoder with the
-  embeddings frozen, ``--unfreeze 2`` (or -1) also trains the embeddings.  A random
+  embeddings frozen, ``--unfreeze 2`` (or -1) also trains the embeddings.
+  The pooled vector is multiplied by per-dimension weights (ones at the start, so
+  feature extraction sees the plain pooled vectors); they belong to the top group, and
+  form the feature-extraction form's second layer group.  A random
   encoder needs a larger learning rate than a pretrained transformer: use e.g.
   ``--finetune-lr 2e-3``.
 
@@ -170,6 +173,9 @@ class StaticVectorBackbone(Backbone):
                 self.encoder = BiLSTMEncoder(self.dim, int(o["hidden"]), float(o["dropout"]))
             else:
                 self.encoder = CNNEncoder(self.dim, int(o["filters"]), float(o["dropout"]))
+        # per-dimension weights of the pooled vector, identity at the start: the top layer group of the
+        # feature-extraction form (the contract wants at least two groups), part of the encoder group otherwise
+        self.scale = nn.Parameter(torch.ones(self.dim))
         self.num_features = self.dim + (self.encoder.out_features if self.encoder is not None else 0)
 
     # ------------------------------------------------------------ SIF
@@ -244,7 +250,7 @@ class StaticVectorBackbone(Backbone):
         emb = torch.where(has_extra.unsqueeze(-1), batch["extra"].to(emb.dtype), emb)
         tokens = ids != PAD
         known = tokens & ((ids != UNK) | has_extra)  # <unk> carries nothing: skip it when pooling
-        pooled = self._pool(emb, ids, known)
+        pooled = self._pool(emb, ids, known) * self.scale
         if self.encoder is None:
             return pooled
         return torch.cat([pooled, self.encoder(emb, tokens)], 1)
@@ -264,7 +270,10 @@ class StaticVectorBackbone(Backbone):
         return (emb * m).sum(1) / m.sum(1).clamp(min=1.0)
 
     def layer_groups(self) -> list[nn.Module]:
-        return [self.embedding] + ([self.encoder] if self.encoder is not None else [])
+        top = _Holder(self.scale)
+        if self.encoder is not None:
+            top = nn.ModuleList([top, self.encoder])
+        return [self.embedding, top]
 
     # ------------------------------------------------------------ description
     def preprocessing(self) -> dict[str, Any]:
@@ -296,6 +305,14 @@ class StaticVectorBackbone(Backbone):
             return {"tokens": total, "oov_rate": None, "unk_rate": None, "note": "no pretrained vectors"}
         return {"tokens": total, "oov_rate": round(missing / max(1, total), 5), "unk_rate": round(unk / max(1, total), 5),
                 "oov_types": len(seen), "subwords": self.vectors.subwords}
+
+
+class _Holder(nn.Module):
+    """Wraps a bare parameter so it can form (part of) a layer group; not registered twice."""
+
+    def __init__(self, param: nn.Parameter) -> None:
+        super().__init__()
+        self.param = param
 
 
 def _factory(family: str) -> BackboneFactory:
