@@ -23,7 +23,7 @@ import torch
 
 # sizes chosen to fit a shared 2-core CPU: ~10 minutes of pretraining per model
 PRETRAIN: dict[str, dict[str, Any]] = {
-    "ulmfit": {"epochs": 2, "batch_size": 64, "bptt": 50, "lr": 3e-3, "max_vocab": 8000},
+    "ulmfit": {"epochs": 2, "batch_size": 16, "bptt": 40, "lr": 5e-3, "max_vocab": 6000, "hash_buckets": 1024},
     "elmo": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_vocab": 8000},
 }
 RUN: dict[str, dict[str, Any]] = {  # RunConfig keys

@@ -32,8 +32,10 @@ from tlzoo.plugins import lstm_lm
 from tlzoo.plugins.lstm_lm import HashedVocab
 
 # architecture defaults (a scratch backbone uses these; pretrained folders record their own)
-ARCH: dict[str, Any] = {"emb": 128, "hidden": 256, "layers": 3, "embed_p": 0.05, "input_p": 0.25,
-                        "hidden_p": 0.15, "weight_p": 0.2, "output_p": 0.1}
+# dropouts: ULMFiT's (0.02 embedding, 0.25 input, 0.15 hidden, 0.2 weight, 0.1 output) halved, as its
+# authors advise for small corpora and short training ("drop_mult" 0.5)
+ARCH: dict[str, Any] = {"emb": 128, "hidden": 256, "layers": 3, "embed_p": 0.01, "input_p": 0.125,
+                        "hidden_p": 0.075, "weight_p": 0.1, "output_p": 0.05}
 SCRATCH_BUCKETS = 16384  # no vocabulary without pretraining: every word is hashed
 POOLINGS = ("concat", "mean", "max", "last")
 
