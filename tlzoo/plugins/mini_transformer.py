@@ -171,7 +171,7 @@ class MLMPretrainer(Pretrainer):
                 opt.step()
                 sched.step()
                 n = int((targets != -100).sum())
-                total += float(loss) * n
+                total += float(loss.detach()) * n
                 count += n
             row: dict[str, Any] = {"epoch": epoch, "train_loss": round(total / max(1, count), 5)}
             row["train_perplexity"] = round(math.exp(min(row["train_loss"], 50)), 3)
