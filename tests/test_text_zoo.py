@@ -366,3 +366,24 @@ def test_packaged_glove_analogy() -> None:
     kv = load_vectors(None, "glove").kv
     assert len(kv.index_to_key) == 400000 and kv.vector_size == 50
     assert kv.most_similar(positive=["king", "woman"], negative=["man"], topn=1)[0][0] == "queen"
+
+
+# ----------------------------------------------------------------------------- bert
+def test_bert_truncation_side_layer_groups_and_options(zoo: Any, word_bert_dir: Path) -> None:
+    def make(**options: Any) -> Any:
+        return zoo.backbones.get("bert").create(BackboneRequest(model="tiny", weights=str(word_bert_dir),
+                                                                options={"max_length": 4, **options}))
+
+    text = "funny drama love life moving"
+    head, tail = make(), make(truncation="tail")
+    tok = head.tokenizer
+    assert tok.convert_ids_to_tokens(head.collate([text])["input_ids"][0]) == ["[CLS]", "funny", "drama", "[SEP]"]
+    assert tok.convert_ids_to_tokens(tail.collate([text])["input_ids"][0]) == ["[CLS]", "life", "moving", "[SEP]"]
+    assert head.preprocessing() != tail.preprocessing()  # different features, different cache keys
+    groups = head.layer_groups()
+    assert len(groups) == 1 + 2 and groups[0] is head.encoder.embeddings  # embeddings, layer 0, layer 1
+    assert len(make(pooling="pooler").layer_groups()) == 4  # ... and the pooler on top
+    with pytest.raises(TlzooError, match="Unknown option model.options.encoder for bert"):
+        make(encoder="cnn")
+    with pytest.raises(TlzooError, match="Unknown truncation 'middle'"):
+        make(truncation="middle")

