@@ -118,6 +118,18 @@ def test_weights_file_safetensors_and_state_dict(zoo: Any, tmp_path: Path) -> No
         assert torch.equal(b.model.conv1.weight, state["conv1.weight"])
 
 
+def test_torchvision_checkpoint_with_auxiliary_heads_loads(zoo: Any, tmp_path: Path) -> None:
+    import torchvision
+
+    torch.manual_seed(3)
+    reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    path = tmp_path / "googlenet.pth"
+    torch.save(reference.state_dict(), path)  # as torchvision publishes it: aux1/aux2 included
+    b = make(zoo, "googlenet", weights=str(path), options={"image_size": 64})
+    assert b.weights_source == f"local file {path}"
+    assert torch.equal(b.model.inception5b.branch1.conv.weight, reference.inception5b.branch1.conv.weight)
+
+
 def test_weights_folder_brings_its_own_preprocessing(zoo: Any, tmp_path: Path) -> None:
     from safetensors.torch import save_file
 

@@ -52,9 +52,12 @@ def _from_hub(name: str) -> Loaded:
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
     if offline() and not os.path.isfile(cached):
         raise missing_weights(name)
-    state = weights.get_state_dict(progress=False)
-    state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
-    return Loaded(state, f"hub {weights.url}", _data_config(name))
+    return Loaded(_drop_aux(weights.get_state_dict(progress=False)), f"hub {weights.url}", _data_config(name))
+
+
+def _drop_aux(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """GoogLeNet checkpoints carry the auxiliary ImageNet classifiers, which tlzoo never builds."""
+    return {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
 
 
 class TorchvisionBackbone(Backbone):
@@ -65,7 +68,7 @@ class TorchvisionBackbone(Backbone):
         self.name = request.model
         model = _build(request.model)
         self.weights_source, cfg = obtain(model, request.model, request.weights, request.pretrained,
-                                          hub=lambda: _from_hub(request.model))
+                                          hub=lambda: _from_hub(request.model), adapt=_drop_aux)
         if request.model == "alexnet":
             model.classifier = model.classifier[:-1]  # keep fc6/fc7: 4096-wide features
             self.num_features = 4096

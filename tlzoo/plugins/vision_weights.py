@@ -141,14 +141,18 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
 
 def obtain(model: nn.Module, name: str, weights: str | None, pretrained: bool, *,
            package: Callable[[], str | None] | None = None, package_name: str = "", by_order: bool = False,
-           hub: Callable[[], Loaded] | None = None) -> tuple[str, dict[str, Any] | None]:
-    """Load weights into ``model`` in the documented order; return (source, pretrained_cfg)."""
+           hub: Callable[[], Loaded] | None = None,
+           adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+           ) -> tuple[str, dict[str, Any] | None]:
+    """Load weights into ``model`` in the documented order; return (source, pretrained_cfg).
+
+    ``adapt`` rewrites a user's checkpoint first (e.g. drops GoogLeNet's auxiliary heads)."""
     if weights:
         p = Path(weights).expanduser()
         if not p.exists():
             raise TlzooError(f"--weights '{p}' does not exist; pass a .safetensors/.pth file or a folder.")
         state, cfg = read_state(p)
-        load_into(model, state, str(p))
+        load_into(model, adapt(state) if adapt else state, str(p))
         return f"local file {p}", cfg
     if not pretrained:
         return "random init (--no-pretrained)", None
