@@ -221,7 +221,7 @@ def test_tl_predict_matches_predictions_csv(runs: Callable[[str], Done], name: s
     run = runs(name)
     rows = _read_csv(run.run_dir / "predictions.csv")[:6]
     inputs = _inputs_for(run, rows)
-    res = run_cli("predict", run.run_dir, *inputs, "--json")
+    res = run_cli("predict", run.run_dir, "--json", "--", *inputs)  # "--": a text may start with a dash
     assert res.exit_code == 0, res
     out = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
     assert len(out) == len(rows)
