@@ -57,7 +57,6 @@ BACKBONE_CASES: list[Case] = [
          options={"train_backbone": True, "encoder": "cnn", "filters": 8, "vocab_size": 500, "dim": 16}),
     Case("ulmfit-scratch", "ulmfit", "ulmfit", options={"max_length": 32}),
     Case("elmo-scratch", "elmo", "elmo", options={"max_length": 32}),
-    Case("mini-transformer-scratch", "transformer", "mini-transformer", options={"max_length": 32}),
     Case("glove-6B-50d-sif", "glove", "glove-6B-50d", pretrained=True, options={"vocab_size": 2000, "pooling": "sif"}),
     Case("transformer-hashed", "transformer", "mini-transformer",
          options={"dim": 16, "layers": 2, "heads": 2, "ff": 32, "vocab_size": 300, "max_length": 32}),

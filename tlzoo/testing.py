@@ -49,9 +49,9 @@ from tlzoo.core.training import TransferModel, count_parameters, frozen_to_eval,
 __all__ = [
     "BACKBONE_CHECKS", "check_backbone", "check_backbone_attributes", "check_forward_shape",
     "check_batch_independence", "check_layer_groups", "check_freezing", "check_training_step",
-    "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint",
+    "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint", "check_awkward_examples",
     "check_head", "check_strategy", "check_data_source",
-    "tiny_examples", "tiny_texts", "tiny_images", "separable_features",
+    "tiny_examples", "tiny_texts", "tiny_images", "awkward_examples", "separable_features",
 ]
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -331,9 +331,32 @@ def check_fingerprint(backbone: Backbone, examples: Sequence[Any]) -> None:
     assert backbone.fingerprint() == first, "fingerprint() differs after the weights were restored"
 
 
+def awkward_examples(modality: str) -> list[Any]:
+    """Inputs real data holds: empty and over-long texts, odd characters; grey, RGBA, 1-pixel and
+    numpy images (the built-in digits dataset yields 8x8 uint8 arrays)."""
+    if modality == "text":
+        return ["", "   ", "word " * 600, "émoji 🎬 café — naïve", "?!"]
+    from PIL import Image
+
+    return [Image.new("L", (20, 20), 128), Image.new("RGBA", (50, 30), (10, 200, 30, 100)),
+            Image.new("RGB", (1, 1)), np.arange(64, dtype=np.uint8).reshape(8, 8)]
+
+
+def check_awkward_examples(backbone: Backbone, examples: Sequence[Any]) -> None:
+    """Awkward but valid inputs (see :func:`awkward_examples`) give finite features of the right shape."""
+    awkward = awkward_examples(backbone.modality)
+    with _preserved(backbone), torch.no_grad():
+        backbone.eval()
+        out = backbone(_batch(backbone, awkward))
+    assert tuple(out.shape) == (len(awkward), backbone.num_features), f"awkward inputs gave shape {tuple(out.shape)}"
+    bad = [repr(awkward[i])[:40] for i in (~torch.isfinite(out).all(1)).nonzero().flatten().tolist()]
+    assert not bad, f"non-finite features for {bad}"
+
+
 BACKBONE_CHECKS: tuple[Callable[[Backbone, Sequence[Any]], None], ...] = (
     check_backbone_attributes, check_forward_shape, check_batch_independence, check_layer_groups,
     check_freezing, check_training_step, check_frozen_batchnorm, check_preprocessing, check_fingerprint,
+    check_awkward_examples,
 )
 
 
