@@ -269,3 +269,17 @@ def test_a_wrapper_can_stop_a_run_and_nothing_is_left(tiny_bert_dir: Path, text_
     with pytest.raises(TlzooError, match="stopped by a plugin"):
         Engine(zoo=zoo, log=None).run(cfg)
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.incomplete").exists()
+
+
+# --------------------------------------------------------------------------- meta
+def test_every_hook_is_documented_and_exercised() -> None:
+    """Each hookspec has a docstring and is implemented by a built-in or exercised in this file."""
+    from tlzoo.core import hookspecs
+
+    specs = [n for n in dir(hookspecs) if n.startswith("tlzoo_")]
+    assert {"tlzoo_register_backbones", "tlzoo_run_step", "tlzoo_register_commands"} <= set(specs)
+    implemented = {h for i in PluginManager(load_entry_points=False).plugins() for h in i.hooks}
+    here = Path(__file__).read_text()
+    for name in specs:
+        assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hookspec {name} has no docstring"
+        assert name in implemented or f"def {name}(" in here, f"hook {name} is neither used nor tested"
