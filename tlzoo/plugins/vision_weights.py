@@ -143,10 +143,11 @@ def obtain(model: nn.Module, name: str, weights: str | None, pretrained: bool, *
            package: Callable[[], str | None] | None = None, package_name: str = "", by_order: bool = False,
            hub: Callable[[], Loaded] | None = None,
            adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
-           ) -> tuple[str, dict[str, Any] | None]:
+           package_config: dict[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
     """Load weights into ``model`` in the documented order; return (source, pretrained_cfg).
 
-    ``adapt`` rewrites a user's checkpoint first (e.g. drops GoogLeNet's auxiliary heads)."""
+    ``adapt`` rewrites a user's checkpoint first (e.g. drops GoogLeNet's auxiliary heads);
+    ``package_config`` is the preprocessing the package's weights were trained with."""
     if weights:
         p = Path(weights).expanduser()
         if not p.exists():
@@ -166,7 +167,7 @@ def obtain(model: nn.Module, name: str, weights: str | None, pretrained: bool, *
         if path:
             state, cfg = read_state(Path(path))
             load_into(model, state, path, by_order=by_order)
-            return f"package {package_name} ({path})", cfg
+            return f"package {package_name} ({path})", cfg or package_config
     if hub is None:
         raise TlzooError(f"'{name}' has no pretrained weights anywhere; train it from scratch with --no-pretrained "
                          "or pass --weights FILE from an earlier run.")
