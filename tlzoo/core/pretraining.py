@@ -7,7 +7,9 @@ The engine reads the corpus, seeds everything, hands the texts to the plugin's
   the pretrainer's summary (final loss, perplexity, vocabulary size ...);
 * ``pretraining_history.csv`` and ``pretraining_curve.png`` from the summary's
   ``history`` (one row per epoch: ``epoch``, ``train_loss``, optionally ``val_loss``,
-  ``train_perplexity``, ``val_perplexity``), unless the pretrainer wrote its own PNG.
+  ``train_perplexity``, ``val_perplexity``), unless the pretrainer wrote its own PNG;
+  the summary's ``loss`` (a short description such as "masked-token cross-entropy")
+  labels the loss axis.
 
 The folder is written as ``<out>.incomplete`` and renamed only when complete, so a
 crashed pretraining never leaves something that ``tl run --weights`` would accept.
@@ -98,7 +100,8 @@ def pretrain(plugin: str, corpus: str | list[str], out: str | Path, options: dic
     if history:
         write_history(history, tmp / HISTORY)
         if not (tmp / CURVE).exists():
-            plot_pretraining(history, tmp / CURVE, title=f"{plugin} pretraining on {Path(str(where)).name}")
+            plot_pretraining(history, tmp / CURVE, title=f"{plugin} pretraining on {Path(str(where)).name}",
+                             loss_name=str(summary.get("loss") or "loss"))
     record = {
         "plugin": plugin, "corpus": str(where), "n_texts": len(texts), "n_characters": n_chars,
         "options": opts, "seconds": seconds, "summary": summary, "history": history,
@@ -120,7 +123,7 @@ def write_history(rows: list[dict[str, Any]], path: Path) -> None:
         w.writerows(rows)
 
 
-def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "", loss_name: str = "loss") -> None:
     """Loss per epoch (training, validation) and, where it is a token cross-entropy, perplexity."""
     import matplotlib
 
@@ -131,7 +134,7 @@ def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "") ->
     has_ppl = any(k.endswith("perplexity") for r in rows for k in r)
     fig, axes = plt.subplots(1, 2 if has_ppl else 1, figsize=(11 if has_ppl else 6, 4.2), squeeze=False)
     x = [r.get("epoch", i + 1) for i, r in enumerate(rows)]
-    panels = [("loss", "loss")] + ([("perplexity", "perplexity")] if has_ppl else [])
+    panels = [("loss", loss_name)] + ([("perplexity", "perplexity")] if has_ppl else [])
     for ax, (metric, label) in zip(axes[0], panels):
         for split, style in (("train", "-o"), ("val", "-s")):
             ys = [_num(r.get(f"{split}_{metric}")) for r in rows]
@@ -140,7 +143,7 @@ def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "") ->
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         ax.set_ylabel(label)
-        ax.set_title(label.capitalize())
+        ax.set_title(metric.capitalize())
         if metric == "perplexity":
             ax.set_yscale("log")
         ax.grid(alpha=0.3)

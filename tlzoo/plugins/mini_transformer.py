@@ -195,7 +195,8 @@ class MLMPretrainer(Pretrainer):
         last = history[-1]
         return {"vocabulary": len(vocab), "training_tokens": n_tok, "held_out_texts": len(held),
                 "final_train_loss": last["train_loss"], "final_val_loss": last.get("val_loss"),
-                "final_val_perplexity": last.get("val_perplexity"), "history": history}
+                "final_val_perplexity": last.get("val_perplexity"), "loss": "masked-token cross-entropy",
+                "history": history}
 
     @staticmethod
     def _mask(seqs: list[list[int]], vocab: Vocab, prob: float,
