@@ -24,8 +24,23 @@ A backbone plugin, in its ``tests/test_contract.py``::
         backbone = make()
         check(backbone, tiny_examples(backbone.modality))
 
+The backbone contract (one check each, in :data:`BACKBONE_CHECKS`):
+
+* attributes: ``modality``, ``name``, ``num_features``, ``weights_source`` set; ``spec()`` JSON-able;
+* forward: transform + collate + forward give finite ``[B, num_features]`` floats, in both
+  modes, deterministic in eval mode; features do not depend on the rest of the batch;
+* layer groups: non-empty, disjoint, run input side first, and cover every parameter the
+  features use; ``set_trainable(k)`` unfreezes exactly the top ``k`` groups (0, 1, 2, all, -1);
+* training: one SGD step through a Linear head moves the head and the top group only,
+  and frozen parameters get no gradient; with ``frozen_to_eval`` frozen BatchNorm
+  statistics stay put in train mode while unfrozen ones update;
+* ``preprocessing()`` is JSON-able and stable; ``fingerprint()`` is stable and changes
+  with the weights (it keys the feature cache);
+* awkward inputs (empty or over-long texts; grey, RGBA, 1-pixel and numpy images) work.
+
 Heads, strategies and data sources have ``check_head(HeadClass)``,
-``check_strategy(strategy)`` and ``check_data_source(source, location)``.
+``check_strategy(strategy)`` and ``check_data_source(source, location)``; tiny inputs
+come from ``tiny_examples``, ``awkward_examples`` and ``separable_features``.
 
 This module needs torch and numpy only: never timm, transformers, gensim or scikit-learn.
 """
