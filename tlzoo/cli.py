@@ -108,7 +108,8 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--model", "-m", help="Model of the plugin; default: the plugin's default (see `tl list`).")
 @click.option("--weights", help="Local weights: a checkpoint folder or a weights file.")
 @click.option("--no-pretrained", is_flag=True, default=None, help="Start from random weights (the scratch baseline).")
-@click.option("--data", "-d", help="CSV/JSONL of texts, or a folder with one sub-folder of images per class.")
+@click.option("--data", "-d", help="CSV/JSONL of texts, a folder with one sub-folder of images or .txt files per "
+              "class, hf:NAME or a saved Hugging Face dataset, or a built-in name (tl data list).")
 @click.option("--text-column", help="Column holding the text [text].")
 @click.option("--label-column", help="Column holding the label [label].")
 @click.option("--encoding", help="Text file encoding [utf-8].")
