@@ -387,3 +387,10 @@ def test_bert_truncation_side_layer_groups_and_options(zoo: Any, word_bert_dir: 
         make(encoder="cnn")
     with pytest.raises(TlzooError, match="Unknown truncation 'middle'"):
         make(truncation="middle")
+
+
+def test_text_catalogue_names_every_text_plugin(run_cli: Any) -> None:
+    res = run_cli("list", "--modality", "text", "--json")
+    assert res.exit_code == 0, res
+    plugins = {e["plugin"] for e in json.loads(res.stdout)}
+    assert {"bert", "transformer", "glove", "word2vec", "fasttext", "elmo", "ulmfit"} <= plugins
