@@ -142,3 +142,12 @@ def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Pa
     frozen = [k for k in after if "running_mean" in k and not k.startswith("model.bn2")]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # eval mode: statistics fixed
     assert not torch.equal(before["model.bn2.running_mean"], after["model.bn2.running_mean"])  # the top group learned
+
+
+def test_a_new_run_refuses_to_overwrite_an_interrupted_one(run_cli, tmp_path: Path) -> None:
+    folder = tmp_path / "r.incomplete"
+    folder.mkdir()
+    (folder / "checkpoint.pt").write_bytes(b"epochs worth keeping")
+    res = run_cli("run", "--plugin", "bert", "--data", "rotten-tomatoes", "--out", tmp_path / "r")
+    assert res.exit_code == 2 and "tl run --resume" in res.stderr
+    assert (folder / "checkpoint.pt").is_file()

@@ -156,7 +156,11 @@ class Run:
         if out.exists() and any(out.iterdir()):
             raise TlzooError(f"Output folder '{out}' already exists and is not empty; choose another --out or remove it.")
         self.final_dir = out
-        self.dir = out.with_name(out.name + ".incomplete")
+        interrupted = out.with_name(out.name + ".incomplete")
+        if (interrupted / "checkpoint.pt").is_file():  # never throw away trained epochs silently
+            raise TlzooError(f"An interrupted run with saved epochs is in '{interrupted}'; continue it with "
+                             f"`tl run --resume {out}`, or remove that folder to start over.")
+        self.dir = interrupted
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
         if out.exists():
