@@ -345,6 +345,10 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
                 fallback = "fastText sub-words" if report["subwords"] else "parts of compounds"
                 run.log(f"  out-of-vocabulary: {report['oov_rate']:.2%} of {report['tokens']:,} tokens not in the "
                         f"vectors; {report['unk_rate']:.2%} left as <unk> after the fallback ({fallback})")
+            lr = run.config.train.finetune_lr
+            if backbone.encoder is not None and lr < 5e-4:
+                run.log(f"  note: the {backbone.encoder_name} encoder starts from random weights and learns slowly at "
+                        f"--finetune-lr {lr:g}; 1e-3 to 3e-3 suits it")
         elif step == "predict" and getattr(run, "oov_report", None) is not None:
             run.metrics["oov"] = run.oov_report
     return result
