@@ -177,7 +177,11 @@ def test_ulmfit_run_three_stages_in_history_then_predict(pretrained: dict[str, P
 
     cfg = RunConfig()
     cfg.data.path, cfg.data.limit = str(text_csv), 60
-    cfg.model.plugin, cfg.model.weights, cfg.model.max_length = "ulmfit", str(pretrained["ulmfit"]), 32
+    import shutil
+
+    weights = tmp_path / "weights"
+    shutil.copytree(pretrained["ulmfit"], weights)
+    cfg.model.plugin, cfg.model.weights, cfg.model.max_length = "ulmfit", str(weights), 32
     for k, v in {"train.strategy": "ulmfit", "train.lm_epochs": 2, "train.head_epochs": 1, "train.epochs": 1,
                  "train.batch_size": 16}.items():
         cfg.set(k, v)
@@ -190,6 +194,7 @@ def test_ulmfit_run_three_stages_in_history_then_predict(pretrained: dict[str, P
     assert 0 <= res.accuracy <= 1
     from tlzoo.core.predict import Predictor
 
+    shutil.rmtree(weights)  # the run keeps its own copy of the pretrained folder in assets/
     pred = Predictor.load(res.run_dir)
     # the saved, fine-tuned backbone (not the pretrained one) is what predicts
     assert not torch.equal(pred.backbone.state_dict()["lm.embedding.weight"], before)

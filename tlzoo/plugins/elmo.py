@@ -206,7 +206,8 @@ class ElmoBackbone(Backbone):
         self.max_length = int(opts.get("max_length") or 128)
         if self.max_length < 3:
             raise TlzooError(f"model.max_length must be at least 3 for elmo, got {self.max_length}.")
-        folder = lstm_lm.weights_folder("elmo", request.weights, request.pretrained)
+        folder = lstm_lm.weights_folder("elmo", request.weights, request.pretrained, opts.get("assets"))
+        self.folder = folder
         self.vocab: HashedVocab | None = None
         if folder is None:
             self.arch = dict(ARCH)
@@ -250,6 +251,9 @@ class ElmoBackbone(Backbone):
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.bilm.chars, self.bilm.layer1, self.bilm.layer2, self.mix]
+
+    def save_assets(self, folder: str) -> None:
+        lstm_lm.copy_weights(self.folder, folder)
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "arch": self.arch}

@@ -76,8 +76,13 @@ class HashedVocab:
 
 
 # --------------------------------------------------------------------------- weights folder
-def weights_folder(plugin: str, weights: str | None, pretrained: bool) -> Path | None:
-    """The folder to load, None for random init, or a one-line error saying what to do."""
+def weights_folder(plugin: str, weights: str | None, pretrained: bool, assets: str | None = None) -> Path | None:
+    """The folder to load, None for random init, or a one-line error saying what to do.
+
+    ``assets`` is a finished run's asset folder (``tl predict``): a copy of the pretrained
+    folder kept there wins, so a run still predicts after its ``--weights`` folder moved."""
+    if assets and pretrained and (Path(assets) / "pretrained" / "description.json").is_file():
+        return Path(assets) / "pretrained"
     if weights:
         p = Path(weights)
         if not p.is_dir():
@@ -243,3 +248,17 @@ def seed_all(seed: int) -> None:
 
     random.seed(seed)
     torch.manual_seed(seed)
+
+
+def copy_weights(src: Path | None, assets: str) -> None:
+    """Keep a copy of the pretrained folder with a run (see ``weights_folder``)."""
+    import shutil
+
+    if src is None:
+        return
+    dst = Path(assets) / "pretrained"
+    if dst.resolve() == src.resolve():
+        return
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("model.safetensors", "vocab.json", "description.json"):
+        shutil.copy2(src / name, dst / name)

@@ -174,7 +174,8 @@ class UlmfitBackbone(Backbone):
         if self.pooling not in POOLINGS:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for ulmfit; use one of {', '.join(POOLINGS)}.")
         self.max_length = int(opts.get("max_length") or 128)
-        folder = lstm_lm.weights_folder("ulmfit", request.weights, request.pretrained)
+        folder = lstm_lm.weights_folder("ulmfit", request.weights, request.pretrained, opts.get("assets"))
+        self.folder = folder
         if folder is None:
             self.arch, self.vocab = dict(ARCH), HashedVocab.empty(SCRATCH_BUCKETS)
             self.weights_source = "random init (no pretraining)"
@@ -217,6 +218,9 @@ class UlmfitBackbone(Backbone):
     def layer_groups(self) -> list[nn.Module]:
         # the decoder bias learns with the embedding (their weights are tied)
         return [nn.ModuleList([self.lm.embedding, self.lm.output_drop]), *self.lm.layers]
+
+    def save_assets(self, folder: str) -> None:
+        lstm_lm.copy_weights(self.folder, folder)
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "arch": self.arch, "vocab": self.vocab.digest()}
