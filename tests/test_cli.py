@@ -157,3 +157,31 @@ def test_run_json_output(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert
     data = json.loads(res.stdout)
     assert data["run_dir"] == str(out) and 0 <= data["test"]["accuracy"] <= 1
     assert (out / "metrics.json").is_file() and not out.with_name("run.incomplete").exists()
+
+
+def test_config_file_then_options_then_set(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path) -> None:
+    """Precedence: --config FILE < CLI options < --set; the run records the merged config."""
+    conf = tmp_path / "base.toml"
+    conf.write_text(f'seed = 3\n[model]\nplugin = "bert"\nweights = "{tiny_bert_dir}"\nmax_length = 16\n'
+                    f'[data]\npath = "{text_csv}"\n[train]\nepochs = 9\nlr = 0.5\n[head]\nname = "logreg"\n')
+    out = tmp_path / "run"
+    res = run_cli("run", "-q", "--config", conf, "--max-length", "24", "--set", "model.max_length=20",
+                  "--seed", "4", "--out", out)
+    assert res.exit_code == 0, res
+    from tlzoo.core.config import RunConfig
+
+    cfg = RunConfig.from_toml(out / "config.toml")
+    assert cfg.model.max_length == 20 and cfg.seed == 4 and cfg.train.epochs == 9 and cfg.head.name == "logreg"
+    assert json.loads((out / "metrics.json").read_text())["run"]["seed"] == 4
+
+
+def test_data_export_writes_a_loadable_csv(run_cli: Any, tmp_path: Path) -> None:
+    res = run_cli("data", "export", "rotten-tomatoes", tmp_path / "rt", "--limit", "30")
+    assert res.exit_code == 0, res
+    path = Path(res.stdout.strip())
+    import csv
+
+    rows = list(csv.DictReader(path.open(newline="", encoding="utf-8")))
+    assert len(rows) == 30 and set(rows[0]) == {"id", "text", "label"}
+    assert {r["label"] for r in rows} == {"fresh", "rotten", "plot"}
+    assert_clean_error(run_cli("data", "export", "rotten-tomatos", tmp_path / "x"), "Did you mean 'rotten-tomatoes'")
