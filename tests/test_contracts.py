@@ -106,6 +106,16 @@ def test_backbone_contract(case: Case, check: Callable[..., None], built: Callab
     check(backbone, examples)
 
 
+@pytest.mark.parametrize("case", _params(BACKBONE_CASES))
+def test_backbone_rebuilds_for_predict(case: Case, zoo: Any, request: pytest.FixtureRequest) -> None:
+    from tlzoo.testing import check_rebuild
+
+    weights = str(request.getfixturevalue(case.weights_fixture)) if case.weights_fixture else None
+    check_rebuild(zoo.backbones.get(case.factory), BackboneRequest(model=case.model, weights=weights,
+                                                                   pretrained=case.pretrained,
+                                                                   options=dict(case.options)))
+
+
 def test_every_backbone_factory_has_a_case(zoo: Any) -> None:
     covered = {c.factory for c in BACKBONE_CASES} | set(NOT_OFFLINE)
     missing = sorted(set(zoo.backbones) - covered)

@@ -38,6 +38,8 @@ The backbone contract (one check each, in :data:`BACKBONE_CHECKS`):
   with the weights (it keys the feature cache);
 * awkward inputs (empty or over-long texts; grey, RGBA, 1-pixel and numpy images) work.
 
+``check_rebuild(factory, request)`` checks what ``tl predict`` does: rebuild from the
+request plus the saved assets and get the same features.
 Heads, strategies and data sources have ``check_head(HeadClass)``,
 ``check_strategy(strategy)`` and ``check_data_source(source, location)``; tiny inputs
 come from ``tiny_examples``, ``awkward_examples`` and ``separable_features``.
@@ -65,7 +67,7 @@ __all__ = [
     "BACKBONE_CHECKS", "check_backbone", "check_backbone_attributes", "check_forward_shape",
     "check_batch_independence", "check_layer_groups", "check_freezing", "check_training_step",
     "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint", "check_awkward_examples",
-    "check_head", "check_strategy", "check_data_source",
+    "check_rebuild", "check_head", "check_strategy", "check_data_source",
     "tiny_examples", "tiny_texts", "tiny_images", "awkward_examples", "separable_features",
 ]
 
@@ -380,6 +382,38 @@ def check_backbone(backbone: Backbone, examples: Sequence[Any] | None = None) ->
     examples = list(examples) if examples is not None else tiny_examples(backbone.modality)
     for check in BACKBONE_CHECKS:
         check(backbone, examples)
+
+
+def check_rebuild(factory: Any, request: Any, examples: Sequence[Any] | None = None) -> None:
+    """What ``tl predict`` does: rebuild the backbone from its request plus the assets it saved.
+
+    ``factory`` is the plugin's :class:`BackboneFactory`, ``request`` a small offline
+    :class:`BackboneRequest`.  The rebuilt backbone, given the same weights, must have the
+    same preprocessing and give the same features (tokenizers and vocabularies travel in
+    the assets folder).
+    """
+    import tempfile
+
+    from tlzoo.core.interfaces import BackboneRequest
+
+    first = factory.create(request)
+    assert first.modality == factory.modality, f"backbone modality {first.modality!r} differs from its factory's"
+    assert first.name == request.model, f"backbone.name {first.name!r} should be the requested model {request.model!r}"
+    examples = list(examples) if examples is not None else tiny_examples(first.modality)
+    with tempfile.TemporaryDirectory() as assets:
+        first.save_assets(assets)
+        # the runner saves the options with augmentation off; the predictor adds the assets folder
+        options = {**request.options, "augment": False, "assets": assets}
+        again = factory.create(BackboneRequest(model=request.model, weights=request.weights,
+                                               pretrained=request.pretrained, options=options))
+        again.load_state_dict(first.state_dict())
+        assert json.dumps(again.preprocessing(), sort_keys=True, default=str) == \
+            json.dumps(first.preprocessing(), sort_keys=True, default=str), "the rebuilt backbone preprocesses differently"
+        first.eval()
+        again.eval()
+        with torch.no_grad():
+            a, b = first(_batch(first, examples)), again(_batch(again, examples))
+    assert torch.allclose(a, b, atol=1e-5), "the rebuilt backbone gives different features: tl predict would be wrong"
 
 
 # --------------------------------------------------------------------------- heads
