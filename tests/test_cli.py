@@ -185,3 +185,21 @@ def test_data_export_writes_a_loadable_csv(run_cli: Any, tmp_path: Path) -> None
     assert len(rows) == 30 and set(rows[0]) == {"id", "text", "label"}
     assert {r["label"] for r in rows} == {"fresh", "rotten", "plot"}
     assert_clean_error(run_cli("data", "export", "rotten-tomatos", tmp_path / "x"), "Did you mean 'rotten-tomatoes'")
+
+
+@pytest.mark.parametrize("workers", ["0", "1"])
+def test_corrupt_image_is_one_error_line_even_from_a_worker(run_cli: Any, tmp_path: Path, workers: str) -> None:
+    """A TlzooError raised inside a DataLoader worker comes back without the worker's traceback."""
+    from PIL import Image
+
+    data = tmp_path / "images"
+    for c in "ab":
+        (data / c).mkdir(parents=True)
+        for i in range(5):
+            Image.new("RGB", (16, 16), (40 * i, 100 if c == "a" else 0, 0)).save(data / c / f"{i}.png")
+    (data / "a" / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "run"
+    res = run_cli("run", "-q", "--plugin", "efficientnet", "--no-pretrained", "--image-size", "32", "--data", data,
+                  "--num-workers", workers, "--out", out)
+    assert_clean_error(res, "Cannot read image", out)
+    assert "broken.png" in res.stderr and "Original Traceback" not in res.stderr

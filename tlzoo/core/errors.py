@@ -15,6 +15,14 @@ class TlzooError(Exception):
 
     exit_code = 2
 
+    def __init__(self, message: str = "", *args: object) -> None:
+        # a DataLoader worker re-raises an error as TlzooError("Caught ... Original Traceback ...
+        # module.TlzooError: <message>"): keep the one-line message, not the worker's traceback
+        if isinstance(message, str) and "\nOriginal Traceback" in message:
+            last = message.rstrip().splitlines()[-1]
+            message = last.split(": ", 1)[1] if ": " in last else last
+        super().__init__(message, *args)
+
 
 def suggest(name: str, known: Iterable[str], n: int = 3) -> str:
     """Return ' Did you mean 'x' or 'y'?' for the closest known names, or ''."""
