@@ -122,13 +122,6 @@ def test_every_backbone_factory_has_a_case(zoo: Any) -> None:
     assert not missing, f"backbone factories without a contract case in tests/test_contracts.py: {missing}"
 
 
-def test_cases_use_modality_of_their_factory(zoo: Any) -> None:
-    for case in BACKBONE_CASES:
-        if case.factory in zoo.backbones:
-            factory = zoo.backbones.get(case.factory)
-            assert factory.modality in ("vision", "text"), case.id
-
-
 # --------------------------------------------------------------------------- the kit catches bugs
 @pytest.mark.xdist_group("contracts")
 def test_kit_catches_a_broken_backbone(built: Callable[[Case], Backbone]) -> None:
@@ -166,6 +159,32 @@ def test_kit_catches_a_broken_backbone(built: Callable[[Case], Backbone]) -> Non
     cop.__dict__.update(good.__dict__)
     with pytest.raises(AssertionError, match="set_trainable"):
         check_freezing(cop, examples)
+
+
+@pytest.mark.xdist_group("contracts")
+def test_kit_catches_unmasked_pooling_and_a_blind_fingerprint(built: Callable[[Case], Backbone]) -> None:
+    """Mean pooling over padding makes features depend on the batch; a constant fingerprint serves stale caches."""
+    import torch
+
+    from tlzoo.testing import check_batch_independence, check_fingerprint
+
+    good = built(BACKBONE_CASES[0])  # tiny BERT, mean pooling
+    examples = tiny_examples("text")
+
+    class Unmasked(type(good)):  # type: ignore[misc]
+        def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+            return self.encoder(**batch).last_hidden_state.mean(1)  # padding tokens counted
+
+        def fingerprint(self) -> str:
+            return "always-the-same"
+
+    bad = Unmasked.__new__(Unmasked)
+    bad.__dict__.update(good.__dict__)
+    with pytest.raises(AssertionError, match="batch composition"):
+        check_batch_independence(bad, examples)
+    with pytest.raises(AssertionError, match="did not change when weights changed"):
+        check_fingerprint(bad, examples)
+    check_batch_independence(good, examples)
 
 
 def test_check_backbone_runs_all_checks(built: Callable[[Case], Backbone]) -> None:
