@@ -221,6 +221,20 @@ def test_csv_source_passes_the_kit(zoo: Any, text_csv: Path) -> None:
     assert ds.modality == "text" and len(ds) == 150 and set(ds.labels) == {"fresh", "rotten", "plot"}
 
 
+def test_csv_source_keeps_quoted_newlines_commas_and_quotes(zoo: Any, tmp_path: Path) -> None:
+    import csv
+
+    texts = ["line one\nline two", 'a comma, and "quotes"', "crlf\r\ninside", "plain"]
+    path = tmp_path / "tricky.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows([(t, "a" if i % 2 else "b") for i, t in enumerate(texts)])
+    ds = check_data_source(_source(zoo, "csv"), str(path))
+    assert ds.examples[:2] == texts[:2] and ds.examples[3] == "plain"
+    assert ds.examples[2].replace("\r\n", "\n") == "crlf\ninside"
+
+
 def test_jsonl_source_passes_the_kit(zoo: Any, tmp_path: Path) -> None:
     path = tmp_path / "reviews.jsonl"
     rows = [{"text": f"review number {i}", "label": "pos" if i % 2 else "neg"} for i in range(10)]

@@ -90,6 +90,18 @@ def bert_args(tiny_bert_dir: Path, text_csv: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
+def binary_args(bert_args: list[str], text_csv: Path, base: Path) -> list[str]:
+    """fresh vs rotten only: two classes take scikit-learn's one-row binary path in the logreg head."""
+    rows = [r for r in _read_csv(text_csv) if r["label"] != "plot"]
+    path = base / "binary.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, ["id", "text", "label"])
+        w.writeheader()
+        w.writerows(rows)
+    return [a for a in bert_args if not a.startswith("data.path=")] + [f"data.path={path}"]
+
+
+@pytest.fixture(scope="module")
 def image_args(image_folder: Path) -> list[str]:
     return [f"data.path={image_folder}", "model.plugin=efficientnet", "model.name=efficientnet_lite0",
             "model.pretrained=false", "model.image_size=64"]
@@ -99,6 +111,7 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     # name: (data kind, overrides)
     "bert-fe-fc": ("text", ["train.epochs=4"]),
     "bert-fe-logreg": ("text", ["head.name=logreg"]),
+    "bert-binary-logreg": ("binary", ["head.name=logreg"]),
     "bert-ft": ("text", ["train.strategy=fine-tune", "train.head_epochs=2", "train.epochs=2", "train.unfreeze=1",
                          "train.finetune_lr=0.001"]),
     "img-fe-fc": ("image", ["train.epochs=3"]),
@@ -109,13 +122,14 @@ RUNS: dict[str, tuple[str, list[str]]] = {
 
 
 @pytest.fixture(scope="module")
-def runs(base: Path, bert_args: list[str], image_args: list[str]) -> Callable[[str], Done]:
+def runs(base: Path, bert_args: list[str], binary_args: list[str], image_args: list[str]) -> Callable[[str], Done]:
     done: dict[str, Done] = {}
+    args = {"text": bert_args, "binary": binary_args, "image": image_args}
 
     def get(name: str) -> Done:
         if name not in done:
             kind, extra = RUNS[name]
-            done[name] = _run(base, name, [*(bert_args if kind == "text" else image_args), *extra])
+            done[name] = _run(base, name, [*args[kind], *extra])
         return done[name]
 
     return get

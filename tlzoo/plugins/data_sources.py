@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -66,7 +67,8 @@ class CSVSource(DataSource):
         if not content.strip():
             raise TlzooError(f"'{path}' is empty; give a CSV with a header row and labelled rows.")
         delimiter = "\t" if location.lower().endswith(".tsv") else ","
-        reader = csv.DictReader(content.splitlines(), delimiter=delimiter)
+        # a file-like reader keeps newlines inside quoted fields (splitlines() would glue the lines together)
+        reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
         columns = list(reader.fieldnames or [])
         _check_columns(path, columns, options)
         return _rows_to_dataset(path, list(reader), options)
