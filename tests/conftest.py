@@ -9,7 +9,9 @@ folder, a labelled CSV of real movie snippets, a folder of digit PNGs, and a
 """
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +20,7 @@ from typing import Any
 import pytest
 
 _HOME = tempfile.mkdtemp(prefix="tlzoo-test-home-")
+atexit.register(shutil.rmtree, _HOME, ignore_errors=True)  # feature caches of this session go with it
 os.environ["TLZOO_HOME"] = _HOME
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
