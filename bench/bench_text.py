@@ -107,7 +107,7 @@ def update_benchmarks(rows: list[str], notes: list[str]) -> None:
     rows = sorted(rows + mine_kept, key=lambda ln: order.get(key(ln), 99))
     prose = [ln for ln in section.splitlines() if not ln.startswith("|") and ln.strip()
              and not ln.startswith("<!-- text:")]
-    body = ["", "", f"<!-- text: rows below from bench/bench_text.py; elmo/ulmfit rows from bench/bench_lstm.py -->",
+    body = ["", "", "<!-- text: rows below from bench/bench_text.py; elmo/ulmfit rows from bench/bench_lstm.py -->",
             *notes, "", *TABLE_HEAD, *rows, *others, ""]
     kept = [ln for ln in prose if ln not in notes]
     if kept:
@@ -166,10 +166,9 @@ def main() -> None:
                "packaged weights (sentence-transformers)", m, m["seconds"])
     if "bert-ft" in only:
         m = run("bert-ft", out, {"model.plugin": "bert", "train.strategy": "fine-tune", "train.head_epochs": 5,
-                                 "train.epochs": args.bert_ft_epochs, "train.unfreeze": 2, "train.finetune_lr": 1e-4,
-                                 "model.max_length": 64})
+                                 "train.epochs": args.bert_ft_epochs, "train.unfreeze": 2, "train.finetune_lr": 1e-4})
         record("bert-ft", MINE[0], f"fine-tune (head 5 epochs, then top 2 layers {args.bert_ft_epochs} epoch(s), "
-               "lr 1e-4, max length 64)", "packaged weights (sentence-transformers)", m, m["seconds"])
+               "lr 1e-4)", "packaged weights (sentence-transformers)", m, m["seconds"])
     if "glove-ft" in only:
         m = run("glove-ft", out, {"model.plugin": "glove", "train.strategy": "fine-tune", "train.head_epochs": 5,
                                   "train.epochs": 3, "train.finetune_lr": 2e-3, "train.unfreeze": 1})
