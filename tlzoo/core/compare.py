@@ -22,6 +22,7 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import TlzooError
+from .features import extract
 from .interfaces import Plan
 from .metrics import classification_report
 
@@ -138,11 +139,9 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
         started = time.perf_counter()
         feats = {}
         for split in ("train", "test"):
-            from .features import extract
-
             feats[split] = extract(run.backbone, getattr(run.splits, split), batch_size=cfg.train.batch_size,
                                    device=device, num_workers=cfg.train.num_workers, cache=run.cache,
-                                   progress=cfg.progress, log=log, label=split)
+                                   progress=cfg.progress, log=log, label=split, fingerprint=run.weights_fingerprint)
         extract_seconds = time.perf_counter() - started
         y_train = run.encoder.encode(run.splits.train.labels)
         y_test = run.encoder.encode(run.splits.test.labels)

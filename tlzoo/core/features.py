@@ -38,12 +38,16 @@ def tlzoo_home() -> Path:
     return Path(base) / "tlzoo"
 
 
-def key_parts(backbone: Backbone, dataset: Dataset, split: str = "") -> dict[str, Any]:
-    """Everything that decides the features; the cache key is a hash of it."""
+def key_parts(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint: str | None = None) -> dict[str, Any]:
+    """Everything that decides the features; the cache key is a hash of it.
+
+    ``fingerprint``: the backbone's current ``fingerprint()`` when the caller already
+    computed it (it hashes every weight tensor, so it is worth computing once per run).
+    """
     return {
         "format": CACHE_FORMAT,
         "backbone": f"{backbone.plugin}/{backbone.name}",
-        "weights": backbone.fingerprint(),  # covers the weights themselves, not just their name
+        "weights": fingerprint or backbone.fingerprint(),  # the weights themselves, not just their name
         "preprocessing": backbone.preprocessing(),  # resize/normalise, tokenizer, layer, pooling ...
         "num_features": backbone.num_features,
         "dataset": dataset.fingerprint(),  # content and ids of exactly these examples
@@ -51,8 +55,12 @@ def key_parts(backbone: Backbone, dataset: Dataset, split: str = "") -> dict[str
     }
 
 
-def cache_key(backbone: Backbone, dataset: Dataset, split: str = "") -> str:
-    blob = json.dumps(key_parts(backbone, dataset, split), sort_keys=True, default=str)
+def cache_key(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint: str | None = None) -> str:
+    return _hash(key_parts(backbone, dataset, split, fingerprint))
+
+
+def _hash(parts: dict[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
@@ -149,7 +157,8 @@ class _ShardWriter:
 @torch.inference_mode()
 def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: torch.device,
             num_workers: int = 0, cache: FeatureCache | None = None,
-            progress: bool = True, log: Callable[[str], None] = print, label: str = "") -> np.ndarray:
+            progress: bool = True, log: Callable[[str], None] = print, label: str = "",
+            fingerprint: str | None = None) -> np.ndarray:
     """Pooled features for every example, from the cache when possible.
 
     With a cache, blocks go straight to disk shards (never all held in memory while
@@ -158,8 +167,8 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
     if cache is None:
         blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
         return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
-    parts = key_parts(backbone, dataset, label)
-    key = cache_key(backbone, dataset, label)
+    parts = key_parts(backbone, dataset, label, fingerprint)
+    key = _hash(parts)
     hit = cache.load(key)
     if hit is not None:
         log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")

@@ -316,11 +316,13 @@ class Run:
 
     def _extract_features(self) -> None:
         t = self.config.train
+        fingerprint = self.backbone.fingerprint()  # once: it hashes every weight (before_training may change them)
         for split in ("train", "val", "test"):
             ds = getattr(self.splits, split)
             self.features[split] = extract(self.backbone, ds, batch_size=t.batch_size, device=self.device,
                                            num_workers=t.num_workers, cache=self.cache,
-                                           progress=self.config.progress, log=self.log, label=split)
+                                           progress=self.config.progress, log=self.log, label=split,
+                                           fingerprint=fingerprint)
         self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
 
     def _feature_loader(self, split: str, shuffle: bool) -> Any:
