@@ -43,6 +43,7 @@ test-fast: venv data
 
 bench: venv
 	$(BIN)/python bench/bench_features.py
+	$(BIN)/python bench/bench_cache.py
 
 clean:
 	rm -rf runs .tlzoo-home demo-data .pytest_cache
