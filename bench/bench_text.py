@@ -134,7 +134,8 @@ def main() -> None:
     notes = ["Data: built-in `rotten-tomatoes`, `--limit 3000` (stratified), seed 0, runner split 2,100 / 450 / 450, "
              "classes fresh / rotten / plot. Produced by `bench/bench_text.py` (bert, glove, word2vec, fasttext) and "
              "`bench/bench_lstm.py` (elmo, ulmfit). Seconds = the whole `tl run` (plus `tl pretrain` where listed) on "
-             "2 shared CPU cores, so they are loose."]
+             "2 shared CPU cores, so they are loose; the bert fine-tune run found its head-phase features in the cache "
+             "the feature-extraction run wrote."]
 
     def record(key: str, model: str, strategy: str, pretraining: str, metrics: dict[str, Any], seconds: float) -> None:
         results[key] = {"metrics": metrics, "seconds": seconds, "pretraining": pretraining}
