@@ -23,6 +23,8 @@ _HOME = tempfile.mkdtemp(prefix="tlzoo-test-home-")
 atexit.register(shutil.rmtree, _HOME, ignore_errors=True)  # feature caches of this session go with it
 os.environ["TLZOO_HOME"] = _HOME
 os.environ["HF_HUB_OFFLINE"] = "1"
+# an empty hub cache: offline-error tests must not depend on what this machine downloaded before
+os.environ["HF_HOME"] = os.path.join(_HOME, "hf")
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
