@@ -118,7 +118,7 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--test-fraction", type=float, help="Test share [0.15].")
 @click.option("--no-augment", is_flag=True, default=None, help="No training-time augmentation.")
 @click.option("--head", help="New head: fc, logreg, svm, rf, knn, tree, nb (options: `tl heads`) [fc].")
-@click.option("--strategy", "-s", help="feature-extraction or fine-tune [feature-extraction].")
+@click.option("--strategy", "-s", help="feature-extraction, fine-tune or ulmfit (see `tl strategies`) [feature-extraction].")
 @click.option("--epochs", "-e", type=int, help="Head epochs (feature-extraction) [30] or joint epochs (fine-tune) [3].")
 @click.option("--head-epochs", type=int, help="Fine-tune: epochs with the backbone frozen first [10].")
 @click.option("--batch-size", "-b", type=int, help="Batch size [32].")
