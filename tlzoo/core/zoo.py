@@ -96,6 +96,6 @@ class Zoo:
             raise TlzooError(f"Data path '{location}' does not exist.{suggest(location, names)} "
                              "Pass an existing file or folder, or a built-in dataset (see `tl data list`).")
         raise TlzooError(
-            f"Don't know how to read '{location}'; pass a CSV/JSONL file of texts or a folder "
-            "with one sub-folder of images per class."
+            f"Don't know how to read '{location}'; pass a CSV/JSONL file, a folder with one sub-folder "
+            "of images or .txt files per class, hf:NAME, or a built-in dataset (see `tl data list`)."
         )
