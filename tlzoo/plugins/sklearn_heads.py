@@ -62,24 +62,52 @@ class SklearnHead(Head):
 class LogRegHead(SklearnHead):
     """Multinomial logistic regression on standardised features.
 
+    ``C="auto"`` (the default) picks the inverse regularisation strength by stratified
+    3-fold cross-validation on the training features over 10^-3 … 10^1: wide pretrained
+    features with a few hundred examples need far stronger regularisation than
+    scikit-learn's C = 1 (on MiniLM features of 1,400 snippets: 0.70 at C = 1, 0.78 at
+    C = 0.01).  A number fixes C.
+
     The fitted model is exactly a linear softmax layer (the scaler is folded into the
     weights), so it is saved as one and loads without scikit-learn or pickle.
     """
 
     name = "logreg"
+    C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"C": 1.0, "max_iter": 2000, "class_weight": None}
+        return {"C": "auto", "max_iter": 2000, "class_weight": None}
+
+    def _choose_C(self, x: np.ndarray, y: np.ndarray) -> float:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+        c = self.params["C"]
+        if c != "auto":
+            if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0:
+                raise TlzooError(f"head.C must be a positive number or 'auto', got {c!r}.")
+            return float(c)
+        folds = min(3, int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0)
+        if folds < 2:  # too few examples of some class to cross-validate
+            return 1.0
+        cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+        scores = [cross_val_score(self._make(LogisticRegression, C=c, max_iter=int(self.params["max_iter"]),
+                                             class_weight=self.params["class_weight"]), x, y, cv=cv,
+                                  scoring="neg_log_loss").mean()
+                  for c in self.C_GRID]
+        return self.C_GRID[int(np.argmax(scores))]
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         self.scaler = StandardScaler().fit(x)
-        self.model = self._make(LogisticRegression, C=float(self.params["C"]), max_iter=int(self.params["max_iter"]),
+        xs = self.scaler.transform(x)
+        self.chosen_C = self._choose_C(xs, y)
+        self.model = self._make(LogisticRegression, C=self.chosen_C, max_iter=int(self.params["max_iter"]),
                                 class_weight=self.params["class_weight"])
-        self._fit(self.model, self.scaler.transform(x), y)
+        self._fit(self.model, xs, y)
         self.num_classes = num_classes
         self._linear = self._fold()
 
