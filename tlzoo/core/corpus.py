@@ -37,7 +37,8 @@ class CorpusOptions:
     test_fraction: float = 0.15
 
 
-def _read(path: Path, encoding: str) -> str:
+def read_text(path: Path, encoding: str) -> str:
+    """A whole text file; a wrong encoding is a one-line error naming the file and --encoding."""
     try:
         return path.read_text(encoding)
     except UnicodeDecodeError as exc:
@@ -60,7 +61,7 @@ def _table_texts(path: Path, opts: CorpusOptions) -> list[str]:
     name = path.name.lower()
     if name.endswith((".jsonl", ".ndjson")):
         rows = []
-        for n, line in enumerate(_read(path, opts.encoding).splitlines(), 1):
+        for n, line in enumerate(read_text(path, opts.encoding).splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -69,7 +70,7 @@ def _table_texts(path: Path, opts: CorpusOptions) -> list[str]:
                 raise TlzooError(f"'{path}' line {n} is not valid JSON ({exc.msg}); fix that line.") from None
             rows.append(row if isinstance(row, dict) else {})
         return _column(path, rows, sorted({k for r in rows for k in r}), opts.text_column)
-    content = _read(path, opts.encoding)
+    content = read_text(path, opts.encoding)
     reader = csv.DictReader(content.splitlines(), delimiter="\t" if name.endswith(".tsv") else ",")
     return _column(path, list(reader), list(reader.fieldnames or []), opts.text_column)
 
@@ -119,11 +120,11 @@ def read_corpus(location: str, options: CorpusOptions | None = None, zoo: Any = 
                 raise TlzooError(f"No .txt files found under '{path}'; put one text per file there, "
                                  "or pass a .txt file with one text per line.")
         else:
-            texts = [_read(p, opts.encoding) for p in files]
+            texts = [read_text(p, opts.encoding) for p in files]
     elif path.is_file() and path.name.lower().endswith((".csv", ".tsv", ".jsonl", ".ndjson")) and not opts.split:
         texts = _table_texts(path, opts)
     elif path.is_file() and (path.suffix.lower() in (".txt", ".text", "") or path.suffix.lower() == ".md"):
-        texts = _read(path, opts.encoding).splitlines()
+        texts = read_text(path, opts.encoding).splitlines()
     else:
         texts = _labelled_texts(location, opts, zoo)
         limited = True

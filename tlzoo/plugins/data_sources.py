@@ -8,21 +8,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tlzoo.core.corpus import read_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
-
-
-def _read_text(path: Path, encoding: str) -> str:
-    try:
-        return path.read_text(encoding)
-    except UnicodeDecodeError as exc:
-        raise TlzooError(f"'{path}' is not valid {encoding} (byte {exc.start}); "
-                         "convert it or pass --encoding (e.g. --encoding latin-1).") from None
-    except LookupError:
-        raise TlzooError(f"Unknown encoding '{encoding}'; pass a Python codec name such as utf-8 or latin-1.") from None
 
 
 def _check_columns(path: Path, columns: list[str], opts: DataOptions) -> None:
@@ -63,7 +54,7 @@ class CSVSource(DataSource):
             except UnicodeDecodeError:
                 raise TlzooError(f"'{path}' is not valid {options.encoding}; pass --encoding.") from None
         else:
-            content = _read_text(path, options.encoding)
+            content = read_text(path, options.encoding)
         if not content.strip():
             raise TlzooError(f"'{path}' is empty; give a CSV with a header row and labelled rows.")
         delimiter = "\t" if location.lower().endswith(".tsv") else ","
@@ -85,7 +76,7 @@ class JSONLSource(DataSource):
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)
         rows = []
-        for n, line in enumerate(_read_text(path, options.encoding).splitlines(), 1):
+        for n, line in enumerate(read_text(path, options.encoding).splitlines(), 1):
             if not line.strip():
                 continue
             try:

@@ -1,4 +1,5 @@
-"""Shared image plumbing for the vision plugins: decoding and timm-style transforms.
+"""Shared image plumbing for the vision plugins: decoding, timm-style transforms, and
+the ImageBackbone base class.
 
 Every vision backbone accepts the same raw examples: an image file path, a PIL image,
 a numpy array (H, W) or (H, W, C), or a lazy reference with an ``open_image()``
@@ -11,7 +12,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
+
 from tlzoo.core.errors import TlzooError
+from tlzoo.core.interfaces import Backbone
 
 # augmentation policies by short name; any other string is handed to timm as an
 # auto_augment configuration (e.g. "rand-m7-n2-mstd0.5", "augmix-m5-w4", "original")
@@ -106,3 +110,32 @@ def build_transforms(data_config: dict[str, Any], options: dict[str, Any]) -> tu
 def plain_config(data_config: dict[str, Any]) -> dict[str, Any]:
     """A JSON-able copy of a timm data config (tuples to lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
+
+
+
+class ImageBackbone(Backbone):
+    """What the ImageNet-style vision backbones share: decoding, the weights' own
+    transforms (``self.data_config``), and ``self.model`` returning pooled features."""
+
+    modality = "vision"
+    data_config: dict[str, Any]
+    _train_tf: Any = None
+    _eval_tf: Any = None
+
+    def set_preprocessing(self, data_config: dict[str, Any], options: dict[str, Any]) -> None:
+        """Use the weights' data config; ``image_size`` overrides only the input size."""
+        size = int(options.get("image_size") or 0)
+        if size:
+            data_config = {**data_config, "input_size": (3, size, size)}
+        self.data_config = data_config
+        self._train_tf, self._eval_tf = build_transforms(data_config, options)
+
+    def preprocessing(self) -> dict[str, Any]:
+        return plain_config(self.data_config)
+
+    def transform(self, example: Any, train: bool) -> torch.Tensor:
+        tf = self._train_tf if (train and self._train_tf is not None) else self._eval_tf
+        return tf(to_pil(example))
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return self.model(batch)

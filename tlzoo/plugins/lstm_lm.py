@@ -214,6 +214,20 @@ def evaluate_language_model(model: nn.Module, loss_fn: LossFn, batches: list[Bat
     return tot / max(1, toks), hits / max(1, toks)
 
 
+def finish_pretraining(out: str, plugin: str, model: torch.nn.Module, vocab: HashedVocab, config: dict[str, Any],
+                       rows: list[dict[str, Any]], texts: int, held_out: int, title: str) -> dict[str, Any]:
+    """Summarise a language-model pretraining, save weights + vocabulary and draw its curve."""
+    summary = {"epochs": config["epochs"], "train_perplexity": rows[-1]["train_perplexity"],
+               "val_perplexity": rows[-1].get("val_perplexity"), "tokens_per_epoch": rows[-1]["tokens"],
+               "texts": texts, "held_out_texts": held_out,
+               "parameters": sum(p.numel() for p in model.parameters()),
+               "seconds": round(sum(r["seconds"] for r in rows), 1), "history": rows}
+    folder = Path(out)
+    save_weights(folder, plugin, model.state_dict(), vocab, config, summary)
+    plot_curve(rows, folder / "pretraining_curve.png", f"{title} · {texts:,} texts")
+    return summary  # the engine writes its history to pretraining_history.csv
+
+
 def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Loss and perplexity per epoch, training and held-out."""
     from tlzoo.core.plots import _plt

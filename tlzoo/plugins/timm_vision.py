@@ -25,7 +25,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
-from .images import build_transforms, plain_config, to_pil
+from .images import ImageBackbone
 from .vision_weights import Loaded, missing_weights, obtain, offline, save_to_cache
 
 
@@ -164,8 +164,7 @@ def timm_layer_groups(model: nn.Module, family: str) -> list[nn.Module]:
     return groups
 
 
-class TimmBackbone(Backbone):
-    modality = "vision"
+class TimmBackbone(ImageBackbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
@@ -183,23 +182,9 @@ class TimmBackbone(Backbone):
         self.model = model
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
         # the weights' own preprocessing: the saved/hub config if any, else the architecture's
-        data_config = timm.data.resolve_data_config(pretrained_cfg=cfg or model.pretrained_cfg)
-        size = int(request.options.get("image_size") or 0)
-        if size:
-            data_config["input_size"] = (3, size, size)
-        self.data_config = data_config
-        self._train_tf, self._eval_tf = build_transforms(data_config, request.options)
+        self.set_preprocessing(timm.data.resolve_data_config(pretrained_cfg=cfg or model.pretrained_cfg),
+                               request.options)
         self._groups: list[nn.Module] | None = None
-
-    def preprocessing(self) -> dict[str, Any]:
-        return plain_config(self.data_config)
-
-    def transform(self, example: Any, train: bool) -> torch.Tensor:
-        tf = self._train_tf if (train and self._train_tf is not None) else self._eval_tf
-        return tf(to_pil(example))
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
 
     def layer_groups(self) -> list[nn.Module]:
         if self._groups is None:

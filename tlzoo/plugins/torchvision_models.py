@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
 
-from .images import build_transforms, plain_config, to_pil
+from .images import ImageBackbone
 from .vision_weights import Loaded, missing_weights, obtain, offline, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
@@ -60,8 +60,7 @@ def _drop_aux(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
 
 
-class TorchvisionBackbone(Backbone):
-    modality = "vision"
+class TorchvisionBackbone(ImageBackbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
@@ -76,22 +75,7 @@ class TorchvisionBackbone(Backbone):
             model.fc = nn.Identity()
             self.num_features = 1024
         self.model = model
-        data_config = dict(cfg) if cfg else _data_config(request.model)
-        size = int(request.options.get("image_size") or 0)
-        if size:
-            data_config["input_size"] = (3, size, size)
-        self.data_config = data_config
-        self._train_tf, self._eval_tf = build_transforms(data_config, request.options)
-
-    def preprocessing(self) -> dict[str, Any]:
-        return plain_config(self.data_config)
-
-    def transform(self, example: Any, train: bool) -> torch.Tensor:
-        tf = self._train_tf if (train and self._train_tf is not None) else self._eval_tf
-        return tf(to_pil(example))
-
-    def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        return self.model(batch)
+        self.set_preprocessing(dict(cfg) if cfg else _data_config(request.model), request.options)
 
     def layer_groups(self) -> list[nn.Module]:
         m: Any = self.model

@@ -18,7 +18,6 @@ No package ships ULMFiT weights, so without ``--weights`` it needs ``--no-pretra
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -264,14 +263,8 @@ class UlmfitPretrainer(Pretrainer):
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         rows = run_lm(model, vocab, train, val, epochs=o["epochs"], lr=o["lr"], batch_size=o["batch_size"],
                       bptt=o["bptt"], seed=o["seed"], device=device, log=log, label="pretrain")
-        summary = {"epochs": o["epochs"], "train_perplexity": rows[-1]["train_perplexity"],
-                   "val_perplexity": rows[-1].get("val_perplexity"), "tokens_per_epoch": rows[-1]["tokens"],
-                   "texts": len(train), "held_out_texts": len(val), "parameters": n_params,
-                   "seconds": round(sum(r["seconds"] for r in rows), 1), "history": rows}
-        folder = Path(out)
-        lstm_lm.save_weights(folder, "ulmfit", model.state_dict(), vocab, {k: o[k] for k in self.defaults}, summary)
-        lstm_lm.plot_curve(rows, folder / "pretraining_curve.png", f"ulmfit (AWD-LSTM) pretraining · {len(train):,} texts")
-        return summary  # the engine writes its history to pretraining_history.csv
+        return lstm_lm.finish_pretraining(out, "ulmfit", model, vocab, {k: o[k] for k in self.defaults}, rows,
+                                          len(train), len(val), "ulmfit (AWD-LSTM) pretraining")
 
 
 # --------------------------------------------------------------------------- strategy
