@@ -17,7 +17,6 @@ No package ships ULMFiT weights, so without ``--weights`` it needs ``--no-pretra
 """
 from __future__ import annotations
 
-import math
 from typing import Any, Callable
 
 import torch
