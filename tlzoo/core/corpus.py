@@ -16,6 +16,7 @@ pretrained on a labelled dataset's own text never sees that run's test texts.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -57,22 +58,36 @@ def _column(path: Path, rows: list[dict[str, Any]], columns: list[str], column: 
     return [str(r.get(column) or "") for r in rows]
 
 
+def read_jsonl_rows(path: Path, encoding: str) -> list[dict[str, Any]]:
+    """One JSON object per non-empty line; a bad line is a one-line error naming it."""
+    rows = []
+    for n, line in enumerate(read_text(path, encoding).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise TlzooError(f"'{path}' line {n} is not valid JSON ({exc.msg}); fix that line.") from None
+        if not isinstance(row, dict):
+            raise TlzooError(f"'{path}' line {n} is not a JSON object; each line needs text and label fields.")
+        rows.append(row)
+    return rows
+
+
+def read_csv_rows(content: str, delimiter: str = ",") -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, rows) of a CSV/TSV text; newlines inside quoted fields are kept."""
+    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
+    columns = list(reader.fieldnames or [])
+    return columns, list(reader)
+
+
 def _table_texts(path: Path, opts: CorpusOptions) -> list[str]:
     name = path.name.lower()
     if name.endswith((".jsonl", ".ndjson")):
-        rows = []
-        for n, line in enumerate(read_text(path, opts.encoding).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TlzooError(f"'{path}' line {n} is not valid JSON ({exc.msg}); fix that line.") from None
-            rows.append(row if isinstance(row, dict) else {})
+        rows = read_jsonl_rows(path, opts.encoding)
         return _column(path, rows, sorted({k for r in rows for k in r}), opts.text_column)
-    content = read_text(path, opts.encoding)
-    reader = csv.DictReader(content.splitlines(), delimiter="\t" if name.endswith(".tsv") else ",")
-    return _column(path, list(reader), list(reader.fieldnames or []), opts.text_column)
+    columns, rows = read_csv_rows(read_text(path, opts.encoding), "\t" if name.endswith(".tsv") else ",")
+    return _column(path, rows, columns, opts.text_column)
 
 
 def _labelled_texts(location: str, opts: CorpusOptions, zoo: Any) -> list[str] | None:

@@ -1,14 +1,11 @@
 """Built-in data sources: CSV/JSONL texts and image folders (one sub-folder per class)."""
 from __future__ import annotations
 
-import csv
-import io
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from tlzoo.core.corpus import read_text
+from tlzoo.core.corpus import read_csv_rows, read_jsonl_rows, read_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
@@ -57,12 +54,9 @@ class CSVSource(DataSource):
             content = read_text(path, options.encoding)
         if not content.strip():
             raise TlzooError(f"'{path}' is empty; give a CSV with a header row and labelled rows.")
-        delimiter = "\t" if location.lower().endswith(".tsv") else ","
-        # a file-like reader keeps newlines inside quoted fields (splitlines() would glue the lines together)
-        reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
-        columns = list(reader.fieldnames or [])
+        columns, rows = read_csv_rows(content, "\t" if location.lower().endswith(".tsv") else ",")
         _check_columns(path, columns, options)
-        return _rows_to_dataset(path, list(reader), options)
+        return _rows_to_dataset(path, rows, options)
 
 
 class JSONLSource(DataSource):
@@ -75,17 +69,7 @@ class JSONLSource(DataSource):
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)
-        rows = []
-        for n, line in enumerate(read_text(path, options.encoding).splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TlzooError(f"'{path}' line {n} is not valid JSON ({exc.msg}); fix that line.") from None
-            if not isinstance(row, dict):
-                raise TlzooError(f"'{path}' line {n} is not a JSON object; each line needs text and label fields.")
-            rows.append(row)
+        rows = read_jsonl_rows(path, options.encoding)
         if not rows:
             raise TlzooError(f"'{path}' is empty; give one JSON object per line.")
         columns = sorted({k for r in rows for k in r})
