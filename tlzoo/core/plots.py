@@ -17,36 +17,50 @@ def _plt() -> Any:
 
 
 def plot_history(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
-    """Accuracy and loss per epoch, training vs validation, phases marked."""
+    """Accuracy and loss per epoch, training vs validation, phases marked.
+
+    Language-model phases (``lm-*``, e.g. ULMFiT's LM fine-tuning) measure next-word
+    prediction, not the classification task, so they get a panel of their own instead
+    of squashing the classifier's curves.
+    """
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    x = np.arange(1, len(rows) + 1)
-    for ax, metric in zip(axes, ("accuracy", "loss")):
+    lm = [r for r in rows if str(r["phase"]).startswith("lm-")]
+    clf = [r for r in rows if not str(r["phase"]).startswith("lm-")]
+    panels = ([("accuracy", clf), ("loss", clf)] if clf else []) + ([("language-model loss", lm)] if lm else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.4), squeeze=False, layout="constrained")
+    for ax, (name, part) in zip(axes[0], panels):
+        metric = "loss" if "loss" in name else "accuracy"
+        x = np.arange(1, len(part) + 1)
         for split, style in (("train", "-o"), ("val", "-s")):
-            ys = [_num(r.get(f"{split}_{metric}")) for r in rows]
+            ys = [_num(r.get(f"{split}_{metric}")) for r in part]
             if any(y is not None for y in ys):
                 ax.plot(x, [np.nan if y is None else y for y in ys], style, ms=4,
                         label="training" if split == "train" else "validation")
-        # phase boundaries
-        for i in range(1, len(rows)):
-            if rows[i]["phase"] != rows[i - 1]["phase"]:
-                ax.axvline(i + 0.5, color="grey", ls=":", lw=1)
-        for i, r in enumerate(rows):
-            if i == 0 or r["phase"] != rows[i - 1]["phase"]:
-                ax.annotate(str(r["phase"]), (i + 1, 1.0), xycoords=("data", "axes fraction"),
-                            xytext=(2, -12), textcoords="offset points", fontsize=8, color="grey")
+        _mark_phases(ax, part)
         ax.set_xlabel("epoch (all phases)")
         ax.set_ylabel(metric)
-        ax.set_title(f"{metric.capitalize()}")
+        ax.set_title(name[0].upper() + name[1:])
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(loc="best")
         if len(x) <= 20:
             ax.set_xticks(x)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _mark_phases(ax: Any, rows: list[dict[str, Any]]) -> None:
+    """A dotted line where a phase starts and its name written upwards beside it."""
+    for i, r in enumerate(rows):
+        if i and r["phase"] != rows[i - 1]["phase"]:
+            ax.axvline(i + 0.5, color="grey", ls=":", lw=1)
+        if i == 0 or r["phase"] != rows[i - 1]["phase"]:
+            # the first phase at the left edge of the axes, the others just right of their line
+            where, coords = ((0.01, 0.98), "axes fraction") if i == 0 else ((i + 0.5, 0.98), ("data", "axes fraction"))
+            label = ax.annotate(str(r["phase"]), where, xycoords=coords, xytext=(2, 0), textcoords="offset points",
+                                rotation=90, va="top", ha="left", fontsize=8, color="grey")
+            label.set_in_layout(False)  # inside the axes: the layout engine need not make room for it
 
 
 def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = "") -> None:
