@@ -14,6 +14,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -27,12 +30,28 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
+def measure(model: str, baseline: str, raw: Callable[[], None], backbone: Any, ds: Any,
+            batch: int) -> list[tuple[str, float]]:
+    """Examples/s of the raw loop, then tlzoo's extract() cold (into a fresh cache) and cached."""
+    import torch
+
+    from tlzoo.core.features import FeatureCache, extract
+
+    cache = FeatureCache(root=Path(tempfile.mkdtemp()))
+    quiet = dict(batch_size=batch, device=torch.device("cpu"), progress=False, log=lambda m: None)
+    n = len(ds)
+    t_raw = timed(raw)
+    t_cold = timed(lambda: extract(backbone, ds, cache=cache, **quiet))
+    t_warm = timed(lambda: extract(backbone, ds, cache=cache, **quiet), repeat=3)
+    return [(f"{model} {baseline}", n / t_raw), (f"{model} tlzoo extract, cold", n / t_cold),
+            (f"{model} tlzoo extract, cached", n / t_warm)]
+
+
 def bench_text(n: int, batch: int) -> list[tuple[str, float]]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
     from tlzoo.core.data import stratified_limit
-    from tlzoo.core.features import FeatureCache, extract
     from tlzoo.core.interfaces import BackboneRequest, DataOptions
     from tlzoo.plugins.bert import TransformerBackbone, resolve_source
     from tlzoo.plugins.builtin_datasets import RottenTomatoes
@@ -53,15 +72,8 @@ def bench_text(n: int, batch: int) -> list[tuple[str, float]]:
 
     backbone = TransformerBackbone(BackboneRequest("all-MiniLM-L6-v2", options={"max_length": 128}))
     backbone.plugin = "bert"
-    cache = FeatureCache(root=__import__("pathlib").Path(tempfile.mkdtemp()))
-    quiet = dict(batch_size=batch, device=torch.device("cpu"), progress=False, log=lambda m: None)
     raw()  # warm-up: first call allocates
-    t_raw = timed(raw)
-    t_cold = timed(lambda: extract(backbone, ds, cache=cache, **quiet))
-    t_warm = timed(lambda: extract(backbone, ds, cache=cache, **quiet), repeat=3)
-    return [("text  all-MiniLM-L6-v2  raw transformers loop", n / t_raw),
-            ("text  all-MiniLM-L6-v2  tlzoo extract, cold", n / t_cold),
-            ("text  all-MiniLM-L6-v2  tlzoo extract, cached", n / t_warm)]
+    return measure("text  all-MiniLM-L6-v2 ", "raw transformers loop", raw, backbone, ds, batch)
 
 
 def bench_vision(n: int, batch: int) -> list[tuple[str, float]]:
@@ -70,7 +82,6 @@ def bench_vision(n: int, batch: int) -> list[tuple[str, float]]:
     from PIL import Image
 
     from tlzoo.core.data import stratified_limit
-    from tlzoo.core.features import FeatureCache, extract
     from tlzoo.core.interfaces import BackboneRequest, DataOptions
     from tlzoo.plugins.builtin_datasets import Digits
     from tlzoo.plugins.timm_vision import TimmBackbone
@@ -88,14 +99,7 @@ def bench_vision(n: int, batch: int) -> list[tuple[str, float]]:
             x = torch.stack([tf(Image.fromarray(a).convert("RGB")) for a in ds.examples[i:i + batch]])
             _ = model(x)
 
-    cache = FeatureCache(root=__import__("pathlib").Path(tempfile.mkdtemp()))
-    quiet = dict(batch_size=batch, device=torch.device("cpu"), progress=False, log=lambda m: None)
-    t_raw = timed(raw)
-    t_cold = timed(lambda: extract(backbone, ds, cache=cache, **quiet))
-    t_warm = timed(lambda: extract(backbone, ds, cache=cache, **quiet), repeat=3)
-    return [("vision efficientnet_lite0 224px raw timm loop", n / t_raw),
-            ("vision efficientnet_lite0 224px tlzoo extract, cold", n / t_cold),
-            ("vision efficientnet_lite0 224px tlzoo extract, cached", n / t_warm)]
+    return measure("vision efficientnet_lite0 224px", "raw timm loop", raw, backbone, ds, batch)
 
 
 def main() -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tlzoo.core.corpus import read_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
@@ -45,14 +46,7 @@ class TextFolderSource(DataSource):
             for f in sorted(class_dir.rglob("*.txt")):
                 if not f.is_file():
                     continue
-                try:
-                    texts.append(f.read_text(options.encoding).strip())
-                except UnicodeDecodeError as exc:
-                    raise TlzooError(f"'{f}' is not valid {options.encoding} (byte {exc.start}); convert it or pass "
-                                     "--encoding (e.g. --encoding latin-1).") from None
-                except LookupError:
-                    raise TlzooError(f"Unknown encoding '{options.encoding}'; pass a Python codec name such as "
-                                     "utf-8 or latin-1.") from None
+                texts.append(read_text(f, options.encoding).strip())
                 labels.append(class_dir.name)
                 ids.append(str(f.relative_to(root)))
         if not texts:
