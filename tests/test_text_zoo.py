@@ -140,7 +140,7 @@ def test_read_corpus_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- tl pretrain
 def test_pretrain_word2vec_writes_vectors_description_and_curve(w2v_dir: Path) -> None:
-    for name in ("vectors.kv", "vectors.vec", "vocab.json", "vectors.json", "pretraining.json",
+    for name in ("vectors.safetensors", "vectors.vec", "vocab.json", "vectors.json", "pretraining.json",
                  "pretraining_history.csv", "pretraining_curve.png"):
         assert (w2v_dir / name).is_file(), name
     desc = json.loads((w2v_dir / "pretraining.json").read_text())

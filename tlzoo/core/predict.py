@@ -1,6 +1,31 @@
-"""Load a finished run directory and classify new examples with it."""
+"""Load a finished run directory and classify new examples with it.
+
+A run directory may come from someone else, so what its ``model.json`` names is
+confined (``_weights_for_predict`` and ``_assets_folder``):
+
+* ``options.assets`` is never taken from the file: it is always ``RUN/assets``, which
+  must not be, or hold, a link leading out of the run directory.
+* ``backbone.weights_copy`` (a backbone that keeps a copy of its ``--weights`` in
+  ``assets/``: glove/word2vec/fasttext, elmo, ulmfit, transformer) replaces
+  ``backbone.request.weights``; it must resolve inside the run directory, so these
+  runs never read the original path again (it may have moved, or been forged).
+* otherwise ``backbone.request.weights`` is None (the packaged default), a relative
+  path resolved against the run directory (``..`` or links that lead out are
+  refused), or a hub id such as ``org/model`` that is no file at all.
+* an absolute path outside the run directory is what a run trained with ``--weights
+  /abs/folder`` by a backbone that keeps no copy (bert, vision weight files) records.
+  It is still used, because those runs need it (their feature-extraction weights are
+  not in ``model.safetensors``), unless it lies inside a run directory (a folder
+  holding ``model.json``): a forged description cannot point at files planted in
+  another run.  This is a compromise, kept simple: every file tlzoo reads this way goes
+  through loaders that never unpickle (safetensors, JSON, ``weights_only=True``).
+
+Every refusal is a one-line ``TlzooError`` naming the ``model.json`` field.
+"""
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -8,11 +33,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from .artifacts import load_model_files
+from .artifacts import damaged, first_line, load_model_files
 from .errors import TlzooError
 from .interfaces import Backbone, BackboneRequest
 from .loaders import example_loader
 from .zoo import Zoo
+
+# a Hugging Face / timm hub id: 'name' or 'org/name', never a path with '..' or a leading '/'
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 class Predictor:
@@ -23,18 +51,27 @@ class Predictor:
     def load(cls, run_dir: str | Path, zoo: Zoo | None = None) -> "Predictor":
         folder = Path(run_dir)
         desc, tensors = load_model_files(folder)
+        root = folder.resolve()
+        desc_path = folder / "model.json"
         zoo = zoo or Zoo()
         b = desc["backbone"]
         factory, model = zoo.resolve_backbone(b["plugin"], b["request"]["model"])
         req = b["request"]
         options = dict(req.get("options", {}))
-        options["assets"] = str(folder / "assets")
-        backbone = factory.create(BackboneRequest(model=model, weights=req.get("weights"),
-                                                  pretrained=req.get("pretrained", True), options=options))
+        options["assets"] = str(_assets_folder(root))
+        request = BackboneRequest(model=model, weights=_weights_for_predict(root, b),
+                                  pretrained=req.get("pretrained", True), options=options)
+        try:
+            backbone = factory.create(request)
+        except TlzooError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # options of the wrong type or shape
+            raise damaged(desc_path, f"backbone.request does not rebuild: {type(exc).__name__}: "
+                                     f"{first_line(exc)}") from None
         backbone.plugin = factory.name
         if b.get("weights_saved"):
             state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-            backbone.load_state_dict(state)
+            _load_state(backbone, state, folder)
         elif b.get("fingerprint") and backbone.fingerprint() != b["fingerprint"]:
             raise TlzooError(
                 f"The backbone weights found now ({backbone.weights_source}) differ from the ones this run was "
@@ -43,17 +80,22 @@ class Predictor:
         head_state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
         classes = desc["classes"]
         kind = desc["head"]["kind"]
-        if kind in ("torch", "linear"):
-            head_cls = zoo.heads.get(desc["head"]["name"]) if kind == "torch" else None
-            if head_cls is not None:
-                module = head_cls(**desc["head"]["params"]).build(b["num_features"], len(classes))
+        try:
+            if kind in ("torch", "linear"):
+                head_cls = zoo.heads.get(desc["head"]["name"]) if kind == "torch" else None
+                if head_cls is not None:
+                    module = head_cls(**desc["head"]["params"]).build(b["num_features"], len(classes))
+                else:
+                    module = nn.Linear(b["num_features"], len(classes))
+                _load_state(module, head_state, folder)
+                head: Any = module.eval()
             else:
-                module = nn.Linear(b["num_features"], len(classes))
-            module.load_state_dict(head_state)
-            head: Any = module.eval()
-        else:
-            head = zoo.heads.get(desc["head"]["name"])(**desc["head"]["params"])
-            head.load_state({k: v.numpy() for k, v in head_state.items()})
+                head = zoo.heads.get(desc["head"]["name"])(**desc["head"]["params"])
+                head.load_state({k: v.numpy() for k, v in head_state.items()})
+        except TlzooError:
+            raise
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            raise damaged(desc_path, f"the head does not rebuild: {type(exc).__name__}: {first_line(exc)}") from None
         return cls(backbone.eval(), head, classes, kind)
 
     @torch.inference_mode()
@@ -73,3 +115,80 @@ class Predictor:
                         "probability": float(p[i]),
                         "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
         return out
+
+
+def _load_state(module: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
+    """load_state_dict, with a tensor file that does not fit its description reported as damaged."""
+    try:
+        module.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError) as exc:
+        detail = first_line(exc).replace("Error(s) in loading state_dict for ", "")
+        raise damaged(folder / "model.safetensors", f"its tensors do not fit model.json: {detail}") from None
+
+
+# --------------------------------------------------------------------------- confinement
+def _outside(field: str, value: str, root: Path, why: str) -> TlzooError:
+    return TlzooError(f"'{root / 'model.json'}' field {field} = '{value}' {why}; tlzoo reads only files inside a run "
+                      "directory (or a catalogued source), so rerun `tl run` on weights you trust.")
+
+
+def _inside_run(root: Path, value: str, field: str) -> Path:
+    """``value`` resolved against the run directory ``root``; refused if it (or a link on the way) leads out."""
+    target = (root / value).resolve()
+    if not target.is_relative_to(root):
+        raise _outside(field, value, root, f"leads out of the run directory (to '{target}')")
+    return target
+
+
+def _run_directory_holding(path: Path) -> Path | None:
+    """The run directory (a folder with model.json) that ``path`` lies in, if any."""
+    for parent in (path, *path.parents):
+        if (parent / "model.json").is_file():
+            return parent
+    return None
+
+
+def _weights_for_predict(root: Path, backbone: dict[str, Any]) -> str | None:
+    """The weights the backbone may read at predict time (see the module docstring for the rules)."""
+    copy = backbone.get("weights_copy")
+    if copy:
+        target = _inside_run(root, copy, "backbone.weights_copy")
+        if not target.exists():
+            raise TlzooError(f"'{root / 'model.json'}' names backbone.weights_copy '{copy}', which is missing from the "
+                             "run directory; copy the run again whole, or rerun `tl run`.")
+        return str(target)
+    weights = backbone["request"].get("weights")
+    if not weights:
+        return None
+    field = "backbone.request.weights"
+    given = Path(weights)
+    if not given.is_absolute():
+        in_run = root / given
+        if in_run.exists() or in_run.is_symlink() or ".." in given.parts:
+            return str(_inside_run(root, weights, field))
+        if HUB_ID.fullmatch(weights) and not given.exists():
+            return weights  # a hub id ('org/model'), not a file
+    # an absolute path, or one relative to where `tl run` was started (as older runs recorded it)
+    target = given.resolve()
+    if target.is_relative_to(root):
+        return str(target)
+    owner = _run_directory_holding(target)
+    if owner is not None:
+        raise _outside(field, weights, root, f"points into another run directory ('{owner}')")
+    return str(target)
+
+
+def _assets_folder(root: Path) -> Path:
+    """``RUN/assets``, after checking that neither it nor anything in it links out of the run directory."""
+    assets = root / "assets"
+    if not assets.exists() and not assets.is_symlink():
+        return assets
+    if not assets.resolve().is_relative_to(root):
+        raise _outside("assets", "assets", root, f"is a link leading out of the run directory (to '{assets.resolve()}')")
+    for dirpath, dirnames, filenames in os.walk(assets):  # links are not followed, only checked
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink() and not p.resolve().is_relative_to(root):
+                raise _outside("assets", str(p.relative_to(root)), root,
+                               f"is a link leading out of the run directory (to '{p.resolve()}')")
+    return assets

@@ -255,7 +255,8 @@ class ElmoBackbone(Backbone):
         lstm_lm.copy_weights(self.folder, folder)
 
     def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "arch": self.arch}
+        copy = {"weights_copy": "assets/pretrained"} if self.folder is not None else {}  # tl predict reads the copy
+        return {**super().spec(), "arch": self.arch, **copy}
 
     def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
                                 batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],

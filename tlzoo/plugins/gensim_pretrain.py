@@ -11,9 +11,13 @@ sample of pairs from the training texts and from the held-out texts, with
 ``negative`` noise words drawn from the unigram^0.75 distribution as in training.
 fastText is scored with its n-gram vectors, so unseen held-out words count too.
 
-Output: ``vectors.kv`` (gensim's native KeyedVectors; FastTextKeyedVectors keeps the
-n-gram buckets), ``vectors.vec`` (word2vec text format, portable, vocabulary words
-only), ``vocab.json`` (words by frequency) and ``vectors.json`` (how to load them).
+Output (no pickle: nothing in it can run code when loaded): ``vectors.safetensors``
+(the word vectors; fastText adds its n-gram buckets ``vectors_ngrams`` and the
+full-word vectors ``vectors_vocab``), ``vocab.json`` (the words in row order, most
+frequent first, with their corpus counts), ``vectors.json`` (format, dims, and
+``min_n``/``max_n``/``bucket`` for fastText: how ``vector_files.load_folder`` rebuilds
+gensim's KeyedVectors) and ``vectors.vec`` (word2vec text format, portable, vocabulary
+words only).
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Pretrainer
 from tlzoo.core.pretraining import merge_options
-from tlzoo.plugins.text_vocab import Vocab, tokenize
-from tlzoo.plugins.vector_files import describe, gensim_quiet
+from tlzoo.plugins.text_vocab import tokenize
+from tlzoo.plugins.vector_files import gensim_quiet, save_vectors
 
 MAX_PAIRS = 20000  # pairs scored per split and epoch: enough for a smooth curve, cheap
 
@@ -89,12 +93,9 @@ class GensimPretrainer(Pretrainer):
             history.append(row)
             log(f"  epoch {epoch}/{epochs}: loss {row.get('train_loss', float('nan')):.4f}"
                 + (f" | held-out {row['val_loss']:.4f}" if "val_loss" in row else "") + f" ({row['seconds']}s)")
-        model.wv.save(f"{out}/vectors.kv")
+        save_vectors(model.wv, out, self.name,
+                     {"tokenizer": "tlzoo.plugins.text_vocab.tokenize (lower-cased words)", "options": o})
         model.wv.save_word2vec_format(f"{out}/vectors.vec")
-        Vocab(model.wv.index_to_key).save(f"{out}/vocab.json")
-        describe(out, "vectors.kv", self.name, {
-            "tokenizer": "tlzoo.plugins.text_vocab.tokenize (lower-cased words)", "dim": o["dim"],
-            "vocabulary": len(model.wv.index_to_key), "subwords": self.fasttext, "options": o})
         return {"vocabulary": len(model.wv.index_to_key), "training_tokens": n_tokens, "held_out_texts": len(held),
                 "final_train_loss": history[-1].get("train_loss"), "final_val_loss": history[-1].get("val_loss"),
                 "loss": "skip-gram negative-sampling loss per pair", "history": history}

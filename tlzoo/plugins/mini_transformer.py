@@ -248,6 +248,7 @@ class MiniTransformerBackbone(Backbone):
                              "(architecture options apply without --weights only).")
         self.vocab: Vocab | None = None
         state: dict[str, torch.Tensor] | None = None
+        self.folder = Path(request.weights) if request.weights else None  # copied into the run by save_assets
         if request.weights:
             folder = Path(request.weights)
             if not (folder / "config.json").is_file() or not (folder / "vocab.json").is_file():
@@ -306,6 +307,24 @@ class MiniTransformerBackbone(Backbone):
         layers: list[nn.Module] = list(enc.layers)
         layers[-1] = nn.ModuleList([layers[-1], enc.norm])
         return [enc.embeddings, *layers]
+
+    def save_assets(self, folder: str) -> None:
+        """Keep the --weights folder's files with the run, so tl predict never reads the original path."""
+        import shutil
+
+        if self.folder is None:
+            return
+        dst = Path(folder) / "pretrained"
+        if dst.resolve() == self.folder.resolve():
+            return
+        dst.mkdir(parents=True, exist_ok=True)
+        for name in ("config.json", "vocab.json", "model.safetensors"):
+            if (self.folder / name).is_file():
+                shutil.copy2(self.folder / name, dst / name)
+
+    def spec(self) -> dict[str, Any]:
+        copy = {"weights_copy": "assets/pretrained"} if self.folder is not None else {}  # tl predict reads the copy
+        return {**super().spec(), **copy}
 
     def preprocessing(self) -> dict[str, Any]:
         return {"tokenizer": "tlzoo.text_vocab (lower-cased words) + <cls>", "vocab": self.rows,

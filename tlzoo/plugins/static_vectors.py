@@ -2,10 +2,16 @@
 
 Where the vectors come from: ``glove`` defaults to the packaged GloVe 6B-50d; any of the
 three takes ``--weights`` = a GloVe ``.txt``, word2vec ``.bin``/``.txt``, fastText
-``.bin``/``.vec``, gensim ``.kv``, or a folder written by ``tl pretrain --plugin
-word2vec|fasttext`` (see ``vector_files.py``).  ``--no-pretrained`` keeps the architecture
-with random vectors (the scratch baseline); without any vectors (word2vec/fasttext with no
-``--weights``) words are hashed into ``vocab_size`` random rows.
+``.bin``/``.vec``, or a folder written by ``tl pretrain --plugin word2vec|fasttext`` (see
+``vector_files.py``; pickle-based gensim ``.kv``/``.model`` files are refused with a
+conversion hint).  ``--no-pretrained`` keeps the architecture with random vectors (the
+scratch baseline); without any vectors (word2vec/fasttext with no ``--weights``) words are
+hashed into ``vocab_size`` random rows.
+
+A run with ``--weights`` keeps a copy of the vectors in its ``assets/vectors`` folder
+(safetensors + JSON, as ``tl pretrain`` writes them) and names it in ``model.json``
+(``backbone.weights_copy``), so ``tl predict`` reads only files inside the run directory
+and still works after the original vectors moved.
 
 What the two strategies mean here (the runner tells the backbone ``train_backbone``):
 
@@ -43,6 +49,7 @@ filters, dim (random vectors only).
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -53,12 +60,13 @@ from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 from tlzoo.plugins.text_vocab import tokenize
-from tlzoo.plugins.vector_files import Vectors, load_vectors
+from tlzoo.plugins.vector_files import Vectors, load_vectors, save_vectors
 
 POOLINGS = ("mean", "max", "sif")
 ENCODERS = ("bilstm", "cnn")
 PAD, UNK = 0, 1
 SIF_A = 1e-3
+ASSETS = "vectors"  # the run's copy of --weights vectors, under assets/
 GENERIC = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets"}
 DEFAULTS: dict[str, Any] = {"encoder": "bilstm", "hidden": 128, "dropout": 0.25, "vocab_size": 50000,
                             "filters": 100, "dim": 100}
@@ -141,6 +149,9 @@ class StaticVectorBackbone(Backbone):
         elif request.pretrained:
             load_vectors(None, family)  # raises the "train them with tl pretrain" error
         self.vectors = vectors if request.pretrained else None
+        # what save_assets copies into the run: --weights vectors (the packaged GloVe needs no copy)
+        self._copy_source = vectors if request.weights else None
+        self._weights_path = Path(request.weights).resolve() if request.weights else None
         self.hashed = vectors is None
         gen = torch.Generator().manual_seed(0)  # random rows are reproducible, so tl predict rebuilds them
         if vectors is not None:
@@ -284,7 +295,22 @@ class StaticVectorBackbone(Backbone):
                 "options": self.options}
 
     def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "family": self.family}
+        spec = {**super().spec(), "family": self.family}
+        if self._copy_source is not None:
+            spec["weights_copy"] = f"assets/{ASSETS}"  # tl predict loads this instead of request.weights
+        return spec
+
+    def save_assets(self, folder: str) -> None:
+        """Copy the ``--weights`` vectors into the run (safetensors + JSON, no pickle): see the module docstring."""
+        if self._copy_source is None:
+            return
+        dst = Path(folder) / ASSETS
+        if self._weights_path is not None and self._weights_path in (dst.resolve(), (dst / "vectors.safetensors").resolve()):
+            return  # built from this very copy: nothing to write (and never overwrite the arrays being read)
+        src = self._copy_source
+        save_vectors(src.kv, dst, self.family, {"copy_of": src.source,
+                                                "tokenizer": src.info.get("tokenizer", "as the source vectors")},
+                     counts=src.counts)
 
     def oov_report(self, texts: list[Any]) -> dict[str, Any]:
         """Shares of tokens missing from the vectors, and left as <unk> after the fallbacks."""
