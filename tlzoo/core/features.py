@@ -94,7 +94,7 @@ class FeatureCache:
                 path = folder / shard["name"]
                 if path.stat().st_size != shard["bytes"] or _crc(path) != shard["crc32"]:
                     raise ValueError(f"shard {shard['name']} is damaged")
-                parts.append(np.load(path, mmap_mode="r"))
+                parts.append(np.load(path, mmap_mode="r", allow_pickle=False))
             feats = np.concatenate(parts) if parts else np.zeros((0, meta["width"]), np.float32)
             if feats.shape != (meta["rows"], meta["width"]):
                 raise ValueError("shape mismatch")

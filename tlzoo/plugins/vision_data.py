@@ -68,7 +68,7 @@ def fashion_mnist_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
     for src, dst, offset, shape in ((images_gz, images, 16, (28, 28)), (labels_gz, labels, 8, ())):
         if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
             _idx_to_npy(src, dst, offset, shape)
-    x, y = np.load(images, mmap_mode="r"), np.load(labels)
+    x, y = np.load(images, mmap_mode="r", allow_pickle=False), np.load(labels, allow_pickle=False)
     if len(x) != len(y):
         raise TlzooError(f"Fashion-MNIST {part}: {len(x)} images but {len(y)} labels; reinstall the package.")
     return x, y
