@@ -11,6 +11,7 @@ import json
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,9 @@ class RunConfig:
                 ftype = _resolved_types(type(target))[part]
                 if dataclasses.is_dataclass(ftype):
                     raise TlzooError(f"Config key '{dotted}' is a section; set one of its keys, e.g. '{dotted}.{dataclasses.fields(ftype)[0].name}'.")
-                setattr(target, part, _coerce(dotted, value, ftype))
+                coerced = _coerce(dotted, value, ftype)
+                _check_range(dotted, coerced)
+                setattr(target, part, coerced)
             else:
                 target = getattr(target, part)
                 if not dataclasses.is_dataclass(target):
@@ -143,6 +146,34 @@ class RunConfig:
                 raise TlzooError(f"--set expects key=value, got '{item}'; e.g. --set train.lr=0.001.")
             key, value = item.split("=", 1)
             self.set(key.strip(), value.strip())
+
+    def validate(self) -> None:
+        """Check every range and every cross-key rule; runs before any data is read.
+
+        ``set`` already checks one key at a time; this also catches values assigned
+        directly in Python and rules that span keys (the split fractions' sum).
+        """
+        for dotted in RANGES:
+            target: Any = self
+            for part in dotted.split("."):
+                target = getattr(target, part)
+            _check_range(dotted, target)
+        d = self.data
+        if d.val_fraction + d.test_fraction >= 1:
+            raise TlzooError(f"Split fractions val={d.val_fraction}, test={d.test_fraction} are invalid: they sum to "
+                             f"{d.val_fraction + d.test_fraction:g}, and their sum must be below 1 to leave training "
+                             "examples; lower --val-fraction or --test-fraction.")
+        if not d.text_column or not d.label_column:
+            raise TlzooError("data.text_column and data.label_column must name columns; pass --text-column and "
+                             "--label-column.")
+        if d.encoding:
+            import codecs
+
+            try:
+                codecs.lookup(d.encoding)
+            except LookupError:
+                raise TlzooError(f"Unknown encoding '{d.encoding}'; pass a Python codec name such as utf-8 or "
+                                 "latin-1 to --encoding.") from None
 
     # ------------------------------------------------------------ output
     def as_dict(self) -> dict[str, Any]:
@@ -164,6 +195,47 @@ class RunConfig:
                     lines.append(f"\n[{section}.{k}]")
                     lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
         return "\n".join(lines) + "\n"
+
+
+# Ranges of numeric keys: (test, what it must be).  Checked on ``set`` and in ``validate``,
+# so a bad value fails when the configuration is built, never after minutes of work.
+RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "data.limit": (lambda v: v >= 0, "0 (all examples) or a positive number of examples"),
+    "data.val_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "data.test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1): a test set is needed to score the run"),
+    "model.max_length": (lambda v: v >= 1, "a positive number of tokens per example"),
+    "model.image_size": (lambda v: v >= 0, "a positive size in pixels (or 0: the size the weights were trained at)"),
+    "train.epochs": (lambda v: v >= 0, "0 (the strategy's default) or more"),
+    "train.head_epochs": (lambda v: v >= 0, "0 or more"),
+    "train.lm_epochs": (lambda v: v >= 0, "0 or more"),
+    "train.batch_size": (lambda v: v >= 1, "at least 1"),
+    "train.lr": (lambda v: 0 < v < float("inf"), "a positive learning rate"),
+    "train.finetune_lr": (lambda v: 0 < v < float("inf"), "a positive learning rate"),
+    "train.unfreeze": (lambda v: v >= -1, "-1 (all groups), 0 or a number of layer groups"),
+    "train.lr_decay": (lambda v: 0 < v <= 1, "a factor in (0, 1]"),
+    "train.weight_decay": (lambda v: 0 <= v < float("inf"), "0 or more"),
+    "train.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "train.warmup_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
+    "train.patience": (lambda v: v >= 0, "0 (off) or a number of epochs"),
+    "train.num_workers": (lambda v: v >= 0, "0 (load in the main process) or more"),
+    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+}
+
+# the command-line option that sets a key, for messages
+OPTION_NAMES = {"data.limit": "--limit", "data.val_fraction": "--val-fraction", "data.test_fraction": "--test-fraction",
+                "model.max_length": "--max-length", "model.image_size": "--image-size", "train.epochs": "--epochs",
+                "train.head_epochs": "--head-epochs", "train.batch_size": "--batch-size", "train.lr": "--lr",
+                "train.finetune_lr": "--finetune-lr", "train.unfreeze": "--unfreeze",
+                "train.num_workers": "--num-workers", "seed": "--seed"}
+
+
+def _check_range(dotted: str, value: Any) -> None:
+    rule = RANGES.get(dotted)
+    if rule is None or rule[0](value):
+        return
+    option = OPTION_NAMES.get(dotted)
+    name = f"{option} ({dotted})" if option else dotted
+    raise TlzooError(f"{name} must be {rule[1]}, got {value!r}.")
 
 
 def _resolved_types(cls: type) -> dict[str, Any]:

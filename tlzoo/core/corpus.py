@@ -19,6 +19,7 @@ import csv
 import io
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,10 +39,21 @@ class CorpusOptions:
     test_fraction: float = 0.15
 
 
+def text_codec(encoding: str) -> str:
+    """``utf-8`` reads as ``utf-8-sig``: a byte-order mark (Excel, Notepad) is not part of the text."""
+    import codecs
+
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise TlzooError(f"Unknown encoding '{encoding}'; pass a Python codec name such as utf-8 or latin-1.") from None
+    return "utf-8-sig" if name == "utf-8" else encoding
+
+
 def read_text(path: Path, encoding: str) -> str:
     """A whole text file; a wrong encoding is a one-line error naming the file and --encoding."""
     try:
-        return path.read_text(encoding)
+        return path.read_text(text_codec(encoding))
     except UnicodeDecodeError as exc:
         raise TlzooError(f"'{path}' is not valid {encoding} (byte {exc.start}); "
                          "convert it or pass --encoding (e.g. --encoding latin-1).") from None
@@ -58,36 +70,139 @@ def _column(path: Path, rows: list[dict[str, Any]], columns: list[str], column: 
     return [str(r.get(column) or "") for r in rows]
 
 
-def read_jsonl_rows(path: Path, encoding: str) -> list[dict[str, Any]]:
+@dataclass
+class Table:
+    """Rows of a CSV/TSV or JSONL file, with what a reader needs to report problems by line."""
+
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]  # the line each row starts on
+    duplicates: dict[str, str]  # column name -> where it repeats, e.g. "columns 1 and 3" or "line 4"
+
+    def refuse_duplicates(self, name: str, wanted: dict[str, str]) -> None:
+        """A repeated column the run reads is ambiguous: which copy is meant is the user's choice."""
+        for option, col in wanted.items():
+            if col in self.duplicates:
+                raise TlzooError(f"'{name}' has the column '{col}' twice ({self.duplicates[col]}); rename one of "
+                                 f"them, or choose another column with {option}.")
+
+
+class _JSONObject(dict):
+    """A parsed JSON object that remembers the keys it repeated."""
+
+    repeated: tuple[str, ...] = ()
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` hook: keep the first value of a repeated key and remember the repeat."""
+    out = _JSONObject()
+    repeated = []
+    for k, v in pairs:
+        if k in out:
+            repeated.append(k)
+        else:
+            out[k] = v
+    out.repeated = tuple(repeated)
+    return out
+
+
+def read_jsonl_table(path: Path, encoding: str) -> Table:
     """One JSON object per non-empty line; a bad line is a one-line error naming it."""
-    rows = []
+    rows, lines, duplicates = [], [], {}
     for n, line in enumerate(read_text(path, encoding).splitlines(), 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = json.loads(line, object_pairs_hook=_unique_keys)
         except json.JSONDecodeError as exc:
             raise TlzooError(f"'{path}' line {n} is not valid JSON ({exc.msg}); fix that line.") from None
+        except RecursionError:
+            raise TlzooError(f"'{path}' line {n} is nested too deeply; each line needs flat text and label fields.") from None
         if not isinstance(row, dict):
             raise TlzooError(f"'{path}' line {n} is not a JSON object; each line needs text and label fields.")
-        rows.append(row)
-    return rows
+        for key in getattr(row, "repeated", ()):
+            duplicates.setdefault(key, f"line {n}")
+        rows.append(dict(row))
+        lines.append(n)
+    columns = sorted({k for r in rows for k in r})
+    return Table(columns, rows, lines, duplicates)
 
 
-def read_csv_rows(content: str, delimiter: str = ",") -> tuple[list[str], list[dict[str, Any]]]:
-    """(columns, rows) of a CSV/TSV text; newlines inside quoted fields are kept."""
-    reader = csv.DictReader(io.StringIO(content, newline=""), delimiter=delimiter)
-    columns = list(reader.fieldnames or [])
-    return columns, list(reader)
+def read_jsonl_rows(path: Path, encoding: str) -> list[dict[str, Any]]:
+    """The rows of :func:`read_jsonl_table` (a repeated key keeps its first value)."""
+    return read_jsonl_table(path, encoding).rows
+
+
+def _raise_field_limit() -> None:
+    """csv refuses fields over 131,072 characters by default; a long document is a fine example."""
+    limit = sys.maxsize
+    while True:  # sys.maxsize overflows a C long on some platforms
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def read_csv_table(content: str, delimiter: str = ",", name: str = "the CSV") -> Table:
+    """Rows of a CSV/TSV text; newlines inside quoted fields are kept.
+
+    A row with fewer fields than the header lacks the missing keys (the caller counts
+    them); a row with more non-empty fields than the header is refused, since an unquoted
+    delimiter inside a text would otherwise shift the label silently.
+    """
+    _raise_field_limit()
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    too_long: list[int] = []
+    try:
+        header = next(reader, [])
+        first: dict[str, int] = {}
+        duplicates: dict[str, str] = {}
+        for i, col in enumerate(header, 1):
+            if col in first:
+                duplicates.setdefault(col, f"columns {first[col]} and {i}")
+            else:
+                first[col] = i
+        start = reader.line_num + 1
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if not fields:
+                continue  # a blank line
+            if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
+                too_long.append(line)
+                continue
+            row: dict[str, Any] = {}
+            for col, value in zip(header, fields):
+                row.setdefault(col, value)  # a repeated column keeps its first value
+            rows.append(row)
+            lines.append(line)
+    except csv.Error as exc:
+        raise TlzooError(f"{name} line {reader.line_num} cannot be parsed as {'TSV' if delimiter == chr(9) else 'CSV'} "
+                         f"({exc}); fix that line.") from None
+    if too_long:
+        more = f" (and {len(too_long) - 1} more rows)" if len(too_long) > 1 else ""
+        raise TlzooError(f"{name} line {too_long[0]}{more} has more fields than the header's {len(header)}; a "
+                         f"{'tab' if delimiter == chr(9) else 'comma'} inside a text must be quoted: quote that "
+                         "field or fix the row.")
+    return Table(list(header), rows, lines, duplicates)
+
+
+def read_csv_rows(content: str, delimiter: str = ",", name: str = "the CSV") -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, rows) of :func:`read_csv_table`."""
+    table = read_csv_table(content, delimiter, name)
+    return table.columns, table.rows
 
 
 def _table_texts(path: Path, opts: CorpusOptions) -> list[str]:
     name = path.name.lower()
     if name.endswith((".jsonl", ".ndjson")):
-        rows = read_jsonl_rows(path, opts.encoding)
-        return _column(path, rows, sorted({k for r in rows for k in r}), opts.text_column)
-    columns, rows = read_csv_rows(read_text(path, opts.encoding), "\t" if name.endswith(".tsv") else ",")
-    return _column(path, rows, columns, opts.text_column)
+        table = read_jsonl_table(path, opts.encoding)
+    else:
+        table = read_csv_table(read_text(path, opts.encoding), "\t" if name.endswith(".tsv") else ",", f"'{path}'")
+    table.refuse_duplicates(str(path), {"--text-column": opts.text_column})
+    return _column(path, table.rows, table.columns, opts.text_column)
 
 
 def _labelled_texts(location: str, opts: CorpusOptions, zoo: Any) -> list[str] | None:

@@ -36,6 +36,7 @@ class Dataset:
     modality: str
     ids: list[str] = field(default_factory=list)
     name: str = ""
+    notes: list[str] = field(default_factory=list)  # what loading dropped or doubts, logged as run warnings
 
     def __post_init__(self) -> None:
         if not self.ids:

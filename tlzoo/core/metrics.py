@@ -1,4 +1,8 @@
-"""Classification metrics with numpy: accuracy, macro-F1, per-class P/R/F1, confusion."""
+"""Classification metrics with numpy: accuracy, macro-F1, per-class P/R/F1, confusion.
+
+macro-F1 is the mean F1 over every class of the run, so a class with no test example
+(too small to split) counts as F1 0; the split step warns when that happens.
+"""
 from __future__ import annotations
 
 from typing import Any

@@ -1,36 +1,54 @@
 """Built-in data sources: CSV/JSONL texts and image folders (one sub-folder per class)."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
-from tlzoo.core.corpus import read_csv_rows, read_jsonl_rows, read_text
+from tlzoo.core.corpus import Table, read_csv_table, read_jsonl_table, read_text, text_codec
+from tlzoo.core.data import IMAGE_SUFFIXES, RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 
 
-def _check_columns(path: Path, columns: list[str], opts: DataOptions) -> None:
-    for option, col in (("--text-column", opts.text_column), ("--label-column", opts.label_column)):
-        if col not in columns:
-            raise TlzooError(f"'{path}' has no column '{col}'.{suggest(col, columns)} "
-                             f"Columns: {', '.join(columns)}; choose one with {option}.")
+def _check_columns(path: Path, table: Table, opts: DataOptions) -> None:
+    wanted = {"--text-column": opts.text_column, "--label-column": opts.label_column}
+    for option, col in wanted.items():
+        if col not in table.columns:
+            raise TlzooError(f"'{path}' has no column '{col}'.{suggest(col, table.columns)} "
+                             f"Columns: {', '.join(table.columns)}; choose one with {option}.")
+    table.refuse_duplicates(str(path), wanted)
 
 
-def _rows_to_dataset(path: Path, rows: list[dict[str, Any]], opts: DataOptions) -> Dataset:
+def _rows_to_dataset(path: Path, table: Table, opts: DataOptions) -> Dataset:
+    """Labelled rows as a Dataset; rows without a label or a text are dropped and counted."""
     texts, labels, ids = [], [], []
-    for i, row in enumerate(rows):
-        text, label = row.get(opts.text_column), row.get(opts.label_column)
-        if label is None or str(label).strip() == "":
+    report = RowReport(path.name)
+    for i, (row, line) in enumerate(zip(table.rows, table.lines)):
+        report.total += 1
+        if opts.label_column not in row:
+            report.drop(f"missing the '{opts.label_column}' field", line)
+            continue
+        try:
+            label = label_text(row[opts.label_column])
+        except ValueError as exc:
+            raise TlzooError(f"'{path}' line {line}: the label is not a class name ({exc}); "
+                             "use a string or a number.") from None
+        if label is None:
+            report.drop("with an empty, NaN or null label", line)
             continue  # unlabelled rows cannot train or be scored
-        text = "" if text is None else str(text)
-        texts.append(text)
-        labels.append(str(label).strip())
+        text = row.get(opts.text_column)
+        if text is None:
+            report.drop(f"missing the '{opts.text_column}' field", line)
+            continue
+        report.keep_label(label)
+        texts.append(text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict)) else str(text))
+        labels.append(label)
         ids.append(str(row.get("id", i)))
-    return Dataset(texts, labels, modality="text", ids=ids, name=path.name)
+    return Dataset(texts, labels, modality="text", ids=ids, name=path.name, notes=report.notes())
 
 
 class CSVSource(DataSource):
@@ -47,16 +65,18 @@ class CSVSource(DataSource):
             import gzip
 
             try:
-                content = gzip.decompress(path.read_bytes()).decode(options.encoding)
+                content = gzip.decompress(path.read_bytes()).decode(text_codec(options.encoding))
             except UnicodeDecodeError:
                 raise TlzooError(f"'{path}' is not valid {options.encoding}; pass --encoding.") from None
+            except (OSError, EOFError) as exc:
+                raise TlzooError(f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the plain CSV.") from None
         else:
             content = read_text(path, options.encoding)
         if not content.strip():
             raise TlzooError(f"'{path}' is empty; give a CSV with a header row and labelled rows.")
-        columns, rows = read_csv_rows(content, "\t" if location.lower().endswith(".tsv") else ",")
-        _check_columns(path, columns, options)
-        return _rows_to_dataset(path, rows, options)
+        table = read_csv_table(content, "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'")
+        _check_columns(path, table, options)
+        return _rows_to_dataset(path, table, options)
 
 
 class JSONLSource(DataSource):
@@ -69,12 +89,11 @@ class JSONLSource(DataSource):
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)
-        rows = read_jsonl_rows(path, options.encoding)
-        if not rows:
+        table = read_jsonl_table(path, options.encoding)
+        if not table.rows:
             raise TlzooError(f"'{path}' is empty; give one JSON object per line.")
-        columns = sorted({k for r in rows for k in r})
-        _check_columns(path, columns, options)
-        return _rows_to_dataset(path, rows, options)
+        _check_columns(path, table, options)
+        return _rows_to_dataset(path, table, options)
 
 
 class ImageFolderSource(DataSource):
@@ -97,6 +116,9 @@ class ImageFolderSource(DataSource):
                     paths.append(str(f))
                     labels.append(class_dir.name)
         if not paths:
+            if any(f.suffix.lower() == ".txt" for c in root.iterdir() if c.is_dir() for f in c.rglob("*.txt")):
+                raise TlzooError(f"'{root}' holds .txt files, not images: text data, but the backbone is vision; "
+                                 "choose a text plugin (see `tl list --modality text`) or pass a folder of images.")
             raise TlzooError(f"No images found under '{root}'; expected one sub-folder per class holding "
                              f"{', '.join(sorted(IMAGE_SUFFIXES))} files.")
         ids = [str(Path(p).relative_to(root)) for p in paths]

@@ -10,6 +10,7 @@ images are converted to the mode the network wants.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import torch
@@ -22,15 +23,31 @@ from tlzoo.core.interfaces import Backbone
 POLICIES = {"randaugment": "rand-m9-mstd0.5-inc1", "trivialaugment": "trivial"}
 
 
+# Images above PIL's decompression-bomb limit (about 179 million pixels) are decoded only
+# up to this many pixels, then shrunk to at most LARGE_SIDE on the long side, with a warning;
+# larger ones are refused.  TLZOO_MAX_IMAGE_PIXELS raises the cap (memory: 3 bytes a pixel).
+def _max_pixels() -> int:
+    raw = os.environ.get("TLZOO_MAX_IMAGE_PIXELS", "")
+    return int(raw) if raw.strip().isdigit() else 400_000_000
+
+
+MAX_PIXELS = _max_pixels()
+LARGE_SIDE = 4096
+
+
 def to_pil(example: Any, mode: str = "RGB") -> Any:
     """Decode one raw example into a PIL image of ``mode``."""
     from PIL import Image
 
     if isinstance(example, (str, os.PathLike)):
         try:
-            with Image.open(example) as im:
-                return _convert(im, mode)
-        except (OSError, ValueError) as exc:
+            with warnings.catch_warnings():  # PIL only warns between 1x and 2x its limit: shrink those too
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(example) as im:
+                    return _convert(im, mode)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return _open_large(example, mode)
+        except (OSError, ValueError, SyntaxError) as exc:
             raise TlzooError(f"Cannot read image '{example}': {exc}; remove or fix the file.") from None
     if isinstance(example, Image.Image):
         return _convert(example, mode)
@@ -50,9 +67,72 @@ def to_pil(example: Any, mode: str = "RGB") -> Any:
     return _convert(Image.fromarray(arr), mode)
 
 
+def _open_large(path: Any, mode: str) -> Any:
+    """A very large image, decoded under a pixel cap and shrunk, with a warning on stderr."""
+    import sys
+
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        limit = Image.MAX_IMAGE_PIXELS
+        try:
+            Image.MAX_IMAGE_PIXELS = None  # the size is checked against MAX_PIXELS below instead
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_PIXELS:
+                    raise TlzooError(f"Image '{path}' is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel cap; "
+                                     f"shrink it (e.g. to {LARGE_SIDE} pixels on the long side) or raise "
+                                     "TLZOO_MAX_IMAGE_PIXELS if memory allows.")
+                im.draft(im.mode if im.mode in ("RGB", "L") else None, (LARGE_SIDE, LARGE_SIDE))  # JPEG: decode small
+                im.thumbnail((LARGE_SIDE, LARGE_SIDE))
+                small = _convert(im, mode)
+        except (OSError, ValueError, SyntaxError, MemoryError) as exc:
+            raise TlzooError(f"Cannot read image '{path}': {exc}; shrink or fix the file.") from None
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+    if str(path) not in _WARNED:  # once per file and process: augmentation decodes it every epoch
+        _WARNED.add(str(path))
+        print(f"warning: image '{path}' is {w}x{h} pixels (over PIL's decompression-bomb limit); downscaled to "
+              f"{small.size[0]}x{small.size[1]} before preprocessing; shrink large images beforehand to save time.",
+              file=sys.stderr, flush=True)
+    return small
+
+
+_WARNED: set[str] = set()
+
+
+def _to_8bit(image: Any) -> Any:
+    """A 16-bit, 32-bit or float grey image as 8-bit "L": PIL's own convert clips values over 255 to white.
+
+    ``I;16*`` images, and ``I`` images decoded from a PNG or TIFF (16-bit grey), span 0..65535:
+    divided by 257 (65535 -> 255).  Other ``I``/``F`` images keep values already in 0..255,
+    scale 0..1 floats by 255, and otherwise map their own min..max onto 0..255.
+    """
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(image, dtype=np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    sixteen = image.mode.startswith("I;16") or (image.mode == "I" and getattr(image, "format", None) in ("PNG", "TIFF"))
+    if sixteen and lo >= 0 and hi <= 65535:
+        scaled = arr / 257.0
+    elif image.mode == "F" and lo >= 0 and hi <= 1:
+        scaled = arr * 255.0
+    elif lo >= 0 and hi <= 255:
+        scaled = arr
+    else:
+        scaled = (arr - lo) * (255.0 / max(hi - lo, 1e-12))
+    return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8), "L")
+
+
 def _convert(image: Any, mode: str) -> Any:
     from PIL import Image
 
+    if image.mode.startswith("I;16") or image.mode in ("I", "F"):
+        if mode in ("I", "F") or image.mode == mode:
+            return image.copy()
+        image = _to_8bit(image)
     if image.mode == mode:
         return image.copy()
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):

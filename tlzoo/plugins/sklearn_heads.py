@@ -18,6 +18,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Head
 
+from .heads import Rule, check_params, choice, integer, is_int, number
+
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
     logits = logits - logits.max(1, keepdims=True)
@@ -32,11 +34,34 @@ def _widen(proba: np.ndarray, seen: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+SEED = integer(0, "0", hi=2**32 - 1)
+KNN_METRICS = ("cosine", "euclidean", "l2", "manhattan", "l1", "cityblock", "chebyshev", "minkowski",
+               "sqeuclidean", "braycurtis", "canberra", "correlation")
+
+
+def _leaf(v: Any) -> bool:
+    """sklearn's min_samples_leaf: a count >= 1 or a fraction of the samples in (0, 1)."""
+    return is_int(v, 1) or (isinstance(v, float) and 0 < v < 1)
+
+
+def _max_features(v: Any) -> bool:
+    return v in ("sqrt", "log2") if isinstance(v, str) else is_int(v, 1) or (isinstance(v, float) and 0 < v <= 1)
+
+
 class SklearnHead(Head):
-    """Shared plumbing: option checking, scikit-learn errors as one-line TlzooErrors."""
+    """Shared plumbing: option checking, scikit-learn errors as one-line TlzooErrors.
+
+    ``RULES`` say what each option accepts; they are checked when the head is built, at
+    the start of a run, so a bad value never waits for feature extraction.
+    """
 
     trainable = False
     num_classes: int = 0
+    RULES: dict[str, Rule] = {}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        check_params(self, self.RULES)
 
     def _make(self, factory: Any, **kwargs: Any) -> Any:
         try:
@@ -74,6 +99,11 @@ class LogRegHead(SklearnHead):
 
     name = "logreg"
     C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
+    RULES = {
+        "C": number("a positive number or 'auto'", lambda v: v > 0, "0.1", words=("auto",)),
+        "max_iter": integer(1, "2000"),
+        "class_weight": choice("balanced", nullable=True),
+    }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -84,9 +114,7 @@ class LogRegHead(SklearnHead):
         from sklearn.model_selection import StratifiedKFold, cross_val_score
 
         c = self.params["C"]
-        if c != "auto":
-            if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 0:
-                raise TlzooError(f"head.C must be a positive number or 'auto', got {c!r}.")
+        if c != "auto":  # checked in __init__: a positive number
             return float(c)
         folds = min(3, int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0)
         if folds < 2:  # too few examples of some class to cross-validate
@@ -153,6 +181,17 @@ class SVMHead(SklearnHead):
     """
 
     name = "svm"
+    RULES = {
+        "C": number("a positive number", lambda v: v > 0, "0.1"),
+        "kernel": choice("linear", "rbf"),
+        "gamma": number("a positive number or 'scale'", lambda v: v > 0, "0.01", words=("scale",)),
+        "n_components": integer(1, "1024"),
+        "max_iter": integer(1, "5000"),
+        "class_weight": choice("balanced", nullable=True),
+        "cv": integer(1, "3", also=" (folds for calibration; 1 calibrates on the training scores)"),
+        "dual": choice("auto", True, False),
+        "random_state": SEED,
+    }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -172,9 +211,7 @@ class SVMHead(SklearnHead):
         from sklearn.svm import LinearSVC
 
         p = self.params
-        kernel = p["kernel"]
-        if kernel not in ("linear", "rbf"):
-            raise TlzooError(f"head.kernel must be linear or rbf, got {kernel!r}.")
+        kernel = p["kernel"]  # checked in __init__
         self.num_classes = num_classes
         self.mean = x.mean(0).astype(np.float64)
         self.scale = x.std(0).astype(np.float64)
@@ -242,6 +279,11 @@ class KNNHead(SklearnHead):
     """k nearest neighbours; the state is the training features and labels themselves."""
 
     name = "knn"
+    RULES = {
+        "n_neighbors": integer(1, "5"),
+        "weights": choice("distance", "uniform"),
+        "metric": choice(*KNN_METRICS),
+    }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -256,8 +298,6 @@ class KNNHead(SklearnHead):
         self._fit(self.model, self.x, self.y)
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
-        if int(self.params["n_neighbors"]) < 1:
-            raise TlzooError(f"head.n_neighbors must be at least 1, got {self.params['n_neighbors']}.")
         self.x, self.y, self.num_classes = np.ascontiguousarray(x, np.float32), y.astype(np.int64), num_classes
         self._build()
 
@@ -280,6 +320,7 @@ class GaussianNBHead(SklearnHead):
     """Gaussian naive Bayes: per-class means, variances and priors."""
 
     name = "nb"
+    RULES = {"var_smoothing": number("a number >= 0", lambda v: v >= 0, "1e-9")}
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -385,6 +426,12 @@ class TreeHead(_TreeHeadBase):
     """One decision tree (CART); ``max_depth`` keeps it readable and regularised."""
 
     name = "tree"
+    RULES = {
+        "max_depth": integer(1, "12", nullable=True),
+        "min_samples_leaf": Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "2"),
+        "criterion": choice("gini", "entropy", "log_loss"),
+        "random_state": integer(0, "0", hi=2**32 - 1, nullable=True),
+    }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
@@ -404,6 +451,17 @@ class RandomForestHead(_TreeHeadBase):
     """A random forest; its trees are saved as arrays and averaged in numpy."""
 
     name = "rf"
+    RULES = {
+        "n_estimators": integer(1, "200"),
+        "max_depth": integer(1, "12", nullable=True),
+        "min_samples_leaf": Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "1"),
+        "max_features": Rule("'sqrt', 'log2', null, an integer >= 1 or a fraction in (0, 1]", _max_features,
+                             "sqrt", nullable=True),
+        "class_weight": choice("balanced", "balanced_subsample", nullable=True),
+        "random_state": integer(0, "0", hi=2**32 - 1, nullable=True),
+        "n_jobs": Rule("a number of processes (-1 = every core) or null", lambda v: is_int(v) and v != 0, "1",
+                       nullable=True),
+    }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tlzoo.core.corpus import read_text
+from tlzoo.core.data import RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
@@ -74,10 +75,14 @@ class HuggingFaceSource(DataSource):
             name, _, config = spec.partition(":")
             if not name:
                 raise TlzooError("hf: needs a dataset name, e.g. --data hf:rotten_tomatoes.")
+            from tlzoo.core import network
+
+            why = ""
             try:
-                data = datasets.load_dataset(name, config or None)
+                with network.hub_access() as why:  # offline or no answer: the datasets cache only, at once
+                    data = datasets.load_dataset(name, config or None)
             except Exception as exc:  # offline, unknown name, missing config: all end here
-                first = (str(exc).splitlines() or [""])[0][:160]
+                first = why or (str(exc).splitlines() or [""])[0][:160]
                 raise TlzooError(f"Could not load Hugging Face dataset '{spec}' ({type(exc).__name__}: {first}). "
                                  "Offline? Load it once while online (it is then cached), or save it with "
                                  "save_to_disk() and pass that folder to --data.") from None
@@ -91,6 +96,7 @@ class HuggingFaceSource(DataSource):
         texts: list[str] = []
         labels: list[str] = []
         ids: list[str] = []
+        report = RowReport(location, position="row")
         split_names = list(data.keys()) if isinstance(data, datasets.DatasetDict) else ["data"]
         for split, part in zip(split_names, parts):
             columns = list(part.column_names)
@@ -101,14 +107,32 @@ class HuggingFaceSource(DataSource):
             feature = part.features[options.label_column]
             names = getattr(feature, "names", None)
             for i, (text, label) in enumerate(zip(part[options.text_column], part[options.label_column])):
-                if label is None or (isinstance(label, int) and label < 0):
-                    continue  # unlabelled (e.g. a hidden test split uses -1)
-                texts.append("" if text is None else str(text))
-                labels.append(names[label] if names and isinstance(label, int) else str(label))
+                report.total += 1
+                if isinstance(label, int) and not isinstance(label, bool) and label < 0:
+                    cls_name = None  # unlabelled (e.g. a hidden test split uses -1)
+                elif names and isinstance(label, int) and not isinstance(label, bool):
+                    cls_name = names[label] if label < len(names) else str(label)
+                else:
+                    try:
+                        cls_name = label_text(label)
+                    except ValueError:
+                        raise TlzooError(f"Dataset '{location}' split {split} row {i}: the label is a "
+                                         f"{type(label).__name__}, not a class name; choose another --label-column."
+                                         ) from None
+                if cls_name is None:
+                    report.drop(f"without a label (None, NaN, empty or -1) in split {split}", i)
+                    continue
+                if text is None:
+                    report.drop(f"without a text in split {split}", i)
+                    continue
+                report.keep_label(cls_name)
+                texts.append(str(text))
+                labels.append(cls_name)
                 ids.append(f"{split}-{i}")
         if not texts:
-            raise TlzooError(f"Dataset '{location}' has no labelled rows; check --label-column.")
-        return Dataset(texts, labels, modality="text", ids=ids, name=location.removeprefix("hf:"))
+            why = f" ({'; '.join(n.rstrip('.') for n in report.notes())})" if report.notes() else ""
+            raise TlzooError(f"Dataset '{location}' has no labelled rows{why}; check --label-column.")
+        return Dataset(texts, labels, modality="text", ids=ids, name=location.removeprefix("hf:"), notes=report.notes())
 
 
 @hookimpl

@@ -15,7 +15,6 @@ memory-mapped Arrow files and decode one by one in DataLoader workers.
 """
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 from pathlib import Path
@@ -23,10 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from tlzoo.core.corpus import read_csv_table, read_text
+from tlzoo.core.data import RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.features import tlzoo_home
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
+from tlzoo.core.data import IMAGE_SUFFIXES
 
 FASHION_DIR = Path(os.environ.get("TLZOO_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
 FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
@@ -106,12 +108,9 @@ class ImageCSVSource(DataSource):
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)
-        try:
-            text = path.read_text(options.encoding)
-        except UnicodeDecodeError:
-            raise TlzooError(f"'{path}' is not valid {options.encoding}; pass --encoding.") from None
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if location.lower().endswith(".tsv") else ",")
-        columns = list(reader.fieldnames or [])
+        table = read_csv_table(read_text(path, options.encoding),
+                               "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'")
+        columns = table.columns
         if not columns:
             raise TlzooError(f"'{path}' is empty; give a header row with an image-path and a label column.")
         column = options.text_column if options.text_column in columns else next(
@@ -122,20 +121,36 @@ class ImageCSVSource(DataSource):
         if options.label_column not in columns:
             raise TlzooError(f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
                              f"Columns: {', '.join(columns)}; choose one with --label-column.")
+        table.refuse_duplicates(str(path), {"--text-column": column, "--label-column": options.label_column})
+        values = [str(r.get(column) or "").strip() for r in table.rows]
+        if values and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in values if v):
+            sample = next((v for v in values if v), "")[:40]
+            raise TlzooError(f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
+                             "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
+                             "images or a CSV whose column lists image files.")
         examples, labels, ids = [], [], []
-        for n, row in enumerate(reader, 2):
-            label = (row.get(options.label_column) or "").strip()
-            rel = (row.get(column) or "").strip()
-            if not label or not rel:
-                continue  # unlabelled or empty rows cannot train or be scored
+        report = RowReport(path.name)
+        for row, line, rel in zip(table.rows, table.lines, values):
+            report.total += 1
+            try:
+                label = label_text(row.get(options.label_column))
+            except ValueError:  # pragma: no cover - CSV fields are strings
+                label = None
+            if label is None:
+                report.drop("with an empty, NaN or missing label", line)
+                continue  # unlabelled rows cannot train or be scored
+            if not rel:
+                report.drop("with an empty image path", line)
+                continue
             image = Path(rel) if os.path.isabs(rel) else path.parent / rel
             if not image.is_file():
-                raise TlzooError(f"'{path}' line {n}: image '{rel}' does not exist (looked in {image.parent}); "
+                raise TlzooError(f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
                                  "fix the path or remove the row.")
+            report.keep_label(label)
             examples.append(str(image))
             labels.append(label)
             ids.append(str(row.get("id") or rel))
-        return Dataset(examples, labels, modality="vision", ids=ids, name=path.name)
+        return Dataset(examples, labels, modality="vision", ids=ids, name=path.name, notes=report.notes())
 
 
 # --------------------------------------------------------------------------- Hugging Face datasets
@@ -187,23 +202,42 @@ class HFImageSource(DataSource):
                              f"{suggest(options.label_column, list(features))} Choose one with --label-column.")
         feature = features[label_col]
         raw = ds[label_col]
-        labels = [feature.int2str(int(v)) if isinstance(feature, ClassLabel) else str(v) for v in raw]
-        keep = [i for i, v in enumerate(raw) if v is not None and v != -1]
+        labels: list[str | None] = []
+        report = RowReport(location, position="row")
+        for i, v in enumerate(raw):
+            report.total += 1
+            if isinstance(feature, ClassLabel):
+                label = None if v is None or v == -1 else feature.int2str(int(v))
+            else:
+                try:
+                    label = label_text(v)
+                except ValueError:
+                    label = None
+            if label is None:  # -1: ClassLabel's "no label", e.g. a hidden test split
+                report.drop("without a label (None, NaN, empty or -1)", i)
+            else:
+                report.keep_label(label)
+            labels.append(label)
+        keep = [i for i, label in enumerate(labels) if label is not None]
         ds = ds.cast_column(column, ImageFeature(decode=True))
-        return Dataset([ArrowImage(ds, column, i) for i in keep], [labels[i] for i in keep], modality="vision",
-                       ids=[f"{i}" for i in keep], name=location)
+        return Dataset([ArrowImage(ds, column, i) for i in keep], [str(labels[i]) for i in keep], modality="vision",
+                       ids=[f"{i}" for i in keep], name=location, notes=report.notes())
 
     def _open(self, location: str) -> Any:
         import datasets
 
         if location.startswith("hf:"):
             name, _, split = location[3:].partition(":")
+            from tlzoo.core import network
+
+            why = ""
             try:
-                return datasets.load_dataset(name, split=split or "train")
+                with network.hub_access() as why:  # offline or no answer: the datasets cache only, at once
+                    return datasets.load_dataset(name, split=split or "train")
             except Exception as exc:
                 raise TlzooError(f"Could not load '{name}' from the Hugging Face hub ({type(exc).__name__}: "
-                                 f"{str(exc)[:100]}); go online, or save it with save_to_disk and pass the folder."
-                                 ) from None
+                                 f"{why or str(exc)[:100]}); go online, or save it with save_to_disk and pass the "
+                                 "folder.") from None
         folder = Path(location)
         loaded = datasets.load_from_disk(str(folder))
         if isinstance(loaded, datasets.DatasetDict):
