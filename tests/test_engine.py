@@ -191,7 +191,7 @@ def test_every_artifact_is_well_formed(runs: Callable[[str], Done], name: str) -
     # predictions.csv
     preds = _read_csv(d / "predictions.csv")
     header = list(preds[0])
-    assert header == ["id", "true", "predicted", *[f"p_{c}" for c in classes]]
+    assert header == ["id", "true", "predicted", *[f"p_{c}" for c in classes], "probability", "loss", "input"]
     assert len(preds) == n_test
     for r in preds:
         p = np.array([float(r[f"p_{c}"]) for c in classes])

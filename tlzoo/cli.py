@@ -174,7 +174,13 @@ def _print_result(result: Any, as_json: bool) -> None:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
     else:
         t = result.metrics["test"]
-        click.echo(f"test accuracy {t['accuracy']:.4f}  macro-F1 {t['macro_f1']:.4f}  run {result.run_dir}")
+
+        def ci(key: str) -> str:  # the 95 % bootstrap interval, when the run has one
+            lo_hi = t.get(f"{key}_ci")
+            return f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
+
+        click.echo(f"test accuracy {t['accuracy']:.4f}{ci('accuracy')}  macro-F1 {t['macro_f1']:.4f}{ci('macro_f1')}"
+                   f"  (95% CI, n={t.get('n', '?')})  run {result.run_dir}")
 
 
 def _log(msg: str) -> None:
@@ -448,6 +454,34 @@ def cache_clear(older_than: str | None) -> None:
 
     removed = clear_cache(older_than)
     click.echo(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))})")
+
+
+# ---------------------------------------------------------------------------- report, errors
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@friendly
+def report(run_dir: str) -> None:
+    """(Re)write report.html and the README.md model card of a finished run."""
+    from tlzoo.core.report import write_report
+
+    page, card = write_report(run_dir)
+    click.echo(f"{page}\n{card}")
+
+
+@cli.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--top", type=int, default=20, show_default=True, help="How many of the worst examples to list.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
+@friendly
+def errors(run_dir: str, top: int, as_json: bool) -> None:
+    """The most-confused class pairs and the test examples with the highest loss."""
+    import shutil
+
+    from tlzoo.core.errors_analysis import analyse, format_analysis, to_json
+
+    result = analyse(run_dir, top=top)
+    width = max(60, min(160, shutil.get_terminal_size((100, 24)).columns))
+    click.echo(to_json(result) if as_json else format_analysis(result, width))
 
 
 def main() -> None:

@@ -118,6 +118,10 @@ class Run:
             raise
         self.metrics["seconds"] = round(time.perf_counter() - started, 2)
         artifacts.write_json(self.dir / "metrics.json", self.metrics)
+        from .report import write_report_safely  # report.html + README.md; a failure only warns
+
+        write_report_safely(self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)),
+                            self.final_dir)
         self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
         self.dir.rename(self.final_dir)
         self.log(f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
@@ -428,8 +432,14 @@ class Run:
         y_true = self.encoder.encode(test.labels)
         y_pred = proba.argmax(1)
         report = classification_report(y_true, y_pred, classes)
+        from .uncertainty import METHOD, bootstrap_ci  # 95 % intervals: how far the test figures can be trusted
+
+        ci = bootstrap_ci(y_true, y_pred, len(classes), seed=self.config.seed)
+        report.update(accuracy_ci=ci["accuracy"], macro_f1_ci=ci["macro_f1"], ci_method=METHOD)
+        # the input beside each prediction (text or image path; in-memory images by id) for `tl errors`
+        inputs = [ex if isinstance(ex, str) else ident for ex, ident in zip(test.examples, test.ids)]
         artifacts.write_predictions(self.dir / "predictions.csv", test.ids, test.labels,
-                                    [classes[i] for i in y_pred], proba, classes)
+                                    [classes[i] for i in y_pred], proba, classes, inputs=inputs)
         val = {}
         if self.history.rows and self.history.rows[-1].get("val_accuracy") not in (None, ""):
             val = {"accuracy": self.history.rows[-1]["val_accuracy"], "loss": self.history.rows[-1]["val_loss"]}
@@ -444,7 +454,9 @@ class Run:
                 "weights_fingerprint": self.weights_fingerprint,
             },
         }
-        self.log(f"  test accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f} on {len(test)} examples")
+        self.log(f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
+                 f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
+                 f"on {len(test)} examples")
 
     def _plugin_version(self) -> str | None:
         info = self.zoo.plugins.info.get(self.factory.plugin)

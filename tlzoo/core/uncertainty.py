@@ -1,0 +1,67 @@
+"""How far a test figure can be trusted: percentile-bootstrap intervals for accuracy and macro-F1.
+
+A 90-example test set can move accuracy by several points between seeds; one number
+hides that.  Resampling the test predictions with replacement and reading the 2.5th and
+97.5th percentiles of the metric gives a 95 % interval that widens as the test set
+shrinks.  Everything is vectorised: one confusion matrix per resample from a single
+``bincount``, and macro-F1 computed exactly as :func:`tlzoo.core.metrics.classification_report`
+does (every class counts, a class with no predictions or no examples has F1 0).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LEVEL = 0.95
+METHOD = "95% percentile bootstrap over the test examples"
+
+
+def batched_scores(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Accuracy and macro-F1 of each confusion matrix in ``cms`` (shape ``[B, C, C]``, rows = true)."""
+    cms = np.asarray(cms, dtype=float)
+    tp = np.diagonal(cms, axis1=1, axis2=2)
+    predicted = cms.sum(1)
+    actual = cms.sum(2)
+    precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros_like(tp), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    total = cms.sum((1, 2))
+    accuracy = np.divide(tp.sum(1), total, out=np.zeros_like(total), where=total > 0)
+    return accuracy, f1.mean(1)
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000,
+                 seed: int = 0) -> dict[str, list[float]]:
+    """95 % percentile intervals: ``{"accuracy": [lo, hi], "macro_f1": [lo, hi]}``, rounded to 4 places.
+
+    ``y_true`` and ``y_pred`` are class indices in ``range(n_classes)``.  The same seed
+    gives the same interval; an empty test set gives ``[0.0, 0.0]`` (the point estimate
+    :func:`classification_report` reports for it).
+    """
+    y_true = np.asarray(y_true, dtype=np.int64).ravel()
+    y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
+    if y_true.shape != y_pred.shape:
+        raise ValueError(f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)})")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be at least 1, got {n_boot}")
+    n, c = len(y_true), int(n_classes)
+    if n == 0:
+        return {"accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
+    if y_true.min() < 0 or y_pred.min() < 0 or max(y_true.max(), y_pred.max()) >= c:
+        raise ValueError(f"class indices must lie in 0..{c - 1}")
+    cell = y_true * c + y_pred  # the confusion-matrix cell of each example
+    rng = np.random.default_rng(seed)
+    acc, f1 = np.empty(n_boot), np.empty(n_boot)
+    chunk = max(1, min(n_boot, 4_000_000 // max(1, n)))  # bounds memory on large test sets
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        picks = rng.integers(0, n, size=(b, n))
+        flat = (np.arange(b)[:, None] * (c * c) + cell[picks]).ravel()
+        cms = np.bincount(flat, minlength=b * c * c).reshape(b, c, c)
+        acc[start:start + b], f1[start:start + b] = batched_scores(cms)
+    tail = (1 - LEVEL) / 2 * 100
+    out = {}
+    for name, values in (("accuracy", acc), ("macro_f1", f1)):
+        lo, hi = np.percentile(values, [tail, 100 - tail])
+        out[name] = [round(float(lo), 4), round(float(hi), 4)]
+    return out
