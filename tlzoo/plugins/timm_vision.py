@@ -21,12 +21,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
 from .images import ImageBackbone
-from .vision_weights import Loaded, missing_weights, obtain, offline, save_to_cache
+from .vision_weights import Loaded, missing_weights, obtain, save_to_cache
 
 
 def _lite0_package() -> str | None:
@@ -196,19 +197,29 @@ class TimmBackbone(ImageBackbone):
 
 
 def _from_hub(arch: str, name: str) -> Loaded:
-    """timm's pretrained weights: the HF hub (or its local cache), or a torch.hub URL."""
+    """timm's pretrained weights: the HF hub (or its local cache), or a torch.hub URL.
+
+    Offline, or when the hub does not answer within seconds, only the local caches are
+    read, so a missing file is reported at once instead of after the hub's retries."""
     import timm
     from timm.models import get_pretrained_cfg
 
     cfg = get_pretrained_cfg(arch)
     if cfg is None:
         raise missing_weights(name, why="timm has no pretrained tag for it")
-    if offline() and not cfg.hf_hub_id:  # a plain URL: only its torch.hub cache may be used
-        url = cfg.url or ""
-        cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)) if url else ""
-        if not (cached and os.path.isfile(cached)):
-            raise missing_weights(name, VARIANTS[name].package_name)
-    hub = timm.create_model(arch, pretrained=True)
+    package = VARIANTS[name].package_name if name in VARIANTS else ""
+    url = cfg.url or ""
+    with network.hub_access(network.endpoint() if cfg.hf_hub_id else url) as why:
+        if why and not cfg.hf_hub_id:  # a plain URL: only its torch.hub cache may be used
+            cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)) if url else ""
+            if not (cached and os.path.isfile(cached)):
+                raise missing_weights(name, package, why)
+        try:
+            hub = timm.create_model(arch, pretrained=True)
+        except Exception:
+            if not why:
+                raise
+            raise missing_weights(name, package, f"{why}; not in the local hub cache") from None
     where = f"hub {hub.pretrained_cfg.get('hf_hub_id') or hub.pretrained_cfg.get('url') or arch}"
     return Loaded(hub.state_dict(), where, dict(hub.pretrained_cfg))
 
@@ -229,14 +240,26 @@ def pull(name: str) -> str:
         found = Loaded(model.state_dict(), f"package {variant.package_name}",
                        dict(variant.package_config or model.pretrained_cfg))
     else:
+        from timm.models import get_pretrained_cfg
+
+        cfg = get_pretrained_cfg(variant.arch)
+        why = network.unreachable(network.endpoint() if cfg is None or cfg.hf_hub_id else (cfg.url or ""))
+        if why:
+            raise network_refusal(name, why)
         try:
             found = _from_hub(variant.arch, name)
         except TlzooError:
             raise
         except Exception as exc:
             raise TlzooError(f"Could not download '{name}' ({type(exc).__name__}: {str(exc)[:120]}); "
-                             "`tl pull` needs the network (unset HF_HUB_OFFLINE).") from None
+                             "check the hub address (HF_ENDPOINT) and your proxy settings.") from None
     return str(save_to_cache(name, found.state, found.config, found.source))
+
+
+def network_refusal(name: str, why: str) -> TlzooError:
+    """`tl pull NAME` cannot work: the weights are on the hub and the hub is out of reach."""
+    return TlzooError(f"`tl pull {name}` downloads from the hub, but {why}; run it on a machine that is online "
+                      f"and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or pass --weights FILE.")
 
 
 def _create(request: BackboneRequest) -> Backbone:

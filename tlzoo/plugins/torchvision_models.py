@@ -14,11 +14,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlzoo.core import network
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
 
 from .images import ImageBackbone
-from .vision_weights import Loaded, missing_weights, obtain, offline, save_to_cache
+from .vision_weights import Loaded, missing_weights, obtain, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
 
@@ -50,9 +51,11 @@ def _build(name: str) -> nn.Module:
 def _from_hub(name: str) -> Loaded:
     weights = _weights_enum(name)
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
-    if offline() and not os.path.isfile(cached):
-        raise missing_weights(name)
-    return Loaded(_drop_aux(weights.get_state_dict(progress=False)), f"hub {weights.url}", _data_config(name))
+    with network.hub_access(weights.url) as why:  # torch.hub's own download has no timeout at all
+        if why and not os.path.isfile(cached):
+            raise missing_weights(name, why=why)
+        state = weights.get_state_dict(progress=False)
+    return Loaded(_drop_aux(state), f"hub {weights.url}", _data_config(name))
 
 
 def _drop_aux(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -89,6 +92,13 @@ class TorchvisionBackbone(ImageBackbone):
 
 
 def pull(name: str) -> str:
+    weights = _weights_enum(name)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
+    why = "" if os.path.isfile(cached) else network.unreachable(weights.url)
+    if why:
+        from .timm_vision import network_refusal
+
+        raise network_refusal(name, why)
     try:
         found = _from_hub(name)
     except Exception as exc:

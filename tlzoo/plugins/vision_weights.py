@@ -7,7 +7,9 @@
 2. tlzoo's weights cache, ``$TLZOO_HOME/weights/<model>.safetensors`` (+ ``.json``),
    filled by ``tl pull``;
 3. an installed weights package (EfficientNet-Lite0's);
-4. the hub, when online (timm's pretrained tags, torchvision's download URLs);
+4. the hub, when online (timm's pretrained tags, torchvision's download URLs), through
+   ``core.network.hub_access``: offline or with a hub that does not answer within
+   seconds, only the hub libraries' local caches are read;
 5. otherwise one error naming every way to get them.
 
 The source used is returned as a sentence and recorded in the run.
@@ -24,8 +26,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.features import tlzoo_home
+from tlzoo.core.network import offline  # noqa: F401  (the vision plugins ask it before any download)
+
+network.configure_hub()  # short hub timeouts before timm/huggingface_hub are imported
 
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.pth", "model.pt")
 
@@ -37,11 +43,6 @@ class Loaded:
     state: dict[str, torch.Tensor]
     source: str
     config: dict[str, Any] | None = None  # a timm pretrained_cfg (mean, std, input_size, ...)
-
-
-def offline() -> bool:
-    """HF_HUB_OFFLINE (or TLZOO_OFFLINE) set: never touch the network."""
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TLZOO_OFFLINE"))
 
 
 def cache_file(model: str) -> Path:
@@ -175,9 +176,8 @@ def obtain(model: nn.Module, name: str, weights: str | None, pretrained: bool, *
         found = hub()
     except TlzooError:
         raise
-    except Exception as exc:  # offline, no hub cache, or no pretrained tag
-        why = "offline, and not in the local hub cache" if offline() else f"{type(exc).__name__} from the hub"
-        raise missing_weights(name, package_name, why) from None
+    except Exception as exc:  # the hub answered, but with an error (the hub callables report offline themselves)
+        raise missing_weights(name, package_name, f"{type(exc).__name__} from the hub") from None
     load_into(model, found.state, found.source)
     return found.source, found.config
 
