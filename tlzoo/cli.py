@@ -34,6 +34,21 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _set_offline(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """--offline: no socket at all; set before any hub library is imported (network imports nothing heavy)."""
+    from tlzoo.core import network
+
+    if value:
+        network.set_offline()
+    else:
+        network.configure_hub()  # short hub timeouts; TLZOO_OFFLINE=1 mirrored into the hub's switches
+
+
+# on the group (`tl --offline run ...`) and on the commands that may reach the network
+offline_option = click.option("--offline", is_flag=True, expose_value=False, is_eager=True, callback=_set_offline,
+                              help="Open no network connection: local files and caches only (or TLZOO_OFFLINE=1).")
+
+
 class PluginGroup(click.Group):
     """Adds commands that third-party plugins register, loading them only when needed."""
 
@@ -78,6 +93,7 @@ class PluginGroup(click.Group):
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tlzoo", message="tlzoo %(version)s")
+@offline_option
 def cli() -> None:
     """tlzoo: transfer learning in one command.
 
@@ -137,6 +153,7 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--quiet", "-q", is_flag=True, help="Only print the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON on stdout.")
 @click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue an interrupted run after its last finished epoch.")
+@offline_option
 @friendly
 def run(config_file: str | None, overrides: tuple[str, ...], quiet: bool, as_json: bool,
         no_pretrained: bool | None, no_augment: bool | None, resume_dir: str | None, **options: Any) -> None:
@@ -193,6 +210,7 @@ def _log(msg: str) -> None:
 @click.argument("inputs", nargs=-1)
 @click.option("--file", "input_file", type=click.Path(dir_okay=False), help="Read inputs from a file, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all class probabilities.")
+@offline_option
 @friendly
 def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_json: bool) -> None:
     """Classify new texts or image files with a trained run."""
@@ -234,6 +252,7 @@ def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_js
 @click.option("--split", type=click.Choice(["train"]), help="Only the texts `tl run` (same --limit/--seed) trains on.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the output folder.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@offline_option
 @friendly
 def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: tuple[str, ...], limit: int,
              seed: int, text_column: str, label_column: str, encoding: str, split: str | None, quiet: bool,
@@ -263,6 +282,7 @@ def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: 
 # ---------------------------------------------------------------------------- pull
 @cli.command()
 @click.argument("names", nargs=-1, required=True)
+@offline_option
 @friendly
 def pull(names: tuple[str, ...]) -> None:
     """Download pretrained vision weights into $TLZOO_HOME/weights for later offline runs."""
@@ -384,6 +404,7 @@ def data_export(name: str, folder: str, limit: int, seed: int) -> None:
 @click.option("--no-logme", is_flag=True, help="Skip the LogME score (ranks backbones without training a head).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Only print the leaderboard.")
+@offline_option
 @friendly
 def compare(plugins: str, data: str, heads: str, out: str | None, overrides: tuple[str, ...], no_logme: bool,
             as_json: bool, quiet: bool, **options: Any) -> None:
