@@ -10,7 +10,7 @@ export TLZOO_HOME ?= $(CURDIR)/.tlzoo-home
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv data demo test test-fast bench clean
+.PHONY: venv data chromium demo test test-fast bench clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,13 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 data:
 	@test -f $(FASHION_MNIST) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
 		|| echo "warning: could not install dataset-fashion-mnist (needs root); Fashion-MNIST tests will fail"
+
+# Debian's chromium renders report.html in a headless browser in tests/test_report.py; installed once
+# when missing (needs root, as in CI).  Without it that one test is skipped with a message saying so.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
+		|| echo "warning: could not install chromium (needs root); the report browser test will be skipped"
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,7 +42,7 @@ $(STAMP): pyproject.toml Makefile
 demo: venv
 	$(BIN)/python -m tlzoo.demo
 
-test: venv data
+test: venv data chromium
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 test-fast: venv data

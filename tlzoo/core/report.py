@@ -185,8 +185,7 @@ def card_sections(files: RunFiles) -> list[tuple[str, list[Block]]]:
         f"{r.get('n_val', '?')} validation, {r.get('n_test', t.get('n', '?'))} test examples",
     ]
     results = [
-        Block("p", f"On the held-out test set ({t.get('n', '?')} examples); 95 % intervals from a percentile "
-                   f"bootstrap over the test examples (1000 resamples)."),
+        Block("p", f"On the held-out test set ({t.get('n', '?')} examples); intervals: {METHOD} (1000 resamples)."),
         Block("table", rows=[["metric", "value", "95 % interval"],
                              ["accuracy", _fmt(t.get("accuracy")), _ci(ci["accuracy"])],
                              ["macro-F1", _fmt(t.get("macro_f1")), _ci(ci["macro_f1"])]]),
@@ -480,6 +479,13 @@ def _figure(files: RunFiles, name: str, alt: str, caption: str, cls: str = "") -
             f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
+def _curves_caption(files: RunFiles) -> str:
+    if files.history and all(r.get("phase") == "fit" for r in files.history):
+        return ("The head is fitted in one step, not over epochs: the two points are the fitted head's training "
+                "and validation accuracy and loss (history.csv).")
+    return "Accuracy and loss per epoch, training and validation, phases marked (history.csv)."
+
+
 def _summary(files: RunFiles, ci: dict[str, list[float]]) -> str:
     r, t = files.run, files.test
     e = html.escape
@@ -629,7 +635,7 @@ def render_html(files: RunFiles, examples: Mapping[str, Any] | None = None, relo
         ("summary", "Summary", _summary(files, ci)),
         ("classes", "Per-class results", _per_class(files)),
         ("curves", "Training curves", _figure(files, "history.png", "training and validation curves",
-                                              "Accuracy and loss per epoch, training and validation (history.csv).")),
+                                              _curves_caption(files))),
         ("confusion", "Confusion matrix", "<div class=\"two\">"
          + _figure(files, "confusion.png", "confusion matrix", "Rows: true class; columns: predicted; "
                    "cells coloured by the share of the row.", "confusion")
@@ -644,7 +650,7 @@ def render_html(files: RunFiles, examples: Mapping[str, Any] | None = None, relo
         ("plan", "Plan and run", _plan(files)),
         ("data", "Data", _data(files)),
         ("config", "Configuration", f"<p class=\"muted\">config.toml: rerun with <code>tl run --config "
-                                    f"config.toml</code>.</p><pre>{e(files.config_text or '(config.toml missing)')}</pre>"),
+                                    f"config.toml --out NEW_FOLDER</code>.</p><pre>{e(files.config_text or '(config.toml missing)')}</pre>"),
         ("card", "Model card", "<p class=\"muted\">Also written as README.md beside this page.</p>"
                                f"<section class=\"card-md\">{card}</section>"),
     ]

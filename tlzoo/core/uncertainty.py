@@ -3,16 +3,19 @@
 A 90-example test set can move accuracy by several points between seeds; one number
 hides that.  Resampling the test predictions with replacement and reading the 2.5th and
 97.5th percentiles of the metric gives a 95 % interval that widens as the test set
-shrinks.  Everything is vectorised: one confusion matrix per resample from a single
-``bincount``, and macro-F1 computed exactly as :func:`tlzoo.core.metrics.classification_report`
-does (every class counts, a class with no predictions or no examples has F1 0).
+shrinks.  The resampling is stratified by true class, as the test split itself is: every
+resample keeps the test set's class counts.  A plain bootstrap of a 20-example, 10-class
+test set leaves some class out of most resamples, and macro-F1 (which scores a class with
+no examples as F1 0) would then drop for no reason in the data.  Everything is vectorised:
+one confusion matrix per resample from a single ``bincount``, and macro-F1 computed exactly
+as :func:`tlzoo.core.metrics.classification_report` does.
 """
 from __future__ import annotations
 
 import numpy as np
 
 LEVEL = 0.95
-METHOD = "95% percentile bootstrap over the test examples"
+METHOD = "95% percentile bootstrap over the test examples, stratified by true class"
 
 
 def batched_scores(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +53,15 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot:
     if y_true.min() < 0 or y_pred.min() < 0 or max(y_true.max(), y_pred.max()) >= c:
         raise ValueError(f"class indices must lie in 0..{c - 1}")
     cell = y_true * c + y_pred  # the confusion-matrix cell of each example
+    groups = [np.flatnonzero(y_true == k) for k in range(c)]
+    groups = [g for g in groups if len(g)]
     rng = np.random.default_rng(seed)
     acc, f1 = np.empty(n_boot), np.empty(n_boot)
     chunk = max(1, min(n_boot, 4_000_000 // max(1, n)))  # bounds memory on large test sets
     for start in range(0, n_boot, chunk):
         b = min(chunk, n_boot - start)
-        picks = rng.integers(0, n, size=(b, n))
+        # per class, as many draws (with replacement) from its own examples as it has
+        picks = np.concatenate([g[rng.integers(0, len(g), size=(b, len(g)))] for g in groups], axis=1)
         flat = (np.arange(b)[:, None] * (c * c) + cell[picks]).ravel()
         cms = np.bincount(flat, minlength=b * c * c).reshape(b, c, c)
         acc[start:start + b], f1[start:start + b] = batched_scores(cms)
