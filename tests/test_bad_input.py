@@ -313,6 +313,14 @@ def test_a_text_csv_given_to_a_vision_plugin(run_cli: Any, tmp_path: Path, text_
     assert "choose a text plugin" in line
 
 
+def test_a_csv_of_long_texts_given_to_a_vision_plugin(run_cli: Any, tmp_path: Path) -> None:
+    """A 300-character text is no file name (ENAMETOOLONG must not escape as a traceback)."""
+    path = _write_csv(tmp_path / "long.csv", [("funny " * 50, "comedy"), ("drama " * 50, "drama")])
+    out = tmp_path / "run"
+    res = run_cli("run", "-q", "--plugin", "efficientnet", "--data", path, "--out", out)
+    assert_clean_error(res, "holds text, not image paths", out)
+
+
 def test_a_jsonl_given_to_a_vision_plugin_names_the_right_modality(run_cli: Any, tmp_path: Path) -> None:
     jsonl = tmp_path / "t.jsonl"
     jsonl.write_text("".join(json.dumps({"text": t, "label": c}) + "\n" for t, c in _rows(3)))

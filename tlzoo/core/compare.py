@@ -105,6 +105,7 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
     zoo = zoo or Zoo()
     base = config or RunConfig()
     base.data.path = data
+    base.validate()  # ranges and split fractions, before any backbone loads
     head_classes = {h: zoo.heads.get(h) for h in heads}
     trainable = [h for h, cls in head_classes.items() if cls.trainable]
     if trainable:

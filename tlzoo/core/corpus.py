@@ -152,10 +152,12 @@ def read_csv_table(content: str, delimiter: str = ",", name: str = "the CSV") ->
     delimiter inside a text would otherwise shift the label silently.
     """
     _raise_field_limit()
-    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter)
+    # strict: an unclosed quote is an error naming its line, not a field that swallows the rest of the file
+    reader = csv.reader(io.StringIO(content, newline=""), delimiter=delimiter, strict=True)
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     too_long: list[int] = []
+    start = 1
     try:
         header = next(reader, [])
         first: dict[str, int] = {}
@@ -179,8 +181,9 @@ def read_csv_table(content: str, delimiter: str = ",", name: str = "the CSV") ->
             rows.append(row)
             lines.append(line)
     except csv.Error as exc:
-        raise TlzooError(f"{name} line {reader.line_num} cannot be parsed as {'TSV' if delimiter == chr(9) else 'CSV'} "
-                         f"({exc}); fix that line.") from None
+        kind = "TSV" if delimiter == "\t" else "CSV"
+        raise TlzooError(f"{name} line {start} cannot be parsed as {kind} ({exc}); fix the quoting of the row "
+                         "that starts there (a quote inside a quoted field is written twice: \"\").") from None
     if too_long:
         more = f" (and {len(too_long) - 1} more rows)" if len(too_long) > 1 else ""
         raise TlzooError(f"{name} line {too_long[0]}{more} has more fields than the header's {len(header)}; a "

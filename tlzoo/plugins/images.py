@@ -53,7 +53,11 @@ def to_pil(example: Any, mode: str = "RGB") -> Any:
         return _convert(example, mode)
     opener = getattr(example, "open_image", None)
     if callable(opener):
-        return _convert(opener(), mode)
+        try:
+            return _convert(opener(), mode)
+        except Image.DecompressionBombError as exc:  # decoded by the datasets library: cannot be shrunk first
+            raise TlzooError(f"Image {example!r} is too large to decode safely ({exc}); shrink the images of "
+                             "that dataset, or raise PIL.Image.MAX_IMAGE_PIXELS in your own script.") from None
     import numpy as np
 
     arr = np.asarray(example)

@@ -98,6 +98,14 @@ class FashionMNIST(DataSource):
 
 
 # --------------------------------------------------------------------------- CSV of image paths
+def _is_file(p: Path) -> bool:
+    """``Path.is_file`` that is False, not an error, for a long text or one with a NUL byte."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 class ImageCSVSource(DataSource):
     name = "image-csv"
     modality = "vision"
@@ -123,8 +131,10 @@ class ImageCSVSource(DataSource):
                              f"Columns: {', '.join(columns)}; choose one with --label-column.")
         table.refuse_duplicates(str(path), {"--text-column": column, "--label-column": options.label_column})
         values = [str(r.get(column) or "").strip() for r in table.rows]
-        if values and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in values if v):
-            sample = next((v for v in values if v), "")[:40]
+        present = [v for v in values if v]
+        if present and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present) and not any(
+                _is_file(path.parent / v) for v in present[:20]):  # paths without a suffix still count
+            sample = " ".join(present[0].split())[:40]
             raise TlzooError(f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
                              "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
                              "images or a CSV whose column lists image files.")
@@ -143,7 +153,7 @@ class ImageCSVSource(DataSource):
                 report.drop("with an empty image path", line)
                 continue
             image = Path(rel) if os.path.isabs(rel) else path.parent / rel
-            if not image.is_file():
+            if not _is_file(image):
                 raise TlzooError(f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
                                  "fix the path or remove the row.")
             report.keep_label(label)
