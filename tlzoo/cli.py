@@ -9,29 +9,48 @@ import functools
 import json
 import os
 import sys
+import time
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, NoReturn
 
 import click
 
 from tlzoo.core.errors import TlzooError
 
+_CLICK_FLOW = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
+
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Bad input -> one line on stderr and exit code 2, never a traceback."""
+    """Every exception -> one line on stderr, never a traceback (``--debug`` prints it).
+
+    Bad input (TlzooError, a full disk, a permission problem) exits 2; an unexpected error
+    exits 1 and names the step and plugin, with its traceback in a log file; Ctrl-C exits
+    130 and SIGTERM 143.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except TlzooError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("Interrupted.", err=True)
-            sys.exit(130)
+        except _CLICK_FLOW:
+            raise
+        except (Exception, KeyboardInterrupt) as exc:
+            fail(exc)
 
     return wrapper
+
+
+def _debug() -> bool:
+    ctx = click.get_current_context(silent=True)
+    if ctx is not None and ctx.meta.get("tlzoo.debug"):
+        return True
+    return os.environ.get("TLZOO_DEBUG", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.meta["tlzoo.debug"] = True
 
 
 def _set_offline(ctx: click.Context, param: click.Parameter, value: bool) -> None:
@@ -49,23 +68,182 @@ offline_option = click.option("--offline", is_flag=True, expose_value=False, is_
                               help="Open no network connection: local files and caches only (or TLZOO_OFFLINE=1).")
 
 
+def _flat(text: str, limit: int = 0) -> str:
+    """One line: newlines folded, optionally shortened."""
+    line = " ".join(str(text).split())
+    return line if not limit or len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _command_name() -> str:
+    ctx = click.get_current_context(silent=True)
+    parts = ctx.command_path.split()[1:] if ctx is not None else []
+    return "-".join(parts) or "tl"
+
+
+def fail(exc: BaseException, command: str | None = None) -> NoReturn:
+    """Print the one line for ``exc`` (and, with --debug, its traceback) and exit with its code.
+
+    ``command``: the sub-command's name when the current click context no longer knows it.
+    """
+    debug = _debug()
+    if debug:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    code, line = _one_line(exc, debug, command or _command_name())
+    click.echo(line, err=True)
+    sys.exit(code)
+
+
+def _one_line(exc: BaseException, debug: bool, command: str) -> tuple[int, str]:
+    resume = getattr(exc, "tlzoo_resume", None)
+    kept = f" The finished epochs are kept: continue with `tl run --resume {resume}`." if resume else ""
+    if isinstance(exc, KeyboardInterrupt):
+        code = int(getattr(exc, "exit_code", 130))
+        return code, f"Interrupted ({'SIGTERM' if code == 143 else 'Ctrl-C'}).{kept}"
+    if isinstance(exc, TlzooError):
+        return exc.exit_code, f"Error: {_flat(str(exc))}{kept}"
+    if isinstance(exc, OSError):
+        from tlzoo.core.lifecycle import os_error_message
+
+        message = os_error_message(exc)
+        if message:
+            return 2, f"Error: {message}{kept}"
+    step, plugin = getattr(exc, "tlzoo_step", None), getattr(exc, "tlzoo_plugin", None)
+    where = f"in step '{step}'" if step else f"in `tl {command.replace('-', ' ')}`"
+    where += f" (plugin '{plugin}')" if plugin else ""
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
+        return 2, (f"Error: out of memory {where}; use a smaller --batch-size, --max-length/--image-size or "
+                   f"--limit, or another --device.{kept}")
+    detail = _flat(str(exc), 240)
+    head = f"Error: unexpected {type(exc).__name__} {where}" + (f": {detail}" if detail else "") + "."
+    if debug:
+        return 1, head + kept
+    try:
+        log = _write_log(exc, step, plugin, command)
+        tail = f" Details in {log}; rerun with --debug to print them."
+    except Exception as log_exc:  # a full or read-only TLZOO_HOME: still one line
+        tail = f" (could not save the details: {_flat(str(log_exc), 80)}); rerun with --debug to print them."
+    return 1, head + kept + tail
+
+
+def _write_log(exc: BaseException, step: str | None, plugin: str | None, command: str) -> Path:
+    """The full traceback in ``$TLZOO_HOME/logs/<time>-<cmd>.log``, for a bug report."""
+    import platform
+    import traceback
+
+    from tlzoo.core.lifecycle import tlzoo_home
+
+    folder = tlzoo_home() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{command}"
+    path = folder / f"{stem}.log"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.log"
+    try:
+        from importlib import metadata
+
+        version = metadata.version("tlzoo")
+    except Exception:
+        version = "?"
+    head = [f"command: tl {' '.join(sys.argv[1:])}", f"tlzoo {version}, Python {platform.python_version()}",
+            f"step: {step or '-'}, plugin: {plugin or '-'}", ""]
+    body = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    path.write_text("\n".join(head) + body, encoding="utf-8")
+    return path
+
+
+class _PluginCommands:
+    """What a plugin's ``tlzoo_register_commands`` gets as ``cli``: the tl group, except that
+    a command name tl already has keeps tl's command (the clash is recorded)."""
+
+    def __init__(self, group: click.Group, plugin: str, pm: Any) -> None:
+        self._group, self._plugin, self._pm = group, plugin, pm
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        name = name or cmd.name or ""
+        if name in self._group.commands:
+            self._pm.record(self._plugin, f"command '{name}' already exists; the plugin's one is ignored",
+                            warning=True)
+            return
+        self._group.add_command(cmd, name)
+
+    def _decorator(self, make: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if len(args) == 1 and callable(args[0]) and not kwargs:  # @cli.command without parentheses
+            cmd = make()(args[0])
+            self.add_command(cmd)
+            return cmd
+
+        def decorator(f: Callable[..., Any]) -> Any:
+            cmd = make(*args, **kwargs)(f)
+            self.add_command(cmd)
+            return cmd
+        return decorator
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return self._decorator(click.command, args, kwargs)
+
+    def group(self, *args: Any, **kwargs: Any) -> Any:
+        return self._decorator(click.group, args, kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._group, name)
+
+
 class PluginGroup(click.Group):
-    """Adds commands that third-party plugins register, loading them only when needed."""
+    """Adds commands that third-party plugins register, loading them only when needed.
+
+    Each plugin's ``tlzoo_register_commands`` runs on its own; a failure is recorded
+    (``tl plugins`` shows it) and ``tl --help`` and every other command keep working.
+    Running a command installs the SIGINT/SIGTERM handlers and turns any exception,
+    from a plugin's command too, into one line (see ``friendly``).
+    """
 
     _loaded = False
+    _command_plugins: Any = None  # the PluginManager that loaded plugin commands, for `tl plugins`
 
     def _load_plugin_commands(self) -> None:
         if self._loaded:
             return
         self._loaded = True
+        self._command_plugins = None
         from importlib import metadata
 
-        if not list(metadata.entry_points(group="tlzoo")):
+        try:
+            if not list(metadata.entry_points(group="tlzoo")):
+                return
+        except Exception:  # broken package metadata must not break the tool
             return
         from tlzoo.core.plugins import PluginManager
 
         pm = PluginManager(builtins=False)
-        pm.pm.hook.tlzoo_register_commands(cli=self)
+        pm.call_register("tlzoo_register_commands", lambda plugin: _PluginCommands(self, plugin, pm))
+        self._command_plugins = pm
+
+    def command_problems(self) -> list[Any]:
+        """The PluginInfo of every plugin that failed or clashed while adding its commands."""
+        self._load_plugin_commands()
+        if self._command_plugins is None:
+            return []
+        return [i for i in self._command_plugins.plugins() if i.error or i.warnings]
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from tlzoo.core.lifecycle import signals_raise_interrupted
+
+        if os.environ.get("TLZOO_PLUGINS"):
+            from tlzoo.core.plugins import unknown_allowed
+
+            for why in unknown_allowed().values():
+                click.echo(f"Warning: {why} See `tl plugins`.", err=True)
+        with signals_raise_interrupted():
+            try:
+                return super().invoke(ctx)
+            except _CLICK_FLOW:
+                raise
+            except (Exception, KeyboardInterrupt) as exc:  # a plugin command without @friendly, or the group
+                fail(exc, ctx.invoked_subcommand or None)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         self._load_plugin_commands()
@@ -93,6 +271,8 @@ class PluginGroup(click.Group):
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tlzoo", message="tlzoo %(version)s")
+@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug,
+              help="Print the full traceback of an unexpected error (or set TLZOO_DEBUG=1).")
 @offline_option
 def cli() -> None:
     """tlzoo: transfer learning in one command.
@@ -210,16 +390,14 @@ def _log(msg: str) -> None:
 @click.argument("inputs", nargs=-1)
 @click.option("--file", "input_file", type=click.Path(dir_okay=False), help="Read inputs from a file, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all class probabilities.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the --file.")
 @offline_option
 @friendly
-def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_json: bool) -> None:
+def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_json: bool, encoding: str) -> None:
     """Classify new texts or image files with a trained run."""
     items = list(inputs)
     if input_file:
-        if not os.path.isfile(input_file):
-            raise TlzooError(f"--file '{input_file}' does not exist.")
-        with open(input_file, encoding="utf-8") as f:
-            items += [line.rstrip("\n") for line in f if line.strip()]
+        items += _read_lines(input_file, encoding)
     if not items:
         raise TlzooError("Nothing to predict; pass texts or image paths after RUN_DIR, or --file FILE.")
     from tlzoo.core.predict import Predictor
@@ -234,6 +412,20 @@ def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_js
             click.echo(json.dumps(row))
         else:
             click.echo(f"{row['label']}\t{row['probability']:.3f}\t{row['input']}")
+
+
+def _read_lines(path: str, encoding: str) -> list[str]:
+    """The non-blank lines of ``tl predict --file``; a wrong encoding is one line saying what to pass."""
+    if not os.path.isfile(path):
+        raise TlzooError(f"--file '{path}' does not exist.")
+    try:
+        with open(path, encoding=encoding, newline=None) as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except LookupError:
+        raise TlzooError(f"Unknown encoding '{encoding}'; pass --encoding with a name such as utf-8 or latin-1.") from None
+    except UnicodeDecodeError as exc:
+        raise TlzooError(f"--file '{path}' is not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}); pass its encoding, e.g. --encoding latin-1.") from None
 
 
 # ---------------------------------------------------------------------------- pretrain
@@ -325,14 +517,26 @@ def plugins(as_json: bool) -> None:
     from tlzoo.core.zoo import Zoo
 
     # building the Zoo calls every registration hook, so errors raised inside hooks show too
-    infos = Zoo().plugins.plugins()
+    zoo = Zoo()
+    zoo.check_data_sources()  # a data source whose can_load raises is recorded against its plugin
+    root = click.get_current_context().find_root().command
+    if isinstance(root, PluginGroup):  # failures while adding plugin commands
+        for info in root.command_problems():
+            if info.error:
+                zoo.plugins.record(info.name, info.error)
+            for message in info.warnings:
+                zoo.plugins.record(info.name, message, warning=True)
+    infos = zoo.plugins.plugins()
     if as_json:
         click.echo(json.dumps([i.as_dict() for i in infos], indent=2))
         return
     width = max((len(i.name) for i in infos), default=8)
     for i in infos:
         state = f"ERROR {i.error}" if i.error else ", ".join(h.replace("tlzoo_", "") for h in i.hooks)
-        click.echo(f"{i.name:<{width}}  {i.version or '-':<10} {'built-in' if i.builtin else 'external':<9} {state}")
+        origin = "missing" if i.missing else "built-in" if i.builtin else "external"
+        click.echo(f"{i.name:<{width}}  {i.version or '-':<10} {origin:<9} {state}")
+        for warning in i.warnings:
+            click.echo(f"{'':<{width}}  warning: {warning}")
 
 
 @cli.command()
@@ -448,8 +652,12 @@ def cache_ls(as_json: bool) -> None:
     """List cached features: model, dataset, split, shape, size, last use."""
     import time
 
-    from tlzoo.core.cache_admin import cache_entries, cache_root, human_age, human_bytes
+    from tlzoo.core.cache_admin import cache_entries, cache_root, human_age, human_bytes, remove_orphans
 
+    orphans = remove_orphans()
+    if orphans:
+        click.echo(f"removed {len(orphans)} partial entr{'y' if len(orphans) == 1 else 'ies'} left by "
+                   "extractions that were killed", err=True)
     entries = cache_entries()
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))

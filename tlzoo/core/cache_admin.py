@@ -3,12 +3,13 @@
 Entries live under ``$TLZOO_HOME/features``; an entry's manifest modification time is
 its last use (``FeatureCache.load`` touches it), which is what ``--older-than`` reads.
 Folders without a manifest (``<key>.tmp-<pid>`` from an interrupted extraction) are
-listed as partial and always removed by ``clear``, unless their writer is still alive.
+listed as partial and always removed by ``clear``, unless their writer is still alive;
+``remove_orphans`` (run by ``tl cache ls`` and by every run) removes those whose process
+is gone.  torch-free: ``tl cache`` needs no model library.
 """
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TlzooError
+from .lifecycle import pid_alive, tlzoo_home
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
@@ -41,9 +43,28 @@ class CacheEntry:
 
 
 def cache_root() -> Path:
-    from .features import FeatureCache
+    return tlzoo_home() / "features"  # FeatureCache's root, without importing torch
 
-    return FeatureCache().root
+
+def remove_orphans(root: Path | None = None) -> list[Path]:
+    """Remove ``<key>.tmp-<pid>`` folders whose writer process is gone; return them.
+
+    A folder of a live process is being written right now and is left alone.
+    """
+    root = root or cache_root()
+    removed: list[Path] = []
+    try:
+        folders = [f for f in root.iterdir() if ".tmp-" in f.name and f.is_dir()]
+    except OSError:  # no cache yet, or unreadable: nothing to tidy
+        return removed
+    for folder in folders:
+        pid = folder.name.rsplit(".tmp-", 1)[1]
+        if pid.isdigit() and pid_alive(int(pid)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    return removed
 
 
 def parse_age(text: str) -> float:
@@ -88,15 +109,7 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
 def _writer_alive(entry: CacheEntry) -> bool:
     """A ``<key>.tmp-<pid>`` folder whose process still runs is being written right now."""
     m = re.search(r"\.tmp-(\d+)$", entry.key)
-    if not m:
-        return False
-    try:
-        os.kill(int(m.group(1)), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return True
+    return bool(m) and pid_alive(int(m.group(1)))
 
 
 def clear_cache(older_than: str | float | None = None, root: Path | None = None) -> list[CacheEntry]:

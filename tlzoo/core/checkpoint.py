@@ -64,12 +64,24 @@ class Checkpointer:
     def path(self) -> Path:
         return self.folder / CHECKPOINT
 
+    @property
+    def tmp_path(self) -> Path:
+        return self.folder / (CHECKPOINT + ".tmp")
+
     def save(self, state: dict[str, Any]) -> None:
-        tmp = self.path.with_name(CHECKPOINT + ".tmp")
-        torch.save({"format": FORMAT, **state, "rng": rng_state()}, str(tmp))
+        tmp = self.tmp_path
+        try:
+            torch.save({"format": FORMAT, **state, "rng": rng_state()}, str(tmp))
+        except BaseException as exc:
+            tmp.unlink(missing_ok=True)  # never leave half a checkpoint behind
+            if isinstance(exc, RuntimeError) and "write" in str(exc).lower():  # torch's zip writer: disk full
+                raise TlzooError(f"Could not write the checkpoint {self.path} ({str(exc).splitlines()[0][:120]}); "
+                                 "is the disk full? Free space or choose another --out.") from None
+            raise
         os.replace(tmp, self.path)  # atomic: a kill leaves the old file or the new one
 
     def load(self) -> dict[str, Any] | None:
+        self.tmp_path.unlink(missing_ok=True)  # what a run killed while saving left: the real file is intact
         if not self.path.is_file():
             return None
         try:
@@ -83,7 +95,7 @@ class Checkpointer:
         return state
 
     def remove(self) -> None:
-        for p in (self.path, self.path.with_name(CHECKPOINT + ".tmp")):
+        for p in (self.path, self.tmp_path):
             p.unlink(missing_ok=True)
 
 

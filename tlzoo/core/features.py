@@ -6,7 +6,11 @@ dataset content fingerprint, split) are computed once, streamed to disk in shard
 features: another head, another seed for the head.  An entry is written into a private
 ``<key>.tmp-<pid>`` folder and renamed into place only after its manifest (rows, width,
 a CRC-32 per shard) is written, so an interrupted extraction never looks complete; a
-corrupt or truncated entry fails its check on load and is rebuilt.
+corrupt or truncated entry fails its check on load and is rebuilt.  A ``.tmp-<pid>``
+folder whose process is gone (killed mid-extraction) is removed by the next cache use.
+When the cache cannot be written (a full disk, a read-only or forbidden TLZOO_HOME),
+extraction goes on in memory with a warning: the cache is an optimisation, never a
+reason for a run to fail.
 """
 from __future__ import annotations
 
@@ -24,18 +28,12 @@ import numpy as np
 import torch
 
 from .interfaces import Backbone, Dataset
+from .cache_admin import remove_orphans
+from .lifecycle import tlzoo_home  # noqa: F401  (re-exported: plugins import it from here)
 from .loaders import example_loader
 
 SHARD_ROWS = 4096
 CACHE_FORMAT = 2
-
-
-def tlzoo_home() -> Path:
-    """``$TLZOO_HOME``, else ``$XDG_CACHE_HOME/tlzoo``, else ``~/.cache/tlzoo``."""
-    if os.environ.get("TLZOO_HOME"):
-        return Path(os.environ["TLZOO_HOME"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tlzoo"
 
 
 def key_parts(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint: str | None = None) -> dict[str, Any]:
@@ -75,6 +73,14 @@ def _crc(path: Path) -> int:
 class FeatureCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or tlzoo_home()) / "features"
+        self._tidied = False
+
+    def tidy(self) -> list[Path]:
+        """Remove what killed extractions left (once per cache object)."""
+        if self._tidied:
+            return []
+        self._tidied = True
+        return remove_orphans(self.root)
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -101,7 +107,10 @@ class FeatureCache:
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)  # corrupt: rebuild
             return None
-        os.utime(manifest)  # last use, for `tl cache clear --older-than`
+        try:
+            os.utime(manifest)  # last use, for `tl cache clear --older-than`
+        except OSError:  # a read-only cache still serves its features
+            pass
         return np.asarray(feats, dtype=np.float32)
 
     def writer(self, key: str, info: dict[str, Any]) -> "_ShardWriter":
@@ -132,12 +141,20 @@ class _ShardWriter:
         if not self.buffer:
             return
         block = np.concatenate(self.buffer)
-        self.buffer = []
         path = self.folder / f"shard-{len(self.shards):05d}.npy"
-        np.save(path, block)
+        self._write_shard(path, block)
         self.shards.append({"name": path.name, "rows": len(block), "bytes": path.stat().st_size,
                             "crc32": _crc(path)})
+        self.buffer = []  # only now: a failed write keeps the rows for recover()
         self.rows += len(block)
+
+    def _write_shard(self, path: Path, block: np.ndarray) -> None:
+        np.save(path, block)
+
+    def recover(self) -> list[np.ndarray]:
+        """Every row added so far (shards already written, then the buffer), after a failed write."""
+        blocks = [np.load(self.folder / s["name"], allow_pickle=False) for s in self.shards]
+        return blocks + self.buffer
 
     def close(self) -> None:
         self._flush()
@@ -167,23 +184,39 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
     if cache is None:
         blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
         return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
+    cache.tidy()
     parts = key_parts(backbone, dataset, label, fingerprint)
     key = _hash(parts)
     hit = cache.load(key)
     if hit is not None:
         log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
         return hit
-    writer = cache.writer(key, {**parts, "plugin": backbone.plugin, "model": backbone.name,
-                                "dataset_name": dataset.name})
+    blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
     try:
-        for block in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label):
+        writer = cache.writer(key, {**parts, "plugin": backbone.plugin, "model": backbone.name,
+                                    "dataset_name": dataset.name})
+    except OSError as exc:
+        return _in_memory(blocks, [], backbone, cache, exc, log)
+    try:
+        for block in blocks:
             writer.add(block)
+        if writer.width == 0:
+            writer.width = backbone.num_features
+        writer.close()
+    except OSError as exc:  # the cache disk failed (full, read-only, forbidden): go on in memory
+        try:
+            done = writer.recover()
+        except OSError:
+            done = None
+        writer.abort()
+        if done is None:  # the written shards cannot even be read back: start again in memory
+            blocks.close()
+            return extract(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
+                           cache=None, progress=progress, log=log, label=label)
+        return _in_memory(blocks, done, backbone, cache, exc, log)
     except BaseException:
         writer.abort()
         raise
-    if writer.width == 0:
-        writer.width = backbone.num_features
-    writer.close()
     feats = cache.load(key)
     if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
         log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
@@ -191,6 +224,16 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
                        cache=None, progress=progress, log=log, label=label)
     log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
     return feats
+
+
+def _in_memory(blocks: Any, done: list[np.ndarray], backbone: Backbone, cache: FeatureCache, exc: OSError,
+               log: Callable[[str], None]) -> np.ndarray:
+    """Finish an extraction in memory after the cache refused a write, keeping the rows already done."""
+    log(f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+        "continuing in memory, features will not be cached")
+    rest = list(blocks)
+    parts = done + rest
+    return np.concatenate(parts) if parts else np.zeros((0, backbone.num_features), np.float32)
 
 
 def _blocks(backbone: Backbone, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int,

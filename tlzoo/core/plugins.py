@@ -1,14 +1,21 @@
 """The plugin manager: built-in plugins first, then ``tlzoo`` entry points.
 
 Each plugin loads in isolation; a plugin that fails to import or register is recorded
-(``tl plugins`` shows the error) and every other command keeps working.
+(``tl plugins`` shows the error) and every other command keeps working.  "Fails"
+includes ``sys.exit()``, ``SystemExit`` and ``KeyboardInterrupt`` raised by the plugin
+itself (only a real Ctrl-C, delivered as ``lifecycle.Interrupted``, stops loading), and a
+``TlzooError`` raised inside a registration hook.  Registration hooks run built-ins
+first, so on a name clash the built-in wins and the clash is a warning of the plugin.
 ``TLZOO_PLUGINS`` (comma-separated names) limits which plugins load; ``TLZOO_PLUGINS=``
-(empty) loads none but the engine's own step runner.
+(empty) loads none but the engine's own step runner; a name there that is no plugin is
+recorded (``tl plugins``) and the CLI warns about it.
 """
 from __future__ import annotations
 
 import importlib
 import os
+import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -16,6 +23,8 @@ from typing import Any
 import pluggy
 
 from . import hookspecs
+from .errors import suggest
+from .lifecycle import Interrupted, signals_raise_interrupted
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "tlzoo.plugins.data_sources",
@@ -44,10 +53,36 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
     error: str | None = None
     builtin: bool = False
+    warnings: list[str] = field(default_factory=list)
+    missing: bool = False  # named in TLZOO_PLUGINS, but no such plugin exists
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "version": self.version, "hooks": self.hooks,
-                "error": self.error, "builtin": self.builtin}
+                "error": self.error, "builtin": self.builtin, "warnings": self.warnings,
+                "missing": self.missing}
+
+    def record(self, message: str) -> None:
+        """Note a failure: the first one is the error, later ones are kept as warnings."""
+        if self.error is None:
+            self.error = message
+        elif message != self.error and message not in self.warnings:
+            self.warnings.append(message)
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the plugin called sys.exit({exc.code!r})"
+    if isinstance(exc, KeyboardInterrupt):
+        return "raised by the plugin"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else ""
+
+
+def describe(exc: BaseException, where: str = "") -> str:
+    """One line for what a plugin raised (``Type in where: message``), BaseExceptions included."""
+    detail = _detail(exc)
+    head = f"{type(exc).__name__} in {where}" if where else type(exc).__name__
+    return f"{head}: {detail}" if detail else head
 
 
 class _StepRunner:
@@ -63,6 +98,23 @@ def _allowed() -> set[str] | None:
     if raw is None:
         return None
     return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    try:
+        return list(metadata.entry_points(group="tlzoo"))
+    except Exception:  # a broken distribution's metadata must not break the tool
+        return []
+
+
+def unknown_allowed() -> dict[str, str]:
+    """Names in ``TLZOO_PLUGINS`` that are neither built-in nor installed -> a one-line explanation."""
+    allowed = _allowed()
+    if not allowed:
+        return {}
+    known = [_short(m) for m in BUILTIN_PLUGINS] + [ep.name for ep in _entry_points()]
+    return {name: f"TLZOO_PLUGINS names '{name}', which is no built-in or installed plugin.{suggest(name, known)}"
+            for name in sorted(allowed - set(known))}
 
 
 def _short(module_name: str) -> str:
@@ -84,19 +136,27 @@ class PluginManager:
         self.pm.register(_StepRunner(), name="tlzoo.step-runner")
         self.info: dict[str, PluginInfo] = {}
         allowed = _allowed()
-        for module_name in BUILTIN_PLUGINS if builtins else ():
-            name = _short(module_name)
-            if allowed is not None and name not in allowed:
-                continue
-            self._load(name, lambda m=module_name: importlib.import_module(m), _version(), True)
-        if load_entry_points:
-            for ep in metadata.entry_points(group="tlzoo"):
-                if allowed is not None and ep.name not in allowed:
+        with signals_raise_interrupted():  # so a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
+            for module_name in BUILTIN_PLUGINS if builtins else ():
+                name = _short(module_name)
+                if allowed is not None and name not in allowed:
                     continue
-                version = ep.dist.version if ep.dist is not None else None
-                self._load(ep.name, ep.load, version, False)
-        for plugin in extra or []:
-            self.register(plugin)
+                self._load(name, lambda m=module_name: importlib.import_module(m), _version(), True)
+            if load_entry_points:
+                for ep in _entry_points():
+                    if allowed is not None and ep.name not in allowed:
+                        continue
+                    if ep.name in self.info:  # an entry point may not replace a built-in plugin
+                        self.info[ep.name].warnings.append(
+                            f"an installed plugin '{ep.value}' has the same name and was not loaded")
+                        continue
+                    version = ep.dist.version if ep.dist is not None else None
+                    self._load(ep.name, ep.load, version, False)
+            for plugin in extra or []:
+                self.register(plugin)
+        if builtins and load_entry_points:
+            for name, why in unknown_allowed().items():
+                self.info[name] = PluginInfo(name=name, version=None, error=why, missing=True)
 
     def _load(self, name: str, loader: Any, version: str | None, builtin: bool) -> None:
         info = PluginInfo(name=name, version=version, builtin=builtin)
@@ -104,8 +164,10 @@ class PluginManager:
         try:
             plugin = loader()
             self.pm.register(plugin, name=name)
-        except Exception as exc:  # a broken plugin must not break the tool
-            info.error = f"{type(exc).__name__}: {exc}"
+        except Interrupted:  # the user pressed Ctrl-C (or sent SIGTERM): stop, do not blame the plugin
+            raise
+        except BaseException as exc:  # a broken plugin (even one calling sys.exit) must not break the tool
+            info.error = describe(exc)
             return
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
 
@@ -114,25 +176,57 @@ class PluginManager:
         name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
         self._load(name, lambda: plugin, None, False)
 
-    def call_register(self, hook: str, make_register: Any) -> None:
-        """Call a registration hook plugin by plugin, recording failures per plugin.
+    def call_register(self, hook: str, make_register: Callable[[str], Any]) -> None:
+        """Call a registration hook plugin by plugin, built-ins first, recording failures per plugin.
 
-        ``make_register(plugin_name)`` returns the callback handed to that plugin, so
-        whatever it registers is labelled with the plugin it came from.
+        ``make_register(plugin_name)`` returns the value handed to that plugin (the hook's
+        only argument), so whatever it registers is labelled with the plugin it came from.
+        A failure, ``TlzooError`` and ``SystemExit`` included, is recorded against the
+        plugin; the other plugins still register.
         """
         caller = getattr(self.pm.hook, hook)
-        for impl in caller.get_hookimpls():
-            current = impl.plugin_name
-            try:
-                impl.function(make_register(current))
-            except Exception as exc:
-                from .errors import TlzooError
-
-                if isinstance(exc, TlzooError):
+        impls = caller.get_hookimpls()
+        impls.sort(key=lambda impl: not (self.info.get(impl.plugin_name) or PluginInfo("", None)).builtin)
+        with signals_raise_interrupted():
+            for impl in impls:
+                current = impl.plugin_name
+                try:
+                    value = make_register(current)
+                    impl.function(**{arg: value for arg in impl.argnames})
+                except Interrupted:
                     raise
-                info = self.info.get(current)
-                if info is not None and info.error is None:
-                    info.error = f"{type(exc).__name__} in {hook}: {exc}"
+                except BaseException as exc:
+                    self.record(current, describe(exc, hook))
+
+    def record(self, plugin: str, message: str, warning: bool = False) -> None:
+        """Note a problem against a plugin, for ``tl plugins``."""
+        info = self.info.setdefault(plugin, PluginInfo(name=plugin, version=None))
+        if warning:
+            if message not in info.warnings:
+                info.warnings.append(message)
+        else:
+            info.record(message)
+
+    def is_builtin(self, plugin: str) -> bool:
+        info = self.info.get(plugin)
+        return bool(info and info.builtin)
+
+    def plugin_of_traceback(self, tb: types.TracebackType | None) -> str | None:
+        """The plugin owning the innermost frame of ``tb`` that belongs to any plugin, or None."""
+        modules: dict[str, str] = {}
+        for name, plugin in self.pm.list_name_plugin():
+            if name not in self.info or plugin is None:
+                continue
+            module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
+            modules[module] = name
+        found = None
+        while tb is not None:
+            module = tb.tb_frame.f_globals.get("__name__", "")
+            for prefix, name in modules.items():
+                if module == prefix or module.startswith(prefix + "."):
+                    found = name
+            tb = tb.tb_next
+        return found
 
     def plugins(self) -> list[PluginInfo]:
         return list(self.info.values())

@@ -4,6 +4,12 @@ Each step is one short method named after the step; each reads what earlier step
 produced and adds its own.  Steps run through the ``tlzoo_run_step`` hook, so a plugin
 can wrap any of them (``@hookimpl(wrapper=True)``).  The run directory is written as
 ``<out>.incomplete`` and renamed to ``<out>`` only once every artifact is in place.
+
+Whatever stops a run (bad input, a bug, Ctrl-C, SIGTERM) leaves nothing half-written:
+the ``.incomplete`` folder is removed unless it holds a checkpoint (then
+``tl run --resume OUT`` continues it).  The exception leaving ``execute`` carries
+``tlzoo_step``, ``tlzoo_plugin`` and, for a kept folder, ``tlzoo_resume`` for the CLI's
+one-line message.  ``<out>.lock`` (a flock) keeps a second run off the same ``--out``.
 """
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from .data import LabelEncoder, Splits, check_labels, stratified_limit, stratifi
 from .errors import TlzooError
 from .checkpoint import Checkpointer, incomplete_dir
 from .features import FeatureCache, extract
+from .lifecycle import RunLock, os_error_message
 from .interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, Head, Plan, Strategy
 from .loaders import example_loader
 from .metrics import classification_report
@@ -83,6 +90,8 @@ class Run:
         self.resume_from: Path | None = None  # an interrupted run's .incomplete folder (Engine.resume)
         self.checkpointer: Checkpointer
         self.resume_state: dict[str, Any] | None = None
+        self.lock: RunLock | None = None  # held from import_libraries until execute returns
+        self.step = ""  # the step running now, named in the message of an unexpected error
         # filled in by the steps, in order
         self.factory: BackboneFactory
         self.model_name: str
@@ -110,23 +119,74 @@ class Run:
         started = time.perf_counter()
         try:
             for i, step in enumerate(STEPS, 1):
+                self.step = step
                 self.log(f"[{i:>2}/12] {step.replace('_', ' ')}")
                 self.zoo.plugins.pm.hook.tlzoo_run_step(step=step, run=self)
-        except TlzooError:
-            if getattr(self, "dir", None) is not None and self.dir.exists() and self.resume_from is None:
-                shutil.rmtree(self.dir, ignore_errors=True)  # nothing half-written left behind
-            raise
-        self.metrics["seconds"] = round(time.perf_counter() - started, 2)
-        artifacts.write_json(self.dir / "metrics.json", self.metrics)
-        from .report import write_report_safely  # report.html + README.md; a failure only warns
+            self.step = "finish"
+            self.metrics["seconds"] = round(time.perf_counter() - started, 2)
+            artifacts.write_json(self.dir / "metrics.json", self.metrics)
+            from .report import write_report_safely  # report.html + README.md; a failure only warns
 
-        write_report_safely(self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)),
-                            self.final_dir)
-        self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
-        self.dir.rename(self.final_dir)
+            write_report_safely(self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)),
+                                self.final_dir)
+            self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
+            self.dir.rename(self.final_dir)
+        except BaseException as exc:  # any error, Ctrl-C or SIGTERM: nothing half-written stays
+            self._after_failure(exc)
+            raise
+        finally:
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
         self.log(f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
                  f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}")
         return RunResult(self.final_dir, self.metrics)
+
+    def _after_failure(self, exc: BaseException) -> None:
+        """Remove an unresumable run folder; label the exception with the step, plugin and resume hint."""
+        folder: Path | None = getattr(self, "dir", None)
+        resume = None
+        if folder is not None and folder.exists():
+            (folder / "checkpoint.pt.tmp").unlink(missing_ok=True)
+            if self.resume_from is not None or (folder / "checkpoint.pt").is_file():
+                resume = str(self.final_dir)  # trained epochs are worth keeping: `tl run --resume` continues
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+        if isinstance(exc, OSError) and not exc.filename and folder is not None:
+            exc.filename = str(self.final_dir)  # a failed write() knows no file name: name the run
+        labels = {"tlzoo_step": self.step, "tlzoo_plugin": self._plugin_of(exc), "tlzoo_resume": resume}
+        for key, value in labels.items():
+            if getattr(exc, key, None) is None:
+                try:
+                    setattr(exc, key, value)
+                except (AttributeError, TypeError):  # an exception type without a __dict__
+                    break
+
+    def _plugin_of(self, exc: BaseException) -> str | None:
+        """The plugin whose code raised (innermost plugin frame), else the run's backbone plugin."""
+        name = self.zoo.plugins.plugin_of_traceback(exc.__traceback__)
+        if name is None and getattr(self, "factory", None) is not None:
+            name = self.factory.plugin or self.factory.name
+        return name
+
+    def _prepare_out(self, out: Path) -> None:
+        """Check ``--out`` before any work, and lock it: one line for every way it can be unusable."""
+        if out.exists() and not out.is_dir():
+            raise TlzooError(f"--out '{out}' is an existing file; choose a folder path for the run.")
+        parent = out.parent
+        ancestor = parent
+        while not ancestor.exists() and ancestor != ancestor.parent:
+            ancestor = ancestor.parent
+        if ancestor.exists() and not ancestor.is_dir():
+            raise TlzooError(f"--out '{out}' is inside '{ancestor}', which is a file; choose a folder path.")
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            self.lock = RunLock(out).acquire()
+        except OSError as exc:
+            message = os_error_message(exc, parent)
+            if message is None:
+                raise
+            raise TlzooError(f"Cannot use --out '{out}': {message}") from None
 
     # ------------------------------------------------------------------ 1
     def import_libraries(self) -> None:
@@ -134,6 +194,7 @@ class Run:
         cfg = self.config
         if not cfg.data.path:
             raise TlzooError("No data given; pass --data PATH (a CSV/JSONL of texts or a folder of images).")
+        cfg.validate()  # ranges and cross-key rules, before any data is read
         self.factory, self.model_name = self.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)
         head_cls = self.zoo.heads.get(cfg.head.name)
         self.head = head_cls(**cfg.head.params)
@@ -147,9 +208,12 @@ class Run:
                 raise TlzooError(f"train.{key} must be 0 or more, got {getattr(cfg.train, key)}.")
         if cfg.train.num_workers < 0:
             raise TlzooError(f"train.num_workers must be 0 or more, got {cfg.train.num_workers}.")
+        self.cache.tidy()  # feature folders of extractions killed earlier
         if self.resume_from is not None:  # continue in the interrupted run's own folder
+            final = self.resume_from.with_name(self.resume_from.name[: -len(".incomplete")])
+            self._prepare_out(final)
             self.dir = self.resume_from
-            self.final_dir = self.dir.with_name(self.dir.name[: -len(".incomplete")])
+            self.final_dir = final
             self.checkpointer = Checkpointer(self.dir)
             self.resume_state = self.checkpointer.load()
             where = (f"phase {self.resume_state['phase']} epoch {self.resume_state['epoch']}" if self.resume_state
@@ -157,6 +221,7 @@ class Run:
             self.log(f"  resuming {self.dir} from {where}")
             return
         out = Path(cfg.out) if cfg.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.factory.name}"
+        self._prepare_out(out)
         if out.exists() and any(out.iterdir()):
             raise TlzooError(f"Output folder '{out}' already exists and is not empty; choose another --out or remove it.")
         self.final_dir = out
@@ -164,9 +229,15 @@ class Run:
         if (interrupted / "checkpoint.pt").is_file():  # never throw away trained epochs silently
             raise TlzooError(f"An interrupted run with saved epochs is in '{interrupted}'; continue it with "
                              f"`tl run --resume {out}`, or remove that folder to start over.")
-        self.dir = interrupted
-        shutil.rmtree(self.dir, ignore_errors=True)
-        self.dir.mkdir(parents=True)
+        shutil.rmtree(interrupted, ignore_errors=True)  # an unresumable leftover (a SIGKILLed run)
+        try:
+            interrupted.mkdir(parents=True)
+        except OSError as exc:
+            message = os_error_message(exc, interrupted)
+            if message is None:
+                raise
+            raise TlzooError(f"Cannot use --out '{out}': {message}") from None
+        self.dir = interrupted  # from here on, a failure removes it (see _after_failure)
         if out.exists():
             out.rmdir()
         (self.dir / "config.toml").write_text(self.config.to_toml())

@@ -2,14 +2,19 @@
 
 ``Zoo`` is what the runner and the CLI ask for "the backbone called X", "the head
 called Y": it answers or raises a one-line error with the closest known names.
+
+A plugin cannot break it: a name registered twice keeps the first (built-ins register
+first) and the clash is a warning of the later plugin; a data source whose
+``can_load`` raises is skipped and the error recorded against its plugin.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from .errors import TlzooError, suggest
 from .interfaces import BackboneFactory, DataSource, Head, Pretrainer, Strategy
-from .plugins import PluginManager
+from .plugins import PluginManager, describe
 from .registry import CatalogueEntry, Registry, load_catalogue
 
 
@@ -22,24 +27,27 @@ class Zoo:
         self.data_sources: list[DataSource] = []
         self.pretrainers: Registry[Pretrainer] = Registry("pretrainer", "tl pretrain --help")
         self.catalogue: list[CatalogueEntry] = load_catalogue()
+        self.source_plugin: dict[int, str] = {}  # id(data source) -> the plugin that registered it
 
         def backbone(plugin: str) -> Any:
             def register(factory: BackboneFactory) -> None:
+                if self._clash(self.backbones, factory.name, plugin):
+                    return
                 factory.plugin = plugin
                 self.backbones.add(factory.name, factory, plugin)
             return register
 
         def head(plugin: str) -> Any:
-            return lambda cls: self.heads.add(cls.name, cls, plugin)
+            return lambda cls: self._add(self.heads, cls.name, cls, plugin)
 
         def strategy(plugin: str) -> Any:
-            return lambda s: self.strategies.add(s.name, s, plugin)
+            return lambda s: self._add(self.strategies, s.name, s, plugin)
 
         def source(plugin: str) -> Any:
-            return self.data_sources.append
+            return lambda s: self.data_sources.append(self._guard_source(s, plugin))
 
         def pretrainer(plugin: str) -> Any:
-            return lambda p: self.pretrainers.add(p.name, p, plugin)
+            return lambda p: self._add(self.pretrainers, p.name, p, plugin)
 
         pm = self.plugins
         pm.call_register("tlzoo_register_backbones", backbone)
@@ -47,6 +55,49 @@ class Zoo:
         pm.call_register("tlzoo_register_strategies", strategy)
         pm.call_register("tlzoo_register_data_sources", source)
         pm.call_register("tlzoo_register_pretrainers", pretrainer)
+
+    # ------------------------------------------------------------ registration guards
+    def _clash(self, registry: Registry[Any], name: str, plugin: str) -> bool:
+        """Whether ``name`` is taken; if so the first owner keeps it and ``plugin`` gets a warning."""
+        if name not in registry:
+            return False
+        owner = registry.owner.get(name, "")
+        kind = "built-in plugin" if self.plugins.is_builtin(owner) else "plugin"
+        self.plugins.record(plugin, f"{registry.kind} '{name}' is already registered by {kind} '{owner}'; "
+                                    "this one is ignored", warning=True)
+        return True
+
+    def _add(self, registry: Registry[Any], name: str, item: Any, plugin: str) -> None:
+        if not self._clash(registry, name, plugin):
+            registry.add(name, item, plugin)
+
+    def _guard_source(self, source: DataSource, plugin: str) -> DataSource:
+        """Make ``source.can_load`` answer False (and record the error) instead of raising."""
+        self.source_plugin[id(source)] = plugin
+        can_load = source.can_load
+        if getattr(can_load, "_tlzoo_guarded", False):
+            return source
+
+        @functools.wraps(can_load)
+        def guarded(location: str) -> bool:
+            try:
+                return bool(can_load(location))
+            except Exception as exc:
+                self.plugins.record(plugin, f"data source '{getattr(source, 'name', '?')}': can_load raised "
+                                            f"{describe(exc)}; the source is skipped")
+                return False
+
+        guarded._tlzoo_guarded = True  # type: ignore[attr-defined]
+        try:
+            source.can_load = guarded  # type: ignore[method-assign]
+        except (AttributeError, TypeError):  # a source with __slots__: keep it unguarded
+            pass
+        return source
+
+    def check_data_sources(self) -> None:
+        """Ask every data source about its own name, so ``tl plugins`` shows a ``can_load`` that raises."""
+        for s in self.data_sources:
+            s.can_load(s.name)
 
     # ------------------------------------------------------------ look-ups
     def entry(self, name: str) -> CatalogueEntry | None:
@@ -60,13 +111,19 @@ class Zoo:
             factory = self.backbones.get(plugin)
         else:
             entry = self.entry(plugin)
+            failed = self._failed(plugin)
+            if entry is None and failed:
+                raise TlzooError(f"plugin '{plugin}' failed to load: {failed}; see `tl plugins`.")
             if entry is None:
                 known = list(self.backbones) + [e.name for e in self.catalogue]
                 raise TlzooError(f"Unknown plugin or model '{plugin}'.{suggest(plugin, known)} See `tl list`.")
             if entry.plugin not in self.backbones:
-                err = self.plugins.info.get(entry.plugin)
-                why = f" It failed to load: {err.error}" if err and err.error else " It is not loaded (check TLZOO_PLUGINS)."
-                raise TlzooError(f"Model '{plugin}' needs the '{entry.plugin}' plugin.{why}")
+                failed = self._failed(entry.plugin)
+                if failed:
+                    raise TlzooError(f"Model '{plugin}' needs the '{entry.plugin}' plugin, which failed to load: "
+                                     f"{failed}; see `tl plugins`.")
+                raise TlzooError(f"Model '{plugin}' needs the '{entry.plugin}' plugin. It is not loaded "
+                                 "(check TLZOO_PLUGINS).")
             factory = self.backbones.get(entry.plugin)
             if model and model != plugin:
                 raise TlzooError(f"--plugin {plugin} already names a model; drop --model {model} or use --plugin {entry.plugin}.")
@@ -79,6 +136,11 @@ class Zoo:
             )
         return factory, model
 
+    def _failed(self, plugin: str) -> str | None:
+        """The recorded error of a plugin that exists but failed, else None."""
+        info = self.plugins.info.get(plugin)
+        return info.error if info is not None and info.error and not info.missing else None
+
     def data_source_for(self, location: str, modality: str) -> DataSource:
         candidates = [s for s in self.data_sources if s.can_load(location)]
         fitting = [s for s in candidates if s.modality in ("", modality)]
@@ -87,7 +149,8 @@ class Zoo:
         if candidates:
             raise TlzooError(
                 f"Data '{location}' looks like {candidates[0].modality} data but the backbone is {modality}; "
-                f"choose a {modality} plugin (see `tl list --modality {candidates[0].modality}`)."
+                f"choose a {candidates[0].modality} plugin (see `tl list --modality {candidates[0].modality}`), "
+                f"or pass {'images' if modality == 'vision' else 'texts'} for this one."
             )
         import os
 
