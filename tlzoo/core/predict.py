@@ -92,8 +92,8 @@ class Predictor:
             else:
                 head = zoo.heads.get(desc["head"]["name"])(**desc["head"]["params"])
                 head.load_state({k: v.numpy() for k, v in head_state.items()})
-        except TlzooError:
-            raise
+        except TlzooError as exc:  # e.g. parameters the head does not take: the description is at fault
+            raise damaged(desc_path, f"head: {str(exc).rstrip('.')}") from None
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
             raise damaged(desc_path, f"the head does not rebuild: {type(exc).__name__}: {first_line(exc)}") from None
         return cls(backbone.eval(), head, classes, kind)
