@@ -217,6 +217,28 @@ def test_run_on_pretrained_folder_keeps_a_copy_and_predict_agrees(w2v_run: Path,
         assert all(abs(g["probabilities"][c] - float(r[f"p_{c}"])) < 1e-4 for c in classes)
 
 
+def test_pickle_detection_by_content(tmp_path: Path) -> None:
+    from safetensors.numpy import save_file
+
+    from tlzoo.plugins.vector_files import pickle_kind
+
+    marker = tmp_path / "never"
+    assert "protocol 4" in pickle_kind(plant(tmp_path / "a.txt", marker))
+    assert "protocol 2" in pickle_kind(plant(tmp_path / "b.vec", marker, "p2"))
+    assert "zip" in pickle_kind(plant(tmp_path / "c.bin", marker, "torch"))
+    assert pickle_kind(plant(tmp_path / "d.kv", marker, "p0"))  # no magic number: the suffix decides
+    # a safetensors header of 0x280 bytes starts with 80 02, like a protocol-2 pickle: still not one
+    path = tmp_path / "vectors.safetensors"
+    for pad in range(300, 1500):
+        save_file({"vectors": np.zeros((2, 3), np.float32)}, str(path), metadata={"pad": "x" * pad})
+        if path.read_bytes()[:2] == b"\x80\x02":
+            break
+    assert path.read_bytes()[:2] == b"\x80\x02" and pickle_kind(path) is None
+    (tmp_path / "w.vec").write_text("1 2\nfilm 0.5 0.25\n")
+    assert pickle_kind(tmp_path / "w.vec") is None
+    assert not marker.exists()
+
+
 # --------------------------------------------------------------------------- --weights
 @pytest.mark.parametrize("plugin,name,how", [
     ("word2vec", "evil.kv", "pickle"),

@@ -84,8 +84,10 @@ def pickle_kind(path: Path) -> str | None:
     ``data.pkl``.  Older protocols have no magic number, hence the suffix list too."""
     try:
         with path.open("rb") as f:
-            head = f.read(4)
+            head = f.read(9)
     except OSError:
+        return None
+    if head[8:9] == b"{":  # safetensors: an 8-byte header length (its first byte may be 0x80), then JSON
         return None
     if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
         return f"a Python pickle (protocol {head[1]})"
