@@ -17,6 +17,7 @@ import pickle
 import random
 import shutil
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ def refused(res: Any, fragment: str = "") -> str:
 
 
 @pytest.fixture
-def marker(tmp_path: Path) -> Path:
+def marker(tmp_path: Path) -> Iterator[Path]:
     m = tmp_path / "PWNED"
     yield m
     assert not m.exists(), "a pickle was loaded: its __reduce__ ran"
@@ -181,7 +182,6 @@ def test_saved_vectors_rebuild_exactly_what_gensim_computed(tmp_path: Path, corp
             assert unseen not in model.wv.key_to_index
             assert np.array_equal(kv.get_vector(unseen), model.wv.get_vector(unseen)), unseen
         assert np.array_equal(kv.vectors_ngrams, model.wv.vectors_ngrams)
-        kv.adjust_vectors  # noqa: B018  (still a FastTextKeyedVectors)
         assert (kv.min_n, kv.max_n, kv.bucket) == (2, 4, 3000)
     assert np.allclose(kv.most_similar("funny", topn=3)[0][1], model.wv.most_similar("funny", topn=3)[0][1])
 
