@@ -40,6 +40,7 @@ HUB_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "10"}
 OFFLINE_HINT = "tlzoo is offline: --offline, TLZOO_OFFLINE or HF_HUB_OFFLINE is set"
 
 _probes: dict[str, tuple[float, str]] = {}  # "scheme://host:port" -> (when, "" if it answered else why not)
+_pending: dict[str, tuple[threading.Thread, list[str], float]] = {}  # probes started by probe_soon
 _lock = threading.Lock()
 
 
@@ -105,23 +106,20 @@ def endpoint() -> str:
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
 
 
-def unreachable(url: str = "") -> str:
-    """Why ``url``'s host cannot be used now ('' when it answered); probes it at most once a minute.
-
-    Any HTTP answer, even an error status or a TLS certificate complaint, proves the host
-    (or the proxy in front of it) answers; no answer within PROBE_TIMEOUT_S, a DNS failure
-    or a refused connection does not.  The probe runs in a daemon thread so that a slow
-    DNS lookup cannot hold the caller longer than the timeout either."""
-    if offline():
-        return OFFLINE_HINT
+def _host(url: str) -> str:
+    """'scheme://host:port' of an http(s) URL ('' for anything else: nothing to probe)."""
     parts = urlsplit(url or endpoint())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        return ""  # not a network address: nothing to probe
-    host = f"{parts.scheme}://{parts.netloc}"
-    with _lock:
-        seen = _probes.get(host)
-        if seen is not None and time.monotonic() - seen[0] < PROBE_MEMORY_S:
-            return seen[1]
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
+
+
+def _fresh(host: str) -> str | None:
+    """The remembered verdict on ``host``, if recent (call with _lock held)."""
+    seen = _probes.get(host)
+    return seen[1] if seen is not None and time.monotonic() - seen[0] < PROBE_MEMORY_S else None
+
+
+def _start_probe(host: str) -> tuple[threading.Thread, list[str], float]:
+    """Ask ``host`` for any HTTP answer in a daemon thread (a slow DNS lookup cannot hold the caller)."""
     verdict = [f"{host} did not answer within {PROBE_TIMEOUT_S:g} s"]
 
     def probe() -> None:
@@ -148,7 +146,39 @@ def unreachable(url: str = "") -> str:
 
     thread = threading.Thread(target=probe, name="tlzoo-hub-probe", daemon=True)
     thread.start()
-    thread.join(PROBE_TIMEOUT_S + 1.0)
+    return thread, verdict, time.monotonic()
+
+
+def probe_soon(url: str = "") -> None:
+    """Start probing ``url``'s host now, so the verdict is ready when the hub call comes.
+
+    For callers that know the hub will be needed before their slow imports (timm,
+    transformers, torchvision); nothing happens offline."""
+    host = "" if offline() else _host(url)
+    if not host:
+        return
+    with _lock:
+        if _fresh(host) is None and host not in _pending:
+            _pending[host] = _start_probe(host)
+
+
+def unreachable(url: str = "") -> str:
+    """Why ``url``'s host cannot be used now ('' when it answered); probes it at most once a minute.
+
+    Any HTTP answer, even an error status or a TLS certificate complaint, proves the host
+    (or the proxy in front of it) answers; no answer within PROBE_TIMEOUT_S, a DNS failure
+    or a refused connection does not."""
+    if offline():
+        return OFFLINE_HINT
+    host = _host(url)
+    if not host:
+        return ""
+    with _lock:
+        known = _fresh(host)
+        if known is not None:
+            return known
+        thread, verdict, started = _pending.pop(host, None) or _start_probe(host)
+    thread.join(max(0.0, started + PROBE_TIMEOUT_S + 1.0 - time.monotonic()))
     why = verdict[0]
     with _lock:
         _probes[host] = (time.monotonic(), why)

@@ -107,11 +107,6 @@ class TransformerBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
-        from transformers import AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
         opts = request.options
         unknown = sorted(set(opts) - OPTIONS)
         if unknown:
@@ -129,6 +124,13 @@ class TransformerBackbone(Backbone):
             raise TlzooError(f"model.max_length must be at least 2, got {self.max_length}.")
         source, description = resolve_source(request.model, request.weights, request.pretrained)
         local = os.path.isdir(source)  # a folder never needs the hub; a hub id only while the hub answers
+        if not local:
+            network.probe_soon()  # the hub's answer (or silence) arrives while transformers loads
+        from transformers import AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
         access = _nothing() if local else network.hub_access()
         with access as why:
             kwargs: dict[str, Any] = {"local_files_only": local or bool(why)}

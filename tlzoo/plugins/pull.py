@@ -38,11 +38,16 @@ def pull_weights(name: str) -> str:
     if model == "lenet5":
         raise TlzooError("lenet5 has no pretrained weights anywhere; train it with --no-pretrained.")
     entry = next(e for e in load_catalogue() if e.name == model)
-    if network.offline() and not any(w.startswith("package:") for w in entry.weights):
+    packaged = any(w.startswith("package:") for w in entry.weights)
+    if network.offline() and not packaged:
         # refused before torch or timm load: offline, only a weights package could serve it
-        raise TlzooError(f"`tl pull {model}` downloads from the hub, but {network.OFFLINE_HINT}; run it without "
-                         f"--offline on a machine that is online and copy $TLZOO_HOME/weights/{model}.safetensors "
-                         "(+ .json) here, or pass --weights FILE.")
+        raise TlzooError(f"`tl pull {model}` needs the network (the weights are on the hub), but "
+                         f"{network.OFFLINE_HINT}; run it on a machine that is online and copy "
+                         f"$TLZOO_HOME/weights/{model}.safetensors (+ .json) here, or pass --weights FILE.")
+    if not packaged:  # the hub's answer (or silence) arrives while torch and timm load
+        kind, _, where = next((w for w in entry.weights if w.startswith(("hub:", "url:"))), ":").partition(":")
+        if kind:
+            network.probe_soon(network.endpoint() if kind == "hub" else where)
     if model in TORCHVISION:
         from .torchvision_models import pull
 

@@ -27,7 +27,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
 from .images import ImageBackbone
-from .vision_weights import Loaded, missing_weights, obtain, save_to_cache
+from .vision_weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
 
 
 def _lite0_package() -> str | None:
@@ -169,10 +169,11 @@ class TimmBackbone(ImageBackbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
+        variant = VARIANTS[request.model]
+        probe_early(request.model, request.weights, request.pretrained, variant.package)
         import timm
 
         self.name = request.model
-        variant = VARIANTS[request.model]
         self.family, self.arch = variant.family, variant.arch
         model = timm.create_model(variant.arch, pretrained=False)
         self.weights_source, cfg = obtain(
@@ -226,26 +227,24 @@ def _from_hub(arch: str, name: str) -> Loaded:
 
 def pull(name: str) -> str:
     """Download (or copy from its package) ``name``'s weights into tlzoo's weights cache."""
+    variant = VARIANTS[name]
+    path = variant.package() if variant.package else None
+    if not path:  # the hub, then: refuse before the slow timm import when it does not answer
+        why = network.unreachable(hub_url(name) or network.endpoint())
+        if why:
+            raise network_refusal(name, why)
     import timm
 
-    variant = VARIANTS[name]
-    model = timm.create_model(variant.arch, pretrained=False)
-    path = variant.package() if variant.package else None
     if path:
         from pathlib import Path
 
         from .vision_weights import load_into, read_state
 
+        model = timm.create_model(variant.arch, pretrained=False)
         load_into(model, read_state(Path(path))[0], path, by_order=variant.by_order)
         found = Loaded(model.state_dict(), f"package {variant.package_name}",
                        dict(variant.package_config or model.pretrained_cfg))
     else:
-        from timm.models import get_pretrained_cfg
-
-        cfg = get_pretrained_cfg(variant.arch)
-        why = network.unreachable(network.endpoint() if cfg is None or cfg.hf_hub_id else (cfg.url or ""))
-        if why:
-            raise network_refusal(name, why)
         try:
             found = _from_hub(variant.arch, name)
         except TlzooError:
@@ -258,8 +257,9 @@ def pull(name: str) -> str:
 
 def network_refusal(name: str, why: str) -> TlzooError:
     """`tl pull NAME` cannot work: the weights are on the hub and the hub is out of reach."""
-    return TlzooError(f"`tl pull {name}` downloads from the hub, but {why}; run it on a machine that is online "
-                      f"and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or pass --weights FILE.")
+    return TlzooError(f"`tl pull {name}` needs the network (the weights are on the hub), but {why}; run it on a "
+                      f"machine that is online and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or "
+                      "pass --weights FILE.")
 
 
 def _create(request: BackboneRequest) -> Backbone:

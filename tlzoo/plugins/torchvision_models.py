@@ -19,7 +19,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
 
 from .images import ImageBackbone
-from .vision_weights import Loaded, missing_weights, obtain, save_to_cache
+from .vision_weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
 
@@ -68,6 +68,7 @@ class TorchvisionBackbone(ImageBackbone):
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
         self.name = request.model
+        probe_early(request.model, request.weights, request.pretrained)  # torchvision's import is slow
         model = _build(request.model)
         self.weights_source, cfg = obtain(model, request.model, request.weights, request.pretrained,
                                           hub=lambda: _from_hub(request.model), adapt=_drop_aux)

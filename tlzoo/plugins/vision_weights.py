@@ -45,6 +45,33 @@ class Loaded:
     config: dict[str, Any] | None = None  # a timm pretrained_cfg (mean, std, input_size, ...)
 
 
+def hub_url(model: str) -> str:
+    """Where the catalogue says ``model``'s weights are downloaded from ('' if nowhere)."""
+    from tlzoo.core.registry import load_catalogue
+
+    entry = next((e for e in load_catalogue() if e.name == model), None)
+    for source in entry.weights if entry else []:
+        kind, _, where = source.partition(":")
+        if kind == "hub":
+            return network.endpoint()
+        if kind == "url":
+            return where
+    return ""
+
+
+def probe_early(model: str, weights: str | None, pretrained: bool,
+                package: Callable[[], str | None] | None = None) -> None:
+    """When the weights can only come from the hub, start asking it now, while timm or
+    torchvision is still being imported (the answer, or the lack of one, is then ready)."""
+    if weights or not pretrained or network.offline() or cache_file(model).is_file():
+        return
+    if package is not None and package():
+        return
+    url = hub_url(model)
+    if url:
+        network.probe_soon(url)
+
+
 def cache_file(model: str) -> Path:
     return tlzoo_home() / "weights" / f"{model}.safetensors"
 
