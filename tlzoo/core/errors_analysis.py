@@ -48,16 +48,21 @@ def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
     path = Path(run_dir) / "predictions.csv"
     if not path.is_file():
         raise TlzooError(f"'{run_dir}' has no predictions.csv; pass the --out folder of a finished `tl run`.")
-    with path.open(newline="", encoding="utf-8") as f:
-        reader = csv.DictReader(f)
-        header = reader.fieldnames or []
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise TlzooError(f"{path} cannot be read ({exc}); rerun `tl run` to write it again.") from None
     if "true" not in header:
         raise TlzooError(f"{path} has no 'true' column, so nothing says which predictions are wrong; "
                          "it was not written by `tl run`.")
     classes = [h[2:] for h in header if h.startswith("p_")]
     out = []
     for r in rows:
+        if not r.get("true") or not r.get("predicted"):
+            continue  # a blank or cut-off line
         p_true = _float(r.get(f"p_{r['true']}"), 0.0)
         p_pred = _float(r.get("probability"), _float(r.get(f"p_{r['predicted']}"), 0.0))
         loss = _float(r.get("loss"), -math.log(max(p_true, MIN_P)))

@@ -82,7 +82,10 @@ def load_run(run_dir: str | Path, location: str | Path | None = None) -> RunFile
         raise TlzooError(f"{metrics_path} has no test results; rerun `tl run` to write them.")
     files = RunFiles(folder=folder, location=str(location or folder), metrics=metrics)
     if (folder / "model.json").is_file():
-        files.model = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        try:
+            files.model = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            files.model = {}  # the page still shows the results; the model sections say "?"
     if (folder / "config.toml").is_file():
         files.config_text = (folder / "config.toml").read_text(encoding="utf-8")
         try:
@@ -371,7 +374,7 @@ def thumbnail(example: Any, size: int = THUMB) -> bytes | None:
                 lo, hi = float(arr.min()), float(arr.max())
                 arr = (255 * (arr - lo) / max(1e-8, hi - lo)).round().astype(np.uint8)
             img = Image.fromarray(arr)
-    except (OSError, ValueError, TypeError):
+    except Exception:  # noqa: BLE001 - unreadable, damaged or oversized: the page says no preview
         return None
     if img.mode not in ("RGB", "L"):
         img = img.convert("RGBA").convert("RGB") if "A" in img.mode or img.mode == "P" else img.convert("RGB")
