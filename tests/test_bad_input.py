@@ -222,6 +222,12 @@ def test_bad_numbers_are_refused_before_any_work(run_cli: Any, tmp_path: Path, t
     assert_clean_error(_bert_run(run_cli, tiny_bert_dir, text_csv, out, *args), fragment, out)
 
 
+def test_pretrain_with_a_negative_limit(run_cli: Any, tmp_path: Path, text_csv: Path) -> None:
+    out = tmp_path / "vectors"
+    res = run_cli("pretrain", "--plugin", "word2vec", "--corpus", text_csv, "--out", out, "--limit", "-5")
+    assert_clean_error(res, "--limit must be 0 (every text) or a positive number", out)
+
+
 def test_config_validate_catches_values_set_in_python() -> None:
     from tlzoo.core.config import RunConfig
 

@@ -239,6 +239,8 @@ def _labelled_texts(location: str, opts: CorpusOptions, zoo: Any) -> list[str] |
 def read_corpus(location: str, options: CorpusOptions | None = None, zoo: Any = None) -> list[str]:
     """The non-empty texts at ``location`` (see the module docstring), ``limit`` applied."""
     opts = options or CorpusOptions()
+    if opts.limit < 0:
+        raise TlzooError(f"--limit must be 0 (every text) or a positive number of texts, got {opts.limit}.")
     if not location:
         raise TlzooError("No corpus given; pass --corpus FILE|DIR (text, CSV, JSONL, folder of .txt) or a dataset name.")
     path = Path(location)
