@@ -403,10 +403,21 @@ def predict(run_dir: str, inputs: tuple[str, ...], input_file: str | None, as_js
     from tlzoo.core.predict import Predictor
 
     predictor = Predictor.load(run_dir)
+    from tlzoo.core.data import is_image_path
+
     if predictor.backbone.modality == "vision":
         missing = [i for i in items if not os.path.isfile(i)]
+        if missing and not is_image_path(missing[0]):
+            raise TlzooError(f"This run classifies images, and '{missing[0][:60]}' is not an image file; "
+                             "pass paths of image files (or use a run trained on text).")
         if missing:
             raise TlzooError(f"Image '{missing[0]}' does not exist; pass paths of image files.")
+    else:
+        images = [i for i in items if is_image_path(i) and os.path.isfile(i)]
+        if images:
+            raise TlzooError(f"This run classifies {predictor.backbone.modality}, and '{images[0]}' is an image "
+                             "file; pass the texts themselves (or --file with one text per line), or use a run "
+                             "trained with a vision plugin.")
     for row in predictor.predict(items):
         if as_json:
             click.echo(json.dumps(row))

@@ -251,6 +251,8 @@ class Run:
         cfg = self.config.data
         source = self.zoo.data_source_for(cfg.path, self.factory.modality)
         ds = source.load(cfg.path, DataOptions(cfg.text_column, cfg.label_column, cfg.encoding))
+        for note in ds.notes:  # rows dropped while reading, doubtful labels: never silent
+            self.log(f"  warning: {note}")
         check_labels(ds)
         full = len(ds)
         ds = stratified_limit(ds, cfg.limit, self.config.seed)
@@ -265,6 +267,8 @@ class Run:
         self.splits = stratified_split(self.dataset, cfg.val_fraction, cfg.test_fraction, self.config.seed)
         s = self.splits
         self.log(f"  train {len(s.train)} / validation {len(s.val)} / test {len(s.test)} (stratified, seed {self.config.seed})")
+        for note in s.notes:  # e.g. a class too small to reach the test set
+            self.log(f"  warning: {note}")
 
     # ------------------------------------------------------------------ 4
     def encode_labels(self) -> None:
