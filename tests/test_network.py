@@ -4,7 +4,7 @@
   ``socket.getaddrinfo`` are replaced by functions that record the call and raise;
   ``tl --offline ...`` runs in-process (click's CliRunner) for bert (the tiny random
   checkpoint and the packaged MiniLM default), efficientnet (packaged Lite0 weights),
-  resnet50 without weights, glove, ``tl predict`` and ``tl pull``, and the guard must
+  resnet50 without weights, glove, ``--data hf:NAME``, ``tl predict`` and ``tl pull``, and the guard must
   have recorded nothing.  The suite's own HF_HUB_OFFLINE is removed for these tests, so
   the flag alone (or TLZOO_OFFLINE) must switch everything offline.
 * Black hole: a TCP server on 127.0.0.1 accepts connections and never answers; the hub
@@ -53,7 +53,8 @@ def one_line_error(res: Any, *fragments: str) -> str:
 def online_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Undo the suite's HF_HUB_OFFLINE & co. (restored afterwards): only --offline may switch it."""
     for name in OFFLINE_VARS:
-        monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv(name, "0")  # recorded first, so what set_offline() writes is undone too
+        monkeypatch.delenv(name)
     for module_name, attrs in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
                                ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
         module = sys.modules.get(module_name)
@@ -129,6 +130,15 @@ def test_offline_glove_run(run_cli: Callable[..., Any], guard: list[tuple[str, s
     res = run_cli("--offline", "run", "--plugin", "glove", "--data", text_csv, "--limit", 60, "--epochs", 2,
                   "--out", tmp_path / "glove", "-q")
     assert res.exit_code == 0, res
+    assert guard == []
+
+
+def test_offline_hf_dataset_fails_at_once(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
+                                          tmp_path: Path) -> None:
+    """--data hf:NAME offline: the datasets cache only, so a dataset not in it is one line at once."""
+    res = run_cli("--offline", "run", "--plugin", "glove", "--data", "hf:rotten_tomatoes", "--out", tmp_path / "r",
+                  "-q")
+    one_line_error(res, "Could not load Hugging Face dataset 'rotten_tomatoes'", "offline", "save_to_disk")
     assert guard == []
 
 
