@@ -84,7 +84,8 @@ def configure_hub() -> None:
     download = sys.modules.get("huggingface_hub.file_download")
     if download is not None and hasattr(download, "_ETAG_RETRY_TIMEOUT"):
         # the retry after a failed HEAD waits up to 60 s per attempt; keep it to the download timeout
-        download._ETAG_RETRY_TIMEOUT = int(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or 10)
+        value = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "")
+        download._ETAG_RETRY_TIMEOUT = int(value) if value.isdigit() else 10
 
 
 def _patch_loaded(value: bool) -> dict[tuple[Any, str], Any]:
@@ -224,7 +225,8 @@ def hub_access(url: str = "") -> Iterator[str]:
     # torch.hub's urllib download sets no timeout; a stalled transfer then fails instead of hanging
     before = socket.getdefaulttimeout()
     if before is None:
-        socket.setdefaulttimeout(float(os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT") or 10))
+        value = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "")
+        socket.setdefaulttimeout(float(value) if value.isdigit() else 10.0)
     try:
         yield ""
     finally:

@@ -151,7 +151,9 @@ class TransformerBackbone(Backbone):
                                      "checkpoints; convert it in a session that trusts it with "
                                      "AutoModel.from_pretrained(ID).save_pretrained(FOLDER) and pass --weights "
                                      "FOLDER.") from None
-                raise _offline_error(request.model, source, why or f"{type(exc).__name__} from the hub") from None
+                first = (str(exc).splitlines() or [""])[0][:120]
+                raise _offline_error(request.model, source, why or f"{type(exc).__name__} from the hub: {first}") \
+                    from None
         # "tail" keeps the end of long texts (reviews often conclude there); special tokens stay in place
         self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
         self.source = source
