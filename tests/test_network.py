@@ -163,6 +163,33 @@ def test_offline_resnet50_without_weights_fails_at_once(run_cli: Callable[..., A
     assert not out.exists() and not Path(f"{out}.incomplete").exists()
 
 
+def test_offline_still_reads_the_hub_cache(guard: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    """Offline means "caches only", not "nothing": weights in the local hub cache still load, without a socket."""
+    import huggingface_hub.constants as hub_constants
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from tlzoo.plugins.timm_vision import _from_hub
+
+    monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    network.set_offline()
+    repo = timm.models.get_pretrained_cfg("resnet18").hf_hub_id
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    folder = tmp_path / "hub" / f"models--{repo.replace('/', '--')}"
+    (folder / "snapshots" / commit).mkdir(parents=True)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(commit)
+    torch.manual_seed(7)
+    state = {k: v.clone() for k, v in timm.create_model("resnet18").state_dict().items()}
+    save_file(state, str(folder / "snapshots" / commit / "model.safetensors"))
+    found = _from_hub("resnet18", "resnet18")
+    assert torch.equal(found.state["fc.weight"], state["fc.weight"])
+    assert repo in found.source
+    assert guard == []
+
+
 def test_offline_pull_refuses_at_once(run_cli: Callable[..., Any], guard: list[tuple[str, str]]) -> None:
     start = time.monotonic()
     res = run_cli("--offline", "pull", "resnet50")

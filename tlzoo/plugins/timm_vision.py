@@ -215,6 +215,8 @@ def _from_hub(arch: str, name: str) -> Loaded:
             cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)) if url else ""
             if not (cached and os.path.isfile(cached)):
                 raise missing_weights(name, package, why)
+        if why and cfg.hf_hub_id and not _in_hub_cache(cfg.hf_hub_id):  # nothing of the repo: no second model build
+            raise missing_weights(name, package, f"{why}; not in the local hub cache")
         try:
             hub = timm.create_model(arch, pretrained=True)
         except Exception:
@@ -223,6 +225,14 @@ def _from_hub(arch: str, name: str) -> Loaded:
             raise missing_weights(name, package, f"{why}; not in the local hub cache") from None
     where = f"hub {hub.pretrained_cfg.get('hf_hub_id') or hub.pretrained_cfg.get('url') or arch}"
     return Loaded(hub.state_dict(), where, dict(hub.pretrained_cfg))
+
+
+def _in_hub_cache(hf_hub_id: str) -> bool:
+    """Whether the local hub cache holds anything of the repository (its folder exists)."""
+    from huggingface_hub import constants
+
+    repo = hf_hub_id.split("@")[0]
+    return os.path.isdir(os.path.join(constants.HF_HUB_CACHE, f"models--{repo.replace('/', '--')}"))
 
 
 def pull(name: str) -> str:
