@@ -199,8 +199,11 @@ def test_offline_pull_refuses_at_once(run_cli: Callable[..., Any], guard: list[t
     assert guard == []
 
 
-def test_offline_pull_of_a_packaged_model_works(run_cli: Callable[..., Any], guard: list[tuple[str, str]]) -> None:
+def test_offline_pull_of_a_packaged_model_works(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
+                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline, `tl pull` still copies weights that an installed package ships."""
+    # its own home: the suite's shared TLZOO_HOME must keep preferring the packaged weights
+    monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
     res = run_cli("pull", "--offline", "efficientnet_lite0")
     assert res.exit_code == 0, res
     assert Path(res.stdout.strip()).is_file()

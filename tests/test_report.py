@@ -234,7 +234,9 @@ def test_report_refuses_a_folder_without_a_run(tmp_path: Path, run_cli: Callable
 
 
 # --------------------------------------------------------------------------- tl errors
-def test_tl_errors_lists_pairs_and_worst_examples(tmp_path: Path, run_cli: Callable[..., Any]) -> None:
+def test_tl_errors_lists_pairs_and_worst_examples(tmp_path: Path, run_cli: Callable[..., Any],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "160")  # the listing fits the terminal; make the width fixed
     run = make_run(tmp_path / "run")
     res = run_cli("errors", run, "--top", "3")
     assert res.exit_code == 0, res
