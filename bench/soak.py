@@ -77,10 +77,12 @@ def one_round(i: int, root: Path, env: dict[str, str], sig: str, delay: float, r
         problems.append(f"round {i} ({sig}): exit code {rc}: {err.strip()[-300:]}")
     incomplete = out.with_name(out.name + ".incomplete")
     outcome = "finished" if rc == 0 else f"stopped-{sig}" if rc > 0 else f"{sig}-during-start" if rc != -9 else "killed"
-    if rc == 0:
-        problems += check_finished(out)
-    elif out.exists():
-        problems.append(f"round {i} ({sig}): {out} exists although the run did not finish")
+    if rc == 0 or out.exists():
+        # a signal that lands after the final rename stops a run that is already complete:
+        # <out> may exist whatever the exit code, but then it must hold every artifact
+        problems += [f"round {i} ({sig}): {p}" for p in check_finished(out)]
+        if rc != 0:
+            outcome = f"{sig}-after-finish"
     if incomplete.exists():
         has_ckpt = (incomplete / "checkpoint.pt").is_file()
         if sig in ("INT", "TERM") and not has_ckpt:

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.plugins.text_vocab import BOS, EOS, PAD, UNK, Vocab, tokenize
+from tlzoo.lib.text.vocab import BOS, EOS, PAD, UNK, Vocab, tokenize
 
 FORMAT = "tlzoo-lstm-lm"
 
@@ -127,7 +127,7 @@ def save_weights(folder: Path, plugin: str, tensors: dict[str, torch.Tensor], vo
               metadata={"format": FORMAT, "plugin": plugin})
     vocab.save(folder)
     desc = {"format": FORMAT, "version": 1, "plugin": plugin, "config": config, "hash_buckets": vocab.buckets,
-            "vocab_size": len(vocab.vocab), "tokenizer": "tlzoo.plugins.text_vocab.tokenize (lower-cased words)",
+            "vocab_size": len(vocab.vocab), "tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)",
             "summary": summary, "versions": artifacts.versions()}
     (folder / "description.json").write_text(json.dumps(desc, indent=2), "utf-8")
 

@@ -1,0 +1,18 @@
+"""Building blocks for plugin authors: what tlzoo's own plugins share, documented and importable.
+
+Nothing here registers anything; plugins (built-in or third-party) import these to avoid
+writing them again.  ``tlzoo.lib`` may use ``tlzoo.core`` but never ``tlzoo.plugins``.
+
+Text (:mod:`tlzoo.lib.text`):
+
+* ``tlzoo.lib.text.vocab``: the deterministic word tokenizer and ``Vocab`` (token <-> id, JSON files);
+* ``tlzoo.lib.text.lm``: the pretrained-weights folder of the LSTM language models and
+  the language-model training loop;
+* ``tlzoo.lib.text.vector_files``: word-vector files (GloVe, word2vec, fastText; safetensors + JSON).
+
+Vision (:mod:`tlzoo.lib.vision`):
+
+* ``tlzoo.lib.vision.images``: image decoding, timm-style transforms, the ``ImageBackbone`` base;
+* ``tlzoo.lib.vision.weights``: where pretrained weights come from (a file, the local cache,
+  a package, the hub) and the ``$TLZOO_HOME/weights`` cache.
+"""

@@ -1,0 +1,2 @@
+"""Built-in heads: the trainable fully connected ``fc`` head and the fitted scikit-learn heads
+(``logreg``, ``svm``, ``knn``, ``nb``, ``tree``, ``rf``)."""
