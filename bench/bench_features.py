@@ -53,8 +53,8 @@ def bench_text(n: int, batch: int) -> list[tuple[str, float]]:
 
     from tlzoo.core.data import stratified_limit
     from tlzoo.core.interfaces import BackboneRequest, DataOptions
-    from tlzoo.plugins.bert import TransformerBackbone, resolve_source
-    from tlzoo.plugins.builtin_datasets import RottenTomatoes
+    from tlzoo.plugins.text.bert import TransformerBackbone, resolve_source
+    from tlzoo.plugins.data.builtin import RottenTomatoes
 
     ds = stratified_limit(RottenTomatoes().load("rotten-tomatoes", DataOptions()), n, 0)
     texts = ds.examples
@@ -83,8 +83,8 @@ def bench_vision(n: int, batch: int) -> list[tuple[str, float]]:
 
     from tlzoo.core.data import stratified_limit
     from tlzoo.core.interfaces import BackboneRequest, DataOptions
-    from tlzoo.plugins.builtin_datasets import Digits
-    from tlzoo.plugins.timm_vision import TimmBackbone
+    from tlzoo.plugins.data.builtin import Digits
+    from tlzoo.plugins.vision.timm_vision import TimmBackbone
 
     ds = stratified_limit(Digits().load("digits", DataOptions()), n, 0)
     backbone = TimmBackbone(BackboneRequest("efficientnet_lite0"))

@@ -38,7 +38,7 @@ RUN: dict[str, dict[str, Any]] = {  # RunConfig keys
 def corpus_outside_subset(limit: int, seed: int) -> list[str]:
     from tlzoo.core.data import stratified_limit
     from tlzoo.core.interfaces import DataOptions
-    from tlzoo.plugins.builtin_datasets import RottenTomatoes
+    from tlzoo.plugins.data.builtin import RottenTomatoes
 
     ds = RottenTomatoes().load("rotten-tomatoes", DataOptions())
     used = set(stratified_limit(ds, limit, seed).ids)

@@ -61,7 +61,7 @@ def unlabelled_corpus() -> list[str]:
     """Every snippet of the file that is not in the benchmark's stratified 3,000 (labels dropped)."""
     from tlzoo.core.data import stratified_limit
     from tlzoo.core.interfaces import DataOptions
-    from tlzoo.plugins.builtin_datasets import RottenTomatoes
+    from tlzoo.plugins.data.builtin import RottenTomatoes
 
     full = RottenTomatoes().load(DATA, DataOptions())
     used = set(stratified_limit(full, LIMIT, SEED).ids)

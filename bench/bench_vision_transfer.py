@@ -57,9 +57,9 @@ def main() -> None:
     from tlzoo.core.training import (History, Trainer, TransferModel, frozen_to_eval, param_groups,
                                      predict_logits, set_trainable, soft_cross_entropy)
     from tlzoo.core.zoo import Zoo
-    from tlzoo.plugins.heads import FCHead
-    from tlzoo.plugins.sklearn_heads import LogRegHead
-    from tlzoo.plugins.vision_data import FashionMNIST
+    from tlzoo.plugins.heads.fc import FCHead
+    from tlzoo.plugins.heads.sklearn_heads import LogRegHead
+    from tlzoo.plugins.data.builtin import FashionMNIST
 
     zoo = Zoo()
     factory, model_name = zoo.resolve_backbone(args.model)

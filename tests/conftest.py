@@ -81,7 +81,7 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def text_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A stratified 150-row subset of the built-in rotten-tomatoes snippets as CSV (id,text,label)."""
-    from tlzoo.plugins.builtin_datasets import export
+    from tlzoo.plugins.data.builtin import export
 
     folder = tmp_path_factory.mktemp("text-csv")
     return Path(export("rotten-tomatoes", str(folder), limit=150, seed=0))
@@ -90,7 +90,7 @@ def text_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """120 handwritten digits (12 per class) as PNGs in one sub-folder per class."""
-    from tlzoo.plugins.builtin_datasets import export
+    from tlzoo.plugins.data.builtin import export
 
     folder = tmp_path_factory.mktemp("digits")
     return Path(export("digits", str(folder), limit=120, seed=0))

@@ -1,8 +1,9 @@
-"""House rules that keep the engine small and the CLI fast.
+"""House rules that keep the engine small, the layers apart and the CLI fast.
 
 tlzoo/core knows nothing of timm, transformers, gensim, scikit-learn or torchvision
-(they live in plugins), and ``import tlzoo``, ``tl --help`` and ``tl list`` never
-import torch.
+(they live in plugins); the engine (tlzoo/core, tlzoo/cli.py) and the building blocks
+(tlzoo/lib) import nothing from tlzoo.plugins, so built-ins are plugins like any other;
+``import tlzoo``, ``tl --help`` and ``tl list`` never import torch.
 """
 from __future__ import annotations
 
@@ -35,7 +36,38 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
+def _imported_dotted(path: Path, package: str | None = None) -> set[str]:
+    """Full dotted names of everything the file imports, lazy and relative imports included.
+
+    ``from a.b import c`` gives both ``a.b`` and ``a.b.c`` (``c`` may be a module);
+    ``package`` (default: the file's own package) resolves relative imports."""
+    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    if package is None:
+        package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+            names.add(str(node.args[0].value))
+    return names
+
+
+def _from_plugins(path: Path, package: str | None = None) -> list[str]:
+    return sorted(n for n in _imported_dotted(path, package) if n == "tlzoo.plugins" or n.startswith("tlzoo.plugins."))
+
+
 CORE_FILES = sorted((PACKAGE / "core").rglob("*.py"))
+LIB_FILES = sorted((PACKAGE / "lib").rglob("*.py"))
+TESTING_FILES = sorted((PACKAGE / "testing").rglob("*.py"))
 
 
 def test_core_files_found() -> None:
@@ -48,17 +80,32 @@ def test_core_imports_no_model_library(path: Path) -> None:
     assert not bad, f"{path.relative_to(PACKAGE.parent)} imports {sorted(bad)}; move that code into a plugin"
 
 
-@pytest.mark.parametrize("name", ["testing.py", "cli.py", "__init__.py"])
+@pytest.mark.parametrize("name", ["cli.py", "__init__.py", *(f"testing/{p.name}" for p in TESTING_FILES)])
 def test_public_modules_import_no_model_library(name: str) -> None:
     bad = _imported_modules(PACKAGE / name) & FORBIDDEN_IN_CORE
     assert not bad, f"tlzoo/{name} imports {sorted(bad)}"
 
 
-def test_scanner_sees_lazy_imports(tmp_path: Path) -> None:
+def test_lib_files_found() -> None:
+    assert {p.parent.name for p in LIB_FILES} >= {"lib", "text", "vision"}
+
+
+@pytest.mark.parametrize("path", CORE_FILES + LIB_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_core_and_lib_import_nothing_from_plugins(path: Path) -> None:
+    bad = _from_plugins(path)
+    assert not bad, (f"{path.relative_to(PACKAGE.parent)} imports {bad}; the engine and tlzoo.lib must not depend "
+                     "on built-in plugins (a building block belongs in tlzoo/lib, a plugin's work behind a hook)")
+
+
+def test_plugin_scanner_sees_lazy_relative_and_dynamic_imports(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
-    src.write_text("def f():\n    import timm.models\n    from sklearn.linear_model import X\n"
-                   "    importlib.import_module('gensim.models')\n")
-    assert _imported_modules(src) >= {"timm", "sklearn", "gensim"}
+    src.write_text("import tlzoo.core.errors\nfrom . import zoo\n\ndef f():\n    from ..plugins.text import bert\n"
+                   "    import tlzoo.plugins.vision.pull\n    importlib.import_module('tlzoo.plugins.data.builtin')\n"
+                   "    from tlzoo import plugins\n")
+    found = _from_plugins(src, package="tlzoo.core")
+    assert {"tlzoo.plugins.text.bert", "tlzoo.plugins.vision.pull", "tlzoo.plugins.data.builtin",
+            "tlzoo.plugins"} <= set(found)
+    assert "tlzoo.core.zoo" not in found and "tlzoo.core.errors" not in found
 
 
 def _heavy_modules_after(code: str) -> dict[str, bool]:

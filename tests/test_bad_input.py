@@ -20,7 +20,7 @@ from PIL import Image
 from tlzoo.core.data import RowReport, stratified_split
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import Dataset, DataOptions
-from tlzoo.plugins.data_sources import CSVSource, JSONLSource
+from tlzoo.plugins.data.files import CSVSource, JSONLSource
 
 WORDS = ("funny comedy fun smart clever", "drama love life moving family")
 
@@ -290,7 +290,7 @@ def test_head_c_abc_is_reported_at_step_one(run_cli: Any, tmp_path: Path, tiny_b
 def test_null_head_options_survive_the_config_round_trip() -> None:
     """to_toml writes None as "": reading it back must not turn a valid run into a refused one."""
     from tlzoo.core.config import RunConfig
-    from tlzoo.plugins.sklearn_heads import RandomForestHead
+    from tlzoo.plugins.heads.sklearn_heads import RandomForestHead
 
     cfg = RunConfig()
     cfg.apply_overrides(["head.name=rf", "head.max_depth=null", "head.class_weight=balanced"])
@@ -362,7 +362,7 @@ def test_an_image_given_to_a_text_run_at_predict_time(run_cli: Any, text_run: Pa
 
 # --------------------------------------------------------------------------- 16-bit and huge images
 def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
-    from tlzoo.plugins.images import to_pil
+    from tlzoo.lib.vision.images import to_pil
 
     levels = np.array([[0, 257, 32768, 65535]], dtype=np.uint16).repeat(4, 0)
     path = tmp_path / "deep.png"
@@ -381,7 +381,7 @@ def _lenet_run(run_cli: Any, data: Path, out: Path, *args: Any) -> Any:
 def test_an_image_over_the_bomb_limit_is_downscaled_with_a_warning(
         run_cli: Any, tmp_path: Path, digit_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PIL's limit is lowered so a small image trips it: the same path a 14000x14000 image takes."""
-    from tlzoo.plugins import images
+    from tlzoo.lib.vision import images
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 2x this raises DecompressionBombError
     monkeypatch.setattr(images, "LARGE_SIDE", 32)
@@ -405,7 +405,7 @@ def test_an_image_over_the_bomb_limit_is_downscaled_with_a_warning(
 
 def test_an_image_over_the_pixel_cap_is_one_error_saying_what_to_do(
         run_cli: Any, tmp_path: Path, digit_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tlzoo.plugins import images
+    from tlzoo.lib.vision import images
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     monkeypatch.setattr(images, "MAX_PIXELS", 5000)

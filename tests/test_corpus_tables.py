@@ -10,7 +10,7 @@ import pytest
 from tlzoo.core.corpus import CorpusOptions, read_corpus
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import DataOptions
-from tlzoo.plugins.data_sources import CSVSource
+from tlzoo.plugins.data.files import CSVSource
 
 TEXTS = ["first line\nsecond line of the same review", "a plain one", "quote \"inside\", and a comma"]
 

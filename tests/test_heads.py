@@ -94,7 +94,7 @@ def test_bad_head_options_are_one_line_errors(head: str, params: dict[str, Any],
 def test_rf_and_tree_arrays_predict_like_scikit_learn() -> None:
     from sklearn.ensemble import RandomForestClassifier
 
-    from tlzoo.plugins.sklearn_heads import RandomForestHead
+    from tlzoo.plugins.heads.sklearn_heads import RandomForestHead
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 6)).astype(np.float32)

@@ -33,8 +33,8 @@ CORPUS = [
 
 
 def _make(plugin: str, **kw: Any) -> Any:
-    from tlzoo.plugins.elmo import ElmoBackbone
-    from tlzoo.plugins.ulmfit import UlmfitBackbone
+    from tlzoo.plugins.text.elmo import ElmoBackbone
+    from tlzoo.plugins.text.ulmfit import UlmfitBackbone
 
     cls = ElmoBackbone if plugin == "elmo" else UlmfitBackbone
     return cls(BackboneRequest(model=plugin, **kw))
@@ -117,8 +117,8 @@ def test_contract_checks_pass(pretrained: dict[str, Path], plugin: str) -> None:
 
 def test_ulmfit_strategy_contract_and_plan() -> None:
     from tlzoo.core.config import TrainConfig
-    from tlzoo.plugins.heads import FCHead
-    from tlzoo.plugins.ulmfit import UlmfitStrategy
+    from tlzoo.plugins.heads.fc import FCHead
+    from tlzoo.plugins.text.ulmfit import UlmfitStrategy
     from tlzoo.testing import check_strategy
 
     check_strategy(UlmfitStrategy())
@@ -144,7 +144,7 @@ def test_elmo_scalar_mix_weights_the_layers() -> None:
 
 
 def test_lm_finetuning_sees_training_texts_only() -> None:
-    from tlzoo.plugins.ulmfit import UlmfitStrategy
+    from tlzoo.plugins.text.ulmfit import UlmfitStrategy
 
     seen: dict[str, Any] = {}
 

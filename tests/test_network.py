@@ -171,7 +171,7 @@ def test_offline_still_reads_the_hub_cache(guard: list[tuple[str, str]], monkeyp
     import torch
     from safetensors.torch import save_file
 
-    from tlzoo.plugins.timm_vision import _from_hub
+    from tlzoo.plugins.vision.timm_vision import _from_hub
 
     monkeypatch.setattr(hub_constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     network.set_offline()

@@ -112,7 +112,7 @@ def third_party(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, st
 def test_builtins_load_without_errors() -> None:
     pm = PluginManager(load_entry_points=False)
     names = {i.name for i in pm.plugins()}
-    assert {m.rsplit(".", 1)[-1] for m in BUILTIN_PLUGINS} == names
+    assert set(BUILTIN_PLUGINS) == names
     errors = {i.name: i.error for i in pm.plugins() if i.error}
     assert not errors, f"built-in plugins failed to load: {errors}"
     assert all(i.builtin and i.hooks for i in pm.plugins())
@@ -203,6 +203,20 @@ def test_tlzoo_plugins_empty_loads_none(monkeypatch: pytest.MonkeyPatch, run_cli
     assert PluginManager().plugins() == []
     res = run_cli("plugins", "--json")
     assert res.exit_code == 0 and json.loads(res.stdout) == []
+
+
+def test_old_data_plugin_names_still_work_in_tlzoo_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    """0.1 split the data sources by modality (text_data, vision_data); their names load their successors."""
+    from tlzoo.core.plugins import ALIASES, unknown_allowed
+    from tlzoo.core.zoo import Zoo
+
+    monkeypatch.setenv("TLZOO_PLUGINS", "vision_data,heads")
+    zoo = Zoo(PluginManager(load_entry_points=False))
+    assert {i.name for i in zoo.plugins.plugins()} == {"data_files", "data_hub", "builtin_datasets", "heads"}
+    assert {"image-folder", "image-csv", "hf-images", "fashion-mnist"} <= {s.name for s in zoo.data_sources}
+    monkeypatch.setenv("TLZOO_PLUGINS", ",".join(ALIASES))
+    assert unknown_allowed() == {}
+    assert all(set(targets) <= set(BUILTIN_PLUGINS) for targets in ALIASES.values())
 
 
 def test_disabled_backbone_plugin_is_a_clean_cli_error(monkeypatch: pytest.MonkeyPatch, run_cli: Any,

@@ -164,8 +164,8 @@ def test_pretrain_writes_no_pickle_and_describes_the_arrays(w2v: Path, ft: Path)
 def test_saved_vectors_rebuild_exactly_what_gensim_computed(tmp_path: Path, corpus: Path, fasttext: bool) -> None:
     from gensim.models import FastText, Word2Vec
 
-    from tlzoo.plugins.text_vocab import tokenize
-    from tlzoo.plugins.vector_files import load_vectors, save_vectors
+    from tlzoo.lib.text.vocab import tokenize
+    from tlzoo.lib.text.vector_files import load_vectors, save_vectors
 
     sentences = [tokenize(line) for line in corpus.read_text().splitlines()]
     common = dict(vector_size=10, min_count=2, seed=1, workers=1, epochs=2)
@@ -220,7 +220,7 @@ def test_run_on_pretrained_folder_keeps_a_copy_and_predict_agrees(w2v_run: Path,
 def test_pickle_detection_by_content(tmp_path: Path) -> None:
     from safetensors.numpy import save_file
 
-    from tlzoo.plugins.vector_files import pickle_kind
+    from tlzoo.lib.text.vector_files import pickle_kind
 
     marker = tmp_path / "never"
     assert "protocol 4" in pickle_kind(plant(tmp_path / "a.txt", marker))
@@ -290,7 +290,7 @@ def test_fasttext_folder_with_a_model_file_is_refused(run_cli: Any, labelled: Pa
 
 
 def test_vectors_json_cannot_name_files_outside_its_folder(tmp_path: Path, w2v: Path) -> None:
-    from tlzoo.plugins.vector_files import load_vectors
+    from tlzoo.lib.text.vector_files import load_vectors
 
     folder = tmp_path / "v"
     shutil.copytree(w2v, folder)
@@ -304,7 +304,7 @@ def test_vectors_json_cannot_name_files_outside_its_folder(tmp_path: Path, w2v: 
 
 
 def test_damaged_vector_arrays_are_one_line(tmp_path: Path, w2v: Path) -> None:
-    from tlzoo.plugins.vector_files import load_vectors
+    from tlzoo.lib.text.vector_files import load_vectors
 
     folder = tmp_path / "v"
     shutil.copytree(w2v, folder)

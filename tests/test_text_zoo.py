@@ -17,7 +17,7 @@ import torch
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import BackboneRequest, DataOptions
-from tlzoo.plugins.text_vocab import PAD, UNK, Vocab, tokenize
+from tlzoo.lib.text.vocab import PAD, UNK, Vocab, tokenize
 from tlzoo.testing import check_backbone, tiny_texts
 
 WORDS = {
@@ -152,7 +152,7 @@ def test_pretrain_word2vec_writes_vectors_description_and_curve(w2v_dir: Path) -
 
 
 def test_pretrained_word2vec_neighbours_reflect_the_corpus(w2v_dir: Path) -> None:
-    from tlzoo.plugins.vector_files import load_vectors
+    from tlzoo.lib.text.vector_files import load_vectors
 
     kv = load_vectors(str(w2v_dir), "word2vec").kv
     good, bad = WORDS["good"], WORDS["bad"]
@@ -193,7 +193,7 @@ def _features(backbone: Any, texts: list[str]) -> torch.Tensor:
 
 
 def test_feature_extraction_is_the_pooled_word_vectors(zoo: Any, w2v_dir: Path) -> None:
-    from tlzoo.plugins.vector_files import load_vectors
+    from tlzoo.lib.text.vector_files import load_vectors
 
     kv = load_vectors(str(w2v_dir), "word2vec").kv
     b = _backbone(zoo, "word2vec", w2v_dir)
@@ -248,7 +248,7 @@ def test_word2vec_without_vectors_says_how_to_get_them(zoo: Any) -> None:
 
 
 def test_glove_text_file_and_word2vec_binary_load(zoo: Any, w2v_dir: Path, tmp_path: Path) -> None:
-    from tlzoo.plugins.vector_files import load_vectors
+    from tlzoo.lib.text.vector_files import load_vectors
 
     kv = load_vectors(str(w2v_dir), "word2vec").kv
     glove_txt = tmp_path / "g.txt"  # GloVe format: no header line
@@ -314,7 +314,7 @@ def test_mlm_pretraining_learns_and_transfers(mlm_dir: Path, zoo: Any) -> None:
 
 # ----------------------------------------------------------------------------- text data
 def test_text_folder_source_labels_encoding_and_empty_files(tmp_path: Path, zoo: Any) -> None:
-    from tlzoo.plugins.text_data import TextFolderSource
+    from tlzoo.plugins.data.files import TextFolderSource
 
     for label, texts in {"pos": ["great fun", ""], "neg": ["dull", "boring"]}.items():
         (tmp_path / label).mkdir()
@@ -361,7 +361,7 @@ def test_glove_and_bert_with_renamed_columns(run_cli: Any, reviews_csv: Path, tm
 
 @pytest.mark.transfer
 def test_packaged_glove_analogy() -> None:
-    from tlzoo.plugins.vector_files import load_vectors
+    from tlzoo.lib.text.vector_files import load_vectors
 
     kv = load_vectors(None, "glove").kv
     assert len(kv.index_to_key) == 400000 and kv.vector_size == 50

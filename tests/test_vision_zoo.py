@@ -208,9 +208,9 @@ def test_mobilenetv2_weights_package_is_real_imagenet(zoo: Any) -> None:
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    from tlzoo.plugins.images import build_transforms
-    from tlzoo.plugins.timm_vision import TORCHVISION_PRESET, _mobilenet_v2_package
-    from tlzoo.plugins.vision_weights import load_into, read_state
+    from tlzoo.lib.vision.images import build_transforms
+    from tlzoo.plugins.vision.timm_vision import TORCHVISION_PRESET, _mobilenet_v2_package
+    from tlzoo.lib.vision.weights import load_into, read_state
 
     path = _mobilenet_v2_package()
     if path is None:
@@ -291,7 +291,7 @@ def test_saved_hugging_face_dataset_decodes_lazily(zoo: Any, tmp_path: Path) -> 
         assert source.name == "hf-images", folder
         loaded = source.load(str(folder), DataOptions())
         assert loaded.labels == ["ant", "bee"] * 3
-        from tlzoo.plugins.vision_data import ArrowImage
+        from tlzoo.plugins.data.hub import ArrowImage
 
         assert all(isinstance(x, ArrowImage) for x in loaded.examples)  # rows, not decoded pixels
         assert loaded.fingerprint() == source.load(str(folder), DataOptions()).fingerprint()
@@ -303,7 +303,7 @@ def test_saved_hugging_face_dataset_decodes_lazily(zoo: Any, tmp_path: Path) -> 
 
 
 def test_fashion_mnist_from_the_debian_package(zoo: Any) -> None:
-    from tlzoo.plugins.vision_data import FASHION_DIR
+    from tlzoo.plugins.data.builtin import FASHION_DIR
 
     if not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.fail("Fashion-MNIST is missing: run `make test` (installs it) or "

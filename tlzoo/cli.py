@@ -489,7 +489,7 @@ def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: 
 @friendly
 def pull(names: tuple[str, ...]) -> None:
     """Download pretrained vision weights into $TLZOO_HOME/weights for later offline runs."""
-    from tlzoo.plugins.pull import pull_weights
+    from tlzoo.plugins.vision.pull import pull_weights
 
     for name in names:
         click.echo(pull_weights(name))
@@ -597,7 +597,7 @@ def data_list() -> None:
 @friendly
 def data_export(name: str, folder: str, limit: int, seed: int) -> None:
     """Write a built-in dataset to FOLDER (a CSV for texts, PNG folders per class for images)."""
-    from tlzoo.plugins.builtin_datasets import export
+    from tlzoo.plugins.data.builtin import export
 
     click.echo(export(name, folder, limit, seed))
 

@@ -8,7 +8,9 @@ itself (only a real Ctrl-C, delivered as ``lifecycle.Interrupted``, stops loadin
 first, so on a name clash the built-in wins and the clash is a warning of the plugin.
 ``TLZOO_PLUGINS`` (comma-separated names) limits which plugins load; ``TLZOO_PLUGINS=``
 (empty) loads none but the engine's own step runner; a name there that is no plugin is
-recorded (``tl plugins``) and the CLI warns about it.
+recorded (``tl plugins``) and the CLI warns about it.  Built-in plugins have fixed names
+(``BUILTIN_PLUGINS``), independent of their module paths; names of earlier versions
+still work through ``ALIASES``.
 """
 from __future__ import annotations
 
@@ -26,24 +28,32 @@ from . import hookspecs
 from .errors import suggest
 from .lifecycle import Interrupted, signals_raise_interrupted
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "tlzoo.plugins.data_sources",
-    "tlzoo.plugins.builtin_datasets",
-    "tlzoo.plugins.heads",
-    "tlzoo.plugins.sklearn_heads",
-    "tlzoo.plugins.strategies",
-    "tlzoo.plugins.bert",
-    "tlzoo.plugins.static_vectors",
-    "tlzoo.plugins.gensim_pretrain",
-    "tlzoo.plugins.mini_transformer",
-    "tlzoo.plugins.text_data",
-    "tlzoo.plugins.elmo",
-    "tlzoo.plugins.ulmfit",
-    "tlzoo.plugins.timm_vision",
-    "tlzoo.plugins.torchvision_models",
-    "tlzoo.plugins.lenet",
-    "tlzoo.plugins.vision_data",
-)
+# plugin name -> module, in registration order (earlier data sources win ties).  The names are
+# what TLZOO_PLUGINS and `tl plugins` use; they are stable, whatever the module is called.
+BUILTIN_PLUGINS: dict[str, str] = {
+    "data_files": "tlzoo.plugins.data.files",
+    "builtin_datasets": "tlzoo.plugins.data.builtin",
+    "data_hub": "tlzoo.plugins.data.hub",
+    "heads": "tlzoo.plugins.heads.fc",
+    "sklearn_heads": "tlzoo.plugins.heads.sklearn_heads",
+    "strategies": "tlzoo.plugins.strategies.standard",
+    "bert": "tlzoo.plugins.text.bert",
+    "static_vectors": "tlzoo.plugins.text.static_vectors",
+    "gensim_pretrain": "tlzoo.plugins.text.gensim_pretrain",
+    "mini_transformer": "tlzoo.plugins.text.mini_transformer",
+    "elmo": "tlzoo.plugins.text.elmo",
+    "ulmfit": "tlzoo.plugins.text.ulmfit",
+    "timm_vision": "tlzoo.plugins.vision.timm_vision",
+    "torchvision_models": "tlzoo.plugins.vision.torchvision_models",
+    "lenet": "tlzoo.plugins.vision.lenet",
+}
+
+# names of 0.1 that TLZOO_PLUGINS still accepts: the plugins that now hold what they held
+ALIASES: dict[str, tuple[str, ...]] = {
+    "data_sources": ("data_files",),  # CSV/JSONL texts, image folders
+    "text_data": ("data_files", "data_hub"),  # .txt class folders, Hugging Face texts
+    "vision_data": ("data_files", "data_hub", "builtin_datasets"),  # image CSVs, HF images, Fashion-MNIST
+}
 
 
 @dataclass
@@ -93,11 +103,20 @@ class _StepRunner:
         return getattr(run, step)()
 
 
-def _allowed() -> set[str] | None:
+def _named() -> set[str] | None:
+    """The names in ``TLZOO_PLUGINS`` as written, or None when it is not set."""
     raw = os.environ.get("TLZOO_PLUGINS")
     if raw is None:
         return None
     return {p.strip() for p in raw.split(",") if p.strip()}
+
+
+def _allowed() -> set[str] | None:
+    """The plugins ``TLZOO_PLUGINS`` lets load (aliases expanded), or None for all."""
+    named = _named()
+    if named is None:
+        return None
+    return {plugin for name in named for plugin in ALIASES.get(name, (name,))}
 
 
 def _entry_points() -> list[metadata.EntryPoint]:
@@ -109,16 +128,12 @@ def _entry_points() -> list[metadata.EntryPoint]:
 
 def unknown_allowed() -> dict[str, str]:
     """Names in ``TLZOO_PLUGINS`` that are neither built-in nor installed -> a one-line explanation."""
-    allowed = _allowed()
+    allowed = _named()
     if not allowed:
         return {}
-    known = [_short(m) for m in BUILTIN_PLUGINS] + [ep.name for ep in _entry_points()]
+    known = [*BUILTIN_PLUGINS, *ALIASES] + [ep.name for ep in _entry_points()]
     return {name: f"TLZOO_PLUGINS names '{name}', which is no built-in or installed plugin.{suggest(name, known)}"
             for name in sorted(allowed - set(known))}
-
-
-def _short(module_name: str) -> str:
-    return module_name.rsplit(".", 1)[-1]
 
 
 def _version() -> str:
@@ -137,8 +152,7 @@ class PluginManager:
         self.info: dict[str, PluginInfo] = {}
         allowed = _allowed()
         with signals_raise_interrupted():  # so a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
-            for module_name in BUILTIN_PLUGINS if builtins else ():
-                name = _short(module_name)
+            for name, module_name in BUILTIN_PLUGINS.items() if builtins else ():
                 if allowed is not None and name not in allowed:
                     continue
                 self._load(name, lambda m=module_name: importlib.import_module(m), _version(), True)

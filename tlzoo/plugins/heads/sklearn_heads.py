@@ -18,7 +18,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Head
 
-from .heads import Rule, check_params, choice, integer, is_int, number
+from .fc import Rule, check_params, choice, integer, is_int, number
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

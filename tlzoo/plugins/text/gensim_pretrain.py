@@ -31,8 +31,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Pretrainer
 from tlzoo.core.pretraining import merge_options
-from tlzoo.plugins.text_vocab import tokenize
-from tlzoo.plugins.vector_files import gensim_quiet, save_vectors
+from tlzoo.lib.text.vocab import tokenize
+from tlzoo.lib.text.vector_files import gensim_quiet, save_vectors
 
 MAX_PAIRS = 20000  # pairs scored per split and epoch: enough for a smooth curve, cheap
 
@@ -94,7 +94,7 @@ class GensimPretrainer(Pretrainer):
             log(f"  epoch {epoch}/{epochs}: loss {row.get('train_loss', float('nan')):.4f}"
                 + (f" | held-out {row['val_loss']:.4f}" if "val_loss" in row else "") + f" ({row['seconds']}s)")
         save_vectors(model.wv, out, self.name,
-                     {"tokenizer": "tlzoo.plugins.text_vocab.tokenize (lower-cased words)", "options": o})
+                     {"tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)", "options": o})
         model.wv.save_word2vec_format(f"{out}/vectors.vec")
         return {"vocabulary": len(model.wv.index_to_key), "training_tokens": n_tokens, "held_out_texts": len(held),
                 "final_train_loss": history[-1].get("train_loss"), "final_val_loss": history[-1].get("val_loss"),

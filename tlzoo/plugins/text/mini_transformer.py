@@ -39,7 +39,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.core.pretraining import merge_options
-from tlzoo.plugins.text_vocab import MASK, PAD, UNK, Vocab, tokenize
+from tlzoo.lib.text.vocab import MASK, PAD, UNK, Vocab, tokenize
 
 CLS = "<cls>"
 SPECIALS = (PAD, UNK, CLS, MASK)

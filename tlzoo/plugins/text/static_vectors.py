@@ -59,8 +59,8 @@ from torch import nn
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
-from tlzoo.plugins.text_vocab import tokenize
-from tlzoo.plugins.vector_files import Vectors, load_vectors, save_vectors
+from tlzoo.lib.text.vocab import tokenize
+from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
 
 POOLINGS = ("mean", "max", "sif")
 ENCODERS = ("bilstm", "cnn")

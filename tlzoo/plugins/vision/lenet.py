@@ -16,8 +16,8 @@ from torch import nn
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
-from .images import build_transforms, plain_config, to_pil
-from .vision_weights import obtain
+from tlzoo.lib.vision.images import build_transforms, plain_config, to_pil
+from tlzoo.lib.vision.weights import obtain
 
 # its own preprocessing: grey, 32x32 (digits are padded into the frame by the resize),
 # pixels scaled to [-1, 1]; gentle crops and no flips, since a mirrored digit is wrong

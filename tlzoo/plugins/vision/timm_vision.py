@@ -26,8 +26,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
-from .images import ImageBackbone
-from .vision_weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
+from tlzoo.lib.vision.images import ImageBackbone
+from tlzoo.lib.vision.weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
 
 
 def _lite0_package() -> str | None:
@@ -248,7 +248,7 @@ def pull(name: str) -> str:
     if path:
         from pathlib import Path
 
-        from .vision_weights import load_into, read_state
+        from tlzoo.lib.vision.weights import load_into, read_state
 
         model = timm.create_model(variant.arch, pretrained=False)
         load_into(model, read_state(Path(path))[0], path, by_order=variant.by_order)

@@ -18,8 +18,8 @@ from tlzoo.core import network
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
 
-from .images import ImageBackbone
-from .vision_weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
+from tlzoo.lib.vision.images import ImageBackbone
+from tlzoo.lib.vision.weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
 
