@@ -90,11 +90,13 @@ def test_lib_files_found() -> None:
     assert {p.parent.name for p in LIB_FILES} >= {"lib", "text", "vision"}
 
 
-@pytest.mark.parametrize("path", CORE_FILES + LIB_FILES, ids=lambda p: str(p.relative_to(PACKAGE)))
-def test_core_and_lib_import_nothing_from_plugins(path: Path) -> None:
+@pytest.mark.parametrize("path", [*CORE_FILES, PACKAGE / "cli.py", PACKAGE / "__init__.py", *LIB_FILES],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_engine_cli_and_lib_import_nothing_from_plugins(path: Path) -> None:
     bad = _from_plugins(path)
-    assert not bad, (f"{path.relative_to(PACKAGE.parent)} imports {bad}; the engine and tlzoo.lib must not depend "
-                     "on built-in plugins (a building block belongs in tlzoo/lib, a plugin's work behind a hook)")
+    assert not bad, (f"{path.relative_to(PACKAGE.parent)} imports {bad}; the engine, the CLI and tlzoo.lib must not "
+                     "depend on built-in plugins (a building block belongs in tlzoo/lib, a command or step behind a "
+                     "hook: tlzoo_register_commands, tlzoo_run_step)")
 
 
 def test_plugin_scanner_sees_lazy_relative_and_dynamic_imports(tmp_path: Path) -> None:
@@ -122,13 +124,23 @@ def test_import_tlzoo_and_cli_do_not_import_torch() -> None:
     assert not loaded["timm"] and not loaded["transformers"]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["run", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["run", "--help"], ["data", "--help"],
+                                  ["pull", "--help"], ["data", "export", "--help"]])
 def test_light_commands_do_not_import_torch(args: list[str]) -> None:
     code = ("import sys\nfrom tlzoo.cli import cli\n"
             f"try:\n    cli.main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n")
     loaded = _heavy_modules_after(code)
     assert not loaded["torch"], f"`tl {' '.join(args)}` imports torch"
     assert not loaded["transformers"] and not loaded["timm"]
+
+
+def test_builtin_command_plugins_are_light() -> None:
+    """The CLI imports these to list and run their commands: torch would make every `tl --help` slow."""
+    from tlzoo.core.plugins import BUILTIN_PLUGINS, COMMAND_PLUGINS
+
+    loaded = _heavy_modules_after("import importlib\n" + "".join(
+        f"importlib.import_module({BUILTIN_PLUGINS[name]!r})\n" for name in COMMAND_PLUGINS))
+    assert not any(loaded.values()), f"a built-in command plugin imports {[m for m, v in loaded.items() if v]}"
 
 
 def test_testing_kit_imports_without_model_libraries() -> None:

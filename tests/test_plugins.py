@@ -186,6 +186,23 @@ def test_register_commands_adds_a_cli_command(third_party: dict[str, str], run_c
     assert "hello" in run_cli("--help").stdout
 
 
+def test_builtin_commands_come_from_plugins(run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tl pull` and `tl data export` are registered by the built-in plugins pull and data_export."""
+    assert "pull" in run_cli("--help").stdout
+    assert "export" in run_cli("data", "--help").stdout
+    rows = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)}
+    for name in ("pull", "data_export"):
+        assert rows[name]["builtin"] and rows[name]["hooks"] == ["tlzoo_register_commands"], rows[name]
+        assert rows[name]["error"] is None and not rows[name]["warnings"], rows[name]
+    from tlzoo.cli import cli
+
+    monkeypatch.setattr(cli, "_loaded", False)
+    monkeypatch.setattr(cli, "commands", {k: v for k, v in cli.commands.items() if k != "pull"})
+    monkeypatch.setenv("TLZOO_PLUGINS", "heads")  # like any plugin's, their commands go with them
+    res = run_cli("pull", "resnet18")
+    assert res.exit_code == 2 and "No such command 'pull'" in res.output
+
+
 # --------------------------------------------------------------------------- TLZOO_PLUGINS
 def test_tlzoo_plugins_limits_loading(monkeypatch: pytest.MonkeyPatch, third_party: dict[str, str]) -> None:
     from tlzoo.core.zoo import Zoo

@@ -157,13 +157,24 @@ def _write_log(exc: BaseException, step: str | None, plugin: str | None, command
 
 class _PluginCommands:
     """What a plugin's ``tlzoo_register_commands`` gets as ``cli``: the tl group, except that
-    a command name tl already has keeps tl's command (the clash is recorded)."""
+    a command name tl already has keeps tl's command (the clash is recorded).
+    ``cli.subgroup("data")`` adds to an existing group (``tl data ...``) by the same rule."""
 
     def __init__(self, group: click.Group, plugin: str, pm: Any) -> None:
         self._group, self._plugin, self._pm = group, plugin, pm
 
+    def subgroup(self, name: str) -> "_PluginCommands":
+        """An existing group of ``tl`` (such as ``data``) to add commands to."""
+        group = self._group.commands.get(name)
+        if not isinstance(group, click.Group):
+            groups = sorted(n for n, c in self._group.commands.items() if isinstance(c, click.Group))
+            raise TlzooError(f"tl has no command group '{name}' to add commands to; groups: {', '.join(groups)}.")
+        return _PluginCommands(group, self._plugin, self._pm)
+
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
         name = name or cmd.name or ""
+        if self._group.commands.get(name) is cmd:  # the same command again (plugin commands reloaded)
+            return
         if name in self._group.commands:
             self._pm.record(self._plugin, f"command '{name}' already exists; the plugin's one is ignored",
                             warning=True)
@@ -193,7 +204,7 @@ class _PluginCommands:
 
 
 class PluginGroup(click.Group):
-    """Adds commands that third-party plugins register, loading them only when needed.
+    """Adds commands that plugins register (built-in or installed), loading them only when needed.
 
     Each plugin's ``tlzoo_register_commands`` runs on its own; a failure is recorded
     (``tl plugins`` shows it) and ``tl --help`` and every other command keep working.
@@ -209,16 +220,9 @@ class PluginGroup(click.Group):
             return
         self._loaded = True
         self._command_plugins = None
-        from importlib import metadata
+        from tlzoo.core.plugins import COMMAND_PLUGINS, PluginManager
 
-        try:
-            if not list(metadata.entry_points(group="tlzoo")):
-                return
-        except Exception:  # broken package metadata must not break the tool
-            return
-        from tlzoo.core.plugins import PluginManager
-
-        pm = PluginManager(builtins=False)
+        pm = PluginManager(builtins=COMMAND_PLUGINS)  # only the light built-ins that add commands: no torch
         pm.call_register("tlzoo_register_commands", lambda plugin: _PluginCommands(self, plugin, pm))
         self._command_plugins = pm
 
@@ -482,19 +486,6 @@ def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: 
         click.echo(summary["out"])
 
 
-# ---------------------------------------------------------------------------- pull
-@cli.command()
-@click.argument("names", nargs=-1, required=True)
-@offline_option
-@friendly
-def pull(names: tuple[str, ...]) -> None:
-    """Download pretrained vision weights into $TLZOO_HOME/weights for later offline runs."""
-    from tlzoo.plugins.vision.pull import pull_weights
-
-    for name in names:
-        click.echo(pull_weights(name))
-
-
 # ---------------------------------------------------------------------------- catalogue
 @cli.command(name="list")
 @click.argument("pattern", default="*")
@@ -573,7 +564,28 @@ def strategies() -> None:
         click.echo(f"{name:<20} {s.description}")
 
 
-@cli.group()
+class PluginSubgroup(click.Group):
+    """A group of ``tl`` that plugins add to (``tl data export`` comes from the ``data_export``
+    plugin): loads the plugin commands before a look-up misses, and before listing."""
+
+    def _load_plugin_commands(self, ctx: click.Context) -> None:
+        root = ctx.find_root().command
+        if isinstance(root, PluginGroup):
+            root._load_plugin_commands()
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        self._load_plugin_commands(ctx)
+        return super().list_commands(ctx)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, name)
+        if cmd is None:
+            self._load_plugin_commands(ctx)
+            cmd = super().get_command(ctx, name)
+        return cmd
+
+
+@cli.group(cls=PluginSubgroup)
 def data() -> None:
     """Built-in datasets: list them, or export one to disk."""
 
@@ -587,19 +599,6 @@ def data_list() -> None:
     for s in Zoo().data_sources:
         if s.can_load(s.name):
             click.echo(f"{s.name:<18} {s.modality:<6}  {s.description}")
-
-
-@data.command(name="export")
-@click.argument("name")
-@click.argument("folder", type=click.Path(file_okay=False))
-@click.option("--limit", type=int, default=0, help="A stratified subset of N examples.")
-@click.option("--seed", type=int, default=0)
-@friendly
-def data_export(name: str, folder: str, limit: int, seed: int) -> None:
-    """Write a built-in dataset to FOLDER (a CSV for texts, PNG folders per class for images)."""
-    from tlzoo.plugins.data.builtin import export
-
-    click.echo(export(name, folder, limit, seed))
 
 
 # ---------------------------------------------------------------------------- compare

@@ -40,7 +40,9 @@ def tlzoo_register_pretrainers(register: Any) -> None:
 
 @hookspec
 def tlzoo_register_commands(cli: Any) -> None:
-    """Add click commands to the ``tl`` group: ``cli.add_command(...)``."""
+    """Add click commands to ``tl``: ``cli.add_command(...)``, or ``cli.subgroup("data").add_command(...)``.
+
+    Loaded for ``tl --help``: keep the plugin's module light (click at import, the work inside the command)."""
 
 
 @hookspec(firstresult=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -46,7 +46,14 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "timm_vision": "tlzoo.plugins.vision.timm_vision",
     "torchvision_models": "tlzoo.plugins.vision.torchvision_models",
     "lenet": "tlzoo.plugins.vision.lenet",
+    "pull": "tlzoo.plugins.vision.pull",
+    "data_export": "tlzoo.plugins.data.export",
 }
+
+# the built-ins that add `tl` commands (tlzoo_register_commands): light modules (click and the
+# catalogue at import, the work inside the command), the only built-ins the CLI imports to list or
+# run commands, so `tl --help` never imports torch
+COMMAND_PLUGINS: tuple[str, ...] = ("pull", "data_export")
 
 # names of 0.1 that TLZOO_PLUGINS still accepts: the plugins that now hold what they held
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -144,31 +151,39 @@ def _version() -> str:
 
 
 class PluginManager:
+    """Loads the built-in plugins, then the ``tlzoo`` entry points, each in isolation.
+
+    ``builtins``: True for every built-in, False for none, or the names of those to load
+    (the CLI loads only ``COMMAND_PLUGINS`` to add commands).
+    """
+
     def __init__(self, load_entry_points: bool = True, extra: list[Any] | None = None,
-                 builtins: bool = True) -> None:
+                 builtins: bool | Collection[str] = True) -> None:
         self.pm = pluggy.PluginManager("tlzoo")
         self.pm.add_hookspecs(hookspecs)
         self.pm.register(_StepRunner(), name="tlzoo.step-runner")
         self.info: dict[str, PluginInfo] = {}
         allowed = _allowed()
         with signals_raise_interrupted():  # so a real Ctrl-C is told apart from a plugin's KeyboardInterrupt
-            for name, module_name in BUILTIN_PLUGINS.items() if builtins else ():
-                if allowed is not None and name not in allowed:
+            wanted = BUILTIN_PLUGINS if builtins is True else builtins or ()
+            for name, module_name in BUILTIN_PLUGINS.items():
+                if name not in wanted or (allowed is not None and name not in allowed):
                     continue
                 self._load(name, lambda m=module_name: importlib.import_module(m), _version(), True)
             if load_entry_points:
                 for ep in _entry_points():
                     if allowed is not None and ep.name not in allowed:
                         continue
-                    if ep.name in self.info:  # an entry point may not replace a built-in plugin
-                        self.info[ep.name].warnings.append(
-                            f"an installed plugin '{ep.value}' has the same name and was not loaded")
+                    if ep.name in BUILTIN_PLUGINS:  # an entry point may not replace a built-in plugin
+                        if ep.name in self.info:
+                            self.info[ep.name].warnings.append(
+                                f"an installed plugin '{ep.value}' has the same name and was not loaded")
                         continue
                     version = ep.dist.version if ep.dist is not None else None
                     self._load(ep.name, ep.load, version, False)
             for plugin in extra or []:
                 self.register(plugin)
-        if builtins and load_entry_points:
+        if builtins is True and load_entry_points:
             for name, why in unknown_allowed().items():
                 self.info[name] = PluginInfo(name=name, version=None, error=why, missing=True)
 

@@ -1,5 +1,9 @@
 """``tl pull NAME...``: fetch pretrained vision weights once, use them offline afterwards.
 
+A built-in plugin that adds one command (``tlzoo_register_commands``), like a third-party
+one would.  It stays light at import (click and the catalogue; no torch), because the
+CLI imports it to list and run its commands: timm and torchvision load inside the command.
+
 Each model's weights land in ``$TLZOO_HOME/weights/<model>.safetensors`` with their
 preprocessing beside them in ``<model>.json``; ``tl run`` finds them there (second in
 the weights order) without any network.  Weights come from an installed weights
@@ -9,8 +13,14 @@ the hub, which needs the network: offline (``--offline``, ``TLZOO_OFFLINE``,
 """
 from __future__ import annotations
 
+from typing import Any
+
+import click
+
+from tlzoo.cli import friendly, offline_option
 from tlzoo.core import network
 from tlzoo.core.errors import TlzooError, suggest
+from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.registry import load_catalogue
 
 TORCHVISION = ("alexnet", "googlenet")
@@ -55,3 +65,18 @@ def pull_weights(name: str) -> str:
     from .timm_vision import pull as timm_pull
 
     return timm_pull(model)
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True)
+@offline_option
+@friendly
+def pull(names: tuple[str, ...]) -> None:
+    """Download pretrained vision weights into $TLZOO_HOME/weights for later offline runs."""
+    for name in names:
+        click.echo(pull_weights(name))
+
+
+@hookimpl
+def tlzoo_register_commands(cli: Any) -> None:
+    cli.add_command(pull)
