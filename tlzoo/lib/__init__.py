@@ -6,6 +6,7 @@ writing them again.  ``tlzoo.lib`` may use ``tlzoo.core`` but never ``tlzoo.plug
 Text (:mod:`tlzoo.lib.text`):
 
 * ``tlzoo.lib.text.vocab``: the deterministic word tokenizer and ``Vocab`` (token <-> id, JSON files);
+* ``tlzoo.lib.text.pooling``: masked mean / max / first / last pooling of token vectors;
 * ``tlzoo.lib.text.lm``: the pretrained-weights folder of the LSTM language models and
   the language-model training loop;
 * ``tlzoo.lib.text.vector_files``: word-vector files (GloVe, word2vec, fastText; safetensors + JSON).

@@ -28,6 +28,7 @@ from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.lib.text.pooling import pool
 
 network.configure_hub()  # short hub timeouts, offline switches: before transformers is imported
 
@@ -193,15 +194,9 @@ class TransformerBackbone(Backbone):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.encoder(**batch)
-        hidden = out.last_hidden_state
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        if self.pooling == "cls":
-            return hidden[:, 0]
         if self.pooling == "pooler":
             return out.pooler_output
-        if self.pooling == "max":
-            return hidden.masked_fill(mask == 0, torch.finfo(hidden.dtype).min).max(1).values
-        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return pool(out.last_hidden_state, batch["attention_mask"], self.pooling)
 
     def layer_groups(self) -> list[nn.Module]:
         enc = self.encoder

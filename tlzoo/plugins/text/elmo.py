@@ -26,6 +26,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.lib.text import lm as lstm_lm
 from tlzoo.lib.text.lm import HashedVocab
+from tlzoo.lib.text.pooling import pool
 from tlzoo.lib.text.vocab import BOS, EOS, tokenize
 
 ARCH: dict[str, Any] = {"dim": 128, "hidden": 256, "char_dim": 16, "dropout": 0.1}
@@ -243,10 +244,8 @@ class ElmoBackbone(Backbone):
         chars, lengths = batch["chars"], batch["lengths"].to(batch["chars"].device)
         layers, _, _ = self.bilm.run(chars, lengths)
         h = self.mix(layers)
-        mask = (torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]).unsqueeze(-1)
-        mean = (h * mask).sum(1) / mask.sum(1).clamp(min=1)
-        mx = h.masked_fill(~mask, torch.finfo(h.dtype).min).max(1).values
-        return {"meanmax": lambda: torch.cat([mean, mx], 1), "mean": lambda: mean, "max": lambda: mx}[self.pooling]()
+        mask = torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]
+        return pool(h, mask, ("mean", "max") if self.pooling == "meanmax" else self.pooling)
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.bilm.chars, self.bilm.layer1, self.bilm.layer2, self.mix]

@@ -39,6 +39,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.core.pretraining import merge_options
+from tlzoo.lib.text.pooling import pool
 from tlzoo.lib.text.vocab import MASK, PAD, UNK, Vocab, tokenize
 
 CLS = "<cls>"
@@ -294,13 +295,7 @@ class MiniTransformerBackbone(Backbone):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         mask = batch["mask"]
-        hidden = self.encoder(batch["ids"], mask)
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        m = mask.unsqueeze(-1).to(hidden.dtype)
-        if self.pooling == "max":
-            return hidden.masked_fill(m == 0, float("-inf")).max(1).values
-        return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+        return pool(self.encoder(batch["ids"], mask), mask, self.pooling)
 
     def layer_groups(self) -> list[nn.Module]:
         enc = self.encoder

@@ -60,6 +60,7 @@ from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 from tlzoo.lib.text.vocab import tokenize
+from tlzoo.lib.text.pooling import masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
 
 POOLINGS = ("mean", "max", "sif")
@@ -93,7 +94,7 @@ class BiLSTMEncoder(nn.Module):
         valid = torch.zeros_like(mask)
         valid[:, 0] = True  # an empty text still has one (padding) step
         valid |= mask
-        return out.masked_fill(~valid.unsqueeze(-1), float("-inf")).max(1).values
+        return masked_max(out, valid)
 
 
 class CNNEncoder(nn.Module):
@@ -111,7 +112,7 @@ class CNNEncoder(nn.Module):
         outs = []
         for conv in self.convs:
             y = torch.relu(conv(h))[:, :, :t]  # even widths give one extra position
-            outs.append(y.masked_fill(~valid.unsqueeze(1), float("-inf")).max(2).values)
+            outs.append(masked_max(y.transpose(1, 2), valid))
         return torch.cat(outs, 1)
 
 
@@ -267,18 +268,15 @@ class StaticVectorBackbone(Backbone):
         return torch.cat([pooled, self.encoder(emb, tokens)], 1)
 
     def _pool(self, emb: torch.Tensor, ids: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+        if self.pooling != "sif":
+            return pool(emb, known, self.pooling)
         m = known.unsqueeze(-1).to(emb.dtype)
-        if self.pooling == "max":
-            out = emb.masked_fill(m == 0, float("-inf")).max(1).values
-            return torch.where(known.any(1, keepdim=True), out, torch.zeros_like(out))
-        if self.pooling == "sif":
-            w = torch.from_numpy(self.sif_weights).to(emb.device)[ids].unsqueeze(-1) * m
-            out = (emb * w).sum(1) / m.sum(1).clamp(min=1.0)
-            if self.common is not None:
-                u = torch.from_numpy(self.common).to(emb.device, emb.dtype)
-                out = out - (out @ u).unsqueeze(1) * u
-            return out
-        return (emb * m).sum(1) / m.sum(1).clamp(min=1.0)
+        w = torch.from_numpy(self.sif_weights).to(emb.device)[ids].unsqueeze(-1) * m
+        out = (emb * w).sum(1) / m.sum(1).clamp(min=1.0)
+        if self.common is not None:
+            u = torch.from_numpy(self.common).to(emb.device, emb.dtype)
+            out = out - (out @ u).unsqueeze(1) * u
+        return out
 
     def layer_groups(self) -> list[nn.Module]:
         top = _Holder(self.scale)

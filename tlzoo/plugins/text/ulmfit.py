@@ -28,6 +28,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Head, Phase, Plan, Pretrainer, Strategy
 from tlzoo.lib.text import lm as lstm_lm
 from tlzoo.lib.text.lm import HashedVocab
+from tlzoo.lib.text.pooling import pool
 
 # architecture defaults (a scratch backbone uses these; pretrained folders record their own)
 # dropouts: ULMFiT's (0.02 embedding, 0.25 input, 0.15 hidden, 0.2 weight, 0.1 output) halved, as its
@@ -206,12 +207,8 @@ class UlmfitBackbone(Backbone):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, lengths = batch["ids"], batch["lengths"].to(batch["ids"].device)
         top, _ = self.lm.encode(ids)  # right padding: states at real positions never saw padding
-        mask = (torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]).unsqueeze(-1)
-        last = top[torch.arange(ids.size(0), device=ids.device), lengths - 1]
-        mean = (top * mask).sum(1) / mask.sum(1).clamp(min=1)
-        mx = top.masked_fill(~mask, torch.finfo(top.dtype).min).max(1).values
-        return {"concat": lambda: torch.cat([last, mx, mean], 1), "mean": lambda: mean, "max": lambda: mx,
-                "last": lambda: last}[self.pooling]()
+        mask = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]
+        return pool(top, mask, ("last", "max", "mean") if self.pooling == "concat" else self.pooling)
 
     def layer_groups(self) -> list[nn.Module]:
         # the decoder bias learns with the embedding (their weights are tied)
