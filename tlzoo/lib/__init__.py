@@ -5,7 +5,8 @@ writing them again.  ``tlzoo.lib`` may use ``tlzoo.core`` but never ``tlzoo.plug
 
 Text (:mod:`tlzoo.lib.text`):
 
-* ``tlzoo.lib.text.vocab``: the deterministic word tokenizer and ``Vocab`` (token <-> id, JSON files);
+* ``tlzoo.lib.text.vocab``: the deterministic word tokenizer, ``Vocab`` (token <-> id, JSON files) and
+  ``HashedVocab`` (a vocabulary plus CRC32 hash buckets for the words outside it);
 * ``tlzoo.lib.text.pooling``: masked mean / max / first / last pooling of token vectors;
 * ``tlzoo.lib.text.lm``: the pretrained-weights folder of the LSTM language models and
   the language-model training loop;

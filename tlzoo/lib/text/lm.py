@@ -1,9 +1,5 @@
 """What the two LSTM language-model plugins (``elmo``, ``ulmfit``) share.
 
-* ``HashedVocab``: the word vocabulary of ``text_vocab`` plus hash buckets for words
-  outside it, so a from-scratch model (empty vocabulary) still tells words apart and a
-  pretrained one keeps rare target-domain words distinct instead of folding them into
-  ``<unk>``.  CRC32 is used because Python's ``hash`` changes between processes.
 * The pretrained-weights folder: ``model.safetensors`` + ``vocab.json`` +
   ``description.json`` (+ ``pretraining_curve.png``), written by ``tl pretrain`` and read by
   ``tl run --weights DIR``; ``weights_folder`` finds it or says how to make one.
@@ -15,8 +11,7 @@ from __future__ import annotations
 import json
 import math
 import time
-import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,55 +19,9 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.lib.text.vocab import BOS, EOS, PAD, UNK, Vocab, tokenize
+from tlzoo.lib.text.vocab import HashedVocab, Vocab
 
 FORMAT = "tlzoo-lstm-lm"
-
-
-# --------------------------------------------------------------------------- vocabulary
-class HashedVocab:
-    """``Vocab`` ids first, then ``buckets`` hashed ids for out-of-vocabulary words."""
-
-    def __init__(self, vocab: Vocab, buckets: int) -> None:
-        if buckets < 0:
-            raise TlzooError(f"hash buckets must be 0 or more, got {buckets}.")
-        self.vocab, self.buckets = vocab, buckets
-
-    @classmethod
-    def build(cls, texts: Iterable[str], max_size: int, min_freq: int, buckets: int) -> "HashedVocab":
-        return cls(Vocab.build(texts, max_size=max_size, min_freq=min_freq, specials=(PAD, UNK, BOS, EOS)), buckets)
-
-    @classmethod
-    def empty(cls, buckets: int) -> "HashedVocab":
-        return cls(Vocab([], specials=(PAD, UNK, BOS, EOS)), buckets)
-
-    def __len__(self) -> int:
-        return len(self.vocab) + self.buckets
-
-    @property
-    def pad_id(self) -> int:
-        return self.vocab.pad_id
-
-    def id(self, token: str) -> int:
-        i = self.vocab.stoi.get(token)
-        if i is not None:
-            return i
-        if not self.buckets:
-            return self.vocab.unk_id
-        return len(self.vocab) + zlib.crc32(token.encode("utf-8")) % self.buckets
-
-    def tokens(self, text: str | None, max_length: int = 0) -> list[str]:
-        toks = tokenize(text, self.vocab.lower)
-        return toks[:max_length] if max_length > 0 else toks
-
-    def encode(self, text: str | None, max_length: int = 0) -> list[int]:
-        return [self.id(t) for t in self.tokens(text, max_length)]
-
-    def save(self, folder: Path) -> None:
-        self.vocab.save(folder / "vocab.json")
-
-    def digest(self) -> str:
-        return f"{len(self.vocab)}+{self.buckets}:{zlib.crc32(' '.join(self.vocab.itos).encode()):08x}"
 
 
 # --------------------------------------------------------------------------- weights folder

@@ -1,7 +1,7 @@
 """A word-level tokenizer and vocabulary shared by the text plugins without a tokenizer of their own.
 
 Used by the static-vector backbones (glove, word2vec, fasttext), the small MLM
-``transformer`` and the LSTM language models.  Deterministic on purpose: the same text
+``transformer`` and the LSTM language models (elmo, ulmfit).  Deterministic on purpose: the same text
 always gives the same tokens on any machine, so saved vocabularies stay valid.
 
 * ``tokenize(text)``: lower-cases, then splits into words (letters/digits, keeping
@@ -9,11 +9,15 @@ always gives the same tokens on any machine, so saved vocabularies stay valid.
 * ``Vocab``: token <-> id with reserved specials (``<pad>`` = 0, ``<unk>`` = 1, and
   optionally ``<bos>``/``<eos>``/``<mask>``), built from a corpus by frequency with ties
   broken alphabetically, saved and loaded as JSON.
+* ``HashedVocab``: a ``Vocab`` plus hash buckets for the words outside it, and
+  ``hash_bucket``, the word hashing itself: CRC32 of the UTF-8 bytes, because Python's
+  ``hash`` changes between processes (features, and ``tl predict``, would too).
 """
 from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +25,7 @@ from pathlib import Path
 from tlzoo.core.errors import TlzooError
 
 PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<bos>", "<eos>", "<mask>"
+LM_SPECIALS = (PAD, UNK, BOS, EOS)  # the specials of the LSTM language models' vocabularies
 
 # a word: letters/digits, possibly joined by ' or - ; or any single other visible character
 _TOKEN = re.compile(r"[^\W_]+(?:['\u2019\-][^\W_]+)*|[^\w\s]", re.UNICODE)
@@ -106,3 +111,60 @@ class Vocab:
         if not isinstance(data, dict) or data.get("format") != "tlzoo-vocab":
             raise TlzooError(f"'{p}' is not a tlzoo vocabulary; pass the folder written by `tl pretrain`.")
         return cls(data["tokens"], data["specials"], bool(data.get("lower", True)))
+
+
+def hash_bucket(token: str, buckets: int) -> int:
+    """``token``'s bucket among ``buckets``: the same in every process and on every machine."""
+    return zlib.crc32(token.encode("utf-8")) % buckets
+
+
+class HashedVocab:
+    """``Vocab`` ids first, then ``buckets`` hashed ids for the words outside it.
+
+    A model without a vocabulary (``HashedVocab.empty``) still tells words apart, and a
+    pretrained one keeps rare target-domain words distinct instead of folding them into
+    ``<unk>``; with ``buckets=0`` it is the plain vocabulary.
+    """
+
+    def __init__(self, vocab: Vocab, buckets: int) -> None:
+        if buckets < 0:
+            raise TlzooError(f"hash buckets must be 0 or more, got {buckets}.")
+        self.vocab, self.buckets = vocab, buckets
+
+    @classmethod
+    def build(cls, texts: Iterable[str], max_size: int, min_freq: int, buckets: int,
+              specials: Sequence[str] = LM_SPECIALS) -> "HashedVocab":
+        return cls(Vocab.build(texts, max_size=max_size, min_freq=min_freq, specials=specials), buckets)
+
+    @classmethod
+    def empty(cls, buckets: int, specials: Sequence[str] = LM_SPECIALS) -> "HashedVocab":
+        """Only the specials: every word is hashed."""
+        return cls(Vocab([], specials=specials), buckets)
+
+    def __len__(self) -> int:
+        return len(self.vocab) + self.buckets
+
+    @property
+    def pad_id(self) -> int:
+        return self.vocab.pad_id
+
+    def id(self, token: str) -> int:
+        i = self.vocab.stoi.get(token)
+        if i is not None:
+            return i
+        if not self.buckets:
+            return self.vocab.unk_id
+        return len(self.vocab) + hash_bucket(token, self.buckets)
+
+    def tokens(self, text: str | None, max_length: int = 0) -> list[str]:
+        toks = tokenize(text, self.vocab.lower)
+        return toks[:max_length] if max_length > 0 else toks
+
+    def encode(self, text: str | None, max_length: int = 0) -> list[int]:
+        return [self.id(t) for t in self.tokens(text, max_length)]
+
+    def save(self, folder: Path) -> None:
+        self.vocab.save(folder / "vocab.json")
+
+    def digest(self) -> str:
+        return f"{len(self.vocab)}+{self.buckets}:{zlib.crc32(' '.join(self.vocab.itos).encode()):08x}"

@@ -25,9 +25,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.lib.text import lm as lstm_lm
-from tlzoo.lib.text.lm import HashedVocab
 from tlzoo.lib.text.pooling import pool
-from tlzoo.lib.text.vocab import BOS, EOS, tokenize
+from tlzoo.lib.text.vocab import BOS, EOS, HashedVocab, tokenize
 
 ARCH: dict[str, Any] = {"dim": 128, "hidden": 256, "char_dim": 16, "dropout": 0.1}
 FILTERS = ((1, 32), (2, 32), (3, 64), (4, 64), (5, 64))  # (width, count) of the character convolutions

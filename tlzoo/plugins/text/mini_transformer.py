@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import math
 import time
-import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.core.pretraining import merge_options
 from tlzoo.lib.text.pooling import pool
-from tlzoo.lib.text.vocab import MASK, PAD, UNK, Vocab, tokenize
+from tlzoo.lib.text.vocab import MASK, PAD, UNK, HashedVocab, Vocab, tokenize
 
 CLS = "<cls>"
 SPECIALS = (PAD, UNK, CLS, MASK)
@@ -94,11 +93,9 @@ class MLMHead(nn.Module):
         return self.transform(hidden) @ self.encoder[0].embeddings["tokens"].weight.T + self.bias
 
 
-def _encode(vocab: Vocab | None, rows: int, text: Any, max_length: int) -> list[int]:
-    """<cls> + word ids (or hashed rows when there is no vocabulary), at most max_length ids."""
+def _encode(vocab: HashedVocab, text: Any, max_length: int) -> list[int]:
+    """<cls> + word ids (hashed rows for words outside the vocabulary), at most max_length ids."""
     words = tokenize("" if text is None else str(text))[: max_length - 1]
-    if vocab is None:
-        return [2] + [len(SPECIALS) + zlib.crc32(w.encode("utf-8")) % (rows - len(SPECIALS)) for w in words]
     return [vocab.id(CLS)] + [vocab.id(w) for w in words]
 
 
@@ -140,8 +137,9 @@ class MLMPretrainer(Pretrainer):
         encoder = MiniEncoder(len(vocab), **arch)
         head = MLMHead(encoder, o["dim"])
         params = list(encoder.parameters()) + [p for n, p in head.named_parameters()]
-        train_seqs = [_encode(vocab, len(vocab), t, o["max_length"]) for t in train]
-        val_seqs = [_encode(vocab, len(vocab), t, o["max_length"]) for t in held]
+        words = HashedVocab(vocab, 0)
+        train_seqs = [_encode(words, t, o["max_length"]) for t in train]
+        val_seqs = [_encode(words, t, o["max_length"]) for t in held]
         n_tok = sum(len(s) - 1 for s in train_seqs)
         log(f"  vocabulary {len(vocab):,} words; {n_tok:,} training tokens, {len(held)} held-out texts; "
             f"encoder {sum(p.numel() for p in encoder.parameters()) / 1e6:.2f} M parameters; {o['epochs']} epochs")
@@ -279,6 +277,8 @@ class MiniTransformerBackbone(Backbone):
             torch.manual_seed(0)  # a reproducible random init, so tl predict rebuilds the same network
             self.weights_source = f"random init (words hashed into {rows:,} rows)"
         self.rows = rows
+        # without --weights every word is hashed into the rows after the specials
+        self.words = HashedVocab(self.vocab, 0) if self.vocab is not None else HashedVocab.empty(rows - len(SPECIALS), SPECIALS)
         self.arch = arch
         self.max_length = min(int(opts.get("max_length") or arch["max_length"]), int(arch["max_length"]))
         self.encoder = MiniEncoder(rows, **arch)
@@ -287,7 +287,7 @@ class MiniTransformerBackbone(Backbone):
         self.num_features = int(arch["dim"])
 
     def transform(self, example: Any, train: bool) -> list[int]:
-        return _encode(self.vocab, self.rows, example, self.max_length)
+        return _encode(self.words, example, self.max_length)
 
     def collate(self, items: list[list[int]]) -> dict[str, torch.Tensor]:
         ids, mask = _pad(items)

@@ -48,7 +48,6 @@ filters, dim (random vectors only).
 """
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +58,9 @@ from torch import nn
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
-from tlzoo.lib.text.vocab import tokenize
 from tlzoo.lib.text.pooling import masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
+from tlzoo.lib.text.vocab import HashedVocab, Vocab, tokenize
 
 POOLINGS = ("mean", "max", "sif")
 ENCODERS = ("bilstm", "cnn")
@@ -178,6 +177,7 @@ class StaticVectorBackbone(Backbone):
             self.embedding.weight.zero_()
             self.embedding.weight[2:] = table
         self.vocab_rows = n
+        self.hashing = HashedVocab(Vocab([]), n)  # without vectors: <pad>, <unk>, then n hashed rows
         self.sif_weights, self.common = self._sif_statistics()
         self.encoder: nn.Module | None = None
         if self.with_encoder:
@@ -231,7 +231,7 @@ class StaticVectorBackbone(Backbone):
         extra: list[tuple[int, np.ndarray]] = []
         for i, tok in enumerate(tokens):
             if self.hashed:
-                ids.append(2 + zlib.crc32(tok.encode("utf-8")) % self.vocab_rows)
+                ids.append(self.hashing.id(tok))
                 continue
             row = self.index.get(tok)
             if row is not None:

@@ -27,8 +27,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Head, Phase, Plan, Pretrainer, Strategy
 from tlzoo.lib.text import lm as lstm_lm
-from tlzoo.lib.text.lm import HashedVocab
 from tlzoo.lib.text.pooling import pool
+from tlzoo.lib.text.vocab import HashedVocab
 
 # architecture defaults (a scratch backbone uses these; pretrained folders record their own)
 # dropouts: ULMFiT's (0.02 embedding, 0.25 input, 0.15 hidden, 0.2 weight, 0.1 output) halved, as its
