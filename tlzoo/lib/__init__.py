@@ -8,6 +8,8 @@ Text (:mod:`tlzoo.lib.text`):
 * ``tlzoo.lib.text.vocab``: the deterministic word tokenizer, ``Vocab`` (token <-> id, JSON files) and
   ``HashedVocab`` (a vocabulary plus CRC32 hash buckets for the words outside it);
 * ``tlzoo.lib.text.pooling``: masked mean / max / first / last pooling of token vectors;
+* ``tlzoo.lib.text.batching``: right-padding a batch of token sequences (the ``collate`` of a
+  text backbone) and the mask of real positions;
 * ``tlzoo.lib.text.lm``: the pretrained-weights folder of the LSTM language models and
   the language-model training loop;
 * ``tlzoo.lib.text.vector_files``: word-vector files (GloVe, word2vec, fastText; safetensors + JSON).

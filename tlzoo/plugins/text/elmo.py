@@ -25,6 +25,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.lib.text import lm as lstm_lm
+from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.pooling import pool
 from tlzoo.lib.text.vocab import BOS, EOS, HashedVocab, tokenize
 
@@ -144,15 +145,12 @@ def encode_text(text: str, max_tokens: int) -> list[str]:
 
 
 def to_batch(sentences: list[list[str]], vocab: HashedVocab | None) -> dict[str, torch.Tensor]:
-    lengths = torch.tensor([len(s) for s in sentences])
-    t = int(lengths.max())
-    chars = torch.zeros(len(sentences), t, MAX_CHARS, dtype=torch.long)
-    words = torch.zeros(len(sentences), t, dtype=torch.long)
-    for r, s in enumerate(sentences):
-        chars[r, :len(s)] = torch.tensor([word_chars(w) for w in s])
-        if vocab is not None:
-            words[r, :len(s)] = torch.tensor([vocab.id(w) for w in s])
-    return {"chars": chars, "lengths": lengths, "words": words}
+    """Character ids ``[B, T, MAX_CHARS]`` and lengths; with a vocabulary also the word ids the LM predicts."""
+    chars, lengths = pad_sequences([[word_chars(w) for w in s] for s in sentences])
+    batch = {"chars": chars, "lengths": lengths}
+    if vocab is not None:
+        batch["words"] = pad_sequences([[vocab.id(w) for w in s] for s in sentences])[0]
+    return batch
 
 
 def sentence_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_tokens: int,
@@ -169,7 +167,7 @@ def lm_loss_fn(model: ElmoLM, device: torch.device) -> lstm_lm.LossFn:
     def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         chars, lengths, words = batch["chars"].to(device), batch["lengths"].to(device), batch["words"].to(device)
         _, f, b = model.bilm.run(chars, lengths)
-        valid = torch.arange(words.size(1), device=device)[None, :] < lengths[:, None]
+        valid = length_mask(lengths, words.size(1))
         fwd_mask, bwd_mask = valid[:, 1:], valid[:, 1:]  # pairs (t -> t+1) and (t+1 -> t) inside the text
         lf = model.softmax(model.bilm.drop(f[:, :-1][fwd_mask]))
         lb = model.softmax(model.bilm.drop(b[:, 1:][bwd_mask]))
@@ -235,16 +233,13 @@ class ElmoBackbone(Backbone):
         return encode_text("" if example is None else str(example), self.max_length - 2)
 
     def collate(self, items: list[list[str]]) -> dict[str, torch.Tensor]:
-        batch = to_batch(items, None)
-        del batch["words"]
-        return batch
+        return to_batch(items, None)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         chars, lengths = batch["chars"], batch["lengths"].to(batch["chars"].device)
         layers, _, _ = self.bilm.run(chars, lengths)
         h = self.mix(layers)
-        mask = torch.arange(h.size(1), device=h.device)[None, :] < lengths[:, None]
-        return pool(h, mask, ("mean", "max") if self.pooling == "meanmax" else self.pooling)
+        return pool(h, length_mask(lengths, h.size(1)), ("mean", "max") if self.pooling == "meanmax" else self.pooling)
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.bilm.chars, self.bilm.layer1, self.bilm.layer2, self.mix]

@@ -38,6 +38,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.core.pretraining import merge_options
+from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.pooling import pool
 from tlzoo.lib.text.vocab import MASK, PAD, UNK, HashedVocab, Vocab, tokenize
 
@@ -100,11 +101,9 @@ def _encode(vocab: HashedVocab, text: Any, max_length: int) -> list[int]:
 
 
 def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    t = max(1, max(len(s) for s in seqs))
-    ids = torch.zeros(len(seqs), t, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return ids, ids != 0
+    """(ids ``[B, T]`` right-padded with <pad> = 0, mask of the real tokens)."""
+    ids, lengths = pad_sequences(seqs)
+    return ids, length_mask(lengths, ids.size(1))
 
 
 # ----------------------------------------------------------------------------- pretraining

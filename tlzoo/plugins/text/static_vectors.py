@@ -58,6 +58,7 @@ from torch import nn
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.lib.text.batching import pad_sequences
 from tlzoo.lib.text.pooling import masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
 from tlzoo.lib.text.vocab import HashedVocab, Vocab, tokenize
@@ -244,12 +245,11 @@ class StaticVectorBackbone(Backbone):
         return {"ids": ids, "extra": extra}
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        t = max(1, max(len(it["ids"]) for it in items))
-        ids = torch.zeros(len(items), t, dtype=torch.long)
+        ids, _ = pad_sequences([it["ids"] for it in items])
+        t = ids.size(1)
         extra = torch.zeros(len(items), t, self.dim)
         has_extra = torch.zeros(len(items), t, dtype=torch.bool)
         for b, it in enumerate(items):
-            ids[b, : len(it["ids"])] = torch.tensor(it["ids"], dtype=torch.long)
             for i, vec in it["extra"]:
                 extra[b, i] = torch.from_numpy(vec)
                 has_extra[b, i] = True

@@ -27,6 +27,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Head, Phase, Plan, Pretrainer, Strategy
 from tlzoo.lib.text import lm as lstm_lm
+from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.pooling import pool
 from tlzoo.lib.text.vocab import HashedVocab
 
@@ -198,17 +199,13 @@ class UlmfitBackbone(Backbone):
         return [bos] + self.vocab.encode("" if example is None else str(example), self.max_length - 1)
 
     def collate(self, items: list[list[int]]) -> dict[str, torch.Tensor]:
-        lengths = torch.tensor([len(i) for i in items])
-        ids = torch.zeros(len(items), int(lengths.max()) if items else 1, dtype=torch.long)
-        for r, seq in enumerate(items):
-            ids[r, :len(seq)] = torch.tensor(seq, dtype=torch.long)
+        ids, lengths = pad_sequences(items)
         return {"ids": ids, "lengths": lengths}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, lengths = batch["ids"], batch["lengths"].to(batch["ids"].device)
         top, _ = self.lm.encode(ids)  # right padding: states at real positions never saw padding
-        mask = torch.arange(ids.size(1), device=ids.device)[None, :] < lengths[:, None]
-        return pool(top, mask, ("last", "max", "mean") if self.pooling == "concat" else self.pooling)
+        return pool(top, length_mask(lengths, ids.size(1)), ("last", "max", "mean") if self.pooling == "concat" else self.pooling)
 
     def layer_groups(self) -> list[nn.Module]:
         # the decoder bias learns with the embedding (their weights are tied)
