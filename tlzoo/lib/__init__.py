@@ -10,8 +10,10 @@ Text (:mod:`tlzoo.lib.text`):
 * ``tlzoo.lib.text.pooling``: masked mean / max / first / last pooling of token vectors;
 * ``tlzoo.lib.text.batching``: right-padding a batch of token sequences (the ``collate`` of a
   text backbone) and the mask of real positions;
-* ``tlzoo.lib.text.lm``: the pretrained-weights folder of the LSTM language models and
-  the language-model training loop;
+* ``tlzoo.lib.text.lm``: the language-model training loop (``LanguageModelTask``,
+  ``run_language_model``) and the held-out split of a pretraining corpus;
+* ``tlzoo.lib.text.pretrained``: the ``tl pretrain`` weights folder, and the base classes of a
+  backbone built from it (``PretrainedLMBackbone``) and of its pretrainer (``LMPretrainer``);
 * ``tlzoo.lib.text.vector_files``: word-vector files (GloVe, word2vec, fastText; safetensors + JSON).
 
 Vision (:mod:`tlzoo.lib.vision`):

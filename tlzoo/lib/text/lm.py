@@ -1,85 +1,25 @@
-"""What the two LSTM language-model plugins (``elmo``, ``ulmfit``) share.
+"""The language-model training loop: pretraining and language-model fine-tuning of tlzoo's own text models.
 
-* The pretrained-weights folder: ``model.safetensors`` + ``vocab.json`` +
-  ``description.json`` (+ ``pretraining_curve.png``), written by ``tl pretrain`` and read by
-  ``tl run --weights DIR``; ``weights_folder`` finds it or says how to make one.
-* ``train_language_model``: the epoch loop used by pretraining and by ULMFiT's
-  language-model fine-tuning, with progress lines and a loss / perplexity curve.
+* ``LanguageModelTask``: one model's recipe: the module, how texts become batches, the
+  loss of a batch (and the gradient clipping it wants);
+* ``run_language_model``: a task trained on texts (and checked on held-out texts),
+  used by ``tl pretrain`` and by ``--strategy ulmfit``'s language-model fine-tuning;
+* ``train_language_model``: the epoch loop itself: AdamW with a slanted triangular
+  schedule, progress lines, one row per epoch (loss, perplexity, accuracy, held-out);
+* ``split_corpus``: the seeded held-out share of a pretraining corpus; ``seed_all``.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.lib.text.vocab import HashedVocab, Vocab
-
-FORMAT = "tlzoo-lstm-lm"
-
-
-# --------------------------------------------------------------------------- weights folder
-def weights_folder(plugin: str, weights: str | None, pretrained: bool, assets: str | None = None) -> Path | None:
-    """The folder to load, None for random init, or a one-line error saying what to do.
-
-    ``assets`` is a finished run's asset folder (``tl predict``): a copy of the pretrained
-    folder kept there wins, so a run still predicts after its ``--weights`` folder moved."""
-    if assets and pretrained and (Path(assets) / "pretrained" / "description.json").is_file():
-        return Path(assets) / "pretrained"
-    if weights:
-        p = Path(weights)
-        if not p.is_dir():
-            raise TlzooError(f"--weights '{weights}' is not a folder; pass the --out folder of "
-                             f"`tl pretrain --plugin {plugin} --corpus FILE --out DIR`.")
-        return p
-    if not pretrained:
-        return None
-    from tlzoo.core.features import tlzoo_home
-
-    default = tlzoo_home() / "pretrained" / plugin
-    if (default / "description.json").is_file():
-        return default
-    raise TlzooError(f"No pretrained {plugin} weights: no package ships them. Make them with `tl pretrain --plugin "
-                     f"{plugin} --corpus FILE|DIR --out DIR` and pass --weights DIR, or train from scratch with "
-                     "--no-pretrained.")
-
-
-def read_weights(folder: Path, plugin: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], Vocab]:
-    """(description, tensors, vocabulary) of a folder written by ``save_weights``."""
-    from safetensors.torch import load_file
-
-    desc_path = folder / "description.json"
-    if not desc_path.is_file() or not (folder / "model.safetensors").is_file():
-        raise TlzooError(f"'{folder}' holds no pretrained {plugin} weights (description.json + model.safetensors); "
-                         f"make them with `tl pretrain --plugin {plugin} --corpus FILE --out {folder}`.")
-    desc = json.loads(desc_path.read_text("utf-8"))
-    if desc.get("format") != FORMAT or desc.get("plugin") != plugin:
-        raise TlzooError(f"'{folder}' holds weights for '{desc.get('plugin', 'another model')}', not {plugin}; "
-                         f"pass a folder from `tl pretrain --plugin {plugin}`.")
-    return desc, load_file(str(folder / "model.safetensors")), Vocab.load(folder / "vocab.json")
-
-
-def save_weights(folder: Path, plugin: str, tensors: dict[str, torch.Tensor], vocab: HashedVocab,
-                 config: dict[str, Any], summary: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    from tlzoo.core import artifacts
-
-    folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(folder / "model.safetensors"),
-              metadata={"format": FORMAT, "plugin": plugin})
-    vocab.save(folder)
-    desc = {"format": FORMAT, "version": 1, "plugin": plugin, "config": config, "hash_buckets": vocab.buckets,
-            "vocab_size": len(vocab.vocab), "tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)",
-            "summary": summary, "versions": artifacts.versions()}
-    (folder / "description.json").write_text(json.dumps(desc, indent=2), "utf-8")
-
 
 def split_corpus(corpus: list[str], seed: int, val_share: float = 0.05) -> tuple[list[str], list[str]]:
     """A small held-out share of the corpus to report validation perplexity on."""
@@ -90,6 +30,13 @@ def split_corpus(corpus: list[str], seed: int, val_share: float = 0.05) -> tuple
     order = torch.randperm(len(texts), generator=g).tolist()
     n_val = max(1, int(len(texts) * val_share))
     return [texts[i] for i in order[n_val:]], [texts[i] for i in order[:n_val]]
+
+
+def seed_all(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    torch.manual_seed(seed)
 
 
 # --------------------------------------------------------------------------- training loop
@@ -163,65 +110,21 @@ def evaluate_language_model(model: nn.Module, loss_fn: LossFn, batches: list[Bat
     return tot / max(1, toks), hits / max(1, toks)
 
 
-def finish_pretraining(out: str, plugin: str, model: torch.nn.Module, vocab: HashedVocab, config: dict[str, Any],
-                       rows: list[dict[str, Any]], texts: int, held_out: int, title: str) -> dict[str, Any]:
-    """Summarise a language-model pretraining, save weights + vocabulary and draw its curve."""
-    summary = {"epochs": config["epochs"], "train_perplexity": rows[-1]["train_perplexity"],
-               "val_perplexity": rows[-1].get("val_perplexity"), "tokens_per_epoch": rows[-1]["tokens"],
-               "texts": texts, "held_out_texts": held_out,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "seconds": round(sum(r["seconds"] for r in rows), 1), "history": rows}
-    folder = Path(out)
-    save_weights(folder, plugin, model.state_dict(), vocab, config, summary)
-    plot_curve(rows, folder / "pretraining_curve.png", f"{title} · {texts:,} texts")
-    return summary  # the engine writes its history to pretraining_history.csv
+@dataclass
+class LanguageModelTask:
+    """How one language model learns: the module, ``batches(texts, seed)`` and ``loss(batch)``."""
+
+    model: nn.Module
+    batches: Callable[[list[str], int], list[Batch]]
+    loss: LossFn
+    clip: float = 0.5
 
 
-def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Loss and perplexity per epoch, training and held-out."""
-    from tlzoo.core.plots import _plt
-
-    plt = _plt()
-    import matplotlib.ticker
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    ep = [r["epoch"] for r in rows]
-    a.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
-    b.plot(ep, [r["train_perplexity"] for r in rows], "o-", label="train")
-    if rows and "val_loss" in rows[0]:
-        a.plot(ep, [r["val_loss"] for r in rows], "s-", label="held-out")
-        b.plot(ep, [r["val_perplexity"] for r in rows], "s-", label="held-out")
-    a.set(xlabel="epoch", ylabel="cross-entropy (nats / token)", title="loss")
-    b.set(xlabel="epoch", ylabel="perplexity", title="perplexity")
-    ppl = [r[k] for r in rows for k in ("train_perplexity", "val_perplexity") if k in r]
-    if ppl and max(ppl) > 10 * min(ppl):  # log scale only when perplexity spans decades
-        b.set_yscale("log")
-        b.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-    for ax in (a, b):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def seed_all(seed: int) -> None:
-    import random
-
-    random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def copy_weights(src: Path | None, assets: str) -> None:
-    """Keep a copy of the pretrained folder with a run (see ``weights_folder``)."""
-    import shutil
-
-    if src is None:
-        return
-    dst = Path(assets) / "pretrained"
-    if dst.resolve() == src.resolve():
-        return
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "vocab.json", "description.json"):
-        shutil.copy2(src / name, dst / name)
+def run_language_model(task: LanguageModelTask, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
+                       seed: int, device: torch.device, log: Callable[[str], None], label: str,
+                       on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+    """Train ``task`` on ``texts`` for ``epochs`` (batches reshuffled each epoch), reporting on ``val_texts``."""
+    task.model.to(device)
+    val = task.batches(val_texts, seed) if val_texts else []
+    return train_language_model(task.model, task.loss, lambda e: task.batches(texts, seed + e), val,
+                                epochs=epochs, lr=lr, log=log, label=label, clip=task.clip, on_epoch=on_epoch)

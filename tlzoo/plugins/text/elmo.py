@@ -15,7 +15,7 @@ No package ships ELMo weights, so without ``--weights`` it needs ``--no-pretrain
 from __future__ import annotations
 
 import random
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,11 +23,12 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
-from tlzoo.lib.text import lm as lstm_lm
+from tlzoo.core.interfaces import BackboneFactory
 from tlzoo.lib.text.batching import length_mask, pad_sequences
+from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool
-from tlzoo.lib.text.vocab import BOS, EOS, HashedVocab, tokenize
+from tlzoo.lib.text.pretrained import LMPretrainer, PretrainedLMBackbone
+from tlzoo.lib.text.vocab import BOS, EOS, HashedVocab, Vocab, tokenize
 
 ARCH: dict[str, Any] = {"dim": 128, "hidden": 256, "char_dim": 16, "dropout": 0.1}
 FILTERS = ((1, 32), (2, 32), (3, 64), (4, 64), (5, 64))  # (width, count) of the character convolutions
@@ -162,7 +163,7 @@ def sentence_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_
     return batches
 
 
-def lm_loss_fn(model: ElmoLM, device: torch.device) -> lstm_lm.LossFn:
+def lm_loss_fn(model: ElmoLM, device: torch.device) -> LossFn:
     """Forward LM predicts the next word, backward LM the previous one; the loss is their mean."""
     def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         chars, lengths, words = batch["chars"].to(device), batch["lengths"].to(device), batch["words"].to(device)
@@ -178,52 +179,30 @@ def lm_loss_fn(model: ElmoLM, device: torch.device) -> lstm_lm.LossFn:
     return loss_fn
 
 
-def run_lm(model: ElmoLM, vocab: HashedVocab, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-           batch_size: int, max_tokens: int, seed: int, device: torch.device, log: Callable[[str], None],
-           label: str, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    model.to(device)
-    val = sentence_batches(val_texts, vocab, batch_size, max_tokens, seed) if val_texts else []
-    return lstm_lm.train_language_model(
-        model, lm_loss_fn(model, device),
-        lambda e: sentence_batches(texts, vocab, batch_size, max_tokens, seed + e), val,
-        epochs=epochs, lr=lr, log=log, label=label, clip=1.0, on_epoch=on_epoch)
+def lm_task(model: ElmoLM, vocab: HashedVocab, batch_size: int, max_tokens: int,
+            device: torch.device) -> LanguageModelTask:
+    return LanguageModelTask(model, lambda texts, seed: sentence_batches(texts, vocab, batch_size, max_tokens, seed),
+                             lm_loss_fn(model, device), clip=1.0)
 
 
 # --------------------------------------------------------------------------- backbone
-class ElmoBackbone(Backbone):
-    modality = "text"
+class ElmoBackbone(PretrainedLMBackbone):
+    family = "elmo"
+    poolings = POOLINGS
+    arch_defaults = ARCH
+    min_length = 3  # <bos>, a word, <eos>
 
-    def __init__(self, request: BackboneRequest) -> None:
-        super().__init__()
-        opts = request.options
-        self.name = request.model
-        self.pooling = opts.get("pooling") or "meanmax"
-        if self.pooling not in POOLINGS:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for elmo; use one of {', '.join(POOLINGS)}.")
-        self.max_length = int(opts.get("max_length") or 128)
-        if self.max_length < 3:
-            raise TlzooError(f"model.max_length must be at least 3 for elmo, got {self.max_length}.")
-        folder = lstm_lm.weights_folder("elmo", request.weights, request.pretrained, opts.get("assets"))
-        self.folder = folder
-        self.vocab: HashedVocab | None = None
-        if folder is None:
-            self.arch = dict(ARCH)
-            self.bilm = BiLM(**self.arch)
-            self.softmax: nn.Linear | None = None  # no vocabulary: no language-model output
-            self.weights_source = "random init (no pretraining)"
-        else:
-            desc, tensors, vocab = lstm_lm.read_weights(folder, "elmo")
-            self.arch = {k: desc["config"][k] for k in ARCH}
-            self.vocab = HashedVocab(vocab, 0)
-            self.bilm = BiLM(**self.arch)
+    def build(self, desc: dict[str, Any] | None, tensors: dict[str, torch.Tensor] | None, vocab: Vocab | None) -> None:
+        self.vocab = HashedVocab(vocab, 0) if vocab is not None else None
+        self.bilm = BiLM(**self.arch)
+        self.softmax: nn.Linear | None = None  # no vocabulary: no language-model output
+        if self.vocab is not None and tensors is not None:
             self.softmax = nn.Linear(self.arch["dim"], len(self.vocab))
             self.bilm.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("bilm.")})
             self.softmax.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("softmax.")})
-            self.weights_source = f"tl pretrain folder {folder}"
         self.mix = ScalarMix(3)
         width = 2 * self.arch["dim"]
         self.num_features = 2 * width if self.pooling == "meanmax" else width
-        self._chars: dict[str, list[int]] = {}
 
     def preprocessing(self) -> dict[str, Any]:
         return {"tokenizer": "text_vocab + utf-8 bytes", "max_chars": MAX_CHARS, "max_length": self.max_length,
@@ -244,59 +223,45 @@ class ElmoBackbone(Backbone):
     def layer_groups(self) -> list[nn.Module]:
         return [self.bilm.chars, self.bilm.layer1, self.bilm.layer2, self.mix]
 
-    def save_assets(self, folder: str) -> None:
-        lstm_lm.copy_weights(self.folder, folder)
-
-    def spec(self) -> dict[str, Any]:
-        copy = {"weights_copy": "assets/pretrained"} if self.folder is not None else {}  # tl predict reads the copy
-        return {**super().spec(), "arch": self.arch, **copy}
-
-    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
-                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-        """Language-model fine-tuning on target texts (``--strategy ulmfit``); needs pretrained weights."""
+    def language_model_task(self, batch_size: int, device: torch.device) -> LanguageModelTask:
+        """The biLM with its softmax (pretrained weights only), sharing the backbone's modules."""
         if self.softmax is None or self.vocab is None:
             raise TlzooError("elmo without pretraining has no language-model softmax to fine-tune; pass --weights DIR "
                              "from `tl pretrain --plugin elmo`, or use --strategy fine-tune.")
         lm = ElmoLM(len(self.vocab), **self.arch)
         lm.bilm, lm.softmax = self.bilm, self.softmax  # shared modules: the backbone itself learns
-        for p in lm.parameters():
-            p.requires_grad_(True)
-        try:
-            return run_lm(lm, self.vocab, texts, val_texts, epochs=epochs, lr=lr, batch_size=batch_size,
-                          max_tokens=self.max_length - 2, seed=seed, device=device, log=log, label="lm-finetune",
-                          on_epoch=on_epoch)
-        finally:
-            for p in self.parameters():
-                p.requires_grad_(False)
+        return lm_task(lm, self.vocab, batch_size, self.max_length - 2, device)
 
 
 # --------------------------------------------------------------------------- pretraining
-class ElmoPretrainer(Pretrainer):
+class ElmoPretrainer(LMPretrainer):
     name = "elmo"
     description = "character-CNN + 2-layer biLSTM language model (forward and backward) on an unlabelled corpus"
-    defaults: dict[str, Any] = {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80,
-                                "max_vocab": 10000, "min_freq": 2, "seed": 0}
+    title = "elmo biLM pretraining"
 
-    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
-                 log: Callable[[str], None]) -> dict[str, Any]:
-        from tlzoo.core.pretraining import merge_options
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80, "max_vocab": 10000,
+                "min_freq": 2, "seed": 0}
 
-        o = merge_options("elmo", options, self.defaults)
+    def check(self, o: dict[str, Any]) -> None:
         if o["epochs"] < 1 or o["batch_size"] < 1 or o["dim"] < 1 or o["hidden"] < o["dim"]:
             raise TlzooError("elmo pretraining needs epochs and batch_size of at least 1 and hidden >= dim >= 1.")
-        lstm_lm.seed_all(o["seed"])
-        train, val = lstm_lm.split_corpus(corpus, o["seed"])
-        vocab = HashedVocab.build(train, o["max_vocab"], o["min_freq"], 0)  # softmax over words; rest is <unk>
-        model = ElmoLM(len(vocab), **{k: o[k] for k in ARCH})
+
+    def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
+        return HashedVocab.build(texts, o["max_vocab"], o["min_freq"], 0)  # softmax over words; the rest is <unk>
+
+    def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
+        return ElmoLM(len(vocab), **{k: o[k] for k in ARCH})
+
+    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
+                 val: list[str]) -> str:
         n_params = sum(p.numel() for p in model.parameters())
-        log(f"elmo: char-CNN + 2-layer biLSTM (dim {o['dim']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
-            f"parameters; softmax over {len(vocab):,} words; {len(train):,} training / {len(val):,} held-out texts")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        rows = run_lm(model, vocab, train, val, epochs=o["epochs"], lr=o["lr"], batch_size=o["batch_size"],
-                      max_tokens=o["max_tokens"], seed=o["seed"], device=device, log=log, label="pretrain")
-        return lstm_lm.finish_pretraining(out, "elmo", model, vocab, {k: o[k] for k in self.defaults}, rows,
-                                          len(train), len(val), "elmo biLM pretraining")
+        return (f"elmo: char-CNN + 2-layer biLSTM (dim {o['dim']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
+                f"parameters; softmax over {len(vocab):,} words; {len(train):,} training / {len(val):,} held-out texts")
+
+    def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
+        return lm_task(model, vocab, o["batch_size"], o["max_tokens"], device)  # type: ignore[arg-type]
 
 
 @hookimpl

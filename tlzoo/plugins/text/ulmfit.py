@@ -17,7 +17,7 @@ No package ships ULMFiT weights, so without ``--weights`` it needs ``--no-pretra
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -25,11 +25,12 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Head, Phase, Plan, Pretrainer, Strategy
-from tlzoo.lib.text import lm as lstm_lm
+from tlzoo.core.interfaces import BackboneFactory, Head, Phase, Plan, Strategy
 from tlzoo.lib.text.batching import length_mask, pad_sequences
+from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool
-from tlzoo.lib.text.vocab import HashedVocab
+from tlzoo.lib.text.pretrained import LMPretrainer, PretrainedLMBackbone
+from tlzoo.lib.text.vocab import HashedVocab, Vocab
 
 # architecture defaults (a scratch backbone uses these; pretrained folders record their own)
 # dropouts: ULMFiT's (0.02 embedding, 0.25 input, 0.15 hidden, 0.2 weight, 0.1 output) halved, as its
@@ -133,7 +134,7 @@ def stream_batches(texts: list[str], vocab: HashedVocab, batch_size: int, bptt: 
     return [(x_all[:, i:i + bptt], y_all[:, i:i + bptt], i == 0) for i in range(0, n, bptt)]
 
 
-def lm_loss_fn(model: AWDLSTM, device: torch.device) -> lstm_lm.LossFn:
+def lm_loss_fn(model: AWDLSTM, device: torch.device) -> LossFn:
     """Next-token loss; the hidden state flows across windows (truncated backprop)."""
     state: dict[str, Any] = {"h": None}
 
@@ -150,43 +151,27 @@ def lm_loss_fn(model: AWDLSTM, device: torch.device) -> lstm_lm.LossFn:
     return loss_fn
 
 
-def run_lm(model: AWDLSTM, vocab: HashedVocab, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-           batch_size: int, bptt: int, seed: int, device: torch.device, log: Callable[[str], None], label: str,
-           on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    model.to(device)
-    val = stream_batches(val_texts, vocab, batch_size, bptt, seed) if val_texts else []
-    return lstm_lm.train_language_model(
-        model, lm_loss_fn(model, device), lambda e: stream_batches(texts, vocab, batch_size, bptt, seed + e), val,
-        epochs=epochs, lr=lr, log=log, label=label, on_epoch=on_epoch)
+def lm_task(model: AWDLSTM, vocab: HashedVocab, batch_size: int, bptt: int, device: torch.device) -> LanguageModelTask:
+    return LanguageModelTask(model, lambda texts, seed: stream_batches(texts, vocab, batch_size, bptt, seed),
+                             lm_loss_fn(model, device))
 
 
 # --------------------------------------------------------------------------- backbone
-class UlmfitBackbone(Backbone):
+class UlmfitBackbone(PretrainedLMBackbone):
     """AWD-LSTM encoder; features = pooled top-layer states (concat: last, max, mean)."""
 
-    modality = "text"
+    family = "ulmfit"
+    poolings = POOLINGS
+    arch_defaults = ARCH
 
-    def __init__(self, request: BackboneRequest) -> None:
-        super().__init__()
-        opts = request.options
-        self.name = request.model
-        self.pooling = opts.get("pooling") or "concat"
-        if self.pooling not in POOLINGS:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for ulmfit; use one of {', '.join(POOLINGS)}.")
-        self.max_length = int(opts.get("max_length") or 128)
-        folder = lstm_lm.weights_folder("ulmfit", request.weights, request.pretrained, opts.get("assets"))
-        self.folder = folder
-        if folder is None:
-            self.arch, self.vocab = dict(ARCH), HashedVocab.empty(SCRATCH_BUCKETS)
-            self.weights_source = "random init (no pretraining)"
-            self.lm = AWDLSTM(len(self.vocab), **self.arch)
+    def build(self, desc: dict[str, Any] | None, tensors: dict[str, torch.Tensor] | None, vocab: Vocab | None) -> None:
+        if desc is None or vocab is None:
+            self.vocab = HashedVocab.empty(SCRATCH_BUCKETS)
         else:
-            desc, tensors, vocab = lstm_lm.read_weights(folder, "ulmfit")
-            self.arch = {k: desc["config"][k] for k in ARCH}
             self.vocab = HashedVocab(vocab, int(desc["hash_buckets"]))
-            self.lm = AWDLSTM(len(self.vocab), **self.arch)
+        self.lm = AWDLSTM(len(self.vocab), **self.arch)
+        if tensors is not None:
             self.lm.load_state_dict(tensors)
-            self.weights_source = f"tl pretrain folder {folder}"
         width = self.arch["emb"]
         self.num_features = 3 * width if self.pooling == "concat" else width
 
@@ -205,60 +190,51 @@ class UlmfitBackbone(Backbone):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         ids, lengths = batch["ids"], batch["lengths"].to(batch["ids"].device)
         top, _ = self.lm.encode(ids)  # right padding: states at real positions never saw padding
-        return pool(top, length_mask(lengths, ids.size(1)), ("last", "max", "mean") if self.pooling == "concat" else self.pooling)
+        methods = ("last", "max", "mean") if self.pooling == "concat" else self.pooling
+        return pool(top, length_mask(lengths, ids.size(1)), methods)
 
     def layer_groups(self) -> list[nn.Module]:
         # the decoder bias learns with the embedding (their weights are tied)
         return [nn.ModuleList([self.lm.embedding, self.lm.output_drop]), *self.lm.layers]
 
-    def save_assets(self, folder: str) -> None:
-        lstm_lm.copy_weights(self.folder, folder)
-
     def spec(self) -> dict[str, Any]:
-        copy = {"weights_copy": "assets/pretrained"} if self.folder is not None else {}  # tl predict reads the copy
-        return {**super().spec(), "arch": self.arch, "vocab": self.vocab.digest(), **copy}
+        return {**super().spec(), "vocab": self.vocab.digest()}
 
-    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
-                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
-        """ULMFiT stage 2: the language model adapts to the target texts (all layers learn)."""
-        for p in self.parameters():
-            p.requires_grad_(True)
-        try:
-            return run_lm(self.lm, self.vocab, texts, val_texts, epochs=epochs, lr=lr, batch_size=batch_size,
-                          bptt=50, seed=seed, device=device, log=log, label="lm-finetune", on_epoch=on_epoch)
-        finally:
-            for p in self.parameters():
-                p.requires_grad_(False)
+    def language_model_task(self, batch_size: int, device: torch.device) -> LanguageModelTask:
+        """ULMFiT stage 2: the AWD-LSTM itself adapts to the target texts, in windows of 50 tokens."""
+        return lm_task(self.lm, self.vocab, batch_size, 50, device)
 
 
 # --------------------------------------------------------------------------- pretraining
-class UlmfitPretrainer(Pretrainer):
+class UlmfitPretrainer(LMPretrainer):
     name = "ulmfit"
     description = "AWD-LSTM language model (ULMFiT stage 1) on an unlabelled corpus"
-    defaults: dict[str, Any] = {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3,
-                                "max_vocab": 20000, "min_freq": 2, "hash_buckets": 2048, "seed": 0}
+    title = "ulmfit (AWD-LSTM) pretraining"
 
-    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
-                 log: Callable[[str], None]) -> dict[str, Any]:
-        from tlzoo.core.pretraining import merge_options
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3, "max_vocab": 20000, "min_freq": 2,
+                "hash_buckets": 2048, "seed": 0}
 
-        o = merge_options("ulmfit", options, self.defaults)
+    def check(self, o: dict[str, Any]) -> None:
         if o["epochs"] < 1 or o["layers"] < 1 or o["batch_size"] < 1 or o["bptt"] < 2:
             raise TlzooError("ulmfit pretraining needs epochs, layers and batch_size of at least 1 and bptt of 2 or more.")
-        lstm_lm.seed_all(o["seed"])
-        train, val = lstm_lm.split_corpus(corpus, o["seed"])
-        vocab = HashedVocab.build(train, o["max_vocab"], o["min_freq"], o["hash_buckets"])
-        model = AWDLSTM(len(vocab), **{k: o[k] for k in ARCH})
+
+    def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
+        return HashedVocab.build(texts, o["max_vocab"], o["min_freq"], o["hash_buckets"])
+
+    def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
+        return AWDLSTM(len(vocab), **{k: o[k] for k in ARCH})
+
+    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
+                 val: list[str]) -> str:
         n_params = sum(p.numel() for p in model.parameters())
-        log(f"ulmfit: AWD-LSTM {o['layers']} layers (emb {o['emb']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
-            f"parameters; vocabulary {len(vocab.vocab):,} words + {vocab.buckets:,} hash buckets; "
-            f"{len(train):,} training / {len(val):,} held-out texts")
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        rows = run_lm(model, vocab, train, val, epochs=o["epochs"], lr=o["lr"], batch_size=o["batch_size"],
-                      bptt=o["bptt"], seed=o["seed"], device=device, log=log, label="pretrain")
-        return lstm_lm.finish_pretraining(out, "ulmfit", model, vocab, {k: o[k] for k in self.defaults}, rows,
-                                          len(train), len(val), "ulmfit (AWD-LSTM) pretraining")
+        return (f"ulmfit: AWD-LSTM {o['layers']} layers (emb {o['emb']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
+                f"parameters; vocabulary {len(vocab.vocab):,} words + {vocab.buckets:,} hash buckets; "
+                f"{len(train):,} training / {len(val):,} held-out texts")
+
+    def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
+        return lm_task(model, vocab, o["batch_size"], o["bptt"], device)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------- strategy
