@@ -59,8 +59,41 @@ def test_compare_api_reads_cached_features_the_second_time(word_bert_dir: Path, 
     logs.clear()
     result = compare([f"bert={word_bert_dir}"], str(topics_csv), ["tree", "svm"], tmp_path / "b", config=cfg,
                      use_logme=False, log=logs.append)
-    assert sum("read from cache" in m for m in logs) == 2 and not any("extracted" in m for m in logs)
+    assert sum("read from cache" in m for m in logs) == 3 and not any("extracted" in m for m in logs)  # train/val/test
     assert [r["logme"] for r in result.rows] == [None, None] and result.csv_path.is_file()
+
+
+def test_compare_runs_the_steps_through_step_wrappers(word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
+    """Each backbone is a probe run of steps.PROBE_STEPS, so wrappers see compare as they see `tl run`."""
+    from tlzoo import hookimpl, step_wrapper, steps
+    from tlzoo.core.config import RunConfig
+    from tlzoo.core.plugins import PluginManager
+    from tlzoo.core.zoo import Zoo
+
+    class Wrappers:
+        def __init__(self) -> None:
+            self.steps: list[str] = []
+            self.train_rows = 0
+
+        @hookimpl(wrapper=True)
+        def tlzoo_run_step(self, step: str, run: object) -> object:
+            self.steps.append(step)
+            return (yield)
+
+        @step_wrapper(steps.TRAIN)
+        def after_training(self, run: object) -> object:
+            yield  # after train: features extracted, the first head fitted on them
+            self.train_rows += len(run.features["train"])  # type: ignore[attr-defined]
+
+    plugin = Wrappers()
+    zoo = Zoo(PluginManager(load_entry_points=False, extra=[plugin]))
+    cfg = RunConfig()
+    cfg.model.max_length, cfg.train.device, cfg.progress = 16, "cpu", False
+    result = compare([f"bert={word_bert_dir}", f"bert={word_bert_dir}"], str(topics_csv), ["nb", "knn"],
+                     tmp_path / "c", config=cfg, zoo=zoo, use_logme=False, log=None)
+    assert plugin.steps == list(steps.PROBE_STEPS) * 2 and plugin.train_rows > 0
+    assert {r["head"] for r in result.rows} == {"nb", "knn"} and len(result.rows) == 4
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["leaderboard.csv", "leaderboard.png"]
 
 
 def test_compare_rejects_bad_input(run_cli, topics_csv: Path, tmp_path: Path) -> None:

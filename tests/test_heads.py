@@ -109,14 +109,14 @@ def test_rf_and_tree_arrays_predict_like_scikit_learn() -> None:
 
 def test_third_party_head_registers_through_the_hook(word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
     from tlzoo.core.hookspecs import hookimpl
-    from tlzoo.core.interfaces import Head
+    from tlzoo.core.interfaces import FittedHead
     from tlzoo.core.plugins import PluginManager
     from tlzoo.core.zoo import Zoo
 
-    class Centroid(Head):
+    class Centroid(FittedHead):
         """Nearest class mean: a fitted head from outside tlzoo."""
 
-        name, trainable = "centroid", False
+        name = "centroid"
 
         def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
             self.means = np.stack([x[y == k].mean(0) for k in range(num_classes)])
@@ -141,3 +141,73 @@ def test_third_party_head_registers_through_the_hook(word_bert_dir: Path, topics
     result = Engine(zoo=zoo, log=None).run(_config(word_bert_dir, topics_csv, tmp_path / "centroid", "centroid"))
     assert result.metrics["test"]["accuracy"] >= 0.6
     assert Predictor.load(result.run_dir, zoo).predict(["funny comedy clever"])[0]["label"] == "comedy"
+
+
+# --------------------------------------------------------------------------- two kinds of head
+def test_head_kinds_are_types_and_trainable_follows_them() -> None:
+    from tlzoo.core.interfaces import FittedHead, Head, TorchHead
+    from tlzoo.plugins.heads.fc import FCHead
+    from tlzoo.plugins.heads.sklearn_heads import HEADS, LogRegHead
+
+    assert issubclass(FCHead, TorchHead) and FCHead.trainable is True and FCHead().trainable is True
+    assert all(issubclass(h, FittedHead) and h.trainable is False for h in HEADS)
+    head = LogRegHead()
+    assert isinstance(head, Head) and not isinstance(head, TorchHead)
+    with pytest.raises(AttributeError, match="read-only"):
+        head.trainable = True  # type: ignore[misc]
+
+    class Incomplete(FittedHead):
+        name = "incomplete"
+
+        def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None: ...
+
+        def predict_proba(self, x: np.ndarray) -> np.ndarray: ...
+
+    with pytest.raises(TypeError, match="abstract"):  # a fitted head must save and restore its state
+        Incomplete()
+    with pytest.raises(TypeError, match="contradicts its base"):
+        class Confused(TorchHead):
+            name, trainable = "confused", False
+
+
+def test_a_head_with_the_old_trainable_flag_still_registers_with_a_warning() -> None:
+    """0.1 heads subclass Head and set `trainable`: adapted to FittedHead/TorchHead, the plugin warned."""
+    from torch import nn
+
+    from tlzoo.core.hookspecs import hookimpl
+    from tlzoo.core.interfaces import FittedHead, Head, TorchHead
+    from tlzoo.core.plugins import PluginManager
+    from tlzoo.core.zoo import Zoo
+
+    with pytest.warns(DeprecationWarning, match="subclass FittedHead instead"):
+        class OldFitted(Head):
+            name, trainable = "old-fitted", False
+
+            def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+                self.prior = np.bincount(y, minlength=num_classes) / len(y)
+
+            def predict_proba(self, x: np.ndarray) -> np.ndarray:
+                return np.tile(self.prior, (len(x), 1))
+
+    class OldTorch(Head):  # no flag: the 0.1 default was trainable
+        name = "old-torch"
+
+        def build(self, num_features: int, num_classes: int) -> nn.Module:
+            return nn.Linear(num_features, num_classes)
+
+    class Plugin:
+        @hookimpl
+        def tlzoo_register_heads(self, register: Any) -> None:
+            register(OldFitted)
+            register(OldTorch)
+
+    zoo = Zoo(PluginManager(load_entry_points=False, extra=[Plugin()]))
+    fitted, torch_head = zoo.heads.get("old-fitted")(), zoo.heads.get("old-torch")()
+    assert isinstance(fitted, FittedHead) and isinstance(fitted, OldFitted) and not fitted.trainable
+    assert isinstance(torch_head, TorchHead) and torch_head.trainable
+    fitted.fit(np.zeros((4, 2)), np.array([0, 0, 1, 1]), 2)
+    assert fitted.predict_proba(np.zeros((1, 2))).tolist() == [[0.5, 0.5]] and fitted.state() == {}
+    assert torch_head.build(3, 2).out_features == 2
+    warnings = next(i for i in zoo.plugins.plugins() if i.name == "Plugin").warnings
+    assert any("head 'old-fitted'" in w and "tlzoo.FittedHead" in w for w in warnings), warnings
+    assert any("head 'old-torch'" in w and "tlzoo.TorchHead" in w for w in warnings), warnings

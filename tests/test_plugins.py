@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from tlzoo import step_wrapper, steps
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.plugins import BUILTIN_PLUGINS, PluginManager
@@ -22,13 +23,11 @@ GOOD = '''
 """A third-party plugin: a nearest-centroid head and a `tl hello` command."""
 import click
 import numpy as np
-from tlzoo import hookimpl
-from tlzoo.core.interfaces import Head
+from tlzoo import FittedHead, hookimpl
 
 
-class CentroidHead(Head):
+class CentroidHead(FittedHead):
     name = "centroid"
-    trainable = False
 
     @classmethod
     def defaults(cls):
@@ -79,9 +78,27 @@ def tlzoo_register_strategies(register):
     raise RuntimeError("boom inside the hook")
 '''
 
-PLUGINS = {"tlzoo_fake_good": GOOD, "tlzoo_fake_broken_import": BROKEN_IMPORT, "tlzoo_fake_broken_hook": BROKEN_HOOK}
+MISSPELT_STEP = '''
+from tlzoo import step_wrapper
+
+@step_wrapper("trian")
+def around_training(run):
+    yield
+'''
+
+PLAIN_STEP = '''
+from tlzoo import hookimpl
+
+@hookimpl
+def tlzoo_run_step(step, run):
+    return "replaced"  # no wrapper: this would stand in for every step
+'''
+
+PLUGINS = {"tlzoo_fake_good": GOOD, "tlzoo_fake_broken_import": BROKEN_IMPORT, "tlzoo_fake_broken_hook": BROKEN_HOOK,
+           "tlzoo_fake_misspelt_step": MISSPELT_STEP, "tlzoo_fake_plain_step": PLAIN_STEP}
 EP_NAMES = {"tlzoo_fake_good": "centroid", "tlzoo_fake_broken_import": "needs-libfoo",
-            "tlzoo_fake_broken_hook": "hook-crash"}
+            "tlzoo_fake_broken_hook": "hook-crash", "tlzoo_fake_misspelt_step": "misspelt-step",
+            "tlzoo_fake_plain_step": "plain-step"}
 
 
 @pytest.fixture
@@ -143,6 +160,27 @@ def test_tl_plugins_json_shows_errors(third_party: dict[str, str], run_cli: Any)
     assert rows["bert"]["builtin"] is True and rows["bert"]["error"] is None
     text = run_cli("plugins")
     assert text.exit_code == 0 and "ERROR ImportError: this plugin needs libfoo" in text.stdout
+
+
+def test_a_misspelt_step_name_fails_its_plugin_at_load_with_did_you_mean(third_party: dict[str, str],
+                                                                          run_cli: Any) -> None:
+    """@step_wrapper checks its names at import: `tl plugins` names the error; the other commands work."""
+    text = run_cli("plugins")
+    line = next(ln for ln in text.stdout.splitlines() if ln.startswith("misspelt-step"))
+    assert "ERROR TlzooError: Unknown step 'trian' in @step_wrapper. Did you mean 'train'?" in line
+    rows = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)}
+    assert rows["misspelt-step"]["hooks"] == []
+    assert run_cli("heads").exit_code == 0 and run_cli("list", "--json").exit_code == 0
+
+
+def test_a_plain_run_step_implementation_is_refused(third_party: dict[str, str], run_cli: Any) -> None:
+    """A tlzoo_run_step impl that is no wrapper would replace every step: its plugin does not load."""
+    rows = {r["name"]: r for r in json.loads(run_cli("plugins", "--json").stdout)}
+    assert rows["plain-step"]["error"].startswith("tlzoo_run_step must be a wrapper (@hookimpl(wrapper=True)")
+    assert rows["plain-step"]["hooks"] == []
+    pm = PluginManager()
+    impls = [i.plugin_name for i in pm.pm.hook.tlzoo_run_step.get_hookimpls()]
+    assert "plain-step" not in impls and "tlzoo.step-runner" in impls
 
 
 def test_other_commands_still_work_with_broken_plugins(third_party: dict[str, str], run_cli: Any) -> None:
@@ -247,37 +285,120 @@ def test_disabled_backbone_plugin_is_a_clean_cli_error(monkeypatch: pytest.Monke
 
 # --------------------------------------------------------------------------- step hook
 class StepRecorder:
-    """A wrapper around every step: sees it, times it, and what the run holds at that point."""
+    """A wrapper around every step: the steps in order, and which documented Run attributes exist after each."""
 
     def __init__(self) -> None:
         self.steps: list[str] = []
-        self.seen_after: dict[str, set[str]] = {}
+        self.present_after: dict[str, set[str]] = {}
 
     @hookimpl(wrapper=True)
     def tlzoo_run_step(self, step: str, run: Any) -> Any:
+        from tlzoo.core.steps import STATE
+
         self.steps.append(step)
         result = yield
-        self.seen_after[step] = {k for k in ("dataset", "splits", "encoder", "backbone", "history", "metrics")
-                                 if getattr(run, k, None) not in (None, {})}
+        self.present_after[step] = {a for attrs in STATE.values() for a, _ in attrs if hasattr(run, a)}
         return result
 
 
-def test_wrapper_sees_all_twelve_steps_in_order(tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+def _bert_config(text_csv: Path, tiny_bert_dir: Path, out: Path, *extra: str) -> Any:
     from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import STEPS, Engine
+
+    cfg = RunConfig()
+    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
+                         "model.max_length=32", "train.epochs=2", f"out={out}", "progress=false", *extra])
+    return cfg
+
+
+def test_wrapper_sees_every_step_in_order_with_the_documented_state(tiny_bert_dir: Path, text_csv: Path,
+                                                                    tmp_path: Path) -> None:
+    """After each step the run holds what steps.STATE (the hook's docstring table) says, and no later state."""
+    from tlzoo.core import hookspecs
+    from tlzoo.core.runner import Engine
+    from tlzoo.core.steps import LABELS, STATE, STEPS
     from tlzoo.core.zoo import Zoo
 
     recorder = StepRecorder()
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[recorder]))
-    cfg = RunConfig()
-    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
-                         "model.max_length=32", "train.epochs=2", f"out={tmp_path / 'run'}", "progress=false"])
-    Engine(zoo=zoo, log=None).run(cfg)
-    assert len(STEPS) == 12
-    assert recorder.steps == list(STEPS)
-    assert "dataset" in recorder.seen_after["load_dataset"] and "splits" not in recorder.seen_after["load_dataset"]
-    assert "backbone" in recorder.seen_after["create_base_model"]
-    assert "metrics" in recorder.seen_after["predict"]
+    log: list[str] = []
+    Engine(zoo=zoo, log=log.append).run(_bert_config(text_csv, tiny_bert_dir, tmp_path / "run"))
+    assert recorder.steps == list(STEPS) and len(STEPS) == 13 and len(LABELS) == 12
+    numbered = [line for line in log if line.startswith("[")]
+    assert numbered[0] == "[ 1/12] import libraries" and numbered[-1] == "[12/12] plot confusion"
+    assert len(numbered) == 12 and any(line.startswith("  saved model.safetensors") for line in log)
+    doc = hookspecs.tlzoo_run_step.__doc__ or ""
+    for i, step in enumerate(STEPS):
+        documented = {a for earlier in STEPS[: i + 1] for a, _ in STATE[earlier]}
+        assert documented <= recorder.present_after[step], (step, documented - recorder.present_after[step])
+        assert all(f"run.{a}" in doc for a, _ in STATE[step])
+    assert "backbone" not in recorder.present_after["encode_labels"]  # declared, but set by create_backbone
+    assert "dataset" not in recorder.present_after["resolve_plugins"]
+
+
+class OldNames:
+    """A 0.1 wrapper: compares the step with old names."""
+
+    def __init__(self) -> None:
+        self.matched: list[str] = []
+
+    @hookimpl(wrapper=True)
+    def tlzoo_run_step(self, step: str, run: Any) -> Any:
+        result = yield
+        if step == "create_base_model":
+            self.matched.append("create_base_model:" + str(getattr(run, "backbone", None) is not None))
+        elif step in ("predict",):
+            self.matched.append("predict:" + str("test" in run.metrics))
+        return result
+
+
+class NewNames:
+    """The same with @step_wrapper on methods, one of them given an old name."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    @step_wrapper(steps.CREATE_BACKBONE, steps.SAVE_MODEL)
+    def around(self, step: str, run: Any) -> Any:
+        self.calls.append(("before", step))
+        yield
+        self.calls.append(("after", step))
+
+    with pytest.warns(DeprecationWarning, match="step 'predict' is now 'evaluate'"):
+        @step_wrapper("predict")
+        def after_evaluate(self, run: Any) -> Any:
+            yield
+            self.calls.append(("after", "evaluate:" + str(run.metrics["test"]["accuracy"] >= 0)))
+
+
+def test_old_step_names_still_match_with_a_warning_and_step_wrapper_wraps_only_its_steps(
+        tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+    from tlzoo.core.runner import Engine
+    from tlzoo.core.zoo import Zoo
+
+    old, new = OldNames(), NewNames()
+    zoo = Zoo(PluginManager(load_entry_points=False, extra=[old, new]))
+    log: list[str] = []
+    with pytest.warns(DeprecationWarning) as caught:
+        Engine(zoo=zoo, log=log.append).run(_bert_config(text_csv, tiny_bert_dir, tmp_path / "run",
+                                                         "head.name=logreg"))
+    messages = {str(w.message).split(" (")[0] for w in caught if "is now" in str(w.message)}
+    assert messages == {"step 'create_base_model' is now 'create_backbone'", "step 'predict' is now 'evaluate'"}
+    assert old.matched == ["create_base_model:True", "predict:True"]
+    assert new.calls == [("before", "create_backbone"), ("after", "create_backbone"), ("before", "save_model"),
+                         ("after", "save_model"), ("after", "evaluate:True")]
+    warned = [line for line in log if "old name" in line]
+    assert len(warned) == 2 and "'create_base_model'; it is 'create_backbone' now" in warned[0], warned
+
+
+def test_step_wrapper_refuses_what_it_cannot_wrap() -> None:
+    with pytest.raises(TlzooError, match="Unknown step 'plot_hystory' in @step_wrapper. Did you mean 'plot_history'"):
+        step_wrapper("plot_hystory")
+    with pytest.raises(TlzooError, match="must be a generator"):
+        step_wrapper(steps.TRAIN)(lambda run: None)
+    with pytest.raises(TlzooError, match="at least one step name"):
+        step_wrapper()
+    with pytest.raises(TlzooError, match="takes step names"):
+        step_wrapper(lambda run: None)  # type: ignore[arg-type]
 
 
 class StopAtTrain:

@@ -22,7 +22,8 @@ _LAZY = {
     "Engine": "tlzoo.core.runner",
     "Run": "tlzoo.core.runner",
     "RunResult": "tlzoo.core.runner",
-    "STEPS": "tlzoo.core.runner",
+    "STEPS": "tlzoo.core.steps",
+    "step_wrapper": "tlzoo.core.steps",
     "RunConfig": "tlzoo.core.config",
     "DataConfig": "tlzoo.core.config",
     "ModelConfig": "tlzoo.core.config",
@@ -32,7 +33,11 @@ _LAZY = {
     "BackboneFactory": "tlzoo.core.interfaces",
     "BackboneRequest": "tlzoo.core.interfaces",
     "Head": "tlzoo.core.interfaces",
+    "TorchHead": "tlzoo.core.interfaces",
+    "FittedHead": "tlzoo.core.interfaces",
     "Strategy": "tlzoo.core.interfaces",
+    "StrategyContext": "tlzoo.core.interfaces",
+    "LanguageModelBackbone": "tlzoo.core.interfaces",
     "Phase": "tlzoo.core.interfaces",
     "Plan": "tlzoo.core.interfaces",
     "Dataset": "tlzoo.core.interfaces",
@@ -53,10 +58,12 @@ _LAZY = {
     "read_corpus": "tlzoo.core.corpus",
 }
 
-__all__ = sorted([*_LAZY, "hookimpl", "__version__"])
+__all__ = sorted([*_LAZY, "hookimpl", "steps", "__version__"])
 
 
 def __getattr__(name: str) -> Any:
+    if name == "steps":  # the step-name constants: tlzoo.steps.TRAIN
+        return import_module("tlzoo.steps")
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value

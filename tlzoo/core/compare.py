@@ -1,9 +1,11 @@
 """``tl compare``: cheap probes of several backbones on one dataset, before committing to one.
 
-For each backbone the data is loaded and split exactly as ``tl run`` would (same seed,
-same fractions), features are extracted once through the feature cache, and every
-requested fitted head is trained on the training features and scored on the test
-split.  Optionally each backbone also gets a LogME score (the log marginal evidence of a
+For each backbone a probe run goes through the same steps as ``tl run`` (``steps.PROBE_STEPS``:
+resolve plugins, load, split, encode labels, create the backbone, ..., train), through the
+``tlzoo_run_step`` hook, so step wrappers apply here too: the data is loaded and split exactly
+as ``tl run`` would (same seed, same fractions), the train step extracts features once
+through the feature cache and fits the first requested head, and every other fitted head
+is then trained on the same training features; each is scored on the test split.  Optionally each backbone also gets a LogME score (the log marginal evidence of a
 Bayesian linear model from its features to the labels, You et al., ICML 2021), which
 ranks backbones with no head trained at all.  The result is a leaderboard printed and
 saved as ``leaderboard.csv`` and ``leaderboard.png`` in the output folder.
@@ -22,9 +24,9 @@ import numpy as np
 
 from .config import RunConfig
 from .errors import TlzooError
-from .features import extract
-from .interfaces import Plan
+from .interfaces import FittedHead
 from .metrics import classification_report
+from .steps import CREATE_BACKBONE, PROBE_STEPS
 
 COLUMNS = ("rank", "backbone", "plugin", "head", "accuracy", "macro_f1", "seconds", "extract_seconds",
            "fit_seconds", "features", "logme", "weights")
@@ -107,7 +109,7 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
     base.data.path = data
     base.validate()  # ranges and split fractions, before any backbone loads
     head_classes = {h: zoo.heads.get(h) for h in heads}
-    trainable = [h for h, cls in head_classes.items() if cls.trainable]
+    trainable = [h for h, cls in head_classes.items() if not issubclass(cls, FittedHead)]
     if trainable:
         raise TlzooError(f"tl compare probes with fitted heads; '{trainable[0]}' is trained by gradient descent. "
                          "Use logreg, svm, rf, knn, tree or nb.")
@@ -118,7 +120,7 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
             raise TlzooError(f"Weights '{weights}' given for {name} in --plugins do not exist; pass an existing path.")
     folder = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
-    device = pick_device(base.train.device)
+    pick_device(base.train.device)  # a bad --device fails before any backbone loads
 
     rows: list[dict[str, Any]] = []
     for plugin, weights in specs:
@@ -127,44 +129,15 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
         cfg.model.plugin, cfg.model.name = plugin, ""
         if weights:
             cfg.model.weights = weights
-        run = Run(cfg, zoo, log=lambda msg: None)
-        run.factory, run.model_name = zoo.resolve_backbone(plugin, "")
-        run.plan, run.augment_train, run.device = Plan(phases=[], extract_features=True), False, device
-        run.load_dataset()
-        run.split()
-        run.encode_labels()
-        run.create_base_model()
-        label = run.backbone.name + (f" @ {Path(weights).name}" if weights else "")
-        log(f"{plugin}: {label}, {run.backbone.num_features} features "
-            f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)")
-        started = time.perf_counter()
-        feats = {}
-        for split in ("train", "test"):
-            feats[split] = extract(run.backbone, getattr(run.splits, split), batch_size=cfg.train.batch_size,
-                                   device=device, num_workers=cfg.train.num_workers, cache=run.cache,
-                                   progress=cfg.progress, log=log, label=split, fingerprint=run.weights_fingerprint)
-        extract_seconds = time.perf_counter() - started
-        y_train = run.encoder.encode(run.splits.train.labels)
-        y_test = run.encoder.encode(run.splits.test.labels)
-        n_classes = len(run.encoder.classes)
-        score = logme(feats["train"], y_train) if use_logme else None
-        for name, cls in head_classes.items():
-            t0 = time.perf_counter()
-            head = cls()  # each head's defaults: a probe, not a tuning session
-            head.fit(feats["train"], y_train, n_classes)
-            proba = head.predict_proba(feats["test"])
-            fit_seconds = time.perf_counter() - t0
-            report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
-            rows.append({"backbone": label, "plugin": run.factory.name, "model": run.model_name,
-                         "weights_path": weights, "head": name,
-                         "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-                         "seconds": round(extract_seconds + fit_seconds, 2),
-                         "extract_seconds": round(extract_seconds, 2), "fit_seconds": round(fit_seconds, 2),
-                         "features": run.backbone.num_features,
-                         "logme": None if score is None else round(score, 4),
-                         "weights": run.backbone.weights_source})
-            log(f"  {name:<7} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
-                f"({fit_seconds:.1f}s fit)")
+        # a probe is a run of the first steps (wrappers apply), features extracted and the first head fitted
+        cfg.train.strategy, cfg.head.name, cfg.head.params = "feature-extraction", heads[0], {}
+        run = Run(cfg, zoo, log=_probe_log(log), probe=True)
+        try:
+            row_group = _probe(run, heads[0], head_classes, weights, use_logme, log)
+        except BaseException as exc:
+            run._after_failure(exc)  # labels the error with the step and the plugin, as `tl run` does
+            raise
+        rows += row_group
         del run
 
     rows.sort(key=lambda r: (-r["accuracy"], -r["macro_f1"], r["seconds"]))
@@ -177,6 +150,53 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
         w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS} for r in rows)
     plot_leaderboard(rows, png_path, title=f"tl compare on {Path(data).name}")
     return CompareResult(rows=rows, out=folder, csv_path=csv_path, png_path=png_path, winner=rows[0] if rows else {})
+
+
+def _probe_log(log: Callable[[str], None]) -> Callable[[str], None]:
+    """A probe's log: only its feature-cache lines and warnings (the step lines would repeat per backbone)."""
+    return lambda msg: log(msg) if msg.lstrip().startswith(("features for", "warning:")) else None
+
+
+def _probe(run: Any, first: str, head_classes: dict[str, Any], weights: str, use_logme: bool,
+           log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """Run ``steps.PROBE_STEPS`` (train extracts the features and fits ``first``), then fit the other heads."""
+    upto = PROBE_STEPS.index(CREATE_BACKBONE) + 1
+    run.run_steps(PROBE_STEPS[:upto])
+    weights_note = f" @ {Path(weights).name}" if weights else ""
+    label = run.backbone.name + weights_note
+    log(f"{run.config.model.plugin}: {label}, {run.backbone.num_features} features "
+        f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)")
+    started = time.perf_counter()
+    run.run_steps(PROBE_STEPS[upto:])
+    first_fit = float(run.history.rows[-1]["seconds"]) if run.history.rows else 0.0
+    extract_seconds = max(0.0, time.perf_counter() - started - first_fit)
+    feats = run.features
+    y_train = run.encoder.encode(run.splits.train.labels)
+    y_test = run.encoder.encode(run.splits.test.labels)
+    n_classes = len(run.encoder.classes)
+    score = logme(feats["train"], y_train) if use_logme else None
+    rows = []
+    for name, cls in head_classes.items():
+        t0 = time.perf_counter()
+        if name == first:
+            head = run.head  # fitted by the train step
+        else:
+            head = cls()  # each head's defaults: a probe, not a tuning session
+            head.fit(feats["train"], y_train, n_classes)
+        proba = head.predict_proba(feats["test"])
+        fit_seconds = time.perf_counter() - t0 + (first_fit if name == first else 0.0)
+        report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
+        rows.append({"backbone": label, "plugin": run.factory.name, "model": run.model_name,
+                     "weights_path": weights, "head": name,
+                     "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+                     "seconds": round(extract_seconds + fit_seconds, 2),
+                     "extract_seconds": round(extract_seconds, 2), "fit_seconds": round(fit_seconds, 2),
+                     "features": run.backbone.num_features,
+                     "logme": None if score is None else round(score, 4),
+                     "weights": run.backbone.weights_source})
+        log(f"  {name:<7} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+            f"({fit_seconds:.1f}s fit)")
+    return rows
 
 
 def _spec(text: str) -> tuple[str, str]:

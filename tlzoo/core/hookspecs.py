@@ -9,6 +9,8 @@ from typing import Any
 
 import pluggy
 
+from .steps import state_table
+
 hookspec = pluggy.HookspecMarker("tlzoo")
 hookimpl = pluggy.HookimplMarker("tlzoo")
 
@@ -47,4 +49,15 @@ def tlzoo_register_commands(cli: Any) -> None:
 
 @hookspec(firstresult=True)
 def tlzoo_run_step(step: str, run: Any) -> Any:
-    """Run one of the twelve steps; wrap it with ``@hookimpl(wrapper=True)`` and ``yield``."""
+    """Wrap a step of ``tl run`` and ``tl compare``: ``@tlzoo.step_wrapper(steps.TRAIN)`` (names checked at import).
+
+    A raw implementation must be a wrapper, ``@hookimpl(wrapper=True)``, that ends with
+    ``return (yield)``; a plain one (it would replace the step) is refused when its plugin loads.
+    ``step`` is one of ``tlzoo.steps.STEPS``; ``run`` is the ``tlzoo.Run``.  After each step the
+    run holds what it and every earlier step set (``tl compare`` runs ``steps.PROBE_STEPS``):
+
+    """
+
+
+if tlzoo_run_step.__doc__:  # the table lives in steps.STATE, so the docs cannot drift from the runner
+    tlzoo_run_step.__doc__ = tlzoo_run_step.__doc__.rstrip(" ") + "\n".join("    " + line for line in state_table().splitlines()) + "\n"

@@ -1,16 +1,28 @@
-"""The contracts between the engine and plugins: Backbone, Head, Strategy, DataSource.
+"""The contracts between the engine and plugins: Backbone, Head, Strategy, DataSource, Pretrainer.
 
 Everything concrete (timm models, transformers encoders, scikit-learn estimators, file
 formats) lives in plugins that implement these.  The engine only ever talks to these
 types, which is what lets the same twelve-step runner drive image and text jobs.
+
+Heads come in two kinds, told apart by type: a :class:`TorchHead` builds a torch module
+trained by gradient descent, a :class:`FittedHead` is fitted once on extracted features.
+A strategy's ``before_training`` receives a :class:`StrategyContext`, not the Run; a
+backbone that is a language model declares it structurally (:class:`LanguageModelBackbone`).
+
+Options: every extension kind answers ``defaults() -> dict[str, Any]``, the options it
+takes and their default values (JSON-able): a head's ``--set head.KEY=VALUE``, a
+pretrainer's ``tl pretrain --set KEY=VALUE``, a backbone factory's ``model.options``; a
+strategy or data source without options of its own returns ``{}``.
 """
 from __future__ import annotations
 
 import hashlib
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -83,6 +95,10 @@ class DataSource(ABC):
     name: str = ""
     modality: str = ""  # "vision", "text" or "" for either
     description: str = ""
+
+    def defaults(self) -> dict[str, Any]:
+        """Options of this source beyond :class:`DataOptions` and their defaults (none so far)."""
+        return {}
 
     @abstractmethod
     def can_load(self, location: str) -> bool:
@@ -181,20 +197,48 @@ class BackboneFactory:
     accepts_any_model: bool = False  # e.g. any Hugging Face hub id
     description: str = ""
     plugin: str = ""  # filled in by the plugin manager
+    options: dict[str, Any] = field(default_factory=dict)  # the plugin's own model.options and their defaults
+
+    def defaults(self) -> dict[str, Any]:
+        """The plugin's own options (``model.options``, ``--set model.options.KEY=VALUE``) and their defaults."""
+        return dict(self.options)
 
 
 # --------------------------------------------------------------------------- heads
-class Head(ABC):
-    """The new layers put on top of a backbone.
+class _HeadKind:
+    """``Head.trainable``, kept for 0.1 code: True for a TorchHead, False for a FittedHead; read-only."""
 
-    ``trainable`` heads build a torch module trained by gradient descent (and can be
-    fine-tuned together with the backbone); the others are fitted once on extracted
-    features, scikit-learn style.
+    def __get__(self, obj: Any, owner: type) -> bool:
+        return issubclass(owner, TorchHead)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        raise AttributeError("Head.trainable is read-only: it follows the head's type (TorchHead or FittedHead)")
+
+
+class Head(ABC):
+    """The new layers put on top of a backbone: subclass :class:`TorchHead` or :class:`FittedHead`.
+
+    This common base holds the name and the options: ``defaults()`` lists every option with
+    its default, and the constructor rejects unknown ones (``--set head.KEY=VALUE``).
     """
 
     name: str = ""
-    trainable: bool = True
     params: dict[str, Any]
+    trainable = _HeadKind()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        flag = vars(cls).get("trainable")
+        if flag is None or isinstance(flag, _HeadKind):
+            return
+        kinds = [k for k in (globals().get("TorchHead"), globals().get("FittedHead")) if k is not None]
+        if any(issubclass(cls, k) for k in kinds):
+            if bool(flag) != issubclass(cls, kinds[0]):
+                raise TypeError(f"head class {cls.__name__}: trainable = {flag!r} contradicts its base; "
+                                "drop the flag, the base (TorchHead or FittedHead) says it")
+            return
+        warnings.warn(f"head class {cls.__name__}: Head with a `trainable` flag is deprecated; subclass "
+                      f"{'TorchHead' if flag else 'FittedHead'} instead", DeprecationWarning, stacklevel=3)
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.defaults())
@@ -210,29 +254,68 @@ class Head(ABC):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
+        """Every option of this head and its default value (JSON-able)."""
         return {}
 
-    # trainable heads
+
+class TorchHead(Head):
+    """A head trained by gradient descent as a torch module, alone on cached features or
+    together with the backbone (fine-tuning)."""
+
+    @abstractmethod
     def build(self, num_features: int, num_classes: int) -> nn.Module:
-        raise NotImplementedError(f"head '{self.name}' is not trainable")
+        """A fresh module mapping ``[batch, num_features]`` features to ``[batch, num_classes]`` logits."""
 
-    # fitted heads
+
+class FittedHead(Head):
+    """A head fitted once on extracted features, scikit-learn style (the backbone stays frozen)."""
+
+    @abstractmethod
     def fit(self, x: "np.ndarray", y: "np.ndarray", num_classes: int) -> None:
-        raise NotImplementedError(f"head '{self.name}' is trainable, not fitted")
+        """Learn from features ``x`` ``[n, d]`` and class indices ``y`` ``[n]`` in ``range(num_classes)``."""
 
+    @abstractmethod
     def predict_proba(self, x: "np.ndarray") -> "np.ndarray":
-        raise NotImplementedError
+        """Class probabilities ``[n, num_classes]`` for features ``x``."""
 
     def to_linear(self) -> tuple["np.ndarray", "np.ndarray"] | None:
         """(weight, bias) when the fitted head is a linear softmax layer, else None."""
         return None
 
+    @abstractmethod
     def state(self) -> dict[str, "np.ndarray"]:
-        """Arrays that restore a fitted head (saved as safetensors, never pickled)."""
-        return {}
+        """Arrays that restore the fitted head (saved as safetensors, never pickled)."""
 
+    @abstractmethod
     def load_state(self, arrays: dict[str, "np.ndarray"]) -> None:
-        raise NotImplementedError
+        """Restore what :meth:`state` returned (``tl predict``)."""
+
+
+def _no_state(self: Any) -> dict[str, "np.ndarray"]:
+    return {}
+
+
+def _no_load_state(self: Any, arrays: dict[str, "np.ndarray"]) -> None:
+    raise NotImplementedError(f"head '{self.name}' cannot be restored: it defines no load_state")
+
+
+def head_class(cls: type[Head]) -> type[Head]:
+    """``cls`` when it is a TorchHead or FittedHead; a 0.1 ``Head`` subclass (``trainable`` flag) adapted.
+
+    The adapted class subclasses ``cls`` and the kind its flag names (a class without the
+    flag is a TorchHead when it defines ``build``), so isinstance checks work; the zoo
+    registers heads through this and records the deprecation against the plugin."""
+    if not (isinstance(cls, type) and issubclass(cls, Head)):
+        raise TypeError(f"register() takes a TorchHead or FittedHead subclass, got {cls!r}")
+    if issubclass(cls, (TorchHead, FittedHead)):
+        return cls
+    flag = next((vars(k)["trainable"] for k in cls.__mro__ if k is not Head and "trainable" in vars(k)), None)
+    torch_head = bool(flag) if flag is not None else callable(getattr(cls, "build", None))
+    extra: dict[str, Any] = {} if torch_head else {
+        name: default for name, default in (("state", _no_state), ("load_state", _no_load_state))
+        if not callable(getattr(cls, name, None))}
+    return type(cls.__name__, (cls, TorchHead if torch_head else FittedHead),
+                {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__, **extra})
 
 
 # --------------------------------------------------------------------------- strategies
@@ -261,18 +344,77 @@ class Plan:
     phases: list[Phase]
     extract_features: bool  # True: the backbone never trains; features are cached
 
+    @property
+    def trains_backbone(self) -> bool:
+        """Whether some phase updates backbone weights (then raw examples, not cached features, feed it)."""
+        return not self.extract_features and any(p.train_groups != 0 for p in self.phases)
+
+
+@runtime_checkable
+class LanguageModelBackbone(Protocol):
+    """A backbone that is (the encoder of) a language model and can go on training as one on
+    plain texts: what the ``ulmfit`` strategy needs for its stage 2.  Structural: a backbone
+    with this method satisfies ``isinstance(backbone, LanguageModelBackbone)``."""
+
+    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
+                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
+                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+        """Train the language model on ``texts`` (all layers), scoring ``val_texts``; call
+        ``on_epoch(row)`` after each epoch (a history row: phase, epoch, train_loss, ...) and
+        return the rows.  The backbone's parameters are left frozen (``requires_grad`` False)."""
+        ...
+
+
+@dataclass(frozen=True)
+class StrategyContext:
+    """What ``Strategy.before_training`` may use: the run's parts a strategy needs, not the whole Run.
+
+    The test split is deliberately absent: nothing a strategy learns may see it.  The
+    datasets are the run's own; read them, never modify them.
+    """
+
+    backbone: Backbone  # its weights may change (e.g. language-model fine-tuning); features are extracted after
+    head: Head
+    plan: Plan
+    train_set: Dataset  # the training split
+    val_set: Dataset  # the validation split (may be empty)
+    train: Any  # the run's ``train`` config section (tlzoo.core.config.TrainConfig): epochs, lr, batch_size, ...
+    seed: int
+    device: torch.device
+    log: Callable[[str], None]
+    record: Callable[[dict[str, Any]], None]  # add a row to history.csv (phase, epoch, train_loss, ...)
+    assets: Path | None  # the run's assets/ folder, saved with the model (None in a `tl compare` probe)
+    main: bool = True  # False on the other ranks under torchrun: only the main process writes files
+    _run: Any = field(default=None, repr=False, compare=False)
+
+    def __getattr__(self, name: str) -> Any:  # 0.1 strategies read the Run: still served, with a warning
+        run = self.__dict__.get("_run")
+        if name.startswith("__") or run is None or not hasattr(run, name):
+            raise AttributeError(f"StrategyContext has no attribute '{name}'")
+        warnings.warn(f"Strategy.before_training now receives a StrategyContext; ctx.{name} reads the Run and "
+                      "stops working in tlzoo 2.0", DeprecationWarning, stacklevel=2)
+        return getattr(run, name)
+
 
 class Strategy(ABC):
+    """Turns the head and the ``train`` config section into a :class:`Plan`; may prepare the
+    backbone before training (``before_training``)."""
+
     name: str = ""
     description: str = ""
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """The strategy's own options and their defaults (the built-ins have none: they read ``train.*``)."""
+        return {}
 
     @abstractmethod
     def plan(self, head: Head, train: Any) -> Plan:
         """Turn the head and the ``train`` config section into a :class:`Plan`."""
 
-    def before_training(self, run: Any) -> None:
-        """Optional work at the start of the train step, e.g. ULMFiT's language-model
-        fine-tuning on the target texts.  ``run`` is the :class:`tlzoo.core.runner.Run`."""
+    def before_training(self, ctx: StrategyContext) -> None:
+        """Optional work at the start of the train step, before features are extracted, e.g.
+        ULMFiT's language-model fine-tuning on the target training texts."""
 
 
 # --------------------------------------------------------------------------- pretraining
@@ -286,6 +428,11 @@ class Pretrainer(ABC):
 
     name: str = ""  # the backbone plugin whose weights this produces
     description: str = ""
+
+    def defaults(self) -> dict[str, Any]:
+        """Every option (``tl pretrain --set KEY=VALUE``) and its default; include ``epochs`` and ``seed``,
+        which the engine always passes.  Check options with ``tlzoo.core.pretraining.merge_options``."""
+        return {}
 
     @abstractmethod
     def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],

@@ -4,7 +4,9 @@ Each plugin loads in isolation; a plugin that fails to import or register is rec
 (``tl plugins`` shows the error) and every other command keeps working.  "Fails"
 includes ``sys.exit()``, ``SystemExit`` and ``KeyboardInterrupt`` raised by the plugin
 itself (only a real Ctrl-C, delivered as ``lifecycle.Interrupted``, stops loading), and a
-``TlzooError`` raised inside a registration hook.  Registration hooks run built-ins
+``TlzooError`` raised inside a registration hook (or at import, e.g. ``@step_wrapper`` given
+an unknown step name), and a ``tlzoo_run_step`` implementation that is no wrapper (it
+would replace the step: the plugin is refused).  Registration hooks run built-ins
 first, so on a name clash the built-in wins and the clash is a warning of the plugin.
 ``TLZOO_PLUGINS`` (comma-separated names) limits which plugins load; ``TLZOO_PLUGINS=``
 (empty) loads none but the engine's own step runner; a name there that is no plugin is
@@ -103,11 +105,21 @@ def describe(exc: BaseException, where: str = "") -> str:
 
 
 class _StepRunner:
-    """The innermost tlzoo_run_step implementation: call the runner's method."""
+    """The innermost tlzoo_run_step implementation: call the runner's method (the only plain one)."""
 
     @hookspecs.hookimpl(trylast=True)
     def tlzoo_run_step(self, step: str, run: Any) -> Any:
         return getattr(run, step)()
+
+
+def _plain_step_impl(pm: pluggy.PluginManager, plugin: Any) -> str | None:
+    """Why ``plugin`` is refused: a tlzoo_run_step implementation that is no wrapper would replace the step."""
+    for impl in pm.hook.tlzoo_run_step.get_hookimpls():
+        if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
+            return (f"tlzoo_run_step must be a wrapper (@hookimpl(wrapper=True) ending in `return (yield)`, or "
+                    f"@tlzoo.step_wrapper(...)); '{impl.function.__name__}' is a plain implementation, which "
+                    "would replace the step instead of wrapping it")
+    return None
 
 
 def _named() -> set[str] | None:
@@ -197,6 +209,11 @@ class PluginManager:
             raise
         except BaseException as exc:  # a broken plugin (even one calling sys.exit) must not break the tool
             info.error = describe(exc)
+            return
+        refused = _plain_step_impl(self.pm, plugin)
+        if refused:
+            self.pm.unregister(plugin)
+            info.error = refused
             return
         info.hooks = sorted(h.name for h in self.pm.get_hookcallers(plugin) or [])
 

@@ -10,6 +10,10 @@ the ``.incomplete`` folder is removed unless it holds a checkpoint (then
 ``tl run --resume OUT`` continues it).  The exception leaving ``execute`` carries
 ``tlzoo_step``, ``tlzoo_plugin`` and, for a kept folder, ``tlzoo_resume`` for the CLI's
 one-line message.  ``<out>.lock`` (a flock) keeps a second run off the same ``--out``.
+
+Under torchrun (``distributed.py``) every rank runs the twelve steps; rank 0 alone takes
+the lock, logs and writes the run folder, fits a scikit-learn head and predicts the test
+set, and its metrics are what every rank returns.
 """
 from __future__ import annotations
 
@@ -26,25 +30,22 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import artifacts
+from . import artifacts, distributed
 from .config import RunConfig
 from .data import LabelEncoder, Splits, check_labels, stratified_limit, stratified_split
 from .errors import TlzooError
 from .checkpoint import Checkpointer, incomplete_dir
 from .features import FeatureCache, extract
 from .lifecycle import RunLock, os_error_message
-from .interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, Head, Plan, Strategy
+from .interfaces import (Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, FittedHead, Head, Plan,
+                         Strategy, StrategyContext, TorchHead)
 from .loaders import example_loader
 from .metrics import classification_report
 from .plots import plot_confusion, plot_history
 from .training import (History, Trainer, TransferModel, count_parameters, frozen_to_eval, param_groups,
                        predict_logits, set_trainable, soft_cross_entropy)
+from .steps import LABELS, STEPS, StepName  # STEPS re-exported: tlzoo.core.runner.STEPS of 0.1
 from .zoo import Zoo
-
-STEPS: tuple[str, ...] = (
-    "import_libraries", "load_dataset", "split", "encode_labels", "augment", "create_base_model",
-    "build_model", "compile", "train", "plot_history", "predict", "plot_confusion",
-)
 
 
 @dataclass
@@ -65,14 +66,14 @@ def seed_everything(seed: int) -> None:
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return distributed.local_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         dev = torch.device(name)
     except RuntimeError:
         raise TlzooError(f"Unknown device '{name}'; use auto, cpu or cuda.") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise TlzooError("train.device is cuda but no GPU is visible; use --device cpu or auto.")
-    return dev
+    return distributed.local_device(dev)  # under torchrun: cuda -> this process's GPU
 
 
 def stderr_log(msg: str) -> None:
@@ -80,57 +81,121 @@ def stderr_log(msg: str) -> None:
 
 
 class Run:
-    """One transfer-learning job; ``execute()`` runs the twelve steps in order."""
+    """One transfer-learning job; ``execute()`` runs the steps (``tlzoo.steps.STEPS``) in order.
 
-    def __init__(self, config: RunConfig, zoo: Zoo, log: Callable[[str], None] = stderr_log) -> None:
+    Each step is the method of the same name, called through the ``tlzoo_run_step`` hook so
+    plugins can wrap it.  The attributes below are the run's whole state, each set by the
+    step named in its docstring (``tlzoo.steps.STATE`` lists them per step).
+    """
+
+    config: RunConfig
+    """The configuration; checked by resolve_plugins."""
+    zoo: Zoo
+    """Every registered plugin."""
+    log: Callable[[str], None]
+    """Where progress lines go (nothing on the other ranks under torchrun)."""
+    cache: FeatureCache
+    """The feature cache under ``$TLZOO_HOME``."""
+    resume_from: Path | None
+    """An interrupted run's ``.incomplete`` folder to continue (Engine.resume), else None."""
+    probe: bool
+    """A ``tl compare`` probe: no run folder, no lock; only ``steps.PROBE_STEPS`` run."""
+    main: bool
+    """Whether this process logs and writes the run folder (False on the other torchrun ranks)."""
+    step: str
+    """The step running now, named in the message of an unexpected error."""
+
+    # resolve_plugins
+    factory: BackboneFactory
+    """resolve_plugins: the backbone factory of ``--plugin``."""
+    model_name: str
+    """resolve_plugins: the model the factory builds."""
+    head: Head
+    """resolve_plugins: the head (a TorchHead or a FittedHead) with its options."""
+    strategy: Strategy
+    """resolve_plugins: the training strategy."""
+    plan: Plan
+    """resolve_plugins: the strategy's plan of phases."""
+    device: torch.device
+    """resolve_plugins: where training and extraction run."""
+    final_dir: Path
+    """resolve_plugins: the run folder once complete (``--out``); not for probes."""
+    dir: Path
+    """resolve_plugins: the folder written now, ``<out>.incomplete``, renamed at the end; not for probes."""
+    checkpointer: Checkpointer
+    """resolve_plugins: epoch checkpoints in ``dir``; not for probes."""
+    lock: RunLock | None
+    """resolve_plugins: the lock on ``--out`` (rank 0), held until execute returns."""
+    resume_state: dict[str, Any] | None
+    """resolve_plugins: the checkpoint a resumed run continues from, else None."""
+    # load_dataset, split, encode_labels, configure_augmentation
+    dataset: Dataset
+    """load_dataset: every labelled example, after ``--limit``."""
+    splits: Splits
+    """split: the train / validation / test datasets."""
+    encoder: LabelEncoder
+    """encode_labels: the class names and their order."""
+    targets: dict[str, np.ndarray]
+    """encode_labels: one-hot targets per split ("train", "val", "test")."""
+    augment_train: bool
+    """configure_augmentation: whether training examples are augmented."""
+    # create_backbone, build_model, compile
+    backbone: Backbone
+    """create_backbone: the pretrained network."""
+    request: BackboneRequest
+    """create_backbone: what the backbone was built from (saved in model.json)."""
+    weights_fingerprint: str
+    """create_backbone: a hash of the transferred weights, recorded in metrics.json."""
+    model: TransferModel | None
+    """build_model: backbone + torch head; None for a FittedHead."""
+    loss: Callable[..., torch.Tensor]
+    """compile: the training loss."""
+    history: History
+    """compile: the epoch rows (history.csv)."""
+    trainer: Trainer
+    """compile: runs the phases."""
+    # train, save_model, evaluate
+    features: dict[str, np.ndarray]
+    """train: features per split when the plan uses them; emptied once the backbone trains."""
+    best_across_phases: dict[str, Any] | None
+    """train: phase, epoch and val loss of the weights kept, or None."""
+    test_proba: np.ndarray
+    """evaluate: test-set class probabilities."""
+    metrics: dict[str, Any]
+    """evaluate: the test report and the run's description (metrics.json)."""
+
+    def __init__(self, config: RunConfig, zoo: Zoo, log: Callable[[str], None] = stderr_log,
+                 probe: bool = False) -> None:
         self.config = config
         self.zoo = zoo
         self.log = log
         self.cache = FeatureCache()
-        self.resume_from: Path | None = None  # an interrupted run's .incomplete folder (Engine.resume)
-        self.checkpointer: Checkpointer
-        self.resume_state: dict[str, Any] | None = None
-        self.lock: RunLock | None = None  # held from import_libraries until execute returns
-        self.step = ""  # the step running now, named in the message of an unexpected error
-        # filled in by the steps, in order
-        self.factory: BackboneFactory
-        self.model_name: str
-        self.head: Head
-        self.strategy: Strategy
-        self.dataset: Dataset
-        self.splits: Splits
-        self.encoder: LabelEncoder
-        self.targets: dict[str, np.ndarray] = {}
-        self.augment_train: bool = False
-        self.backbone: Backbone
-        self.model: TransferModel | None = None
-        self.plan: Plan
-        self.device: torch.device
-        self.history: History
-        self.features: dict[str, np.ndarray] = {}
-        self.test_proba: np.ndarray
-        self.metrics: dict[str, Any] = {}
-        self.final_dir: Path
-        self.dir: Path
+        self.resume_from = None
+        self.probe = probe
+        self.resume_state = None
+        self.lock = None
+        self.main = distributed.is_main()
+        self.step = ""
+        self.targets = {}
+        self.augment_train = False
+        self.model = None
+        self.features = {}
+        self.metrics = {}
+        self.best_across_phases = None
+        self._old_names: set[str] = set()  # 0.1 step names a plugin compared with, warned about once
 
     # ------------------------------------------------------------------ driver
     def execute(self) -> RunResult:
         seed_everything(self.config.seed)
+        if not self.main:  # the other ranks of a torchrun job stay quiet
+            self.log = lambda msg: None
+            self.config.progress = False
         started = time.perf_counter()
         try:
-            for i, step in enumerate(STEPS, 1):
-                self.step = step
-                self.log(f"[{i:>2}/12] {step.replace('_', ' ')}")
-                self.zoo.plugins.pm.hook.tlzoo_run_step(step=step, run=self)
+            self.run_steps(STEPS)
             self.step = "finish"
             self.metrics["seconds"] = round(time.perf_counter() - started, 2)
-            artifacts.write_json(self.dir / "metrics.json", self.metrics)
-            from .report import write_report_safely  # report.html + README.md; a failure only warns
-
-            write_report_safely(self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)),
-                                self.final_dir)
-            self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
-            self.dir.rename(self.final_dir)
+            self.metrics = distributed.run_on_main(self._finish)  # rank 0's metrics on every rank
         except BaseException as exc:  # any error, Ctrl-C or SIGTERM: nothing half-written stays
             self._after_failure(exc)
             raise
@@ -142,9 +207,37 @@ class Run:
                  f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}")
         return RunResult(self.final_dir, self.metrics)
 
+    def run_steps(self, names: tuple[str, ...]) -> None:
+        """Run the steps ``names`` in order, each through the ``tlzoo_run_step`` hook (wrappers apply)."""
+        hook = self.zoo.plugins.pm.hook.tlzoo_run_step
+        for name in names:
+            self.step = name
+            if name in LABELS:  # the guide's twelve numbered lines; save_model is part of 9 (train)
+                number, label = LABELS[name]
+                self.log(f"[{number:>2}/12] {label}")
+            hook(step=StepName(name, self._old_step_name), run=self)
+
+    def _old_step_name(self, old: str, new: str, module: str) -> None:
+        """A wrapper compared the step with its 0.1 name: say so once per run (the match still holds)."""
+        if old not in self._old_names:
+            self._old_names.add(old)
+            self.log(f"  warning: {module} compares the step with its old name '{old}'; it is '{new}' now "
+                     f"(tlzoo.steps.{new.upper()}), and the old name stops working in tlzoo 2.0")
+
+    def _finish(self) -> dict[str, Any]:
+        """metrics.json, the report, and the rename of ``<out>.incomplete`` to ``<out>``."""
+        artifacts.write_json(self.dir / "metrics.json", self.metrics)
+        from .report import write_report_safely  # report.html + README.md; a failure only warns
+
+        write_report_safely(self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)),
+                            self.final_dir)
+        self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
+        self.dir.rename(self.final_dir)
+        return self.metrics
+
     def _after_failure(self, exc: BaseException) -> None:
         """Remove an unresumable run folder; label the exception with the step, plugin and resume hint."""
-        folder: Path | None = getattr(self, "dir", None)
+        folder: Path | None = getattr(self, "dir", None) if self.main else None  # rank 0's folder
         resume = None
         if folder is not None and folder.exists():
             (folder / "checkpoint.pt.tmp").unlink(missing_ok=True)
@@ -189,8 +282,8 @@ class Run:
             raise TlzooError(f"Cannot use --out '{out}': {message}") from None
 
     # ------------------------------------------------------------------ 1
-    def import_libraries(self) -> None:
-        """Resolve the plugins this run needs and check every choice before heavy work."""
+    def resolve_plugins(self) -> None:
+        """Resolve the plugins this run needs, check every choice before heavy work, open the run folder."""
         cfg = self.config
         if not cfg.data.path:
             raise TlzooError("No data given; pass --data PATH (a CSV/JSONL of texts or a folder of images).")
@@ -209,17 +302,33 @@ class Run:
         if cfg.train.num_workers < 0:
             raise TlzooError(f"train.num_workers must be 0 or more, got {cfg.train.num_workers}.")
         self.cache.tidy()  # feature folders of extractions killed earlier
-        if self.resume_from is not None:  # continue in the interrupted run's own folder
-            final = self.resume_from.with_name(self.resume_from.name[: -len(".incomplete")])
-            self._prepare_out(final)
-            self.dir = self.resume_from
-            self.final_dir = final
-            self.checkpointer = Checkpointer(self.dir)
+        if self.probe:  # tl compare: no run folder
+            return
+        # rank 0 alone locks --out and creates the run folder; under torchrun the others learn its paths
+        self.final_dir, self.dir = distributed.run_on_main(self._open_run_dir)
+        self.checkpointer = Checkpointer(self.dir)
+        if self.resume_from is not None:  # every rank continues from rank 0's checkpoint
             self.resume_state = self.checkpointer.load()
             where = (f"phase {self.resume_state['phase']} epoch {self.resume_state['epoch']}" if self.resume_state
                      else "the start of training (no epoch had finished)")
             self.log(f"  resuming {self.dir} from {where}")
             return
+        plugin = self.zoo.plugins.info.get(self.factory.plugin)
+        self.log(f"  plugin {self.factory.name} ({self.factory.plugin} {plugin.version if plugin else ''}), "
+                 f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}"
+                 + (f", {distributed.world_size()} processes" if distributed.active() else ""))
+
+    def _open_run_dir(self) -> tuple[Path, Path]:
+        """Lock ``--out`` and create ``<out>.incomplete`` with config.toml (a resumed run: take its folder).
+
+        Returns (the final folder, the folder written now)."""
+        cfg = self.config
+        if self.resume_from is not None:  # continue in the interrupted run's own folder
+            final = self.resume_from.with_name(self.resume_from.name[: -len(".incomplete")])
+            self._prepare_out(final)
+            self.dir = self.resume_from
+            self.final_dir = final
+            return self.final_dir, self.dir
         out = Path(cfg.out) if cfg.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.factory.name}"
         self._prepare_out(out)
         if out.exists() and any(out.iterdir()):
@@ -241,10 +350,7 @@ class Run:
         if out.exists():
             out.rmdir()
         (self.dir / "config.toml").write_text(self.config.to_toml())
-        self.checkpointer = Checkpointer(self.dir)
-        plugin = self.zoo.plugins.info.get(self.factory.plugin)
-        self.log(f"  plugin {self.factory.name} ({self.factory.plugin} {plugin.version if plugin else ''}), "
-                 f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}")
+        return self.final_dir, self.dir
 
     # ------------------------------------------------------------------ 2
     def load_dataset(self) -> None:
@@ -279,22 +385,20 @@ class Run:
                  + (" ..." if len(self.encoder.classes) > 12 else ""))
 
     # ------------------------------------------------------------------ 5
-    def augment(self) -> None:
+    def configure_augmentation(self) -> None:
         """Augmentation applies to training examples only, and only where the backbone sees them."""
-        trains_on_raw = any(p.train_groups != 0 for p in self.plan.phases) and not self.plan.extract_features
-        self.augment_train = self.config.data.augment and trains_on_raw
+        self.augment_train = self.config.data.augment and self.plan.trains_backbone
         why = ("on for training examples" if self.augment_train else
                "off (disabled)" if not self.config.data.augment else
                "off: features are extracted once from unaugmented examples")
         self.log(f"  augmentation {why}")
 
     # ------------------------------------------------------------------ 6
-    def create_base_model(self) -> None:
+    def create_backbone(self) -> None:
         m = self.config.model
         # train_backbone: whether any phase updates the backbone (a static-vector backbone then adds its encoder)
-        trains = not self.plan.extract_features and any(p.train_groups != 0 for p in self.plan.phases)
         options = {**m.options, "pooling": m.pooling, "max_length": m.max_length, "image_size": m.image_size,
-                   "augment": self.augment_train, "train_backbone": trains}
+                   "augment": self.augment_train, "train_backbone": self.plan.trains_backbone}
         request = BackboneRequest(model=self.model_name, weights=m.weights or None,
                                   pretrained=m.pretrained, options=options)
         self.backbone = self.factory.create(request)
@@ -307,14 +411,14 @@ class Run:
         if self.augment_train and self.backbone.modality == "vision":
             from .augment_preview import save_augment_grid
 
-            if save_augment_grid(self.backbone, self.splits.train.examples, self.dir / "augment.png",
+            if self.main and save_augment_grid(self.backbone, self.splits.train.examples, self.dir / "augment.png",
                                  self.splits.train.labels, seed=self.config.seed):
                 self.log(f"  augmented training samples: {self.final_dir / 'augment.png'}")
 
     # ------------------------------------------------------------------ 7
     def build_model(self) -> None:
         n_classes = len(self.encoder.classes)
-        if self.head.trainable:
+        if isinstance(self.head, TorchHead):
             self.model = TransferModel(self.backbone, self.head.build(self.backbone.num_features, n_classes))
             self.log(f"  new model = {self.backbone.name} + head {self.head.name} "
                      f"({count_parameters(self.model.head)[1]:,} new parameters, {n_classes} outputs)")
@@ -325,20 +429,20 @@ class Run:
     def compile(self) -> None:
         t = self.config.train
         self.loss = soft_cross_entropy(t.label_smoothing)
-        self.history = History(self.dir / "history.csv")
+        self.history = History(self.dir / "history.csv" if self.main and not self.probe else None)  # rows kept on every rank
         if self.resume_state is not None:
             self.history.restore(self.resume_state["history"])
         self.trainer = Trainer(device=self.device, loss=self.loss, history=self.history,
                                weight_decay=t.weight_decay, progress=self.config.progress, log=self.log)
         total = count_parameters(self.backbone)[1]
         head_params = count_parameters(self.model.head)[1] if self.model is not None else 0
-        if self.plan.extract_features and not self.head.trainable:
+        if self.plan.extract_features and isinstance(self.head, FittedHead):
             self.log(f"  plan: backbone frozen (0 of {total:,} parameters train); fit {self.head.name} on its features")
             return
         self.log(f"  optimizer AdamW (weight decay {t.weight_decay}), soft-target cross-entropy"
                  f" (label smoothing {t.label_smoothing})"
                  + (f", early stopping after {t.patience} epochs without a better val loss" if t.patience else "")
-                 + "; best val-loss weights restored after each phase; frozen groups (BatchNorm too) stay in eval mode")
+                 + "; the best val-loss weights of all phases are kept; frozen groups (BatchNorm too) stay in eval mode")
         self.log("  plan:")
         groups = self.backbone.layer_groups()
         for p in self.plan.phases:
@@ -357,15 +461,19 @@ class Run:
     # ------------------------------------------------------------------ 9
     def train(self) -> None:
         t = self.config.train
-        self.strategy.before_training(self)
+        self.strategy.before_training(self.strategy_context())
         needs_features = self.plan.extract_features or any(p.train_groups == 0 for p in self.plan.phases)
         if needs_features:
             self._extract_features()
-        if not self.head.trainable:
-            self._fit_head()
+        if isinstance(self.head, FittedHead):
+            if self.main:  # a fitted (scikit-learn) head: rank 0 alone, it predicts the test set too
+                self._fit_head()
         else:
             assert self.model is not None
             done = self.resume_state["phase_index"] if self.resume_state else 0  # phases before it are finished
+            # the best val-loss weights of the finished phases, kept in every checkpoint (resume is exact)
+            across = self.resume_state.get("best_across_phases") if self.resume_state else None
+            self.checkpointer.extra["best_across_phases"] = across
             for index, phase in enumerate(self.plan.phases):
                 if phase.train_groups != 0:
                     self.features = {}  # the backbone changes: cached features are stale now
@@ -383,8 +491,56 @@ class Run:
                     val = self._raw_loader("val")
                     self.trainer.run_phase(self.model, phase, param_groups(self.model, live, phase), train, val,
                                            on_train=lambda live=live: frozen_to_eval(self.backbone, live), **ckpt)
+                last = index == len(self.plan.phases) - 1
+                across = self._best_across_phases(phase.name, across, copy=not last)
+                self.checkpointer.extra["best_across_phases"] = across
+            self._restore_best_across_phases(across)
             set_trainable(self.backbone, 0)
-        self._save_model()
+
+    def strategy_context(self) -> StrategyContext:
+        """What the strategy's ``before_training`` sees: the parts of the run it needs, never the test split."""
+        assets = None if self.probe else self.dir / "assets"
+        if assets is not None and self.main:
+            assets.mkdir(exist_ok=True)
+        return StrategyContext(
+            backbone=self.backbone, head=self.head, plan=self.plan, train_set=self.splits.train,
+            val_set=self.splits.val, train=self.config.train, seed=self.config.seed, device=self.device,
+            log=self.log, record=self.history.append, assets=assets, main=self.main and not self.probe, _run=self)
+
+    def _phase_best(self, name: str) -> tuple[float, int] | None:
+        """(best val loss, its epoch) of the phase ``name`` from the history, or None without validation."""
+        rows = [(float(r["val_loss"]), int(r["epoch"])) for r in self.history.rows
+                if r.get("phase") == name and r.get("val_loss") not in (None, "")]
+        return min(rows, key=lambda x: (x[0], x[1])) if rows else None
+
+    def _best_across_phases(self, name: str, across: dict[str, Any] | None, copy: bool) -> dict[str, Any] | None:
+        """The finished phase ``name`` (its best weights are in the model now) if it beats ``across``.
+
+        ``copy``: keep a copy of the weights (not needed after the last phase: they stay in the model)."""
+        from .checkpoint import state_dict_copy
+
+        best = self._phase_best(name)
+        if best is None or (across is not None and best[0] >= across["loss"]):
+            return across
+        assert self.model is not None
+        return {"loss": best[0], "phase": name, "epoch": best[1],
+                "state": state_dict_copy(self.model) if copy else None}
+
+    def _restore_best_across_phases(self, across: dict[str, Any] | None) -> None:
+        """End on the best val-loss weights of all phases: a later phase that did worse is undone."""
+        self.best_across_phases = None
+        if across is None:
+            return
+        self.best_across_phases = {k: across[k] for k in ("phase", "epoch", "loss")}
+        last = self.plan.phases[-1].name
+        if across["phase"] == last or across["state"] is None:
+            return
+        assert self.model is not None
+        self.model.load_state_dict(across["state"])
+        later = self._phase_best(last)
+        worse = f" (val loss {later[0]:.4f} vs {across['loss']:.4f})" if later else ""
+        self.log(f"  {last} phase did not beat the {across['phase']} phase{worse}: keeping the "
+                 f"{across['phase']}-phase weights (epoch {across['epoch']})")
 
     def _raw_loader(self, split: str) -> Any:
         ds = getattr(self.splits, split)
@@ -437,13 +593,17 @@ class Run:
         self.history.append(row)
         self.log(f"  fitted {self.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
 
-    def _save_model(self) -> None:
-        fine_tuned = not self.plan.extract_features and any(p.train_groups != 0 for p in self.plan.phases)
+    # ------------------------------------------------------------------ 9 (save model)
+    def save_model(self) -> None:
+        """model.safetensors (head, and the backbone when trained or random), model.json, assets/."""
+        if not self.main:
+            return
         # random-init weights cannot be rebuilt at prediction time: save them as fine-tuned ones are
-        save_backbone = fine_tuned or not self.request.pretrained
+        save_backbone = self.plan.trains_backbone or not self.request.pretrained
         tensors: dict[str, torch.Tensor] = {}
         head_kind = "torch"
-        if self.model is not None:
+        if isinstance(self.head, TorchHead):
+            assert self.model is not None
             tensors.update({f"head.{k}": v for k, v in self.model.head.state_dict().items()})
         else:
             linear = self.head.to_linear()
@@ -458,7 +618,7 @@ class Run:
         if save_backbone:
             tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         assets = self.dir / "assets"
-        assets.mkdir(exist_ok=True)
+        assets.mkdir(exist_ok=True)  # a strategy may have written files there already
         self.backbone.save_assets(str(assets))
         description = {
             "backbone": {
@@ -477,18 +637,26 @@ class Run:
             "versions": artifacts.versions(),
         }
         artifacts.save_model(self.dir, tensors, description)
+        self.log(f"  saved model.safetensors ({'backbone and ' if save_backbone else ''}head {self.head.name}) "
+                 f"and model.json")
 
     # ------------------------------------------------------------------ 10
     def plot_history(self) -> None:
+        if not self.main:
+            return
         plot_history(self.history.rows, self.dir / "history.png",
                      title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}")
 
     # ------------------------------------------------------------------ 11
-    def predict(self) -> None:
+    def evaluate(self) -> None:
+        """Predict the test split and score it: predictions.csv and the metrics."""
+        if not self.main:  # rank 0 predicts; its metrics reach every rank when the run finishes
+            return
         test = self.splits.test
         if "test" in self.features:
             x = self.features["test"]
-            if self.model is not None:
+            if isinstance(self.head, TorchHead):
+                assert self.model is not None
                 with torch.inference_mode():
                     self.model.head.eval()
                     logits = self.model.head.to(self.device)(torch.from_numpy(x).to(self.device)).float().cpu()
@@ -521,6 +689,7 @@ class Run:
         self.metrics = {
             "test": report,
             "validation_last_epoch": val,
+            **({"validation_kept": self.best_across_phases} if self.best_across_phases else {}),
             "run": {
                 "plugin": self.factory.name, "model": self.backbone.name, "weights": self.backbone.weights_source,
                 "head": self.head.name, "strategy": self.strategy.name, "seed": self.config.seed,
@@ -539,6 +708,8 @@ class Run:
 
     # ------------------------------------------------------------------ 12
     def plot_confusion(self) -> None:
+        if not self.main:
+            return
         plot_confusion(np.array(self.metrics["test"]["confusion_matrix"]), self.encoder.classes,
                        self.dir / "confusion.png", title=f"{self.backbone.name} · {self.strategy.name}")
 
@@ -558,15 +729,18 @@ class Engine:
 
     def run(self, config: RunConfig) -> RunResult:
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-        return Run(config, self.zoo, self.log).execute()
+        with distributed.session(config.train.device):  # under torchrun: join its process group
+            return Run(config, self.zoo, self.log).execute()
 
     def resume(self, run_dir: str | Path) -> RunResult:
         """Continue an interrupted run (``<out>`` or ``<out>.incomplete``) after its last finished epoch."""
         folder = incomplete_dir(run_dir)
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
-        run = Run(RunConfig.from_toml(folder / "config.toml"), self.zoo, self.log)
-        run.resume_from = folder
-        return run.execute()
+        config = RunConfig.from_toml(folder / "config.toml")
+        with distributed.session(config.train.device):
+            run = Run(config, self.zoo, self.log)
+            run.resume_from = folder
+            return run.execute()
 
     def predict(self, run_dir: str | Path, inputs: list[Any]) -> list[dict[str, Any]]:
         from .predict import Predictor

@@ -13,7 +13,7 @@ import functools
 from typing import Any
 
 from .errors import TlzooError, suggest
-from .interfaces import BackboneFactory, DataSource, Head, Pretrainer, Strategy
+from .interfaces import BackboneFactory, DataSource, Head, Pretrainer, Strategy, TorchHead, head_class
 from .plugins import PluginManager, describe
 from .registry import CatalogueEntry, Registry, load_catalogue
 
@@ -38,7 +38,14 @@ class Zoo:
             return register
 
         def head(plugin: str) -> Any:
-            return lambda cls: self._add(self.heads, cls.name, cls, plugin)
+            def register(cls: type[Head]) -> None:
+                adapted = head_class(cls)  # a 0.1 Head with a `trainable` flag -> TorchHead or FittedHead
+                if adapted is not cls:
+                    kind = "TorchHead" if issubclass(adapted, TorchHead) else "FittedHead"
+                    self.plugins.record(plugin, f"head '{cls.name}' subclasses Head with a `trainable` flag, which "
+                                                f"is deprecated; subclass tlzoo.{kind}", warning=True)
+                self._add(self.heads, cls.name, adapted, plugin)
+            return register
 
         def strategy(plugin: str) -> Any:
             return lambda s: self._add(self.strategies, s.name, s, plugin)

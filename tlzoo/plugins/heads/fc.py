@@ -9,7 +9,7 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Head
+from tlzoo.core.interfaces import Head, TorchHead
 
 
 # --------------------------------------------------------------------------- option checking
@@ -86,11 +86,10 @@ def _widths(value: Any) -> bool:
     return all(is_int(h, 0) for h in items)
 
 
-class FCHead(Head):
+class FCHead(TorchHead):
     """``hidden``: a width or a list of widths (0 or [] = a single linear layer)."""
 
     name = "fc"
-    trainable = True
     RULES = {
         "hidden": Rule("a width (an integer >= 0) or a list of widths", _widths, "[256]"),
         "dropout": number("a number in [0, 1)", lambda v: 0 <= v < 1, "0.2"),

@@ -16,7 +16,7 @@ import numpy as np
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Head
+from tlzoo.core.interfaces import FittedHead
 
 from .fc import Rule, check_params, choice, integer, is_int, number
 
@@ -48,14 +48,13 @@ def _max_features(v: Any) -> bool:
     return v in ("sqrt", "log2") if isinstance(v, str) else is_int(v, 1) or (isinstance(v, float) and 0 < v <= 1)
 
 
-class SklearnHead(Head):
+class SklearnHead(FittedHead):
     """Shared plumbing: option checking, scikit-learn errors as one-line TlzooErrors.
 
     ``RULES`` say what each option accepts; they are checked when the head is built, at
     the start of a run, so a bad value never waits for feature extraction.
     """
 
-    trainable = False
     num_classes: int = 0
     RULES: dict[str, Rule] = {}
 
@@ -481,7 +480,7 @@ class RandomForestHead(_TreeHeadBase):
         self._store(list(m.estimators_), [np.arange(len(m.classes_))] * len(m.estimators_), m.classes_, num_classes)
 
 
-HEADS: tuple[type[Head], ...] = (LogRegHead, SVMHead, RandomForestHead, KNNHead, TreeHead, GaussianNBHead)
+HEADS: tuple[type[FittedHead], ...] = (LogRegHead, SVMHead, RandomForestHead, KNNHead, TreeHead, GaussianNBHead)
 
 
 @hookimpl

@@ -13,7 +13,7 @@ from typing import Any
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Head, Phase, Plan, Strategy
+from tlzoo.core.interfaces import Head, Phase, Plan, Strategy, TorchHead
 
 SCHEDULES = ("cosine", "onecycle", "slanted", "constant")
 
@@ -40,7 +40,7 @@ class FeatureExtraction(Strategy):
         _check(train)
         epochs = train.epochs or 30  # head on cached features: an epoch costs milliseconds
         phases = [Phase("head", epochs=epochs, lr=train.lr, warmup_fraction=train.warmup_fraction,
-                        schedule=train.schedule)] if head.trainable else []
+                        schedule=train.schedule)] if isinstance(head, TorchHead) else []
         return Plan(phases=phases, extract_features=True)
 
 
@@ -51,7 +51,7 @@ class FineTune(Strategy):
 
     def plan(self, head: Head, train: Any) -> Plan:
         _check(train)
-        if not head.trainable:
+        if not isinstance(head, TorchHead):
             raise TlzooError(f"Strategy fine-tune needs a trainable head, and '{head.name}' is fitted; "
                              "use --head fc or --strategy feature-extraction.")
         if train.unfreeze == 0 or train.unfreeze < -1:

@@ -58,6 +58,7 @@ from torch import nn
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core.steps import CREATE_BACKBONE, EVALUATE
 from tlzoo.lib.text.batching import pad_sequences
 from tlzoo.lib.text.pooling import masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
@@ -359,7 +360,7 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
     result = yield
     backbone = getattr(run, "backbone", None)
     if isinstance(backbone, StaticVectorBackbone):
-        if step == "create_base_model":
+        if step == CREATE_BACKBONE:
             s = run.splits
             report = backbone.oov_report(list(s.train.examples) + list(s.val.examples) + list(s.test.examples))
             run.oov_report = report
@@ -373,7 +374,7 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
             if backbone.encoder is not None and lr < 5e-4:
                 run.log(f"  note: the {backbone.encoder_name} encoder starts from random weights and learns slowly at "
                         f"--finetune-lr {lr:g}; 1e-3 to 3e-3 suits it")
-        elif step == "predict" and getattr(run, "oov_report", None) is not None:
+        elif step == EVALUATE and getattr(run, "oov_report", None) is not None:
             run.metrics["oov"] = run.oov_report
     return result
 
