@@ -144,31 +144,41 @@ def test_elmo_scalar_mix_weights_the_layers() -> None:
 
 
 def test_lm_finetuning_sees_training_texts_only() -> None:
+    """The ulmfit strategy works through StrategyContext and the LanguageModelBackbone protocol."""
+    from tlzoo.core.interfaces import Dataset, LanguageModelBackbone, Plan, StrategyContext
     from tlzoo.plugins.text.ulmfit import UlmfitStrategy
 
     seen: dict[str, Any] = {}
 
-    class Recorder:
+    class Recorder:  # structurally a language model: it has finetune_language_model
         name = "ulmfit"
 
         def finetune_language_model(self, texts: list[str], val_texts: list[str], **kw: Any) -> list[dict[str, Any]]:
             seen.update(texts=texts, val=val_texts)
-            kw["on_epoch"]({"phase": "lm-finetune", "epoch": 1, "train_loss": 5.0})
+            kw["on_epoch"]({"phase": "lm-finetune", "epoch": 1, "train_loss": 5.0, "not_a_column": 1})
             return []
 
-    class Split(list):
-        @property
-        def examples(self) -> list[str]:
-            return list(self)
+    class NotALanguageModel:
+        name = "resnet18"
+
+    def texts(*items: str) -> Dataset:
+        return Dataset(examples=list(items), labels=["a"] * len(items), modality="text")
 
     rows: list[dict[str, Any]] = []
-    run = SimpleNamespace(
-        backbone=Recorder(), history=SimpleNamespace(append=rows.append), log=lambda m: None, device=torch.device("cpu"),
-        config=SimpleNamespace(train=SimpleNamespace(lm_epochs=1, lr=1e-3, batch_size=4), seed=0),
-        splits=SimpleNamespace(train=Split(["train a", "train b"]), val=Split(["val a"]), test=Split(["TEST"])))
-    UlmfitStrategy().before_training(run)
-    assert seen["texts"] == ["train a", "train b"] and "TEST" not in seen["texts"] + seen["val"]
+
+    def context(backbone: Any) -> StrategyContext:
+        return StrategyContext(backbone=backbone, head=None, plan=Plan([], False),  # type: ignore[arg-type]
+                               train_set=texts("train a", "train b"), val_set=texts("val a"),
+                               train=SimpleNamespace(lm_epochs=1, lr=1e-3, batch_size=4), seed=0,
+                               device=torch.device("cpu"), log=lambda m: None, record=rows.append, assets=None)
+
+    assert isinstance(Recorder(), LanguageModelBackbone) and not isinstance(NotALanguageModel(), LanguageModelBackbone)
+    UlmfitStrategy().before_training(context(Recorder()))
+    assert seen["texts"] == ["train a", "train b"] and seen["val"] == ["val a"]
+    assert not hasattr(context(Recorder()), "splits")  # a context holds no test split
     assert rows == [{"phase": "lm-finetune", "epoch": 1, "train_loss": 5.0}]
+    with pytest.raises(TlzooError, match="needs a language-model backbone .* not resnet18"):
+        UlmfitStrategy().before_training(context(NotALanguageModel()))
 
 
 def test_ulmfit_run_three_stages_in_history_then_predict(pretrained: dict[str, Path], text_csv: Path,

@@ -25,7 +25,8 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import BackboneFactory, Head, Phase, Plan, Strategy
+from tlzoo.core.interfaces import (BackboneFactory, Head, LanguageModelBackbone, Phase, Plan, Strategy,
+                                   StrategyContext, TorchHead)
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool
@@ -245,7 +246,7 @@ class UlmfitStrategy(Strategy):
     groups = 4  # unfreezing steps planned before the backbone exists; extra steps unfreeze everything
 
     def plan(self, head: Head, train: Any) -> Plan:
-        if not head.trainable:
+        if not isinstance(head, TorchHead):
             raise TlzooError(f"Strategy ulmfit needs a trainable head, and '{head.name}' is fitted; use --head fc.")
         decay = 1 / 2.6
         phases = [Phase("head", epochs=max(1, train.head_epochs), lr=train.lr, schedule="slanted")]
@@ -256,24 +257,24 @@ class UlmfitStrategy(Strategy):
                             train_groups=-1, lr_decay=decay, schedule="slanted"))
         return Plan(phases=phases, extract_features=False)
 
-    def before_training(self, run: Any) -> None:
-        bb = run.backbone
-        if not hasattr(bb, "finetune_language_model"):
+    def before_training(self, ctx: StrategyContext) -> None:
+        bb = ctx.backbone
+        if not isinstance(bb, LanguageModelBackbone):
             raise TlzooError(f"Strategy ulmfit needs a language-model backbone (--plugin ulmfit or elmo), "
                              f"not {bb.name}; use --strategy fine-tune.")
-        epochs = int(getattr(run.config.train, "lm_epochs", 2))
+        epochs = int(ctx.train.lm_epochs)
         if epochs <= 0:
-            run.log("  ulmfit stage 2 skipped (train.lm_epochs = 0)")
+            ctx.log("  ulmfit stage 2 skipped (train.lm_epochs = 0)")
             return
-        run.log(f"  ulmfit stage 2: language-model fine-tuning on the {len(run.splits.train)} training texts "
+        ctx.log(f"  ulmfit stage 2: language-model fine-tuning on the {len(ctx.train_set)} training texts "
                 f"(test texts never seen), {epochs} epochs")
 
         def record(row: dict[str, Any]) -> None:
-            run.history.append({k: row[k] for k in ("phase", "epoch", "train_loss", "train_accuracy", "val_loss",
-                                                     "val_accuracy", "lr", "seconds") if k in row})
-        bb.finetune_language_model(list(run.splits.train.examples), list(run.splits.val.examples), epochs=epochs,
-                                   lr=run.config.train.lr, batch_size=run.config.train.batch_size,
-                                   seed=run.config.seed, device=run.device, log=run.log, on_epoch=record)
+            ctx.record({k: row[k] for k in ("phase", "epoch", "train_loss", "train_accuracy", "val_loss",
+                                            "val_accuracy", "lr", "seconds") if k in row})
+        bb.finetune_language_model(list(ctx.train_set.examples), list(ctx.val_set.examples), epochs=epochs,
+                                   lr=ctx.train.lr, batch_size=ctx.train.batch_size, seed=ctx.seed,
+                                   device=ctx.device, log=ctx.log, on_epoch=record)
 
 
 @hookimpl
