@@ -312,6 +312,28 @@ def test_mlm_pretraining_learns_and_transfers(mlm_dir: Path, zoo: Any) -> None:
         zoo.backbones.get("transformer").create(BackboneRequest(model="mini-transformer"))
 
 
+def test_mlm_folders_of_0_1_still_load(mlm_dir: Path, zoo: Any, tmp_path: Path) -> None:
+    """0.1 wrote config.json instead of description.json: such a folder gives the same backbone."""
+    import shutil
+
+    old = tmp_path / "old"
+    old.mkdir()
+    for name in ("model.safetensors", "vocab.json"):
+        shutil.copy2(mlm_dir / name, old / name)
+    config = json.loads((mlm_dir / "description.json").read_text())["config"]
+    arch = {k: config[k] for k in ("dim", "layers", "heads", "ff", "max_length", "dropout")}
+    vocab_size = len(json.loads((mlm_dir / "vocab.json").read_text())["tokens"]) + 4
+    (old / "config.json").write_text(json.dumps({"format": "tlzoo-mini-transformer", "version": 1,
+                                                 "vocab_size": vocab_size, **arch}))
+    new, legacy = _backbone(zoo, "transformer", mlm_dir), _backbone(zoo, "transformer", old)
+    texts = ["a funny and charming film", "", "dull"]
+    new.eval(), legacy.eval()
+    with torch.no_grad():
+        a = new(new.collate([new.transform(t, False) for t in texts]))
+        b = legacy(legacy.collate([legacy.transform(t, False) for t in texts]))
+    assert torch.equal(a, b)
+
+
 # ----------------------------------------------------------------------------- text data
 def test_text_folder_source_labels_encoding_and_empty_files(tmp_path: Path, zoo: Any) -> None:
     from tlzoo.plugins.data.files import TextFolderSource

@@ -11,7 +11,8 @@ Text (:mod:`tlzoo.lib.text`):
 * ``tlzoo.lib.text.batching``: right-padding a batch of token sequences (the ``collate`` of a
   text backbone) and the mask of real positions;
 * ``tlzoo.lib.text.lm``: the language-model training loop (``LanguageModelTask``,
-  ``run_language_model``) and the held-out split of a pretraining corpus;
+  ``run_language_model``; AWD-LSTM's and BERT's optimizer recipes) and the held-out split of
+  a pretraining corpus;
 * ``tlzoo.lib.text.pretrained``: the ``tl pretrain`` weights folder, and the base classes of a
   backbone built from it (``PretrainedLMBackbone``) and of its pretrainer (``LMPretrainer``);
 * ``tlzoo.lib.text.vector_files``: word-vector files (GloVe, word2vec, fastText; safetensors + JSON).

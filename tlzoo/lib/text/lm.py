@@ -4,8 +4,9 @@
   loss of a batch (and the gradient clipping it wants);
 * ``run_language_model``: a task trained on texts (and checked on held-out texts),
   used by ``tl pretrain`` and by ``--strategy ulmfit``'s language-model fine-tuning;
-* ``train_language_model``: the epoch loop itself: AdamW with a slanted triangular
-  schedule, progress lines, one row per epoch (loss, perplexity, accuracy, held-out);
+* ``train_language_model``: the epoch loop itself: AdamW with a slanted triangular (or
+  BERT's warm-up / decay) schedule, progress lines, one row per epoch (loss, perplexity,
+  accuracy, held-out);
 * ``split_corpus``: the seeded held-out share of a pretraining corpus; ``seed_all``.
 """
 from __future__ import annotations
@@ -41,22 +42,42 @@ def seed_all(seed: int) -> None:
 
 # --------------------------------------------------------------------------- training loop
 Batch = Any
-LossFn = Callable[[Batch], tuple[torch.Tensor, int, int]]  # (mean loss, tokens, correct predictions)
+# (mean loss, tokens it is the mean over, correct predictions), or None for a batch with nothing to predict
+LossFn = Callable[[Batch], "tuple[torch.Tensor, int, int] | None"]
+Schedule = Callable[[int], Callable[[int], float]]  # total steps -> (step -> multiplier of the learning rate)
+
+
+def slanted_triangular(steps: int) -> Callable[[int], float]:
+    """ULMFiT's slanted triangular rates: a short linear rise, a long linear fall."""
+    from tlzoo.core.training import lr_schedule
+
+    return lr_schedule("slanted", steps, 0)
+
+
+def linear_warmup_decay(warmup: float) -> Schedule:
+    """BERT's rates: a linear rise over the first ``warmup`` share of the steps, then a linear fall to 0."""
+    def schedule(steps: int) -> Callable[[int], float]:
+        warm = max(1, int(steps * warmup))
+        return lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
+    return schedule
 
 
 def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[int], list[Batch]],
                          val_batches: list[Batch], *, epochs: int, lr: float, log: Callable[[str], None],
                          label: str, clip: float = 0.5, weight_decay: float = 0.01,
-                         params: list[dict[str, Any]] | None = None,
+                         betas: tuple[float, float] = (0.8, 0.99), schedule: Schedule = slanted_triangular,
                          on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Adam with a slanted triangular schedule; one row per epoch (loss, perplexity, accuracy)."""
-    from tlzoo.core.training import lr_schedule
+    """AdamW over the trainable parameters, one ``schedule`` over all steps, gradients clipped to ``clip``.
 
+    ``batches(epoch)`` gives an epoch's batches (epoch 0 first); a batch whose loss is None
+    is skipped.  Returns one row per epoch: loss, perplexity and accuracy on the training
+    batches and on ``val_batches``, the learning rate reached, tokens and seconds.
+    """
     first = batches(0)
     steps = max(1, epochs * len(first))
-    opt = torch.optim.AdamW(params or [p for p in model.parameters() if p.requires_grad], lr=lr,
-                            betas=(0.8, 0.99), weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_schedule("slanted", steps, 0))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas,
+                            weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(steps))
     rows: list[dict[str, Any]] = []
     step = 0
     for epoch in range(1, epochs + 1):
@@ -65,7 +86,10 @@ def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[i
         start = last = time.perf_counter()
         tot = toks = hits = 0
         for i, batch in enumerate(data, 1):
-            loss, n, correct = loss_fn(batch)
+            result = loss_fn(batch)
+            if result is None:
+                continue
+            loss, n, correct = result
             opt.zero_grad(set_to_none=True)
             loss.backward()
             nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
@@ -75,7 +99,7 @@ def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[i
             tot += float(loss.detach()) * n
             toks += n
             hits += correct
-            if time.perf_counter() - last > 20 or i == len(data):  # a progress line every ~20 s
+            if toks and (time.perf_counter() - last > 20 or i == len(data)):  # a progress line every ~20 s
                 last = time.perf_counter()
                 rate = toks / max(1e-9, last - start)
                 log(f"  {label} epoch {epoch}/{epochs} batch {i}/{len(data)}: loss {tot / toks:.3f} "
@@ -103,7 +127,10 @@ def evaluate_language_model(model: nn.Module, loss_fn: LossFn, batches: list[Bat
     model.eval()
     tot = toks = hits = 0
     for batch in batches:
-        loss, n, correct = loss_fn(batch)
+        result = loss_fn(batch)
+        if result is None:
+            continue
+        loss, n, correct = result
         tot += float(loss) * n
         toks += n
         hits += correct
@@ -112,12 +139,16 @@ def evaluate_language_model(model: nn.Module, loss_fn: LossFn, batches: list[Bat
 
 @dataclass
 class LanguageModelTask:
-    """How one language model learns: the module, ``batches(texts, seed)`` and ``loss(batch)``."""
+    """How one language model learns: the module, ``batches(texts, seed)`` and ``loss(batch)``, and the
+    optimizer settings of its recipe (AWD-LSTM's by default; the MLM transformer uses BERT's)."""
 
     model: nn.Module
     batches: Callable[[list[str], int], list[Batch]]
     loss: LossFn
     clip: float = 0.5
+    betas: tuple[float, float] = (0.8, 0.99)
+    weight_decay: float = 0.01
+    schedule: Schedule = slanted_triangular
 
 
 def run_language_model(task: LanguageModelTask, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
@@ -127,4 +158,6 @@ def run_language_model(task: LanguageModelTask, texts: list[str], val_texts: lis
     task.model.to(device)
     val = task.batches(val_texts, seed) if val_texts else []
     return train_language_model(task.model, task.loss, lambda e: task.batches(texts, seed + e), val,
-                                epochs=epochs, lr=lr, log=log, label=label, clip=task.clip, on_epoch=on_epoch)
+                                epochs=epochs, lr=lr, log=log, label=label, clip=task.clip,
+                                weight_decay=task.weight_decay, betas=task.betas, schedule=task.schedule,
+                                on_epoch=on_epoch)

@@ -29,7 +29,10 @@ from tlzoo.core.interfaces import Backbone, BackboneRequest, Pretrainer
 from tlzoo.lib.text.lm import LanguageModelTask, run_language_model, seed_all, split_corpus
 from tlzoo.lib.text.vocab import HashedVocab, Vocab
 
-FORMAT = "tlzoo-lstm-lm"
+FORMAT = "tlzoo-pretrained-lm"
+FORMATS_READ = (FORMAT, "tlzoo-lstm-lm")  # the name of 0.1, when only elmo and ulmfit wrote it
+# what a run keeps of the folder (config.json: the transformer's folders of 0.1)
+FILES = ("model.safetensors", "vocab.json", "description.json", "config.json")
 
 
 def weights_folder(plugin: str, weights: str | None, pretrained: bool, assets: str | None = None) -> Path | None:
@@ -66,7 +69,7 @@ def read_weights(folder: Path, plugin: str) -> tuple[dict[str, Any], dict[str, t
         raise TlzooError(f"'{folder}' holds no pretrained {plugin} weights (description.json + model.safetensors); "
                          f"make them with `tl pretrain --plugin {plugin} --corpus FILE --out {folder}`.")
     desc = json.loads(desc_path.read_text("utf-8"))
-    if desc.get("format") != FORMAT or desc.get("plugin") != plugin:
+    if desc.get("format") not in FORMATS_READ or desc.get("plugin") != plugin:
         raise TlzooError(f"'{folder}' holds weights for '{desc.get('plugin', 'another model')}', not {plugin}; "
                          f"pass a folder from `tl pretrain --plugin {plugin}`.")
     return desc, load_file(str(folder / "model.safetensors")), Vocab.load(folder / "vocab.json")
@@ -98,8 +101,9 @@ def copy_weights(src: Path | None, assets: str) -> None:
     if dst.resolve() == src.resolve():
         return
     dst.mkdir(parents=True, exist_ok=True)
-    for name in ("model.safetensors", "vocab.json", "description.json"):
-        shutil.copy2(src / name, dst / name)
+    for name in FILES:
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
 
 
 def finish_pretraining(out: str, plugin: str, model: torch.nn.Module, vocab: HashedVocab, config: dict[str, Any],

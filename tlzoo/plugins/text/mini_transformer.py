@@ -11,10 +11,14 @@ then ``tl run --plugin transformer --weights W`` transfers it like any other bac
 * Pretraining (BERT's recipe): 15 % of the tokens are chosen; 80 % of those become
   ``<mask>``, 10 % a random word, 10 % stay; the encoder predicts the originals through a
   head whose output matrix is the (tied) token embedding.  AdamW with linear warm-up and
-  decay.  5 % of the texts are held out; the curve shows the masked-token loss and
-  perplexity on both (held-out masks are drawn once, with the seed, so epochs compare).
-* Output folder: ``model.safetensors`` (encoder + MLM head), ``config.json``
-  (architecture), ``vocab.json``, plus the engine's ``pretraining.json`` and curve.
+  decay, through the language-model loop of ``tlzoo.lib.text.lm`` (on the GPU when there
+  is one).  5 % of the texts are held out (``split_corpus``); the curve shows the
+  masked-token loss and perplexity on both (held-out masks are drawn once, with the
+  seed, so epochs compare).
+* Output folder: the ``tl pretrain`` folder of ``tlzoo.lib.text.pretrained``:
+  ``model.safetensors`` (encoder + MLM head), ``vocab.json``, ``description.json``
+  (architecture in ``config``), the curve, plus the engine's ``pretraining.json``.
+  Folders of tlzoo 0.1 (``config.json`` instead of ``description.json``) still load.
 * Backbone: pooling ``mean`` (default), ``cls`` or ``max`` over the last layer; layer
   groups = embeddings, each Transformer layer (the top one with the final norm), so
   ``--unfreeze N`` fine-tunes from the top.  ``--no-pretrained`` keeps the
@@ -24,9 +28,6 @@ then ``tl run --plugin transformer --weights W`` transfers it like any other bac
 from __future__ import annotations
 
 import json
-import math
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,10 +37,11 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
-from tlzoo.core.pretraining import merge_options
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 from tlzoo.lib.text.batching import length_mask, pad_sequences
+from tlzoo.lib.text.lm import LanguageModelTask, LossFn, linear_warmup_decay
 from tlzoo.lib.text.pooling import pool
+from tlzoo.lib.text.pretrained import LMPretrainer, copy_weights, read_weights
 from tlzoo.lib.text.vocab import MASK, PAD, UNK, HashedVocab, Vocab, tokenize
 
 CLS = "<cls>"
@@ -107,124 +109,108 @@ def _pad(seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 # ----------------------------------------------------------------------------- pretraining
-class MLMPretrainer(Pretrainer):
+class MaskedLM(nn.Module):
+    """The encoder and its MLM head: what ``tl pretrain --plugin transformer`` trains and saves."""
+
+    def __init__(self, vocab_size: int, arch: dict[str, Any]) -> None:
+        super().__init__()
+        self.encoder = MiniEncoder(vocab_size, **arch)
+        self.mlm = MLMHead(self.encoder, int(arch["dim"]))
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.mlm(self.encoder(ids, mask))
+
+
+def _mask(seqs: list[list[int]], vocab: HashedVocab, prob: float,
+          rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """BERT's masking: (inputs, mask of real tokens, targets with -100 where nothing is predicted)."""
+    ids, mask = _pad(seqs)
+    chosen = torch.from_numpy(rng.random(ids.shape) < prob) & mask
+    chosen[:, 0] = False  # never the <cls> position
+    targets = torch.where(chosen, ids, torch.full_like(ids, -100))
+    roll = torch.from_numpy(rng.random(ids.shape))
+    inputs = ids.clone()
+    inputs[chosen & (roll < 0.8)] = vocab.id(MASK)
+    swap = chosen & (roll >= 0.8) & (roll < 0.9)
+    inputs[swap] = torch.from_numpy(rng.integers(len(SPECIALS), len(vocab), size=int(swap.sum())))
+    return inputs, mask, targets
+
+
+def mask_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_length: int, prob: float,
+                 seed: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The texts in a seeded random order, in batches with masks drawn from the same seed."""
+    rng = np.random.default_rng(seed)
+    seqs = [_encode(vocab, t, max_length) for t in texts]
+    order = rng.permutation(len(seqs))
+    return [_mask([seqs[i] for i in order[b:b + batch_size]], vocab, prob, rng) for b in range(0, len(order), batch_size)]
+
+
+def mlm_loss_fn(model: MaskedLM, device: torch.device) -> LossFn:
+    """Cross-entropy over the masked positions; None for a batch where no token was chosen."""
+    def loss_fn(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, int] | None:
+        ids, mask, targets = (t.to(device) for t in batch)
+        chosen = targets != -100
+        n = int(chosen.sum())
+        if not n:
+            return None
+        logits = model(ids, mask)
+        loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=-100)
+        return loss, n, int((logits.argmax(-1)[chosen] == targets[chosen]).sum())
+    return loss_fn
+
+
+class MLMPretrainer(LMPretrainer):
     name = "transformer"
     description = "a small Transformer encoder pretrained with masked-language modelling"
+    title = "transformer (masked LM) pretraining"
 
-    def defaults(self) -> dict[str, Any]:
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
         return {**ARCH_DEFAULTS, "epochs": 10, "seed": 0, "vocab_size": 20000, "min_freq": 2, "lr": 5e-4,
                 "batch_size": 32, "mask_prob": 0.15, "warmup": 0.1, "weight_decay": 0.01}
 
-    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
-                 log: Callable[[str], None]) -> dict[str, Any]:
-        o = merge_options(self.name, options, self.defaults())
+    def check(self, o: dict[str, Any]) -> None:
         for key in ("epochs", "dim", "layers", "heads", "ff", "batch_size", "vocab_size"):
             if o[key] < 1:
                 raise TlzooError(f"Pretrainer option '{key}' must be at least 1, got {o[key]}.")
         if o["max_length"] < 2:
             raise TlzooError(f"Pretrainer option 'max_length' must be at least 2, got {o['max_length']}.")
-        rng = np.random.default_rng(o["seed"])
-        torch.manual_seed(o["seed"])
-        order = rng.permutation(len(corpus))
-        n_val = max(1, len(corpus) // 20) if len(corpus) >= 20 else 0
-        held = [corpus[i] for i in order[:n_val]]
-        train = [corpus[i] for i in sorted(order[n_val:])]
-        vocab = Vocab.build(train, max_size=o["vocab_size"], min_freq=o["min_freq"], specials=SPECIALS)
+
+    def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
+        vocab = Vocab.build(texts, max_size=o["vocab_size"], min_freq=o["min_freq"], specials=SPECIALS)
         if len(vocab) <= len(SPECIALS):
             raise TlzooError(f"No word occurs {o['min_freq']} times in the corpus; give more text or --set min_freq=1.")
-        arch = {k: o[k] for k in ARCH_KEYS}
-        encoder = MiniEncoder(len(vocab), **arch)
-        head = MLMHead(encoder, o["dim"])
-        params = list(encoder.parameters()) + [p for n, p in head.named_parameters()]
-        words = HashedVocab(vocab, 0)
-        train_seqs = [_encode(words, t, o["max_length"]) for t in train]
-        val_seqs = [_encode(words, t, o["max_length"]) for t in held]
-        n_tok = sum(len(s) - 1 for s in train_seqs)
-        log(f"  vocabulary {len(vocab):,} words; {n_tok:,} training tokens, {len(held)} held-out texts; "
-            f"encoder {sum(p.numel() for p in encoder.parameters()) / 1e6:.2f} M parameters; {o['epochs']} epochs")
-        val_batches = [self._mask(val_seqs[i:i + o["batch_size"]], vocab, o["mask_prob"], np.random.default_rng(o["seed"] + 1 + i))
-                       for i in range(0, len(val_seqs), o["batch_size"])]
-        opt = torch.optim.AdamW(params, lr=o["lr"], weight_decay=o["weight_decay"])
-        steps = o["epochs"] * math.ceil(len(train_seqs) / o["batch_size"])
-        warm = max(1, int(steps * o["warmup"]))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
-        history = []
-        for epoch in range(1, o["epochs"] + 1):
-            start = time.perf_counter()
-            encoder.train()
-            head.train()
-            perm = rng.permutation(len(train_seqs))
-            total = count = 0.0
-            for b in range(0, len(perm), o["batch_size"]):
-                ids, mask, targets = self._mask([train_seqs[i] for i in perm[b:b + o["batch_size"]]], vocab,
-                                                o["mask_prob"], rng)
-                if not (targets != -100).any():
-                    continue
-                logits = head(encoder(ids, mask))
-                loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=-100)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                n = int((targets != -100).sum())
-                total += float(loss.detach()) * n
-                count += n
-            row: dict[str, Any] = {"epoch": epoch, "train_loss": round(total / max(1, count), 5)}
-            row["train_perplexity"] = round(math.exp(min(row["train_loss"], 50)), 3)
-            if val_batches:
-                vl = self._evaluate(encoder, head, val_batches)
-                row.update(val_loss=round(vl, 5), val_perplexity=round(math.exp(min(vl, 50)), 3))
-            row["seconds"] = round(time.perf_counter() - start, 2)
-            history.append(row)
-            log(f"  epoch {epoch}/{o['epochs']}: masked-token loss {row['train_loss']:.4f} "
-                f"(perplexity {row['train_perplexity']:.1f})"
-                + (f" | held-out {row['val_loss']:.4f} (perplexity {row['val_perplexity']:.1f})" if val_batches else "")
-                + f" [{row['seconds']}s]")
-        from safetensors.torch import save_file
+        return HashedVocab(vocab, 0)
 
-        state = {f"encoder.{k}": v.detach().contiguous() for k, v in encoder.state_dict().items()}
-        state.update({f"mlm.{k}": v.detach().contiguous() for k, v in head.state_dict().items()})
-        save_file(state, f"{out}/model.safetensors", metadata={"format": "tlzoo-mini-transformer"})
-        vocab.save(f"{out}/vocab.json")
-        Path(out, "config.json").write_text(json.dumps({"format": "tlzoo-mini-transformer", "version": 1,
-                                                         "vocab_size": len(vocab), **arch}, indent=2) + "\n")
-        last = history[-1]
-        return {"vocabulary": len(vocab), "training_tokens": n_tok, "held_out_texts": len(held),
-                "final_train_loss": last["train_loss"], "final_val_loss": last.get("val_loss"),
-                "final_val_perplexity": last.get("val_perplexity"), "loss": "masked-token cross-entropy",
-                "history": history}
+    def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
+        return MaskedLM(len(vocab), {k: o[k] for k in ARCH_KEYS})
 
-    @staticmethod
-    def _mask(seqs: list[list[int]], vocab: Vocab, prob: float,
-              rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ids, mask = _pad(seqs)
-        chosen = torch.from_numpy(rng.random(ids.shape) < prob) & mask
-        chosen[:, 0] = False  # never the <cls> position
-        targets = torch.where(chosen, ids, torch.full_like(ids, -100))
-        roll = torch.from_numpy(rng.random(ids.shape))
-        inputs = ids.clone()
-        inputs[chosen & (roll < 0.8)] = vocab.id(MASK)
-        swap = chosen & (roll >= 0.8) & (roll < 0.9)
-        inputs[swap] = torch.from_numpy(rng.integers(len(SPECIALS), len(vocab), size=int(swap.sum())))
-        return inputs, mask, targets
+    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
+                 val: list[str]) -> str:
+        n_params = sum(p.numel() for p in model.parameters())
+        return (f"transformer: {o['layers']} layers (dim {o['dim']}, {o['heads']} heads, ff {o['ff']}), "
+                f"{n_params / 1e6:.2f} M parameters; vocabulary {len(vocab):,} words; {len(train):,} training / "
+                f"{len(val):,} held-out texts")
 
-    @staticmethod
-    @torch.inference_mode()
-    def _evaluate(encoder: MiniEncoder, head: MLMHead, batches: list[Any]) -> float:
-        encoder.eval()
-        head.eval()
-        total = count = 0.0
-        for ids, mask, targets in batches:
-            n = int((targets != -100).sum())
-            if not n:
-                continue
-            logits = head(encoder(ids, mask))
-            total += float(nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1),
-                                                       ignore_index=-100, reduction="sum"))
-            count += n
-        return total / max(1.0, count)
+    def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
+        return LanguageModelTask(
+            model, lambda texts, seed: mask_batches(texts, vocab, o["batch_size"], o["max_length"], o["mask_prob"], seed),
+            mlm_loss_fn(model, device), clip=1.0, betas=(0.9, 0.999),  # type: ignore[arg-type]
+            weight_decay=o["weight_decay"], schedule=linear_warmup_decay(o["warmup"]))
+
+
+def _read_folder(folder: Path) -> tuple[dict[str, Any], Vocab, dict[str, torch.Tensor]]:
+    """Architecture, vocabulary and tensors of a ``tl pretrain --plugin transformer`` folder."""
+    legacy = folder / "config.json"
+    if legacy.is_file() and not (folder / "description.json").is_file():  # written by tlzoo 0.1
+        from safetensors.torch import load_file
+
+        config = json.loads(legacy.read_text())
+        if config.get("format") != "tlzoo-mini-transformer" or not (folder / "model.safetensors").is_file():
+            raise TlzooError(f"'{folder}' is not a `tl pretrain --plugin transformer` folder; pass one.")
+        return {k: config[k] for k in ARCH_KEYS}, Vocab.load(folder / "vocab.json"), load_file(str(folder / "model.safetensors"))
+    desc, tensors, vocab = read_weights(folder, "transformer")
+    return {k: desc["config"][k] for k in ARCH_KEYS}, vocab, tensors
 
 
 # ----------------------------------------------------------------------------- backbone
@@ -249,20 +235,10 @@ class MiniTransformerBackbone(Backbone):
         self.folder = Path(request.weights) if request.weights else None  # copied into the run by save_assets
         if request.weights:
             folder = Path(request.weights)
-            if not (folder / "config.json").is_file() or not (folder / "vocab.json").is_file():
-                raise TlzooError(f"--weights '{folder}' is not a `tl pretrain --plugin transformer` folder "
-                                 "(config.json and vocab.json missing).")
-            config = json.loads((folder / "config.json").read_text())
-            if config.get("format") != "tlzoo-mini-transformer":
-                raise TlzooError(f"'{folder}/config.json' is not a tlzoo transformer config; pass a `tl pretrain` folder.")
-            arch = {k: config[k] for k in ARCH_KEYS}
-            self.vocab = Vocab.load(folder / "vocab.json")
+            arch, self.vocab, tensors = _read_folder(folder)
             rows = len(self.vocab)
             if request.pretrained:
-                from safetensors.torch import load_file
-
-                state = {k[len("encoder."):]: v for k, v in load_file(str(folder / "model.safetensors")).items()
-                         if k.startswith("encoder.")}
+                state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
                 self.weights_source = f"tl pretrain folder {folder} (masked-language modelling)"
             else:
                 self.weights_source = f"random init (architecture and vocabulary of {folder})"
@@ -304,17 +280,7 @@ class MiniTransformerBackbone(Backbone):
 
     def save_assets(self, folder: str) -> None:
         """Keep the --weights folder's files with the run, so tl predict never reads the original path."""
-        import shutil
-
-        if self.folder is None:
-            return
-        dst = Path(folder) / "pretrained"
-        if dst.resolve() == self.folder.resolve():
-            return
-        dst.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "vocab.json", "model.safetensors"):
-            if (self.folder / name).is_file():
-                shutil.copy2(self.folder / name, dst / name)
+        copy_weights(self.folder, folder)
 
     def spec(self) -> dict[str, Any]:
         copy = {"weights_copy": "assets/pretrained"} if self.folder is not None else {}  # tl predict reads the copy
