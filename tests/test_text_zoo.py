@@ -334,6 +334,17 @@ def test_mlm_folders_of_0_1_still_load(mlm_dir: Path, zoo: Any, tmp_path: Path) 
     assert torch.equal(a, b)
 
 
+def test_text_plugins_declare_options_as_defaults(zoo: Any) -> None:
+    """Pretrainers and backbone factories answer defaults() (what --set takes), JSON-able, one shape."""
+    for name in ("word2vec", "fasttext", "transformer", "elmo", "ulmfit"):
+        options = zoo.pretrainers.get(name).defaults()
+        assert {"epochs", "seed"} <= set(options) and json.loads(json.dumps(options)) == options, name
+    assert zoo.backbones.get("bert").defaults() == {"truncation": "head"}
+    assert zoo.backbones.get("glove").defaults()["encoder"] == "bilstm"
+    mini = zoo.backbones.get("transformer").defaults()
+    assert mini["vocab_size"] == 20000 and "max_length" not in mini  # --max-length is the engine's
+
+
 # ----------------------------------------------------------------------------- text data
 def test_text_folder_source_labels_encoding_and_empty_files(tmp_path: Path, zoo: Any) -> None:
     from tlzoo.plugins.data.files import TextFolderSource

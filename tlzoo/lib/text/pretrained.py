@@ -226,8 +226,7 @@ class LMPretrainer(Pretrainer):
 
     title: ClassVar[str] = ""  # of the curve
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:
         """Every option with its default (``epochs``, ``lr`` and ``seed`` included)."""
         raise NotImplementedError
 

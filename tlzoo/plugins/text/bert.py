@@ -34,7 +34,8 @@ network.configure_hub()  # short hub timeouts, offline switches: before transfor
 
 POOLINGS = ("mean", "cls", "max", "pooler")
 TRUNCATIONS = ("head", "tail")  # keep the first or the last max_length tokens of a long text
-OPTIONS = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets", "truncation"}
+DEFAULTS: dict[str, Any] = {"truncation": "head"}  # the plugin's own model.options
+OPTIONS = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets", *DEFAULTS}
 
 # catalogue name -> (hub id, importable package that ships the weights, its folder getter)
 KNOWN: dict[str, tuple[str, str | None]] = {
@@ -115,7 +116,7 @@ class TransformerBackbone(Backbone):
                              f"({' or '.join(TRUNCATIONS)}) besides --pooling and --max-length.")
         self.name = request.model
         self.pooling = opts.get("pooling") or "mean"
-        self.truncation = opts.get("truncation") or "head"
+        self.truncation = opts.get("truncation") or DEFAULTS["truncation"]
         if self.truncation not in TRUNCATIONS:
             raise TlzooError(f"Unknown truncation '{self.truncation}' for bert; use head or tail.")
         if self.pooling not in POOLINGS:
@@ -241,6 +242,6 @@ def _encoder_layers(enc: nn.Module) -> list[nn.Module]:
 def tlzoo_register_backbones(register: Any) -> None:
     register(BackboneFactory(
         name="bert", modality="text", create=TransformerBackbone, default_model=DEFAULT,
-        models=tuple(KNOWN), accepts_any_model=True,
+        models=tuple(KNOWN), accepts_any_model=True, options=DEFAULTS,
         description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
     ))

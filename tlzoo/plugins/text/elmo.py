@@ -239,8 +239,7 @@ class ElmoPretrainer(LMPretrainer):
     description = "character-CNN + 2-layer biLSTM language model (forward and backward) on an unlabelled corpus"
     title = "elmo biLM pretraining"
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:
         return {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80, "max_vocab": 10000,
                 "min_freq": 2, "seed": 0}
 

@@ -48,6 +48,8 @@ CLS = "<cls>"
 SPECIALS = (PAD, UNK, CLS, MASK)
 ARCH_KEYS = ("dim", "layers", "heads", "ff", "max_length", "dropout")
 ARCH_DEFAULTS: dict[str, Any] = {"dim": 128, "layers": 2, "heads": 4, "ff": 512, "max_length": 128, "dropout": 0.1}
+# the plugin's own model.options (max_length is the engine's --max-length); they apply without --weights only
+DEFAULTS: dict[str, Any] = {**{k: v for k, v in ARCH_DEFAULTS.items() if k != "max_length"}, "vocab_size": 20000}
 POOLINGS = ("mean", "cls", "max")
 
 
@@ -164,8 +166,7 @@ class MLMPretrainer(LMPretrainer):
     description = "a small Transformer encoder pretrained with masked-language modelling"
     title = "transformer (masked LM) pretraining"
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:
         return {**ARCH_DEFAULTS, "epochs": 10, "seed": 0, "vocab_size": 20000, "min_freq": 2, "lr": 5e-4,
                 "batch_size": 32, "mask_prob": 0.15, "warmup": 0.1, "weight_decay": 0.01}
 
@@ -224,11 +225,11 @@ class MiniTransformerBackbone(Backbone):
         self.pooling = opts.get("pooling") or "mean"
         if self.pooling not in POOLINGS:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for transformer; use one of {', '.join(POOLINGS)}.")
-        known = set(ARCH_KEYS) | {"vocab_size", "pooling", "max_length", "image_size", "augment", "train_backbone", "assets"}
+        known = {*DEFAULTS, "pooling", "max_length", "image_size", "augment", "train_backbone", "assets"}
         unknown = sorted(set(opts) - known)
         if unknown:
             raise TlzooError(f"Unknown option model.options.{unknown[0]} for transformer; options: "
-                             f"{', '.join(f'{k}={v!r}' for k, v in ARCH_DEFAULTS.items())}, vocab_size=20000 "
+                             f"{', '.join(f'{k}={v!r}' for k, v in DEFAULTS.items())} "
                              "(architecture options apply without --weights only).")
         self.vocab: Vocab | None = None
         state: dict[str, torch.Tensor] | None = None
@@ -248,7 +249,7 @@ class MiniTransformerBackbone(Backbone):
         else:
             arch = {k: opts.get(k, ARCH_DEFAULTS[k]) for k in ARCH_KEYS if k != "max_length"}
             arch["max_length"] = int(opts.get("max_length") or ARCH_DEFAULTS["max_length"])
-            rows = int(opts.get("vocab_size", 20000))
+            rows = int(opts.get("vocab_size", DEFAULTS["vocab_size"]))
             torch.manual_seed(0)  # a reproducible random init, so tl predict rebuilds the same network
             self.weights_source = f"random init (words hashed into {rows:,} rows)"
         self.rows = rows
@@ -295,7 +296,7 @@ class MiniTransformerBackbone(Backbone):
 def tlzoo_register_backbones(register: Any) -> None:
     register(BackboneFactory(
         name="transformer", modality="text", create=MiniTransformerBackbone, default_model="mini-transformer",
-        models=("mini-transformer",),
+        models=("mini-transformer",), options=DEFAULTS,
         description="a small Transformer encoder pretrained by `tl pretrain --plugin transformer` (masked LM)",
     ))
 

@@ -343,7 +343,7 @@ class _Holder(nn.Module):
 def _factory(family: str) -> BackboneFactory:
     default, description = FAMILIES[family]
     return BackboneFactory(
-        name=family, modality="text", create=lambda req, f=family: StaticVectorBackbone(req, f),
+        name=family, modality="text", create=lambda req, f=family: StaticVectorBackbone(req, f), options=DEFAULTS,
         default_model=default, models=(default,), description=description,
     )
 

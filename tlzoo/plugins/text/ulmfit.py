@@ -212,8 +212,7 @@ class UlmfitPretrainer(LMPretrainer):
     description = "AWD-LSTM language model (ULMFiT stage 1) on an unlabelled corpus"
     title = "ulmfit (AWD-LSTM) pretraining"
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:
         return {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3, "max_vocab": 20000, "min_freq": 2,
                 "hash_buckets": 2048, "seed": 0}
 
