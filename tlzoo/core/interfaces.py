@@ -9,10 +9,11 @@ trained by gradient descent, a :class:`FittedHead` is fitted once on extracted f
 A strategy's ``before_training`` receives a :class:`StrategyContext`, not the Run; a
 backbone that is a language model declares it structurally (:class:`LanguageModelBackbone`).
 
-Options: every extension kind answers ``defaults() -> dict[str, Any]``, the options it
-takes and their default values (JSON-able): a head's ``--set head.KEY=VALUE``, a
-pretrainer's ``tl pretrain --set KEY=VALUE``, a backbone factory's ``model.options``; a
-strategy or data source without options of its own returns ``{}``.
+Options: every extension kind answers ``defaults() -> dict[str, Any]``, called on what is
+registered (the Head class, the factory, strategy, data source or pretrainer object): the
+options it takes and their default values (JSON-able).  A head's are ``--set
+head.KEY=VALUE``, a pretrainer's ``tl pretrain --set KEY=VALUE``, a backbone factory's
+``model.options``; a strategy or data source without options of its own returns ``{}``.
 """
 from __future__ import annotations
 
@@ -403,8 +404,7 @@ class Strategy(ABC):
     name: str = ""
     description: str = ""
 
-    @classmethod
-    def defaults(cls) -> dict[str, Any]:
+    def defaults(self) -> dict[str, Any]:
         """The strategy's own options and their defaults (the built-ins have none: they read ``train.*``)."""
         return {}
 

@@ -1,9 +1,13 @@
-"""The twelve-step runner, the same for image and text jobs.
+"""The runner of the twelve steps of the guide, the same for image and text jobs.
 
-Each step is one short method named after the step; each reads what earlier steps
-produced and adds its own.  Steps run through the ``tlzoo_run_step`` hook, so a plugin
-can wrap any of them (``@hookimpl(wrapper=True)``).  The run directory is written as
-``<out>.incomplete`` and renamed to ``<out>`` only once every artifact is in place.
+Each step is one short method named after what it does (``tlzoo.steps.STEPS``:
+``resolve_plugins`` ... ``save_model`` ... ``plot_confusion``; the log keeps the guide's
+twelve numbered names, with ``save_model`` under 9, train); each reads what earlier steps
+produced and adds its own, as declared on :class:`Run`.  Steps run through the
+``tlzoo_run_step`` hook, so a plugin can wrap any of them (``@tlzoo.step_wrapper(...)``).
+``tl compare`` runs the first of them as a probe (``Run(probe=True)``: no run folder).
+The run directory is written as ``<out>.incomplete`` and renamed to ``<out>`` only once
+every artifact is in place.
 
 Whatever stops a run (bad input, a bug, Ctrl-C, SIGTERM) leaves nothing half-written:
 the ``.incomplete`` folder is removed unless it holds a checkpoint (then
@@ -578,14 +582,16 @@ class Run:
                                **checkpointing)
 
     def _fit_head(self) -> None:
+        head = self.head
+        assert isinstance(head, FittedHead)
         start = time.perf_counter()
         n = len(self.encoder.classes)
         y_train = self.targets["train"].argmax(1)
-        self.head.fit(self.features["train"], y_train, n)
+        head.fit(self.features["train"], y_train, n)
         row: dict[str, Any] = {"phase": "fit", "epoch": 1}
         for split, prefix in (("train", "train"), ("val", "val")):
             if len(self.features[split]):
-                p = self.head.predict_proba(self.features[split])
+                p = head.predict_proba(self.features[split])
                 y = self.targets[split].argmax(1)
                 row[f"{prefix}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()), 5)
                 row[f"{prefix}_accuracy"] = round(float((p.argmax(1) == y).mean()), 5)
@@ -606,7 +612,9 @@ class Run:
             assert self.model is not None
             tensors.update({f"head.{k}": v for k, v in self.model.head.state_dict().items()})
         else:
-            linear = self.head.to_linear()
+            head = self.head
+            assert isinstance(head, FittedHead)
+            linear = head.to_linear()
             if linear is not None:  # a fitted linear head is saved as the equivalent torch layer
                 head_kind = "linear"
                 tensors["head.weight"] = torch.from_numpy(np.ascontiguousarray(linear[0], dtype=np.float32))
@@ -614,7 +622,7 @@ class Run:
             else:
                 head_kind = "fitted"
                 tensors.update({f"head.{k}": torch.from_numpy(np.ascontiguousarray(v))
-                                for k, v in self.head.state().items()})
+                                for k, v in head.state().items()})
         if save_backbone:
             tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         assets = self.dir / "assets"
@@ -662,6 +670,7 @@ class Run:
                     logits = self.model.head.to(self.device)(torch.from_numpy(x).to(self.device)).float().cpu()
                 proba = torch.softmax(logits, 1).numpy()
             else:
+                assert isinstance(self.head, FittedHead)
                 proba = self.head.predict_proba(x)
         else:
             assert self.model is not None
