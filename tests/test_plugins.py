@@ -435,3 +435,24 @@ def test_every_hook_is_documented_and_exercised() -> None:
     for name in specs:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), f"hookspec {name} has no docstring"
         assert name in implemented or f"def {name}(" in here, f"hook {name} is neither used nor tested"
+
+
+def test_a_0_1_strategy_reading_the_run_still_works_through_the_context_with_a_warning() -> None:
+    """before_training(run) of 0.1 read run.config / run.splits: the context serves them, deprecated."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from tlzoo.core.interfaces import Dataset, Plan, StrategyContext
+
+    data = Dataset(examples=["a"], labels=["x"], modality="text")
+    run = SimpleNamespace(config=SimpleNamespace(seed=7), splits=SimpleNamespace(train=data))
+    ctx = StrategyContext(backbone=None, head=None, plan=Plan([], True), train_set=data,  # type: ignore[arg-type]
+                          val_set=data, train=None, seed=7, device=torch.device("cpu"), log=print,
+                          record=print, assets=None, _run=run)
+    with pytest.warns(DeprecationWarning, match="ctx.config reads the Run"):
+        assert ctx.config.seed == 7
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        ctx.nothing
+    with pytest.raises(Exception, match="cannot assign"):  # frozen: a strategy cannot swap the run's parts
+        ctx.backbone = None  # type: ignore[misc]
