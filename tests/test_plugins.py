@@ -456,3 +456,29 @@ def test_a_0_1_strategy_reading_the_run_still_works_through_the_context_with_a_w
         ctx.nothing
     with pytest.raises(Exception, match="cannot assign"):  # frozen: a strategy cannot swap the run's parts
         ctx.backbone = None  # type: ignore[misc]
+
+
+def test_a_module_level_step_wrapper_wraps_only_its_step() -> None:
+    """The README's form: @step_wrapper on a module function, which pluggy finds like any hookimpl."""
+    import types
+
+    from tlzoo.core.steps import StepName
+
+    module = types.ModuleType("tlzoo_fake_timer")
+    calls: list[str] = []
+
+    @step_wrapper(steps.TRAIN)
+    def time_training(run: Any) -> Any:
+        calls.append("before")
+        yield
+        calls.append("after " + run.done[-1])
+
+    module.time_training = time_training  # type: ignore[attr-defined]
+    pm = PluginManager(load_entry_points=False, builtins=False, extra=[module])
+    info = {i.name: i for i in pm.plugins()}["tlzoo_fake_timer"]
+    assert info.error is None and info.hooks == ["tlzoo_run_step"]
+    done: list[str] = []
+    run = types.SimpleNamespace(done=done, train=lambda: done.append("train"), split=lambda: done.append("split"))
+    for step in ("split", "train"):
+        pm.pm.hook.tlzoo_run_step(step=StepName(step), run=run)
+    assert done == ["split", "train"] and calls == ["before", "after train"]
