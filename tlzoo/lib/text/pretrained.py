@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneRequest, Pretrainer
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
 from tlzoo.lib.text.lm import LanguageModelTask, run_language_model, seed_all, split_corpus
 from tlzoo.lib.text.vocab import HashedVocab, Vocab
 
@@ -171,7 +171,8 @@ class PretrainedLMBackbone(Backbone):
         self.name = request.model
         self.pooling = opts.get("pooling") or self.poolings[0]
         if self.pooling not in self.poolings:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for {self.family}; use one of {', '.join(self.poolings)}.")
+            raise TlzooError(f"Unknown pooling '{self.pooling}' for {self.family}; "
+                             f"use one of {', '.join(self.poolings)}.")
         self.max_length = int(opts.get("max_length") or 128)
         if self.max_length < self.min_length:
             raise TlzooError(f"model.max_length must be at least {self.min_length} for {self.family}, "
@@ -186,6 +187,12 @@ class PretrainedLMBackbone(Backbone):
             self.arch = {k: desc["config"][k] for k in self.arch_defaults}
             self.weights_source = f"tl pretrain folder {self.folder}"
             self.build(desc, tensors, vocab)
+
+    @classmethod
+    def factory(cls, description: str) -> BackboneFactory:
+        """The factory to register: one model, named like the family."""
+        return BackboneFactory(name=cls.family, modality="text", create=cls, default_model=cls.family,
+                               models=(cls.family,), description=description)
 
     def build(self, desc: dict[str, Any] | None, tensors: dict[str, torch.Tensor] | None, vocab: Vocab | None) -> None:
         """Create the modules for ``self.arch``; load ``tensors`` when the folder gave some (else random init)."""
@@ -220,28 +227,29 @@ class PretrainedLMBackbone(Backbone):
 # --------------------------------------------------------------------------- pretraining
 class LMPretrainer(Pretrainer):
     """``tl pretrain`` for a ``PretrainedLMBackbone``: seeds, held-out split, vocabulary, model,
-    training loop, then the folder.  Subclasses set ``name``, ``description`` and ``title``
-    and implement ``defaults``, ``check``, ``build_vocab``, ``build_model``, ``describe`` and ``task``.
+    training loop, then the folder.  Subclasses set ``name``, ``description``, ``architecture``,
+    ``options`` and ``minimums`` and implement ``build_model`` and ``task`` (and ``build_vocab``
+    for another vocabulary than words + ``hash_buckets``, ``check`` for other rules).
     """
 
-    title: ClassVar[str] = ""  # of the curve
+    architecture: ClassVar[str] = ""  # the network in a few words, formatted with the options (log, curve)
+    options: ClassVar[dict[str, Any]] = {}  # every option and its default (epochs, lr, seed included)
+    minimums: ClassVar[dict[str, int]] = {"epochs": 1, "batch_size": 1}  # the smallest value of integer options
 
     def defaults(self) -> dict[str, Any]:
-        """Every option with its default (``epochs``, ``lr`` and ``seed`` included)."""
-        raise NotImplementedError
+        return dict(self.options)
 
     def check(self, o: dict[str, Any]) -> None:
-        """Raise a one-line TlzooError for options that cannot train."""
+        """A one-line TlzooError for options that cannot train (below ``minimums``)."""
+        for key, least in self.minimums.items():
+            if o[key] < least:
+                raise TlzooError(f"Pretrainer option '{key}' must be at least {least}, got {o[key]}.")
 
     def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
-        raise NotImplementedError
+        """The ``max_vocab`` most frequent words seen ``min_freq`` times, then ``hash_buckets`` (if any) buckets."""
+        return HashedVocab.build(texts, o["max_vocab"], o["min_freq"], int(o.get("hash_buckets", 0)))
 
     def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
-        raise NotImplementedError
-
-    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
-                 val: list[str]) -> str:
-        """The log line saying what is about to train."""
         raise NotImplementedError
 
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
@@ -257,9 +265,12 @@ class LMPretrainer(Pretrainer):
         train, val = split_corpus(corpus, o["seed"])
         vocab = self.build_vocab(train, o)
         model = self.build_model(vocab, o)
-        log(self.describe(o, model, vocab, train, val))
+        buckets = f" + {vocab.buckets:,} hash buckets" if vocab.buckets else ""
+        log(f"{self.name}: {self.architecture.format(**o)}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+            f"parameters; vocabulary {len(vocab.vocab):,} words{buckets}; {len(train):,} training / "
+            f"{len(val):,} held-out texts")
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         rows = run_language_model(self.task(model, vocab, o, device), train, val, epochs=o["epochs"], lr=o["lr"],
                                   seed=o["seed"], device=device, log=log, label="pretrain")
         return finish_pretraining(out, self.name, model, vocab, {k: o[k] for k in self.defaults()}, rows,
-                                  len(train), len(val), self.title)
+                                  len(train), len(val), f"{self.name}: {self.architecture.format(**o)}")

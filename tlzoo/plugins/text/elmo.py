@@ -23,7 +23,6 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import BackboneFactory
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool
@@ -237,27 +236,18 @@ class ElmoBackbone(PretrainedLMBackbone):
 class ElmoPretrainer(LMPretrainer):
     name = "elmo"
     description = "character-CNN + 2-layer biLSTM language model (forward and backward) on an unlabelled corpus"
-    title = "elmo biLM pretraining"
-
-    def defaults(self) -> dict[str, Any]:
-        return {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80, "max_vocab": 10000,
-                "min_freq": 2, "seed": 0}
+    architecture = "char-CNN + 2-layer biLSTM (dim {dim}, hidden {hidden})"  # softmax over words, no buckets
+    options = {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80, "max_vocab": 10000, "min_freq": 2,
+               "seed": 0}
+    minimums = {"epochs": 1, "batch_size": 1, "dim": 1}
 
     def check(self, o: dict[str, Any]) -> None:
-        if o["epochs"] < 1 or o["batch_size"] < 1 or o["dim"] < 1 or o["hidden"] < o["dim"]:
-            raise TlzooError("elmo pretraining needs epochs and batch_size of at least 1 and hidden >= dim >= 1.")
-
-    def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
-        return HashedVocab.build(texts, o["max_vocab"], o["min_freq"], 0)  # softmax over words; the rest is <unk>
+        super().check(o)
+        if o["hidden"] < o["dim"]:
+            raise TlzooError(f"elmo's hidden size must be at least its dim ({o['dim']}), got {o['hidden']}.")
 
     def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
         return ElmoLM(len(vocab), **{k: o[k] for k in ARCH})
-
-    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
-                 val: list[str]) -> str:
-        n_params = sum(p.numel() for p in model.parameters())
-        return (f"elmo: char-CNN + 2-layer biLSTM (dim {o['dim']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
-                f"parameters; softmax over {len(vocab):,} words; {len(train):,} training / {len(val):,} held-out texts")
 
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
         return lm_task(model, vocab, o["batch_size"], o["max_tokens"], device)  # type: ignore[arg-type]
@@ -265,10 +255,8 @@ class ElmoPretrainer(LMPretrainer):
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(BackboneFactory(
-        name="elmo", modality="text", create=ElmoBackbone, default_model="elmo", models=("elmo",),
-        description="ELMo: char-CNN + biLSTM LM, scalar mix of layers; pretrain with `tl pretrain --plugin elmo`",
-    ))
+    register(ElmoBackbone.factory("ELMo: char-CNN + biLSTM LM, scalar mix of layers; pretrain with "
+                                  "`tl pretrain --plugin elmo`"))
 
 
 @hookimpl

@@ -144,7 +144,8 @@ def mask_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_leng
     rng = np.random.default_rng(seed)
     seqs = [_encode(vocab, t, max_length) for t in texts]
     order = rng.permutation(len(seqs))
-    return [_mask([seqs[i] for i in order[b:b + batch_size]], vocab, prob, rng) for b in range(0, len(order), batch_size)]
+    return [_mask([seqs[i] for i in order[b:b + batch_size]], vocab, prob, rng)
+            for b in range(0, len(order), batch_size)]
 
 
 def mlm_loss_fn(model: MaskedLM, device: torch.device) -> LossFn:
@@ -164,18 +165,11 @@ def mlm_loss_fn(model: MaskedLM, device: torch.device) -> LossFn:
 class MLMPretrainer(LMPretrainer):
     name = "transformer"
     description = "a small Transformer encoder pretrained with masked-language modelling"
-    title = "transformer (masked LM) pretraining"
-
-    def defaults(self) -> dict[str, Any]:
-        return {**ARCH_DEFAULTS, "epochs": 10, "seed": 0, "vocab_size": 20000, "min_freq": 2, "lr": 5e-4,
-                "batch_size": 32, "mask_prob": 0.15, "warmup": 0.1, "weight_decay": 0.01}
-
-    def check(self, o: dict[str, Any]) -> None:
-        for key in ("epochs", "dim", "layers", "heads", "ff", "batch_size", "vocab_size"):
-            if o[key] < 1:
-                raise TlzooError(f"Pretrainer option '{key}' must be at least 1, got {o[key]}.")
-        if o["max_length"] < 2:
-            raise TlzooError(f"Pretrainer option 'max_length' must be at least 2, got {o['max_length']}.")
+    architecture = "{layers} pre-norm Transformer layers (dim {dim}, {heads} heads, ff {ff})"
+    options = {**ARCH_DEFAULTS, "epochs": 10, "seed": 0, "vocab_size": 20000, "min_freq": 2, "lr": 5e-4,
+               "batch_size": 32, "mask_prob": 0.15, "warmup": 0.1, "weight_decay": 0.01}
+    minimums = {**dict.fromkeys(("epochs", "dim", "layers", "heads", "ff", "batch_size", "vocab_size"), 1),
+                "max_length": 2}
 
     def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
         vocab = Vocab.build(texts, max_size=o["vocab_size"], min_freq=o["min_freq"], specials=SPECIALS)
@@ -186,16 +180,10 @@ class MLMPretrainer(LMPretrainer):
     def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
         return MaskedLM(len(vocab), {k: o[k] for k in ARCH_KEYS})
 
-    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
-                 val: list[str]) -> str:
-        n_params = sum(p.numel() for p in model.parameters())
-        return (f"transformer: {o['layers']} layers (dim {o['dim']}, {o['heads']} heads, ff {o['ff']}), "
-                f"{n_params / 1e6:.2f} M parameters; vocabulary {len(vocab):,} words; {len(train):,} training / "
-                f"{len(val):,} held-out texts")
-
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
         return LanguageModelTask(
-            model, lambda texts, seed: mask_batches(texts, vocab, o["batch_size"], o["max_length"], o["mask_prob"], seed),
+            model,
+            lambda texts, seed: mask_batches(texts, vocab, o["batch_size"], o["max_length"], o["mask_prob"], seed),
             mlm_loss_fn(model, device), clip=1.0, betas=(0.9, 0.999),  # type: ignore[arg-type]
             weight_decay=o["weight_decay"], schedule=linear_warmup_decay(o["warmup"]))
 
@@ -209,7 +197,8 @@ def _read_folder(folder: Path) -> tuple[dict[str, Any], Vocab, dict[str, torch.T
         config = json.loads(legacy.read_text())
         if config.get("format") != "tlzoo-mini-transformer" or not (folder / "model.safetensors").is_file():
             raise TlzooError(f"'{folder}' is not a `tl pretrain --plugin transformer` folder; pass one.")
-        return {k: config[k] for k in ARCH_KEYS}, Vocab.load(folder / "vocab.json"), load_file(str(folder / "model.safetensors"))
+        tensors = load_file(str(folder / "model.safetensors"))
+        return {k: config[k] for k in ARCH_KEYS}, Vocab.load(folder / "vocab.json"), tensors
     desc, tensors, vocab = read_weights(folder, "transformer")
     return {k: desc["config"][k] for k in ARCH_KEYS}, vocab, tensors
 
@@ -254,7 +243,8 @@ class MiniTransformerBackbone(Backbone):
             self.weights_source = f"random init (words hashed into {rows:,} rows)"
         self.rows = rows
         # without --weights every word is hashed into the rows after the specials
-        self.words = HashedVocab(self.vocab, 0) if self.vocab is not None else HashedVocab.empty(rows - len(SPECIALS), SPECIALS)
+        self.words = (HashedVocab(self.vocab, 0) if self.vocab is not None
+                      else HashedVocab.empty(rows - len(SPECIALS), SPECIALS))
         self.arch = arch
         self.max_length = min(int(opts.get("max_length") or arch["max_length"]), int(arch["max_length"]))
         self.encoder = MiniEncoder(rows, **arch)

@@ -25,7 +25,7 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import (BackboneFactory, Head, LanguageModelBackbone, Phase, Plan, Strategy,
+from tlzoo.core.interfaces import (Head, LanguageModelBackbone, Phase, Plan, Strategy,
                                    StrategyContext, TorchHead)
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn
@@ -210,28 +210,13 @@ class UlmfitBackbone(PretrainedLMBackbone):
 class UlmfitPretrainer(LMPretrainer):
     name = "ulmfit"
     description = "AWD-LSTM language model (ULMFiT stage 1) on an unlabelled corpus"
-    title = "ulmfit (AWD-LSTM) pretraining"
-
-    def defaults(self) -> dict[str, Any]:
-        return {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3, "max_vocab": 20000, "min_freq": 2,
-                "hash_buckets": 2048, "seed": 0}
-
-    def check(self, o: dict[str, Any]) -> None:
-        if o["epochs"] < 1 or o["layers"] < 1 or o["batch_size"] < 1 or o["bptt"] < 2:
-            raise TlzooError("ulmfit pretraining needs epochs, layers and batch_size of at least 1 and bptt of 2 or more.")
-
-    def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
-        return HashedVocab.build(texts, o["max_vocab"], o["min_freq"], o["hash_buckets"])
+    architecture = "AWD-LSTM {layers} layers (emb {emb}, hidden {hidden})"
+    options = {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3, "max_vocab": 20000, "min_freq": 2,
+               "hash_buckets": 2048, "seed": 0}
+    minimums = {"epochs": 1, "layers": 1, "batch_size": 1, "bptt": 2}
 
     def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
         return AWDLSTM(len(vocab), **{k: o[k] for k in ARCH})
-
-    def describe(self, o: dict[str, Any], model: nn.Module, vocab: HashedVocab, train: list[str],
-                 val: list[str]) -> str:
-        n_params = sum(p.numel() for p in model.parameters())
-        return (f"ulmfit: AWD-LSTM {o['layers']} layers (emb {o['emb']}, hidden {o['hidden']}), {n_params / 1e6:.2f} M "
-                f"parameters; vocabulary {len(vocab.vocab):,} words + {vocab.buckets:,} hash buckets; "
-                f"{len(train):,} training / {len(val):,} held-out texts")
 
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
         return lm_task(model, vocab, o["batch_size"], o["bptt"], device)  # type: ignore[arg-type]
@@ -278,10 +263,7 @@ class UlmfitStrategy(Strategy):
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(BackboneFactory(
-        name="ulmfit", modality="text", create=UlmfitBackbone, default_model="ulmfit", models=("ulmfit",),
-        description="ULMFiT AWD-LSTM language model; pretrain with `tl pretrain --plugin ulmfit`",
-    ))
+    register(UlmfitBackbone.factory("ULMFiT AWD-LSTM language model; pretrain with `tl pretrain --plugin ulmfit`"))
 
 
 @hookimpl
