@@ -1,68 +1,94 @@
 """The contract kit for plugin authors: the same checks tlzoo's built-in plugins pass.
 
-Much like scikit-learn's ``parametrize_with_checks``, a third-party plugin runs these in
-its own test suite.  Each check raises ``AssertionError`` with a message saying which
-rule of the contract broke and why it matters; each leaves the object as it found it.
+As with scikit-learn's ``parametrize_with_checks``, a third-party plugin runs these in its
+own test suite, one pytest test per object and rule.  In the plugin's
+``tests/test_contract.py``::
 
-A backbone plugin, in its ``tests/test_contract.py``::
+    from tlzoo import BackboneRequest
+    from tlzoo.testing import BackboneCase, DataSourceCase, PretrainerCase, parametrize_with_checks, uncovered
 
-    import pytest
-    from tlzoo.core.interfaces import BackboneRequest
-    from tlzoo.testing import BACKBONE_CHECKS, check_backbone, tiny_examples
-    from my_plugin import MyBackbone
+    CASES = [
+        # a registered factory name (or "my_plugin.backbones:make", or a BackboneFactory) and a small,
+        # offline request: random init or a tiny checkpoint, so each check takes a moment
+        BackboneCase("my-plugin", BackboneRequest("my-model", pretrained=False, options={"dim": 16})),
+        MyHead,                                               # a head class
+        MyStrategy(),                                         # a strategy
+        DataSourceCase(MySource(), "tests/data/tiny.csv"),    # a data source and a location it loads
+        PretrainerCase("my-plugin", options={"epochs": 1}),   # a pretrainer with tiny options
+    ]
 
-    def make():  # small and random-init, so the test runs offline in seconds
-        return MyBackbone(BackboneRequest("my-model", pretrained=False, options={"image_size": 64}))
+    @parametrize_with_checks(CASES)
+    def test_contract(case, check):      # ids: my-model-check_forward_shape, ...
+        check(case)
 
-    def test_contract():
-        backbone = make()
-        check_backbone(backbone, tiny_examples(backbone.modality))
+    def test_every_registered_thing_has_a_case():
+        assert not any(uncovered(CASES, plugin="my-plugin").values())
 
-    # or one test per check, so a failure names the rule:
-    @pytest.mark.parametrize("check", BACKBONE_CHECKS, ids=lambda c: c.__name__)
-    def test_each(check):
-        backbone = make()
-        check(backbone, tiny_examples(backbone.modality))
+Every failure is an ``AssertionError`` whose message starts with the rule it broke
+(``[check_cross_process_determinism] features differ between processes: ...``); a check
+that cannot apply raises :class:`unittest.SkipTest` saying why.  Each check leaves the
+object as it found it.  The checks, by kind:
 
-The backbone contract (one check each, in :data:`BACKBONE_CHECKS`):
+* backbones (:data:`BACKBONE_CHECKS`, each ``check(backbone, examples)``): attributes set
+  and ``spec()`` JSON-able; forward gives finite ``[B, num_features]`` floats; two eval
+  forwards agree (no dropout or noise left on); ``transform(train=False)`` is not
+  random; features do not depend on the rest of the batch; layer groups disjoint,
+  covering, input side first; ``set_trainable(k)`` freezes exactly; a training step
+  moves only what is unfrozen; frozen BatchNorm keeps its statistics; preprocessing
+  JSON-able and stable; the fingerprint follows the weights; awkward inputs work; two
+  fresh builds with the same weights agree (no unseeded random map); features recomputed
+  in a fresh process agree (no ``hash()``); plus :func:`check_rebuild`, what ``tl predict``
+  does.  Parameter-free backbones (no parameters, no layer groups) pass them all.
+* heads (:data:`HEAD_CHECKS`, ``check(head_cls, params)``): options, learning, round trip,
+  for trainable (torch) and fitted heads alike.
+* strategies (:data:`STRATEGY_CHECKS`), data sources (:data:`DATA_SOURCE_CHECKS`,
+  ``check(source, location)``), pretrainers (:data:`PRETRAINER_CHECKS`: output folder and
+  history, no pickles, the folder loads back as ``--weights``).
 
-* attributes: ``modality``, ``name``, ``num_features``, ``weights_source`` set; ``spec()`` JSON-able;
-* forward: transform + collate + forward give finite ``[B, num_features]`` floats, in both
-  modes, deterministic in eval mode; features do not depend on the rest of the batch;
-* layer groups: non-empty, disjoint, run input side first, and cover every parameter the
-  features use; ``set_trainable(k)`` unfreezes exactly the top ``k`` groups (0, 1, 2, all, -1);
-* training: one SGD step through a Linear head moves the head and the top group only,
-  and frozen parameters get no gradient; with ``frozen_to_eval`` frozen BatchNorm
-  statistics stay put in train mode while unfrozen ones update;
-* ``preprocessing()`` is JSON-able and stable; ``fingerprint()`` is stable and changes
-  with the weights (it keys the feature cache);
-* awkward inputs (empty or over-long texts; grey, RGBA, 1-pixel and numpy images) work.
+``check_backbone``, ``check_head``, ``check_strategy``, ``check_data_source`` and
+``check_pretrainer`` run every check of their kind in one call; ``checks_for(obj)``
+yields the ``(case, check)`` pairs behind ``parametrize_with_checks``.  Tiny inputs come
+from ``tiny_examples``, ``tiny_texts``, ``tiny_images``, ``tiny_corpus``,
+``awkward_examples`` and ``separable_features``.
 
-``check_rebuild(factory, request)`` checks what ``tl predict`` does: rebuild from the
-request plus the saved assets and get the same features.
-Heads, strategies and data sources have ``check_head(HeadClass)``,
-``check_strategy(strategy)`` and ``check_data_source(source, location)``; tiny inputs
-come from ``tiny_examples``, ``awkward_examples`` and ``separable_features``.
-
-One module per kind: ``backbones``, ``heads``, ``strategies``, ``data_sources``, plus
-``inputs`` for the tiny inputs; every public name is importable from ``tlzoo.testing``.
-The kit needs torch and numpy only: never timm, transformers, gensim or scikit-learn.
+One module per kind (``backbones``, ``heads``, ``strategies``, ``data_sources``,
+``pretrainers``), ``parametrize`` for the test generation, ``inputs`` for the tiny inputs;
+every public name is importable from ``tlzoo.testing``.  The kit needs torch, numpy and
+safetensors only, never timm, transformers, gensim or scikit-learn; pytest only for
+``parametrize_with_checks``.
 """
 from __future__ import annotations
 
-from .backbones import (BACKBONE_CHECKS, check_awkward_examples, check_backbone, check_backbone_attributes,
-                        check_batch_independence, check_fingerprint, check_forward_shape, check_freezing,
-                        check_frozen_batchnorm, check_layer_groups, check_preprocessing, check_rebuild,
-                        check_training_step)
-from .data_sources import check_data_source
-from .heads import check_head
-from .inputs import awkward_examples, separable_features, tiny_examples, tiny_images, tiny_texts
-from .strategies import check_strategy
+from .backbones import (BACKBONE_CHECKS, BackboneCase, check_awkward_examples, check_backbone,
+                        check_backbone_attributes, check_batch_independence, check_build_determinism,
+                        check_cross_process_determinism, check_eval_determinism, check_eval_transform,
+                        check_fingerprint, check_forward_shape, check_freezing, check_frozen_batchnorm,
+                        check_layer_groups, check_preprocessing, check_rebuild, check_training_step)
+from .data_sources import (DATA_SOURCE_CHECKS, DataSourceCase, check_data_source, check_data_source_is_stable,
+                           check_data_source_loads, check_data_source_recognises)
+from .heads import HEAD_CHECKS, HeadCase, check_head, check_head_learns, check_head_options, check_head_round_trip
+from .inputs import awkward_examples, separable_features, tiny_corpus, tiny_examples, tiny_images, tiny_texts
+from .parametrize import all_checks, as_case, checks_for, parametrize_with_checks, uncovered
+from .pretrainers import (PRETRAINER_CHECKS, PretrainerCase, check_pretrainer, check_pretrainer_attributes,
+                          check_pretrainer_no_pickles, check_pretrainer_output, check_pretrainer_weights_load)
+from .strategies import STRATEGY_CHECKS, StrategyCase, check_strategy, check_strategy_attributes, check_strategy_plans
 
 __all__ = [
+    # test generation and the completeness guard
+    "parametrize_with_checks", "checks_for", "as_case", "uncovered", "all_checks",
+    "BackboneCase", "HeadCase", "StrategyCase", "DataSourceCase", "PretrainerCase",
+    # backbones
     "BACKBONE_CHECKS", "check_backbone", "check_backbone_attributes", "check_forward_shape",
-    "check_batch_independence", "check_layer_groups", "check_freezing", "check_training_step",
-    "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint", "check_awkward_examples",
-    "check_rebuild", "check_head", "check_strategy", "check_data_source",
-    "tiny_examples", "tiny_texts", "tiny_images", "awkward_examples", "separable_features",
+    "check_eval_determinism", "check_eval_transform", "check_batch_independence", "check_layer_groups",
+    "check_freezing", "check_training_step", "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint",
+    "check_awkward_examples", "check_build_determinism", "check_cross_process_determinism", "check_rebuild",
+    # heads, strategies, data sources, pretrainers
+    "HEAD_CHECKS", "check_head", "check_head_options", "check_head_learns", "check_head_round_trip",
+    "STRATEGY_CHECKS", "check_strategy", "check_strategy_attributes", "check_strategy_plans",
+    "DATA_SOURCE_CHECKS", "check_data_source", "check_data_source_recognises", "check_data_source_loads",
+    "check_data_source_is_stable",
+    "PRETRAINER_CHECKS", "check_pretrainer", "check_pretrainer_attributes", "check_pretrainer_output",
+    "check_pretrainer_no_pickles", "check_pretrainer_weights_load",
+    # tiny inputs
+    "tiny_examples", "tiny_texts", "tiny_images", "tiny_corpus", "awkward_examples", "separable_features",
 ]

@@ -1,4 +1,4 @@
-"""Tiny inputs for the checks: short texts, small images, awkward examples, separable features.
+"""Tiny inputs for the checks: short texts, a corpus, small images, awkward examples, separable features.
 
 Used by every check in :mod:`tlzoo.testing` and handy in a plugin's own tests.
 """
@@ -22,6 +22,12 @@ _SENTENCES = (
 
 def tiny_texts(n: int = 4) -> list[str]:
     """``n`` short English sentences of different lengths (so padding is exercised)."""
+    return [_SENTENCES[i % len(_SENTENCES)] for i in range(n)]
+
+
+def tiny_corpus(n: int = 48) -> list[str]:
+    """``n`` unlabelled sentences for pretraining checks: few words, often repeated, so even a
+    one-epoch language model or word2vec sees every word more than once."""
     return [_SENTENCES[i % len(_SENTENCES)] for i in range(n)]
 
 

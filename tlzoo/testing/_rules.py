@@ -1,0 +1,82 @@
+"""What every check of the kit shares: failures that name their rule, skips, the default zoo.
+
+A check is a function decorated with :func:`rule`.  Whatever goes wrong inside it, the
+caller gets an ``AssertionError`` whose message starts with ``[check_name]``: a failed
+assertion keeps its text (and traceback) behind the prefix, and any other exception the
+plugin raised (an ``IndexError`` deep in a forward pass, a ``RuntimeError`` from a shape
+mismatch) becomes an ``AssertionError`` that says which rule was being checked, chained
+to the original.  A check that cannot run for a reason outside the plugin's control
+raises :class:`unittest.SkipTest` through :func:`skip`, which pytest reports as a skip.
+"""
+from __future__ import annotations
+
+import functools
+import unittest
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def rule(fn: F) -> F:
+    """Make ``fn`` a check: every failure is an AssertionError starting with ``[fn.__name__]``."""
+    prefix = f"[{fn.__name__}]"
+
+    @functools.wraps(fn)
+    def check(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except unittest.SkipTest:
+            raise
+        except AssertionError as exc:
+            message = str(exc)
+            if not message.startswith("["):  # a nested check already named its rule
+                exc.args = (f"{prefix} {message or 'assertion failed'}",)
+            raise
+        except Exception as exc:  # the plugin's own error, reported against the rule that was running
+            lines = str(exc).strip().splitlines()
+            detail = f": {lines[0]}" if lines else ""
+            raise AssertionError(f"{prefix} raised {type(exc).__name__}{detail}") from exc
+
+    check.__tlzoo_rule__ = True  # type: ignore[attr-defined]
+    return check  # type: ignore[return-value]
+
+
+class Check:
+    """One check bound to the way a case supplies its arguments: ``check(case)`` runs it.
+
+    ``check.__name__`` is the rule's name (``check_forward_shape``), which
+    :func:`~tlzoo.testing.parametrize_with_checks` puts in the test id.
+    """
+
+    def __init__(self, fn: Callable[..., Any], call: Callable[[Any], Any]) -> None:
+        functools.update_wrapper(self, fn)
+        self.rule = fn
+        self._call = call
+
+    def __call__(self, case: Any) -> Any:
+        return self._call(case)
+
+    def __repr__(self) -> str:
+        return str(getattr(self, "__name__", "check"))
+
+
+def skip(check: str, reason: str) -> None:
+    """Skip ``check`` (raises :class:`unittest.SkipTest`, which pytest and unittest report)."""
+    raise unittest.SkipTest(f"[{check}] skipped: {reason}")
+
+
+@functools.lru_cache(maxsize=1)
+def default_zoo() -> Any:
+    """The :class:`~tlzoo.core.zoo.Zoo` of every installed plugin, built once per process."""
+    from tlzoo.core.zoo import Zoo
+
+    return Zoo()
+
+
+def defaults_of(obj: Any) -> dict[str, Any]:
+    """``obj.defaults`` as a dict, whether it is a method, a classmethod or a plain dict attribute."""
+    d = getattr(obj, "defaults", None)
+    if callable(d):
+        d = d()
+    return dict(d) if d is not None else {}
