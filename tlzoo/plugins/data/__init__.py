@@ -7,6 +7,9 @@
 * ``builtin``: named datasets that arrive with the set-up: ``rotten-tomatoes``,
   ``digits``, ``fashion-mnist`` (plugin ``builtin_datasets``).
 
+``_sources`` holds what they share: sources known by suffix or by name, the class-folder walk,
+opening Hugging Face datasets.
+
 Until 0.1 these lived in ``data_sources``, ``builtin_datasets``, ``text_data`` and
 ``vision_data`` (split by modality); those plugin names still work in ``TLZOO_PLUGINS``
 (see ``tlzoo.core.plugins.ALIASES``).

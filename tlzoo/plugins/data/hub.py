@@ -13,59 +13,25 @@ one by one in DataLoader workers.  ``datasets`` is imported only when needed.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from tlzoo.core.data import RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
+from tlzoo.core.interfaces import Dataset, DataOptions
 
-HF_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
+from ._sources import HubSource
 
-
-def is_saved_hf(p: Path) -> bool:
-    """Whether ``p`` is a folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
-    return p.is_dir() and any((p / m).is_file() for m in HF_MARKERS)
-
-
-class HuggingFaceSource(DataSource):
+class HuggingFaceSource(HubSource):
     name = "huggingface"
     modality = "text"
     description = "hf:NAME[:CONFIG] from the Hugging Face hub, or a folder saved with save_to_disk"
 
-    def can_load(self, location: str) -> bool:
-        return location.startswith("hf:") or is_saved_hf(Path(location))
-
     def load(self, location: str, options: DataOptions) -> Dataset:
-        try:
-            import datasets
-        except ImportError:
-            raise TlzooError("Hugging Face data needs the datasets package; `pip install datasets`.") from None
-        datasets.logging.set_verbosity_error()
-        datasets.disable_progress_bars()
-        if location.startswith("hf:"):
-            spec = location[3:]
-            name, _, config = spec.partition(":")
-            if not name:
-                raise TlzooError("hf: needs a dataset name, e.g. --data hf:rotten_tomatoes.")
-            from tlzoo.core import network
+        import datasets
 
-            why = ""
-            try:
-                with network.hub_access() as why:  # offline or no answer: the datasets cache only, at once
-                    data = datasets.load_dataset(name, config or None)
-            except Exception as exc:  # offline, unknown name, missing config: all end here
-                first = why or (str(exc).splitlines() or [""])[0][:160]
-                raise TlzooError(f"Could not load Hugging Face dataset '{spec}' ({type(exc).__name__}: {first}). "
-                                 "Offline? Load it once while online (it is then cached), or save it with "
-                                 "save_to_disk() and pass that folder to --data.") from None
-        else:
-            try:
-                data = datasets.load_from_disk(location)
-            except Exception as exc:
-                raise TlzooError(f"Could not read the saved dataset '{location}' ({type(exc).__name__}); "
-                                 "pass a folder written by save_to_disk().") from None
+        config = location[3:].partition(":")[2] if location.startswith("hf:") else ""
+        data = self.open(location, name=config or None)
         parts = list(data.values()) if isinstance(data, datasets.DatasetDict) else [data]
         texts: list[str] = []
         labels: list[str] = []
@@ -128,20 +94,13 @@ class ArrowImage:
         return f"<{self.column} row {self.index}>"
 
 
-def is_saved_dataset(folder: Path) -> bool:
-    return folder.is_dir() and any((folder / f).is_file() for f in ("dataset_dict.json", "state.json"))
-
-
-class HFImageSource(DataSource):
+class HFImageSource(HubSource):
     name = "hf-images"
     modality = "vision"
     description = "Hugging Face image datasets: hf:NAME[:SPLIT] (online) or a folder written by save_to_disk"
 
-    def can_load(self, location: str) -> bool:
-        return location.startswith("hf:") or is_saved_dataset(Path(location))
-
     def load(self, location: str, options: DataOptions) -> Dataset:
-        ds = self._open(location)
+        ds = self._split(location)
         from datasets import ClassLabel
         from datasets import Image as ImageFeature
 
@@ -179,23 +138,13 @@ class HFImageSource(DataSource):
         return Dataset([ArrowImage(ds, column, i) for i in keep], [str(labels[i]) for i in keep], modality="vision",
                        ids=[f"{i}" for i in keep], name=location, notes=report.notes())
 
-    def _open(self, location: str) -> Any:
+    def _split(self, location: str) -> Any:
+        """One split: ``hf:NAME:SPLIT`` (default train), or a saved dataset's train split (else its first)."""
         import datasets
 
         if location.startswith("hf:"):
-            name, _, split = location[3:].partition(":")
-            from tlzoo.core import network
-
-            why = ""
-            try:
-                with network.hub_access() as why:  # offline or no answer: the datasets cache only, at once
-                    return datasets.load_dataset(name, split=split or "train")
-            except Exception as exc:
-                raise TlzooError(f"Could not load '{name}' from the Hugging Face hub ({type(exc).__name__}: "
-                                 f"{why or str(exc)[:100]}); go online, or save it with save_to_disk and pass the "
-                                 "folder.") from None
-        folder = Path(location)
-        loaded = datasets.load_from_disk(str(folder))
+            return self.open(location, split=location[3:].partition(":")[2] or "train")
+        loaded = self.open(location)
         if isinstance(loaded, datasets.DatasetDict):
             split = "train" if "train" in loaded else next(iter(loaded))
             return loaded[split]
