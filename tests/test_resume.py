@@ -127,6 +127,7 @@ def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Pa
     cfg.model.plugin, cfg.model.image_size, cfg.data.path = "efficientnet", 32, str(image_folder)
     cfg.train.strategy, cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze = "fine-tune", 1, 1, 1
     cfg.train.device, cfg.progress, cfg.out = "cpu", False, str(tmp_path / "ft")
+    cfg.data.val_fraction = 0.0  # no validation: the fine-tuned weights are kept, never the head phase's
     logs: list[str] = []
     run = Run(cfg, Zoo(), log=logs.append)
     pristine = run.zoo.backbones.get("efficientnet").create(

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- the file
 @dataclass
 class Checkpointer:
-    """Writes and reads the run directory's ``checkpoint.pt``."""
+    """Writes and reads the run directory's ``checkpoint.pt``.
+
+    ``extra`` is merged into every saved state: the runner keeps there what outlives a
+    phase (the best weights across phases), so a resumed run gets it back exactly."""
 
     folder: Path
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path(self) -> Path:
@@ -71,7 +75,7 @@ class Checkpointer:
     def save(self, state: dict[str, Any]) -> None:
         tmp = self.tmp_path
         try:
-            torch.save({"format": FORMAT, **state, "rng": rng_state()}, str(tmp))
+            torch.save({"format": FORMAT, **self.extra, **state, "rng": rng_state()}, str(tmp))
         except BaseException as exc:
             tmp.unlink(missing_ok=True)  # never leave half a checkpoint behind
             if isinstance(exc, RuntimeError) and "write" in str(exc).lower():  # torch's zip writer: disk full

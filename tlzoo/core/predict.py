@@ -21,13 +21,27 @@ confined (``_weights_for_predict`` and ``_assets_folder``):
   through loaders that never unpickle (safetensors, JSON, ``weights_only=True``).
 
 Every refusal is a one-line ``TlzooError`` naming the ``model.json`` field.
+
+Batch prediction (``tl predict RUN --data SOURCE``): :func:`read_records` reads what
+``tl run --data`` reads (CSV/TSV/JSONL with a text column, class folders of images or
+.txt files, built-in and Hugging Face datasets), plus what only prediction needs: a table
+of texts without a label column (or with some labels blank) and a flat folder of images
+or .txt files.  Tables of texts are read here with the same readers the CSV/JSONL data
+sources use, so quoted multi-line fields stay one record; everything else (a CSV of image
+paths included, which needs its labels) goes through the data source
+``Zoo.data_source_for`` picks.  :func:`write_predictions` streams the records through the
+model batch by batch (a progress bar on stderr) and writes one row per record.
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import torch
@@ -98,13 +112,33 @@ class Predictor:
             raise damaged(desc_path, f"the head does not rebuild: {type(exc).__name__}: {first_line(exc)}") from None
         return cls(backbone.eval(), head, classes, kind)
 
-    @torch.inference_mode()
     def predict_proba(self, inputs: list[Any], batch_size: int = 32) -> np.ndarray:
-        loader = example_loader(inputs, self.backbone, train=False, batch_size=batch_size)
-        feats = torch.cat([self.backbone(batch).float() for batch in loader]) if inputs else torch.zeros(0)
-        if self.head_kind in ("torch", "linear"):
-            return torch.softmax(self.head(feats), 1).numpy()
-        return self.head.predict_proba(feats.numpy())
+        """Class probabilities, one row per input."""
+        parts = list(self.iter_proba(inputs, batch_size=batch_size))
+        return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), np.float32)
+
+    def iter_proba(self, inputs: list[Any], *, batch_size: int = 32, device: str | torch.device = "cpu",
+                   progress: bool = False, num_workers: int = 0) -> Iterator[np.ndarray]:
+        """Class probabilities batch by batch (``progress``: a bar on stderr, counted in examples)."""
+        from tqdm.auto import tqdm
+
+        device = torch.device(device)
+        self.backbone.to(device)
+        torch_head = self.head_kind in ("torch", "linear")
+        if torch_head:
+            self.head.to(device)
+        loader = example_loader(inputs, self.backbone, train=False, batch_size=batch_size, num_workers=num_workers)
+        with tqdm(total=len(inputs), desc="predict", unit="example", leave=False, mininterval=1.0,
+                  disable=None if progress else True) as bar:
+            for batch in loader:
+                with torch.inference_mode():  # per batch: the caller runs between yields, in its own mode
+                    feats = self.backbone(_to(batch, device)).float()
+                    if torch_head:
+                        proba = torch.softmax(self.head(feats).float(), 1).cpu().numpy()
+                    else:
+                        proba = np.asarray(self.head.predict_proba(feats.cpu().numpy()))
+                bar.update(len(proba))
+                yield proba
 
     def predict(self, inputs: list[Any]) -> list[dict[str, Any]]:
         proba = self.predict_proba(inputs)
@@ -115,6 +149,14 @@ class Predictor:
                         "probability": float(p[i]),
                         "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
         return out
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch
 
 
 def _load_state(module: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
@@ -192,3 +234,207 @@ def _assets_folder(root: Path) -> Path:
                 raise _outside("assets", str(p.relative_to(root)), root,
                                f"is a link leading out of the run directory (to '{p.resolve()}')")
     return assets
+
+
+# --------------------------------------------------------------------------- batch prediction
+TABLE_SUFFIXES = (".csv", ".tsv", ".csv.gz", ".jsonl", ".ndjson")
+
+
+def is_table_path(item: str) -> bool:
+    """Whether ``item`` names a CSV/TSV/JSONL file by its suffix (what ``--data`` reads record by record)."""
+    return str(item).strip().lower().endswith(TABLE_SUFFIXES)
+
+
+@dataclass
+class Records:
+    """What ``tl predict --data`` classifies: raw inputs, their ids, and labels where the source has them."""
+
+    inputs: list[Any]  # texts, image paths, or in-memory images (built-in datasets)
+    ids: list[str]
+    shown: list[str]  # the ``input`` column: the text, the image path, or the id of an in-memory image
+    labels: list[str] | None = None  # None: no labels at all; "" for a record without one
+    source: str = ""  # what read them, for the log
+    notes: list[str] = field(default_factory=list)  # records skipped, for the log
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def head(self, limit: int) -> "Records":
+        """The first ``limit`` records (all of them for 0)."""
+        if limit <= 0 or limit >= len(self):
+            return self
+        return Records(self.inputs[:limit], self.ids[:limit], self.shown[:limit],
+                       self.labels[:limit] if self.labels is not None else None, self.source, self.notes)
+
+
+def records_from_inputs(items: list[str]) -> Records:
+    """Inputs given on the command line (or by ``--file``): unlabelled, numbered from 0."""
+    return Records(list(items), [str(i) for i in range(len(items))], [str(x) for x in items], None, "arguments")
+
+
+def read_records(location: str, modality: str, zoo: Zoo, *, text_column: str = "text",
+                 label_column: str | None = None, encoding: str = "utf-8", limit: int = 0) -> Records:
+    """Every record at ``location`` for a ``modality`` run (see the module docstring).
+
+    ``label_column`` None: the ``label`` column when the table has one; named, it must exist.
+    ``limit``: the first N records only (0 = all).
+    """
+    from .data import IMAGE_SUFFIXES
+
+    if limit < 0:
+        raise TlzooError(f"--limit must be 0 (every record) or a positive number of records, got {limit}.")
+    path = Path(location)
+    if path.is_dir() and not any(c.is_dir() and not c.name.startswith(".") for c in path.iterdir()):
+        files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+        images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+        texts = [f for f in files if f.suffix.lower() == ".txt"]
+        if images and modality != "vision":
+            raise TlzooError(f"'{path}' holds images, and this run classifies {modality}; use a run trained "
+                             "with a vision plugin.")
+        if texts and modality != "text":
+            raise TlzooError(f"'{path}' holds .txt files, and this run classifies images; pass a folder of images.")
+        if images or texts:  # a flat folder: one unlabelled record per file
+            chosen = images or texts
+            from .corpus import read_text
+
+            inputs: list[Any] = [str(f) for f in chosen] if images else [read_text(f, encoding).strip()
+                                                                        for f in chosen]
+            shown = [str(f) for f in chosen] if images else [str(x) for x in inputs]
+            return Records(inputs, [f.name for f in chosen], shown, None, "a flat folder").head(limit)
+    if path.is_file() and path.suffix.lower() in (".txt", ".text") and modality == "text":
+        raise TlzooError(f"'{path}' is a plain text file; pass it with --file (one text per line), or give a "
+                         "CSV/JSONL with a text column to --data.")
+    source = zoo.data_source_for(location, modality)  # the right errors for a missing path or the wrong modality
+    if path.is_file() and is_table_path(location) and source.modality == "text":  # texts: labels optional
+        return _table_records(path, text_column, label_column, encoding, source.name).head(limit)
+    from .interfaces import DataOptions
+
+    ds = source.load(location, DataOptions(text_column, label_column or "label", encoding))
+    shown = [ex if isinstance(ex, str) else ident for ex, ident in zip(ds.examples, ds.ids)]
+    return Records(list(ds.examples), list(ds.ids), shown, list(ds.labels), source.name, list(ds.notes)).head(limit)
+
+
+def _table_records(path: Path, text_column: str, label_column: str | None, encoding: str,
+                   source: str) -> Records:
+    """The records of a CSV/TSV/JSONL file: the labels are optional (a blank one leaves that record unlabelled)."""
+    from .corpus import read_csv_table, read_jsonl_table, read_text, text_codec
+    from .data import RowReport, label_text
+    from .errors import suggest
+
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".ndjson")):
+        table = read_jsonl_table(path, encoding)
+    else:
+        if name.endswith(".gz"):
+            import gzip
+
+            try:
+                content = gzip.decompress(path.read_bytes()).decode(text_codec(encoding))
+            except UnicodeDecodeError:
+                raise TlzooError(f"'{path}' is not valid {encoding}; pass --encoding.") from None
+            except (OSError, EOFError) as exc:
+                raise TlzooError(f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the "
+                                 "plain CSV.") from None
+        else:
+            content = read_text(path, encoding)
+        table = read_csv_table(content, "\t" if name.endswith(".tsv") else ",", f"'{path}'")
+    if not table.rows:
+        raise TlzooError(f"'{path}' holds no records; give a header row and one record per row (CSV) or one "
+                         "JSON object per line (JSONL).")
+    if text_column not in table.columns:
+        raise TlzooError(f"'{path}' has no column '{text_column}'.{suggest(text_column, table.columns)} "
+                         f"Columns: {', '.join(table.columns)}; choose one with --text-column.")
+    column = label_column or "label"
+    if label_column is not None and column not in table.columns:
+        raise TlzooError(f"'{path}' has no column '{column}'.{suggest(column, table.columns)} "
+                         f"Columns: {', '.join(table.columns)}; choose one with --label-column, or leave it out "
+                         "to predict without labels.")
+    labelled = column in table.columns and column != text_column
+    wanted = {"--text-column": text_column, **({"--label-column": column} if labelled else {})}
+    table.refuse_duplicates(str(path), wanted)
+    texts: list[str] = []
+    labels: list[str] = []
+    ids: list[str] = []
+    report = RowReport(path.name)
+    for i, (row, line) in enumerate(zip(table.rows, table.lines)):
+        report.total += 1
+        text = row.get(text_column)
+        if text is None:
+            report.drop(f"missing the '{text_column}' field", line)
+            continue
+        label = ""
+        if labelled:
+            try:
+                label = label_text(row.get(column)) or ""
+            except ValueError as exc:
+                raise TlzooError(f"'{path}' line {line}: the label is not a class name ({exc}); use a string or "
+                                 "a number, or leave --label-column out.") from None
+        texts.append(text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict))
+                     else str(text))
+        labels.append(label)
+        ids.append(str(row.get("id", i)))
+    has_labels = labelled and any(labels)
+    return Records(list(texts), ids, texts, labels if has_labels else None, source, report.notes())
+
+
+@dataclass
+class Summary:
+    """What :func:`write_predictions` wrote."""
+
+    n: int = 0
+    labelled: int = 0  # records whose label is one of the run's classes
+    correct: int = 0
+    unknown: dict[str, int] = field(default_factory=dict)  # labels the run does not know -> records
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+
+def write_predictions(predictor: Predictor, records: Records, out: TextIO, *, as_json: bool = False,
+                      batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True) -> Summary:
+    """Classify ``records`` batch by batch, writing each batch's rows to ``out`` as it is done.
+
+    CSV columns (those of a run's predictions.csv): id, true (with labels), predicted,
+    p_<class>..., probability (of the predicted class), loss (-log p of the true class,
+    with labels), input.  ``as_json``: one JSON object per record instead.
+    """
+    classes = [str(c) for c in predictor.classes]
+    index = {c: k for k, c in enumerate(classes)}
+    labels = records.labels
+    writer = None if as_json else csv.writer(out)
+    if writer is not None:
+        writer.writerow(["id"] + (["true"] if labels is not None else []) + ["predicted"]
+                        + [f"p_{c}" for c in classes] + ["probability"] + (["loss"] if labels is not None else [])
+                        + ["input"])
+    summary = Summary()
+    start = 0
+    for proba in predictor.iter_proba(records.inputs, batch_size=batch_size, device=device, progress=progress):
+        for k, p in enumerate(proba):
+            i = start + k
+            best = int(p.argmax())
+            true = labels[i] if labels is not None else None
+            loss = None
+            if true:
+                if true in index:
+                    loss = float(-np.log(max(float(p[index[true]]), 1e-12)))
+                    summary.labelled += 1
+                    summary.correct += int(best == index[true])
+                else:
+                    summary.unknown[true] = summary.unknown.get(true, 0) + 1
+            if writer is not None:
+                writer.writerow([records.ids[i]] + ([true] if labels is not None else []) + [classes[best]]
+                                + [f"{v:.5f}" for v in p] + [f"{p[best]:.5f}"]
+                                + ([f"{loss:.5f}" if loss is not None else ""] if labels is not None else [])
+                                + [records.shown[i]])
+            else:
+                row: dict[str, Any] = {"id": records.ids[i], "input": records.shown[i], "label": classes[best],
+                                       "probability": float(p[best]),
+                                       "probabilities": {c: float(v) for c, v in zip(classes, p)}}
+                if true:
+                    row.update(true=true, loss=loss)
+                out.write(json.dumps(row) + "\n")
+        start += len(proba)
+        summary.n = start
+        out.flush()
+    return summary
