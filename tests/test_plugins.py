@@ -482,3 +482,25 @@ def test_a_module_level_step_wrapper_wraps_only_its_step() -> None:
     for step in ("split", "train"):
         pm.pm.hook.tlzoo_run_step(step=StepName(step), run=run)
     assert done == ["split", "train"] and calls == ["before", "after train"]
+
+
+def test_a_plugin_adds_catalogue_entries_labelled_with_it_and_bad_ones_are_its_error() -> None:
+    from tlzoo.core.zoo import Zoo
+
+    class Catalogue:
+        @hookimpl
+        def tlzoo_register_catalogue(self, register: Any) -> None:
+            register({"name": "my-tiny-bert", "plugin": "bert", "modality": "text", "description": "mine"})
+            register({"name": "all-MiniLM-L6-v2", "plugin": "bert", "modality": "text"})  # tlzoo's: ignored
+            register({"name": "broken", "plugin": "bert", "modality": "text", "licnce": "mit"})
+
+    zoo = Zoo(PluginManager(load_entry_points=False, extra=[Catalogue()]))
+    entry = zoo.entry("my-tiny-bert")
+    assert entry is not None and entry.registered_by == "Catalogue" and entry.description == "mine"
+    assert zoo.entry("all-MiniLM-L6-v2").registered_by == "built-in"  # type: ignore[union-attr]
+    assert zoo.entry("broken") is None
+    info = zoo.plugins.info["Catalogue"]
+    assert "unknown key 'licnce'" in (info.error or "") and "Did you mean 'licence'" in (info.error or "")
+    assert any("already registered by 'built-in'" in w for w in info.warnings)
+    assert zoo.resolve_backbone("my-tiny-bert")[0].name == "bert"  # --plugin NAME
+    assert zoo.resolve_backbone("", "my-tiny-bert") == (zoo.backbones.get("bert"), "my-tiny-bert")  # --model NAME

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tlzoo.core.errors import TlzooError, suggest
-from tlzoo.core.registry import CATALOGUE_FIELDS, Registry, filter_catalogue, load_catalogue
+from tlzoo.core.registry import CATALOGUE_FIELDS, Registry, filter_catalogue, full_catalogue, load_catalogue
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,9 @@ def test_filter_catalogue() -> None:
 
 
 def test_catalogue_and_plugins_agree(zoo: Any) -> None:
-    entries = load_catalogue()
+    """registry.toml and every installed plugin's entries (the Zoo's catalogue) against every registered factory."""
+    entries = zoo.catalogue
+    assert {e.name for e in load_catalogue()} <= {e.name for e in entries}
     for e in entries:
         assert e.plugin in zoo.backbones, f"registry.toml: '{e.name}' names plugin '{e.plugin}', which is not registered"
         factory = zoo.backbones.get(e.plugin)
@@ -100,6 +102,8 @@ def test_catalogue_and_plugins_agree(zoo: Any) -> None:
         assert default is not None, f"plugin '{name}': default model '{factory.default_model}' is not catalogued"
         assert default.plugin == name and default.default, \
             f"registry.toml: '{factory.default_model}' should be 'default = true' for plugin '{name}'"
+        if zoo.plugins.is_builtin(factory.plugin):  # tlzoo's own backbones are in tlzoo's registry.toml
+            assert default.registered_by == "built-in", f"plugin '{name}': catalogued by {default.registered_by}"
         for model in factory.models:
             assert model in by_name, f"plugin '{name}' offers '{model}', which registry.toml does not catalogue"
     defaults = [e for e in entries if e.default]
@@ -122,10 +126,13 @@ def test_tl_list_json(run_cli: Any) -> None:
     res = run_cli("list", "--json")
     assert res.exit_code == 0, res
     rows = json.loads(res.stdout)
-    assert len(rows) == len(load_catalogue())
+    assert [r["name"] for r in rows] == [e.name for e in full_catalogue()]  # tlzoo's and the installed plugins'
+    assert len(rows) >= len(load_catalogue())
     for row in rows:
         assert set(CATALOGUE_FIELDS) <= set(row)
-        assert row["name"] and row["plugin"] and row["modality"] in ("vision", "text")
+        assert row["name"] and row["plugin"] and row["modality"] in ("vision", "text") and row["registered_by"]
+    builtin = {e.name for e in load_catalogue()}
+    assert all(r["registered_by"] == "built-in" for r in rows if r["name"] in builtin)
 
 
 def test_tl_list_filters(run_cli: Any) -> None:
@@ -137,3 +144,26 @@ def test_tl_list_filters(run_cli: Any) -> None:
     assert res.exit_code == 0 and "all-MiniLM-L6-v2" in res.stdout
     res = run_cli("list", "nothing-matches-this*")
     assert res.exit_code == 0 and "No model matches" in res.stderr
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"name": "m", "plugin": "p", "modality": "text", "licnce": "mit"}, "unknown key 'licnce'.*Did you mean 'licence'"),
+    ({"name": "m", "modality": "text"}, "needs 'plugin'"),
+    ({"name": "m", "plugin": "p", "modality": "audio"}, "modality 'audio'; use vision or text"),
+    ({"name": "m", "plugin": "p", "modality": "text", "num_features": "64"}, "'num_features' of model 'm' is a str"),
+    ({"name": "m", "plugin": "p", "modality": "text", "weights": ["hub:x", 3]}, "list of strings"),
+    ("m", "a catalogue entry is a dict"),
+])
+def test_a_plugin_catalogue_entry_is_checked_like_registry_toml(raw: Any, message: str) -> None:
+    from tlzoo.core.registry import catalogue_entry
+
+    with pytest.raises(TlzooError, match=message):
+        catalogue_entry(raw, registered_by="mine", where="catalogue entry of plugin 'mine'")
+
+
+def test_list_matches_the_registering_plugin_too() -> None:
+    from tlzoo.core.registry import CatalogueEntry
+
+    entries = [CatalogueEntry("a", "fam", "text", registered_by="mine"), CatalogueEntry("b", "bert", "text")]
+    assert [e.name for e in filter_catalogue(entries, pattern="mine")] == ["a"]
+    assert [e.name for e in filter_catalogue(entries, pattern="built-in")] == ["b"]

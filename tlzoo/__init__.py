@@ -32,6 +32,8 @@ _LAZY = {
     "Backbone": "tlzoo.core.interfaces",
     "BackboneFactory": "tlzoo.core.interfaces",
     "BackboneRequest": "tlzoo.core.interfaces",
+    "FittableBackbone": "tlzoo.core.interfaces",
+    "check_options": "tlzoo.core.interfaces",
     "Head": "tlzoo.core.interfaces",
     "TorchHead": "tlzoo.core.interfaces",
     "FittedHead": "tlzoo.core.interfaces",

@@ -618,10 +618,16 @@ def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: 
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
 def list_(pattern: str, modality: str | None, as_json: bool) -> None:
-    """List known models (reads registry.toml; imports no torch)."""
-    from tlzoo.core.api import list_models
+    """List known models: tlzoo's registry.toml and the installed plugins' entries (imports no torch)."""
+    from tlzoo.core.plugins import PluginManager
+    from tlzoo.core.registry import filter_catalogue, full_catalogue
 
-    entries = list_models(pattern, modality)
+    pm = PluginManager(builtins=False)  # the installed plugins' entry-point modules only, for their entries
+    entries = filter_catalogue(full_catalogue(pm), modality, pattern)
+    for info in pm.plugins():
+        if info.error and not info.missing:
+            click.echo(f"Warning: plugin '{info.name}' failed ({_flat(info.error, 160)}); its models are not "
+                       "listed. See `tl plugins`.", err=True)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
@@ -630,10 +636,13 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
         return
     width = max(len(e.name) for e in entries)
     pw = max(len(e.plugin) for e in entries)
+    rw = max(len(e.registered_by) for e in entries)
     for e in entries:
         mark = "*" if e.default else " "
-        click.echo(f"{e.name:<{width}}  {e.plugin:<{pw}}{mark} {e.modality:<6}  {e.description}")
-    click.echo("\n* = the plugin's default model.  Use: tl run --plugin PLUGIN [--model NAME]", err=True)
+        click.echo(f"{e.name:<{width}}  {e.plugin:<{pw}}{mark} {e.modality:<6}  {e.registered_by:<{rw}}  "
+                   f"{e.description}")
+    click.echo("\n* = the plugin's default model; the 4th column names the plugin that catalogues it "
+               "(`tl plugins`).  Use: tl run --plugin PLUGIN [--model NAME]", err=True)
 
 
 @cli.command()

@@ -41,6 +41,15 @@ def tlzoo_register_pretrainers(register: Any) -> None:
 
 
 @hookspec
+def tlzoo_register_catalogue(register: Any) -> None:
+    """Add models to the catalogue (``tl list``, ``--plugin NAME``, ``--model NAME``): ``register({"name": ...,
+    "plugin": FACTORY, "modality": "text", ...})``, one dict per model with registry.toml's keys.
+
+    ``tl list`` imports the plugin's entry-point module for this and nothing else: keep that module
+    light (no torch, sklearn or the like at its top; import them inside the other hooks)."""
+
+
+@hookspec
 def tlzoo_register_commands(cli: Any) -> None:
     """Add click commands to ``tl``: ``cli.add_command(...)``, or ``cli.subgroup("data").add_command(...)``.
 

@@ -9,6 +9,13 @@ trained by gradient descent, a :class:`FittedHead` is fitted once on extracted f
 A strategy's ``before_training`` receives a :class:`StrategyContext`, not the Run; a
 backbone that is a language model declares it structurally (:class:`LanguageModelBackbone`).
 
+Backbones: a :class:`BackboneRequest` carries the engine's settings as typed fields and the
+plugin's own options in ``options``; the :class:`BackboneFactory` checks those against its
+``defaults()`` (:func:`check_options`, one check for every backbone) and sets the backbone's
+``plugin``.  A backbone whose state is learnt from the training split (TF-IDF, PCA, a
+vocabulary) is a :class:`FittableBackbone`: the engine fits it once after the split and
+restores it from the run's assets at predict time.
+
 Options: every extension kind answers ``defaults() -> dict[str, Any]``, called on what is
 registered (the Head class, the factory, strategy, data source or pretrainer object): the
 options it takes and their default values (JSON-able).  A head's are ``--set
@@ -20,7 +27,7 @@ from __future__ import annotations
 import hashlib
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -120,14 +127,132 @@ class DataOptions:
 
 
 # --------------------------------------------------------------------------- backbone
+#: The engine's settings: typed fields of :class:`BackboneRequest`, never keys of its ``options``
+#: (a plugin's own options may not take these names).
+ENGINE_SETTINGS: tuple[str, ...] = ("pooling", "max_length", "image_size", "augment", "train_backbone", "assets")
+
+
+def _engine_value(key: str, value: Any) -> Any:
+    """An engine setting read from a 0.1 ``options`` dict (or model.json) as its field's type."""
+    if key == "pooling":
+        return str(value) if value else ""
+    if key in ("max_length", "image_size"):
+        if isinstance(value, bool):
+            raise ValueError(f"{key} is a bool")
+        return int(value or 0)
+    if key == "assets":
+        return str(value) if value else None
+    return bool(value)
+
+
 @dataclass
 class BackboneRequest:
-    """What the user asked for; a backbone factory turns it into a :class:`Backbone`."""
+    """What the user asked for; a backbone factory turns it into a :class:`Backbone`.
+
+    The engine's settings are typed fields (``--pooling``, ``--max-length``, ``--image-size``,
+    augmentation, whether the backbone trains, and at predict time the run's ``assets`` folder);
+    ``options`` holds the plugin's own keys only (``--set model.options.KEY=VALUE``), which the
+    factory checks against its ``defaults()`` before ``create`` runs (:func:`check_options`).
+    A request built the 0.1 way, with engine settings inside ``options``, still works: they
+    move to their fields, with a DeprecationWarning.
+    """
 
     model: str
     weights: str | None = None  # a local file or folder overriding the default source
     pretrained: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)  # the plugin's own options only
+    pooling: str = ""  # text: token vectors -> one vector ('' = the backbone's default)
+    max_length: int = 0  # text: tokens per example (0 = the backbone's default, 128 for the built-ins)
+    image_size: int = 0  # vision: input size in pixels (0 = from the weights' own configuration)
+    augment: bool = False  # transform(example, train=True) may augment (only when raw examples train the backbone)
+    train_backbone: bool = False  # some phase updates the backbone's weights (static vectors then add an encoder)
+    assets: str | None = None  # tl predict: the run's assets/ folder (what save_assets wrote); None during a run
+
+    def __post_init__(self) -> None:
+        engine = [k for k in ENGINE_SETTINGS if k in self.options]
+        if engine:
+            warnings.warn(f"BackboneRequest: {', '.join(engine)} inside options is deprecated; pass "
+                          f"{'it' if len(engine) == 1 else 'them'} as BackboneRequest field"
+                          f"{'' if len(engine) == 1 else 's'} ({', '.join(f'{k}=...' for k in engine)})",
+                          DeprecationWarning, stacklevel=3)
+            self._take_engine_settings()
+
+    def _take_engine_settings(self) -> None:
+        """Move engine settings found in ``options`` (0.1 requests, old model.json) to their fields."""
+        options = dict(self.options)
+        for key in ENGINE_SETTINGS:
+            if key in options:
+                value = options.pop(key)
+                if getattr(self, key) == _DEFAULTS[key]:  # a field given explicitly wins
+                    setattr(self, key, _engine_value(key, value))
+        self.options = options
+
+    def to_json(self) -> dict[str, Any]:
+        """``backbone.request`` in model.json: every field but ``assets`` (at predict time always the run's own)."""
+        return {"model": self.model, "weights": self.weights, "pretrained": self.pretrained,
+                "options": dict(self.options), "pooling": self.pooling, "max_length": self.max_length,
+                "image_size": self.image_size, "augment": self.augment, "train_backbone": self.train_backbone}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], **override: Any) -> "BackboneRequest":
+        """What :meth:`to_json` wrote, or a 0.1 model.json's request (engine settings inside ``options``,
+        moved to their fields silently); ``override`` sets fields (``assets=``, ``weights=``)."""
+        options = dict(data.get("options") or {})
+        old = {k: options.pop(k) for k in ENGINE_SETTINGS if k in options}
+        request = cls(model=str(data["model"]), weights=data.get("weights"),
+                      pretrained=bool(data.get("pretrained", True)), options=options)
+        for key in ENGINE_SETTINGS:
+            if key in data or key in old:
+                setattr(request, key, _engine_value(key, data[key] if key in data else old[key]))
+        for key, value in override.items():
+            setattr(request, key, value)
+        return request
+
+
+_DEFAULTS: dict[str, Any] = {f: getattr(BackboneRequest("", **{}), f) for f in ENGINE_SETTINGS}
+
+
+def check_options(owner: str, options: Mapping[str, Any], defaults: Mapping[str, Any],
+                  where: str = "model.options") -> dict[str, Any]:
+    """``defaults`` updated by ``options``: the one check every backbone's options go through.
+
+    ``BackboneFactory.create`` calls it before the plugin's code runs, so a backbone never sees
+    an unknown key; a plugin calls it (or ``factory.check_options``) again where it wants the
+    merged values.  An unknown key is a one-line TlzooError with "did you mean" and the list of
+    options; a value whose type differs from its default's (bool; int; float, which takes an
+    int; str) names the key and the type expected.  A default of None takes anything, and a
+    value of None means the default.
+    """
+    from .errors import TlzooError, suggest
+
+    merged = dict(defaults)
+    for key, value in options.items():
+        if key not in defaults:
+            if key in ENGINE_SETTINGS:
+                hint = f" It is an engine setting: BackboneRequest.{key} (--{key.replace('_', '-')} or model.{key})."
+            else:
+                hint = suggest(key, defaults)
+            listing = ", ".join(f"{k}={v!r}" for k, v in sorted(defaults.items())) or "none"
+            raise TlzooError(f"Unknown option {where}.{key} for {owner}.{hint} Options: {listing}.")
+        if value is None:
+            continue
+        want = defaults[key]
+        if isinstance(want, bool):
+            ok = isinstance(value, bool)
+        elif isinstance(want, int):
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(want, float):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            value = float(value) if ok else value
+        elif isinstance(want, str):
+            ok = isinstance(value, str)
+        else:
+            ok = True
+        if not ok:
+            raise TlzooError(f"{where}.{key} of {owner} expects {type(want).__name__} (like its default "
+                             f"{want!r}), got {value!r}.")
+        merged[key] = value
+    return merged
 
 
 class Backbone(nn.Module, ABC):
@@ -137,12 +262,14 @@ class Backbone(nn.Module, ABC):
     implement ``transform`` (one raw example -> model input, run in DataLoader
     workers), ``collate`` (a list of those -> a batch), ``forward`` (batch ->
     ``[batch, num_features]``) and ``layer_groups`` (bottom to top, for freezing).
+    ``plugin`` is set by the factory that built it (its name: part of the feature-cache key).
+    A backbone whose state is learnt from the training split subclasses :class:`FittableBackbone`.
     """
 
     modality: str = ""
     num_features: int = 0
     name: str = ""
-    plugin: str = ""
+    plugin: str = ""  # the factory's name, set by BackboneFactory.create
     weights_source: str = "random"  # where the weights came from, recorded in the run
 
     @abstractmethod
@@ -170,7 +297,8 @@ class Backbone(nn.Module, ABC):
         return {"plugin": self.plugin, "model": self.name, "weights_source": self.weights_source}
 
     def save_assets(self, folder: str) -> None:
-        """Write files needed at prediction time besides the weights (e.g. a tokenizer)."""
+        """Write files needed at prediction time besides the weights (a tokenizer, fitted state)
+        into the run's ``assets/``; ``tl predict`` passes that folder back as ``request.assets``."""
 
     def fingerprint(self) -> str:
         """Hash of the weights and preprocessing: changes whenever features would."""
@@ -186,9 +314,76 @@ class Backbone(nn.Module, ABC):
         return h.hexdigest()[:20]
 
 
+class FittableBackbone(Backbone):
+    """A backbone with state learnt from the run's own training data: a TF-IDF vocabulary, an
+    SVD or PCA projection, k-means centres.  Subclass this instead of :class:`Backbone`.
+
+    The fit protocol, honoured by ``tl run``, ``tl compare``, ``tl predict``/``Predictor`` and
+    ``tl export``:
+
+    1. The factory builds the backbone unfitted; right after, the create-backbone step (after
+       the split) calls ``fit(train)`` once with the training split (never validation or
+       test), before any feature is extracted.  ``fit`` must be deterministic (seed anything
+       random, e.g. from an option): every process of a torchrun job, and a resumed run, fit
+       again and must get the same state.
+    2. ``fingerprint()`` must cover the fitted state: it is taken after ``fit``, keys the feature
+       cache and is compared by ``tl predict``.  Keep the state in buffers (the default
+       fingerprint hashes ``state_dict()``) and anything else, e.g. a vocabulary, in
+       ``preprocessing()``.
+    3. ``save_assets(folder)`` writes the fitted state into the run's ``assets/`` as
+       safetensors, ``.npy`` (read back with ``allow_pickle=False``) or JSON: nothing that runs
+       code when read.
+    4. When a request carries ``assets`` (``tl predict``: the run's ``assets/``), the factory
+       calls ``load_fitted(request.assets)`` right after building the backbone, so a rebuilt
+       backbone is fitted before anyone uses it; its features then equal the run's.
+    """
+
+    @abstractmethod
+    def fit(self, train: Dataset) -> None:
+        """Learn the state from the training split (``train.examples``, ``train.labels``)."""
+
+    @abstractmethod
+    def load_fitted(self, folder: str) -> None:
+        """Restore the state that ``save_assets(folder)`` wrote (raise OSError/ValueError when it is not there)."""
+
+
+def fit_backbone(backbone: Backbone, train: Dataset, log: Callable[[str], None] | None = None) -> None:
+    """``backbone.fit(train)`` for a :class:`FittableBackbone` (nothing for any other), with a log line."""
+    if not isinstance(backbone, FittableBackbone):
+        return
+    import time
+
+    started = time.perf_counter()
+    backbone.fit(train)
+    if log is not None:
+        log(f"  fitted {backbone.name} on {len(train)} training examples ({time.perf_counter() - started:.1f}s)")
+
+
+def _restore_fitted(backbone: FittableBackbone, folder: str) -> None:
+    """``backbone.load_fitted(folder)``; fitted state that is missing or unreadable is a one-line TlzooError."""
+    from .errors import TlzooError
+
+    try:
+        backbone.load_fitted(folder)
+    except TlzooError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        detail = (str(exc).strip().splitlines() or [""])[0]
+        raise TlzooError(f"The fitted state of backbone '{backbone.name}' in '{folder}' does not load "
+                         f"({type(exc).__name__}: {detail}); the run is incomplete or damaged: rerun `tl run`.") from None
+
+
 @dataclass
 class BackboneFactory:
-    """A family of backbones a plugin offers, e.g. ``bert`` or ``efficientnet``."""
+    """A family of backbones a plugin offers, e.g. ``bert`` or ``efficientnet``.
+
+    ``create(request)`` is called through the factory: the request's ``options`` are checked
+    against ``options`` (:func:`check_options`: unknown keys and wrong types are one-line
+    errors) before the plugin's callable runs, the backbone it returns gets ``plugin`` set
+    to the factory's name, and a :class:`FittableBackbone` built with ``request.assets``
+    restores its fitted state from there (``load_fitted``).  ``options`` may not use the names of the engine's settings
+    (:data:`ENGINE_SETTINGS`): those are typed fields of the request.
+    """
 
     name: str
     modality: str
@@ -197,12 +392,35 @@ class BackboneFactory:
     models: tuple[str, ...] = ()
     accepts_any_model: bool = False  # e.g. any Hugging Face hub id
     description: str = ""
-    plugin: str = ""  # filled in by the plugin manager
+    plugin: str = ""  # the plugin that registered it, filled in by the plugin manager
     options: dict[str, Any] = field(default_factory=dict)  # the plugin's own model.options and their defaults
+
+    def __post_init__(self) -> None:
+        clash = sorted(set(self.options) & set(ENGINE_SETTINGS))
+        if clash:
+            raise TypeError(f"backbone factory '{self.name}': option '{clash[0]}' is an engine setting "
+                            f"(BackboneRequest.{clash[0]}); read it from the request's field and drop the option")
+        make = getattr(self.create, "_tlzoo_create", self.create)  # dataclasses.replace passes the wrapper
+
+        def create(request: BackboneRequest) -> Backbone:
+            self.check_options(request.options)
+            backbone = make(request)
+            backbone.plugin = self.name
+            if request.assets is not None and isinstance(backbone, FittableBackbone):
+                _restore_fitted(backbone, request.assets)
+            return backbone
+
+        create._tlzoo_create = make  # type: ignore[attr-defined]
+        create.__doc__ = getattr(make, "__doc__", None)
+        self.create = create
 
     def defaults(self) -> dict[str, Any]:
         """The plugin's own options (``model.options``, ``--set model.options.KEY=VALUE``) and their defaults."""
         return dict(self.options)
+
+    def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """``defaults()`` updated by ``options``, or a one-line TlzooError (see :func:`check_options`)."""
+        return check_options(self.name, options, self.defaults())
 
 
 # --------------------------------------------------------------------------- heads

@@ -3,7 +3,7 @@
 A run directory may come from someone else, so what its ``model.json`` names is
 confined (``_weights_for_predict`` and ``_assets_folder``):
 
-* ``options.assets`` is never taken from the file: it is always ``RUN/assets``, which
+* ``request.assets`` is never taken from the file: it is always ``RUN/assets``, which
   must not be, or hold, a link leading out of the run directory.
 * ``backbone.weights_copy`` (a backbone that keeps a copy of its ``--weights`` in
   ``assets/``: glove/word2vec/fasttext, elmo, ulmfit, transformer) replaces
@@ -70,19 +70,18 @@ class Predictor:
         zoo = zoo or Zoo()
         b = desc["backbone"]
         factory, model = zoo.resolve_backbone(b["plugin"], b["request"]["model"])
-        req = b["request"]
-        options = dict(req.get("options", {}))
-        options["assets"] = str(_assets_folder(root))
-        request = BackboneRequest(model=model, weights=_weights_for_predict(root, b),
-                                  pretrained=req.get("pretrained", True), options=options)
+        # a 0.1 model.json (engine settings inside options) reads too; the factory sets backbone.plugin and
+        # restores a FittableBackbone's fitted state from request.assets (checked by the fingerprint below)
+        assets = str(_assets_folder(root))  # first: a link in assets/ is reported as such
         try:
+            request = BackboneRequest.from_json(b["request"], model=model, weights=_weights_for_predict(root, b),
+                                                assets=assets)
             backbone = factory.create(request)
         except TlzooError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # options of the wrong type or shape
             raise damaged(desc_path, f"backbone.request does not rebuild: {type(exc).__name__}: "
                                      f"{first_line(exc)}") from None
-        backbone.plugin = factory.name
         if b.get("weights_saved"):
             state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
             _load_state(backbone, state, folder)

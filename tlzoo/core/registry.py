@@ -1,7 +1,9 @@
 """Named collections with wildcard listing and "did you mean", and the model catalogue.
 
-``Catalogue`` reads ``tlzoo/registry.toml`` with tomllib only, so ``tl list`` never
-imports torch.  ``Zoo`` gathers everything the loaded plugins registered.
+The catalogue is tlzoo's own ``registry.toml`` (read with tomllib) plus the entries plugins
+register through ``tlzoo_register_catalogue``; ``tl list`` loads only the installed entry
+points for those (no built-in module), so it never imports torch.  ``Zoo`` gathers
+everything the loaded plugins registered.
 """
 from __future__ import annotations
 
@@ -59,10 +61,17 @@ class Registry(Generic[T]):
 # --------------------------------------------------------------------------- catalogue
 CATALOGUE_FIELDS = ("name", "plugin", "modality", "source", "weights", "licence",
                     "input_size", "num_features", "default", "description")
+REQUIRED_FIELDS = ("name", "plugin", "modality")
+CATALOGUE_MODALITIES = ("vision", "text")  # interfaces.MODALITIES, without importing torch
+BUILTIN = "built-in"  # registered_by of the entries in tlzoo's own registry.toml
 
 
 @dataclass
 class CatalogueEntry:
+    """A model ``tl list`` shows: ``name`` is what ``--plugin`` / ``--model`` take, ``plugin`` the
+    backbone factory that builds it, ``registered_by`` the plugin that catalogued it (``built-in``
+    for tlzoo's registry.toml, else the name ``tl plugins`` shows)."""
+
     name: str
     plugin: str
     modality: str
@@ -73,13 +82,42 @@ class CatalogueEntry:
     num_features: int | None = None
     default: bool = False
     description: str = ""
+    registered_by: str = BUILTIN
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in CATALOGUE_FIELDS}
+        return {**{k: getattr(self, k) for k in CATALOGUE_FIELDS}, "registered_by": self.registered_by}
+
+
+def catalogue_entry(raw: Any, registered_by: str = BUILTIN, where: str = "registry.toml") -> CatalogueEntry:
+    """One entry from a ``[[model]]`` table or a dict a plugin registers, checking keys and types."""
+    from .errors import suggest
+
+    if not isinstance(raw, dict):
+        raise TlzooError(f"{where}: a catalogue entry is a dict of {', '.join(CATALOGUE_FIELDS)}; got {raw!r:.60}.")
+    name = raw.get("name")
+    label = f"model '{name}'" if isinstance(name, str) and name else "a model"
+    bad = sorted(set(raw) - set(CATALOGUE_FIELDS))
+    if bad:
+        raise TlzooError(f"{where}: unknown key '{bad[0]}' in {label}.{suggest(bad[0], CATALOGUE_FIELDS)} "
+                         f"Keys: {', '.join(CATALOGUE_FIELDS)}.")
+    missing = [k for k in REQUIRED_FIELDS if not isinstance(raw.get(k), str) or not raw.get(k)]
+    if missing:
+        raise TlzooError(f"{where}: {label} needs '{missing[0]}' (a non-empty string).")
+    if raw["modality"] not in CATALOGUE_MODALITIES:
+        raise TlzooError(f"{where}: {label} has modality '{raw['modality']}'; use vision or text.")
+    types: dict[str, tuple[type, ...]] = {"source": (str,), "weights": (list,), "licence": (str,),
+                                          "input_size": (int, type(None)), "num_features": (int, type(None)),
+                                          "default": (bool,), "description": (str,)}
+    for key, accepted in types.items():
+        if key in raw and not isinstance(raw[key], accepted):
+            raise TlzooError(f"{where}: '{key}' of {label} is a {type(raw[key]).__name__}.")
+    if not all(isinstance(w, str) for w in raw.get("weights", [])):
+        raise TlzooError(f"{where}: 'weights' of {label} is a list of strings (kind:location).")
+    return CatalogueEntry(**{**raw, "weights": list(raw.get("weights", []))}, registered_by=registered_by)
 
 
 def load_catalogue(text: str | None = None) -> list[CatalogueEntry]:
-    """Parse registry.toml (``[[model]]`` tables) into entries, checking keys."""
+    """Parse registry.toml (``[[model]]`` tables) into entries, checking keys: tlzoo's own catalogue."""
     if text is None:
         text = resources.files("tlzoo").joinpath("registry.toml").read_text("utf-8")
     data = tomllib.loads(text)
@@ -88,12 +126,47 @@ def load_catalogue(text: str | None = None) -> list[CatalogueEntry]:
         bad = set(raw) - set(CATALOGUE_FIELDS)
         if bad:
             raise ValueError(f"registry.toml: unknown key(s) {sorted(bad)} in model {raw.get('name')}")
-        entries.append(CatalogueEntry(**raw))
+        entries.append(catalogue_entry(raw))
     return entries
+
+
+def add_plugin_entries(entries: list[CatalogueEntry], plugins: Any) -> list[CatalogueEntry]:
+    """``entries`` plus what every loaded plugin registers through ``tlzoo_register_catalogue``.
+
+    ``plugins`` is a ``PluginManager``.  Each entry is labelled with its plugin; a bad entry
+    is an error of that plugin (``tl plugins``), a name already catalogued is kept by its first
+    owner and a warning of the later plugin."""
+    out = list(entries)
+    owner = {e.name: e.registered_by for e in out}
+
+    def make_register(plugin: str) -> Any:
+        def register(raw: Any) -> None:
+            entry = catalogue_entry(raw, registered_by=plugin, where=f"catalogue entry of plugin '{plugin}'")
+            if entry.name in owner:
+                plugins.record(plugin, f"catalogue entry '{entry.name}' is already registered by "
+                                       f"'{owner[entry.name]}'; this one is ignored", warning=True)
+                return
+            owner[entry.name] = plugin
+            out.append(entry)
+        return register
+
+    plugins.call_register("tlzoo_register_catalogue", make_register)
+    return out
+
+
+def full_catalogue(plugins: Any = None) -> list[CatalogueEntry]:
+    """registry.toml and the entries of the installed plugins (``plugins``: a PluginManager; by
+    default one that loads the installed entry points only: no built-in module, no torch)."""
+    if plugins is None:
+        from .plugins import PluginManager
+
+        plugins = PluginManager(builtins=False)
+    return add_plugin_entries(load_catalogue(), plugins)
 
 
 def filter_catalogue(entries: list[CatalogueEntry], modality: str | None = None,
                      pattern: str = "*") -> list[CatalogueEntry]:
+    """Entries of ``modality`` whose name, backbone plugin or registering plugin matches ``pattern``."""
     return [e for e in entries
             if (modality is None or e.modality == modality) and
-            (fnmatch.fnmatch(e.name, pattern) or fnmatch.fnmatch(e.plugin, pattern))]
+            any(fnmatch.fnmatch(v, pattern) for v in (e.name, e.plugin, e.registered_by))]

@@ -41,8 +41,8 @@ from .errors import TlzooError
 from .checkpoint import Checkpointer, incomplete_dir
 from .features import FeatureCache, extract
 from .lifecycle import RunLock, os_error_message
-from .interfaces import (Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, FittedHead, Head, Plan,
-                         Strategy, StrategyContext, TorchHead)
+from .interfaces import (Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, FittableBackbone, FittedHead,
+                         Head, Plan, Strategy, StrategyContext, TorchHead, fit_backbone)
 from .loaders import example_loader
 from .metrics import classification_report
 from .plots import plot_confusion, plot_history
@@ -145,7 +145,7 @@ class Run:
     """configure_augmentation: whether training examples are augmented."""
     # create_backbone, build_model, compile
     backbone: Backbone
-    """create_backbone: the pretrained network."""
+    """create_backbone: the pretrained network (a FittableBackbone fitted on the train split)."""
     request: BackboneRequest
     """create_backbone: what the backbone was built from (saved in model.json)."""
     weights_fingerprint: str
@@ -401,14 +401,14 @@ class Run:
     def create_backbone(self) -> None:
         m = self.config.model
         # train_backbone: whether any phase updates the backbone (a static-vector backbone then adds its encoder)
-        options = {**m.options, "pooling": m.pooling, "max_length": m.max_length, "image_size": m.image_size,
-                   "augment": self.augment_train, "train_backbone": self.plan.trains_backbone}
-        request = BackboneRequest(model=self.model_name, weights=m.weights or None,
-                                  pretrained=m.pretrained, options=options)
-        self.backbone = self.factory.create(request)
-        self.backbone.plugin = self.factory.name
+        request = BackboneRequest(model=self.model_name, weights=m.weights or None, pretrained=m.pretrained,
+                                  options=dict(m.options), pooling=m.pooling, max_length=m.max_length,
+                                  image_size=m.image_size, augment=self.augment_train,
+                                  train_backbone=self.plan.trains_backbone)
+        self.backbone = self.factory.create(request)  # the factory checks the options and sets backbone.plugin
         self.request = request
-        self.weights_fingerprint = self.backbone.fingerprint()  # the weights transferred, recorded in metrics
+        fit_backbone(self.backbone, self.splits.train, self.log)  # a FittableBackbone learns from the train split
+        self.weights_fingerprint = self.backbone.fingerprint()  # the weights transferred (and fitted state)
         _, total = count_parameters(self.backbone)
         self.log(f"  {self.backbone.name}: {total / 1e6:.2f} M parameters, {self.backbone.num_features} features, "
                  f"{len(self.backbone.layer_groups())} layer groups; weights: {self.backbone.weights_source}")
@@ -631,9 +631,8 @@ class Run:
         description = {
             "backbone": {
                 **self.backbone.spec(),
-                "request": {"model": self.request.model, "weights": self.request.weights,
-                            "pretrained": self.request.pretrained,
-                            "options": {**self.request.options, "augment": False}},
+                "request": {**self.request.to_json(), "augment": False},
+                "fitted": isinstance(self.backbone, FittableBackbone),
                 "num_features": self.backbone.num_features,
                 "weights_saved": save_backbone,
                 "fingerprint": None if save_backbone else self.backbone.fingerprint(),

@@ -15,7 +15,7 @@ from typing import Any
 from .errors import TlzooError, suggest
 from .interfaces import BackboneFactory, DataSource, Head, Pretrainer, Strategy, TorchHead, head_class
 from .plugins import PluginManager, describe
-from .registry import CatalogueEntry, Registry, load_catalogue
+from .registry import CatalogueEntry, Registry, add_plugin_entries, load_catalogue
 
 
 class Zoo:
@@ -62,6 +62,7 @@ class Zoo:
         pm.call_register("tlzoo_register_strategies", strategy)
         pm.call_register("tlzoo_register_data_sources", source)
         pm.call_register("tlzoo_register_pretrainers", pretrainer)
+        self.catalogue = add_plugin_entries(self.catalogue, pm)  # registry.toml, then the plugins' entries
 
     # ------------------------------------------------------------ registration guards
     def _clash(self, registry: Registry[Any], name: str, plugin: str) -> bool:
@@ -111,7 +112,15 @@ class Zoo:
         return next((e for e in self.catalogue if e.name == name), None)
 
     def resolve_backbone(self, plugin: str, model: str = "") -> tuple[BackboneFactory, str]:
-        """``--plugin`` may name a plugin (``bert``) or a catalogued model (``resnet50``)."""
+        """``--plugin`` may name a plugin (``bert``) or a catalogued model (``resnet50``); ``--model`` alone
+        names a catalogued model (tlzoo's or a plugin's)."""
+        if not plugin and model:
+            entry = self.entry(model)
+            if entry is None:
+                known = [e.name for e in self.catalogue]
+                raise TlzooError(f"Unknown model '{model}'.{suggest(model, known)} Pass --plugin NAME too, or a "
+                                 "catalogued model (see `tl list`).")
+            plugin = entry.plugin
         if not plugin:
             raise TlzooError("No backbone chosen; pass --plugin NAME (see `tl list`).")
         if plugin in self.backbones:

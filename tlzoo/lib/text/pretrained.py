@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer, check_options
 from tlzoo.lib.text.lm import LanguageModelTask, run_language_model, seed_all, split_corpus
 from tlzoo.lib.text.vocab import HashedVocab, Vocab
 
@@ -167,17 +167,17 @@ class PretrainedLMBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
-        opts = request.options
+        check_options(self.family, request.options, {})  # the engine's settings only
         self.name = request.model
-        self.pooling = opts.get("pooling") or self.poolings[0]
+        self.pooling = request.pooling or self.poolings[0]
         if self.pooling not in self.poolings:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for {self.family}; "
                              f"use one of {', '.join(self.poolings)}.")
-        self.max_length = int(opts.get("max_length") or 128)
+        self.max_length = request.max_length or 128
         if self.max_length < self.min_length:
             raise TlzooError(f"model.max_length must be at least {self.min_length} for {self.family}, "
                              f"got {self.max_length}.")
-        self.folder = weights_folder(self.family, request.weights, request.pretrained, opts.get("assets"))
+        self.folder = weights_folder(self.family, request.weights, request.pretrained, request.assets)
         if self.folder is None:
             self.arch = dict(self.arch_defaults)
             self.weights_source = "random init (no pretraining)"

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 import torch
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone
+from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
 
 # augmentation policies by short name; any other string is handed to timm as an
 # auto_augment configuration (e.g. "rand-m7-n2-mstd0.5", "augmix-m5-w4", "original")
@@ -147,33 +148,40 @@ def _convert(image: Any, mode: str) -> Any:
     return image.convert(mode)
 
 
-def augment_settings(options: dict[str, Any]) -> dict[str, Any]:
-    """The training-augmentation knobs a run passes in ``BackboneRequest.options``."""
+#: the vision backbones' own options (``--set model.options.KEY=VALUE``): training augmentation
+#: (used only when the backbone trains on augmented examples); a backbone may change the defaults
+AUGMENT_OPTIONS: dict[str, Any] = {"augment_policy": "", "crop_scale": 0.08, "hflip": 0.5}
+
+
+def augment_settings(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The training-augmentation knobs from the backbone's options (:data:`AUGMENT_OPTIONS`)."""
     policy = str(options.get("augment_policy") or "").strip()
-    # 0 / negative / absent mean "the backbone's default"
-    scale = float(options.get("crop_scale") or 0) or 0.08
+    # 0 / negative / absent mean "the default"
+    scale = float(options.get("crop_scale") or 0) or AUGMENT_OPTIONS["crop_scale"]
     raw_flip = options.get("hflip")
-    hflip = 0.5 if raw_flip is None or float(raw_flip) < 0 else float(raw_flip)
+    hflip = AUGMENT_OPTIONS["hflip"] if raw_flip is None or float(raw_flip) < 0 else float(raw_flip)
     if not 0 < scale <= 1:
-        raise TlzooError(f"data.crop_scale must be in (0, 1], got {scale}.")
+        raise TlzooError(f"model.options.crop_scale must be in (0, 1], got {scale}.")
     if hflip > 1:
-        raise TlzooError(f"data.hflip must be a probability in [0, 1], got {hflip}.")
+        raise TlzooError(f"model.options.hflip must be a probability in [0, 1], got {hflip}.")
     return {"policy": POLICIES.get(policy.lower(), policy), "scale": scale, "hflip": hflip}
 
 
-def build_transforms(data_config: dict[str, Any], options: dict[str, Any]) -> tuple[Any, Any]:
+def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any],
+                     augment: bool = False) -> tuple[Any, Any]:
     """(training transform or None, evaluation transform) from a timm data config.
 
     Evaluation: resize to ``input_size / crop_pct`` then centre-crop, exactly as the
-    weights were evaluated.  Training (only when ``options['augment']``): random-resized
-    crop and flip, plus RandAugment / TrivialAugment / any timm auto_augment on request.
+    weights were evaluated.  Training (only when ``augment``, the request's field):
+    random-resized crop and flip, plus RandAugment / TrivialAugment / any timm auto_augment
+    on request (``options``: :data:`AUGMENT_OPTIONS`).
     """
     from timm.data import create_transform
 
     cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
            if k in data_config}
     eval_tf = create_transform(**cfg, is_training=False)
-    if not options.get("augment"):
+    if not augment:
         return None, eval_tf
     aug = augment_settings(options)
     train_cfg = {k: v for k, v in cfg.items() if k not in ("crop_pct", "crop_mode")}
@@ -206,13 +214,15 @@ class ImageBackbone(Backbone):
     _train_tf: Any = None
     _eval_tf: Any = None
 
-    def set_preprocessing(self, data_config: dict[str, Any], options: dict[str, Any]) -> None:
-        """Use the weights' data config; ``image_size`` overrides only the input size."""
-        size = int(options.get("image_size") or 0)
-        if size:
-            data_config = {**data_config, "input_size": (3, size, size)}
+    def set_preprocessing(self, data_config: dict[str, Any], request: BackboneRequest,
+                          defaults: Mapping[str, Any] = AUGMENT_OPTIONS) -> None:
+        """Use the weights' data config; ``request.image_size`` overrides only the input size, and
+        ``request.augment`` with the options (checked against ``defaults``) sets the training transform."""
+        options = check_options(self.plugin or self.name, request.options, defaults)
+        if request.image_size:
+            data_config = {**data_config, "input_size": (3, request.image_size, request.image_size)}
         self.data_config = data_config
-        self._train_tf, self._eval_tf = build_transforms(data_config, options)
+        self._train_tf, self._eval_tf = build_transforms(data_config, options, request.augment)
 
     def preprocessing(self) -> dict[str, Any]:
         return plain_config(self.data_config)

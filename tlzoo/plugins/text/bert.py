@@ -27,7 +27,7 @@ from torch import nn
 from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
 from tlzoo.lib.text.pooling import pool
 
 network.configure_hub()  # short hub timeouts, offline switches: before transformers is imported
@@ -35,7 +35,6 @@ network.configure_hub()  # short hub timeouts, offline switches: before transfor
 POOLINGS = ("mean", "cls", "max", "pooler")
 TRUNCATIONS = ("head", "tail")  # keep the first or the last max_length tokens of a long text
 DEFAULTS: dict[str, Any] = {"truncation": "head"}  # the plugin's own model.options
-OPTIONS = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets", *DEFAULTS}
 
 # catalogue name -> (hub id, importable package that ships the weights, its folder getter)
 KNOWN: dict[str, tuple[str, str | None]] = {
@@ -109,19 +108,15 @@ class TransformerBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
-        opts = request.options
-        unknown = sorted(set(opts) - OPTIONS)
-        if unknown:
-            raise TlzooError(f"Unknown option model.options.{unknown[0]} for bert; it takes truncation "
-                             f"({' or '.join(TRUNCATIONS)}) besides --pooling and --max-length.")
+        opts = check_options("bert", request.options, DEFAULTS)
         self.name = request.model
-        self.pooling = opts.get("pooling") or "mean"
-        self.truncation = opts.get("truncation") or DEFAULTS["truncation"]
+        self.pooling = request.pooling or "mean"
+        self.truncation = opts["truncation"] or DEFAULTS["truncation"]
         if self.truncation not in TRUNCATIONS:
             raise TlzooError(f"Unknown truncation '{self.truncation}' for bert; use head or tail.")
         if self.pooling not in POOLINGS:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for bert; use one of {', '.join(POOLINGS)}.")
-        self.max_length = int(opts.get("max_length") or 128)
+        self.max_length = request.max_length or 128
         if self.max_length < 2:
             raise TlzooError(f"model.max_length must be at least 2, got {self.max_length}.")
         source, description = resolve_source(request.model, request.weights, request.pretrained)
@@ -138,7 +133,7 @@ class TransformerBackbone(Backbone):
             kwargs: dict[str, Any] = {"local_files_only": local or bool(why)}
             try:
                 self.encoder, description = self._load_encoder(source, description, request.pretrained, kwargs)
-                assets = opts.get("assets")
+                assets = request.assets
                 tok_dir = Path(assets) / "tokenizer" if assets else None
                 if tok_dir and tok_dir.is_dir():
                     self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)

@@ -37,7 +37,7 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn, linear_warmup_decay
 from tlzoo.lib.text.pooling import pool
@@ -209,17 +209,12 @@ class MiniTransformerBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
-        opts = request.options
+        # the architecture options apply without --weights only (a folder records its own)
+        opts = check_options("transformer", request.options, DEFAULTS)
         self.name = request.model
-        self.pooling = opts.get("pooling") or "mean"
+        self.pooling = request.pooling or "mean"
         if self.pooling not in POOLINGS:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for transformer; use one of {', '.join(POOLINGS)}.")
-        known = {*DEFAULTS, "pooling", "max_length", "image_size", "augment", "train_backbone", "assets"}
-        unknown = sorted(set(opts) - known)
-        if unknown:
-            raise TlzooError(f"Unknown option model.options.{unknown[0]} for transformer; options: "
-                             f"{', '.join(f'{k}={v!r}' for k, v in DEFAULTS.items())} "
-                             "(architecture options apply without --weights only).")
         self.vocab: Vocab | None = None
         state: dict[str, torch.Tensor] | None = None
         self.folder = Path(request.weights) if request.weights else None  # copied into the run by save_assets
@@ -236,9 +231,9 @@ class MiniTransformerBackbone(Backbone):
             raise TlzooError("The transformer plugin has no packaged weights; pretrain them with `tl pretrain --plugin "
                              "transformer --corpus FILE|DIR --out DIR` and pass --weights DIR, or use --no-pretrained.")
         else:
-            arch = {k: opts.get(k, ARCH_DEFAULTS[k]) for k in ARCH_KEYS if k != "max_length"}
-            arch["max_length"] = int(opts.get("max_length") or ARCH_DEFAULTS["max_length"])
-            rows = int(opts.get("vocab_size", DEFAULTS["vocab_size"]))
+            arch = {k: opts[k] for k in ARCH_KEYS if k != "max_length"}
+            arch["max_length"] = request.max_length or ARCH_DEFAULTS["max_length"]
+            rows = int(opts["vocab_size"])
             torch.manual_seed(0)  # a reproducible random init, so tl predict rebuilds the same network
             self.weights_source = f"random init (words hashed into {rows:,} rows)"
         self.rows = rows
@@ -246,7 +241,7 @@ class MiniTransformerBackbone(Backbone):
         self.words = (HashedVocab(self.vocab, 0) if self.vocab is not None
                       else HashedVocab.empty(rows - len(SPECIALS), SPECIALS))
         self.arch = arch
-        self.max_length = min(int(opts.get("max_length") or arch["max_length"]), int(arch["max_length"]))
+        self.max_length = min(request.max_length or int(arch["max_length"]), int(arch["max_length"]))
         self.encoder = MiniEncoder(rows, **arch)
         if state is not None:
             self.encoder.load_state_dict(state)

@@ -55,9 +55,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError, suggest
+from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
 from tlzoo.core.steps import CREATE_BACKBONE, EVALUATE
 from tlzoo.lib.text.batching import pad_sequences
 from tlzoo.lib.text.pooling import masked_max, pool
@@ -69,7 +69,6 @@ ENCODERS = ("bilstm", "cnn")
 PAD, UNK = 0, 1
 SIF_A = 1e-3
 ASSETS = "vectors"  # the run's copy of --weights vectors, under assets/
-GENERIC = {"pooling", "max_length", "image_size", "augment", "train_backbone", "assets"}
 DEFAULTS: dict[str, Any] = {"encoder": "bilstm", "hidden": 128, "dropout": 0.25, "vocab_size": 50000,
                             "filters": 100, "dim": 100}
 FAMILIES = {
@@ -123,17 +122,12 @@ class StaticVectorBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest, family: str) -> None:
         super().__init__()
-        opts = request.options
-        unknown = sorted(set(opts) - GENERIC - set(DEFAULTS))
-        if unknown:
-            raise TlzooError(f"Unknown option model.options.{unknown[0]} for {family}.{suggest(unknown[0], DEFAULTS)} "
-                             f"Options: {', '.join(f'{k}={v!r}' for k, v in DEFAULTS.items())}.")
-        o = {**DEFAULTS, **{k: v for k, v in opts.items() if k in DEFAULTS}}
+        o = check_options(family, request.options, DEFAULTS)
         self.family, self.name = family, request.model
-        self.pooling = opts.get("pooling") or "mean"
+        self.pooling = request.pooling or "mean"
         if self.pooling not in POOLINGS:
             raise TlzooError(f"Unknown pooling '{self.pooling}' for {family}; use one of {', '.join(POOLINGS)}.")
-        self.max_length = int(opts.get("max_length") or 128)
+        self.max_length = request.max_length or 128
         if self.max_length < 1:
             raise TlzooError(f"model.max_length must be at least 1, got {self.max_length}.")
         self.encoder_name = str(o["encoder"])
@@ -142,7 +136,7 @@ class StaticVectorBackbone(Backbone):
         for key in ("hidden", "vocab_size", "filters", "dim"):
             if not isinstance(o[key], int) or o[key] < 1:
                 raise TlzooError(f"model.options.{key} must be a positive integer, got {o[key]!r}.")
-        self.with_encoder = bool(opts.get("train_backbone", False))
+        self.with_encoder = request.train_backbone
         self.options = {k: o[k] for k in DEFAULTS}
 
         vectors: Vectors | None = None

@@ -14,16 +14,16 @@ import torch
 from torch import nn
 
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
 
-from tlzoo.lib.vision.images import build_transforms, plain_config, to_pil
+from tlzoo.lib.vision.images import AUGMENT_OPTIONS, build_transforms, plain_config, to_pil
 from tlzoo.lib.vision.weights import obtain
 
 # its own preprocessing: grey, 32x32 (digits are padded into the frame by the resize),
 # pixels scaled to [-1, 1]; gentle crops and no flips, since a mirrored digit is wrong
 DATA_CONFIG: dict[str, Any] = {"input_size": (1, 32, 32), "interpolation": "bilinear", "mean": (0.5,),
                                "std": (0.5,), "crop_pct": 1.0, "crop_mode": "center"}
-AUGMENT_DEFAULTS = {"crop_scale": 0.6, "hflip": 0.0}
+OPTIONS: dict[str, Any] = {**AUGMENT_OPTIONS, "crop_scale": 0.6, "hflip": 0.0}  # its own model.options
 
 
 class LeNet5(nn.Module):
@@ -49,16 +49,15 @@ class LeNetBackbone(Backbone):
         self.model = LeNet5()
         self.weights_source, _ = obtain(self.model, request.model, request.weights, request.pretrained)
         cfg = dict(DATA_CONFIG)
-        size = int(request.options.get("image_size") or 0)
-        if size:
-            cfg["input_size"] = (1, size, size)
+        if request.image_size:
+            cfg["input_size"] = (1, request.image_size, request.image_size)
         self.data_config = cfg
-        options = {**request.options}
-        if not options.get("crop_scale"):  # unset (0) -> LeNet's own gentler defaults
-            options["crop_scale"] = AUGMENT_DEFAULTS["crop_scale"]
-        if options.get("hflip") is None or float(options["hflip"]) < 0:
-            options["hflip"] = AUGMENT_DEFAULTS["hflip"]
-        self._train_tf, self._eval_tf = build_transforms(cfg, options)
+        options = check_options("lenet", request.options, OPTIONS)
+        if not options["crop_scale"]:  # 0 -> LeNet's own gentler defaults
+            options["crop_scale"] = OPTIONS["crop_scale"]
+        if float(options["hflip"]) < 0:
+            options["hflip"] = OPTIONS["hflip"]
+        self._train_tf, self._eval_tf = build_transforms(cfg, options, request.augment)
 
     def preprocessing(self) -> dict[str, Any]:
         return plain_config(self.data_config)
@@ -77,4 +76,5 @@ class LeNetBackbone(Backbone):
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
     register(BackboneFactory(name="lenet", modality="vision", create=LeNetBackbone, default_model="lenet5",
-                             models=("lenet5",), description="LeNet-5 for small grey images (trained from scratch)"))
+                             models=("lenet5",), description="LeNet-5 for small grey images (trained from scratch)",
+                             options=OPTIONS))

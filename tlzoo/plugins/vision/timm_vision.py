@@ -26,7 +26,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
 
-from tlzoo.lib.vision.images import ImageBackbone
+from tlzoo.lib.vision.images import AUGMENT_OPTIONS, ImageBackbone
 from tlzoo.lib.vision.weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
 
 
@@ -184,8 +184,7 @@ class TimmBackbone(ImageBackbone):
         self.model = model
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
         # the weights' own preprocessing: the saved/hub config if any, else the architecture's
-        self.set_preprocessing(timm.data.resolve_data_config(pretrained_cfg=cfg or model.pretrained_cfg),
-                               request.options)
+        self.set_preprocessing(timm.data.resolve_data_config(pretrained_cfg=cfg or model.pretrained_cfg), request)
         self._groups: list[nn.Module] | None = None
 
     def layer_groups(self) -> list[nn.Module]:
@@ -298,4 +297,4 @@ DESCRIPTIONS = {
 def tlzoo_register_backbones(register: Any) -> None:
     for family, (default, models) in FAMILIES.items():
         register(BackboneFactory(name=family, modality="vision", create=_create, default_model=default,
-                                 models=models, description=DESCRIPTIONS[family]))
+                                 models=models, description=DESCRIPTIONS[family], options=AUGMENT_OPTIONS))

@@ -18,7 +18,7 @@ from tlzoo.core import network
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
 
-from tlzoo.lib.vision.images import ImageBackbone
+from tlzoo.lib.vision.images import AUGMENT_OPTIONS, ImageBackbone
 from tlzoo.lib.vision.weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
@@ -79,7 +79,7 @@ class TorchvisionBackbone(ImageBackbone):
             model.fc = nn.Identity()
             self.num_features = 1024
         self.model = model
-        self.set_preprocessing(dict(cfg) if cfg else _data_config(request.model), request.options)
+        self.set_preprocessing(dict(cfg) if cfg else _data_config(request.model), request)
 
     def layer_groups(self) -> list[nn.Module]:
         m: Any = self.model
@@ -114,4 +114,5 @@ def pull(name: str) -> str:
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
     register(BackboneFactory(name="alexnet", modality="vision", create=TorchvisionBackbone, default_model="alexnet",
-                             models=("alexnet",), description="AlexNet (torchvision): the 2012 ImageNet winner"))
+                             models=("alexnet",), description="AlexNet (torchvision): the 2012 ImageNet winner",
+                             options=AUGMENT_OPTIONS))

@@ -1,0 +1,117 @@
+"""The example plugin against tlzoo's contract kit, as a third-party package tests itself.
+
+Run from this folder after ``pip install -e .``: ``pytest``.  Every backbone and the head
+get one test per rule of the kit (``tlzoo.testing.parametrize_with_checks``); the guard
+fails when the plugin registers something no case checks.
+
+The fitted ``tfidf`` backbone is checked the way ``tl predict`` sees it: fitted once on the
+kit's tiny texts, its state saved as a run saves it, and every build (the kit rebuilds it,
+also in a fresh process) restores that state from ``request.assets``.
+"""
+from __future__ import annotations
+
+import atexit
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+
+from tlzoo import BackboneRequest, Dataset, Zoo
+from tlzoo.testing import BackboneCase, parametrize_with_checks, tiny_texts, uncovered
+from tlzoo_example.ridge import RidgeHead
+from tlzoo_example.tfidf import TfidfSvdBackbone, tfidf_factory
+
+TEXTS = tiny_texts(8)
+_FITTED: list[str] = []
+
+
+def fitted_assets() -> str:
+    """A folder holding what a run saves for ``tfidf`` fitted on ``TEXTS``: its assets/."""
+    if not _FITTED:
+        folder = tempfile.mkdtemp(prefix="tlzoo-example-")
+        atexit.register(shutil.rmtree, folder, True)
+        backbone = tfidf_factory().create(BackboneRequest("tfidf-svd", options={"dim": 6}))
+        backbone.fit(Dataset(TEXTS, ["a", "b"] * 4, "text"))
+        backbone.save_assets(folder)
+        _FITTED.append(folder)
+    return _FITTED[0]
+
+
+CASES = [
+    BackboneCase("tfidf", lambda: BackboneRequest("tfidf-svd", options={"dim": 6}, assets=fitted_assets()),
+                 examples=TEXTS, id="tfidf-svd"),
+    BackboneCase("pixels", BackboneRequest("pixels-16")),
+    BackboneCase("pixels", BackboneRequest("pixels-32", options={"grey": False}, image_size=8), id="pixels-rgb-8"),
+    RidgeHead,
+]
+
+
+@parametrize_with_checks(CASES)
+def test_contract(case: Any, check: Callable[[Any], None]) -> None:
+    check(case)
+
+
+def test_everything_the_plugin_registers_has_a_case() -> None:
+    assert not any(uncovered(CASES, plugin="example").values()), uncovered(CASES, plugin="example")
+
+
+def test_the_plugin_catalogues_its_models() -> None:
+    zoo = Zoo()
+    for name, plugin in (("tfidf-svd", "tfidf"), ("pixels-32", "pixels"), ("pixels-16", "pixels")):
+        entry = zoo.entry(name)
+        assert entry is not None and entry.plugin == plugin and entry.registered_by == "example"
+        assert zoo.resolve_backbone(name) == (zoo.backbones.get(plugin), name)
+
+
+# --------------------------------------------------------------------------- the fit protocol, by hand
+def test_tfidf_features_survive_save_and_load_exactly(tmp_path: Path) -> None:
+    request = BackboneRequest("tfidf-svd", options={"dim": 4})
+    fitted = tfidf_factory().create(request)
+    fitted.fit(Dataset(TEXTS, ["a", "b"] * 4, "text"))
+    fitted.save_assets(str(tmp_path))
+    restored = tfidf_factory().create(BackboneRequest("tfidf-svd", options={"dim": 4}, assets=str(tmp_path)))
+    assert isinstance(restored, TfidfSvdBackbone) and restored.fitted
+    batch = [fitted.transform(t, train=False) for t in TEXTS]
+    a, b = fitted(fitted.collate(batch)), restored(restored.collate(batch))
+    assert a.shape == (8, 4) and bool((a == b).all())
+    assert fitted.fingerprint() == restored.fingerprint()
+
+
+def test_tfidf_fit_is_deterministic_and_the_fingerprint_follows_the_data() -> None:
+    def fit(texts: list[str], seed: int = 0) -> Any:
+        backbone = tfidf_factory().create(BackboneRequest("tfidf-svd", options={"dim": 4, "seed": seed}))
+        backbone.fit(Dataset(texts, ["x"] * len(texts), "text"))
+        return backbone
+
+    assert fit(TEXTS).fingerprint() == fit(TEXTS).fingerprint()
+    assert fit(TEXTS).fingerprint() != fit(TEXTS[:6]).fingerprint()  # other texts, other state: other cache key
+    unfitted = tfidf_factory().create(BackboneRequest("tfidf-svd"))
+    assert unfitted.fingerprint() != fit(TEXTS).fingerprint()
+
+
+def test_missing_fitted_state_and_unknown_options_are_one_line_errors(tmp_path: Path) -> None:
+    from tlzoo import TlzooError
+
+    with pytest.raises(TlzooError, match="fitted state of backbone 'tfidf-svd'.*does not load"):
+        tfidf_factory().create(BackboneRequest("tfidf-svd", assets=str(tmp_path)))
+    with pytest.raises(TlzooError, match="Unknown option model.options.dims for tfidf. Did you mean 'dim'"):
+        tfidf_factory().create(BackboneRequest("tfidf-svd", options={"dims": 3}))
+    with pytest.raises(TlzooError, match="model.options.dim of tfidf expects int"):
+        tfidf_factory().create(BackboneRequest("tfidf-svd", options={"dim": "many"}))
+
+
+def test_ridge_head_is_a_softmax_over_its_linear_layer() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    head = RidgeHead()
+    head.fit(x, y, 3)  # class 2 never seen: probability ~0
+    proba = head.predict_proba(x)
+    weight, bias = head.to_linear()
+    z = x @ weight.T + bias
+    assert np.allclose(proba, np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1,
+                       keepdims=True), atol=1e-6)
+    assert (proba.argmax(1) == y).mean() > 0.9 and proba[:, 2].max() < 1e-6
