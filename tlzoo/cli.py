@@ -85,12 +85,18 @@ def fail(exc: BaseException, command: str | None = None) -> NoReturn:
 
     ``command``: the sub-command's name when the current click context no longer knows it.
     """
+    from tlzoo.core import distributed  # torch-free
+
     debug = _debug()
+    if distributed.is_relayed(exc) and not debug:  # under torchrun: rank 0 has printed this one
+        sys.exit(exc.exit_code if isinstance(exc, TlzooError) else 1)
     if debug:
         import traceback
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     code, line = _one_line(exc, debug, command or _command_name())
+    if not distributed.is_main():
+        line = f"[rank {distributed.rank()}] {line}"
     click.echo(line, err=True)
     sys.exit(code)
 
@@ -371,6 +377,10 @@ def run(config_file: str | None, overrides: tuple[str, ...], quiet: bool, as_jso
 
 
 def _print_result(result: Any, as_json: bool) -> None:
+    from tlzoo.core import distributed
+
+    if not distributed.is_main():  # under torchrun every rank has the result; rank 0 prints it
+        return
     if as_json:
         click.echo(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
     else:

@@ -11,6 +11,9 @@ with SIGKILL) leaves either the previous checkpoint or the new one, never half o
 cheap steps (data, split, model, cached features) and continues training after the last
 finished epoch; with the same seed the result equals an uninterrupted run's.
 It is loaded with ``torch.load(weights_only=True)``: plain tensors and containers only.
+Under torchrun only rank 0 writes (or removes) the file, with its own random states;
+every rank loads it to resume (every rank shuffles with the same generator, see
+``distributed.py``, so its saved state stands for all).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .errors import TlzooError
 
 CHECKPOINT = "checkpoint.pt"
@@ -73,6 +77,8 @@ class Checkpointer:
         return self.folder / (CHECKPOINT + ".tmp")
 
     def save(self, state: dict[str, Any]) -> None:
+        if not distributed.is_main():  # rank 0 writes the run folder
+            return
         tmp = self.tmp_path
         try:
             torch.save({"format": FORMAT, **self.extra, **state, "rng": rng_state()}, str(tmp))
@@ -85,7 +91,8 @@ class Checkpointer:
         os.replace(tmp, self.path)  # atomic: a kill leaves the old file or the new one
 
     def load(self) -> dict[str, Any] | None:
-        self.tmp_path.unlink(missing_ok=True)  # what a run killed while saving left: the real file is intact
+        if distributed.is_main():  # what a run killed while saving left: the real file is intact
+            self.tmp_path.unlink(missing_ok=True)
         if not self.path.is_file():
             return None
         try:
@@ -99,6 +106,8 @@ class Checkpointer:
         return state
 
     def remove(self) -> None:
+        if not distributed.is_main():
+            return
         for p in (self.path, self.tmp_path):
             p.unlink(missing_ok=True)
 

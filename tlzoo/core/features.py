@@ -11,6 +11,12 @@ folder whose process is gone (killed mid-extraction) is removed by the next cach
 When the cache cannot be written (a full disk, a read-only or forbidden TLZOO_HOME),
 extraction goes on in memory with a warning: the cache is an optimisation, never a
 reason for a run to fail.
+
+Under torchrun (see ``distributed.py``) each rank extracts a contiguous part of a split,
+cut at batch boundaries; rank 0 gathers the parts, writes the entry exactly as one process
+would (same key, same shards) and publishes it; then the other ranks read it, or receive
+the rows from rank 0 where they cannot (a cache that is not on a shared file system).
+Rank 0 alone checks the cache and tidies it.
 """
 from __future__ import annotations
 
@@ -27,6 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import distributed
 from .interfaces import Backbone, Dataset
 from .cache_admin import remove_orphans
 from .lifecycle import tlzoo_home  # noqa: F401  (re-exported: plugins import it from here)
@@ -76,8 +83,9 @@ class FeatureCache:
         self._tidied = False
 
     def tidy(self) -> list[Path]:
-        """Remove what killed extractions left (once per cache object)."""
-        if self._tidied:
+        """Remove what killed extractions left (once per cache object; rank 0 alone in a process group:
+        another node's live writer would look dead here)."""
+        if self._tidied or not distributed.is_main():
             return []
         self._tidied = True
         return remove_orphans(self.root)
@@ -187,6 +195,9 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
     cache.tidy()
     parts = key_parts(backbone, dataset, label, fingerprint)
     key = _hash(parts)
+    if distributed.active():
+        return _extract_sharded(backbone, dataset, parts, key, batch_size=batch_size, device=device,
+                                num_workers=num_workers, cache=cache, progress=progress, log=log, label=label)
     hit = cache.load(key)
     if hit is not None:
         log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
@@ -223,6 +234,77 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
         return extract(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
                        cache=None, progress=progress, log=log, label=label)
     log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
+    return feats
+
+
+def _extract_sharded(backbone: Backbone, dataset: Dataset, parts: dict[str, Any], key: str, *, batch_size: int,
+                     device: torch.device, num_workers: int, cache: FeatureCache, progress: bool,
+                     log: Callable[[str], None], label: str) -> np.ndarray:
+    """``extract`` on every rank of a process group: one cache entry, the same as one process writes."""
+    what = f"{label or dataset.name} ({len(dataset)} examples)"
+    hit = cache.load(key) if distributed.is_main() else None
+    if distributed.broadcast_object(hit is not None):  # rank 0 decides: a hit for one is a hit for all
+        log(f"  features for {what} read from cache {key}")
+        return _everywhere(hit, cache, key, len(dataset))
+    shards = distributed.batch_shards(len(dataset), batch_size)
+    lo, hi = shards[distributed.rank()]
+    blocks = list(_blocks(backbone, dataset.subset(range(lo, hi)), batch_size, device, num_workers, progress, label))
+    width = distributed.max_all(blocks[0].shape[1] if blocks else 0) or backbone.num_features
+    mine = np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)
+    rows = distributed.gather_rows(mine, shards, width)
+    if rows is None:  # not rank 0: the published entry, or rank 0's rows
+        return _everywhere(None, cache, key, len(dataset))
+    feats = _publish(cache, key, {**parts, "plugin": backbone.plugin, "model": backbone.name,
+                                  "dataset_name": dataset.name}, rows, batch_size, log)
+    if feats is not None:
+        log(f"  features for {what} extracted by {distributed.world_size()} processes and cached as {key}")
+    return _everywhere(rows if feats is None else feats, cache, key, len(dataset),
+                       published=feats is not None)
+
+
+def _publish(cache: FeatureCache, key: str, info: dict[str, Any], rows: np.ndarray, batch_size: int,
+             log: Callable[[str], None]) -> np.ndarray | None:
+    """Write ``rows`` as the entry ``key`` in batch-sized blocks (the shards one process writes);
+    the entry read back, or None when the cache refused it (the caller keeps ``rows``)."""
+    try:
+        writer = cache.writer(key, info)
+    except OSError as exc:
+        log(f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+            "continuing in memory, features will not be cached")
+        return None
+    try:
+        for start in range(0, len(rows), batch_size):
+            writer.add(rows[start:start + batch_size])
+        if writer.width == 0:
+            writer.width = rows.shape[1]
+        writer.close()
+    except OSError as exc:
+        writer.abort()
+        log(f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+            "continuing in memory, features will not be cached")
+        return None
+    except BaseException:
+        writer.abort()
+        raise
+    feats = cache.load(key)
+    if feats is None:
+        log(f"  warning: could not cache features under {cache.root}; keeping them in memory")
+    return feats
+
+
+def _everywhere(feats: np.ndarray | None, cache: FeatureCache, key: str, n: int,
+                published: bool = True) -> np.ndarray:
+    """Rank 0's features (``feats`` there; ``published``: whether they are in the cache) on every
+    rank: the others read the published entry, or receive the rows from rank 0."""
+    published = distributed.broadcast_object(published)  # also the barrier: rank 0 has published by now
+    if not distributed.is_main():
+        feats = cache.load(key) if published else None
+    width = distributed.broadcast_object(feats.shape[1] if feats is not None and distributed.is_main() else 0)
+    if distributed.max_all(int(feats is None)):  # someone cannot read the entry (no shared file system)
+        sent = distributed.broadcast_rows(feats, (n, width))
+        if feats is None:
+            feats = sent
+    assert feats is not None
     return feats
 
 

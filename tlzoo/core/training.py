@@ -4,6 +4,13 @@ A phase says which backbone layer groups learn (counted from the top), for how m
 epochs and at which learning rate.  Frozen groups have ``requires_grad=False`` and
 stay in eval mode, so their BatchNorm running statistics never move.  Each epoch's
 row goes to ``history.csv`` as soon as the epoch ends.
+
+Under torchrun (a process group of several ranks, see ``distributed.py``) a phase trains
+under DistributedDataParallel: each rank takes its piece of every batch a one-process run
+forms (same seed, same order), losses are weighted so that the averaged gradients are the
+whole batch's, and the training and validation sums are all-reduced, so every rank logs
+the same row and takes the same early-stopping and best-epoch decisions.  Only rank 0
+writes the history file and the checkpoints.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from . import distributed
 from .checkpoint import Checkpointer, set_rng_state, state_dict_copy
 from .interfaces import Backbone, Phase
 
@@ -129,12 +137,18 @@ class Trainer:
         With ``checkpoint``, every epoch ends with a checkpoint; ``resume`` (a loaded
         checkpoint of this phase) continues after its epoch with every state restored.
         ``patience`` > 0 stops the phase after that many epochs without a better val loss.
+        In a process group, ``train_loader`` is replaced by this rank's share of it and
+        ``model`` trains under DDP (``model`` itself is what is saved and restored).
         """
         import time
 
         from tqdm.auto import tqdm
 
         model.to(self.device)
+        share = None
+        if distributed.active():  # this rank's piece of each batch, same steps as one process
+            train_loader = distributed.shard_loader(train_loader)  # type: ignore[arg-type]
+            share = train_loader.tlzoo_share  # type: ignore[attr-defined]
         opt = torch.optim.AdamW(param_groups, weight_decay=self.weight_decay)
         steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
         warm = int(steps * phase.warmup_fraction)
@@ -154,13 +168,14 @@ class Trainer:
             set_rng_state(resume["rng"])
             first = resume["epoch"] + 1
             self.log(f"  resumed {phase.name} after epoch {resume['epoch']}/{phase.epochs}")
+        net = distributed.wrap(model, self.device) if share is not None else model  # the same weights
         for epoch in range(first, phase.epochs + 1):
             if best is not None and patience and epoch - best["epoch"] > patience:
                 self.log(f"  {phase.name}: early stop, no better val loss in {patience} epochs "
                          f"(best at epoch {best['epoch']})")
                 break
             start = time.perf_counter()
-            model.train()
+            net.train()
             if on_train:
                 on_train()
             seen = correct = 0
@@ -169,17 +184,25 @@ class Trainer:
                        leave=False, disable=None if self.progress else True, mininterval=1.0)
             for x, y in bar:
                 x, y = _to(x, self.device), y.to(self.device)
-                logits = model(x)
+                logits = net(x)
                 loss = self.loss(logits, y)
                 opt.zero_grad(set_to_none=True)
-                loss.backward()
+                if share is None:
+                    loss.backward()
+                    n = _batch_size(y)
+                else:  # DDP averages over the ranks: weigh our piece by its share of the whole batch
+                    weight, n = share.weight()
+                    (loss * weight).backward()
                 opt.step()
                 sched.step()
-                n = _batch_size(y)
-                seen += n
-                total_loss += float(loss.detach()) * n
-                correct += int((logits.argmax(1) == y.argmax(1)).sum())
-                bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+                if n:  # (a rank without rows in a batch smaller than the group trained on a stand-in)
+                    seen += n
+                    total_loss += float(loss.detach()) * n
+                    correct += int((logits.argmax(1) == y.argmax(1)).sum())
+                    bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+            if share is not None:  # the whole batch's sums, on every rank
+                total_loss, seen_f, correct_f = distributed.sum_all([total_loss, seen, correct])
+                seen, correct = int(seen_f), int(correct_f)
             row: dict[str, Any] = {
                 "phase": phase.name, "epoch": epoch,
                 "train_loss": round(total_loss / max(1, seen), 5),
@@ -196,7 +219,7 @@ class Trainer:
             self.log(f"  {phase.name} epoch {epoch}/{phase.epochs}: loss {row['train_loss']:.4f} "
                      f"acc {row['train_accuracy']:.3f}"
                      + (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else ""))
-            if checkpoint is not None:
+            if checkpoint is not None and distributed.is_main():  # rank 0's states stand for all
                 checkpoint.save({"phase_index": phase_index, "phase": phase.name, "epoch": epoch,
                                  "model": state_dict_copy(model), "optimizer": opt.state_dict(),
                                  "scheduler": sched.state_dict(), "best": best,
@@ -209,9 +232,14 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: Iterable) -> tuple[float, float]:
+        """Mean loss and accuracy over ``loader``; in a process group each rank takes every
+        N-th example and the sums are all-reduced (so call it on every rank)."""
         model.eval()
         seen = correct = 0
         total = 0.0
+        sharded = distributed.active()
+        if sharded:
+            loader = distributed.eval_loader(loader)  # type: ignore[arg-type]
         for x, y in loader:
             x, y = _to(x, self.device), y.to(self.device)
             logits = model(x)
@@ -219,6 +247,9 @@ class Trainer:
             total += float(self.loss(logits, y)) * n
             correct += int((logits.argmax(1) == y.argmax(1)).sum())
             seen += n
+        if sharded:
+            total, seen_f, correct_f = distributed.sum_all([total, seen, correct])
+            seen, correct = int(seen_f), int(correct_f)
         return total / max(1, seen), correct / max(1, seen)
 
 
