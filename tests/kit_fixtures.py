@@ -2,20 +2,25 @@
 
 They live in an importable module (not inside a test function) because the kit's
 cross-process check rebuilds them in a fresh Python process by ``module:attr``; every
-class builds with no arguments (or from a request through :func:`make`).  All are text
-backbones over a bag of CRC32-hashed words, small enough to check in a moment.
+class builds with no arguments (or from a request through :func:`make`).  All are small
+text backbones over bags of words, checked in a moment; ``TfIdf`` and its broken
+variants are FittableBackbones (their state is learnt from the training split).
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import random
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import Backbone, BackboneRequest
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset, FittableBackbone
 
 DIM = 64  # hash buckets
 WIDTH = 8  # features
@@ -64,7 +69,7 @@ class GoodBag(Backbone):
 def make(request: BackboneRequest) -> Backbone:
     """A factory function (importable as ``kit_fixtures:make``): the class named by ``request.model``."""
     classes = {"good-bag": GoodBag, "hash-bag": HashBag, "char-trigrams": CharTrigrams,
-               "unseeded-projection": UnseededProjection}
+               "unseeded-projection": UnseededProjection, "tfidf": TfIdf}
     backbone = classes[request.model](request) if request.model != "char-trigrams" else CharTrigrams()
     backbone.name = request.model
     return backbone
@@ -181,3 +186,79 @@ class UnseededProjection(Backbone):
 
     def layer_groups(self) -> list[nn.Module]:
         return []
+
+
+# --------------------------------------------------------------------------- fitted on the training split
+class TfIdf(FittableBackbone):
+    """TF-IDF over the 16 words most frequent in the training split: no parameters; the vocabulary is
+    saved as JSON and the IDF weights as a buffer (so the default fingerprint covers them)."""
+
+    modality = "text"
+    num_features = 16
+    weights_source = "fitted on the training split"
+
+    def __init__(self, request: BackboneRequest | None = None) -> None:
+        super().__init__()
+        self.name = request.model if request is not None else "tfidf"
+        self.vocab: list[str] = []
+        self.register_buffer("idf", torch.zeros(self.num_features))
+
+    def choose(self, frequency: dict[str, int]) -> list[str]:
+        return sorted(frequency, key=lambda w: (-frequency[w], w))[: self.num_features]
+
+    def fit(self, train: Dataset) -> None:
+        docs = [set(_words(t)) for t in train.examples]
+        frequency: dict[str, int] = {}
+        for doc in docs:
+            for w in doc:
+                frequency[w] = frequency.get(w, 0) + 1
+        words = self.choose(frequency)
+        self.vocab = words + [""] * (self.num_features - len(words))
+        self.idf = torch.tensor([math.log((1 + len(docs)) / (1 + frequency.get(w, 0))) + 1 for w in self.vocab])
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"vocab": hashlib.sha256("\n".join(self.vocab).encode()).hexdigest()[:16]}
+
+    def save_assets(self, folder: str) -> None:
+        (Path(folder) / "tfidf.json").write_text(json.dumps({"vocab": self.vocab, "idf": self.idf.tolist()}))
+
+    def load_fitted(self, folder: str) -> None:
+        saved = json.loads((Path(folder) / "tfidf.json").read_text())
+        self.vocab, self.idf = saved["vocab"], torch.tensor(saved["idf"])
+
+    def transform(self, example: Any, train: bool) -> torch.Tensor:
+        index = {w: i for i, w in enumerate(self.vocab) if w}
+        return _bag([index[w] for w in _words(example) if w in index], self.num_features)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch * self.idf
+        return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return []
+
+
+class UnstableFit(TfIdf):
+    """Breaks ties between equally frequent words at random: two fits on the same split differ."""
+
+    def choose(self, frequency: dict[str, int]) -> list[str]:
+        words = list(frequency)
+        random.shuffle(words)
+        return sorted(words, key=lambda w: -frequency[w])[: self.num_features]
+
+
+class FingerprintMissesFit(TfIdf):
+    """Keeps the fitted vocabulary out of the fingerprint (and IDF weights out of the state)."""
+
+    def __init__(self, request: BackboneRequest | None = None) -> None:
+        super().__init__(request)
+        del self.idf
+        self.idf = torch.zeros(self.num_features)  # a plain attribute: not in state_dict()
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {}
+
+
+# a factory as a plugin registers it (importable as ``kit_fixtures:FACTORY``): options checked, plugin set
+FACTORY = BackboneFactory("kit-bags", "text", make, default_model="good-bag",
+                          models=("good-bag", "hash-bag", "char-trigrams", "unseeded-projection", "tfidf"))

@@ -63,7 +63,8 @@ from .backbones import (BACKBONE_CHECKS, BackboneCase, check_awkward_examples, c
                         check_backbone_attributes, check_batch_independence, check_build_determinism,
                         check_cross_process_determinism, check_eval_determinism, check_eval_transform,
                         check_fingerprint, check_forward_shape, check_freezing, check_frozen_batchnorm,
-                        check_layer_groups, check_preprocessing, check_rebuild, check_training_step)
+                        check_backbone_factory, check_fit_protocol, check_layer_groups, check_preprocessing,
+                        check_rebuild, check_training_step, tiny_fit_data)
 from .data_sources import (DATA_SOURCE_CHECKS, DataSourceCase, check_data_source, check_data_source_is_stable,
                            check_data_source_loads, check_data_source_recognises)
 from .heads import HEAD_CHECKS, HeadCase, check_head, check_head_learns, check_head_options, check_head_round_trip
@@ -81,7 +82,8 @@ __all__ = [
     "BACKBONE_CHECKS", "check_backbone", "check_backbone_attributes", "check_forward_shape",
     "check_eval_determinism", "check_eval_transform", "check_batch_independence", "check_layer_groups",
     "check_freezing", "check_training_step", "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint",
-    "check_awkward_examples", "check_build_determinism", "check_cross_process_determinism", "check_rebuild",
+    "check_awkward_examples", "check_build_determinism", "check_cross_process_determinism", "check_fit_protocol",
+    "check_rebuild", "check_backbone_factory",
     # heads, strategies, data sources, pretrainers
     "HEAD_CHECKS", "check_head", "check_head_options", "check_head_learns", "check_head_round_trip",
     "STRATEGY_CHECKS", "check_strategy", "check_strategy_attributes", "check_strategy_plans",
@@ -90,5 +92,6 @@ __all__ = [
     "PRETRAINER_CHECKS", "check_pretrainer", "check_pretrainer_attributes", "check_pretrainer_output",
     "check_pretrainer_no_pickles", "check_pretrainer_weights_load",
     # tiny inputs
-    "tiny_examples", "tiny_texts", "tiny_images", "tiny_corpus", "awkward_examples", "separable_features",
+    "tiny_examples", "tiny_texts", "tiny_images", "tiny_corpus", "tiny_fit_data", "awkward_examples",
+    "separable_features",
 ]

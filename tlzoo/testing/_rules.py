@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import unittest
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -80,3 +81,23 @@ def defaults_of(obj: Any) -> dict[str, Any]:
     if callable(d):
         d = d()
     return dict(d) if d is not None else {}
+
+
+PICKLE_HINT = "save arrays with safetensors (or .npy with allow_pickle=False) and settings as JSON"
+
+
+def pickle_kind(path: Path) -> str | None:
+    """What makes ``path`` a pickle or a zip archive (a torch.save file is a zip of pickles), or None.
+
+    Pickle protocols 2-5 start with 0x80 and the protocol number; a safetensors file starts
+    with an 8-byte header length, whose first byte may be 0x80, followed by ``{``.
+    """
+    with path.open("rb") as f:
+        head = f.read(9)
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        if len(head) == 9 and head[8:9] == b"{":  # safetensors: header length, then JSON
+            return None
+        return f"a Python pickle (protocol {head[1]})"
+    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+        return "a zip archive (torch.save writes pickles inside a zip)"
+    return None

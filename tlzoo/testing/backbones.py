@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
+from tlzoo.core import interfaces
+from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset
 from tlzoo.core.training import TransferModel, count_parameters, frozen_to_eval, set_trainable
 
-from ._rules import Check, default_zoo, rule, skip
+from ._rules import PICKLE_HINT, Check, default_zoo, defaults_of, pickle_kind, rule, skip
 from .inputs import awkward_examples, tiny_examples
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -114,6 +115,26 @@ def _describe_row(examples: Sequence[Any], i: int) -> str:
     return f"example {i} ({repr(examples[i])[:40]})"
 
 
+def _fittable(backbone: Any) -> bool:
+    """Whether ``backbone`` learns state from the training split (``FittableBackbone``)."""
+    kind = getattr(interfaces, "FittableBackbone", None)
+    return isinstance(kind, type) and isinstance(backbone, kind)
+
+
+def tiny_fit_data(modality: str, n: int = 8) -> Dataset:
+    """The training split a :class:`~tlzoo.core.interfaces.FittableBackbone` is fitted on by default:
+    ``n`` tiny examples with two alternating labels."""
+    return Dataset(tiny_examples(modality, n), ["a" if i % 2 else "b" for i in range(n)], modality=modality)
+
+
+def _fit(backbone: Backbone, data: Dataset | Callable[[], Dataset] | None) -> Backbone:
+    """Fit a FittableBackbone on ``data`` (default :func:`tiny_fit_data`); any other backbone as it is."""
+    if _fittable(backbone):
+        train = data() if callable(data) else data
+        backbone.fit(train if train is not None else tiny_fit_data(backbone.modality))  # type: ignore[attr-defined]
+    return backbone
+
+
 def _engine_request(request: BackboneRequest, **settings: Any) -> BackboneRequest:
     """``request`` with engine settings (``augment``, ``assets``) as typed fields where the
     request declares them, in ``options`` otherwise (as tlzoo 0.1 passed them)."""
@@ -182,8 +203,11 @@ class BackboneCase:
     ``examples`` (a list, or a function returning one) default to
     :func:`~tlzoo.testing.tiny_examples` of the backbone's modality; ``seed`` seeds
     torch before each build; ``zoo`` resolves plugin names (default: every installed
-    plugin).  The built backbone is kept for the checks of this case (checks restore what
-    they change) and released when later cases are built.
+    plugin).  A :class:`~tlzoo.core.interfaces.FittableBackbone` is fitted on ``fit_data``
+    (a Dataset or a function returning one; default :func:`tiny_fit_data`) right after each
+    build, as the runner does after the split; one given built must come fitted.  The
+    built backbone is kept for the checks of this case (checks restore what they change)
+    and released when later cases are built.
     """
 
     factory: Any = None
@@ -193,6 +217,7 @@ class BackboneCase:
     id: str = ""
     seed: int = 0
     zoo: Any = None
+    fit_data: Dataset | Callable[[], Dataset] | None = None
 
     def __post_init__(self) -> None:
         if self.factory is None and self.backbone is None:
@@ -228,22 +253,32 @@ class BackboneCase:
         model = getattr(factory, "default_model", "") or self.id
         return BackboneRequest(model=model, pretrained=False)
 
-    def build(self, check: str = "build", seed: int | None = None) -> Backbone:
+    def build(self, check: str = "build", seed: int | None = None, assets: str | None = None,
+              fit_data: Dataset | Callable[[], Dataset] | None = None) -> Backbone:
         """A freshly built backbone, torch seeded with ``seed`` (default: the case's); skips ``check``
-        when it cannot be rebuilt."""
+        when it cannot be rebuilt.  A FittableBackbone is then fitted on ``fit_data`` (default: the
+        case's), or, given ``assets``, built with ``request.assets`` and restored with
+        ``load_fitted(assets)``, as ``tl predict`` does."""
         seed = self.seed if seed is None else seed
         if self.factory is None:
             path = _no_argument_class(self.backbone)  # type: ignore[arg-type]
             if path is None:
                 skip(check, self._why_not_rebuildable())
             torch.manual_seed(seed)
-            return _import(path)()  # type: ignore[arg-type]
-        factory = self.resolve_factory()
-        torch.manual_seed(seed)
-        backbone = _create(factory, self.make_request())
-        if not backbone.plugin and isinstance(factory, BackboneFactory):
-            backbone.plugin = factory.name
-        return backbone
+            backbone: Backbone = _import(path)()  # type: ignore[arg-type]
+        else:
+            factory = self.resolve_factory()
+            request = self.make_request()
+            if assets is not None:
+                request = _engine_request(request, assets=assets)
+            torch.manual_seed(seed)
+            backbone = _create(factory, request)
+            if not backbone.plugin and isinstance(factory, BackboneFactory):
+                backbone.plugin = factory.name
+        if assets is not None and _fittable(backbone):
+            backbone.load_fitted(assets)  # type: ignore[attr-defined]
+            return backbone
+        return _fit(backbone, fit_data if fit_data is not None else self.fit_data)
 
     def get(self) -> Backbone:
         """The backbone under check: the given one, or one built once and kept while its checks run."""
@@ -289,9 +324,11 @@ class BackboneCase:
             registered = default_zoo().backbones
             if factory.name in registered:
                 same = registered.get(factory.name).create
-                if same is factory.create or _import_path(same) == _import_path(factory.create) is not None:
+                inner = getattr(factory.create, "_tlzoo_create", factory.create)
+                if same is factory.create or _import_path(getattr(same, "_tlzoo_create", same)) == \
+                        _import_path(inner) is not None:
                     return {"plugin": factory.name, "request": request}
-            path = _import_path(factory.create)
+            path = _import_path(getattr(factory.create, "_tlzoo_create", factory.create))
         else:
             path = _import_path(factory)
         if path is None:
@@ -310,7 +347,9 @@ class BackboneCase:
                 yield Check(fn, lambda case, fn=fn: fn(case.get(), case.get_examples()))
         if self.factory is not None:
             yield Check(check_rebuild, lambda case: check_rebuild(case.resolve_factory(), case.make_request(),
-                                                                  case.get_examples()))
+                                                                  case.get_examples(), fit_data=case.fit_data))
+            yield Check(check_backbone_factory,
+                        lambda case: check_backbone_factory(case.resolve_factory(), case.make_request()))
 
 
 def _case_for(backbone: Backbone, rebuild: Any) -> BackboneCase:
@@ -688,11 +727,12 @@ def check_cross_process_determinism(backbone: Backbone, examples: Sequence[Any],
         assets = folder / "assets"
         assets.mkdir()
         backbone.save_assets(str(assets))
-        if recipe["request"] is not None and any(assets.iterdir()):
-            request = _engine_request(BackboneRequest(**recipe["request"]), assets=str(assets))
+        saved = str(assets) if any(assets.iterdir()) else None
+        if recipe["request"] is not None and saved:
+            request = _engine_request(BackboneRequest(**recipe["request"]), assets=saved)
             recipe = {**recipe, "request": json.loads(json.dumps(dataclasses.asdict(request), default=str))}
         for hash_seed in _other_hash_seeds():
-            child = _run_child(folder, recipe, hash_seed, name)
+            child = _run_child(folder, {**recipe, "assets": saved}, hash_seed, name)
             if child["hash"] != hash(_HASH_PROBE):
                 break
         else:  # pragma: no cover - needs two seed collisions in a row
@@ -799,6 +839,8 @@ def _child_main(folder: str) -> None:
     torch.set_num_threads(int(spec["threads"]))
     torch.manual_seed(int(spec["seed"]))  # deliberately not the parent's seed: the weights come from the state file
     backbone = _build_from_recipe(spec["recipe"])
+    if _fittable(backbone) and spec["recipe"].get("assets"):  # as tl predict restores a fitted backbone
+        backbone.load_fitted(spec["recipe"]["assets"])  # type: ignore[attr-defined]
     if (where / "state.safetensors").is_file():
         from safetensors.torch import load_file
 
@@ -808,15 +850,84 @@ def _child_main(folder: str) -> None:
     (where / "probe.json").write_text(json.dumps({"hash": hash(_HASH_PROBE)}))
 
 
+@rule
+def check_fit_protocol(backbone: Backbone, examples: Sequence[Any], rebuild: Any = None) -> None:
+    """A FittableBackbone keeps the fit protocol; any other backbone passes (nothing to fit).
+
+    ``save_assets`` writes the fitted state, and nothing in it is a pickle; a fresh build
+    restored with ``load_fitted(assets)`` (what ``tl predict`` does) gives the same
+    features and fingerprint; and the fingerprint changes when the backbone is fitted on
+    other data (it keys the feature cache).  ``rebuild`` says how to build (see
+    :class:`BackboneCase`); skipped when the backbone cannot be rebuilt.
+    """
+    if not _fittable(backbone):
+        return
+    case = _case_for(backbone, rebuild)
+    reference = _reproducible_features(backbone, examples)
+    with tempfile.TemporaryDirectory(prefix="tlzoo-check-") as assets:
+        backbone.save_assets(assets)
+        written = [p for p in sorted(Path(assets).rglob("*")) if p.is_file()]
+        assert written, "save_assets() wrote nothing: tl predict could not restore the fitted state"
+        pickled = [(p, kind) for p in written for kind in [pickle_kind(p)] if kind]
+        assert not pickled, f"save_assets() wrote {pickled[0][0].name}, {pickled[0][1]}; {PICKLE_HINT}"
+        restored = case.build("check_fit_protocol", assets=assets)
+        restored.load_state_dict(backbone.state_dict())
+        again = _features(restored, examples)
+        assert again.shape == reference.shape and torch.allclose(again, reference, rtol=1e-5, atol=1e-5), \
+            "a fresh build restored with load_fitted(assets) gives different features: tl predict would be wrong"
+        assert restored.fingerprint() == backbone.fingerprint(), \
+            "a fresh build restored with load_fitted(assets) has another fingerprint: tl predict would refuse the run"
+    data = case.fit_data() if callable(case.fit_data) else case.fit_data
+    data = data if data is not None else tiny_fit_data(backbone.modality)
+    half = data.subset(range(0, len(data), 2))
+    other_data = Dataset(list(reversed(half.examples)), list(half.labels), modality=half.modality)
+    # two fresh builds, seeded alike, fitted on different data: only the fit tells them apart
+    one = case.build("check_fit_protocol", fit_data=data)
+    other = case.build("check_fit_protocol", fit_data=other_data)
+    if not torch.allclose(_features(one, examples), _features(other, examples), rtol=1e-5, atol=1e-5):
+        assert one.fingerprint() != other.fingerprint(), \
+            ("fitted on other data the backbone gives other features but the same fingerprint(): the feature "
+             "cache would serve stale features; keep the fitted state in buffers or cover it in preprocessing()")
+
+
+@rule
+def check_backbone_factory(factory: Any, request: BackboneRequest) -> None:
+    """The factory is named, has a modality and a default model among its models, declares JSON-able
+    ``defaults()``, and refuses an unknown option with a TlzooError naming it before building anything.
+
+    Skipped for a plain function standing in for a factory (only a ``BackboneFactory`` is registered).
+    """
+    from tlzoo.core.errors import TlzooError
+    from tlzoo.core.interfaces import MODALITIES
+
+    if not isinstance(factory, BackboneFactory):
+        skip("check_backbone_factory", f"{factory!r} is a plain callable, not a BackboneFactory")
+    assert isinstance(factory.name, str) and factory.name, "BackboneFactory.name must be set"
+    assert factory.modality in MODALITIES, f"modality {factory.modality!r} is not one of {MODALITIES}"
+    assert factory.accepts_any_model or factory.default_model in factory.models, \
+        f"default_model {factory.default_model!r} is not among models {factory.models}"
+    try:
+        json.dumps(defaults_of(factory))
+    except TypeError as exc:
+        raise AssertionError(f"defaults() are not JSON-able ({exc}); they are saved in config.toml") from None
+    bad = dataclasses.replace(request, options={**request.options, "no_such_option_xyz": 1})
+    try:
+        factory.create(bad)
+    except TlzooError as exc:
+        assert "no_such_option_xyz" in str(exc), f"the unknown-option error must name the option: {exc}"
+    else:
+        raise AssertionError("an unknown option in request.options must raise TlzooError (see check_options)")
+
+
 BACKBONE_CHECKS: tuple[Callable[..., None], ...] = (
     check_backbone_attributes, check_forward_shape, check_eval_determinism, check_eval_transform,
     check_batch_independence, check_layer_groups, check_freezing, check_training_step, check_frozen_batchnorm,
     check_preprocessing, check_fingerprint, check_awkward_examples, check_build_determinism,
-    check_cross_process_determinism,
+    check_cross_process_determinism, check_fit_protocol,
 )
 """Every backbone check, each called as ``check(backbone, examples)``."""
 
-_REBUILDING = (check_build_determinism, check_cross_process_determinism)
+_REBUILDING = (check_build_determinism, check_cross_process_determinism, check_fit_protocol)
 
 
 def check_backbone(backbone: Backbone, examples: Sequence[Any] | None = None, rebuild: Any = None) -> None:
@@ -840,15 +951,18 @@ def check_backbone(backbone: Backbone, examples: Sequence[Any] | None = None, re
 
 
 @rule
-def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any] | None = None) -> None:
+def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any] | None = None,
+                  fit_data: Dataset | Callable[[], Dataset] | None = None) -> None:
     """What ``tl predict`` does: rebuild the backbone from its request plus the assets it saved.
 
     ``factory`` is the plugin's :class:`BackboneFactory` (or a callable taking a request),
     ``request`` a small offline :class:`BackboneRequest`.  The rebuilt backbone, given the
     same weights, must have the same preprocessing and give the same features (tokenizers
-    and vocabularies travel in the assets folder).
+    and vocabularies travel in the assets folder).  A FittableBackbone is fitted on
+    ``fit_data`` (default :func:`tiny_fit_data`) and the rebuilt one restored with
+    ``load_fitted(assets)``.
     """
-    first = _create(factory, request)
+    first = _fit(_create(factory, request), fit_data)
     modality = getattr(factory, "modality", first.modality)
     assert first.modality == modality, f"backbone modality {first.modality!r} differs from its factory's {modality!r}"
     assert first.name == request.model, f"backbone.name {first.name!r} should be the requested model {request.model!r}"
@@ -857,6 +971,8 @@ def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any
         first.save_assets(assets)
         # the runner saves the request with augmentation off; the predictor adds the assets folder
         again = _create(factory, _engine_request(request, augment=False, assets=assets))
+        if _fittable(again):
+            again.load_fitted(assets)  # type: ignore[attr-defined]
         again.load_state_dict(first.state_dict())
         assert json.dumps(again.preprocessing(), sort_keys=True, default=str) == \
             json.dumps(first.preprocessing(), sort_keys=True, default=str), "the rebuilt backbone preprocesses differently"

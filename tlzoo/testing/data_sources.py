@@ -6,13 +6,14 @@ not exist.  See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tlzoo.core.interfaces import MODALITIES, DataOptions, Dataset, DataSource
 
-from ._rules import Check, default_zoo, rule
+from ._rules import Check, default_zoo, defaults_of, rule
 
 MISSING = "/nonexistent/tlzoo-check/data"
 
@@ -20,10 +21,15 @@ MISSING = "/nonexistent/tlzoo-check/data"
 @rule
 def check_data_source_recognises(source: DataSource, location: str, options: DataOptions | None = None,
                                  missing: str = MISSING) -> None:
-    """name and modality are set; ``can_load`` accepts ``location`` and refuses a path that does not exist."""
+    """name, modality and JSON-able ``defaults()`` are declared; ``can_load`` accepts ``location`` and
+    refuses a path that does not exist."""
     assert isinstance(source, DataSource), f"{type(source).__name__} must subclass tlzoo's DataSource"
     assert isinstance(source.name, str) and source.name, "DataSource.name must be set"
     assert source.modality in ("", *MODALITIES), f"modality {source.modality!r} must be '', 'vision' or 'text'"
+    try:
+        json.dumps(defaults_of(source))
+    except TypeError as exc:
+        raise AssertionError(f"defaults() are not JSON-able ({exc})") from None
     assert source.can_load(location), f"{source.name} does not recognise {location!r}"
     assert not source.can_load(missing), f"{source.name} claims it can load {missing!r}, which does not exist"
 

@@ -154,11 +154,11 @@ def uncovered(objects: Iterable[Any], zoo: Any = None, plugin: str | None = None
 
 def all_checks() -> dict[str, tuple[Callable[..., None], ...]]:
     """Every check of the kit by kind (``backbones``, ``heads``, ...), in the order they run."""
-    from .backbones import BACKBONE_CHECKS, check_rebuild
+    from .backbones import BACKBONE_CHECKS, check_backbone_factory, check_rebuild
     from .data_sources import DATA_SOURCE_CHECKS
     from .heads import HEAD_CHECKS
     from .pretrainers import PRETRAINER_CHECKS
     from .strategies import STRATEGY_CHECKS
 
-    return {"backbones": (*BACKBONE_CHECKS, check_rebuild), "heads": HEAD_CHECKS, "strategies": STRATEGY_CHECKS,
+    return {"backbones": (*BACKBONE_CHECKS, check_rebuild, check_backbone_factory), "heads": HEAD_CHECKS, "strategies": STRATEGY_CHECKS,
             "data_sources": DATA_SOURCE_CHECKS, "pretrainers": PRETRAINER_CHECKS}

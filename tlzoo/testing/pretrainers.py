@@ -4,14 +4,16 @@ A :class:`~tlzoo.core.interfaces.Pretrainer` trains on an unlabelled corpus and 
 folder that ``tl run --plugin NAME --weights FOLDER`` loads.  Every check takes
 ``(pretrainer, corpus=None, options=None, backbone_options=None)``: the texts (default
 :func:`~tlzoo.testing.tiny_corpus`), the pretrainer's options (make them tiny: few
-epochs, small dimensions; ``seed`` is added as the engine adds it), and the options of
-the request that loads the folder back.  Pretraining runs once per pretrainer, corpus
+epochs, small dimensions; ``seed`` is added as the engine adds it), and the settings of
+the request that loads the folder back (request fields such as ``max_length``; other
+keys go to its ``options``).  Pretraining runs once per pretrainer, corpus
 and options in a temporary folder (removed when the process exits) and is shared by
 the checks.  See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import json
 import math
 import random
@@ -27,7 +29,7 @@ import torch
 
 from tlzoo.core.interfaces import BackboneRequest, Pretrainer
 
-from ._rules import Check, default_zoo, rule, skip
+from ._rules import PICKLE_HINT, Check, default_zoo, defaults_of, pickle_kind, rule, skip
 from .inputs import tiny_corpus, tiny_examples
 
 
@@ -68,15 +70,35 @@ def pretrain_once(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
     return result
 
 
+def _load_request(model: str, weights: str, settings: dict[str, Any]) -> BackboneRequest:
+    """The request that loads ``weights``: ``settings`` naming request fields (``max_length``) set
+    them, the others go to ``options``."""
+    fields = {f.name for f in dataclasses.fields(BackboneRequest)}
+    typed = {k: v for k, v in settings.items() if k in fields and k not in ("model", "weights")}
+    options = {**typed.pop("options", {}), **{k: v for k, v in settings.items() if k not in fields}}
+    return BackboneRequest(model=model, weights=weights, **{"pretrained": True, **typed}, options=options)
+
+
 @rule
 def check_pretrainer_attributes(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
                                 options: dict[str, Any] | None = None,
                                 backbone_options: dict[str, Any] | None = None) -> None:
-    """The pretrainer is a ``Pretrainer`` with a name (the backbone plugin it feeds) and a description."""
+    """The pretrainer is a ``Pretrainer`` with a name (the backbone plugin it feeds), a description and
+    JSON-able ``defaults()`` that, if declared, include ``epochs`` and ``seed`` and the case's options."""
     assert isinstance(pretrainer, Pretrainer), f"{type(pretrainer).__name__} must subclass tlzoo's Pretrainer"
     assert isinstance(pretrainer.name, str) and pretrainer.name, "Pretrainer.name must be set"
     assert isinstance(pretrainer.description, str) and pretrainer.description, \
         "Pretrainer.description must say what it trains"
+    defaults = defaults_of(pretrainer)
+    try:
+        json.dumps(defaults)
+    except TypeError as exc:
+        raise AssertionError(f"defaults() are not JSON-able ({exc})") from None
+    if defaults:  # a pretrainer declaring its options must take the two the engine always passes
+        missing = sorted({"epochs", "seed"} - set(defaults))
+        assert not missing, f"defaults() must include {missing}: the engine always passes epochs and seed"
+        unknown = sorted(set(options or {}) - set(defaults))
+        assert not unknown, f"the options {unknown} are not in defaults(): tl pretrain --set would refuse them"
 
 
 @rule
@@ -106,26 +128,6 @@ def check_pretrainer_output(pretrainer: Pretrainer, corpus: Sequence[str] | None
     json.dumps(summary, default=str)  # written to pretraining.json
 
 
-PICKLE_HINT = "save arrays with safetensors (or .npy with allow_pickle=False) and settings as JSON"
-
-
-def pickle_kind(path: Path) -> str | None:
-    """What makes ``path`` a pickle or a zip archive (a torch.save file is a zip of pickles), or None.
-
-    Pickle protocols 2-5 start with 0x80 and the protocol number; a safetensors file starts
-    with an 8-byte header length, whose first byte may be 0x80, followed by ``{``.
-    """
-    with path.open("rb") as f:
-        head = f.read(9)
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        if len(head) == 9 and head[8:9] == b"{":  # safetensors: header length, then JSON
-            return None
-        return f"a Python pickle (protocol {head[1]})"
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
-        return "a zip archive (torch.save writes pickles inside a zip)"
-    return None
-
-
 @rule
 def check_pretrainer_no_pickles(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
                                 options: dict[str, Any] | None = None,
@@ -153,8 +155,7 @@ def check_pretrainer_weights_load(pretrainer: Pretrainer, corpus: Sequence[str] 
                                               "so nothing loads the folder back")
     result = pretrain_once(pretrainer, corpus, options)
     factory = backbones.get(pretrainer.name)
-    request = BackboneRequest(model=factory.default_model, weights=str(result.out), pretrained=True,
-                              options=dict(backbone_options or {}))
+    request = _load_request(factory.default_model, str(result.out), backbone_options or {})
     backbone = factory.create(request)
     assert str(result.out) in str(backbone.weights_source), \
         f"weights_source {backbone.weights_source!r} does not name the --weights folder {str(result.out)!r}"

@@ -7,6 +7,7 @@ for (default: every registered head) and the ``train`` config section (default:
 from __future__ import annotations
 
 import copy
+import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import Plan, Strategy
 from tlzoo.core.training import lr_schedule
 
-from ._rules import Check, default_zoo, rule
+from ._rules import Check, default_zoo, defaults_of, rule
 from .heads import is_trainable
 
 
@@ -27,11 +28,16 @@ def _default_head_classes() -> list[type]:
 @rule
 def check_strategy_attributes(strategy: Strategy, head_classes: Sequence[type] | None = None,
                               train: Any = None) -> None:
-    """The strategy is a ``Strategy`` with a name and a description (``tl strategies`` shows both)."""
+    """The strategy is a ``Strategy`` with a name, a description (``tl strategies`` shows both) and
+    JSON-able ``defaults()``."""
     assert isinstance(strategy, Strategy), f"{type(strategy).__name__} must subclass tlzoo's Strategy"
     assert isinstance(strategy.name, str) and strategy.name, "Strategy.name must be set"
     assert isinstance(strategy.description, str) and strategy.description, \
         "Strategy.description must say what the strategy does"
+    try:
+        json.dumps(defaults_of(strategy))
+    except TypeError as exc:
+        raise AssertionError(f"defaults() are not JSON-able ({exc})") from None
 
 
 @rule
