@@ -167,3 +167,27 @@ def test_list_matches_the_registering_plugin_too() -> None:
     entries = [CatalogueEntry("a", "fam", "text", registered_by="mine"), CatalogueEntry("b", "bert", "text")]
     assert [e.name for e in filter_catalogue(entries, pattern="mine")] == ["a"]
     assert [e.name for e in filter_catalogue(entries, pattern="built-in")] == ["b"]
+
+
+def test_tl_list_warns_about_a_plugin_that_imports_a_heavy_library_at_its_top(tmp_path: Any) -> None:
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    info = site / "tlzoo_heavy-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tlzoo-heavy\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text("[tlzoo]\nheavy = tlzoo_heavy\n")
+    (site / "tlzoo_heavy.py").write_text(
+        "import sklearn.linear_model  # at the top: every `tl list` pays for it\nfrom tlzoo import hookimpl\n\n"
+        "@hookimpl\ndef tlzoo_register_catalogue(register):\n"
+        "    register({'name': 'heavy-model', 'plugin': 'heavy', 'modality': 'text'})\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop("TLZOO_PLUGINS", None)
+    res = subprocess.run([sys.executable, "-c", "from tlzoo.cli import cli; cli.main(['list', '--json'])"], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "heavy-model" in {r["name"] for r in json.loads(res.stdout)}
+    assert ("Warning: plugin 'heavy': importing it loads sklearn, so `tl --help` and `tl list` wait for that; "
+            "import heavy modules inside the hooks.") in res.stderr

@@ -12,12 +12,15 @@ first, so on a name clash the built-in wins and the clash is a warning of the pl
 (empty) loads none but the engine's own step runner; a name there that is no plugin is
 recorded (``tl plugins``) and the CLI warns about it.  Built-in plugins have fixed names
 (``BUILTIN_PLUGINS``), independent of their module paths; names of earlier versions
-still work through ``ALIASES``.
+still work through ``ALIASES``.  An installed plugin whose module imports a heavy library
+(``HEAVY_MODULES``: torch, scikit-learn, ...) at its top gets a warning: ``tl --help`` and
+``tl list`` import that module, and would wait for the library.
 """
 from __future__ import annotations
 
 import importlib
 import os
+import sys
 import types
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -56,6 +59,9 @@ BUILTIN_PLUGINS: dict[str, str] = {
 # catalogue at import, the work inside the command), the only built-ins the CLI imports to list or
 # run commands, so `tl --help` never imports torch
 COMMAND_PLUGINS: tuple[str, ...] = ("pull", "data_export")
+
+# libraries that take seconds to import: a plugin module that imports one at its top is named in a warning
+HEAVY_MODULES: tuple[str, ...] = ("torch", "tensorflow", "jax", "transformers", "timm", "sklearn", "gensim")
 
 # names of 0.1 that TLZOO_PLUGINS still accepts: the plugins that now hold what they held
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -202,8 +208,13 @@ class PluginManager:
     def _load(self, name: str, loader: Any, version: str | None, builtin: bool) -> None:
         info = PluginInfo(name=name, version=version, builtin=builtin)
         self.info[name] = info
+        before = set(sys.modules) & set(HEAVY_MODULES)
         try:
             plugin = loader()
+            pulled = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
+            if pulled and not builtin:  # tl --help and tl list import this module: it must stay light
+                info.warnings.append(f"importing it loads {', '.join(pulled)}, so `tl --help` and `tl list` wait for "
+                                     "that; import heavy modules inside the hooks")
             self.pm.register(plugin, name=name)
         except Interrupted:  # the user pressed Ctrl-C (or sent SIGTERM): stop, do not blame the plugin
             raise
