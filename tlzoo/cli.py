@@ -638,6 +638,8 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
         if info.error and not info.missing:
             click.echo(f"Warning: plugin '{info.name}' failed ({_flat(info.error, 160)}); its models are not "
                        "listed. See `tl plugins`.", err=True)
+        for warning in info.warnings:
+            click.echo(f"Warning: plugin '{info.name}': {_flat(warning, 200)}.", err=True)
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
         return
