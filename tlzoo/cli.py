@@ -691,11 +691,12 @@ def plugins(as_json: bool) -> None:
 @friendly
 def heads() -> None:
     """List registered heads."""
+    from tlzoo.core.interfaces import TorchHead
     from tlzoo.core.zoo import Zoo
 
     zoo = Zoo()
     for name, cls in zoo.heads.items():
-        kind = "trained with the network" if cls.trainable else "fitted on extracted features"
+        kind = "trained with the network" if issubclass(cls, TorchHead) else "fitted on extracted features"
         opts = ", ".join(f"{k}={v!r}" for k, v in cls.defaults().items())
         click.echo(f"{name:<8} {kind:<30} {opts}")
 
