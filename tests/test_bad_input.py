@@ -19,7 +19,7 @@ from PIL import Image
 
 from tlzoo.core.data import RowReport, stratified_split
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Dataset, DataOptions
+from tlzoo.core.interfaces import DataOptions, Dataset
 from tlzoo.plugins.data.files import CSVSource, JSONLSource
 
 WORDS = ("funny comedy fun smart clever", "drama love life moving family")

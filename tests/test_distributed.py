@@ -135,7 +135,7 @@ def _assert_one_clean_run(folder: Path, name: str) -> None:
     """Exactly the run folder (no .incomplete, no .lock, no second copy), with every artifact."""
     runs = sorted(p.name for p in folder.iterdir() if p.name.startswith(name))
     assert runs == [name], runs
-    assert ARTIFACTS <= {p.name for p in (folder / name).iterdir()}
+    assert {p.name for p in (folder / name).iterdir()} >= ARTIFACTS
     assert not (folder / name / "checkpoint.pt").exists()
 
 

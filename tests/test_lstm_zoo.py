@@ -77,10 +77,7 @@ def test_weights_transfer_into_the_backbone(pretrained: dict[str, Path], plugin:
     bb = _make(plugin, weights=str(pretrained[plugin]), options={"max_length": 32})
     saved = load_file(str(pretrained[plugin] / "model.safetensors"))
     state = bb.state_dict()
-    if plugin == "ulmfit":
-        pairs = [(f"lm.{k}", k) for k in saved]
-    else:
-        pairs = [(k, k) for k in saved]  # bilm.* and softmax.*
+    pairs = [(f"lm.{k}", k) for k in saved] if plugin == "ulmfit" else [(k, k) for k in saved]  # elmo: bilm.*, softmax.*
     assert pairs
     for mine, theirs in pairs:
         assert torch.equal(state[mine], saved[theirs]), mine

@@ -86,7 +86,7 @@ def test_guard_catches_a_hub_request(guard: list[tuple[str, str]]) -> None:
     """The guard is real: a request through huggingface_hub's own HTTP client is recorded (and fails)."""
     from huggingface_hub.utils import get_session
 
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 - the type is the HTTP client's (httpx or requests) wrapping the OSError
         get_session().head("http://127.0.0.1:9/", timeout=1)  # loopback; the guard refuses it before any packet
     assert guard, "the socket guard recorded nothing; it would not notice a connection either"
 

@@ -453,7 +453,7 @@ def test_a_0_1_strategy_reading_the_run_still_works_through_the_context_with_a_w
     with pytest.warns(DeprecationWarning, match="ctx.config reads the Run"):
         assert ctx.config.seed == 7
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        ctx.nothing
+        _ = ctx.nothing
     with pytest.raises(Exception, match="cannot assign"):  # frozen: a strategy cannot swap the run's parts
         ctx.backbone = None  # type: ignore[misc]
 

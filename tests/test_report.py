@@ -57,7 +57,7 @@ def test_interval_contains_the_point_estimate() -> None:
     for key in ("accuracy", "macro_f1"):
         lo, hi = ci[key]
         assert lo < point[key] < hi, (key, ci[key], point[key])
-        assert 0 <= lo and hi <= 1 and hi - lo > 0.05
+        assert lo >= 0 and hi <= 1 and hi - lo > 0.05
 
 
 def test_interval_narrows_as_the_test_set_grows() -> None:

@@ -164,8 +164,8 @@ def test_pretrain_writes_no_pickle_and_describes_the_arrays(w2v: Path, ft: Path)
 def test_saved_vectors_rebuild_exactly_what_gensim_computed(tmp_path: Path, corpus: Path, fasttext: bool) -> None:
     from gensim.models import FastText, Word2Vec
 
-    from tlzoo.lib.text.vocab import tokenize
     from tlzoo.lib.text.vector_files import load_vectors, save_vectors
+    from tlzoo.lib.text.vocab import tokenize
 
     sentences = [tokenize(line) for line in corpus.read_text().splitlines()]
     common = dict(vector_size=10, min_count=2, seed=1, workers=1, epochs=2)

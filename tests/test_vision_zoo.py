@@ -209,8 +209,8 @@ def test_mobilenetv2_weights_package_is_real_imagenet(zoo: Any) -> None:
     from sklearn.datasets import load_sample_image
 
     from tlzoo.lib.vision.images import build_transforms
-    from tlzoo.plugins.vision.timm_vision import TORCHVISION_PRESET, _mobilenet_v2_package
     from tlzoo.lib.vision.weights import load_into, read_state
+    from tlzoo.plugins.vision.timm_vision import TORCHVISION_PRESET, _mobilenet_v2_package
 
     path = _mobilenet_v2_package()
     if path is None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.hookspecs import hookimpl as hookimpl  # re-exported: `from tlzoo import hookimpl`
 
 __version__ = "0.1.0"
 

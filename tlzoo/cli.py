@@ -169,7 +169,7 @@ class _PluginCommands:
     def __init__(self, group: click.Group, plugin: str, pm: Any) -> None:
         self._group, self._plugin, self._pm = group, plugin, pm
 
-    def subgroup(self, name: str) -> "_PluginCommands":
+    def subgroup(self, name: str) -> _PluginCommands:
         """An existing group of ``tl`` (such as ``data``) to add commands to."""
         group = self._group.commands.get(name)
         if not isinstance(group, click.Group):

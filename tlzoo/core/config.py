@@ -82,7 +82,7 @@ class RunConfig:
 
     # ------------------------------------------------------------ building
     @classmethod
-    def from_toml(cls, path: str | Path) -> "RunConfig":
+    def from_toml(cls, path: str | Path) -> RunConfig:
         p = Path(path)
         if not p.is_file():
             raise TlzooError(f"Config file '{path}' does not exist; pass an existing TOML file to --config.")

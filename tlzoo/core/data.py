@@ -178,7 +178,7 @@ class LabelEncoder:
     classes: list[str]
 
     @classmethod
-    def fit(cls, labels: list[str]) -> "LabelEncoder":
+    def fit(cls, labels: list[str]) -> LabelEncoder:
         return cls(sorted(set(labels), key=_natural_key))
 
     def encode(self, labels: list[str]) -> np.ndarray:

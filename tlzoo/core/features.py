@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from . import distributed
-from .interfaces import Backbone, Dataset
 from .cache_admin import remove_orphans
+from .interfaces import Backbone, Dataset
 from .lifecycle import tlzoo_home  # noqa: F401  (re-exported: plugins import it from here)
 from .loaders import example_loader
 
@@ -121,7 +121,7 @@ class FeatureCache:
             pass
         return np.asarray(feats, dtype=np.float32)
 
-    def writer(self, key: str, info: dict[str, Any]) -> "_ShardWriter":
+    def writer(self, key: str, info: dict[str, Any]) -> _ShardWriter:
         return _ShardWriter(self.path(key), info)
 
 

@@ -35,20 +35,42 @@ import numpy as np
 import torch
 
 from . import artifacts, distributed
+from .checkpoint import Checkpointer, incomplete_dir
 from .config import RunConfig
 from .data import LabelEncoder, Splits, check_labels, stratified_limit, stratified_split
 from .errors import TlzooError
-from .checkpoint import Checkpointer, incomplete_dir
 from .features import FeatureCache, extract
+from .interfaces import (
+    Backbone,
+    BackboneFactory,
+    BackboneRequest,
+    DataOptions,
+    Dataset,
+    FittableBackbone,
+    FittedHead,
+    Head,
+    Plan,
+    Strategy,
+    StrategyContext,
+    TorchHead,
+    fit_backbone,
+)
 from .lifecycle import RunLock, os_error_message
-from .interfaces import (Backbone, BackboneFactory, BackboneRequest, Dataset, DataOptions, FittableBackbone, FittedHead,
-                         Head, Plan, Strategy, StrategyContext, TorchHead, fit_backbone)
 from .loaders import example_loader
 from .metrics import classification_report
 from .plots import plot_confusion, plot_history
-from .training import (History, Trainer, TransferModel, count_parameters, frozen_to_eval, param_groups,
-                       predict_logits, set_trainable, soft_cross_entropy)
 from .steps import LABELS, STEPS, StepName  # STEPS re-exported: tlzoo.core.runner.STEPS of 0.1
+from .training import (
+    History,
+    Trainer,
+    TransferModel,
+    count_parameters,
+    frozen_to_eval,
+    param_groups,
+    predict_logits,
+    set_trainable,
+    soft_cross_entropy,
+)
 from .zoo import Zoo
 
 

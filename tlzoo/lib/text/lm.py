@@ -22,6 +22,7 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 
+
 def split_corpus(corpus: list[str], seed: int, val_share: float = 0.05) -> tuple[list[str], list[str]]:
     """A small held-out share of the corpus to report validation perplexity on."""
     texts = [t for t in corpus if t and t.strip()]

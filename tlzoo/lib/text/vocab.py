@@ -58,7 +58,7 @@ class Vocab:
     # ------------------------------------------------------------ building
     @classmethod
     def build(cls, texts: Iterable[str], max_size: int = 30000, min_freq: int = 1,
-              specials: Sequence[str] = (PAD, UNK), lower: bool = True) -> "Vocab":
+              specials: Sequence[str] = (PAD, UNK), lower: bool = True) -> Vocab:
         """The ``max_size`` most frequent tokens seen at least ``min_freq`` times."""
         counts: Counter[str] = Counter()
         for text in texts:
@@ -100,7 +100,7 @@ class Vocab:
         tmp.replace(p)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         p = Path(path)
         if not p.is_file():
             raise TlzooError(f"Vocabulary file '{p}' does not exist; pass the folder written by `tl pretrain`.")
@@ -133,11 +133,11 @@ class HashedVocab:
 
     @classmethod
     def build(cls, texts: Iterable[str], max_size: int, min_freq: int, buckets: int,
-              specials: Sequence[str] = LM_SPECIALS) -> "HashedVocab":
+              specials: Sequence[str] = LM_SPECIALS) -> HashedVocab:
         return cls(Vocab.build(texts, max_size=max_size, min_freq=min_freq, specials=specials), buckets)
 
     @classmethod
-    def empty(cls, buckets: int, specials: Sequence[str] = LM_SPECIALS) -> "HashedVocab":
+    def empty(cls, buckets: int, specials: Sequence[str] = LM_SPECIALS) -> HashedVocab:
         """Only the specials: every word is hashed."""
         return cls(Vocab([], specials=specials), buckets)
 

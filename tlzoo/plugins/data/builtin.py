@@ -22,7 +22,7 @@ import numpy as np
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.features import tlzoo_home
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Dataset, DataOptions
+from tlzoo.core.interfaces import DataOptions, Dataset
 
 from ._sources import NamedSource
 

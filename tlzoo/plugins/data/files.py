@@ -24,7 +24,7 @@ from tlzoo.core.corpus import Table, read_csv_table, read_jsonl_table, read_text
 from tlzoo.core.data import IMAGE_SUFFIXES, RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Dataset, DataOptions, DataSource
+from tlzoo.core.interfaces import DataOptions, Dataset, DataSource
 
 from ._sources import SuffixSource, class_files, is_saved_hf
 

@@ -18,9 +18,10 @@ from typing import Any
 from tlzoo.core.data import RowReport, label_text
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Dataset, DataOptions
+from tlzoo.core.interfaces import DataOptions, Dataset
 
 from ._sources import HubSource
+
 
 class HuggingFaceSource(HubSource):
     name = "huggingface"

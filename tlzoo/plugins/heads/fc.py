@@ -11,7 +11,6 @@ from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Head, TorchHead
 
-
 # --------------------------------------------------------------------------- option checking
 NULLS = ("", "none", "null")  # how None reads back from TOML (written as "") or from --set
 

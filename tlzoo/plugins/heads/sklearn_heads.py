@@ -366,7 +366,7 @@ class _Forest:
         self.value, self.roots = value, roots
 
     @classmethod
-    def from_sklearn(cls, trees: list[Any], seen_in_tree: list[np.ndarray], n_seen: int) -> "_Forest":
+    def from_sklearn(cls, trees: list[Any], seen_in_tree: list[np.ndarray], n_seen: int) -> _Forest:
         """Concatenate trees; node ids are offset so children point inside the big arrays."""
         parts: dict[str, list[np.ndarray]] = {k: [] for k in cls.KEYS[:-1]}
         roots, offset = [], 0

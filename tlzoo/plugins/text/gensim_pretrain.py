@@ -31,8 +31,8 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Pretrainer
 from tlzoo.core.pretraining import merge_options
-from tlzoo.lib.text.vocab import tokenize
 from tlzoo.lib.text.vector_files import gensim_quiet, save_vectors
+from tlzoo.lib.text.vocab import tokenize
 
 MAX_PAIRS = 20000  # pairs scored per split and epoch: enough for a smooth curve, cheap
 

@@ -25,8 +25,7 @@ from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import (Head, LanguageModelBackbone, Phase, Plan, Strategy,
-                                   StrategyContext, TorchHead)
+from tlzoo.core.interfaces import Head, LanguageModelBackbone, Phase, Plan, Strategy, StrategyContext, TorchHead
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool

@@ -15,7 +15,6 @@ from torch import nn
 
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
-
 from tlzoo.lib.vision.images import AUGMENT_OPTIONS, build_transforms, plain_config, to_pil
 from tlzoo.lib.vision.weights import obtain
 

@@ -25,7 +25,6 @@ from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
-
 from tlzoo.lib.vision.images import AUGMENT_OPTIONS, ImageBackbone
 from tlzoo.lib.vision.weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
 

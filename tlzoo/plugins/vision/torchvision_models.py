@@ -17,7 +17,6 @@ from torch import nn
 from tlzoo.core import network
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
-
 from tlzoo.lib.vision.images import AUGMENT_OPTIONS, ImageBackbone
 from tlzoo.lib.vision.weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
 
