@@ -73,14 +73,15 @@ def test_unknown_names_suggest_the_example_models(run_cli: Any) -> None:
 def test_tl_run_pixels_by_model_name_and_predict(run_cli: Any, tmp_path: Path) -> None:
     out = tmp_path / "pixels"
     res = run_cli("run", "--model", "pixels-16", "--data", "digits", "--limit", "300", "--head", "ridge",
-                  "--out", out, "--quiet")
+                  "--image-size", "12", "--out", out, "--quiet")
     assert res.exit_code == 0, res.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.7  # ten digit classes: chance is 0.1
     desc = json.loads((out / "model.json").read_text())
     assert desc["backbone"]["plugin"] == "pixels" and desc["backbone"]["request"]["model"] == "pixels-16"
-    assert desc["backbone"]["fitted"] is False and desc["head"] == {"name": "ridge", "params": {"alpha": 1.0, "scale": 5.0},
-                                                                    "kind": "linear"}
+    assert desc["backbone"]["request"]["image_size"] == 12 and desc["backbone"]["num_features"] == 144
+    assert desc["backbone"]["fitted"] is False
+    assert desc["head"] == {"name": "ridge", "params": {"alpha": 1.0, "scale": 5.0}, "kind": "linear"}
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     import sklearn.datasets
     from PIL import Image
@@ -90,6 +91,21 @@ def test_tl_run_pixels_by_model_name_and_predict(run_cli: Any, tmp_path: Path) -
     pred = run_cli("predict", out, tmp_path / "zero.png", "--json")
     assert pred.exit_code == 0, pred.stderr
     assert rows and json.loads(pred.stdout.splitlines()[0])["label"] in {r["true"] for r in rows}
+
+    # a run written by tlzoo 0.1 (engine settings, image_size here, inside backbone.request.options) predicts the same
+    old = tmp_path / "old-run"
+    shutil.copytree(out, old)
+    desc = json.loads((old / "model.json").read_text())
+    request = desc["backbone"].pop("request")
+    desc["backbone"].pop("fitted")
+    engine = ("pooling", "max_length", "image_size", "augment", "train_backbone")
+    desc["backbone"]["request"] = {"model": request["model"], "weights": request["weights"],
+                                   "pretrained": request["pretrained"],
+                                   "options": {**request["options"], **{k: request[k] for k in engine}}}
+    (old / "model.json").write_text(json.dumps(desc))
+    again = run_cli("predict", old, tmp_path / "zero.png", "--json")
+    assert again.exit_code == 0, again.stderr
+    assert again.stdout == pred.stdout
 
 
 class _Capture:
@@ -199,9 +215,10 @@ def test_a_plugin_installed_through_a_dist_info_on_pythonpath(tmp_path: Path) ->
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*tl, *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 
-    probe = ("import json, sys\nfrom tlzoo.cli import cli\ntry:\n    cli.main(['list', '--json'], standalone_mode=False)\n"
-             "except SystemExit:\n    pass\nprint(json.dumps({'torch': 'torch' in sys.modules, "
-             "'example': sys.modules['tlzoo_example'].__file__}), file=sys.stderr)\n")
+    probe = ("import json, sys\nfrom tlzoo.cli import cli\ntry:\n"
+             "    cli.main(['list', '--json'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+             "print(json.dumps({'torch': 'torch' in sys.modules, 'example': sys.modules['tlzoo_example'].__file__}),"
+             " file=sys.stderr)\n")
     listed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr
     seen = json.loads(listed.stderr.strip().splitlines()[-1])

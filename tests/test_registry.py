@@ -92,7 +92,8 @@ def test_catalogue_and_plugins_agree(zoo: Any) -> None:
     entries = zoo.catalogue
     assert {e.name for e in load_catalogue()} <= {e.name for e in entries}
     for e in entries:
-        assert e.plugin in zoo.backbones, f"registry.toml: '{e.name}' names plugin '{e.plugin}', which is not registered"
+        assert e.plugin in zoo.backbones, \
+            f"catalogue ({e.registered_by}): '{e.name}' names plugin '{e.plugin}', which is not registered"
         factory = zoo.backbones.get(e.plugin)
         assert e.name in factory.models, f"registry.toml: '{e.name}' is not in {e.plugin}'s factory.models"
         assert e.modality == factory.modality, f"registry.toml: '{e.name}' modality differs from its plugin"

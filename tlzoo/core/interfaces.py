@@ -370,7 +370,8 @@ def _restore_fitted(backbone: FittableBackbone, folder: str) -> None:
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         detail = (str(exc).strip().splitlines() or [""])[0]
         raise TlzooError(f"The fitted state of backbone '{backbone.name}' in '{folder}' does not load "
-                         f"({type(exc).__name__}: {detail}); the run is incomplete or damaged: rerun `tl run`.") from None
+                         f"({type(exc).__name__}: {detail}); the run is incomplete or damaged: rerun `tl run`."
+                         ) from None
 
 
 @dataclass

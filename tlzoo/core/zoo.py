@@ -142,7 +142,8 @@ class Zoo:
                                  "(check TLZOO_PLUGINS).")
             factory = self.backbones.get(entry.plugin)
             if model and model != plugin:
-                raise TlzooError(f"--plugin {plugin} already names a model; drop --model {model} or use --plugin {entry.plugin}.")
+                raise TlzooError(f"--plugin {plugin} already names a model; drop --model {model} or use "
+                                 f"--plugin {entry.plugin}.")
             model = plugin
         model = model or factory.default_model
         if model not in factory.models and not factory.accepts_any_model:

@@ -55,4 +55,5 @@ class RawPixelsBackbone(Backbone):
 def pixels_factory() -> BackboneFactory:
     return BackboneFactory(
         name="pixels", modality="vision", create=RawPixelsBackbone, default_model="pixels-32", models=tuple(SIZES),
-        options=DEFAULTS, description="raw pixels, resized and flattened: a baseline with nothing learnt (tlzoo-example)")
+        options=DEFAULTS,
+        description="raw pixels, resized and flattened: a baseline with nothing learnt (tlzoo-example)")

@@ -80,7 +80,8 @@ class TfidfSvdBackbone(FittableBackbone):
         rank = min(self.num_features, len(terms) - 1, len(texts) - 1)
         components = np.zeros((self.num_features, len(terms)), np.float32)
         if rank >= 1:
-            svd = TruncatedSVD(n_components=rank, algorithm="randomized", n_iter=7, random_state=int(self.options["seed"]))
+            svd = TruncatedSVD(n_components=rank, algorithm="randomized", n_iter=7,
+                               random_state=int(self.options["seed"]))
             svd.fit(x)
             components[:rank] = _signed(svd.components_).astype(np.float32)
         self.components = torch.from_numpy(components)
