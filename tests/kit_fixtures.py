@@ -20,7 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset, FittableBackbone
+from tlzoo.core.interfaces import (
+    Backbone,
+    BackboneFactory,
+    BackboneRequest,
+    Dataset,
+    FittableBackbone,
+)
 
 DIM = 64  # hash buckets
 WIDTH = 8  # features

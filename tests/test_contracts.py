@@ -23,8 +23,16 @@ from typing import Any
 import pytest
 
 from tlzoo.core.interfaces import BackboneRequest, DataOptions
-from tlzoo.testing import (BackboneCase, DataSourceCase, HeadCase, PretrainerCase, StrategyCase, check_data_source,
-                           parametrize_with_checks, uncovered)
+from tlzoo.testing import (
+    BackboneCase,
+    DataSourceCase,
+    HeadCase,
+    PretrainerCase,
+    StrategyCase,
+    check_data_source,
+    parametrize_with_checks,
+    uncovered,
+)
 
 # --------------------------------------------------------------------------- things made at test time
 _FIXTURES: dict[str, Callable[[str], Any]] = {}

@@ -25,13 +25,40 @@ import pytest
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import (BackboneRequest, Dataset, DataOptions, DataSource, FittableBackbone, FittedHead,
-                                   Phase, Plan, Pretrainer, Strategy, TorchHead)
-from tlzoo.testing import (BackboneCase, DataSourceCase, HeadCase, PretrainerCase, StrategyCase, all_checks,
-                           check_backbone, check_batch_independence, check_build_determinism,
-                           check_cross_process_determinism, check_fingerprint, check_forward_shape, check_freezing,
-                           check_layer_groups, checks_for, parametrize_with_checks, tiny_fit_data, tiny_texts,
-                           uncovered)
+from tlzoo.core.interfaces import (
+    BackboneRequest,
+    DataOptions,
+    Dataset,
+    DataSource,
+    FittableBackbone,
+    FittedHead,
+    Phase,
+    Plan,
+    Pretrainer,
+    Strategy,
+    TorchHead,
+)
+from tlzoo.testing import (
+    BackboneCase,
+    DataSourceCase,
+    HeadCase,
+    PretrainerCase,
+    StrategyCase,
+    all_checks,
+    check_backbone,
+    check_batch_independence,
+    check_build_determinism,
+    check_cross_process_determinism,
+    check_fingerprint,
+    check_forward_shape,
+    check_freezing,
+    check_layer_groups,
+    checks_for,
+    parametrize_with_checks,
+    tiny_fit_data,
+    tiny_texts,
+    uncovered,
+)
 from tlzoo.testing.pretrainers import pickle_kind
 
 CROSS = "check_cross_process_determinism"

@@ -59,39 +59,88 @@ safetensors only, never timm, transformers, gensim or scikit-learn; pytest only 
 """
 from __future__ import annotations
 
-from .backbones import (BACKBONE_CHECKS, BackboneCase, check_awkward_examples, check_backbone,
-                        check_backbone_attributes, check_batch_independence, check_build_determinism,
-                        check_cross_process_determinism, check_eval_determinism, check_eval_transform,
-                        check_fingerprint, check_forward_shape, check_freezing, check_frozen_batchnorm,
-                        check_backbone_factory, check_fit_protocol, check_layer_groups, check_preprocessing,
-                        check_rebuild, check_training_step, tiny_fit_data)
-from .data_sources import (DATA_SOURCE_CHECKS, DataSourceCase, check_data_source, check_data_source_is_stable,
-                           check_data_source_loads, check_data_source_recognises)
-from .heads import HEAD_CHECKS, HeadCase, check_head, check_head_learns, check_head_options, check_head_round_trip
-from .inputs import awkward_examples, separable_features, tiny_corpus, tiny_examples, tiny_images, tiny_texts
-from .parametrize import all_checks, as_case, checks_for, parametrize_with_checks, uncovered
-from .pretrainers import (PRETRAINER_CHECKS, PretrainerCase, check_pretrainer, check_pretrainer_attributes,
-                          check_pretrainer_no_pickles, check_pretrainer_output, check_pretrainer_weights_load)
-from .strategies import STRATEGY_CHECKS, StrategyCase, check_strategy, check_strategy_attributes, check_strategy_plans
+from .backbones import (
+                        BACKBONE_CHECKS,
+                        BackboneCase,
+                        check_awkward_examples,
+                        check_backbone,
+                        check_backbone_attributes,
+                        check_backbone_factory,
+                        check_batch_independence,
+                        check_build_determinism,
+                        check_cross_process_determinism,
+                        check_eval_determinism,
+                        check_eval_transform,
+                        check_fingerprint,
+                        check_fit_protocol,
+                        check_forward_shape,
+                        check_freezing,
+                        check_frozen_batchnorm,
+                        check_layer_groups,
+                        check_preprocessing,
+                        check_rebuild,
+                        check_training_step,
+                        tiny_fit_data,
+)
+from .data_sources import (
+                        DATA_SOURCE_CHECKS,
+                        DataSourceCase,
+                        check_data_source,
+                        check_data_source_is_stable,
+                        check_data_source_loads,
+                        check_data_source_recognises,
+)
+from .heads import (
+                        HEAD_CHECKS,
+                        HeadCase,
+                        check_head,
+                        check_head_learns,
+                        check_head_options,
+                        check_head_round_trip,
+)
+from .inputs import (
+                        awkward_examples,
+                        separable_features,
+                        tiny_corpus,
+                        tiny_examples,
+                        tiny_images,
+                        tiny_texts,
+)
+from .parametrize import (
+                        all_checks,
+                        as_case,
+                        checks_for,
+                        parametrize_with_checks,
+                        uncovered,
+)
+from .pretrainers import (
+                        PRETRAINER_CHECKS,
+                        PretrainerCase,
+                        check_pretrainer,
+                        check_pretrainer_attributes,
+                        check_pretrainer_no_pickles,
+                        check_pretrainer_output,
+                        check_pretrainer_weights_load,
+)
+from .strategies import (
+                        STRATEGY_CHECKS,
+                        StrategyCase,
+                        check_strategy,
+                        check_strategy_attributes,
+                        check_strategy_plans,
+)
 
-__all__ = [
-    # test generation and the completeness guard
-    "parametrize_with_checks", "checks_for", "as_case", "uncovered", "all_checks",
-    "BackboneCase", "HeadCase", "StrategyCase", "DataSourceCase", "PretrainerCase",
-    # backbones
-    "BACKBONE_CHECKS", "check_backbone", "check_backbone_attributes", "check_forward_shape",
-    "check_eval_determinism", "check_eval_transform", "check_batch_independence", "check_layer_groups",
-    "check_freezing", "check_training_step", "check_frozen_batchnorm", "check_preprocessing", "check_fingerprint",
-    "check_awkward_examples", "check_build_determinism", "check_cross_process_determinism", "check_fit_protocol",
-    "check_rebuild", "check_backbone_factory",
-    # heads, strategies, data sources, pretrainers
-    "HEAD_CHECKS", "check_head", "check_head_options", "check_head_learns", "check_head_round_trip",
-    "STRATEGY_CHECKS", "check_strategy", "check_strategy_attributes", "check_strategy_plans",
-    "DATA_SOURCE_CHECKS", "check_data_source", "check_data_source_recognises", "check_data_source_loads",
-    "check_data_source_is_stable",
-    "PRETRAINER_CHECKS", "check_pretrainer", "check_pretrainer_attributes", "check_pretrainer_output",
-    "check_pretrainer_no_pickles", "check_pretrainer_weights_load",
-    # tiny inputs
-    "tiny_examples", "tiny_texts", "tiny_images", "tiny_corpus", "tiny_fit_data", "awkward_examples",
-    "separable_features",
+__all__ = [  # constants, classes, functions; the module docstring groups them by kind
+    "BACKBONE_CHECKS", "DATA_SOURCE_CHECKS", "HEAD_CHECKS", "PRETRAINER_CHECKS", "STRATEGY_CHECKS", "BackboneCase",
+    "DataSourceCase", "HeadCase", "PretrainerCase", "StrategyCase", "all_checks", "as_case", "awkward_examples",
+    "check_awkward_examples", "check_backbone", "check_backbone_attributes", "check_backbone_factory",
+    "check_batch_independence", "check_build_determinism", "check_cross_process_determinism", "check_data_source",
+    "check_data_source_is_stable", "check_data_source_loads", "check_data_source_recognises",
+    "check_eval_determinism", "check_eval_transform", "check_fingerprint", "check_fit_protocol",
+    "check_forward_shape", "check_freezing", "check_frozen_batchnorm", "check_head", "check_head_learns",
+    "check_head_options", "check_head_round_trip", "check_layer_groups", "check_preprocessing", "check_pretrainer",
+    "check_pretrainer_attributes", "check_pretrainer_no_pickles", "check_pretrainer_output",
+    "check_pretrainer_weights_load", "check_rebuild", "check_strategy", "check_strategy_attributes",
+    "check_strategy_plans", "check_training_step", "checks_for", "parametrize_with_checks", "separable_features",
+    "tiny_corpus", "tiny_examples", "tiny_fit_data", "tiny_images", "tiny_texts", "uncovered",
 ]

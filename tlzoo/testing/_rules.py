@@ -46,20 +46,23 @@ def rule(fn: F) -> F:
 class Check:
     """One check bound to the way a case supplies its arguments: ``check(case)`` runs it.
 
-    ``check.__name__`` is the rule's name (``check_forward_shape``), which
+    ``call(case, rule)`` calls ``rule`` with the arguments ``case`` holds.  ``check.__name__`` is
+    the rule's name (``check_forward_shape``), which
     :func:`~tlzoo.testing.parametrize_with_checks` puts in the test id.
     """
 
-    def __init__(self, fn: Callable[..., Any], call: Callable[[Any], Any]) -> None:
-        functools.update_wrapper(self, fn)
-        self.rule = fn
+    __name__: str
+
+    def __init__(self, rule: Callable[..., Any], call: Callable[[Any, Callable[..., Any]], Any]) -> None:
+        functools.update_wrapper(self, rule)
+        self.rule = rule
         self._call = call
 
     def __call__(self, case: Any) -> Any:
-        return self._call(case)
+        return self._call(case, self.rule)
 
     def __repr__(self) -> str:
-        return str(getattr(self, "__name__", "check"))
+        return self.__name__
 
 
 def skip(check: str, reason: str) -> None:

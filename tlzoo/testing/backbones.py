@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -35,9 +35,22 @@ from torch import nn
 
 from tlzoo.core import interfaces
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset
-from tlzoo.core.training import TransferModel, count_parameters, frozen_to_eval, set_trainable
+from tlzoo.core.training import (
+    TransferModel,
+    count_parameters,
+    frozen_to_eval,
+    set_trainable,
+)
 
-from ._rules import PICKLE_HINT, Check, default_zoo, defaults_of, pickle_kind, rule, skip
+from ._rules import (
+    PICKLE_HINT,
+    Check,
+    default_zoo,
+    defaults_of,
+    pickle_kind,
+    rule,
+    skip,
+)
 from .inputs import awkward_examples, tiny_examples
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
@@ -107,7 +120,7 @@ def _same(a: Any, b: Any) -> bool:
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     try:
         return bool(a == b)
-    except Exception:  # an object without a usable ==: fall back to its repr
+    except Exception:  # noqa: BLE001 - an object without a usable ==: fall back to its repr
         return repr(a) == repr(b)
 
 
@@ -131,7 +144,7 @@ def _fit(backbone: Backbone, data: Dataset | Callable[[], Dataset] | None) -> Ba
     """Fit a FittableBackbone on ``data`` (default :func:`tiny_fit_data`); any other backbone as it is."""
     if _fittable(backbone):
         train = data() if callable(data) else data
-        backbone.fit(train if train is not None else tiny_fit_data(backbone.modality))  # type: ignore[attr-defined]
+        cast(Any, backbone).fit(train if train is not None else tiny_fit_data(backbone.modality))
     return backbone
 
 
@@ -158,7 +171,7 @@ def _import_path(obj: Any) -> str | None:
         found: Any = importlib.import_module(module)
         for part in qualname.split("."):
             found = getattr(found, part)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever the import does, the answer is "not importable"
         return None
     return f"{module}:{qualname}" if found is obj else None
 
@@ -205,7 +218,9 @@ class BackboneCase:
     torch before each build; ``zoo`` resolves plugin names (default: every installed
     plugin).  A :class:`~tlzoo.core.interfaces.FittableBackbone` is fitted on ``fit_data``
     (a Dataset or a function returning one; default :func:`tiny_fit_data`) right after each
-    build, as the runner does after the split; one given built must come fitted.  The
+    build, as the runner does after the split, unless the request carries ``assets`` (then
+    ``load_fitted(request.assets)`` restores it, as ``tl predict`` does); one given built
+    must come fitted.  The
     built backbone is kept for the checks of this case (checks restore what they change)
     and released when later cases are built.
     """
@@ -257,8 +272,8 @@ class BackboneCase:
               fit_data: Dataset | Callable[[], Dataset] | None = None) -> Backbone:
         """A freshly built backbone, torch seeded with ``seed`` (default: the case's); skips ``check``
         when it cannot be rebuilt.  A FittableBackbone is then fitted on ``fit_data`` (default: the
-        case's), or, given ``assets``, built with ``request.assets`` and restored with
-        ``load_fitted(assets)``, as ``tl predict`` does."""
+        case's), or, given ``assets`` (or a request carrying them) and no ``fit_data``, built with
+        ``request.assets`` and restored with ``load_fitted(assets)``, as ``tl predict`` does."""
         seed = self.seed if seed is None else seed
         if self.factory is None:
             path = _no_argument_class(self.backbone)  # type: ignore[arg-type]
@@ -271,12 +286,14 @@ class BackboneCase:
             request = self.make_request()
             if assets is not None:
                 request = _engine_request(request, assets=assets)
+            elif fit_data is None:  # a request that already carries fitted state: restore it, as tl predict does
+                assets = getattr(request, "assets", None) or None
             torch.manual_seed(seed)
             backbone = _create(factory, request)
             if not backbone.plugin and isinstance(factory, BackboneFactory):
                 backbone.plugin = factory.name
-        if assets is not None and _fittable(backbone):
-            backbone.load_fitted(assets)  # type: ignore[attr-defined]
+        if assets is not None and fit_data is None and _fittable(backbone):
+            cast(Any, backbone).load_fitted(assets)
             return backbone
         return _fit(backbone, fit_data if fit_data is not None else self.fit_data)
 
@@ -341,15 +358,26 @@ class BackboneCase:
     def checks(self) -> Iterator[Check]:
         """Every backbone check bound to this case (``check(case)`` runs one)."""
         for fn in BACKBONE_CHECKS:
-            if fn in _REBUILDING:
-                yield Check(fn, lambda case, fn=fn: fn(case.get(), case.get_examples(), rebuild=case))
-            else:
-                yield Check(fn, lambda case, fn=fn: fn(case.get(), case.get_examples()))
+            yield Check(fn, _with_rebuild if fn in _REBUILDING else _with_backbone)
         if self.factory is not None:
-            yield Check(check_rebuild, lambda case: check_rebuild(case.resolve_factory(), case.make_request(),
-                                                                  case.get_examples(), fit_data=case.fit_data))
-            yield Check(check_backbone_factory,
-                        lambda case: check_backbone_factory(case.resolve_factory(), case.make_request()))
+            yield Check(check_rebuild, _with_request)
+            yield Check(check_backbone_factory, _with_factory)
+
+
+def _with_backbone(case: BackboneCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.get(), case.get_examples())
+
+
+def _with_rebuild(case: BackboneCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.get(), case.get_examples(), rebuild=case)
+
+
+def _with_request(case: BackboneCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve_factory(), case.make_request(), case.get_examples(), fit_data=case.fit_data)
+
+
+def _with_factory(case: BackboneCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve_factory(), case.make_request())
 
 
 def _case_for(backbone: Backbone, rebuild: Any) -> BackboneCase:
@@ -613,14 +641,15 @@ def check_frozen_batchnorm(backbone: Backbone, examples: Sequence[Any]) -> None:
         for m in backbone.modules():
             if id(m) not in live_ids:
                 assert not m.training, f"frozen module {type(m).__name__} is in train mode"
-        before = {id(m): m.running_mean.clone() for m in norms}
+        before = {id(m): cast(torch.Tensor, m.running_mean).clone() for m in norms}
         with torch.no_grad():
             backbone(_batch(backbone, examples, train=True))
-        frozen_moved = [m for m in norms if id(m) not in live_ids and not torch.equal(m.running_mean, before[id(m)])]
+        frozen_moved = [m for m in norms
+                        if id(m) not in live_ids and not torch.equal(cast(torch.Tensor, m.running_mean), before[id(m)])]
         assert not frozen_moved, f"{len(frozen_moved)} frozen BatchNorm layers updated their running statistics"
         live_norms = [m for m in norms if id(m) in live_ids]
         if live_norms:
-            assert any(not torch.equal(m.running_mean, before[id(m)]) for m in live_norms), \
+            assert any(not torch.equal(cast(torch.Tensor, m.running_mean), before[id(m)]) for m in live_norms), \
                 "BatchNorm layers in the unfrozen group did not update in train mode"
 
 
@@ -806,7 +835,7 @@ def _run_child(folder: Path, recipe: dict[str, Any], hash_seed: str, check: str)
     code = "import sys; from tlzoo.testing.backbones import _child_main; _child_main(sys.argv[1])"
     try:
         done = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True,
-                              timeout=SUBPROCESS_TIMEOUT_S, cwd=os.getcwd())
+                              timeout=SUBPROCESS_TIMEOUT_S, cwd=os.getcwd(), check=False)
     except subprocess.TimeoutExpired:
         raise AssertionError(f"the fresh process did not finish within {SUBPROCESS_TIMEOUT_S} s") from None
     if done.returncode != 0 or not (folder / "features.npy").is_file():
@@ -840,7 +869,7 @@ def _child_main(folder: str) -> None:
     torch.manual_seed(int(spec["seed"]))  # deliberately not the parent's seed: the weights come from the state file
     backbone = _build_from_recipe(spec["recipe"])
     if _fittable(backbone) and spec["recipe"].get("assets"):  # as tl predict restores a fitted backbone
-        backbone.load_fitted(spec["recipe"]["assets"])  # type: ignore[attr-defined]
+        cast(Any, backbone).load_fitted(spec["recipe"]["assets"])
     if (where / "state.safetensors").is_file():
         from safetensors.torch import load_file
 
@@ -962,7 +991,11 @@ def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any
     ``fit_data`` (default :func:`tiny_fit_data`) and the rebuilt one restored with
     ``load_fitted(assets)``.
     """
-    first = _fit(_create(factory, request), fit_data)
+    first = _create(factory, request)
+    if _fittable(first) and fit_data is None and getattr(request, "assets", None):
+        cast(Any, first).load_fitted(request.assets)
+    else:
+        _fit(first, fit_data)
     modality = getattr(factory, "modality", first.modality)
     assert first.modality == modality, f"backbone modality {first.modality!r} differs from its factory's {modality!r}"
     assert first.name == request.model, f"backbone.name {first.name!r} should be the requested model {request.model!r}"
@@ -972,7 +1005,7 @@ def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any
         # the runner saves the request with augmentation off; the predictor adds the assets folder
         again = _create(factory, _engine_request(request, augment=False, assets=assets))
         if _fittable(again):
-            again.load_fitted(assets)  # type: ignore[attr-defined]
+            cast(Any, again).load_fitted(assets)
         again.load_state_dict(first.state_dict())
         assert json.dumps(again.preprocessing(), sort_keys=True, default=str) == \
             json.dumps(first.preprocessing(), sort_keys=True, default=str), "the rebuilt backbone preprocesses differently"

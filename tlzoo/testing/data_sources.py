@@ -114,4 +114,8 @@ class DataSourceCase:
     def checks(self) -> Iterator[Check]:
         """Every data-source check bound to this case."""
         for fn in DATA_SOURCE_CHECKS:
-            yield Check(fn, lambda case, fn=fn: fn(case.resolve(), case.get_location(), case.options))
+            yield Check(fn, _with_location)
+
+
+def _with_location(case: DataSourceCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve(), case.get_location(), case.options)

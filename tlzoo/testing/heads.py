@@ -25,7 +25,7 @@ from ._rules import Check, default_zoo, defaults_of, rule
 from .inputs import separable_features
 
 
-def is_trainable(head_cls: type) -> bool:
+def is_trainable(head_cls: type[Any]) -> bool:
     """Whether ``head_cls`` is a trainable (torch) head rather than a fitted one."""
     torch_head = getattr(interfaces, "TorchHead", None)
     fitted_head = getattr(interfaces, "FittedHead", None)
@@ -36,32 +36,33 @@ def is_trainable(head_cls: type) -> bool:
     return bool(getattr(head_cls, "trainable", True))
 
 
-def _head_base() -> tuple[type, ...]:
-    return tuple(t for t in (getattr(interfaces, n, None) for n in ("Head", "TorchHead", "FittedHead"))
-                 if isinstance(t, type))
+def _is_head_class(obj: Any) -> bool:
+    bases = tuple(t for t in (getattr(interfaces, n, None) for n in ("Head", "TorchHead", "FittedHead"))
+                  if isinstance(t, type))
+    return isinstance(obj, type) and issubclass(obj, bases)
 
 
 @rule
-def check_head_options(head_cls: type, params: dict[str, Any] | None = None, num_features: int = 8,
+def check_head_options(head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8,
                        num_classes: int = 3) -> None:
     """name and JSON-able defaults are declared; an unknown option is a TlzooError naming it; params
     hold every default."""
     params = params or {}
-    assert isinstance(head_cls, type) and issubclass(head_cls, _head_base()), \
-        f"{head_cls!r} must be a class subclassing tlzoo's Head"
-    assert isinstance(head_cls.name, str) and head_cls.name, "the head class must set name"
-    defaults = defaults_of(head_cls)
+    cls: Any = head_cls
+    assert _is_head_class(cls), f"{cls!r} must be a class subclassing tlzoo's Head"
+    assert isinstance(cls.name, str) and cls.name, "the head class must set name"
+    defaults = defaults_of(cls)
     try:
         json.dumps(defaults)  # saved in config.toml and model.json
     except TypeError as exc:
         raise AssertionError(f"defaults are not JSON-able ({exc}); they are saved in config.toml") from None
     try:
-        head_cls(no_such_option_xyz=1)
+        cls(no_such_option_xyz=1)
     except TlzooError as exc:
         assert "no_such_option_xyz" in str(exc), "the unknown-option error must name the option"
     else:
         raise AssertionError("an unknown head option must raise TlzooError")
-    head = head_cls(**params)
+    head = cls(**params)
     assert set(head.params) == set(defaults), \
         f"params must hold every default option: missing {sorted(set(defaults) - set(head.params))}, " \
         f"extra {sorted(set(head.params) - set(defaults))}"
@@ -69,7 +70,7 @@ def check_head_options(head_cls: type, params: dict[str, Any] | None = None, num
 
 
 @rule
-def check_head_learns(head_cls: type, params: dict[str, Any] | None = None, num_features: int = 8,
+def check_head_learns(head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8,
                       num_classes: int = 3) -> None:
     """On well-separated features a trainable head's loss goes down to >= 0.9 accuracy; a fitted
     head's predict_proba gives probabilities with >= 0.9 accuracy."""
@@ -115,7 +116,7 @@ def _train(head: Any, x: np.ndarray, y: np.ndarray, num_features: int, num_class
 
 
 @rule
-def check_head_round_trip(head_cls: type, params: dict[str, Any] | None = None, num_features: int = 8,
+def check_head_round_trip(head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8,
                           num_classes: int = 3) -> None:
     """What ``tl predict`` relies on: a trainable head's state dict loads into a freshly built module;
     a fitted head is a linear layer (``to_linear``) or restores from ``state()`` arrays (no pickles)."""
@@ -157,7 +158,7 @@ HEAD_CHECKS: tuple[Callable[..., None], ...] = (check_head_options, check_head_l
 """Every head check, each called as ``check(head_cls, params=None, num_features=8, num_classes=3)``."""
 
 
-def check_head(head_cls: type, num_features: int = 8, num_classes: int = 3,
+def check_head(head_cls: type[Any], num_features: int = 8, num_classes: int = 3,
                params: dict[str, Any] | None = None) -> None:
     """Run every check in :data:`HEAD_CHECKS`; ``params`` are options for a fast configuration."""
     for check in HEAD_CHECKS:
@@ -180,12 +181,15 @@ class HeadCase:
             self.id = self.head if isinstance(self.head, str) else str(getattr(self.head, "name", "") or
                                                                         self.head.__name__)
 
-    def resolve(self) -> type:
+    def resolve(self) -> type[Any]:
         """The head class."""
         return (self.zoo or default_zoo()).heads.get(self.head) if isinstance(self.head, str) else self.head
 
     def checks(self) -> Iterator[Check]:
         """Every head check bound to this case."""
         for fn in HEAD_CHECKS:
-            yield Check(fn, lambda case, fn=fn: fn(case.resolve(), dict(case.params), case.num_features,
-                                                   case.num_classes))
+            yield Check(fn, _with_params)
+
+
+def _with_params(case: HeadCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve(), dict(case.params), case.num_features, case.num_classes)

@@ -19,7 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from tlzoo.core import interfaces
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, DataSource, Pretrainer, Strategy
+from tlzoo.core.interfaces import (
+    Backbone,
+    BackboneFactory,
+    BackboneRequest,
+    DataSource,
+    Pretrainer,
+    Strategy,
+)
 
 from ._rules import Check, default_zoo
 from .backbones import BackboneCase

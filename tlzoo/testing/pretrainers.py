@@ -29,7 +29,15 @@ import torch
 
 from tlzoo.core.interfaces import BackboneRequest, Pretrainer
 
-from ._rules import PICKLE_HINT, Check, default_zoo, defaults_of, pickle_kind, rule, skip
+from ._rules import (
+    PICKLE_HINT,
+    Check,
+    default_zoo,
+    defaults_of,
+    pickle_kind,
+    rule,
+    skip,
+)
 from .inputs import tiny_corpus, tiny_examples
 
 
@@ -214,9 +222,12 @@ class PretrainerCase:
     def checks(self) -> Iterator[Check]:
         """Every pretrainer check bound to this case."""
         for fn in PRETRAINER_CHECKS:
-            if fn is check_pretrainer_weights_load:
-                yield Check(fn, lambda case, fn=fn: fn(case.resolve(), case.corpus, case.options,
-                                                       case.backbone_options, zoo=case.zoo))
-            else:
-                yield Check(fn, lambda case, fn=fn: fn(case.resolve(), case.corpus, case.options,
-                                                       case.backbone_options))
+            yield Check(fn, _with_zoo if fn is check_pretrainer_weights_load else _with_corpus)
+
+
+def _with_corpus(case: PretrainerCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve(), case.corpus, case.options, case.backbone_options)
+
+
+def _with_zoo(case: PretrainerCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve(), case.corpus, case.options, case.backbone_options, zoo=case.zoo)

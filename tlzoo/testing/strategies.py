@@ -129,4 +129,8 @@ class StrategyCase:
     def checks(self) -> Iterator[Check]:
         """Every strategy check bound to this case."""
         for fn in STRATEGY_CHECKS:
-            yield Check(fn, lambda case, fn=fn: fn(case.resolve(), case.heads(), case.train))
+            yield Check(fn, _with_heads)
+
+
+def _with_heads(case: StrategyCase, rule: Callable[..., Any]) -> Any:
+    return rule(case.resolve(), case.heads(), case.train)
