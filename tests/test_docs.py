@@ -21,6 +21,7 @@ Two kinds of test, after datasette's ``test_docs.py``:
   declares; every ``BackboneRequest`` field, engine setting, catalogue key, kit check,
   ``tlzoo.lib`` module, 0.1 step name and plugin alias is named; relative links resolve.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -75,7 +76,7 @@ def blocks(page: Path) -> list[Block]:
 
 
 # --------------------------------------------------------------------------- playing a page
-DRIVER = r'''
+DRIVER = r"""
 import json, os, sys, traceback
 sys.path.insert(0, os.getcwd())  # files a page wrote (letters.py) import like a reader's own
 for block in json.load(open(sys.argv[1], encoding="utf-8")):
@@ -91,18 +92,26 @@ for block in json.load(open(sys.argv[1], encoding="utf-8")):
         traceback.print_exc()
         print(f"FAILED: the python block at {block['page']}:{block['line']}", file=sys.stderr)
         sys.exit(1)
-'''
+"""
 
 
 def _env(work: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TLZOO_", "PYTEST_"))}
-    env.update({
-        "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),  # tl, python, pytest
-        "PYTHONPATH": os.pathsep.join([str(work / "site"), str(work / "src")]),
-        "TLZOO_HOME": str(work / ".tlzoo-home"), "TLZOO_OFFLINE": "1", "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(work / ".tlzoo-home" / "hf"),
-        "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1", "COLUMNS": "200",
-    })
+    env.update(
+        {
+            "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),  # tl, python, pytest
+            "PYTHONPATH": os.pathsep.join([str(work / "site"), str(work / "src")]),
+            "TLZOO_HOME": str(work / ".tlzoo-home"),
+            "TLZOO_OFFLINE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "HF_DATASETS_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "HF_HOME": str(work / ".tlzoo-home" / "hf"),
+            "TOKENIZERS_PARALLELISM": "false",
+            "OMP_NUM_THREADS": "1",
+            "COLUMNS": "200",
+        }
+    )
     return env
 
 
@@ -126,12 +135,19 @@ def _where(block: Block) -> str:
 
 def _run_python(group: list[Block], work: Path) -> None:
     spec = work / ".docs-blocks.json"
-    spec.write_text(json.dumps([{"code": b.code, "line": b.line, "page": str(b.page.relative_to(ROOT))}
-                                for b in group]))
+    spec.write_text(
+        json.dumps([{"code": b.code, "line": b.line, "page": str(b.page.relative_to(ROOT))} for b in group])
+    )
     driver = work / ".docs-driver.py"
     driver.write_text(DRIVER)
-    proc = subprocess.run([sys.executable, str(driver), str(spec)], cwd=work, env=_env(work), text=True,
-                          capture_output=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(
+        [sys.executable, str(driver), str(spec)],
+        cwd=work,
+        env=_env(work),
+        text=True,
+        capture_output=True,
+        timeout=TIMEOUT_S,
+    )
     assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
@@ -142,8 +158,14 @@ def _run_bash(block: Block, work: Path) -> None:
             _install(work)
         else:
             script.append(line)
-    proc = subprocess.run(["bash", "-e", "-c", "\n".join(script)], cwd=work, env=_env(work), text=True,
-                          capture_output=True, timeout=TIMEOUT_S)
+    proc = subprocess.run(
+        ["bash", "-e", "-c", "\n".join(script)],
+        cwd=work,
+        env=_env(work),
+        text=True,
+        capture_output=True,
+        timeout=TIMEOUT_S,
+    )
     assert proc.returncode == 0, f"bash block at {_where(block)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
@@ -168,18 +190,21 @@ def _run_console(block: Block, work: Path) -> None:
         if command.strip() == "pip install -e .":
             _install(work)
             continue
-        proc = subprocess.run(["bash", "-c", command], cwd=work, env=_env(work), text=True,
-                              capture_output=True, timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            ["bash", "-c", command], cwd=work, env=_env(work), text=True, capture_output=True, timeout=TIMEOUT_S
+        )
         printed = [_squash(p) for p in (proc.stdout + "\n" + proc.stderr).splitlines()]
         expected_rc = 2 if any(s.startswith("Error:") for s in shown) else 0
         where = f"`{command}` (console block at {_where(block)})"
-        assert proc.returncode == expected_rc, \
+        assert proc.returncode == expected_rc, (
             f"{where} exited {proc.returncode}, expected {expected_rc}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
         for s in shown:
             if s.strip() and s.strip() != "...":
-                assert _shown_line_matches(s, printed), \
-                    f"{where} did not print the line shown:\n  {s.strip()}\nit printed:\n" + \
-                    textwrap.indent("\n".join(printed[-60:]), "  ")
+                assert _shown_line_matches(s, printed), (
+                    f"{where} did not print the line shown:\n  {s.strip()}\nit printed:\n"
+                    + textwrap.indent("\n".join(printed[-60:]), "  ")
+                )
 
 
 def play(page: Path, work: Path) -> int:
@@ -247,8 +272,8 @@ def _sections(page: str) -> list[tuple[str, str]]:
         elif not fenced and re.match(r"#{1,6} ", line):
             heads.append((i, len(line) - len(line.lstrip("#"))))
     for n, (i, level) in enumerate(heads):
-        end = next((j for j, lv in heads[n + 1:] if lv <= level), len(lines))
-        out.append((lines[i].strip(), "".join(lines[i + 1:end])))
+        end = next((j for j, lv in heads[n + 1 :] if lv <= level), len(lines))
+        out.append((lines[i].strip(), "".join(lines[i + 1 : end])))
     return out
 
 
@@ -261,8 +286,11 @@ def test_every_hook_has_a_section_with_a_runnable_example() -> None:
     for hook in hooks:
         found = [body for head, body in sections if head.startswith("#") and f"`{hook}" in head]
         assert found, f"reference.md has no heading naming the hook `{hook}`"
-        runnable = [m.group(2) for m in FENCE.finditer(found[0])
-                    if m.group(1) == "python" and not m.group(2).startswith("# not run") and hook in m.group(2)]
+        runnable = [
+            m.group(2)
+            for m in FENCE.finditer(found[0])
+            if m.group(1) == "python" and not m.group(2).startswith("# not run") and hook in m.group(2)
+        ]
         assert runnable, f"the section of `{hook}` in reference.md has no runnable python example using it"
 
 
@@ -276,8 +304,9 @@ def test_the_run_state_table_is_the_runners() -> None:
         m = re.match(r"\|\s*`steps\.([A-Z_]+)`", line)
         if m:
             rows[m.group(1)] = line
-    constants = {name: getattr(steps, name) for name in dir(steps)
-                 if name.isupper() and isinstance(getattr(steps, name), str)}
+    constants = {
+        name: getattr(steps, name) for name in dir(steps) if name.isupper() and isinstance(getattr(steps, name), str)
+    }
     for step in steps.STEPS:
         constant = next(n for n, v in constants.items() if v == step)
         assert constant in rows, f"the Run-state table in reference.md has no row for steps.{constant}"
@@ -285,8 +314,9 @@ def test_the_run_state_table_is_the_runners() -> None:
         assert f"`{step}`" in rows[constant], f"the row of steps.{constant} does not give its value `{step}`"
         documented = set(re.findall(r"`run\.(\w+)`", "|".join(cells[3:])))
         declared = {attr for attr, _ in steps.STATE[step]}
-        assert documented == declared, \
+        assert documented == declared, (
             f"steps.{constant}: the table lists {sorted(documented)}, tlzoo.steps.STATE declares {sorted(declared)}"
+        )
     assert set(rows) <= set(constants), f"rows for unknown constants: {sorted(set(rows) - set(constants))}"
     for name in ("STEPS", "PROBE_STEPS", "LABELS", "STATE", "FILES", "DEPRECATED"):
         assert f"steps.{name}" in text, f"reference.md does not mention tlzoo.steps.{name}"
@@ -322,8 +352,10 @@ def test_requests_catalogue_kit_lib_and_old_names_are_documented() -> None:
 def _anchors(page: Path) -> set[str]:
     """GitHub's anchors for the headings of ``page``: lower case, punctuation dropped, spaces as hyphens."""
     text = FENCE.sub("", page.read_text(encoding="utf-8"))
-    return {re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
-            for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)}
+    return {
+        re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)
+    }
 
 
 def test_links_between_the_docs_resolve() -> None:
@@ -345,5 +377,6 @@ def test_every_python_block_is_run_or_says_why_not(page: str) -> None:
     """A python block is either run (and tested above) or starts with ``# not run`` and a reason."""
     for block in blocks(DOCS / page):
         if block.lang == "python" and block.shown_only:
-            assert len(block.first) > len("# not run") + 3, \
+            assert len(block.first) > len("# not run") + 3, (
                 f"{_where(block)}: say why the block is not run (`# not run: <reason>`)"
+            )
