@@ -49,7 +49,7 @@ from torch import nn
 
 from .artifacts import damaged, first_line, load_model_files
 from .errors import TlzooError
-from .interfaces import Backbone, BackboneRequest
+from .interfaces import Backbone, BackboneRequest, FittedHead, Head, TorchHead
 from .loaders import example_loader
 from .zoo import Zoo
 
@@ -95,16 +95,19 @@ class Predictor:
         kind = desc["head"]["kind"]
         try:
             if kind in ("torch", "linear"):
-                head_cls = zoo.heads.get(desc["head"]["name"]) if kind == "torch" else None
-                if head_cls is not None:
-                    module = head_cls(**desc["head"]["params"]).build(b["num_features"], len(classes))
+                if kind == "torch":
+                    torch_head = _saved_head(zoo, desc["head"], TorchHead)
+                    assert isinstance(torch_head, TorchHead)
+                    module = torch_head.build(b["num_features"], len(classes))
                 else:
                     module = nn.Linear(b["num_features"], len(classes))
                 _load_state(module, head_state, folder)
                 head: Any = module.eval()
             else:
-                head = zoo.heads.get(desc["head"]["name"])(**desc["head"]["params"])
-                head.load_state({k: v.numpy() for k, v in head_state.items()})
+                fitted = _saved_head(zoo, desc["head"], FittedHead)
+                assert isinstance(fitted, FittedHead)
+                fitted.load_state({k: v.numpy() for k, v in head_state.items()})
+                head = fitted
         except TlzooError as exc:  # e.g. parameters the head does not take: the description is at fault
             raise damaged(desc_path, f"head: {str(exc).rstrip('.')}") from None
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
@@ -156,6 +159,14 @@ def _to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, dict):
         return {k: _to(v, device) for k, v in batch.items()}
     return batch
+
+
+def _saved_head(zoo: Any, saved: dict[str, Any], kind: type[Head]) -> Head:
+    """The saved head rebuilt from its name and options; a TlzooError unless it is a ``kind``."""
+    head: Head = zoo.heads.get(saved["name"])(**saved["params"])
+    if not isinstance(head, kind):
+        raise TlzooError(f"'{saved['name']}' was saved as a {kind.__name__}, and the head of that name now is not one")
+    return head
 
 
 def _load_state(module: nn.Module, state: dict[str, torch.Tensor], folder: Path) -> None:
