@@ -130,9 +130,10 @@ class _Capture:
 def test_fitted_backbone_gives_the_same_features_in_the_run_and_in_predict(tmp_path: Path, run_cli: Any) -> None:
     import types
 
+    from tlzoo_example.tfidf import TfidfSvdBackbone
+
     from tlzoo import Engine, Predictor, RunConfig, Zoo
     from tlzoo.core.plugins import PluginManager
-    from tlzoo_example.tfidf import TfidfSvdBackbone
 
     capture = _Capture()
     module = types.ModuleType("capture_features")

@@ -83,7 +83,7 @@ def test_filter_catalogue() -> None:
     text = filter_catalogue(entries, modality="text")
     assert text and all(e.modality == "text" for e in text)
     bert = filter_catalogue(entries, pattern="bert")  # a plugin name matches its models
-    assert bert and all(e.plugin == "bert" or "bert" == e.name for e in bert)
+    assert bert and all(e.plugin == "bert" or e.name == "bert" for e in bert)
     assert {e.name for e in filter_catalogue(entries, pattern="*MiniLM*")} == {"all-MiniLM-L6-v2"}
 
 

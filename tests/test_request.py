@@ -12,8 +12,16 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import (ENGINE_SETTINGS, Backbone, BackboneFactory, BackboneRequest, Dataset,
-                                   FittableBackbone, check_options, fit_backbone)
+from tlzoo.core.interfaces import (
+    ENGINE_SETTINGS,
+    Backbone,
+    BackboneFactory,
+    BackboneRequest,
+    Dataset,
+    FittableBackbone,
+    check_options,
+    fit_backbone,
+)
 
 
 def test_engine_settings_are_typed_fields_and_options_hold_the_plugins_keys() -> None:

@@ -42,14 +42,15 @@ def save_augment_grid(backbone: Backbone, examples: Sequence[Any], path: Path, l
     torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
     try:
         torch.manual_seed(seed)
-        grid = [[_to_image(backbone.transform(examples[i], train=t), mean, std)
-                 for t in (False, *([True] * draws))] for i in picks]
+        views = [[_to_image(backbone.transform(examples[i], train=t), mean, std)
+                  for t in (False, *([True] * draws))] for i in picks]
     finally:
         torch.set_rng_state(torch_state)
         random.setstate(py_state)
         np.random.set_state(np_state)
-    if any(img is None for row in grid for img in row):
+    if any(img is None for row in views for img in row):
         return False
+    grid = [[img for img in row if img is not None] for row in views]  # all of them, as arrays
     from .plots import _plt
 
     plt = _plt()

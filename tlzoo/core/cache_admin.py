@@ -109,7 +109,7 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
 def _writer_alive(entry: CacheEntry) -> bool:
     """A ``<key>.tmp-<pid>`` folder whose process still runs is being written right now."""
     m = re.search(r"\.tmp-(\d+)$", entry.key)
-    return bool(m) and pid_alive(int(m.group(1)))
+    return m is not None and pid_alive(int(m.group(1)))
 
 
 def clear_cache(older_than: str | float | None = None, root: Path | None = None) -> list[CacheEntry]:

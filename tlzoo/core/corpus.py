@@ -108,7 +108,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def read_jsonl_table(path: Path, encoding: str) -> Table:
     """One JSON object per non-empty line; a bad line is a one-line error naming it."""
-    rows, lines, duplicates = [], [], {}
+    rows: list[dict[str, Any]] = []
+    lines: list[int] = []
+    duplicates: dict[str, str] = {}
     for n, line in enumerate(read_text(path, encoding).splitlines(), 1):
         if not line.strip():
             continue

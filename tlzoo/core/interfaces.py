@@ -67,7 +67,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.examples)
 
-    def subset(self, index: Sequence[int]) -> "Dataset":
+    def subset(self, index: Sequence[int]) -> Dataset:
         return Dataset(
             examples=[self.examples[i] for i in index],
             labels=[self.labels[i] for i in index],
@@ -113,7 +113,7 @@ class DataSource(ABC):
         """Whether this source understands ``location`` (a path or a scheme like hf:)."""
 
     @abstractmethod
-    def load(self, location: str, options: "DataOptions") -> Dataset:
+    def load(self, location: str, options: DataOptions) -> Dataset:
         """Load every labelled example; raise TlzooError for bad input."""
 
 
@@ -194,7 +194,7 @@ class BackboneRequest:
                 "image_size": self.image_size, "augment": self.augment, "train_backbone": self.train_backbone}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], **override: Any) -> "BackboneRequest":
+    def from_json(cls, data: dict[str, Any], **override: Any) -> BackboneRequest:
         """What :meth:`to_json` wrote, or a 0.1 model.json's request (engine settings inside ``options``,
         moved to their fields silently); ``override`` sets fields (``assets=``, ``weights=``)."""
         options = dict(data.get("options") or {})
@@ -209,7 +209,7 @@ class BackboneRequest:
         return request
 
 
-_DEFAULTS: dict[str, Any] = {f: getattr(BackboneRequest("", **{}), f) for f in ENGINE_SETTINGS}
+_DEFAULTS: dict[str, Any] = {f: getattr(BackboneRequest(""), f) for f in ENGINE_SETTINGS}
 
 
 def check_options(owner: str, options: Mapping[str, Any], defaults: Mapping[str, Any],
@@ -491,31 +491,31 @@ class FittedHead(Head):
     """A head fitted once on extracted features, scikit-learn style (the backbone stays frozen)."""
 
     @abstractmethod
-    def fit(self, x: "np.ndarray", y: "np.ndarray", num_classes: int) -> None:
+    def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         """Learn from features ``x`` ``[n, d]`` and class indices ``y`` ``[n]`` in ``range(num_classes)``."""
 
     @abstractmethod
-    def predict_proba(self, x: "np.ndarray") -> "np.ndarray":
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities ``[n, num_classes]`` for features ``x``."""
 
-    def to_linear(self) -> tuple["np.ndarray", "np.ndarray"] | None:
+    def to_linear(self) -> tuple[np.ndarray, np.ndarray] | None:
         """(weight, bias) when the fitted head is a linear softmax layer, else None."""
         return None
 
     @abstractmethod
-    def state(self) -> dict[str, "np.ndarray"]:
+    def state(self) -> dict[str, np.ndarray]:
         """Arrays that restore the fitted head (saved as safetensors, never pickled)."""
 
     @abstractmethod
-    def load_state(self, arrays: dict[str, "np.ndarray"]) -> None:
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         """Restore what :meth:`state` returned (``tl predict``)."""
 
 
-def _no_state(self: Any) -> dict[str, "np.ndarray"]:
+def _no_state(self: Any) -> dict[str, np.ndarray]:
     return {}
 
 
-def _no_load_state(self: Any, arrays: dict[str, "np.ndarray"]) -> None:
+def _no_load_state(self: Any, arrays: dict[str, np.ndarray]) -> None:
     raise NotImplementedError(f"head '{self.name}' cannot be restored: it defines no load_state")
 
 
@@ -631,7 +631,7 @@ class Strategy(ABC):
     def plan(self, head: Head, train: Any) -> Plan:
         """Turn the head and the ``train`` config section into a :class:`Plan`."""
 
-    def before_training(self, ctx: StrategyContext) -> None:
+    def before_training(self, ctx: StrategyContext) -> None:  # noqa: B027 - optional: a no-op unless overridden
         """Optional work at the start of the train step, before features are extracted, e.g.
         ULMFiT's language-model fine-tuning on the target training texts."""
 

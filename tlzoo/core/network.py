@@ -84,8 +84,9 @@ def configure_hub() -> None:
     download = sys.modules.get("huggingface_hub.file_download")
     if download is not None and hasattr(download, "_ETAG_RETRY_TIMEOUT"):
         # the retry after a failed HEAD waits up to 60 s per attempt; keep it to the download timeout
+        # (a private constant some huggingface_hub versions have: set through the module's namespace)
         value = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "")
-        download._ETAG_RETRY_TIMEOUT = int(value) if value.isdigit() else 10
+        vars(download)["_ETAG_RETRY_TIMEOUT"] = int(value) if value.isdigit() else 10
 
 
 def _patch_loaded(value: bool) -> dict[tuple[Any, str], Any]:
@@ -178,7 +179,8 @@ def unreachable(url: str = "") -> str:
         known = _fresh(host)
         if known is not None:
             return known
-        thread, verdict, started = _pending.pop(host, None) or _start_probe(host)
+        pending = _pending.pop(host, None)
+        thread, verdict, started = pending if pending is not None else _start_probe(host)
     thread.join(max(0.0, started + PROBE_TIMEOUT_S + 1.0 - time.monotonic()))
     why = verdict[0]
     with _lock:

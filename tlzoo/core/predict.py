@@ -62,7 +62,7 @@ class Predictor:
         self.backbone, self.head, self.classes, self.head_kind = backbone, head, classes, head_kind
 
     @classmethod
-    def load(cls, run_dir: str | Path, zoo: Zoo | None = None) -> "Predictor":
+    def load(cls, run_dir: str | Path, zoo: Zoo | None = None) -> Predictor:
         folder = Path(run_dir)
         desc, tensors = load_model_files(folder)
         root = folder.resolve()
@@ -269,7 +269,7 @@ class Records:
     def __len__(self) -> int:
         return len(self.inputs)
 
-    def head(self, limit: int) -> "Records":
+    def head(self, limit: int) -> Records:
         """The first ``limit`` records (all of them for 0)."""
         if limit <= 0 or limit >= len(self):
             return self

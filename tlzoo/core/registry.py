@@ -7,6 +7,7 @@ everything the loaded plugins registered.
 """
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import tomllib
 from collections.abc import Iterator
@@ -54,7 +55,7 @@ class Registry(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
-    def items(self) -> list[tuple[str, T]]:
+    def items(self) -> builtins.list[tuple[str, T]]:  # `list` here is the method above
         return sorted(self._items.items())
 
 

@@ -21,6 +21,7 @@ set, and its metrics are what every rank returns.
 """
 from __future__ import annotations
 
+import functools
 import os
 import random
 import shutil
@@ -506,7 +507,7 @@ class Run:
                 if index < done:
                     continue  # its result is inside the checkpoint's weights
                 resume = self.resume_state if self.resume_state and index == done else None
-                ckpt = {"phase_index": index, "checkpoint": self.checkpointer, "resume": resume, "patience": t.patience}
+                ckpt: dict[str, Any] = {"phase_index": index, "checkpoint": self.checkpointer, "resume": resume, "patience": t.patience}
                 if phase.train_groups == 0:
                     self._train_head_on_features(phase, **ckpt)
                 else:
@@ -516,7 +517,7 @@ class Run:
                                            targets=self.targets["train"], seed=self.config.seed)
                     val = self._raw_loader("val")
                     self.trainer.run_phase(self.model, phase, param_groups(self.model, live, phase), train, val,
-                                           on_train=lambda live=live: frozen_to_eval(self.backbone, live), **ckpt)
+                                           on_train=functools.partial(frozen_to_eval, self.backbone, live), **ckpt)
                 last = index == len(self.plan.phases) - 1
                 across = self._best_across_phases(phase.name, across, copy=not last)
                 self.checkpointer.extra["best_across_phases"] = across

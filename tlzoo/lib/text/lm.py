@@ -85,7 +85,7 @@ def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[i
         data = first if epoch == 1 else batches(epoch - 1)
         model.train()
         start = last = time.perf_counter()
-        tot = toks = hits = 0
+        tot, toks, hits = 0.0, 0, 0
         for i, batch in enumerate(data, 1):
             result = loss_fn(batch)
             if result is None:
@@ -126,7 +126,7 @@ def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[i
 @torch.no_grad()
 def evaluate_language_model(model: nn.Module, loss_fn: LossFn, batches: list[Batch]) -> tuple[float, float]:
     model.eval()
-    tot = toks = hits = 0
+    tot, toks, hits = 0.0, 0, 0
     for batch in batches:
         result = loss_fn(batch)
         if result is None:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+from torch import nn
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
@@ -178,14 +179,14 @@ def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any],
     """
     from timm.data import create_transform
 
-    cfg = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+    cfg: dict[str, Any] = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
            if k in data_config}
     eval_tf = create_transform(**cfg, is_training=False)
     if not augment:
         return None, eval_tf
     aug = augment_settings(options)
     train_cfg = {k: v for k, v in cfg.items() if k not in ("crop_pct", "crop_mode")}
-    common = dict(**train_cfg, is_training=True, scale=(aug["scale"], 1.0), hflip=aug["hflip"])
+    common: dict[str, Any] = {**train_cfg, "is_training": True, "scale": (aug["scale"], 1.0), "hflip": aug["hflip"]}
     if aug["policy"] == "trivial":
         from torchvision import transforms
 
@@ -210,6 +211,7 @@ class ImageBackbone(Backbone):
     transforms (``self.data_config``), and ``self.model`` returning pooled features."""
 
     modality = "vision"
+    model: nn.Module  # set by the subclass: images -> pooled features
     data_config: dict[str, Any]
     _train_tf: Any = None
     _eval_tf: Any = None

@@ -36,7 +36,7 @@ class NamedSource(DataSource):
 def class_files(root: Path, pattern: str, keep: Callable[[Path], bool]) -> list[tuple[Path, str]]:
     """(file, class) for the files matching ``pattern`` that ``keep`` accepts, under one sub-folder per
     class (nested folders allowed; hidden class folders skipped), in a stable order."""
-    found = []
+    found: list[tuple[Path, str]] = []
     for class_dir in sorted(c for c in root.iterdir() if c.is_dir() and not c.name.startswith(".")):
         found.extend((f, class_dir.name) for f in sorted(class_dir.rglob(pattern)) if keep(f))
     return found

@@ -102,8 +102,7 @@ class HFImageSource(HubSource):
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         ds = self._split(location)
-        from datasets import ClassLabel
-        from datasets import Image as ImageFeature
+        from datasets import ClassLabel, Image as ImageFeature
 
         features = ds.features
         images = [c for c, f in features.items() if isinstance(f, ImageFeature)]

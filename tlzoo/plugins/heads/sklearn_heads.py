@@ -384,7 +384,7 @@ class _Forest:
             parts["value"].append(full)
             roots.append(offset)
             offset += t.node_count
-        return cls(*(np.concatenate(parts[k]) for k in cls.KEYS[:-1]), np.array(roots, np.int64))
+        return cls(**{k: np.concatenate(parts[k]) for k in cls.KEYS[:-1]}, roots=np.array(roots, np.int64))
 
     def proba(self, x: np.ndarray) -> np.ndarray:
         total = np.zeros((len(x), self.value.shape[1]))

@@ -155,7 +155,8 @@ class TransformerBackbone(Backbone):
         self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
         self.source = source
         self.weights_source = description
-        self.num_features = int(self.encoder.config.hidden_size)
+        config: Any = self.encoder.config  # transformers' PretrainedConfig: hidden_size is each architecture's own
+        self.num_features = int(config.hidden_size)
 
     def _load_encoder(self, source: str, description: str, pretrained: bool,
                       kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
@@ -197,7 +198,7 @@ class TransformerBackbone(Backbone):
     def layer_groups(self) -> list[nn.Module]:
         enc = self.encoder
         layers = _encoder_layers(enc)
-        groups: list[nn.Module] = [enc.embeddings, *layers]
+        groups: list[nn.Module] = [enc.get_submodule("embeddings"), *layers]
         pooler = getattr(enc, "pooler", None)
         if pooler is not None:
             groups.append(pooler)

@@ -61,21 +61,18 @@ class MiniEncoder(nn.Module):
         super().__init__()
         if dim % heads:
             raise TlzooError(f"transformer dim ({dim}) must be a multiple of heads ({heads}).")
-        self.embeddings = nn.ModuleDict({
-            "tokens": nn.Embedding(vocab_size, dim, padding_idx=0),
-            "positions": nn.Embedding(max_length, dim),
-            "norm": nn.LayerNorm(dim),
-        })
+        tokens, positions = nn.Embedding(vocab_size, dim, padding_idx=0), nn.Embedding(max_length, dim)
+        self.embeddings = nn.ModuleDict({"tokens": tokens, "positions": positions, "norm": nn.LayerNorm(dim)})
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(dim, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
             for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
-        self.max_length = max_length
-        nn.init.normal_(self.embeddings["tokens"].weight, std=0.02)
-        nn.init.normal_(self.embeddings["positions"].weight, std=0.02)
+        self.max_length, self.vocab_size = max_length, vocab_size
+        nn.init.normal_(tokens.weight, std=0.02)
+        nn.init.normal_(positions.weight, std=0.02)
         with torch.no_grad():
-            self.embeddings["tokens"].weight[0].zero_()
+            tokens.weight[0].zero_()
 
     def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         pos = torch.arange(ids.shape[1], device=ids.device)
@@ -91,7 +88,7 @@ class MLMHead(nn.Module):
     def __init__(self, encoder: MiniEncoder, dim: int) -> None:
         super().__init__()
         self.transform = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim))
-        self.bias = nn.Parameter(torch.zeros(encoder.embeddings["tokens"].num_embeddings))
+        self.bias = nn.Parameter(torch.zeros(encoder.vocab_size))
         self.encoder = [encoder]  # a list: tied weights, not a second registered copy
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:

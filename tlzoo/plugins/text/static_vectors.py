@@ -193,7 +193,7 @@ class StaticVectorBackbone(Backbone):
         counts = self.vectors.counts if self.vectors is not None else None
         if counts:
             c = np.asarray(counts[:n], dtype=np.float64)
-            p = c / max(1.0, float(np.sum(self.vectors.counts)))
+            p = c / max(1.0, float(np.sum(counts)))
         else:  # Zipf: p(rank r) = 1 / (r * H_N)
             ranks = np.arange(1, n + 1, dtype=np.float64)
             p = 1.0 / (ranks * (np.log(max(n, 2)) + 0.5772))
@@ -274,7 +274,7 @@ class StaticVectorBackbone(Backbone):
         return out
 
     def layer_groups(self) -> list[nn.Module]:
-        top = _Holder(self.scale)
+        top: nn.Module = _Holder(self.scale)
         if self.encoder is not None:
             top = nn.ModuleList([top, self.encoder])
         return [self.embedding, top]
@@ -309,7 +309,8 @@ class StaticVectorBackbone(Backbone):
         """Shares of tokens missing from the vectors, and left as <unk> after the fallbacks."""
         total = missing = unk = 0
         seen: dict[str, bool] = {}
-        kv = self.vectors.kv if self.vectors is not None else None
+        vectors = self.vectors
+        kv = vectors.kv if vectors is not None else None
         for text in texts:
             for tok in tokenize("" if text is None else str(text))[: self.max_length]:
                 total += 1
@@ -320,10 +321,10 @@ class StaticVectorBackbone(Backbone):
                     if tok not in seen:
                         seen[tok] = self._token_vector(tok) is None
                     unk += seen[tok]
-        if kv is None:
+        if vectors is None:
             return {"tokens": total, "oov_rate": None, "unk_rate": None, "note": "no pretrained vectors"}
         return {"tokens": total, "oov_rate": round(missing / max(1, total), 5), "unk_rate": round(unk / max(1, total), 5),
-                "oov_types": len(seen), "subwords": self.vectors.subwords}
+                "oov_types": len(seen), "subwords": vectors.subwords}
 
 
 class _Holder(nn.Module):
@@ -337,7 +338,7 @@ class _Holder(nn.Module):
 def _factory(family: str) -> BackboneFactory:
     default, description = FAMILIES[family]
     return BackboneFactory(
-        name=family, modality="text", create=lambda req, f=family: StaticVectorBackbone(req, f), options=DEFAULTS,
+        name=family, modality="text", create=lambda req: StaticVectorBackbone(req, family), options=DEFAULTS,
         default_model=default, models=(default,), description=description,
     )
 

@@ -65,7 +65,7 @@ class WordEmbedding(nn.Module):
         self.embed_p, self.drop = embed_p, LockedDropout(input_p)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        w = self.weight
+        w: torch.Tensor = self.weight
         if self.training and self.embed_p > 0:
             keep = w.new_empty(w.size(0), 1).bernoulli_(1 - self.embed_p) / (1 - self.embed_p)
             w = w * keep
@@ -84,7 +84,7 @@ class AWDLayer(nn.Module):
         if self.training and self.weight_p > 0:
             from torch.func import functional_call
 
-            w = F.dropout(self.lstm.weight_hh_l0, self.weight_p, training=True)
+            w = F.dropout(self.lstm.get_parameter("weight_hh_l0"), self.weight_p, training=True)
             out, state = functional_call(self.lstm, {"weight_hh_l0": w}, (x, state), strict=False)
         else:
             out, state = self.lstm(x, state)

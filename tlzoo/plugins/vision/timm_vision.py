@@ -141,18 +141,21 @@ def timm_layer_groups(model: nn.Module, family: str) -> list[nn.Module]:
     """stem -> stages -> head for a timm model (its classifier already removed)."""
     names = [n for n, _ in model.named_parameters()]
     if family == "vgg":
-        owner, stage = {}, 0
-        features = model.features  # type: ignore[attr-defined]
+        owner: dict[str, int] = {}
+        stage = 0
+        features = model.features
+        assert isinstance(features, nn.Sequential)  # timm's VGG: the conv stack
         for i, layer in enumerate(features):
             if isinstance(layer, nn.MaxPool2d):
                 stage += 1
-            for n, _ in layer.named_parameters():
-                owner[f"features.{i}.{n}"] = stage
+            for pname, _ in layer.named_parameters():
+                owner[f"features.{i}.{pname}"] = stage
         top = stage + (0 if isinstance(features[-1], nn.MaxPool2d) else 1)
-        owner.update({n: top for n in names if not n.startswith("features.")})  # pre_logits: the head
+        owner.update({p: top for p in names if not p.startswith("features.")})  # pre_logits: the head
         return split_by_owner(model, owner, top + 1)
     from timm.models import group_parameters
 
+    # every timm model has group_matcher; nn.Module does not declare it (attribute access gives Tensor | Module)
     by_group = group_parameters(model, model.group_matcher(coarse=True))  # type: ignore[operator]
     owner = {n: i for i, gid in enumerate(sorted(by_group)) for n in by_group[gid]}
     n = len(by_group)
@@ -174,7 +177,9 @@ class TimmBackbone(ImageBackbone):
 
         self.name = request.model
         self.family, self.arch = variant.family, variant.arch
-        model = timm.create_model(variant.arch, pretrained=False)
+        # a timm model: reset_classifier, num_features and pretrained_cfg are timm's API, which the
+        # nn.Module that create_model is annotated to return does not declare
+        model: Any = timm.create_model(variant.arch, pretrained=False)
         self.weights_source, cfg = obtain(
             model, request.model, request.weights, request.pretrained, package=variant.package,
             package_name=variant.package_name, by_order=variant.by_order,
@@ -207,16 +212,17 @@ def _from_hub(arch: str, name: str) -> Loaded:
     if cfg is None:
         raise missing_weights(name, why="timm has no pretrained tag for it")
     package = VARIANTS[name].package_name if name in VARIANTS else ""
-    url = cfg.url or ""
+    # a URL, or (URL, file name) as timm's download_cached_file reads it
+    url, filename = cfg.url if isinstance(cfg.url, tuple) else (cfg.url or "", os.path.basename(cfg.url or ""))
     with network.hub_access(network.endpoint() if cfg.hf_hub_id else url) as why:
         if why and not cfg.hf_hub_id:  # a plain URL: only its torch.hub cache may be used
-            cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url)) if url else ""
+            cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename) if url else ""
             if not (cached and os.path.isfile(cached)):
                 raise missing_weights(name, package, why)
         if why and cfg.hf_hub_id and not _in_hub_cache(cfg.hf_hub_id):  # nothing of the repo: no second model build
             raise missing_weights(name, package, f"{why}; not in the local hub cache")
         try:
-            hub = timm.create_model(arch, pretrained=True)
+            hub: Any = timm.create_model(arch, pretrained=True)  # a timm model (pretrained_cfg)
         except Exception:
             if not why:
                 raise
@@ -248,7 +254,7 @@ def pull(name: str) -> str:
 
         from tlzoo.lib.vision.weights import load_into, read_state
 
-        model = timm.create_model(variant.arch, pretrained=False)
+        model: Any = timm.create_model(variant.arch, pretrained=False)  # a timm model (pretrained_cfg)
         load_into(model, read_state(Path(path))[0], path, by_order=variant.by_order)
         found = Loaded(model.state_dict(), f"package {variant.package_name}",
                        dict(variant.package_config or model.pretrained_cfg))

@@ -72,6 +72,7 @@ class TorchvisionBackbone(ImageBackbone):
         self.weights_source, cfg = obtain(model, request.model, request.weights, request.pretrained,
                                           hub=lambda: _from_hub(request.model), adapt=_drop_aux)
         if request.model == "alexnet":
+            assert isinstance(model.classifier, nn.Sequential)
             model.classifier = model.classifier[:-1]  # keep fc6/fc7: 4096-wide features
             self.num_features = 4096
         else:
