@@ -1,5 +1,5 @@
 # make demo: set up .venv and run the main job on the embedded default data.
-# make test: set up .venv and run the test suite (what CI runs).
+# make test: set up .venv, lint (ruff, mypy) and run the test suite (what CI runs).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -10,7 +10,7 @@ export TLZOO_HOME ?= $(CURDIR)/.tlzoo-home
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: venv data chromium demo test test-fast bench clean
+.PHONY: venv data chromium demo lint test test-fast bench clean
 
 venv: $(STAMP)
 
@@ -45,7 +45,12 @@ $(STAMP): pyproject.toml Makefile examples/tlzoo-example/pyproject.toml
 demo: venv
 	$(BIN)/python -m tlzoo.demo
 
-test: venv data chromium
+# ruff check on the package and the tests, mypy on the package (settings in pyproject.toml)
+lint: venv
+	$(BIN)/ruff check tlzoo tests
+	$(BIN)/mypy
+
+test: venv data chromium lint
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 test-fast: venv data

@@ -223,12 +223,13 @@ def run_on_main(fn: Callable[[], T]) -> T:
         broadcast_object(("ok", value))
         return value
     try:
-        kind, value = broadcast_object(("", None))  # type: ignore[assignment]
+        reply: tuple[str, Any] = broadcast_object(("", None))  # rank 0's ("ok", value) or ("error", message)
     except Exception:  # rank 0 died without a word (SIGKILL): it, or torchrun, says why
         raise RelayedError("rank 0 stopped; see its message.") from None
+    kind, value = reply
     if kind == "error":
         raise RelayedError(str(value))
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 def sum_all(values: list[float]) -> list[float]:
@@ -350,7 +351,7 @@ def shard_loader(loader: DataLoader) -> DataLoader:
                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
                      worker_init_fn=loader.worker_init_fn, generator=loader.generator,
                      persistent_workers=loader.persistent_workers)
-    out.tlzoo_share = share  # type: ignore[attr-defined]
+    out.tlzoo_share = share
     return out
 
 
