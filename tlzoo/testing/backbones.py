@@ -451,12 +451,12 @@ def check_eval_determinism(backbone: Backbone, examples: Sequence[Any]) -> None:
     assert first.shape == again.shape, f"two eval forwards gave shapes {tuple(first.shape)} and {tuple(again.shape)}"
     if torch.isfinite(first).all() and torch.isfinite(again).all():
         diff = (first - again).abs().max().item() if first.numel() else 0.0
-        ok = torch.allclose(first, again, rtol=1e-5, atol=1e-6)
-    else:
-        diff, ok = float("nan"), bool(torch.equal(first.nan_to_num(), again.nan_to_num()))
-    assert ok, (f"two eval-mode forwards of the same batch differ (max difference {diff:.3g}): dropout or noise "
-                "is active in eval mode (F.dropout(training=True), torch.randn in forward?), so features, the "
-                "feature cache and tl predict are not reproducible")
+        ok, how = torch.allclose(first, again, rtol=1e-5, atol=1e-6), f"max difference {diff:.3g}"
+    else:  # NaN never equals NaN: compare where the non-finite values are and the finite ones
+        ok, how = bool(torch.equal(first.nan_to_num(), again.nan_to_num())), "they also contain NaN or inf"
+    assert ok, (f"two eval-mode forwards of the same batch differ ({how}): dropout or noise is active in eval "
+                "mode (F.dropout(training=True), torch.randn in forward?), so features, the feature cache and "
+                "tl predict are not reproducible")
 
 
 @rule
@@ -854,7 +854,7 @@ def _build_from_recipe(recipe: dict[str, Any]) -> Backbone:
     else:
         factory = _import(recipe["import"])
     if request is None:
-        return factory()  # type: ignore[no-any-return]
+        return factory()
     backbone = _create(factory, request)
     if not backbone.plugin and isinstance(factory, BackboneFactory):
         backbone.plugin = factory.name

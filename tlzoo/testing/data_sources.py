@@ -101,7 +101,7 @@ class DataSourceCase:
     def resolve(self) -> DataSource:
         """The data source object."""
         if not isinstance(self.source, str):
-            return self.source  # type: ignore[no-any-return]
+            return self.source
         found = [s for s in (self.zoo or default_zoo()).data_sources if s.name == self.source]
         if not found:
             raise LookupError(f"no data source named {self.source!r} is registered")

@@ -216,8 +216,8 @@ class PretrainerCase:
     def resolve(self) -> Pretrainer:
         """The pretrainer object."""
         if isinstance(self.pretrainer, str):
-            return (self.zoo or default_zoo()).pretrainers.get(self.pretrainer)  # type: ignore[no-any-return]
-        return self.pretrainer  # type: ignore[no-any-return]
+            return (self.zoo or default_zoo()).pretrainers.get(self.pretrainer)
+        return self.pretrainer
 
     def checks(self) -> Iterator[Check]:
         """Every pretrainer check bound to this case."""

@@ -117,8 +117,8 @@ class StrategyCase:
     def resolve(self) -> Strategy:
         """The strategy object."""
         if isinstance(self.strategy, str):
-            return (self.zoo or default_zoo()).strategies.get(self.strategy)  # type: ignore[no-any-return]
-        return self.strategy  # type: ignore[no-any-return]
+            return (self.zoo or default_zoo()).strategies.get(self.strategy)
+        return self.strategy
 
     def heads(self) -> Sequence[type] | None:
         """The head classes to plan for: those given, else every head of the case's zoo."""
