@@ -411,7 +411,7 @@ class BackboneFactory:
                 _restore_fitted(backbone, request.assets)
             return backbone
 
-        create._tlzoo_create = make  # type: ignore[attr-defined]
+        create._tlzoo_create = make  # type: ignore[attr-defined]  # a mark on the function object
         create.__doc__ = getattr(make, "__doc__", None)
         self.create = create
 

@@ -213,6 +213,7 @@ def step_wrapper(*names: str) -> Callable[[F], F]:
                     return (yield)
                 return (yield from fn(self, **kwargs(step, run)))
         else:
+            # ignore[misc]: the two variants differ by `self` on purpose (pluggy reads impl's signature)
             def impl(step: str, run: Any) -> Generator[None, Any, Any]:  # type: ignore[misc]
                 if step not in wanted:
                     return (yield)
@@ -220,6 +221,7 @@ def step_wrapper(*names: str) -> Callable[[F], F]:
         # no functools.wraps: pluggy reads the argument names from impl's own signature
         impl.__name__, impl.__qualname__ = fn.__name__, fn.__qualname__
         impl.__module__, impl.__doc__ = fn.__module__, fn.__doc__
-        impl.tlzoo_steps = tuple(sorted(wanted))  # type: ignore[attr-defined]
+        impl.tlzoo_steps = tuple(sorted(wanted))  # type: ignore[attr-defined]  # a mark on the function object
+        # ignore[return-value]: the hook implementation stands in for the decorated function (see the docstring)
         return hookimpl(wrapper=True, specname="tlzoo_run_step")(impl)  # type: ignore[return-value]
     return decorate

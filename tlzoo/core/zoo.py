@@ -95,9 +95,9 @@ class Zoo:
                                             f"{describe(exc)}; the source is skipped")
                 return False
 
-        guarded._tlzoo_guarded = True  # type: ignore[attr-defined]
+        guarded._tlzoo_guarded = True  # type: ignore[attr-defined]  # a mark on the function object
         try:
-            source.can_load = guarded  # type: ignore[method-assign]
+            source.can_load = guarded  # type: ignore[method-assign]  # the instance's own, on purpose
         except (AttributeError, TypeError):  # a source with __slots__: keep it unguarded
             pass
         return source

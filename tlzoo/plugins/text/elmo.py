@@ -250,7 +250,8 @@ class ElmoPretrainer(LMPretrainer):
         return ElmoLM(len(vocab), **{k: o[k] for k in ARCH})
 
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
-        return lm_task(model, vocab, o["batch_size"], o["max_tokens"], device)  # type: ignore[arg-type]
+        assert isinstance(model, ElmoLM)  # built by build_model
+        return lm_task(model, vocab, o["batch_size"], o["max_tokens"], device)
 
 
 @hookimpl

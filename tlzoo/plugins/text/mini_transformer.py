@@ -40,7 +40,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn, linear_warmup_decay
-from tlzoo.lib.text.pooling import pool
+from tlzoo.lib.text.pooling import choose_pooling, pool
 from tlzoo.lib.text.pretrained import LMPretrainer, copy_weights, read_weights
 from tlzoo.lib.text.vocab import MASK, PAD, UNK, HashedVocab, Vocab, tokenize
 
@@ -178,10 +178,11 @@ class MLMPretrainer(LMPretrainer):
         return MaskedLM(len(vocab), {k: o[k] for k in ARCH_KEYS})
 
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
+        assert isinstance(model, MaskedLM)  # built by build_model
         return LanguageModelTask(
             model,
             lambda texts, seed: mask_batches(texts, vocab, o["batch_size"], o["max_length"], o["mask_prob"], seed),
-            mlm_loss_fn(model, device), clip=1.0, betas=(0.9, 0.999),  # type: ignore[arg-type]
+            mlm_loss_fn(model, device), clip=1.0, betas=(0.9, 0.999),
             weight_decay=o["weight_decay"], schedule=linear_warmup_decay(o["warmup"]))
 
 
@@ -209,9 +210,7 @@ class MiniTransformerBackbone(Backbone):
         # the architecture options apply without --weights only (a folder records its own)
         opts = check_options("transformer", request.options, DEFAULTS)
         self.name = request.model
-        self.pooling = request.pooling or "mean"
-        if self.pooling not in POOLINGS:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for transformer; use one of {', '.join(POOLINGS)}.")
+        self.pooling = choose_pooling(request.pooling, POOLINGS, "transformer")
         self.vocab: Vocab | None = None
         state: dict[str, torch.Tensor] | None = None
         self.folder = Path(request.weights) if request.weights else None  # copied into the run by save_assets

@@ -218,7 +218,8 @@ class UlmfitPretrainer(LMPretrainer):
         return AWDLSTM(len(vocab), **{k: o[k] for k in ARCH})
 
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
-        return lm_task(model, vocab, o["batch_size"], o["bptt"], device)  # type: ignore[arg-type]
+        assert isinstance(model, AWDLSTM)  # built by build_model
+        return lm_task(model, vocab, o["batch_size"], o["bptt"], device)
 
 
 # --------------------------------------------------------------------------- strategy
