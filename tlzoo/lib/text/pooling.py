@@ -12,7 +12,8 @@ MLM transformer, ELMo, ULMFiT):
 * ``cls``: the first position (the ``[CLS]`` / ``<cls>`` token);
 * ``last``: the last real token (ULMFiT's "last state"; needs right padding).
 
-``pool(h, mask, ("last", "max", "mean"))`` concatenates several along the feature axis.
+``pool(h, mask, ("last", "max", "mean"))`` concatenates several along the feature axis;
+``choose_pooling`` checks a backbone's ``--pooling`` against the ones it offers.
 """
 from __future__ import annotations
 
@@ -20,7 +21,17 @@ from collections.abc import Sequence
 
 import torch
 
+from tlzoo.core.errors import TlzooError
+
 METHODS: tuple[str, ...] = ("mean", "max", "cls", "last")
+
+
+def choose_pooling(requested: str | None, allowed: Sequence[str], plugin: str) -> str:
+    """A backbone's pooling: ``requested`` (``--pooling``), or the first of ``allowed``; else a one-line error."""
+    pooling = requested or allowed[0]
+    if pooling not in allowed:
+        raise TlzooError(f"Unknown pooling '{pooling}' for {plugin}; use one of {', '.join(allowed)}.")
+    return pooling
 
 
 def masked_mean(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

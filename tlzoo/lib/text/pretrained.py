@@ -27,6 +27,7 @@ from torch import nn
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer, check_options
 from tlzoo.lib.text.lm import LanguageModelTask, run_language_model, seed_all, split_corpus
+from tlzoo.lib.text.pooling import choose_pooling
 from tlzoo.lib.text.vocab import HashedVocab, Vocab
 
 FORMAT = "tlzoo-pretrained-lm"
@@ -169,10 +170,7 @@ class PretrainedLMBackbone(Backbone):
         super().__init__()
         check_options(self.family, request.options, {})  # the engine's settings only
         self.name = request.model
-        self.pooling = request.pooling or self.poolings[0]
-        if self.pooling not in self.poolings:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for {self.family}; "
-                             f"use one of {', '.join(self.poolings)}.")
+        self.pooling = choose_pooling(request.pooling, self.poolings, self.family)
         self.max_length = request.max_length or 128
         if self.max_length < self.min_length:
             raise TlzooError(f"model.max_length must be at least {self.min_length} for {self.family}, "

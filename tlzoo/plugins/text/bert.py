@@ -28,7 +28,7 @@ from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
-from tlzoo.lib.text.pooling import pool
+from tlzoo.lib.text.pooling import choose_pooling, pool
 
 network.configure_hub()  # short hub timeouts, offline switches: before transformers is imported
 
@@ -108,14 +108,12 @@ class TransformerBackbone(Backbone):
 
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
-        opts = check_options("bert", request.options, DEFAULTS)
         self.name = request.model
-        self.pooling = request.pooling or "mean"
+        opts = check_options("bert", request.options, DEFAULTS)
+        self.pooling = choose_pooling(request.pooling, POOLINGS, "bert")
         self.truncation = opts["truncation"] or DEFAULTS["truncation"]
         if self.truncation not in TRUNCATIONS:
             raise TlzooError(f"Unknown truncation '{self.truncation}' for bert; use head or tail.")
-        if self.pooling not in POOLINGS:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for bert; use one of {', '.join(POOLINGS)}.")
         self.max_length = request.max_length or 128
         if self.max_length < 2:
             raise TlzooError(f"model.max_length must be at least 2, got {self.max_length}.")

@@ -60,7 +60,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
 from tlzoo.core.steps import CREATE_BACKBONE, EVALUATE
 from tlzoo.lib.text.batching import pad_sequences
-from tlzoo.lib.text.pooling import masked_max, pool
+from tlzoo.lib.text.pooling import choose_pooling, masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
 from tlzoo.lib.text.vocab import HashedVocab, Vocab, tokenize
 
@@ -124,9 +124,7 @@ class StaticVectorBackbone(Backbone):
         super().__init__()
         o = check_options(family, request.options, DEFAULTS)
         self.family, self.name = family, request.model
-        self.pooling = request.pooling or "mean"
-        if self.pooling not in POOLINGS:
-            raise TlzooError(f"Unknown pooling '{self.pooling}' for {family}; use one of {', '.join(POOLINGS)}.")
+        self.pooling = choose_pooling(request.pooling, POOLINGS, family)
         self.max_length = request.max_length or 128
         if self.max_length < 1:
             raise TlzooError(f"model.max_length must be at least 1, got {self.max_length}.")
