@@ -23,7 +23,7 @@ def backbone(tiny_bert_dir: Path):
     from tlzoo.core.zoo import Zoo
 
     factory, model = Zoo().resolve_backbone("bert", "")
-    b = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), options={"max_length": 16}))
+    b = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16))
     b.plugin = "bert"
     return b
 
@@ -74,10 +74,10 @@ def test_key_covers_split_dataset_pooling_and_weights(backbone, tiny_bert_dir: P
     assert cache_key(backbone, _texts(6, " again"), "train") != base  # other content
     factory, model = Zoo().resolve_backbone("bert", "")
     cls_pool = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir),
-                                              options={"max_length": 16, "pooling": "cls"}))
+                                              max_length=16, pooling="cls"))
     cls_pool.plugin = "bert"
     assert cache_key(cls_pool, ds, "train") != base  # another pooling
-    same = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), options={"max_length": 16}))
+    same = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16))
     same.plugin = "bert"
     assert cache_key(same, ds, "train") == base  # rebuilt identically: same key
     with torch.no_grad():

@@ -74,7 +74,7 @@ def test_pretraining_writes_weights_vocab_description_curve_and_learns(pretraine
 def test_weights_transfer_into_the_backbone(pretrained: dict[str, Path], plugin: str) -> None:
     from safetensors.torch import load_file
 
-    bb = _make(plugin, weights=str(pretrained[plugin]), options={"max_length": 32})
+    bb = _make(plugin, weights=str(pretrained[plugin]), max_length=32)
     saved = load_file(str(pretrained[plugin] / "model.safetensors"))
     state = bb.state_dict()
     pairs = [(f"lm.{k}", k) for k in saved] if plugin == "ulmfit" else [(k, k) for k in saved]  # elmo: bilm.*, softmax.*
@@ -82,7 +82,7 @@ def test_weights_transfer_into_the_backbone(pretrained: dict[str, Path], plugin:
     for mine, theirs in pairs:
         assert torch.equal(state[mine], saved[theirs]), mine
     assert "tl pretrain folder" in bb.weights_source
-    scratch = _make(plugin, pretrained=False, options={"max_length": 32})
+    scratch = _make(plugin, pretrained=False, max_length=32)
     assert scratch.weights_source.startswith("random init")
 
 
@@ -108,8 +108,8 @@ def test_cli_run_without_weights_is_a_one_line_error(run_cli: Any, text_csv: Pat
 def test_contract_checks_pass(pretrained: dict[str, Path], plugin: str) -> None:
     from tlzoo.testing import check_backbone, tiny_texts
 
-    check_backbone(_make(plugin, weights=str(pretrained[plugin]), options={"max_length": 24}), tiny_texts())
-    check_backbone(_make(plugin, pretrained=False, options={"max_length": 24}), tiny_texts())
+    check_backbone(_make(plugin, weights=str(pretrained[plugin]), max_length=24), tiny_texts())
+    check_backbone(_make(plugin, pretrained=False, max_length=24), tiny_texts())
 
 
 def test_ulmfit_strategy_contract_and_plan() -> None:
@@ -127,7 +127,7 @@ def test_ulmfit_strategy_contract_and_plan() -> None:
 
 
 def test_elmo_scalar_mix_weights_the_layers() -> None:
-    bb = _make("elmo", pretrained=False, options={"max_length": 16, "pooling": "mean"}).eval()
+    bb = _make("elmo", pretrained=False, max_length=16, pooling="mean").eval()
     batch = bb.collate([bb.transform("a fine film", False)])
     layers, _, _ = bb.bilm.run(batch["chars"], batch["lengths"])
     assert len(layers) == 3 and all(h.shape == layers[0].shape for h in layers)

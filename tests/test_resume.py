@@ -131,7 +131,7 @@ def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Pa
     logs: list[str] = []
     run = Run(cfg, Zoo(), log=logs.append)
     pristine = run.zoo.backbones.get("efficientnet").create(
-        BackboneRequest(model="efficientnet_lite0", options={"image_size": 32}))
+        BackboneRequest(model="efficientnet_lite0", image_size=32))
     before = {k: v.clone() for k, v in pristine.state_dict().items()}
     run.execute()
     after = run.backbone.state_dict()

@@ -219,7 +219,7 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(tiny_bert_dir: Path,
     from tlzoo.core.zoo import Zoo
 
     factory, model = Zoo().resolve_backbone("bert", "")
-    backbone = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), options={"max_length": 16}))
+    backbone = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16))
     backbone.plugin = "bert"
     words = "good bad film story plot funny dull love".split()
     texts = [" ".join(words[(i * k) % len(words)] for k in range(1, 6)) for i in range(100)]

