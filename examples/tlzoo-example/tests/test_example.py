@@ -9,16 +9,17 @@ before checking it, and checks the fit protocol itself; the tests below check it
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
+from tlzoo_example.ridge import RidgeHead
+from tlzoo_example.tfidf import TfidfSvdBackbone, tfidf_factory
 
 from tlzoo import BackboneRequest, Dataset, Zoo
 from tlzoo.testing import BackboneCase, parametrize_with_checks, tiny_texts, uncovered
-from tlzoo_example.ridge import RidgeHead
-from tlzoo_example.tfidf import TfidfSvdBackbone, tfidf_factory
 
 TEXTS = tiny_texts(8)
 

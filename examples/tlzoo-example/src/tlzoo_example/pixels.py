@@ -39,7 +39,8 @@ class RawPixelsBackbone(Backbone):
 
         from tlzoo.lib.vision.images import to_pil
 
-        image = to_pil(example, mode="L" if self.grey else "RGB").resize((self.size, self.size), Image.BILINEAR)
+        image = to_pil(example, mode="L" if self.grey else "RGB")
+        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(image, dtype=np.float32).reshape(-1) / 255.0)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
