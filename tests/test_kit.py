@@ -231,7 +231,7 @@ def test_unmasked_pooling_and_a_blind_fingerprint_of_a_real_backbone_fail(tiny_b
     check_batch_independence(good, examples)
 
 
-# --------------------------------------------------------------------------- what cannot be rebuilt is skipped, saying why
+# ----------------------------------------------------------------- what cannot be rebuilt is skipped, saying why
 def test_a_backbone_that_cannot_be_rebuilt_skips_the_rebuilding_checks_with_the_reason() -> None:
     class Local(kf.GoodBag):  # defined in a function: no fresh process can import it
         pass
@@ -246,7 +246,7 @@ def test_a_backbone_that_cannot_be_rebuilt_skips_the_rebuilding_checks_with_the_
     check_build_determinism(by_lambda.get(), tiny_texts(), rebuild=by_lambda)  # in-process: a lambda is fine
 
 
-# --------------------------------------------------------------------------- parametrize_with_checks, checks_for, uncovered
+# ----------------------------------------------------------------- parametrize_with_checks, checks_for, uncovered
 def test_parametrize_with_checks_gives_one_test_id_per_case_and_rule_and_keeps_marks() -> None:
     mark = parametrize_with_checks([pytest.param(kf.CharTrigrams(), id="chars", marks=pytest.mark.transfer),
                                     HeadCase("fc", {"dropout": 0.0}), StrategyCase("fine-tune"),

@@ -5,10 +5,11 @@ resolve plugins, load, split, encode labels, create the backbone, ..., train), t
 ``tlzoo_run_step`` hook, so step wrappers apply here too: the data is loaded and split exactly
 as ``tl run`` would (same seed, same fractions), the train step extracts features once
 through the feature cache and fits the first requested head, and every other fitted head
-is then trained on the same training features; each is scored on the test split.  Optionally each backbone also gets a LogME score (the log marginal evidence of a
-Bayesian linear model from its features to the labels, You et al., ICML 2021), which
-ranks backbones with no head trained at all.  The result is a leaderboard printed and
-saved as ``leaderboard.csv`` and ``leaderboard.png`` in the output folder.
+is then trained on the same training features; each is scored on the test split.  Optionally
+each backbone also gets a LogME score (the log marginal evidence of a Bayesian linear model
+from its features to the labels, You et al., ICML 2021), which ranks backbones with no head
+trained at all.  The result is a leaderboard printed and saved as ``leaderboard.csv`` and
+``leaderboard.png`` in the output folder.
 """
 from __future__ import annotations
 
@@ -207,7 +208,8 @@ def _spec(text: str) -> tuple[str, str]:
 
 def format_leaderboard(rows: list[dict[str, Any]]) -> str:
     """The leaderboard as an aligned text table."""
-    header = f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8} {'features':>8} {'LogME':>8}"
+    header = (f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8} "
+              f"{'features':>8} {'LogME':>8}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lm = "" if r.get("logme") is None else f"{r['logme']:.3f}"

@@ -131,7 +131,8 @@ class RunConfig:
             if i == len(parts) - 1:
                 ftype = _resolved_types(type(target))[part]
                 if dataclasses.is_dataclass(ftype):
-                    raise TlzooError(f"Config key '{dotted}' is a section; set one of its keys, e.g. '{dotted}.{dataclasses.fields(ftype)[0].name}'.")
+                    first = dataclasses.fields(ftype)[0].name
+                    raise TlzooError(f"Config key '{dotted}' is a section; set one of its keys, e.g. '{dotted}.{first}'.")
                 coerced = _coerce(dotted, value, ftype)
                 _check_range(dotted, coerced)
                 setattr(target, part, coerced)

@@ -306,7 +306,8 @@ def _folder_readme(run: Path, dest: Path, desc: dict[str, Any], needs: str, pred
         files.model = desc
         card = model_card(files).rstrip() + "\n\n"
     except Exception:  # noqa: BLE001 - a run without readable metrics still exports, with a short README
-        card = f"# {run.name}\n\nA tlzoo {predictor.backbone.modality} classifier over {len(predictor.classes)} classes.\n\n"
+        card = (f"# {run.name}\n\nA tlzoo {predictor.backbone.modality} classifier over "
+                f"{len(predictor.classes)} classes.\n\n")
     where = ("Everything it needs is in this folder: the architecture comes from tlzoo's code, the weights from "
              "model.safetensors." if not needs else f"The weights are in model.safetensors; rebuilding the backbone "
              f"also needs {needs}.")

@@ -414,7 +414,8 @@ h1 { font-size: 26px; margin: 0 0 4px; }
 h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 6px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 16px; margin: 20px 0 8px; }
 p.sub { color: var(--muted); margin: 0 0 14px; word-break: break-all; }
-nav { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 14px; padding: 8px 0; border-bottom: 1px solid var(--line); }
+nav { display: flex; flex-wrap: wrap; gap: 4px 14px; font-size: 14px; padding: 8px 0;
+      border-bottom: 1px solid var(--line); }
 nav a { color: var(--accent); text-decoration: none; }
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(190px, 1fr)); gap: 12px; margin: 16px 0; }
 .card { border: 1px solid var(--line); border-radius: 8px; padding: 10px 14px; background: var(--bg2); }

@@ -399,7 +399,8 @@ class Run:
         cfg = self.config.data
         self.splits = stratified_split(self.dataset, cfg.val_fraction, cfg.test_fraction, self.config.seed)
         s = self.splits
-        self.log(f"  train {len(s.train)} / validation {len(s.val)} / test {len(s.test)} (stratified, seed {self.config.seed})")
+        self.log(f"  train {len(s.train)} / validation {len(s.val)} / test {len(s.test)} "
+                 f"(stratified, seed {self.config.seed})")
         for note in s.notes:  # e.g. a class too small to reach the test set
             self.log(f"  warning: {note}")
 
@@ -477,7 +478,8 @@ class Run:
             trainable = count_parameters(self.backbone)[0]
             first = len(groups) - len(live) + 1  # groups numbered 1 (input side) .. len(groups)
             names = f"top {len(live)} of {len(groups)} (groups {first}-{len(groups)})" if live else "none (backbone frozen)"
-            lrs = (f"lr {p.lr:g} head and top group, x{p.lr_decay:g} per group below (lowest {p.lr * p.lr_decay ** max(0, len(live) - 1):.2g})"
+            lowest = p.lr * p.lr_decay ** max(0, len(live) - 1)
+            lrs = (f"lr {p.lr:g} head and top group, x{p.lr_decay:g} per group below (lowest {lowest:.2g})"
                    if live and p.lr_decay != 1 else f"lr {p.lr:g}")
             warm = f"{p.warmup_fraction:.0%} warm-up, " if p.warmup_fraction and p.schedule in ("cosine", "constant") else ""
             self.log(f"    phase {p.name}: {p.epochs} epochs, {lrs}, {warm}{p.schedule} schedule; "

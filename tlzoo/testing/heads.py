@@ -138,7 +138,8 @@ def check_head_round_trip(head_cls: type[Any], params: dict[str, Any] | None = N
     if linear is not None:
         w, b = (np.asarray(a) for a in linear)
         assert w.shape == (num_classes, x.shape[1]) and b.shape == (num_classes,), \
-            f"to_linear() gave shapes {w.shape} and {b.shape}, expected {(num_classes, x.shape[1])} and {(num_classes,)}"
+            f"to_linear() gave shapes {w.shape} and {b.shape}, expected {(num_classes, x.shape[1])} and " \
+            f"{(num_classes,)}"
         logits = x.astype(np.float64) @ w.T.astype(np.float64) + b
         e = np.exp(logits - logits.max(1, keepdims=True))
         assert np.allclose(e / e.sum(1, keepdims=True), p, atol=1e-4), \
