@@ -48,6 +48,7 @@ demo: venv
 # ruff check on the package and the tests, mypy on the package (settings in pyproject.toml)
 lint: venv
 	$(BIN)/ruff check tlzoo tests
+	$(BIN)/ruff format --check tlzoo tests examples
 	$(BIN)/mypy
 
 test: venv data chromium lint

@@ -7,6 +7,7 @@ two cores).  Fixtures build tiny offline inputs: a random 2-layer BERT checkpoin
 folder, a labelled CSV of real movie snippets, a folder of digit PNGs, and a
 ``run_cli`` helper around click's CliRunner.  Engineers may append fixtures below.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -68,9 +69,16 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # transformers 5 reads the vocabulary from ``vocab=``; ``vocab_file=`` is silently ignored
     tokenizer = BertTokenizerFast(vocab=str(vocab), do_lower_case=True)
     assert "[UNK]" not in tokenizer.tokenize("the film"), "tiny tokenizer lost its vocabulary"
-    config = BertConfig(vocab_size=len(_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, hidden_dropout_prob=0.0,
-                        attention_probs_dropout_prob=0.0)
+    config = BertConfig(
+        vocab_size=len(_vocab()),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(1234)
     BertModel(config).save_pretrained(str(folder))
     tokenizer.save_pretrained(str(folder))

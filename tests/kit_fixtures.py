@@ -6,6 +6,7 @@ class builds with no arguments (or from a request through :func:`make`).  All ar
 text backbones over bags of words, checked in a moment; ``TfIdf`` and its broken
 variants are FittableBackbones (their state is learnt from the training split).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -74,8 +75,13 @@ class GoodBag(Backbone):
 
 def make(request: BackboneRequest) -> Backbone:
     """A factory function (importable as ``kit_fixtures:make``): the class named by ``request.model``."""
-    classes = {"good-bag": GoodBag, "hash-bag": HashBag, "char-trigrams": CharTrigrams,
-               "unseeded-projection": UnseededProjection, "tfidf": TfIdf}
+    classes = {
+        "good-bag": GoodBag,
+        "hash-bag": HashBag,
+        "char-trigrams": CharTrigrams,
+        "unseeded-projection": UnseededProjection,
+        "tfidf": TfIdf,
+    }
     backbone = classes[request.model](request) if request.model != "char-trigrams" else CharTrigrams()
     backbone.name = request.model
     return backbone
@@ -158,7 +164,7 @@ class CharTrigrams(Backbone):
 
     def transform(self, example: Any, train: bool) -> torch.Tensor:
         text = f"  {str(example).lower()}  "
-        bag = _bag([zlib.crc32(text[i:i + 3].encode("utf-8")) % DIM for i in range(len(text) - 2)])
+        bag = _bag([zlib.crc32(text[i : i + 3].encode("utf-8")) % DIM for i in range(len(text) - 2)])
         return bag / bag.norm().clamp_min(1e-12)
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -266,5 +272,10 @@ class FingerprintMissesFit(TfIdf):
 
 
 # a factory as a plugin registers it (importable as ``kit_fixtures:FACTORY``): options checked, plugin set
-FACTORY = BackboneFactory("kit-bags", "text", make, default_model="good-bag",
-                          models=("good-bag", "hash-bag", "char-trigrams", "unseeded-projection", "tfidf"))
+FACTORY = BackboneFactory(
+    "kit-bags",
+    "text",
+    make,
+    default_model="good-bag",
+    models=("good-bag", "hash-bag", "char-trigrams", "unseeded-projection", "tfidf"),
+)

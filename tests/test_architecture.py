@@ -5,6 +5,7 @@ tlzoo/core knows nothing of timm, transformers, gensim, scikit-learn or torchvis
 (tlzoo/lib) import nothing from tlzoo.plugins, so built-ins are plugins like any other;
 ``import tlzoo``, ``tl --help`` and ``tl list`` never import torch.
 """
+
 from __future__ import annotations
 
 import ast
@@ -30,8 +31,12 @@ def _imported_modules(path: Path) -> set[str]:
             names.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(str(node.args[0].value).split(".")[0])
     return names
 
@@ -55,8 +60,12 @@ def _imported_dotted(path: Path, package: str | None = None) -> set[str]:
                 base = ".".join(parent + ([base] if base else []))
             names.add(base)
             names.update(f"{base}.{alias.name}" for alias in node.names)
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
-                "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", "")) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
             names.add(str(node.args[0].value))
     return names
 
@@ -90,29 +99,42 @@ def test_lib_files_found() -> None:
     assert {p.parent.name for p in LIB_FILES} >= {"lib", "text", "vision"}
 
 
-@pytest.mark.parametrize("path", [*CORE_FILES, PACKAGE / "cli.py", PACKAGE / "__init__.py", *LIB_FILES],
-                         ids=lambda p: str(p.relative_to(PACKAGE)))
+@pytest.mark.parametrize(
+    "path",
+    [*CORE_FILES, PACKAGE / "cli.py", PACKAGE / "__init__.py", *LIB_FILES],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
 def test_engine_cli_and_lib_import_nothing_from_plugins(path: Path) -> None:
     bad = _from_plugins(path)
-    assert not bad, (f"{path.relative_to(PACKAGE.parent)} imports {bad}; the engine, the CLI and tlzoo.lib must not "
-                     "depend on built-in plugins (a building block belongs in tlzoo/lib, a command or step behind a "
-                     "hook: tlzoo_register_commands, tlzoo_run_step)")
+    assert not bad, (
+        f"{path.relative_to(PACKAGE.parent)} imports {bad}; the engine, the CLI and tlzoo.lib must not "
+        "depend on built-in plugins (a building block belongs in tlzoo/lib, a command or step behind a "
+        "hook: tlzoo_register_commands, tlzoo_run_step)"
+    )
 
 
 def test_plugin_scanner_sees_lazy_relative_and_dynamic_imports(tmp_path: Path) -> None:
     src = tmp_path / "m.py"
-    src.write_text("import tlzoo.core.errors\nfrom . import zoo\n\ndef f():\n    from ..plugins.text import bert\n"
-                   "    import tlzoo.plugins.vision.pull\n    importlib.import_module('tlzoo.plugins.data.builtin')\n"
-                   "    from tlzoo import plugins\n")
+    src.write_text(
+        "import tlzoo.core.errors\nfrom . import zoo\n\ndef f():\n    from ..plugins.text import bert\n"
+        "    import tlzoo.plugins.vision.pull\n    importlib.import_module('tlzoo.plugins.data.builtin')\n"
+        "    from tlzoo import plugins\n"
+    )
     found = _from_plugins(src, package="tlzoo.core")
-    assert {"tlzoo.plugins.text.bert", "tlzoo.plugins.vision.pull", "tlzoo.plugins.data.builtin",
-            "tlzoo.plugins"} <= set(found)
+    assert {
+        "tlzoo.plugins.text.bert",
+        "tlzoo.plugins.vision.pull",
+        "tlzoo.plugins.data.builtin",
+        "tlzoo.plugins",
+    } <= set(found)
     assert "tlzoo.core.zoo" not in found and "tlzoo.core.errors" not in found
 
 
 def _heavy_modules_after(code: str) -> dict[str, bool]:
-    probe = (code + "\nimport json, sys\n"
-             "print(json.dumps({m: m in sys.modules for m in ('torch', 'timm', 'transformers', 'numpy', 'sklearn')}))")
+    probe = (
+        code + "\nimport json, sys\n"
+        "print(json.dumps({m: m in sys.modules for m in ('torch', 'timm', 'transformers', 'numpy', 'sklearn')}))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -124,11 +146,23 @@ def test_import_tlzoo_and_cli_do_not_import_torch() -> None:
     assert not loaded["timm"] and not loaded["transformers"]
 
 
-@pytest.mark.parametrize("args", [["--help"], ["list"], ["list", "--json"], ["run", "--help"], ["data", "--help"],
-                                  ["pull", "--help"], ["data", "export", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["list"],
+        ["list", "--json"],
+        ["run", "--help"],
+        ["data", "--help"],
+        ["pull", "--help"],
+        ["data", "export", "--help"],
+    ],
+)
 def test_light_commands_do_not_import_torch(args: list[str]) -> None:
-    code = ("import sys\nfrom tlzoo.cli import cli\n"
-            f"try:\n    cli.main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n")
+    code = (
+        "import sys\nfrom tlzoo.cli import cli\n"
+        f"try:\n    cli.main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+    )
     loaded = _heavy_modules_after(code)
     assert not loaded["torch"], f"`tl {' '.join(args)}` imports torch"
     assert not loaded["transformers"] and not loaded["timm"]
@@ -138,8 +172,10 @@ def test_builtin_command_plugins_are_light() -> None:
     """The CLI imports these to list and run their commands: torch would make every `tl --help` slow."""
     from tlzoo.core.plugins import BUILTIN_PLUGINS, COMMAND_PLUGINS
 
-    loaded = _heavy_modules_after("import importlib\n" + "".join(
-        f"importlib.import_module({BUILTIN_PLUGINS[name]!r})\n" for name in COMMAND_PLUGINS))
+    loaded = _heavy_modules_after(
+        "import importlib\n"
+        + "".join(f"importlib.import_module({BUILTIN_PLUGINS[name]!r})\n" for name in COMMAND_PLUGINS)
+    )
     assert not any(loaded.values()), f"a built-in command plugin imports {[m for m, v in loaded.items() if v]}"
 
 

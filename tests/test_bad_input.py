@@ -5,6 +5,7 @@ stderr, no traceback, no run directory and no ``.incomplete`` left behind.  Inpu
 tool accepts (a BOM, a 16-bit PNG, a huge image, a 200,000-character field) are read
 correctly, and whatever is dropped or doubtful is said in a ``warning:`` line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -53,8 +54,25 @@ def _write_csv(path: Path, rows: list[Any], header: tuple[str, ...] = ("text", "
 
 def _bert_run(run_cli: Any, tiny_bert_dir: Path, data: Path, out: Path, *args: Any, quiet: bool = True) -> Any:
     flags = ["-q"] if quiet else []
-    return run_cli("run", *flags, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", data, "--out", out,
-                   "--max-length", "16", "--head", "logreg", "--device", "cpu", *args)
+    return run_cli(
+        "run",
+        *flags,
+        "--plugin",
+        "bert",
+        "--weights",
+        tiny_bert_dir,
+        "--data",
+        data,
+        "--out",
+        out,
+        "--max-length",
+        "16",
+        "--head",
+        "logreg",
+        "--device",
+        "cpu",
+        *args,
+    )
 
 
 # --------------------------------------------------------------------------- BOM
@@ -79,8 +97,25 @@ def text_run(tmp_path_factory: pytest.TempPathFactory, tiny_bert_dir: Path) -> P
     folder = tmp_path_factory.mktemp("bom-run")
     data = _write_csv(folder / "bom.csv", _rows(), bom=True)
     out = folder / "run"
-    res = CliRunner().invoke(cli, ["run", "-q", "--plugin", "bert", "--weights", str(tiny_bert_dir), "--data",
-                                   str(data), "--out", str(out), "--max-length", "16", "--head", "logreg"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "-q",
+            "--plugin",
+            "bert",
+            "--weights",
+            str(tiny_bert_dir),
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--max-length",
+            "16",
+            "--head",
+            "logreg",
+        ],
+    )
     assert res.exit_code == 0, res.output
     return out
 
@@ -99,7 +134,7 @@ def test_a_field_over_131072_characters_is_read(tmp_path: Path) -> None:
 
 def test_an_unclosed_quote_is_refused_with_its_line(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path) -> None:
     path = tmp_path / "quote.csv"
-    path.write_text("text,label\nfine film,comedy\n\"never closed,drama\nmore,comedy\n")
+    path.write_text('text,label\nfine film,comedy\n"never closed,drama\nmore,comedy\n')
     out = tmp_path / "run"
     assert_clean_error(_bert_run(run_cli, tiny_bert_dir, path, out), "line 3 cannot be parsed as CSV", out)
 
@@ -115,8 +150,9 @@ def test_an_unquoted_comma_that_shifts_the_label_is_refused(run_cli: Any, tmp_pa
 # --------------------------------------------------------------------------- missing labels and fields
 def test_missing_labels_and_fields_are_dropped_and_counted(tmp_path: Path) -> None:
     path = tmp_path / "gaps.csv"
-    path.write_text("text,label\n" + "".join(f"{t},{c}\n" for t, c in _rows(3))
-                    + "no label,\nnan label,NaN\nshort row\n,drama\n")
+    path.write_text(
+        "text,label\n" + "".join(f"{t},{c}\n" for t, c in _rows(3)) + "no label,\nnan label,NaN\nshort row\n,drama\n"
+    )
     ds = CSVSource().load(str(path), DataOptions())
     assert set(ds.labels) == {"comedy", "drama"}, "NaN and empty labels never become a class"
     assert len(ds) == 7 and ds.examples[-1] == "", "an empty text with a label is an example"
@@ -126,8 +162,14 @@ def test_missing_labels_and_fields_are_dropped_and_counted(tmp_path: Path) -> No
 
     jsonl = tmp_path / "gaps.jsonl"
     rows = [{"text": t, "label": c} for t, c in _rows(3)]
-    rows += [{"text": "a", "label": None}, {"text": "b", "label": math.nan}, {"text": "c"}, {"label": "drama"},
-             {"text": "d", "label": 1.0}, {"text": "e", "label": 1}]
+    rows += [
+        {"text": "a", "label": None},
+        {"text": "b", "label": math.nan},
+        {"text": "c"},
+        {"label": "drama"},
+        {"text": "d", "label": 1.0},
+        {"text": "e", "label": 1},
+    ]
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))  # json.dumps writes NaN for math.nan
     ds = JSONLSource().load(str(jsonl), DataOptions())
     assert set(ds.labels) == {"comedy", "drama", "1"}, "1.0 and 1 are one class; null and NaN none"
@@ -150,8 +192,9 @@ def test_tl_run_says_how_many_rows_it_dropped(run_cli: Any, tmp_path: Path, tiny
     out = tmp_path / "run"
     res = _bert_run(run_cli, tiny_bert_dir, path, out, quiet=False)
     assert res.exit_code == 0, res
-    assert "warning: dropped 2 of 26 rows of 'gaps.csv': 2 with an empty, NaN or null label (lines 26, 27)." \
-        in res.stderr
+    assert (
+        "warning: dropped 2 of 26 rows of 'gaps.csv': 2 with an empty, NaN or null label (lines 26, 27)." in res.stderr
+    )
     assert json.loads((out / "model.json").read_text())["classes"] == ["comedy", "drama"]
 
 
@@ -167,8 +210,9 @@ def test_every_row_unlabelled_is_one_error_that_says_why(run_cli: Any, tmp_path:
 def test_a_repeated_text_or_label_column_is_refused(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path) -> None:
     path = _write_csv(tmp_path / "dup.csv", [(t, c, "other") for t, c in _rows(4)], header=("text", "label", "text"))
     out = tmp_path / "run"
-    line = assert_clean_error(_bert_run(run_cli, tiny_bert_dir, path, out),
-                              "has the column 'text' twice (columns 1 and 3)", out)
+    line = assert_clean_error(
+        _bert_run(run_cli, tiny_bert_dir, path, out), "has the column 'text' twice (columns 1 and 3)", out
+    )
     assert "--text-column" in line
     jsonl = tmp_path / "dup.jsonl"
     jsonl.write_text('{"text": "a", "label": "x"}\n{"text": "b", "label": "x", "label": "y"}\n')
@@ -203,21 +247,25 @@ def test_macro_f1_counts_a_class_absent_from_test_as_zero(run_cli: Any, tmp_path
 
 
 # --------------------------------------------------------------------------- options checked at config time
-@pytest.mark.parametrize("args,fragment", [
-    (["--limit", "-1"], "--limit (data.limit) must be 0 (all examples) or a positive number"),
-    (["--max-length", "0"], "--max-length (model.max_length) must be a positive number of tokens"),
-    (["--image-size", "-5"], "--image-size (model.image_size) must be a positive size in pixels"),
-    (["--val-fraction", "1.2"], "--val-fraction (data.val_fraction) must be a fraction in [0, 1)"),
-    (["--test-fraction", "0"], "--test-fraction (data.test_fraction) must be a fraction in (0, 1)"),
-    (["--val-fraction", "0.5", "--test-fraction", "0.5"], "their sum must be below 1"),
-    (["--batch-size", "0"], "--batch-size (train.batch_size) must be at least 1"),
-    (["--seed", "-1"], "--seed (seed) must be an integer in [0, 2**32)"),
-    (["--set", "train.lr=0"], "--lr (train.lr) must be a positive learning rate"),
-    (["--set", "train.label_smoothing=1"], "train.label_smoothing must be in [0, 1)"),
-    (["--encoding", "utf-99"], "Unknown encoding 'utf-99'"),
-])
-def test_bad_numbers_are_refused_before_any_work(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path,
-                                                 args: list[str], fragment: str) -> None:
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--limit", "-1"], "--limit (data.limit) must be 0 (all examples) or a positive number"),
+        (["--max-length", "0"], "--max-length (model.max_length) must be a positive number of tokens"),
+        (["--image-size", "-5"], "--image-size (model.image_size) must be a positive size in pixels"),
+        (["--val-fraction", "1.2"], "--val-fraction (data.val_fraction) must be a fraction in [0, 1)"),
+        (["--test-fraction", "0"], "--test-fraction (data.test_fraction) must be a fraction in (0, 1)"),
+        (["--val-fraction", "0.5", "--test-fraction", "0.5"], "their sum must be below 1"),
+        (["--batch-size", "0"], "--batch-size (train.batch_size) must be at least 1"),
+        (["--seed", "-1"], "--seed (seed) must be an integer in [0, 2**32)"),
+        (["--set", "train.lr=0"], "--lr (train.lr) must be a positive learning rate"),
+        (["--set", "train.label_smoothing=1"], "train.label_smoothing must be in [0, 1)"),
+        (["--encoding", "utf-99"], "Unknown encoding 'utf-99'"),
+    ],
+)
+def test_bad_numbers_are_refused_before_any_work(
+    run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, args: list[str], fragment: str
+) -> None:
     out = tmp_path / "run"
     assert_clean_error(_bert_run(run_cli, tiny_bert_dir, text_csv, out, *args), fragment, out)
 
@@ -256,28 +304,41 @@ def no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Zoo, "data_source_for", boom)
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--set", "head.C=abc"], "head.C of the logreg head must be a positive number or 'auto', got 'abc'"),
-    (["--set", "head.C=-1"], "head.C of the logreg head must be a positive number"),
-    (["--set", "head.CC=1"], "Unknown option head.CC for head 'logreg'. Did you mean 'C'?"),
-    (["--set", "head.max_iter=0"], "head.max_iter of the logreg head must be an integer >= 1"),
-    (["--head", "knn", "--set", "head.metric=cosin"], "Did you mean 'cosine'"),
-    (["--head", "rf", "--set", "head.n_estimators=ten"], "head.n_estimators of the rf head must be an integer >= 1"),
-    (["--head", "svm", "--set", "head.kernel=poly"], "head.kernel of the svm head must be one of 'linear', 'rbf'"),
-    (["--head", "fc", "--set", "head.dropout=1.5"], "head.dropout of the fc head must be a number in [0, 1)"),
-    (["--head", "fc", "--set", "head.activation=elu"], "head.activation of the fc head must be one of"),
-    (["--set", "train.schedule=cosin"], "Unknown train.schedule 'cosin'. Did you mean 'cosine'"),
-    (["--head", "fc", "--strategy", "fine-tune", "--unfreeze", "0"], "nothing would be fine-tuned"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--set", "head.C=abc"], "head.C of the logreg head must be a positive number or 'auto', got 'abc'"),
+        (["--set", "head.C=-1"], "head.C of the logreg head must be a positive number"),
+        (["--set", "head.CC=1"], "Unknown option head.CC for head 'logreg'. Did you mean 'C'?"),
+        (["--set", "head.max_iter=0"], "head.max_iter of the logreg head must be an integer >= 1"),
+        (["--head", "knn", "--set", "head.metric=cosin"], "Did you mean 'cosine'"),
+        (
+            ["--head", "rf", "--set", "head.n_estimators=ten"],
+            "head.n_estimators of the rf head must be an integer >= 1",
+        ),
+        (["--head", "svm", "--set", "head.kernel=poly"], "head.kernel of the svm head must be one of 'linear', 'rbf'"),
+        (["--head", "fc", "--set", "head.dropout=1.5"], "head.dropout of the fc head must be a number in [0, 1)"),
+        (["--head", "fc", "--set", "head.activation=elu"], "head.activation of the fc head must be one of"),
+        (["--set", "train.schedule=cosin"], "Unknown train.schedule 'cosin'. Did you mean 'cosine'"),
+        (["--head", "fc", "--strategy", "fine-tune", "--unfreeze", "0"], "nothing would be fine-tuned"),
+    ],
+)
 def test_bad_head_and_strategy_options_fail_before_data_is_read(
-        run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, no_heavy_work: None,
-        args: list[str], fragment: str) -> None:
+    run_cli: Any,
+    tmp_path: Path,
+    tiny_bert_dir: Path,
+    text_csv: Path,
+    no_heavy_work: None,
+    args: list[str],
+    fragment: str,
+) -> None:
     out = tmp_path / "run"
     assert_clean_error(_bert_run(run_cli, tiny_bert_dir, text_csv, out, *args), fragment, out)
 
 
-def test_head_c_abc_is_reported_at_step_one(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path,
-                                            text_csv: Path, no_heavy_work: None) -> None:
+def test_head_c_abc_is_reported_at_step_one(
+    run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, no_heavy_work: None
+) -> None:
     """The issue's case: without -q the log shows that step 2 (loading data) never started."""
     out = tmp_path / "run"
     res = _bert_run(run_cli, tiny_bert_dir, text_csv, out, "--set", "head.C=abc", quiet=False)
@@ -337,7 +398,8 @@ def test_a_jsonl_given_to_a_vision_plugin_names_the_right_modality(run_cli: Any,
 
 
 def test_an_image_folder_given_to_a_text_plugin_names_the_right_modality(
-        run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, digit_folder: Path) -> None:
+    run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, digit_folder: Path
+) -> None:
     out = tmp_path / "run"
     line = assert_clean_error(_bert_run(run_cli, tiny_bert_dir, digit_folder, out), "looks like vision data", out)
     assert "choose a vision plugin (see `tl list --modality vision`)" in line
@@ -374,12 +436,27 @@ def test_16_bit_png_is_scaled_not_clipped(tmp_path: Path) -> None:
 
 
 def _lenet_run(run_cli: Any, data: Path, out: Path, *args: Any) -> Any:
-    return run_cli("run", "-q", "--plugin", "lenet5", "--no-pretrained", "--data", data, "--out", out,
-                   "--head", "logreg", "--device", "cpu", *args)
+    return run_cli(
+        "run",
+        "-q",
+        "--plugin",
+        "lenet5",
+        "--no-pretrained",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--head",
+        "logreg",
+        "--device",
+        "cpu",
+        *args,
+    )
 
 
 def test_an_image_over_the_bomb_limit_is_downscaled_with_a_warning(
-        run_cli: Any, tmp_path: Path, digit_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_cli: Any, tmp_path: Path, digit_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """PIL's limit is lowered so a small image trips it: the same path a 14000x14000 image takes."""
     from tlzoo.lib.vision import images
 
@@ -404,7 +481,8 @@ def test_an_image_over_the_bomb_limit_is_downscaled_with_a_warning(
 
 
 def test_an_image_over_the_pixel_cap_is_one_error_saying_what_to_do(
-        run_cli: Any, tmp_path: Path, digit_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    run_cli: Any, tmp_path: Path, digit_folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tlzoo.lib.vision import images
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)

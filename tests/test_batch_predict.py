@@ -5,6 +5,7 @@ probability, every class probability, and the true label and loss where the sour
 Also the positional-form mistakes of issue 11: a CSV path or a folder given where texts are
 expected is refused with a pointer to ``--data``, never classified as a string.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,8 +49,24 @@ def _read(path: Path) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def text_run(word_bert_dir: Path, topics_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("batch") / "text"
-    code, _, stderr = _cli(["run", "--plugin", "bert", "--weights", word_bert_dir, "--data", topics_csv,
-                            "--head", "logreg", "--max-length", 32, "--out", out, "-q"])
+    code, _, stderr = _cli(
+        [
+            "run",
+            "--plugin",
+            "bert",
+            "--weights",
+            word_bert_dir,
+            "--data",
+            topics_csv,
+            "--head",
+            "logreg",
+            "--max-length",
+            32,
+            "--out",
+            out,
+            "-q",
+        ]
+    )
     assert code == 0, stderr
     return out
 
@@ -57,8 +74,9 @@ def text_run(word_bert_dir: Path, topics_csv: Path, tmp_path_factory: pytest.Tem
 @pytest.fixture(scope="module")
 def image_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("batch") / "images"
-    code, _, stderr = _cli(["run", "--plugin", "lenet", "--no-pretrained", "--data", image_folder,
-                            "--head", "logreg", "--out", out, "-q"])
+    code, _, stderr = _cli(
+        ["run", "--plugin", "lenet", "--no-pretrained", "--data", image_folder, "--head", "logreg", "--out", out, "-q"]
+    )
     assert code == 0, stderr
     return out
 
@@ -81,8 +99,7 @@ def test_csv_with_quoted_newlines_gives_one_row_per_record(text_run: Path, tmp_p
     assert code == 0, stderr
     rows = _read(out)
     classes = json.loads((text_run / "model.json").read_text())["classes"]
-    assert list(rows[0]) == ["id", "true", "predicted", *[f"p_{c}" for c in classes], "probability", "loss",
-                             "input"]
+    assert list(rows[0]) == ["id", "true", "predicted", *[f"p_{c}" for c in classes], "probability", "loss", "input"]
     assert [r["id"] for r in rows] == [r[0] for r in MULTILINE]
     assert [r["input"] for r in rows] == [r[1] for r in MULTILINE]  # newlines kept inside the input
     assert [r["true"] for r in rows] == [r[2] for r in MULTILINE]
@@ -172,8 +189,7 @@ def test_builtin_dataset(image_run: Path) -> None:
     assert [r["input"] for r in rows] == [r["id"] for r in rows]  # in-memory images: the id stands in
 
 
-def test_positional_paths_point_to_data(text_run: Path, image_run: Path, image_folder: Path,
-                                        tmp_path: Path) -> None:
+def test_positional_paths_point_to_data(text_run: Path, image_run: Path, image_folder: Path, tmp_path: Path) -> None:
     small = tmp_path / "small.csv"
     small.write_text("text\nfunny comedy\n")
     code, stdout, stderr = _cli(["predict", text_run, small])

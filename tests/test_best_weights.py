@@ -4,6 +4,7 @@ A fine-tune phase made worse on purpose (a huge learning rate) must not replace 
 phase's weights: the run ends with the head phase's validation loss, says so in the log and
 in metrics.json, and a run killed mid-fine-tune and resumed ends exactly the same.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,7 @@ def _phase_bests(rows: list[dict]) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("finetune_lr", [5.0, 1e-3])
-def test_run_ends_with_the_best_val_loss_of_all_phases(image_folder: Path, tmp_path: Path,
-                                                        finetune_lr: float) -> None:
+def test_run_ends_with_the_best_val_loss_of_all_phases(image_folder: Path, tmp_path: Path, finetune_lr: float) -> None:
     logs: list[str] = []
     run = Run(_config(image_folder, tmp_path / "ft", finetune_lr), Zoo(), logs.append)
     result = run.execute()
@@ -70,8 +70,12 @@ def test_run_ends_with_the_best_val_loss_of_all_phases(image_folder: Path, tmp_p
     message = [m for m in logs if "did not beat" in m]
     if finetune_lr == 5.0:  # a learning rate that wrecks the backbone: the head phase must win
         assert winner == "head" and bests["fine-tune"] > bests["head"]
-        assert message and f"fine-tune phase did not beat the head phase (val loss {bests['fine-tune']:.4f} vs " \
-                           f"{bests['head']:.4f}): keeping the head-phase weights" in message[0]
+        assert (
+            message
+            and f"fine-tune phase did not beat the head phase (val loss {bests['fine-tune']:.4f} vs "
+            f"{bests['head']:.4f}): keeping the head-phase weights"
+            in message[0]
+        )
     else:
         assert bool(message) == (winner == "head")
 
@@ -81,8 +85,13 @@ def test_resume_keeps_the_best_across_phases(image_folder: Path, tmp_path: Path)
     out = tmp_path / "killed"
     config_file = tmp_path / "killed.toml"
     config_file.write_text(_config(image_folder, out, 5.0).to_toml())
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(config_file)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     assert (out.with_name("killed.incomplete") / "checkpoint.pt").is_file()
     resumed = Engine(log=None).resume(out)

@@ -1,5 +1,6 @@
 """The feature cache: keyed by everything that decides the features, streamed in shards,
 published atomically, damaged entries rebuilt; ``tl cache ls`` / ``tl cache clear``."""
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,16 @@ def _texts(n: int, tag: str = "") -> Dataset:
 
 
 def _extract(backbone, ds: Dataset, cache: FeatureCache, label: str = "train", logs: list[str] | None = None):
-    return extract(backbone, ds, batch_size=4, device=torch.device("cpu"), cache=cache, progress=False,
-                   log=(logs.append if logs is not None else (lambda m: None)), label=label)
+    return extract(
+        backbone,
+        ds,
+        batch_size=4,
+        device=torch.device("cpu"),
+        cache=cache,
+        progress=False,
+        log=(logs.append if logs is not None else (lambda m: None)),
+        label=label,
+    )
 
 
 def test_features_stream_to_shards_and_come_back_identical(backbone, tmp_path: Path, monkeypatch) -> None:
@@ -57,8 +66,11 @@ def test_second_read_never_runs_the_backbone(backbone, tmp_path: Path, monkeypat
     ds = _texts(12)
     first = _extract(backbone, ds, cache)
     calls = []
-    monkeypatch.setattr(type(backbone), "forward", lambda self, batch: calls.append(1) or (_ for _ in ()).throw(
-        AssertionError("the backbone ran")))
+    monkeypatch.setattr(
+        type(backbone),
+        "forward",
+        lambda self, batch: calls.append(1) or (_ for _ in ()).throw(AssertionError("the backbone ran")),
+    )
     logs: list[str] = []
     again = _extract(backbone, ds, cache, logs=logs)
     np.testing.assert_array_equal(first, again)
@@ -73,8 +85,7 @@ def test_key_covers_split_dataset_pooling_and_weights(backbone, tiny_bert_dir: P
     assert cache_key(backbone, ds, "val") != base  # same examples, other split
     assert cache_key(backbone, _texts(6, " again"), "train") != base  # other content
     factory, model = Zoo().resolve_backbone("bert", "")
-    cls_pool = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir),
-                                              max_length=16, pooling="cls"))
+    cls_pool = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16, pooling="cls"))
     cls_pool.plugin = "bert"
     assert cache_key(cls_pool, ds, "train") != base  # another pooling
     same = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16))

@@ -1,4 +1,5 @@
 """Bad input at the command line: exit code 2, one ``Error:`` line, no traceback, nothing left behind."""
+
 from __future__ import annotations
 
 import json
@@ -59,39 +60,46 @@ def test_misspelt_builtin_dataset_suggests(run_cli: Any, tmp_path: Path, tiny_be
     assert_clean_error(res, "Did you mean 'rotten-tomatoes'", out)
 
 
-@pytest.mark.parametrize("which,fragment", [
-    ("empty", "is empty"),
-    ("wrong_column", "has no column 'text'. Did you mean 'txt'?"),
-    ("one_class", "one class only"),
-    ("header_only", "no labelled examples"),
-])
-def test_bad_csv(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, bad_csvs: dict[str, Path],
-                 which: str, fragment: str) -> None:
+@pytest.mark.parametrize(
+    "which,fragment",
+    [
+        ("empty", "is empty"),
+        ("wrong_column", "has no column 'text'. Did you mean 'txt'?"),
+        ("one_class", "one class only"),
+        ("header_only", "no labelled examples"),
+    ],
+)
+def test_bad_csv(
+    run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, bad_csvs: dict[str, Path], which: str, fragment: str
+) -> None:
     out = tmp_path / "run"
     res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", bad_csvs[which])
     assert_clean_error(res, fragment, out)
 
 
-def test_image_folder_with_text_backbone(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path,
-                                         image_folder: Path) -> None:
+def test_image_folder_with_text_backbone(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, image_folder: Path) -> None:
     out = tmp_path / "run"
     res = _run(run_cli, out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", image_folder)
     assert_clean_error(res, "vision data but the backbone is text", out)
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (["--plugin", "brt"], "Did you mean 'bert'"),
-    (["--plugin", "efficientnet", "--model", "efficientnet_b9"], "Unknown model 'efficientnet_b9'"),
-    (["--plugin", "bert", "--head", "fcc"], "Unknown head 'fcc'. Did you mean 'fc'"),
-    (["--plugin", "bert", "--strategy", "fine-tun"], "Unknown strategy 'fine-tun'. Did you mean 'fine-tune'"),
-    (["--plugin", "bert", "--set", "train.lrr=0.1"], "Unknown config key 'train.lrr'. Did you mean 'train.lr'"),
-    (["--plugin", "bert", "--set", "train.epochs=many"], "Config key 'train.epochs' expects int"),
-    (["--plugin", "bert", "--set", "head.hiden=3"], "Unknown option head.hiden"),
-    (["--plugin", "bert", "--head", "logreg", "--strategy", "fine-tune"], "needs a trainable head"),
-    (["--plugin", "bert", "--limit", "2"], "--limit 2 is smaller than the number of classes"),
-])
-def test_bad_choices(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path,
-                     args: list[str], fragment: str) -> None:
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (["--plugin", "brt"], "Did you mean 'bert'"),
+        (["--plugin", "efficientnet", "--model", "efficientnet_b9"], "Unknown model 'efficientnet_b9'"),
+        (["--plugin", "bert", "--head", "fcc"], "Unknown head 'fcc'. Did you mean 'fc'"),
+        (["--plugin", "bert", "--strategy", "fine-tun"], "Unknown strategy 'fine-tun'. Did you mean 'fine-tune'"),
+        (["--plugin", "bert", "--set", "train.lrr=0.1"], "Unknown config key 'train.lrr'. Did you mean 'train.lr'"),
+        (["--plugin", "bert", "--set", "train.epochs=many"], "Config key 'train.epochs' expects int"),
+        (["--plugin", "bert", "--set", "head.hiden=3"], "Unknown option head.hiden"),
+        (["--plugin", "bert", "--head", "logreg", "--strategy", "fine-tune"], "needs a trainable head"),
+        (["--plugin", "bert", "--limit", "2"], "--limit 2 is smaller than the number of classes"),
+    ],
+)
+def test_bad_choices(
+    run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path, args: list[str], fragment: str
+) -> None:
     out = tmp_path / "run"
     if args[1] == "bert":
         args = [*args, "--weights", str(tiny_bert_dir)]
@@ -109,8 +117,7 @@ def test_bad_weights_folder(run_cli: Any, tmp_path: Path, text_csv: Path) -> Non
     assert_clean_error(res, "no config.json", out)
 
 
-def test_non_empty_out_is_refused_and_kept(run_cli: Any, tmp_path: Path, text_csv: Path,
-                                           tiny_bert_dir: Path) -> None:
+def test_non_empty_out_is_refused_and_kept(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path) -> None:
     out = tmp_path / "run"
     out.mkdir()
     (out / "precious.txt").write_text("keep me")
@@ -137,8 +144,9 @@ def test_unknown_command_suggests(run_cli: Any) -> None:
     assert res.exit_code == 2 and "Did you mean 'list'" in res.stderr and "Traceback" not in res.output
 
 
-def test_progress_log_has_no_traceback_on_error(run_cli: Any, tmp_path: Path, bad_csvs: dict[str, Path],
-                                                tiny_bert_dir: Path) -> None:
+def test_progress_log_has_no_traceback_on_error(
+    run_cli: Any, tmp_path: Path, bad_csvs: dict[str, Path], tiny_bert_dir: Path
+) -> None:
     """Without -q the steps are logged, and the failure still ends in one Error: line."""
     out = tmp_path / "run"
     res = run_cli("run", "--out", out, "--plugin", "bert", "--weights", tiny_bert_dir, "--data", bad_csvs["one_class"])
@@ -151,8 +159,25 @@ def test_progress_log_has_no_traceback_on_error(run_cli: Any, tmp_path: Path, ba
 
 def test_run_json_output(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path) -> None:
     out = tmp_path / "run"
-    res = run_cli("run", "-q", "--json", "--out", out, "--plugin", "bert", "--weights", tiny_bert_dir,
-                  "--data", text_csv, "--max-length", "32", "--epochs", "2", "--head", "logreg")
+    res = run_cli(
+        "run",
+        "-q",
+        "--json",
+        "--out",
+        out,
+        "--plugin",
+        "bert",
+        "--weights",
+        tiny_bert_dir,
+        "--data",
+        text_csv,
+        "--max-length",
+        "32",
+        "--epochs",
+        "2",
+        "--head",
+        "logreg",
+    )
     assert res.exit_code == 0, res
     data = json.loads(res.stdout)
     assert data["run_dir"] == str(out) and 0 <= data["test"]["accuracy"] <= 1
@@ -162,11 +187,14 @@ def test_run_json_output(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert
 def test_config_file_then_options_then_set(run_cli: Any, tmp_path: Path, text_csv: Path, tiny_bert_dir: Path) -> None:
     """Precedence: --config FILE < CLI options < --set; the run records the merged config."""
     conf = tmp_path / "base.toml"
-    conf.write_text(f'seed = 3\n[model]\nplugin = "bert"\nweights = "{tiny_bert_dir}"\nmax_length = 16\n'
-                    f'[data]\npath = "{text_csv}"\n[train]\nepochs = 9\nlr = 0.5\n[head]\nname = "logreg"\n')
+    conf.write_text(
+        f'seed = 3\n[model]\nplugin = "bert"\nweights = "{tiny_bert_dir}"\nmax_length = 16\n'
+        f'[data]\npath = "{text_csv}"\n[train]\nepochs = 9\nlr = 0.5\n[head]\nname = "logreg"\n'
+    )
     out = tmp_path / "run"
-    res = run_cli("run", "-q", "--config", conf, "--max-length", "24", "--set", "model.max_length=20",
-                  "--seed", "4", "--out", out)
+    res = run_cli(
+        "run", "-q", "--config", conf, "--max-length", "24", "--set", "model.max_length=20", "--seed", "4", "--out", out
+    )
     assert res.exit_code == 0, res
     from tlzoo.core.config import RunConfig
 
@@ -199,7 +227,20 @@ def test_corrupt_image_is_one_error_line_even_from_a_worker(run_cli: Any, tmp_pa
             Image.new("RGB", (16, 16), (40 * i, 100 if c == "a" else 0, 0)).save(data / c / f"{i}.png")
     (data / "a" / "broken.png").write_bytes(b"not a png at all")
     out = tmp_path / "run"
-    res = run_cli("run", "-q", "--plugin", "efficientnet", "--no-pretrained", "--image-size", "32", "--data", data,
-                  "--num-workers", workers, "--out", out)
+    res = run_cli(
+        "run",
+        "-q",
+        "--plugin",
+        "efficientnet",
+        "--no-pretrained",
+        "--image-size",
+        "32",
+        "--data",
+        data,
+        "--num-workers",
+        workers,
+        "--out",
+        out,
+    )
     assert_clean_error(res, "Cannot read image", out)
     assert "broken.png" in res.stderr and "Original Traceback" not in res.stderr

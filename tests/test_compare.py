@@ -1,4 +1,5 @@
 """``tl compare`` over two backbones and two heads writes its leaderboard; LogME ranks."""
+
 from __future__ import annotations
 
 import csv
@@ -29,11 +30,25 @@ def other_bert_dir(word_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return folder
 
 
-def test_tl_compare_two_backbones_two_heads(run_cli, word_bert_dir: Path, other_bert_dir: Path,
-                                            topics_csv: Path, tmp_path: Path) -> None:
+def test_tl_compare_two_backbones_two_heads(
+    run_cli, word_bert_dir: Path, other_bert_dir: Path, topics_csv: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "cmp"
-    res = run_cli("compare", "--plugins", f"bert={word_bert_dir},bert={other_bert_dir}", "--data", topics_csv,
-                  "--heads", "logreg,knn", "--max-length", "16", "--device", "cpu", "--out", out)
+    res = run_cli(
+        "compare",
+        "--plugins",
+        f"bert={word_bert_dir},bert={other_bert_dir}",
+        "--data",
+        topics_csv,
+        "--heads",
+        "logreg,knn",
+        "--max-length",
+        "16",
+        "--device",
+        "cpu",
+        "--out",
+        out,
+    )
     assert res.exit_code == 0, res
     assert "accuracy" in res.stdout and "macro-F1" in res.stdout and "LogME" in res.stdout
     assert "winner:" in res.stderr and "--strategy fine-tune" in res.stderr
@@ -48,8 +63,9 @@ def test_tl_compare_two_backbones_two_heads(run_cli, word_bert_dir: Path, other_
     assert (out / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_compare_api_reads_cached_features_the_second_time(word_bert_dir: Path, topics_csv: Path,
-                                                          tmp_path: Path) -> None:
+def test_compare_api_reads_cached_features_the_second_time(
+    word_bert_dir: Path, topics_csv: Path, tmp_path: Path
+) -> None:
     from tlzoo.core.config import RunConfig
 
     cfg = RunConfig()
@@ -57,8 +73,15 @@ def test_compare_api_reads_cached_features_the_second_time(word_bert_dir: Path, 
     logs: list[str] = []
     compare([f"bert={word_bert_dir}"], str(topics_csv), ["nb"], tmp_path / "a", config=cfg, log=logs.append)
     logs.clear()
-    result = compare([f"bert={word_bert_dir}"], str(topics_csv), ["tree", "svm"], tmp_path / "b", config=cfg,
-                     use_logme=False, log=logs.append)
+    result = compare(
+        [f"bert={word_bert_dir}"],
+        str(topics_csv),
+        ["tree", "svm"],
+        tmp_path / "b",
+        config=cfg,
+        use_logme=False,
+        log=logs.append,
+    )
     assert sum("read from cache" in m for m in logs) == 3 and not any("extracted" in m for m in logs)  # train/val/test
     assert [r["logme"] for r in result.rows] == [None, None] and result.csv_path.is_file()
 
@@ -89,8 +112,16 @@ def test_compare_runs_the_steps_through_step_wrappers(word_bert_dir: Path, topic
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[plugin]))
     cfg = RunConfig()
     cfg.model.max_length, cfg.train.device, cfg.progress = 16, "cpu", False
-    result = compare([f"bert={word_bert_dir}", f"bert={word_bert_dir}"], str(topics_csv), ["nb", "knn"],
-                     tmp_path / "c", config=cfg, zoo=zoo, use_logme=False, log=None)
+    result = compare(
+        [f"bert={word_bert_dir}", f"bert={word_bert_dir}"],
+        str(topics_csv),
+        ["nb", "knn"],
+        tmp_path / "c",
+        config=cfg,
+        zoo=zoo,
+        use_logme=False,
+        log=None,
+    )
     assert plugin.steps == list(steps.PROBE_STEPS) * 2 and plugin.train_rows > 0
     assert {r["head"] for r in result.rows} == {"nb", "knn"} and len(result.rows) == 4
     assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["leaderboard.csv", "leaderboard.png"]
@@ -124,8 +155,14 @@ def test_logme_matches_the_evidence_computed_directly() -> None:
         n, d = f.shape
         A = a * np.eye(d) + b * f.T @ f
         m = b * np.linalg.solve(A, f.T @ t)
-        return (n / 2 * np.log(b) + d / 2 * np.log(a) - n / 2 * np.log(2 * np.pi) - b / 2 * ((f @ m - t) ** 2).sum()
-                - a / 2 * m @ m - np.linalg.slogdet(A)[1] / 2) / n
+        return (
+            n / 2 * np.log(b)
+            + d / 2 * np.log(a)
+            - n / 2 * np.log(2 * np.pi)
+            - b / 2 * ((f @ m - t) ** 2).sum()
+            - a / 2 * m @ m
+            - np.linalg.slogdet(A)[1] / 2
+        ) / n
 
     grid = np.logspace(-3, 3, 61)
     best = np.mean([max(evidence((y == k).astype(float), a, b) for a in grid for b in grid) for k in (0, 1)])

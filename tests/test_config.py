@@ -1,4 +1,5 @@
 """The run configuration: defaults, TOML round trip, --set overrides, and refusing typos."""
+
 from __future__ import annotations
 
 import tomllib
@@ -20,8 +21,9 @@ def test_defaults_are_usable() -> None:
 
 def test_set_parses_strings_to_field_types() -> None:
     cfg = RunConfig()
-    cfg.apply_overrides(["train.lr=0.01", "train.epochs=4", "data.augment=false", "model.plugin=bert",
-                         "seed=7", "data.limit = 50"])
+    cfg.apply_overrides(
+        ["train.lr=0.01", "train.epochs=4", "data.augment=false", "model.plugin=bert", "seed=7", "data.limit = 50"]
+    )
     assert cfg.train.lr == 0.01 and isinstance(cfg.train.lr, float)
     assert cfg.train.epochs == 4 and isinstance(cfg.train.epochs, int)
     assert cfg.data.augment is False
@@ -48,13 +50,16 @@ def test_model_options_are_passed_through() -> None:
     assert cfg.model.options == {"encoder": "cnn", "hidden": 64}
 
 
-@pytest.mark.parametrize("item,fragment", [
-    ("train.lrr=0.1", "Unknown config key 'train.lrr'. Did you mean 'train.lr'"),
-    ("trian.lr=0.1", "Unknown config key 'trian.lr'"),
-    ("data=3", "is a section"),
-    ("seed.x=1", "is not a section"),
-    ("train.lr", "--set expects key=value"),
-])
+@pytest.mark.parametrize(
+    "item,fragment",
+    [
+        ("train.lrr=0.1", "Unknown config key 'train.lrr'. Did you mean 'train.lr'"),
+        ("trian.lr=0.1", "Unknown config key 'trian.lr'"),
+        ("data=3", "is a section"),
+        ("seed.x=1", "is not a section"),
+        ("train.lr", "--set expects key=value"),
+    ],
+)
 def test_bad_keys_are_errors_naming_the_key(item: str, fragment: str) -> None:
     with pytest.raises(TlzooError) as info:
         RunConfig().apply_overrides([item])
@@ -62,10 +67,16 @@ def test_bad_keys_are_errors_naming_the_key(item: str, fragment: str) -> None:
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("item,expects", [
-    ("train.epochs=three", "int"), ("train.epochs=2.5", "int"), ("train.lr=fast", "float"),
-    ("data.augment=maybe", "bool"), ("seed=1e9x", "int"),
-])
+@pytest.mark.parametrize(
+    "item,expects",
+    [
+        ("train.epochs=three", "int"),
+        ("train.epochs=2.5", "int"),
+        ("train.lr=fast", "float"),
+        ("data.augment=maybe", "bool"),
+        ("seed=1e9x", "int"),
+    ],
+)
 def test_wrong_types_are_errors_naming_key_and_type(item: str, expects: str) -> None:
     key = item.split("=")[0]
     with pytest.raises(TlzooError, match=f"Config key '{key}' expects {expects}"):
@@ -74,9 +85,20 @@ def test_wrong_types_are_errors_naming_key_and_type(item: str, expects: str) -> 
 
 def test_toml_round_trip(tmp_path: Path) -> None:
     cfg = RunConfig()
-    cfg.apply_overrides(["model.plugin=efficientnet", "model.image_size=64", "data.path=some dir/with \"quotes\"",
-                         "train.lr=0.0005", "train.strategy=fine-tune", "head.hidden=[16]", "head.dropout=0.3",
-                         "model.options.encoder=cnn", "data.augment=false", "seed=3"])
+    cfg.apply_overrides(
+        [
+            "model.plugin=efficientnet",
+            "model.image_size=64",
+            'data.path=some dir/with "quotes"',
+            "train.lr=0.0005",
+            "train.strategy=fine-tune",
+            "head.hidden=[16]",
+            "head.dropout=0.3",
+            "model.options.encoder=cnn",
+            "data.augment=false",
+            "seed=3",
+        ]
+    )
     text = cfg.to_toml()
     tomllib.loads(text)  # valid TOML
     path = tmp_path / "run.toml"
@@ -91,7 +113,7 @@ def test_from_toml_checks_keys_and_types(tmp_path: Path) -> None:
     path.write_text("[train]\nepochs = 3\nbatch_szie = 8\n")
     with pytest.raises(TlzooError, match="train.batch_szie.*Did you mean 'train.batch_size'"):
         RunConfig.from_toml(path)
-    path.write_text("[train]\nepochs = \"many\"\n")
+    path.write_text('[train]\nepochs = "many"\n')
     with pytest.raises(TlzooError, match="train.epochs' expects int"):
         RunConfig.from_toml(path)
     path.write_text("[train\n")
@@ -103,7 +125,9 @@ def test_from_toml_checks_keys_and_types(tmp_path: Path) -> None:
 
 def test_toml_values_keep_their_types(tmp_path: Path) -> None:
     path = tmp_path / "typed.toml"
-    path.write_text("seed = 5\n[train]\nlr = 1\nepochs = 2\n[data]\naugment = false\n[head]\nname = \"fc\"\nhidden = 32\n")
+    path.write_text(
+        'seed = 5\n[train]\nlr = 1\nepochs = 2\n[data]\naugment = false\n[head]\nname = "fc"\nhidden = 32\n'
+    )
     cfg = RunConfig.from_toml(path)
     assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)  # an int is a fine float
     assert cfg.seed == 5 and cfg.data.augment is False and cfg.head.params == {"hidden": 32}

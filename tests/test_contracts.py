@@ -8,6 +8,7 @@ fixture); every head, strategy, data source (with a location made here) and pret
 registered without a case fails ``test_everything_registered_has_a_contract_case`` for
 its kind; ``EXEMPT`` names what cannot be checked offline, with the reason.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -56,8 +57,9 @@ def _scratch() -> Path:
 
 
 def _tiny_bert(pooling: str) -> Callable[[], BackboneRequest]:
-    return lambda: BackboneRequest("tiny-bert", weights=str(_fixture("tiny_bert_dir")), pretrained=True,
-                                   max_length=24, pooling=pooling)
+    return lambda: BackboneRequest(
+        "tiny-bert", weights=str(_fixture("tiny_bert_dir")), pretrained=True, max_length=24, pooling=pooling
+    )
 
 
 @functools.cache
@@ -101,9 +103,12 @@ def _image_csv() -> str:
 def _saved_hf_texts() -> str:
     import datasets
 
-    d = datasets.Dataset.from_dict({"text": ["good", "bad", "fine", "awful"], "label": [1, 0, 1, 0]},
-                                   features=datasets.Features({"text": datasets.Value("string"),
-                                                               "label": datasets.ClassLabel(names=["neg", "pos"])}))
+    d = datasets.Dataset.from_dict(
+        {"text": ["good", "bad", "fine", "awful"], "label": [1, 0, 1, 0]},
+        features=datasets.Features(
+            {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+        ),
+    )
     folder = _scratch() / "hf-texts"
     datasets.DatasetDict({"train": d, "test": d.select([0, 1])}).save_to_disk(str(folder))
     return str(folder)
@@ -130,57 +135,110 @@ def _backbone(case: BackboneCase, big: bool = False) -> Any:
 BACKBONES = [
     _backbone(BackboneCase("bert", _tiny_bert("mean"), id="bert-tiny-mean")),
     _backbone(BackboneCase("bert", _tiny_bert("cls"), id="bert-tiny-cls")),
-    _backbone(BackboneCase("efficientnet", BackboneRequest("efficientnet_lite0", pretrained=False,
-                                                           image_size=64, augment=True),
-                           id="efficientnet_lite0-64px")),
-    _backbone(BackboneCase("resnet", BackboneRequest("resnet18", pretrained=False, image_size=64),
-                           id="resnet18-64px")),
-    _backbone(BackboneCase("mobilenet", BackboneRequest("mobilenetv3_small_100", pretrained=False,
-                                                        image_size=64, augment=True),
-                           id="mobilenetv3_small-64px")),
-    _backbone(BackboneCase("densenet", BackboneRequest("densenet121", pretrained=False, image_size=64),
-                           id="densenet121-64px")),
-    _backbone(BackboneCase("xception", BackboneRequest("xception", pretrained=False, image_size=72),
-                           id="xception-72px")),
-    _backbone(BackboneCase("inception", BackboneRequest("inception_v3", pretrained=False, image_size=75),
-                           id="inception_v3-75px")),
-    _backbone(BackboneCase("inception", BackboneRequest("googlenet", pretrained=False, image_size=64),
-                           id="googlenet-64px")),
-    _backbone(BackboneCase("alexnet", BackboneRequest("alexnet", pretrained=False, image_size=64),
-                           id="alexnet-64px")),
-    _backbone(BackboneCase("vgg", BackboneRequest("vgg16", pretrained=False, image_size=32),
-                           id="vgg16-32px"), big=True),
-    _backbone(BackboneCase("nasnet", BackboneRequest("nasnetalarge", pretrained=False, image_size=64),
-                           id="nasnetalarge-64px"), big=True),
-    _backbone(BackboneCase("lenet", BackboneRequest("lenet5", pretrained=False, image_size=32),
-                           id="lenet5")),
-    _backbone(BackboneCase("word2vec", BackboneRequest("word2vec", pretrained=False,
-                                                       options={"vocab_size": 500, "dim": 16}),
-                           id="word2vec-hashed")),
-    _backbone(BackboneCase("word2vec", BackboneRequest("word2vec", pretrained=False, train_backbone=True, max_length=32,
-                                                       options={"vocab_size": 500, "dim": 16, "hidden": 16}),
-                           id="word2vec-bilstm")),
-    _backbone(BackboneCase("fasttext", BackboneRequest("fasttext", pretrained=False, train_backbone=True,
-                                                       options={"encoder": "cnn", "filters": 8, "vocab_size": 500,
-                                                                "dim": 16}),
-                           id="fasttext-cnn")),
-    _backbone(BackboneCase("ulmfit", BackboneRequest("ulmfit", pretrained=False, max_length=32),
-                           id="ulmfit-scratch")),
-    _backbone(BackboneCase("elmo", BackboneRequest("elmo", pretrained=False, max_length=32),
-                           id="elmo-scratch")),
-    _backbone(BackboneCase("glove", BackboneRequest("glove-6B-50d", pretrained=True, pooling="sif",
-                                                    options={"vocab_size": 2000}),
-                           id="glove-6B-50d-sif")),
-    _backbone(BackboneCase("transformer", BackboneRequest("mini-transformer", pretrained=False, max_length=32,
-                                                          options={"dim": 16, "layers": 2, "heads": 2, "ff": 32,
-                                                                   "vocab_size": 300}),
-                           id="transformer-hashed")),
+    _backbone(
+        BackboneCase(
+            "efficientnet",
+            BackboneRequest("efficientnet_lite0", pretrained=False, image_size=64, augment=True),
+            id="efficientnet_lite0-64px",
+        )
+    ),
+    _backbone(BackboneCase("resnet", BackboneRequest("resnet18", pretrained=False, image_size=64), id="resnet18-64px")),
+    _backbone(
+        BackboneCase(
+            "mobilenet",
+            BackboneRequest("mobilenetv3_small_100", pretrained=False, image_size=64, augment=True),
+            id="mobilenetv3_small-64px",
+        )
+    ),
+    _backbone(
+        BackboneCase("densenet", BackboneRequest("densenet121", pretrained=False, image_size=64), id="densenet121-64px")
+    ),
+    _backbone(
+        BackboneCase("xception", BackboneRequest("xception", pretrained=False, image_size=72), id="xception-72px")
+    ),
+    _backbone(
+        BackboneCase(
+            "inception", BackboneRequest("inception_v3", pretrained=False, image_size=75), id="inception_v3-75px"
+        )
+    ),
+    _backbone(
+        BackboneCase("inception", BackboneRequest("googlenet", pretrained=False, image_size=64), id="googlenet-64px")
+    ),
+    _backbone(BackboneCase("alexnet", BackboneRequest("alexnet", pretrained=False, image_size=64), id="alexnet-64px")),
+    _backbone(
+        BackboneCase("vgg", BackboneRequest("vgg16", pretrained=False, image_size=32), id="vgg16-32px"), big=True
+    ),
+    _backbone(
+        BackboneCase(
+            "nasnet", BackboneRequest("nasnetalarge", pretrained=False, image_size=64), id="nasnetalarge-64px"
+        ),
+        big=True,
+    ),
+    _backbone(BackboneCase("lenet", BackboneRequest("lenet5", pretrained=False, image_size=32), id="lenet5")),
+    _backbone(
+        BackboneCase(
+            "word2vec",
+            BackboneRequest("word2vec", pretrained=False, options={"vocab_size": 500, "dim": 16}),
+            id="word2vec-hashed",
+        )
+    ),
+    _backbone(
+        BackboneCase(
+            "word2vec",
+            BackboneRequest(
+                "word2vec",
+                pretrained=False,
+                train_backbone=True,
+                max_length=32,
+                options={"vocab_size": 500, "dim": 16, "hidden": 16},
+            ),
+            id="word2vec-bilstm",
+        )
+    ),
+    _backbone(
+        BackboneCase(
+            "fasttext",
+            BackboneRequest(
+                "fasttext",
+                pretrained=False,
+                train_backbone=True,
+                options={"encoder": "cnn", "filters": 8, "vocab_size": 500, "dim": 16},
+            ),
+            id="fasttext-cnn",
+        )
+    ),
+    _backbone(BackboneCase("ulmfit", BackboneRequest("ulmfit", pretrained=False, max_length=32), id="ulmfit-scratch")),
+    _backbone(BackboneCase("elmo", BackboneRequest("elmo", pretrained=False, max_length=32), id="elmo-scratch")),
+    _backbone(
+        BackboneCase(
+            "glove",
+            BackboneRequest("glove-6B-50d", pretrained=True, pooling="sif", options={"vocab_size": 2000}),
+            id="glove-6B-50d-sif",
+        )
+    ),
+    _backbone(
+        BackboneCase(
+            "transformer",
+            BackboneRequest(
+                "mini-transformer",
+                pretrained=False,
+                max_length=32,
+                options={"dim": 16, "layers": 2, "heads": 2, "ff": 32, "vocab_size": 300},
+            ),
+            id="transformer-hashed",
+        )
+    ),
 ]
 
 HEADS = [
     HeadCase("fc", {"dropout": 0.0}),
     HeadCase("fc", {"hidden": [16], "dropout": 0.0}, id="fc-hidden"),
-    HeadCase("knn"), HeadCase("logreg"), HeadCase("nb"), HeadCase("rf"), HeadCase("svm"), HeadCase("tree"),
+    HeadCase("knn"),
+    HeadCase("logreg"),
+    HeadCase("nb"),
+    HeadCase("rf"),
+    HeadCase("svm"),
+    HeadCase("tree"),
 ]
 
 STRATEGIES = [StrategyCase("feature-extraction"), StrategyCase("fine-tune"), StrategyCase("ulmfit")]
@@ -200,12 +258,21 @@ DATA_SOURCES = [
 
 _LOAD_BACK = {"max_length": 32}
 PRETRAINERS = [
-    PretrainerCase("elmo", {"dim": 16, "hidden": 24, "char_dim": 8, "batch_size": 8, "epochs": 1, "lr": 1e-2},
-                   backbone_options=_LOAD_BACK),
-    PretrainerCase("ulmfit", {"emb": 16, "hidden": 24, "layers": 2, "batch_size": 4, "bptt": 12, "epochs": 1,
-                              "lr": 1e-2}, backbone_options=_LOAD_BACK),
-    PretrainerCase("transformer", {"dim": 16, "layers": 2, "heads": 2, "ff": 32, "min_freq": 1, "max_length": 16,
-                                   "lr": 3e-3, "epochs": 1}, backbone_options=_LOAD_BACK),
+    PretrainerCase(
+        "elmo",
+        {"dim": 16, "hidden": 24, "char_dim": 8, "batch_size": 8, "epochs": 1, "lr": 1e-2},
+        backbone_options=_LOAD_BACK,
+    ),
+    PretrainerCase(
+        "ulmfit",
+        {"emb": 16, "hidden": 24, "layers": 2, "batch_size": 4, "bptt": 12, "epochs": 1, "lr": 1e-2},
+        backbone_options=_LOAD_BACK,
+    ),
+    PretrainerCase(
+        "transformer",
+        {"dim": 16, "layers": 2, "heads": 2, "ff": 32, "min_freq": 1, "max_length": 16, "lr": 3e-3, "epochs": 1},
+        backbone_options=_LOAD_BACK,
+    ),
     PretrainerCase("word2vec", {"dim": 16, "min_count": 1, "window": 3, "epochs": 1}),
     PretrainerCase("fasttext", {"dim": 16, "min_count": 1, "bucket": 5000, "epochs": 1}),
 ]

@@ -1,4 +1,5 @@
 """CSV/JSONL corpora and labelled tables are read by the same code: quoted newlines survive."""
+
 from __future__ import annotations
 
 import csv
@@ -12,7 +13,7 @@ from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import DataOptions
 from tlzoo.plugins.data.files import CSVSource
 
-TEXTS = ["first line\nsecond line of the same review", "a plain one", "quote \"inside\", and a comma"]
+TEXTS = ["first line\nsecond line of the same review", "a plain one", 'quote "inside", and a comma']
 
 
 def _write_csv(path: Path) -> Path:

@@ -1,4 +1,5 @@
 """Splitting, subsetting, label encoding and metrics: the numpy parts the runner builds on."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -72,8 +73,12 @@ def test_classification_report_on_known_values() -> None:
     r = classification_report(y_true, y_pred, ["a", "b", "c"])
     assert r["accuracy"] == pytest.approx(4 / 6, abs=1e-4)
     assert r["confusion_matrix"] == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
-    assert r["per_class"]["a"] == {"precision": 1.0, "recall": pytest.approx(0.6667, abs=1e-4),
-                                   "f1": pytest.approx(0.8, abs=1e-4), "support": 3}
+    assert r["per_class"]["a"] == {
+        "precision": 1.0,
+        "recall": pytest.approx(0.6667, abs=1e-4),
+        "f1": pytest.approx(0.8, abs=1e-4),
+        "support": 3,
+    }
     assert r["per_class"]["b"]["precision"] == 0.5 and r["per_class"]["b"]["recall"] == 0.5
     f1s = [0.8, 0.5, 2 * 0.5 * 1 / 1.5]
     assert r["macro_f1"] == pytest.approx(np.mean(f1s), abs=1e-4)

@@ -11,6 +11,7 @@ Each is compared with the one-process run of the same config: the same feature-c
 entries (keys, manifests, arrays), test accuracy within 0.02, exactly one run folder with
 the usual artifacts, nothing left beside it, and the result printed once.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,19 @@ from tlzoo.core.runner import Engine
 
 pytestmark = pytest.mark.xdist_group("distributed")  # one worker: two more processes each launch
 
-ARTIFACTS = {"config.toml", "history.csv", "history.png", "confusion.png", "metrics.json", "model.json",
-             "model.safetensors", "predictions.csv", "report.html", "README.md", "assets"}
+ARTIFACTS = {
+    "config.toml",
+    "history.csv",
+    "history.png",
+    "confusion.png",
+    "metrics.json",
+    "model.json",
+    "model.safetensors",
+    "predictions.csv",
+    "report.html",
+    "README.md",
+    "assets",
+}
 
 # Two runs in one torchrun job (the process group is joined and left by each run); every rank
 # prints what Engine.run returned to it.
@@ -158,9 +170,9 @@ def two_process_runs(tiny_bert_dir: Path, topics: Path, tmp_path_factory: pytest
     return {"home": home, "work": work, "results": results, "stderr": proc.stderr, "root": root}
 
 
-def test_feature_extraction_two_processes_fill_the_same_cache(two_process_runs: dict[str, Any], tiny_bert_dir: Path,
-                                                              topics: Path, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_feature_extraction_two_processes_fill_the_same_cache(
+    two_process_runs: dict[str, Any], tiny_bert_dir: Path, topics: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runs = two_process_runs
     mine = [r for r in runs["results"] if r["config"].endswith("feature-extraction.toml")]
     assert sorted(r["rank"] for r in mine) == [0, 1]
@@ -194,9 +206,9 @@ def test_feature_extraction_two_processes_fill_the_same_cache(two_process_runs: 
     assert sorted(p.name for p in (runs["home"] / "features").iterdir()) == before
 
 
-def test_fine_tune_under_ddp_matches_one_process(two_process_runs: dict[str, Any], tiny_bert_dir: Path,
-                                                 topics: Path, tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fine_tune_under_ddp_matches_one_process(
+    two_process_runs: dict[str, Any], tiny_bert_dir: Path, topics: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runs = two_process_runs
     mine = [r for r in runs["results"] if r["config"].endswith("fine-tune.toml")]
     assert sorted(r["rank"] for r in mine) == [0, 1] and mine[0]["metrics"] == mine[1]["metrics"]
@@ -212,17 +224,46 @@ def test_fine_tune_under_ddp_matches_one_process(two_process_runs: dict[str, Any
     np.testing.assert_allclose(_val_losses(out), _val_losses(single.run_dir), atol=1e-3)
 
 
-def test_cli_fine_tune_killed_then_resumed_with_two_processes(tiny_bert_dir: Path, topics: Path,
-                                                              tmp_path: Path) -> None:
+def test_cli_fine_tune_killed_then_resumed_with_two_processes(
+    tiny_bert_dir: Path, topics: Path, tmp_path: Path
+) -> None:
     home, work = tmp_path / "home", tmp_path / "work"
     work.mkdir()
     killer = tmp_path / "kill_cli.py"
     killer.write_text(KILL_CLI)
-    args = ["run", "--plugin", "bert", "--weights", str(tiny_bert_dir), "--data", str(topics),
-            "--max-length", "16", "--val-fraction", "0.1", "--test-fraction", "0.4",
-            "--strategy", "fine-tune", "--head-epochs", "20", "--epochs", "3",
-            "--lr", "0.1", "--finetune-lr", "1e-3", "--batch-size", "16", "--device", "cpu", "--seed", "3",
-            "--out", "ft"]
+    args = [
+        "run",
+        "--plugin",
+        "bert",
+        "--weights",
+        str(tiny_bert_dir),
+        "--data",
+        str(topics),
+        "--max-length",
+        "16",
+        "--val-fraction",
+        "0.1",
+        "--test-fraction",
+        "0.4",
+        "--strategy",
+        "fine-tune",
+        "--head-epochs",
+        "20",
+        "--epochs",
+        "3",
+        "--lr",
+        "0.1",
+        "--finetune-lr",
+        "1e-3",
+        "--batch-size",
+        "16",
+        "--device",
+        "cpu",
+        "--seed",
+        "3",
+        "--out",
+        "ft",
+    ]
     killed = _torchrun([str(killer), *args], home, work)
     assert killed.returncode != 0 and "fine-tune epoch 2/3" in killed.stderr, killed.stderr[-3000:]
     incomplete = work / "ft.incomplete"
@@ -240,7 +281,10 @@ def test_cli_fine_tune_killed_then_resumed_with_two_processes(tiny_bert_dir: Pat
     _assert_one_clean_run(work, "ft")
     assert not (work / "ft.lock").exists()
     # every epoch once: the resumed run rewrote epoch 2's row, it did not add a second one
-    assert _history(work / "ft") == [("head", str(e)) for e in range(1, 21)] + [("fine-tune", "1"),
-                                                                             ("fine-tune", "2"), ("fine-tune", "3")]
+    assert _history(work / "ft") == [("head", str(e)) for e in range(1, 21)] + [
+        ("fine-tune", "1"),
+        ("fine-tune", "2"),
+        ("fine-tune", "3"),
+    ]
     metrics = json.loads((work / "ft" / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] == result["test"]["accuracy"] >= 0.9

@@ -5,6 +5,7 @@ present and well-formed, ``tl predict`` and ``Predictor`` reproduce predictions.
 feature cache is hit, the same seed gives the same result, and frozen BatchNorm layers
 keep their statistics during fine-tuning.
 """
+
 from __future__ import annotations
 
 import csv
@@ -58,8 +59,9 @@ class Observer:
         backbone = run.backbone
         self.snapshots["before"] = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
         ids = {id(t): k for k, t in backbone.state_dict(keep_vars=True).items()}
-        self.groups = [{ids[id(t)] for t in [*g.parameters(), *g.buffers()] if id(t) in ids}
-                       for g in backbone.layer_groups()]
+        self.groups = [
+            {ids[id(t)] for t in [*g.parameters(), *g.buffers()] if id(t) in ids} for g in backbone.layer_groups()
+        ]
         result = yield
         self.snapshots["after"] = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
         return result
@@ -103,8 +105,13 @@ def binary_args(bert_args: list[str], text_csv: Path, base: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def image_args(image_folder: Path) -> list[str]:
-    return [f"data.path={image_folder}", "model.plugin=efficientnet", "model.name=efficientnet_lite0",
-            "model.pretrained=false", "model.image_size=64"]
+    return [
+        f"data.path={image_folder}",
+        "model.plugin=efficientnet",
+        "model.name=efficientnet_lite0",
+        "model.pretrained=false",
+        "model.image_size=64",
+    ]
 
 
 RUNS: dict[str, tuple[str, list[str]]] = {
@@ -112,14 +119,31 @@ RUNS: dict[str, tuple[str, list[str]]] = {
     "bert-fe-fc": ("text", ["train.epochs=4"]),
     "bert-fe-logreg": ("text", ["head.name=logreg"]),
     "bert-binary-logreg": ("binary", ["head.name=logreg"]),
-    "bert-ft": ("text", ["train.strategy=fine-tune", "train.head_epochs=2", "train.epochs=2", "train.unfreeze=1",
-                         "train.finetune_lr=0.001"]),
+    "bert-ft": (
+        "text",
+        [
+            "train.strategy=fine-tune",
+            "train.head_epochs=2",
+            "train.epochs=2",
+            "train.unfreeze=1",
+            "train.finetune_lr=0.001",
+        ],
+    ),
     "img-fe-fc": ("image", ["train.epochs=3"]),
     "img-fe-logreg": ("image", ["head.name=logreg"]),
     # no validation set: the fine-tuned weights are kept even where the head phase had the better val loss
     # (these tests watch what fine-tuning changes)
-    "img-ft": ("image", ["train.strategy=fine-tune", "train.head_epochs=1", "train.epochs=1", "train.unfreeze=1",
-                         "train.finetune_lr=0.01", "data.val_fraction=0"]),
+    "img-ft": (
+        "image",
+        [
+            "train.strategy=fine-tune",
+            "train.head_epochs=1",
+            "train.epochs=1",
+            "train.unfreeze=1",
+            "train.finetune_lr=0.01",
+            "data.val_fraction=0",
+        ],
+    ),
 }
 
 
@@ -259,8 +283,9 @@ def test_engine_predict_api(runs: Callable[[str], Done]) -> None:
 
 
 # --------------------------------------------------------------------------- cache, seeds, BatchNorm
-def test_second_feature_extraction_run_hits_the_cache(runs: Callable[[str], Done], base: Path,
-                                                      bert_args: list[str]) -> None:
+def test_second_feature_extraction_run_hits_the_cache(
+    runs: Callable[[str], Done], base: Path, bert_args: list[str]
+) -> None:
     first = runs("bert-fe-fc")
     again = _run(base, "bert-fe-fc-again", [*bert_args, *RUNS["bert-fe-fc"][1]])
     hits = [line for line in again.log if "read from cache" in line]
@@ -275,8 +300,7 @@ def test_changed_weights_miss_the_cache(runs: Callable[[str], Done], base: Path,
     assert not any("read from cache" in line for line in scratch.log), scratch.text
 
 
-def test_same_seed_same_result_when_fine_tuning(runs: Callable[[str], Done], base: Path,
-                                                bert_args: list[str]) -> None:
+def test_same_seed_same_result_when_fine_tuning(runs: Callable[[str], Done], base: Path, bert_args: list[str]) -> None:
     first = runs("bert-ft")
     again = _run(base, "bert-ft-again", [*bert_args, *RUNS["bert-ft"][1]])
     assert again.metrics["test"] == first.metrics["test"]

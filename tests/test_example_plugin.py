@@ -7,6 +7,7 @@ backbones and head, checks that a fitted backbone's features are the same in the
 ``tl predict``, and installs it once more the way a user's ``pip install`` lays it out (a
 ``*.dist-info`` folder with ``entry_points.txt`` on PYTHONPATH) in a fresh process.
 """
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,10 @@ import numpy as np
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tlzoo-example"
 
 if importlib.util.find_spec("tlzoo_example") is None:  # pragma: no cover - a venv made before the example
-    raise RuntimeError("the example plugin is not installed in this environment: run `make venv` "
-                       "(pip install -e examples/tlzoo-example)")
+    raise RuntimeError(
+        "the example plugin is not installed in this environment: run `make venv` "
+        "(pip install -e examples/tlzoo-example)"
+    )
 
 
 def _load_example_tests() -> Any:
@@ -41,7 +44,7 @@ def _load_example_tests() -> Any:
 _EXAMPLE_TESTS = _load_example_tests()
 for _name in dir(_EXAMPLE_TESTS):
     if _name.startswith("test_"):
-        globals()[f"test_example_{_name[len('test_'):]}"] = getattr(_EXAMPLE_TESTS, _name)
+        globals()[f"test_example_{_name[len('test_') :]}"] = getattr(_EXAMPLE_TESTS, _name)
 
 
 # --------------------------------------------------------------------------- tl list
@@ -49,8 +52,11 @@ def test_tl_list_shows_the_example_models_labelled_with_their_plugin(run_cli: An
     res = run_cli("list", "--json")
     assert res.exit_code == 0, res
     rows = {r["name"]: r for r in json.loads(res.stdout)}
-    for name, plugin, modality in (("tfidf-svd", "tfidf", "text"), ("pixels-32", "pixels", "vision"),
-                                   ("pixels-16", "pixels", "vision")):
+    for name, plugin, modality in (
+        ("tfidf-svd", "tfidf", "text"),
+        ("pixels-32", "pixels", "vision"),
+        ("pixels-16", "pixels", "vision"),
+    ):
         assert rows[name]["plugin"] == plugin and rows[name]["modality"] == modality
         assert rows[name]["registered_by"] == "example"
     assert rows["all-MiniLM-L6-v2"]["registered_by"] == "built-in"
@@ -72,8 +78,22 @@ def test_unknown_names_suggest_the_example_models(run_cli: Any) -> None:
 # --------------------------------------------------------------------------- tl run, tl predict, the API
 def test_tl_run_pixels_by_model_name_and_predict(run_cli: Any, tmp_path: Path) -> None:
     out = tmp_path / "pixels"
-    res = run_cli("run", "--model", "pixels-16", "--data", "digits", "--limit", "300", "--head", "ridge",
-                  "--image-size", "12", "--out", out, "--quiet")
+    res = run_cli(
+        "run",
+        "--model",
+        "pixels-16",
+        "--data",
+        "digits",
+        "--limit",
+        "300",
+        "--head",
+        "ridge",
+        "--image-size",
+        "12",
+        "--out",
+        out,
+        "--quiet",
+    )
     assert res.exit_code == 0, res.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["accuracy"] > 0.7  # ten digit classes: chance is 0.1
@@ -99,9 +119,12 @@ def test_tl_run_pixels_by_model_name_and_predict(run_cli: Any, tmp_path: Path) -
     request = desc["backbone"].pop("request")
     desc["backbone"].pop("fitted")
     engine = ("pooling", "max_length", "image_size", "augment", "train_backbone")
-    desc["backbone"]["request"] = {"model": request["model"], "weights": request["weights"],
-                                   "pretrained": request["pretrained"],
-                                   "options": {**request["options"], **{k: request[k] for k in engine}}}
+    desc["backbone"]["request"] = {
+        "model": request["model"],
+        "weights": request["weights"],
+        "pretrained": request["pretrained"],
+        "options": {**request["options"], **{k: request[k] for k in engine}},
+    }
     (old / "model.json").write_text(json.dumps(desc))
     again = run_cli("predict", old, tmp_path / "zero.png", "--json")
     assert again.exit_code == 0, again.stderr
@@ -120,8 +143,11 @@ class _Capture:
         @step_wrapper(steps.TRAIN)
         def keep(run: Any) -> Any:
             result = yield
-            self.seen.update(examples=list(run.splits.test.examples), features=run.features["test"].copy(),
-                             fingerprint=run.backbone.fingerprint())
+            self.seen.update(
+                examples=list(run.splits.test.examples),
+                features=run.features["test"].copy(),
+                fingerprint=run.backbone.fingerprint(),
+            )
             return result
 
         return keep
@@ -179,12 +205,27 @@ def test_fitted_backbone_gives_the_same_features_in_the_run_and_in_predict(tmp_p
 
 
 def test_tl_compare_tfidf_against_glove(run_cli: Any, tmp_path: Path) -> None:
-    res = run_cli("compare", "--plugins", "tfidf,glove", "--data", "rotten-tomatoes", "--limit", "400",
-                  "--heads", "logreg,ridge", "--out", tmp_path / "cmp")
+    res = run_cli(
+        "compare",
+        "--plugins",
+        "tfidf,glove",
+        "--data",
+        "rotten-tomatoes",
+        "--limit",
+        "400",
+        "--heads",
+        "logreg,ridge",
+        "--out",
+        tmp_path / "cmp",
+    )
     assert res.exit_code == 0, res.stderr
     rows = list(csv.DictReader((tmp_path / "cmp" / "leaderboard.csv").open()))
-    assert {(r["plugin"], r["head"]) for r in rows} == {("tfidf", "logreg"), ("tfidf", "ridge"),
-                                                        ("glove", "logreg"), ("glove", "ridge")}
+    assert {(r["plugin"], r["head"]) for r in rows} == {
+        ("tfidf", "logreg"),
+        ("tfidf", "ridge"),
+        ("glove", "logreg"),
+        ("glove", "ridge"),
+    }
     tfidf = [r for r in rows if r["plugin"] == "tfidf"]
     assert all(float(r["accuracy"]) > 0.4 and r["features"] == "128" for r in tfidf)
     assert {r["weights"] for r in tfidf} == {"fitted on the training split (TF-IDF + truncated SVD)"}
@@ -203,23 +244,31 @@ def _dist_info(site: Path, dist: str, entry_points: str) -> None:
 
 def test_a_plugin_installed_through_a_dist_info_on_pythonpath(tmp_path: Path) -> None:
     site = tmp_path / "site"
-    shutil.copytree(EXAMPLE / "src" / "tlzoo_example", site / "tlzoo_example",
-                    ignore=shutil.ignore_patterns("__pycache__"))  # the package, outside the repository
+    shutil.copytree(
+        EXAMPLE / "src" / "tlzoo_example", site / "tlzoo_example", ignore=shutil.ignore_patterns("__pycache__")
+    )  # the package, outside the repository
     _dist_info(site, "tlzoo-example", "example = tlzoo_example.plugin")
     (site / "tlzoo_broken.py").write_text(BROKEN)
     _dist_info(site, "tlzoo-broken", "broken = tlzoo_broken")
-    env = {**os.environ, "PYTHONPATH": str(site), "TLZOO_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1",
-           "COLUMNS": "200"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(site),
+        "TLZOO_HOME": str(tmp_path / "home"),
+        "HF_HUB_OFFLINE": "1",
+        "COLUMNS": "200",
+    }
     env.pop("TLZOO_PLUGINS", None)
     tl = [str(Path(sys.executable).parent / "tl")]  # the venv's console script
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*tl, *args], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
 
-    probe = ("import json, sys\nfrom tlzoo.cli import cli\ntry:\n"
-             "    cli.main(['list', '--json'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-             "print(json.dumps({'torch': 'torch' in sys.modules, 'example': sys.modules['tlzoo_example'].__file__}),"
-             " file=sys.stderr)\n")
+    probe = (
+        "import json, sys\nfrom tlzoo.cli import cli\ntry:\n"
+        "    cli.main(['list', '--json'], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'example': sys.modules['tlzoo_example'].__file__}),"
+        " file=sys.stderr)\n"
+    )
     listed = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
     assert listed.returncode == 0, listed.stderr
     seen = json.loads(listed.stderr.strip().splitlines()[-1])
@@ -236,10 +285,28 @@ def test_a_plugin_installed_through_a_dist_info_on_pythonpath(tmp_path: Path) ->
     failed = run("run", "--plugin", "broken", "--data", "digits")  # the load error, in one line, exit 2
     assert failed.returncode == 2, failed.stderr
     errors = [line for line in failed.stderr.splitlines() if line.startswith("Error")]
-    assert errors == ["Error: plugin 'broken' failed to load: ImportError: tlzoo-broken needs libfoo, which is not "
-                      "installed; see `tl plugins`."] and "Traceback" not in failed.stderr
+    assert (
+        errors
+        == [
+            "Error: plugin 'broken' failed to load: ImportError: tlzoo-broken needs libfoo, which is not "
+            "installed; see `tl plugins`."
+        ]
+        and "Traceback" not in failed.stderr
+    )
 
-    done = run("run", "--plugin", "pixels", "--data", "digits", "--limit", "200", "--head", "ridge",
-               "--out", str(tmp_path / "run"), "--quiet")
+    done = run(
+        "run",
+        "--plugin",
+        "pixels",
+        "--data",
+        "digits",
+        "--limit",
+        "200",
+        "--head",
+        "ridge",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp_path / "run" / "model.json").read_text())["backbone"]["plugin"] == "pixels"

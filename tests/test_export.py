@@ -3,6 +3,7 @@ probabilities (predictions.csv, to 1e-5) through ``tl predict`` and through its 
 ``load.py``; ONNX agrees with PyTorch to 1e-4 (checked here with onnxruntime, and through the
 generated ``onnx_predict.py``); TorchScript too; fitted non-linear heads are refused in one line.
 """
+
 from __future__ import annotations
 
 import csv
@@ -62,8 +63,26 @@ def bert_weights(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) 
 def text_run(bert_weights: Path, topics_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Feature extraction with an fc head: model.safetensors holds only the head."""
     out = tmp_path_factory.mktemp("export-runs") / "text"
-    code, _, stderr = _cli(["run", "--plugin", "bert", "--weights", bert_weights, "--data", topics_csv,
-                            "--head", "fc", "--epochs", 5, "--max-length", 32, "--out", out, "-q"])
+    code, _, stderr = _cli(
+        [
+            "run",
+            "--plugin",
+            "bert",
+            "--weights",
+            bert_weights,
+            "--data",
+            topics_csv,
+            "--head",
+            "fc",
+            "--epochs",
+            5,
+            "--max-length",
+            32,
+            "--out",
+            out,
+            "-q",
+        ]
+    )
     assert code == 0, stderr
     assert not json.loads((out / "model.json").read_text())["backbone"]["weights_saved"]
     return out
@@ -73,8 +92,9 @@ def text_run(bert_weights: Path, topics_csv: Path, tmp_path_factory: pytest.Temp
 def image_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """LeNet from scratch + logreg (stored as a linear layer)."""
     out = tmp_path_factory.mktemp("export-runs") / "images"
-    code, _, stderr = _cli(["run", "--plugin", "lenet", "--no-pretrained", "--data", image_folder,
-                            "--head", "logreg", "--out", out, "-q"])
+    code, _, stderr = _cli(
+        ["run", "--plugin", "lenet", "--no-pretrained", "--data", image_folder, "--head", "logreg", "--out", out, "-q"]
+    )
     assert code == 0, stderr
     return out
 
@@ -95,8 +115,14 @@ def test_text_folder_export_is_self_contained(text_run: Path, bert_weights: Path
         code, stdout, stderr = _cli(["predict", fresh, *inputs, "--json"])
         assert code == 0, stderr
         assert np.abs(_json_proba(stdout, classes).round(5) - expected).max() <= ROUNDED
-        proc = subprocess.run([sys.executable, str(fresh / "load.py"), *inputs], capture_output=True, text=True,
-                              timeout=300, cwd=tmp_path, env={**os.environ})
+        proc = subprocess.run(
+            [sys.executable, str(fresh / "load.py"), *inputs],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+            env={**os.environ},
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert np.abs(_json_proba(proc.stdout, classes).round(5) - expected).max() <= ROUNDED
     finally:
@@ -118,8 +144,9 @@ def test_image_folder_export_through_tl_predict_and_load_py(image_run: Path, tmp
     with out.open(newline="") as f:
         got = np.array([[float(r[f"p_{c}"]) for c in classes] for r in csv.DictReader(f)])
     assert got.shape == expected.shape and np.abs(got - expected).max() <= ROUNDED
-    proc = subprocess.run([sys.executable, "load.py", *inputs], capture_output=True, text=True, timeout=300,
-                          cwd=fresh, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "load.py", *inputs], capture_output=True, text=True, timeout=300, cwd=fresh, env={**os.environ}
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert np.abs(_json_proba(proc.stdout, classes).round(5) - expected).max() <= ROUNDED
 
@@ -155,8 +182,14 @@ def test_onnx_agrees_with_pytorch(which: str, image_run: Path, text_run: Path, t
     onnx_proba = session.run(None, {n: feeds[n] for n in names})[0]
     assert np.abs(onnx_proba - torch_proba).max() <= 1e-4
     # the generated script: onnxruntime + numpy (+ PIL / the tokenizer), no tlzoo
-    proc = subprocess.run([sys.executable, str(fresh / "onnx_predict.py"), *inputs], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, str(fresh / "onnx_predict.py"), *inputs],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env={**os.environ},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "tlzoo" not in (fresh / "onnx_predict.py").read_text().split('"""')[2]
     assert np.abs(_json_proba(proc.stdout, classes) - expected).max() <= 1e-4
@@ -177,8 +210,9 @@ def test_torchscript_agrees_with_pytorch(image_run: Path, tmp_path: Path) -> Non
 
 def test_fitted_nonlinear_head_exports_as_folder_only(image_folder: Path, tmp_path: Path) -> None:
     run = tmp_path / "knn"
-    code, _, stderr = _cli(["run", "--plugin", "lenet", "--no-pretrained", "--data", image_folder, "--head", "knn",
-                            "--out", run, "-q"])
+    code, _, stderr = _cli(
+        ["run", "--plugin", "lenet", "--no-pretrained", "--data", image_folder, "--head", "knn", "--out", run, "-q"]
+    )
     assert code == 0, stderr
     for fmt in ("onnx", "torchscript"):
         code, stdout, stderr = _cli(["export", run, "--to", tmp_path / fmt, "--format", fmt])

@@ -2,6 +2,7 @@
 CSV, saves without pickle and predicts the same after loading; options via head.*.
 
 Data: ``topics_csv`` and ``word_bert_dir`` from conftest (three separable topics, tiny BERT)."""
+
 from __future__ import annotations
 
 import csv
@@ -75,12 +76,15 @@ def test_head_options_reach_the_estimator(word_bert_dir: Path, topics_csv: Path,
         assert float(next(csv.DictReader(f))["train_accuracy"]) < 1.0
 
 
-@pytest.mark.parametrize("head,params,fragment", [
-    ("rf", {"n_estimators": 0}, "n_estimators"),
-    ("svm", {"kernel": "poly"}, "kernel"),
-    ("knn", {"n_neighbors": 0}, "n_neighbors"),
-    ("tree", {"depth": 3}, "head.depth"),
-])
+@pytest.mark.parametrize(
+    "head,params,fragment",
+    [
+        ("rf", {"n_estimators": 0}, "n_estimators"),
+        ("svm", {"kernel": "poly"}, "kernel"),
+        ("knn", {"n_neighbors": 0}, "n_neighbors"),
+        ("tree", {"depth": 3}, "head.depth"),
+    ],
+)
 def test_bad_head_options_are_one_line_errors(head: str, params: dict[str, Any], fragment: str) -> None:
     from tlzoo.core.zoo import Zoo
 
@@ -166,6 +170,7 @@ def test_head_kinds_are_types_and_trainable_follows_them() -> None:
     with pytest.raises(TypeError, match="abstract"):  # a fitted head must save and restore its state
         Incomplete()
     with pytest.raises(TypeError, match="contradicts its base"):
+
         class Confused(TorchHead):
             name, trainable = "confused", False
 
@@ -180,6 +185,7 @@ def test_a_head_with_the_old_trainable_flag_still_registers_with_a_warning() -> 
     from tlzoo.core.zoo import Zoo
 
     with pytest.warns(DeprecationWarning, match="subclass FittedHead instead"):
+
         class OldFitted(Head):
             name, trainable = "old-fitted", False
 

@@ -9,6 +9,7 @@ backbone and a parameter-free one (a fixed CRC32 char-trigram map) pass every ch
 The broken backbones live in ``tests/kit_fixtures.py`` so the cross-process check can
 import them in a fresh interpreter.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,23 +82,42 @@ def _failures(obj: Any) -> dict[str, str]:
 # --------------------------------------------------------------------------- broken backbones
 BROKEN = [
     # backbone, the rule it breaks, words its message must hold, every rule that must fail
-    (kf.WrongWidth, "check_forward_shape", "gives 8 features per example but num_features is 12",
-     {"check_forward_shape", "check_training_step", "check_awkward_examples"}),
-    (kf.DropoutLeftOn, "check_eval_determinism", "two eval-mode forwards of the same batch differ",
-     {"check_eval_determinism", "check_batch_independence", BUILD, CROSS}),
-    (kf.NoiseInForward, "check_eval_determinism", "two eval-mode forwards of the same batch differ",
-     {"check_eval_determinism", "check_batch_independence", BUILD, CROSS}),
-    (kf.AugmentAtEval, "check_eval_transform", r"transform\(example, train=False\) gave two different results",
-     {"check_eval_transform", "check_batch_independence", BUILD, CROSS}),
-    (kf.BatchMean, "check_batch_independence", "features change with batch composition",
-     {"check_batch_independence"}),
+    (
+        kf.WrongWidth,
+        "check_forward_shape",
+        "gives 8 features per example but num_features is 12",
+        {"check_forward_shape", "check_training_step", "check_awkward_examples"},
+    ),
+    (
+        kf.DropoutLeftOn,
+        "check_eval_determinism",
+        "two eval-mode forwards of the same batch differ",
+        {"check_eval_determinism", "check_batch_independence", BUILD, CROSS},
+    ),
+    (
+        kf.NoiseInForward,
+        "check_eval_determinism",
+        "two eval-mode forwards of the same batch differ",
+        {"check_eval_determinism", "check_batch_independence", BUILD, CROSS},
+    ),
+    (
+        kf.AugmentAtEval,
+        "check_eval_transform",
+        r"transform\(example, train=False\) gave two different results",
+        {"check_eval_transform", "check_batch_independence", BUILD, CROSS},
+    ),
+    (kf.BatchMean, "check_batch_independence", "features change with batch composition", {"check_batch_independence"}),
     (kf.BlindFingerprint, "check_fingerprint", "did not change when weights changed", {"check_fingerprint"}),
     (kf.HashBag, CROSS, "features differ between processes", {CROSS}),
     (kf.UnseededProjection, BUILD, "two fresh builds from the same request give different features", {BUILD, CROSS}),
     # fitted on the training split
     (kf.UnstableFit, BUILD, "two fresh builds from the same request give different features", {BUILD}),
-    (kf.FingerprintMissesFit, "check_fit_protocol", r"other features but the same fingerprint\(\)",
-     {"check_fit_protocol"}),
+    (
+        kf.FingerprintMissesFit,
+        "check_fit_protocol",
+        r"other features but the same fingerprint\(\)",
+        {"check_fit_protocol"},
+    ),
 ]
 
 
@@ -110,8 +130,9 @@ def _built(cls: type) -> Any:
 
 
 @pytest.mark.parametrize(("cls", "rule", "words", "failing"), BROKEN, ids=[b[0].__name__ for b in BROKEN])
-def test_a_broken_backbone_fails_the_rule_it_breaks_by_name(cls: type, rule: str, words: str,
-                                                            failing: set[str]) -> None:
+def test_a_broken_backbone_fails_the_rule_it_breaks_by_name(
+    cls: type, rule: str, words: str, failing: set[str]
+) -> None:
     failed = _failures(_built(cls))
     assert set(failed) == failing, failed
     for name, message in failed.items():
@@ -149,9 +170,13 @@ def test_an_exception_inside_the_plugin_is_an_assertion_naming_the_rule() -> Non
 SOUND = [
     kf.GoodBag(),
     kf.CharTrigrams(),  # parameter-free: no parameters, no layer groups
-    BackboneCase("kit_fixtures:FACTORY", BackboneRequest("char-trigrams", pretrained=False), id="char-trigrams-factory"),
+    BackboneCase(
+        "kit_fixtures:FACTORY", BackboneRequest("char-trigrams", pretrained=False), id="char-trigrams-factory"
+    ),
     BackboneCase("kit_fixtures:FACTORY", BackboneRequest("good-bag", pretrained=False), id="good-bag-factory"),
-    BackboneCase("kit_fixtures:FACTORY", BackboneRequest("tfidf", pretrained=False), id="tfidf"),  # fitted, no parameters
+    BackboneCase(
+        "kit_fixtures:FACTORY", BackboneRequest("tfidf", pretrained=False), id="tfidf"
+    ),  # fitted, no parameters
     BackboneCase(backbone=_built(kf.TfIdf), id="tfidf-built"),
 ]
 
@@ -210,8 +235,7 @@ def test_parameters_without_layer_groups_fail_instead_of_crashing() -> None:
 
 def test_unmasked_pooling_and_a_blind_fingerprint_of_a_real_backbone_fail(tiny_bert_dir: Path) -> None:
     """Mean pooling over padding makes tiny BERT's features depend on the batch."""
-    case = BackboneCase("bert", BackboneRequest("tiny-bert", weights=str(tiny_bert_dir), max_length=24,
-                                                pooling="mean"))
+    case = BackboneCase("bert", BackboneRequest("tiny-bert", weights=str(tiny_bert_dir), max_length=24, pooling="mean"))
     good = case.get()
     examples = tiny_texts()
 
@@ -248,10 +272,16 @@ def test_a_backbone_that_cannot_be_rebuilt_skips_the_rebuilding_checks_with_the_
 
 # ----------------------------------------------------------------- parametrize_with_checks, checks_for, uncovered
 def test_parametrize_with_checks_gives_one_test_id_per_case_and_rule_and_keeps_marks() -> None:
-    mark = parametrize_with_checks([pytest.param(kf.CharTrigrams(), id="chars", marks=pytest.mark.transfer),
-                                    HeadCase("fc", {"dropout": 0.0}), StrategyCase("fine-tune"),
-                                    DataSourceCase("digits", "digits"), PretrainerCase("word2vec"),
-                                    BackboneCase("bert", BackboneRequest("tiny", pretrained=False))])
+    mark = parametrize_with_checks(
+        [
+            pytest.param(kf.CharTrigrams(), id="chars", marks=pytest.mark.transfer),
+            HeadCase("fc", {"dropout": 0.0}),
+            StrategyCase("fine-tune"),
+            DataSourceCase("digits", "digits"),
+            PretrainerCase("word2vec"),
+            BackboneCase("bert", BackboneRequest("tiny", pretrained=False)),
+        ]
+    )
     assert mark.args[0] == ("case", "check")
     params = mark.args[1]
     ids = [p.id for p in params]
@@ -260,9 +290,15 @@ def test_parametrize_with_checks_gives_one_test_id_per_case_and_rule_and_keeps_m
     factory_only = {"check_rebuild", "check_backbone_factory"}  # need a factory and a request
     assert [i for i in ids if i.startswith("chars-")] == [f"chars-{r}" for r in backbone_rules if r not in factory_only]
     assert {"tiny-check_rebuild", "tiny-check_backbone_factory"} <= set(ids)
-    assert {"fc-check_head_options", "fc-check_head_learns", "fc-check_head_round_trip", "fine-tune-check_strategy_plans",
-            "digits-check_data_source_loads", "pretrain-word2vec-check_pretrainer_no_pickles",
-            "tiny-check_forward_shape"} <= set(ids)
+    assert {
+        "fc-check_head_options",
+        "fc-check_head_learns",
+        "fc-check_head_round_trip",
+        "fine-tune-check_strategy_plans",
+        "digits-check_data_source_loads",
+        "pretrain-word2vec-check_pretrainer_no_pickles",
+        "tiny-check_forward_shape",
+    } <= set(ids)
     chars = [p for p in params if p.id.startswith("chars-")]
     assert all(any(m.name == "transfer" for m in p.marks) for p in chars)
     assert not any(p.marks for p in params if not p.id.startswith("chars-"))
@@ -289,8 +325,13 @@ def test_uncovered_names_what_is_registered_without_a_case() -> None:
     assert "fine-tune" not in missing["strategies"] and "ulmfit" in missing["strategies"]
     assert "bert" in missing["backbones"] and "csv" in missing["data_sources"] and "elmo" in missing["pretrainers"]
     only_ulmfit = uncovered([], plugin="ulmfit")  # what one plugin registered
-    assert only_ulmfit == {"backbones": ["ulmfit"], "heads": [], "strategies": ["ulmfit"], "data_sources": [],
-                           "pretrainers": ["ulmfit"]}
+    assert only_ulmfit == {
+        "backbones": ["ulmfit"],
+        "heads": [],
+        "strategies": ["ulmfit"],
+        "data_sources": [],
+        "pretrainers": ["ulmfit"],
+    }
     assert uncovered([BackboneCase("ulmfit")], plugin="ulmfit", exempt=["ulmfit"])["strategies"] == []
 
 
@@ -331,7 +372,9 @@ class _FrozenHead(TorchHead):
 def test_broken_heads_fail_the_rule_they_break() -> None:
     failed = _failures(HeadCase(_ObjectStateHead))
     assert set(failed) == {"check_head_round_trip"}, failed
-    assert failed["check_head_round_trip"].startswith("[check_head_round_trip] state()['centroids'] holds Python objects")
+    assert failed["check_head_round_trip"].startswith(
+        "[check_head_round_trip] state()['centroids'] holds Python objects"
+    )
     failed = _failures(HeadCase(_FrozenHead))  # only its bias learns: it round-trips, but reaches chance level
     assert set(failed) == {"check_head_learns"}, failed
     assert failed["check_head_learns"].startswith("[check_head_learns] the head reached only 0.33 accuracy")
@@ -415,8 +458,9 @@ def _torch_save_bytes(tmp_path: Path) -> bytes:
 def test_pretrainers_that_pickle_or_keep_no_history_fail_and_a_sound_one_passes(tmp_path: Path) -> None:
     sound = _failures(PretrainerCase(_FakePretrainer("fake-sound", {"weights.json": b"{}"}, _HISTORY)))
     assert sound == {}
-    failed = _failures(PretrainerCase(_FakePretrainer("fake-torch", {"weights.pt": _torch_save_bytes(tmp_path)},
-                                                      _HISTORY)))
+    failed = _failures(
+        PretrainerCase(_FakePretrainer("fake-torch", {"weights.pt": _torch_save_bytes(tmp_path)}, _HISTORY))
+    )
     assert set(failed) == {"check_pretrainer_no_pickles"}
     assert failed["check_pretrainer_no_pickles"].startswith("[check_pretrainer_no_pickles] weights.pt is a zip archive")
     renamed = pickle.dumps({"w": [1.0]}, protocol=4)
@@ -426,8 +470,11 @@ def test_pretrainers_that_pickle_or_keep_no_history_fail_and_a_sound_one_passes(
     assert set(failed) == {"check_pretrainer_output"}
     assert "non-empty 'history' list" in failed["check_pretrainer_output"]
     with pytest.raises(unittest.SkipTest, match="no backbone factory named 'fake-sound' is registered"):
-        next(c for _, c in checks_for(_FakePretrainer("fake-sound", {}, _HISTORY))
-             if c.__name__ == "check_pretrainer_weights_load")(PretrainerCase(_FakePretrainer("fake-sound", {}, _HISTORY)))
+        next(
+            c
+            for _, c in checks_for(_FakePretrainer("fake-sound", {}, _HISTORY))
+            if c.__name__ == "check_pretrainer_weights_load"
+        )(PretrainerCase(_FakePretrainer("fake-sound", {}, _HISTORY)))
 
 
 def test_a_safetensors_header_starting_like_a_pickle_is_not_one(tmp_path: Path) -> None:
@@ -436,4 +483,3 @@ def test_a_safetensors_header_starting_like_a_pickle_is_not_one(tmp_path: Path) 
     assert pickle_kind(path) is None
     path.write_bytes(b"\x80\x02" + b"\x00" * 10)
     assert pickle_kind(path) == "a Python pickle (protocol 2)"
-

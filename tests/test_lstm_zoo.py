@@ -3,6 +3,7 @@
 Everything runs on tiny configurations (a few thousand parameters, a repetitive corpus
 of a few dozen sentences), so the whole file takes well under a minute.
 """
+
 from __future__ import annotations
 
 import csv
@@ -54,10 +55,18 @@ def pretrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 @pytest.mark.parametrize("plugin", ["elmo", "ulmfit"])
-def test_pretraining_writes_weights_vocab_description_curve_and_learns(pretrained: dict[str, Path], plugin: str) -> None:
+def test_pretraining_writes_weights_vocab_description_curve_and_learns(
+    pretrained: dict[str, Path], plugin: str
+) -> None:
     folder = pretrained[plugin]
-    for name in ("model.safetensors", "vocab.json", "description.json", "pretraining.json",
-                 "pretraining_curve.png", "pretraining_history.csv"):
+    for name in (
+        "model.safetensors",
+        "vocab.json",
+        "description.json",
+        "pretraining.json",
+        "pretraining_curve.png",
+        "pretraining_history.csv",
+    ):
         assert (folder / name).is_file(), name
     assert (folder / "pretraining_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     desc = json.loads((folder / "description.json").read_text())
@@ -77,7 +86,9 @@ def test_weights_transfer_into_the_backbone(pretrained: dict[str, Path], plugin:
     bb = _make(plugin, weights=str(pretrained[plugin]), max_length=32)
     saved = load_file(str(pretrained[plugin] / "model.safetensors"))
     state = bb.state_dict()
-    pairs = [(f"lm.{k}", k) for k in saved] if plugin == "ulmfit" else [(k, k) for k in saved]  # elmo: bilm.*, softmax.*
+    pairs = (
+        [(f"lm.{k}", k) for k in saved] if plugin == "ulmfit" else [(k, k) for k in saved]
+    )  # elmo: bilm.*, softmax.*
     assert pairs
     for mine, theirs in pairs:
         assert torch.equal(state[mine], saved[theirs]), mine
@@ -87,8 +98,9 @@ def test_weights_transfer_into_the_backbone(pretrained: dict[str, Path], plugin:
 
 
 @pytest.mark.parametrize("plugin", ["elmo", "ulmfit"])
-def test_missing_or_wrong_weights_say_how_to_make_them(pretrained: dict[str, Path], plugin: str,
-                                                       tmp_path: Path) -> None:
+def test_missing_or_wrong_weights_say_how_to_make_them(
+    pretrained: dict[str, Path], plugin: str, tmp_path: Path
+) -> None:
     with pytest.raises(TlzooError, match=f"tl pretrain --plugin {plugin}.*--no-pretrained"):
         _make(plugin)  # pretrained by default, and no package ships these weights
     with pytest.raises(TlzooError, match="tl pretrain"):
@@ -164,10 +176,19 @@ def test_lm_finetuning_sees_training_texts_only() -> None:
     rows: list[dict[str, Any]] = []
 
     def context(backbone: Any) -> StrategyContext:
-        return StrategyContext(backbone=backbone, head=None, plan=Plan([], False),  # type: ignore[arg-type]
-                               train_set=texts("train a", "train b"), val_set=texts("val a"),
-                               train=SimpleNamespace(lm_epochs=1, lr=1e-3, batch_size=4), seed=0,
-                               device=torch.device("cpu"), log=lambda m: None, record=rows.append, assets=None)
+        return StrategyContext(
+            backbone=backbone,
+            head=None,
+            plan=Plan([], False),  # type: ignore[arg-type]
+            train_set=texts("train a", "train b"),
+            val_set=texts("val a"),
+            train=SimpleNamespace(lm_epochs=1, lr=1e-3, batch_size=4),
+            seed=0,
+            device=torch.device("cpu"),
+            log=lambda m: None,
+            record=rows.append,
+            assets=None,
+        )
 
     assert isinstance(Recorder(), LanguageModelBackbone) and not isinstance(NotALanguageModel(), LanguageModelBackbone)
     UlmfitStrategy().before_training(context(Recorder()))
@@ -178,8 +199,9 @@ def test_lm_finetuning_sees_training_texts_only() -> None:
         UlmfitStrategy().before_training(context(NotALanguageModel()))
 
 
-def test_ulmfit_run_three_stages_in_history_then_predict(pretrained: dict[str, Path], text_csv: Path,
-                                                         tmp_path: Path) -> None:
+def test_ulmfit_run_three_stages_in_history_then_predict(
+    pretrained: dict[str, Path], text_csv: Path, tmp_path: Path
+) -> None:
     from tlzoo import Engine, RunConfig
 
     cfg = RunConfig()
@@ -189,8 +211,13 @@ def test_ulmfit_run_three_stages_in_history_then_predict(pretrained: dict[str, P
     weights = tmp_path / "weights"
     shutil.copytree(pretrained["ulmfit"], weights)
     cfg.model.plugin, cfg.model.weights, cfg.model.max_length = "ulmfit", str(weights), 32
-    for k, v in {"train.strategy": "ulmfit", "train.lm_epochs": 2, "train.head_epochs": 1, "train.epochs": 1,
-                 "train.batch_size": 16}.items():
+    for k, v in {
+        "train.strategy": "ulmfit",
+        "train.lm_epochs": 2,
+        "train.head_epochs": 1,
+        "train.epochs": 1,
+        "train.batch_size": 16,
+    }.items():
         cfg.set(k, v)
     cfg.out, cfg.progress = str(tmp_path / "run"), False
     before = _make("ulmfit", weights=str(pretrained["ulmfit"])).state_dict()["lm.embedding.weight"].clone()
@@ -210,9 +237,27 @@ def test_ulmfit_run_three_stages_in_history_then_predict(pretrained: dict[str, P
 
 
 def test_elmo_scratch_fine_tune_through_the_cli(run_cli: Any, text_csv: Path, tmp_path: Path) -> None:
-    res = run_cli("run", "--plugin", "elmo", "--no-pretrained", "--data", text_csv, "--limit", 60,
-                  "--strategy", "fine-tune", "--set", "train.head_epochs=1", "--set", "train.epochs=1",
-                  "--set", "model.max_length=24", "--out", tmp_path / "r", "--quiet")
+    res = run_cli(
+        "run",
+        "--plugin",
+        "elmo",
+        "--no-pretrained",
+        "--data",
+        text_csv,
+        "--limit",
+        60,
+        "--strategy",
+        "fine-tune",
+        "--set",
+        "train.head_epochs=1",
+        "--set",
+        "train.epochs=1",
+        "--set",
+        "model.max_length=24",
+        "--out",
+        tmp_path / "r",
+        "--quiet",
+    )
     assert res.exit_code == 0, res
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert metrics["run"]["plugin"] == "elmo" and metrics["run"]["weights"].startswith("random init")
@@ -223,8 +268,26 @@ def test_elmo_scratch_fine_tune_through_the_cli(run_cli: Any, text_csv: Path, tm
 def test_tl_pretrain_cli_then_list(run_cli: Any, tmp_path: Path) -> None:
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(CORPUS[:12]))
-    res = run_cli("pretrain", "--plugin", "ulmfit", "--corpus", corpus, "--out", tmp_path / "w", "--epochs", 1,
-                  "--set", "emb=8", "--set", "hidden=8", "--set", "layers=1", "--set", "bptt=8", "--quiet")
+    res = run_cli(
+        "pretrain",
+        "--plugin",
+        "ulmfit",
+        "--corpus",
+        corpus,
+        "--out",
+        tmp_path / "w",
+        "--epochs",
+        1,
+        "--set",
+        "emb=8",
+        "--set",
+        "hidden=8",
+        "--set",
+        "layers=1",
+        "--set",
+        "bptt=8",
+        "--quiet",
+    )
     assert res.exit_code == 0, res
     assert (tmp_path / "w" / "model.safetensors").is_file()
     bad = run_cli("pretrain", "--plugin", "ulmfit", "--corpus", corpus, "--out", tmp_path / "w2", "--set", "hiden=8")

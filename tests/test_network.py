@@ -16,6 +16,7 @@
 * A bert ``--weights`` folder holding only a pickled ``pytorch_model.bin`` is refused
   with one line saying how to convert it, and the pickle is never loaded.
 """
+
 from __future__ import annotations
 
 import os
@@ -55,8 +56,10 @@ def online_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in OFFLINE_VARS:
         monkeypatch.setenv(name, "0")  # recorded first, so what set_offline() writes is undone too
         monkeypatch.delenv(name)
-    for module_name, attrs in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
-                               ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
+    for module_name, attrs in (
+        ("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+        ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")),
+    ):
         module = sys.modules.get(module_name)
         for attr in attrs:
             if module is not None and hasattr(module, attr):
@@ -73,6 +76,7 @@ def guard(monkeypatch: pytest.MonkeyPatch, online_env: None) -> list[tuple[str, 
         def call(*args: Any, **kwargs: Any) -> Any:
             calls.append((kind, repr(args[1:3] if kind.startswith("socket.") else args[:2])))
             raise OSError(f"socket guard: {kind} is not allowed in this test")
+
         return call
 
     monkeypatch.setattr(socket.socket, "connect", refuse("socket.connect"))
@@ -91,11 +95,29 @@ def test_guard_catches_a_hub_request(guard: list[tuple[str, str]]) -> None:
     assert guard, "the socket guard recorded nothing; it would not notice a connection either"
 
 
-def test_offline_bert_run_and_predict(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                                      tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+def test_offline_bert_run_and_predict(
+    run_cli: Callable[..., Any], guard: list[tuple[str, str]], tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "bert"
-    res = run_cli("--offline", "run", "--plugin", "bert", "--weights", tiny_bert_dir, "--data", text_csv,
-                  "--limit", 60, "--epochs", 2, "--max-length", 32, "--out", out, "-q")
+    res = run_cli(
+        "--offline",
+        "run",
+        "--plugin",
+        "bert",
+        "--weights",
+        tiny_bert_dir,
+        "--data",
+        text_csv,
+        "--limit",
+        60,
+        "--epochs",
+        2,
+        "--max-length",
+        32,
+        "--out",
+        out,
+        "-q",
+    )
     assert res.exit_code == 0, res
     assert network.offline() and os.environ["HF_HUB_OFFLINE"] == "1"
     res = run_cli("--offline", "predict", out, "a funny and charming film", "a dull boring movie")
@@ -104,20 +126,56 @@ def test_offline_bert_run_and_predict(run_cli: Callable[..., Any], guard: list[t
     assert guard == []
 
 
-def test_offline_packaged_minilm(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                                 text_csv: Path, tmp_path: Path) -> None:
+def test_offline_packaged_minilm(
+    run_cli: Callable[..., Any], guard: list[tuple[str, str]], text_csv: Path, tmp_path: Path
+) -> None:
     """The default bert model (no --weights) comes from its package, flag given on `tl run`."""
-    res = run_cli("run", "--offline", "--plugin", "bert", "--data", text_csv, "--limit", 40, "--epochs", 1,
-                  "--max-length", 24, "--head", "logreg", "--out", tmp_path / "minilm", "-q")
+    res = run_cli(
+        "run",
+        "--offline",
+        "--plugin",
+        "bert",
+        "--data",
+        text_csv,
+        "--limit",
+        40,
+        "--epochs",
+        1,
+        "--max-length",
+        24,
+        "--head",
+        "logreg",
+        "--out",
+        tmp_path / "minilm",
+        "-q",
+    )
     assert res.exit_code == 0, res
     assert guard == []
 
 
-def test_offline_efficientnet_run_and_predict(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                                              image_folder: Path, tmp_path: Path) -> None:
+def test_offline_efficientnet_run_and_predict(
+    run_cli: Callable[..., Any], guard: list[tuple[str, str]], image_folder: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "lite0"
-    res = run_cli("--offline", "run", "--plugin", "efficientnet", "--data", image_folder, "--limit", 40,
-                  "--image-size", 64, "--epochs", 1, "--head", "logreg", "--out", out, "-q")
+    res = run_cli(
+        "--offline",
+        "run",
+        "--plugin",
+        "efficientnet",
+        "--data",
+        image_folder,
+        "--limit",
+        40,
+        "--image-size",
+        64,
+        "--epochs",
+        1,
+        "--head",
+        "logreg",
+        "--out",
+        out,
+        "-q",
+    )
     assert res.exit_code == 0, res
     image = next(p for p in sorted(image_folder.rglob("*.png")))
     res = run_cli("--offline", "predict", out, image)
@@ -125,27 +183,48 @@ def test_offline_efficientnet_run_and_predict(run_cli: Callable[..., Any], guard
     assert guard == []
 
 
-def test_offline_glove_run(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                           text_csv: Path, tmp_path: Path) -> None:
-    res = run_cli("--offline", "run", "--plugin", "glove", "--data", text_csv, "--limit", 60, "--epochs", 2,
-                  "--out", tmp_path / "glove", "-q")
+def test_offline_glove_run(
+    run_cli: Callable[..., Any], guard: list[tuple[str, str]], text_csv: Path, tmp_path: Path
+) -> None:
+    res = run_cli(
+        "--offline",
+        "run",
+        "--plugin",
+        "glove",
+        "--data",
+        text_csv,
+        "--limit",
+        60,
+        "--epochs",
+        2,
+        "--out",
+        tmp_path / "glove",
+        "-q",
+    )
     assert res.exit_code == 0, res
     assert guard == []
 
 
-def test_offline_hf_dataset_fails_at_once(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                                          tmp_path: Path) -> None:
+def test_offline_hf_dataset_fails_at_once(
+    run_cli: Callable[..., Any], guard: list[tuple[str, str]], tmp_path: Path
+) -> None:
     """--data hf:NAME offline: the datasets cache only, so a dataset not in it is one line at once."""
-    res = run_cli("--offline", "run", "--plugin", "glove", "--data", "hf:rotten_tomatoes", "--out", tmp_path / "r",
-                  "-q")
+    res = run_cli(
+        "--offline", "run", "--plugin", "glove", "--data", "hf:rotten_tomatoes", "--out", tmp_path / "r", "-q"
+    )
     one_line_error(res, "Could not load Hugging Face dataset 'rotten_tomatoes'", "offline", "save_to_disk")
     assert guard == []
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_offline_resnet50_without_weights_fails_at_once(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                                                        monkeypatch: pytest.MonkeyPatch, image_folder: Path,
-                                                        tmp_path: Path, how: str) -> None:
+def test_offline_resnet50_without_weights_fails_at_once(
+    run_cli: Callable[..., Any],
+    guard: list[tuple[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+    image_folder: Path,
+    tmp_path: Path,
+    how: str,
+) -> None:
     """No local weights: the clear message at once, no socket, with --offline or TLZOO_OFFLINE=1."""
     import timm  # noqa: F401  (imported before the clock starts: the bound is on waiting, not on importing)
 
@@ -154,8 +233,23 @@ def test_offline_resnet50_without_weights_fails_at_once(run_cli: Callable[..., A
         monkeypatch.setenv("TLZOO_OFFLINE", "1")
     out = tmp_path / "resnet"
     start = time.monotonic()
-    res = run_cli(*flag, "run", "--plugin", "resnet", "--model", "resnet50", "--data", image_folder, "--limit", 30,
-                  "--epochs", 1, "--out", out, "-q")
+    res = run_cli(
+        *flag,
+        "run",
+        "--plugin",
+        "resnet",
+        "--model",
+        "resnet50",
+        "--data",
+        image_folder,
+        "--limit",
+        30,
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "-q",
+    )
     elapsed = time.monotonic() - start
     one_line_error(res, "No pretrained weights for 'resnet50'", "tl pull resnet50", "offline")
     assert elapsed < 20, f"an offline failure took {elapsed:.1f} s"
@@ -163,8 +257,9 @@ def test_offline_resnet50_without_weights_fails_at_once(run_cli: Callable[..., A
     assert not out.exists() and not Path(f"{out}.incomplete").exists()
 
 
-def test_offline_still_reads_the_hub_cache(guard: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch,
-                                           tmp_path: Path) -> None:
+def test_offline_still_reads_the_hub_cache(
+    guard: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """Offline means "caches only", not "nothing": weights in the local hub cache still load, without a socket."""
     import huggingface_hub.constants as hub_constants
     import timm
@@ -199,8 +294,9 @@ def test_offline_pull_refuses_at_once(run_cli: Callable[..., Any], guard: list[t
     assert guard == []
 
 
-def test_offline_pull_of_a_packaged_model_works(run_cli: Callable[..., Any], guard: list[tuple[str, str]],
-                                                tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_offline_pull_of_a_packaged_model_works(
+    run_cli: Callable[..., Any], guard: list[tuple[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Offline, `tl pull` still copies weights that an installed package ships."""
     # its own home: the suite's shared TLZOO_HOME must keep preferring the packaged weights
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
@@ -279,13 +375,20 @@ def black_hole_env(server: Server, tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in OFFLINE_VARS and k.lower() != "no_proxy"}
     for name in ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy"):
         env[name] = server.url
-    env.update(HF_ENDPOINT=server.url, NO_PROXY="", no_proxy="", TLZOO_HOME=str(tmp_path / "home"),
-               HF_HOME=str(tmp_path / "hf"), TORCH_HOME=str(tmp_path / "torch"))
+    env.update(
+        HF_ENDPOINT=server.url,
+        NO_PROXY="",
+        no_proxy="",
+        TLZOO_HOME=str(tmp_path / "home"),
+        HF_HOME=str(tmp_path / "hf"),
+        TORCH_HOME=str(tmp_path / "torch"),
+    )
     return env
 
 
-def run_tl(args: list[str], env: dict[str, str], cwd: Path,
-           server: Server | None = None) -> tuple[subprocess.CompletedProcess[str], float]:
+def run_tl(
+    args: list[str], env: dict[str, str], cwd: Path, server: Server | None = None
+) -> tuple[subprocess.CompletedProcess[str], float]:
     """Run tl; return the process and the seconds it spent after first reaching the network.
 
     The bound is on waiting for the network (810 s before the fix), so it counts from the
@@ -294,8 +397,9 @@ def run_tl(args: list[str], env: dict[str, str], cwd: Path,
     Without a connection (a run that never tried the network) the whole time counts.
     """
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "tlzoo.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tlzoo.cli", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120
+    )
     end = time.monotonic()
     first = server.first_accept if server is not None and server.first_accept is not None else start
     return proc, end - max(start, first)
@@ -313,20 +417,56 @@ def assert_bounded_failure(proc: subprocess.CompletedProcess[str], elapsed: floa
 
 
 def test_black_hole_resnet50(black_hole: Server, image_folder: Path, tmp_path: Path) -> None:
-    proc, elapsed = run_tl(["run", "--plugin", "resnet", "--model", "resnet50", "--data", str(image_folder),
-                            "--limit", "30", "--epochs", "1", "--out", str(tmp_path / "run"), "-q"],
-                           black_hole_env(black_hole, tmp_path), tmp_path, black_hole)
-    assert_bounded_failure(proc, elapsed, "No pretrained weights for 'resnet50'", "tl pull resnet50",
-                           "did not answer")
+    proc, elapsed = run_tl(
+        [
+            "run",
+            "--plugin",
+            "resnet",
+            "--model",
+            "resnet50",
+            "--data",
+            str(image_folder),
+            "--limit",
+            "30",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "-q",
+        ],
+        black_hole_env(black_hole, tmp_path),
+        tmp_path,
+        black_hole,
+    )
+    assert_bounded_failure(proc, elapsed, "No pretrained weights for 'resnet50'", "tl pull resnet50", "did not answer")
     assert black_hole.accepted >= 1, "the run never tried the (black-holed) network: the test proves nothing"
 
 
 def test_black_hole_bert_hub_id(black_hole: Server, text_csv: Path, tmp_path: Path) -> None:
-    proc, elapsed = run_tl(["run", "--plugin", "bert", "--model", "bert-base-uncased", "--data", str(text_csv),
-                            "--limit", "30", "--epochs", "1", "--out", str(tmp_path / "run"), "-q"],
-                           black_hole_env(black_hole, tmp_path), tmp_path, black_hole)
-    assert_bounded_failure(proc, elapsed, "No pretrained weights for 'bert-base-uncased'", "--weights",
-                           "did not answer")
+    proc, elapsed = run_tl(
+        [
+            "run",
+            "--plugin",
+            "bert",
+            "--model",
+            "bert-base-uncased",
+            "--data",
+            str(text_csv),
+            "--limit",
+            "30",
+            "--epochs",
+            "1",
+            "--out",
+            str(tmp_path / "run"),
+            "-q",
+        ],
+        black_hole_env(black_hole, tmp_path),
+        tmp_path,
+        black_hole,
+    )
+    assert_bounded_failure(
+        proc, elapsed, "No pretrained weights for 'bert-base-uncased'", "--weights", "did not answer"
+    )
     assert black_hole.accepted >= 1
 
 
@@ -369,16 +509,31 @@ class Evil:
         return (open, (self.marker, "w"))
 
 
-def test_bert_refuses_a_pickled_checkpoint_folder(run_cli: Callable[..., Any], tiny_bert_dir: Path,
-                                                  text_csv: Path, tmp_path: Path) -> None:
+def test_bert_refuses_a_pickled_checkpoint_folder(
+    run_cli: Callable[..., Any], tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
     folder = tmp_path / "pickled-bert"
     shutil.copytree(tiny_bert_dir, folder)
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "pwned"
     (folder / "pytorch_model.bin").write_bytes(pickle.dumps(Evil(marker)))
     out = tmp_path / "run"
-    res = run_cli("run", "--plugin", "bert", "--weights", folder, "--data", text_csv, "--limit", 30,
-                  "--epochs", 1, "--out", out, "-q")
+    res = run_cli(
+        "run",
+        "--plugin",
+        "bert",
+        "--weights",
+        folder,
+        "--data",
+        text_csv,
+        "--limit",
+        30,
+        "--epochs",
+        1,
+        "--out",
+        out,
+        "-q",
+    )
     line = one_line_error(res, "pytorch_model.bin", "safetensors", "save_pretrained")
     assert "AutoModel.from_pretrained" in line
     assert not marker.exists(), "the pickled checkpoint was loaded"

@@ -3,6 +3,7 @@
 Third-party plugins are faked as ``tlzoo`` entry points whose modules are written to a
 temporary folder on ``sys.path``: exactly what ``pip install`` of a plugin gives.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,39 +67,48 @@ def tlzoo_register_commands(cli):
     cli.add_command(hello)
 '''
 
-BROKEN_IMPORT = '''
+BROKEN_IMPORT = """
 raise ImportError("this plugin needs libfoo, which is not installed")
-'''
+"""
 
-BROKEN_HOOK = '''
+BROKEN_HOOK = """
 from tlzoo import hookimpl
 
 @hookimpl
 def tlzoo_register_strategies(register):
     raise RuntimeError("boom inside the hook")
-'''
+"""
 
-MISSPELT_STEP = '''
+MISSPELT_STEP = """
 from tlzoo import step_wrapper
 
 @step_wrapper("trian")
 def around_training(run):
     yield
-'''
+"""
 
-PLAIN_STEP = '''
+PLAIN_STEP = """
 from tlzoo import hookimpl
 
 @hookimpl
 def tlzoo_run_step(step, run):
     return "replaced"  # no wrapper: this would stand in for every step
-'''
+"""
 
-PLUGINS = {"tlzoo_fake_good": GOOD, "tlzoo_fake_broken_import": BROKEN_IMPORT, "tlzoo_fake_broken_hook": BROKEN_HOOK,
-           "tlzoo_fake_misspelt_step": MISSPELT_STEP, "tlzoo_fake_plain_step": PLAIN_STEP}
-EP_NAMES = {"tlzoo_fake_good": "centroid", "tlzoo_fake_broken_import": "needs-libfoo",
-            "tlzoo_fake_broken_hook": "hook-crash", "tlzoo_fake_misspelt_step": "misspelt-step",
-            "tlzoo_fake_plain_step": "plain-step"}
+PLUGINS = {
+    "tlzoo_fake_good": GOOD,
+    "tlzoo_fake_broken_import": BROKEN_IMPORT,
+    "tlzoo_fake_broken_hook": BROKEN_HOOK,
+    "tlzoo_fake_misspelt_step": MISSPELT_STEP,
+    "tlzoo_fake_plain_step": PLAIN_STEP,
+}
+EP_NAMES = {
+    "tlzoo_fake_good": "centroid",
+    "tlzoo_fake_broken_import": "needs-libfoo",
+    "tlzoo_fake_broken_hook": "hook-crash",
+    "tlzoo_fake_misspelt_step": "misspelt-step",
+    "tlzoo_fake_plain_step": "plain-step",
+}
 
 
 @pytest.fixture
@@ -162,8 +172,9 @@ def test_tl_plugins_json_shows_errors(third_party: dict[str, str], run_cli: Any)
     assert text.exit_code == 0 and "ERROR ImportError: this plugin needs libfoo" in text.stdout
 
 
-def test_a_misspelt_step_name_fails_its_plugin_at_load_with_did_you_mean(third_party: dict[str, str],
-                                                                          run_cli: Any) -> None:
+def test_a_misspelt_step_name_fails_its_plugin_at_load_with_did_you_mean(
+    third_party: dict[str, str], run_cli: Any
+) -> None:
     """@step_wrapper checks its names at import: `tl plugins` names the error; the other commands work."""
     text = run_cli("plugins")
     line = next(ln for ln in text.stdout.splitlines() if ln.startswith("misspelt-step"))
@@ -191,8 +202,9 @@ def test_other_commands_still_work_with_broken_plugins(third_party: dict[str, st
     assert "centroid" in run_cli("heads").stdout
 
 
-def test_third_party_head_passes_the_kit_and_trains(third_party: dict[str, str], tiny_bert_dir: Path,
-                                                     text_csv: Path, tmp_path: Path) -> None:
+def test_third_party_head_passes_the_kit_and_trains(
+    third_party: dict[str, str], tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
     """A head from an entry-point plugin passes check_head and is used by a real run."""
     from tlzoo.core.config import RunConfig
     from tlzoo.core.runner import Engine
@@ -202,8 +214,17 @@ def test_third_party_head_passes_the_kit_and_trains(third_party: dict[str, str],
     zoo = Zoo()
     check_head(zoo.heads.get("centroid"))
     cfg = RunConfig()
-    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
-                         "head.name=centroid", "model.max_length=32", f"out={tmp_path / 'run'}", "progress=false"])
+    cfg.apply_overrides(
+        [
+            f"data.path={text_csv}",
+            "model.plugin=bert",
+            f"model.weights={tiny_bert_dir}",
+            "head.name=centroid",
+            "model.max_length=32",
+            f"out={tmp_path / 'run'}",
+            "progress=false",
+        ]
+    )
     result = Engine(zoo=zoo, log=None).run(cfg)
     desc = json.loads((result.run_dir / "model.json").read_text())
     assert desc["head"]["name"] == "centroid" and desc["head"]["kind"] == "fitted"
@@ -274,8 +295,9 @@ def test_old_data_plugin_names_still_work_in_tlzoo_plugins(monkeypatch: pytest.M
     assert all(set(targets) <= set(BUILTIN_PLUGINS) for targets in ALIASES.values())
 
 
-def test_disabled_backbone_plugin_is_a_clean_cli_error(monkeypatch: pytest.MonkeyPatch, run_cli: Any,
-                                                       text_csv: Path, tmp_path: Path) -> None:
+def test_disabled_backbone_plugin_is_a_clean_cli_error(
+    monkeypatch: pytest.MonkeyPatch, run_cli: Any, text_csv: Path, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TLZOO_PLUGINS", "data_sources,heads,strategies")
     res = run_cli("run", "--plugin", "all-MiniLM-L6-v2", "--data", text_csv, "--out", tmp_path / "r")
     assert res.exit_code == 2, res
@@ -305,13 +327,24 @@ def _bert_config(text_csv: Path, tiny_bert_dir: Path, out: Path, *extra: str) ->
     from tlzoo.core.config import RunConfig
 
     cfg = RunConfig()
-    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
-                         "model.max_length=32", "train.epochs=2", f"out={out}", "progress=false", *extra])
+    cfg.apply_overrides(
+        [
+            f"data.path={text_csv}",
+            "model.plugin=bert",
+            f"model.weights={tiny_bert_dir}",
+            "model.max_length=32",
+            "train.epochs=2",
+            f"out={out}",
+            "progress=false",
+            *extra,
+        ]
+    )
     return cfg
 
 
-def test_wrapper_sees_every_step_in_order_with_the_documented_state(tiny_bert_dir: Path, text_csv: Path,
-                                                                    tmp_path: Path) -> None:
+def test_wrapper_sees_every_step_in_order_with_the_documented_state(
+    tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
     """After each step the run holds what steps.STATE (the hook's docstring table) says, and no later state."""
     from tlzoo.core import hookspecs
     from tlzoo.core.runner import Engine
@@ -364,6 +397,7 @@ class NewNames:
         self.calls.append(("after", step))
 
     with pytest.warns(DeprecationWarning, match="step 'predict' is now 'evaluate'"):
+
         @step_wrapper("predict")
         def after_evaluate(self, run: Any) -> Any:
             yield
@@ -371,7 +405,8 @@ class NewNames:
 
 
 def test_old_step_names_still_match_with_a_warning_and_step_wrapper_wraps_only_its_steps(
-        tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+    tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
     from tlzoo.core.runner import Engine
     from tlzoo.core.zoo import Zoo
 
@@ -379,13 +414,17 @@ def test_old_step_names_still_match_with_a_warning_and_step_wrapper_wraps_only_i
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[old, new]))
     log: list[str] = []
     with pytest.warns(DeprecationWarning) as caught:
-        Engine(zoo=zoo, log=log.append).run(_bert_config(text_csv, tiny_bert_dir, tmp_path / "run",
-                                                         "head.name=logreg"))
+        Engine(zoo=zoo, log=log.append).run(_bert_config(text_csv, tiny_bert_dir, tmp_path / "run", "head.name=logreg"))
     messages = {str(w.message).split(" (")[0] for w in caught if "is now" in str(w.message)}
     assert messages == {"step 'create_base_model' is now 'create_backbone'", "step 'predict' is now 'evaluate'"}
     assert old.matched == ["create_base_model:True", "predict:True"]
-    assert new.calls == [("before", "create_backbone"), ("after", "create_backbone"), ("before", "save_model"),
-                         ("after", "save_model"), ("after", "evaluate:True")]
+    assert new.calls == [
+        ("before", "create_backbone"),
+        ("after", "create_backbone"),
+        ("before", "save_model"),
+        ("after", "save_model"),
+        ("after", "evaluate:True"),
+    ]
     warned = [line for line in log if "old name" in line]
     assert len(warned) == 2 and "'create_base_model'; it is 'create_backbone' now" in warned[0], warned
 
@@ -416,8 +455,15 @@ def test_a_wrapper_can_stop_a_run_and_nothing_is_left(tiny_bert_dir: Path, text_
 
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[StopAtTrain()]))
     cfg = RunConfig()
-    cfg.apply_overrides([f"data.path={text_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
-                         f"out={tmp_path / 'run'}", "progress=false"])
+    cfg.apply_overrides(
+        [
+            f"data.path={text_csv}",
+            "model.plugin=bert",
+            f"model.weights={tiny_bert_dir}",
+            f"out={tmp_path / 'run'}",
+            "progress=false",
+        ]
+    )
     with pytest.raises(TlzooError, match="stopped by a plugin"):
         Engine(zoo=zoo, log=None).run(cfg)
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.incomplete").exists()
@@ -447,9 +493,20 @@ def test_a_0_1_strategy_reading_the_run_still_works_through_the_context_with_a_w
 
     data = Dataset(examples=["a"], labels=["x"], modality="text")
     run = SimpleNamespace(config=SimpleNamespace(seed=7), splits=SimpleNamespace(train=data))
-    ctx = StrategyContext(backbone=None, head=None, plan=Plan([], True), train_set=data,  # type: ignore[arg-type]
-                          val_set=data, train=None, seed=7, device=torch.device("cpu"), log=print,
-                          record=print, assets=None, _run=run)
+    ctx = StrategyContext(
+        backbone=None,
+        head=None,
+        plan=Plan([], True),
+        train_set=data,  # type: ignore[arg-type]
+        val_set=data,
+        train=None,
+        seed=7,
+        device=torch.device("cpu"),
+        log=print,
+        record=print,
+        assets=None,
+        _run=run,
+    )
     with pytest.warns(DeprecationWarning, match="ctx.config reads the Run"):
         assert ctx.config.seed == 7
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):

@@ -1,4 +1,5 @@
 """Named registries, the model catalogue (registry.toml), and their agreement with the plugins."""
+
 from __future__ import annotations
 
 import json
@@ -92,8 +93,9 @@ def test_catalogue_and_plugins_agree(zoo: Any) -> None:
     entries = zoo.catalogue
     assert {e.name for e in load_catalogue()} <= {e.name for e in entries}
     for e in entries:
-        assert e.plugin in zoo.backbones, \
+        assert e.plugin in zoo.backbones, (
             f"catalogue ({e.registered_by}): '{e.name}' names plugin '{e.plugin}', which is not registered"
+        )
         factory = zoo.backbones.get(e.plugin)
         assert e.name in factory.models, f"registry.toml: '{e.name}' is not in {e.plugin}'s factory.models"
         assert e.modality == factory.modality, f"registry.toml: '{e.name}' modality differs from its plugin"
@@ -101,8 +103,9 @@ def test_catalogue_and_plugins_agree(zoo: Any) -> None:
     for name, factory in zoo.backbones.items():
         default = by_name.get(factory.default_model)
         assert default is not None, f"plugin '{name}': default model '{factory.default_model}' is not catalogued"
-        assert default.plugin == name and default.default, \
+        assert default.plugin == name and default.default, (
             f"registry.toml: '{factory.default_model}' should be 'default = true' for plugin '{name}'"
+        )
         if zoo.plugins.is_builtin(factory.plugin):  # tlzoo's own backbones are in tlzoo's registry.toml
             assert default.registered_by == "built-in", f"plugin '{name}': catalogued by {default.registered_by}"
         for model in factory.models:
@@ -147,14 +150,23 @@ def test_tl_list_filters(run_cli: Any) -> None:
     assert res.exit_code == 0 and "No model matches" in res.stderr
 
 
-@pytest.mark.parametrize("raw, message", [
-    ({"name": "m", "plugin": "p", "modality": "text", "licnce": "mit"}, "unknown key 'licnce'.*Did you mean 'licence'"),
-    ({"name": "m", "modality": "text"}, "needs 'plugin'"),
-    ({"name": "m", "plugin": "p", "modality": "audio"}, "modality 'audio'; use vision or text"),
-    ({"name": "m", "plugin": "p", "modality": "text", "num_features": "64"}, "'num_features' of model 'm' is a str"),
-    ({"name": "m", "plugin": "p", "modality": "text", "weights": ["hub:x", 3]}, "list of strings"),
-    ("m", "a catalogue entry is a dict"),
-])
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        (
+            {"name": "m", "plugin": "p", "modality": "text", "licnce": "mit"},
+            "unknown key 'licnce'.*Did you mean 'licence'",
+        ),
+        ({"name": "m", "modality": "text"}, "needs 'plugin'"),
+        ({"name": "m", "plugin": "p", "modality": "audio"}, "modality 'audio'; use vision or text"),
+        (
+            {"name": "m", "plugin": "p", "modality": "text", "num_features": "64"},
+            "'num_features' of model 'm' is a str",
+        ),
+        ({"name": "m", "plugin": "p", "modality": "text", "weights": ["hub:x", 3]}, "list of strings"),
+        ("m", "a catalogue entry is a dict"),
+    ],
+)
 def test_a_plugin_catalogue_entry_is_checked_like_registry_toml(raw: Any, message: str) -> None:
     from tlzoo.core.registry import catalogue_entry
 
@@ -183,12 +195,20 @@ def test_tl_list_warns_about_a_plugin_that_imports_a_heavy_library_at_its_top(tm
     (site / "tlzoo_heavy.py").write_text(
         "import sklearn.linear_model  # at the top: every `tl list` pays for it\nfrom tlzoo import hookimpl\n\n"
         "@hookimpl\ndef tlzoo_register_catalogue(register):\n"
-        "    register({'name': 'heavy-model', 'plugin': 'heavy', 'modality': 'text'})\n")
+        "    register({'name': 'heavy-model', 'plugin': 'heavy', 'modality': 'text'})\n"
+    )
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop("TLZOO_PLUGINS", None)
-    res = subprocess.run([sys.executable, "-c", "from tlzoo.cli import cli; cli.main(['list', '--json'])"], env=env,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-c", "from tlzoo.cli import cli; cli.main(['list', '--json'])"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert "heavy-model" in {r["name"] for r in json.loads(res.stdout)}
-    assert ("Warning: plugin 'heavy': importing it loads sklearn, so `tl --help` and `tl list` wait for that; "
-            "import heavy modules inside the hooks.") in res.stderr
+    assert (
+        "Warning: plugin 'heavy': importing it loads sklearn, so `tl --help` and `tl list` wait for that; "
+        "import heavy modules inside the hooks."
+    ) in res.stderr

@@ -7,6 +7,7 @@ built-in digits) check predictions.csv, metrics.json and the page a run writes i
 and headless Chromium (Debian's package) renders both pages: no console message, every
 image in the DOM, a non-blank screenshot.
 """
+
 from __future__ import annotations
 
 import base64
@@ -32,8 +33,14 @@ pytestmark = pytest.mark.xdist_group("report")  # one worker makes the shared ru
 SCRIPT = '<script>alert("x")</script>'
 DATA_URI = re.compile(r'<img[^>]*\ssrc="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 SECTIONS = ["summary", "classes", "curves", "confusion", "losses", "plan", "data", "config", "card"]
-CARD_HEADINGS = ["Model description", "Intended use", "Training data", "Evaluation results", "Limitations",
-                 "How to load"]
+CARD_HEADINGS = [
+    "Model description",
+    "Intended use",
+    "Training data",
+    "Evaluation results",
+    "Limitations",
+    "How to load",
+]
 
 
 # --------------------------------------------------------------------------- bootstrap intervals
@@ -119,18 +126,46 @@ def make_run(folder: Path, modality: str = "text") -> Path:
     y_pred = np.array([0, 0, 0, 1, 1, 1, 0, 0])
     report = classification_report(y_true, y_pred, classes)
     report.update(accuracy_ci=[0.25, 0.875], macro_f1_ci=[0.2, 0.86])
-    metrics = {"test": report, "seconds": 12.5,
-               "run": {"plugin": "bert" if modality == "text" else "efficientnet", "model": "tiny", "weights": "w",
-                       "head": "logreg", "strategy": "feature-extraction", "seed": 0, "n_train": 30, "n_val": 8,
-                       "n_test": 8, "versions": {"tlzoo": "0.1.0"}, "weights_fingerprint": "abc123"}}
+    metrics = {
+        "test": report,
+        "seconds": 12.5,
+        "run": {
+            "plugin": "bert" if modality == "text" else "efficientnet",
+            "model": "tiny",
+            "weights": "w",
+            "head": "logreg",
+            "strategy": "feature-extraction",
+            "seed": 0,
+            "n_train": 30,
+            "n_val": 8,
+            "n_test": 8,
+            "versions": {"tlzoo": "0.1.0"},
+            "weights_fingerprint": "abc123",
+        },
+    }
     (folder / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "model.json").write_text(json.dumps({
-        "modality": modality, "classes": classes, "head": {"name": "logreg", "params": {}, "kind": "linear"},
-        "backbone": {"plugin": "bert", "model": "tiny", "weights_source": "w", "num_features": 32,
-                     "weights_saved": False, "request": {"pretrained": True}}}))
+    (folder / "model.json").write_text(
+        json.dumps(
+            {
+                "modality": modality,
+                "classes": classes,
+                "head": {"name": "logreg", "params": {}, "kind": "linear"},
+                "backbone": {
+                    "plugin": "bert",
+                    "model": "tiny",
+                    "weights_source": "w",
+                    "num_features": 32,
+                    "weights_saved": False,
+                    "request": {"pretrained": True},
+                },
+            }
+        )
+    )
     (folder / "config.toml").write_text('seed = 0\n[data]\npath = "data/<b>reviews</b>.csv"\nlimit = 0\n')
-    (folder / "history.csv").write_text("phase,epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n"
-                                        "head,1,0.9,0.5,0.8,0.5,1\nhead,2,0.5,0.8,0.6,0.7,1\n")
+    (folder / "history.csv").write_text(
+        "phase,epoch,train_loss,train_accuracy,val_loss,val_accuracy,seconds\n"
+        "head,1,0.9,0.5,0.8,0.5,1\nhead,2,0.5,0.8,0.6,0.7,1\n"
+    )
     _png(folder / "history.png", (600, 300), 1)
     _png(folder / "confusion.png", (400, 360), 2)
     images = folder.parent / f"{folder.name}-images"
@@ -148,8 +183,17 @@ def make_run(folder: Path, modality: str = "text") -> Path:
             else:
                 item = str(images / f"img{i}.png")
                 _png(Path(item), (40, 30), 10 + i)
-            w.writerow([f"row{i}", classes[t], classes[p], *[f"{q:.5f}" for q in probs], f"{max(probs):.5f}",
-                        f"{-math.log(probs[t]):.5f}", item])
+            w.writerow(
+                [
+                    f"row{i}",
+                    classes[t],
+                    classes[p],
+                    *[f"{q:.5f}" for q in probs],
+                    f"{max(probs):.5f}",
+                    f"{-math.log(probs[t]):.5f}",
+                    item,
+                ]
+            )
     return folder
 
 
@@ -234,8 +278,9 @@ def test_report_refuses_a_folder_without_a_run(tmp_path: Path, run_cli: Callable
 
 
 # --------------------------------------------------------------------------- tl errors
-def test_tl_errors_lists_pairs_and_worst_examples(tmp_path: Path, run_cli: Callable[..., Any],
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tl_errors_lists_pairs_and_worst_examples(
+    tmp_path: Path, run_cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("COLUMNS", "160")  # the listing fits the terminal; make the width fixed
     run = make_run(tmp_path / "run")
     res = run_cli("errors", run, "--top", "3")
@@ -268,9 +313,11 @@ def test_tl_errors_does_not_import_torch(tmp_path: Path) -> None:
     import sys
 
     run = make_run(tmp_path / "run")
-    code = ("import sys\nfrom tlzoo.cli import cli\n"
-            f"try:\n    cli.main(['errors', {str(run)!r}], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n")
+    code = (
+        "import sys\nfrom tlzoo.cli import cli\n"
+        f"try:\n    cli.main(['errors', {str(run)!r}], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "3 of 8 test examples wrong" in out.stdout and out.stdout.strip().endswith("NO-TORCH"), out.stdout
@@ -302,8 +349,24 @@ def script_csv(text_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def text_run(tiny_bert_dir: Path, script_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("report-runs") / "text"
-    code, stdout, stderr = _cli(["run", "--plugin", "bert", "--weights", tiny_bert_dir, "--data", script_csv,
-                                 "--head", "logreg", "--max-length", 32, "--out", out, "-q"])
+    code, stdout, stderr = _cli(
+        [
+            "run",
+            "--plugin",
+            "bert",
+            "--weights",
+            tiny_bert_dir,
+            "--data",
+            script_csv,
+            "--head",
+            "logreg",
+            "--max-length",
+            32,
+            "--out",
+            out,
+            "-q",
+        ]
+    )
     assert code == 0, stderr
     return out, stdout
 
@@ -311,8 +374,23 @@ def text_run(tiny_bert_dir: Path, script_csv: Path, tmp_path_factory: pytest.Tem
 @pytest.fixture(scope="module")
 def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report-runs") / "digits"
-    code, _, stderr = _cli(["run", "--plugin", "lenet", "--no-pretrained", "--data", "digits", "--limit", 120,
-                            "--head", "logreg", "--out", out, "-q"])
+    code, _, stderr = _cli(
+        [
+            "run",
+            "--plugin",
+            "lenet",
+            "--no-pretrained",
+            "--data",
+            "digits",
+            "--limit",
+            120,
+            "--head",
+            "logreg",
+            "--out",
+            out,
+            "-q",
+        ]
+    )
     assert code == 0, stderr
     return out
 
@@ -370,8 +448,9 @@ def test_every_run_writes_its_report(which: str, text_run: tuple[Path, str], dig
     assert card.startswith("---\nlibrary_name: tlzoo\n") and f"tl predict {run}" in card
 
 
-def test_a_report_that_fails_does_not_lose_the_run(tiny_bert_dir: Path, script_csv: Path, tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_report_that_fails_does_not_lose_the_run(
+    tiny_bert_dir: Path, script_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tlzoo.core.report as report
     from tlzoo.core.config import RunConfig
     from tlzoo.core.runner import Engine
@@ -381,8 +460,17 @@ def test_a_report_that_fails_does_not_lose_the_run(tiny_bert_dir: Path, script_c
 
     monkeypatch.setattr(report, "write_report", broken)
     cfg = RunConfig()
-    cfg.apply_overrides([f"data.path={script_csv}", "model.plugin=bert", f"model.weights={tiny_bert_dir}",
-                         "model.max_length=32", "head.name=logreg", f"out={tmp_path / 'run'}", "progress=false"])
+    cfg.apply_overrides(
+        [
+            f"data.path={script_csv}",
+            "model.plugin=bert",
+            f"model.weights={tiny_bert_dir}",
+            "model.max_length=32",
+            "head.name=logreg",
+            f"out={tmp_path / 'run'}",
+            "progress=false",
+        ]
+    )
     log: list[str] = []
     result = Engine(log=log.append).run(cfg)
     assert (result.run_dir / "metrics.json").is_file() and (result.run_dir / "model.safetensors").is_file()
@@ -391,8 +479,9 @@ def test_a_report_that_fails_does_not_lose_the_run(tiny_bert_dir: Path, script_c
     assert warning and "disk on fire" in warning[0] and f"tl report {result.run_dir}" in warning[0]
 
 
-def test_tl_report_rewrites_the_page_with_thumbnails_reloaded(digits_run: Path, run_cli: Callable[..., Any],
-                                                               tmp_path: Path) -> None:
+def test_tl_report_rewrites_the_page_with_thumbnails_reloaded(
+    digits_run: Path, run_cli: Callable[..., Any], tmp_path: Path
+) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(digits_run, copy)
     (copy / "report.html").unlink()
@@ -415,24 +504,39 @@ def _chromium() -> str | None:
 
 
 @pytest.mark.parametrize("which", ["text", "digits"])
-def test_report_renders_in_headless_chromium(which: str, text_run: tuple[Path, str], digits_run: Path,
-                                             tmp_path: Path) -> None:
+def test_report_renders_in_headless_chromium(
+    which: str, text_run: tuple[Path, str], digits_run: Path, tmp_path: Path
+) -> None:
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not found: install Debian's package (`make chromium`, as root) to render report.html")
     run = text_run[0] if which == "text" else digits_run
     page = run / "report.html"
     shot = tmp_path / f"report-{which}.png"
-    common = [browser, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={tmp_path / 'profile'}",
-              "--hide-scrollbars", "--enable-logging=stderr", "--v=0", "--window-size=1200,3000"]
-    shot_run = subprocess.run([*common, f"--screenshot={shot}", page.resolve().as_uri()],
-                              capture_output=True, text=True, timeout=180)
-    dom_run = subprocess.run([*common, "--dump-dom", page.resolve().as_uri()],
-                             capture_output=True, text=True, timeout=180)
+    common = [
+        browser,
+        "--headless",
+        "--disable-gpu",
+        "--no-sandbox",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--hide-scrollbars",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1200,3000",
+    ]
+    shot_run = subprocess.run(
+        [*common, f"--screenshot={shot}", page.resolve().as_uri()], capture_output=True, text=True, timeout=180
+    )
+    dom_run = subprocess.run(
+        [*common, "--dump-dom", page.resolve().as_uri()], capture_output=True, text=True, timeout=180
+    )
     # the page has no script and loads nothing: any console line (a CSP refusal, an error) is a fault
     for proc in (shot_run, dom_run):
-        console = [line for line in proc.stderr.splitlines()
-                   if ":CONSOLE" in line or "Uncaught" in line or "Refused to" in line]
+        console = [
+            line
+            for line in proc.stderr.splitlines()
+            if ":CONSOLE" in line or "Uncaught" in line or "Refused to" in line
+        ]
         assert not console, console
     # the browser's DOM holds every section and every image of the file, all inline PNGs
     dom = dom_run.stdout

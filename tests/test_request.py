@@ -1,5 +1,6 @@
 """The backbone request contract: typed engine settings, the plugin's own options checked by the
 factory for every backbone, the factory naming the backbone, and the fit protocol's restore."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -25,8 +26,16 @@ from tlzoo.core.interfaces import (
 
 
 def test_engine_settings_are_typed_fields_and_options_hold_the_plugins_keys() -> None:
-    r = BackboneRequest("m", options={"dim": 3}, pooling="cls", max_length=16, image_size=64, augment=True,
-                        train_backbone=True, assets="/run/assets")
+    r = BackboneRequest(
+        "m",
+        options={"dim": 3},
+        pooling="cls",
+        max_length=16,
+        image_size=64,
+        augment=True,
+        train_backbone=True,
+        assets="/run/assets",
+    )
     assert r.options == {"dim": 3} and (r.pooling, r.max_length, r.image_size) == ("cls", 16, 64)
     assert r.augment and r.train_backbone and r.assets == "/run/assets"
     assert set(ENGINE_SETTINGS) <= {f.name for f in dataclasses.fields(BackboneRequest)}
@@ -46,26 +55,52 @@ def test_model_json_requests_of_both_forms_read_back() -> None:
     assert "assets" not in new.to_json()  # tl predict always sets it to the run's own folder
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # reading an old run is no deprecation of the caller's
-        old = BackboneRequest.from_json({"model": "m", "weights": None, "pretrained": False,
-                                         "options": {"pooling": "cls", "max_length": 64, "image_size": 0,
-                                                     "augment": False, "train_backbone": True, "dim": 3}},
-                                        assets="/run/assets")
-    assert old == BackboneRequest("m", pretrained=False, options={"dim": 3}, pooling="cls", max_length=64,
-                                  train_backbone=True, assets="/run/assets")
+        old = BackboneRequest.from_json(
+            {
+                "model": "m",
+                "weights": None,
+                "pretrained": False,
+                "options": {
+                    "pooling": "cls",
+                    "max_length": 64,
+                    "image_size": 0,
+                    "augment": False,
+                    "train_backbone": True,
+                    "dim": 3,
+                },
+            },
+            assets="/run/assets",
+        )
+    assert old == BackboneRequest(
+        "m",
+        pretrained=False,
+        options={"dim": 3},
+        pooling="cls",
+        max_length=64,
+        train_backbone=True,
+        assets="/run/assets",
+    )
     with pytest.raises(ValueError):
         BackboneRequest.from_json({"model": "m", "max_length": "many"})
 
 
 def test_check_options_merges_and_names_every_problem() -> None:
     defaults = {"dim": 128, "scale": 1.0, "norm": True, "name": "x", "seed": None}
-    assert check_options("p", {"scale": 2, "seed": "any", "dim": None}, defaults) == \
-        {"dim": 128, "scale": 2.0, "norm": True, "name": "x", "seed": "any"}
-    for bad, message in [({"dims": 3}, "Unknown option model.options.dims for p. Did you mean 'dim'?"),
-                         ({"max_length": 3}, "It is an engine setting: BackboneRequest.max_length"),
-                         ({"dim": 2.5}, "model.options.dim of p expects int"),
-                         ({"dim": True}, "model.options.dim of p expects int"),
-                         ({"norm": "yes"}, "model.options.norm of p expects bool"),
-                         ({"scale": "big"}, "model.options.scale of p expects float")]:
+    assert check_options("p", {"scale": 2, "seed": "any", "dim": None}, defaults) == {
+        "dim": 128,
+        "scale": 2.0,
+        "norm": True,
+        "name": "x",
+        "seed": "any",
+    }
+    for bad, message in [
+        ({"dims": 3}, "Unknown option model.options.dims for p. Did you mean 'dim'?"),
+        ({"max_length": 3}, "It is an engine setting: BackboneRequest.max_length"),
+        ({"dim": 2.5}, "model.options.dim of p expects int"),
+        ({"dim": True}, "model.options.dim of p expects int"),
+        ({"norm": "yes"}, "model.options.norm of p expects bool"),
+        ({"scale": "big"}, "model.options.scale of p expects float"),
+    ]:
         with pytest.raises(TlzooError) as info:
             check_options("p", bad, defaults)
         assert message in str(info.value) and "\n" not in str(info.value)

@@ -1,5 +1,6 @@
 """Checkpoints and resume: a fine-tune killed with SIGKILL mid-run, then resumed, ends
 exactly where the uninterrupted run with the same seed ends."""
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,13 @@ def test_sigkill_then_resume_matches_uninterrupted_run(tiny_bert_dir: Path, text
     out = tmp_path / "killed"
     config_file = tmp_path / "killed.toml"
     config_file.write_text(_config(tiny_bert_dir, text_csv, out).to_toml())
-    proc = subprocess.run([sys.executable, "-c", KILLER, str(config_file)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ})
+    proc = subprocess.run(
+        [sys.executable, "-c", KILLER, str(config_file)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     incomplete = out.with_name(out.name + ".incomplete")
     assert incomplete.is_dir() and not out.exists()
@@ -101,8 +107,9 @@ def test_resume_without_checkpoint_restarts_training(tiny_bert_dir: Path, text_c
 
 
 @pytest.mark.parametrize("patience", [1])
-def test_early_stopping_stops_patience_epochs_after_the_best(tiny_bert_dir: Path, text_csv: Path, tmp_path: Path,
-                                            patience: int) -> None:
+def test_early_stopping_stops_patience_epochs_after_the_best(
+    tiny_bert_dir: Path, text_csv: Path, tmp_path: Path, patience: int
+) -> None:
     cfg = _config(tiny_bert_dir, text_csv, tmp_path / "es")
     cfg.train.strategy, cfg.train.epochs, cfg.train.lr = "feature-extraction", 40, 0.5  # lr high: val loss rises
     cfg.train.patience = patience
@@ -130,15 +137,16 @@ def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Pa
     cfg.data.val_fraction = 0.0  # no validation: the fine-tuned weights are kept, never the head phase's
     logs: list[str] = []
     run = Run(cfg, Zoo(), log=logs.append)
-    pristine = run.zoo.backbones.get("efficientnet").create(
-        BackboneRequest(model="efficientnet_lite0", image_size=32))
+    pristine = run.zoo.backbones.get("efficientnet").create(BackboneRequest(model="efficientnet_lite0", image_size=32))
     before = {k: v.clone() for k, v in pristine.state_dict().items()}
     run.execute()
     after = run.backbone.state_dict()
     plan = [m for m in logs if m.strip().startswith("phase ")]
     assert len(plan) == 2 and "none (backbone frozen)" in plan[0] and "top 1 of 9" in plan[1]
     assert all("trainable" in m and "/" in m for m in plan)
-    trainable, total = (int(s.replace(",", "")) for s in plan[1].split("trainable ")[1].split(" parameters")[0].split(" / "))
+    trainable, total = (
+        int(s.replace(",", "")) for s in plan[1].split("trainable ")[1].split(" parameters")[0].split(" / ")
+    )
     assert 0 < trainable < total
     frozen = [k for k in after if "running_mean" in k and not k.startswith("model.bn2")]
     assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)  # eval mode: statistics fixed

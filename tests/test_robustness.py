@@ -7,6 +7,7 @@ Plugins are faked as ``tlzoo`` entry points (modules written to a temporary fold
 real entry point (a ``.dist-info`` folder on PYTHONPATH) whose step wrapper stops inside
 feature extraction and writes a marker file, so the signal arrives at a known moment.
 """
+
 from __future__ import annotations
 
 import errno
@@ -82,8 +83,7 @@ def one_line(res: Any, code: int, fragment: str = "") -> str:
 
 def leftovers(out: Path, home: Path | None = None) -> list[str]:
     """What a stopped run must not leave: its .incomplete folder, its lock, feature .tmp folders."""
-    found = [str(p) for p in (out.with_name(out.name + ".incomplete"), out.with_name(out.name + ".lock"))
-             if p.exists()]
+    found = [str(p) for p in (out.with_name(out.name + ".incomplete"), out.with_name(out.name + ".lock")) if p.exists()]
     if home is not None and (home / "features").is_dir():
         found += [str(p) for p in (home / "features").iterdir() if ".tmp-" in p.name]
     return found
@@ -91,11 +91,26 @@ def leftovers(out: Path, home: Path | None = None) -> list[str]:
 
 def run_args(out: Path, bert: Path, data: Path, *extra: Any) -> list[Any]:
     """A tiny `tl run`: the random 2-layer BERT, 16 tokens, a fitted head (no checkpoint ever)."""
-    return ["run", "-q", "--plugin", "bert", "--weights", bert, "--data", data, "--max-length", "16",
-            "--head", "logreg", "--out", out, *extra]
+    return [
+        "run",
+        "-q",
+        "--plugin",
+        "bert",
+        "--weights",
+        bert,
+        "--data",
+        data,
+        "--max-length",
+        "16",
+        "--head",
+        "logreg",
+        "--out",
+        out,
+        *extra,
+    ]
 
 
-STEP_BOOM = '''
+STEP_BOOM = """
 from tlzoo import hookimpl
 
 @hookimpl(wrapper=True)
@@ -103,13 +118,13 @@ def tlzoo_run_step(step, run):
     if step == "train":
         raise RuntimeError("kaboom in the plugin")
     return (yield)
-'''
+"""
 
 
 # --------------------------------------------------------------------------- 5: one line for every error
-def test_unexpected_error_is_one_line_with_step_plugin_and_log(install: Any, run_cli: Any, home: Path,
-                                                               tmp_path: Path, tiny_bert_dir: Path,
-                                                               text_csv: Path) -> None:
+def test_unexpected_error_is_one_line_with_step_plugin_and_log(
+    install: Any, run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     install(boom=STEP_BOOM)
     out = tmp_path / "run"
     res = run_cli(*run_args(out, tiny_bert_dir, text_csv))
@@ -122,8 +137,16 @@ def test_unexpected_error_is_one_line_with_step_plugin_and_log(install: Any, run
 
 
 @pytest.mark.parametrize("how", ["flag", "env"])
-def test_debug_prints_the_traceback(how: str, install: Any, run_cli: Any, home: Path, tmp_path: Path,
-                                    tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_prints_the_traceback(
+    how: str,
+    install: Any,
+    run_cli: Any,
+    home: Path,
+    tmp_path: Path,
+    tiny_bert_dir: Path,
+    text_csv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     install(boom=STEP_BOOM)
     out = tmp_path / "run"
     args = run_args(out, tiny_bert_dir, text_csv)
@@ -152,8 +175,9 @@ def test_out_under_a_regular_file(run_cli: Any, tmp_path: Path, tiny_bert_dir: P
     one_line(run_cli(*run_args(out, tiny_bert_dir, text_csv)), 2, f"inside '{blocker}', which is a file")
 
 
-def test_out_on_a_read_only_file_system(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_on_a_read_only_file_system(
+    run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Tests run as root, where chmod protects nothing: the file system refuses through os.open/os.mkdir."""
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -164,6 +188,7 @@ def test_out_on_a_read_only_file_system(run_cli: Any, tmp_path: Path, tiny_bert_
             if str(path).startswith(str(ro)):
                 raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
             return real(path, *args, **kwargs)
+
         return call
 
     monkeypatch.setattr(os, "open", refuse(real_open))
@@ -174,8 +199,9 @@ def test_out_on_a_read_only_file_system(run_cli: Any, tmp_path: Path, tiny_bert_
     assert not any(ro.iterdir())
 
 
-def test_full_disk_for_out(run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path,
-                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_for_out(
+    run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tlzoo.core.runner as runner
 
     def full(*args: Any, **kwargs: Any) -> None:
@@ -183,14 +209,17 @@ def test_full_disk_for_out(run_cli: Any, home: Path, tmp_path: Path, tiny_bert_d
 
     monkeypatch.setattr(runner, "plot_confusion", full)
     out = tmp_path / "run"
-    one_line(run_cli(*run_args(out, tiny_bert_dir, text_csv)), 2,
-             f"No space left on device writing '{out}'; free space or choose another --out/TLZOO_HOME")
+    one_line(
+        run_cli(*run_args(out, tiny_bert_dir, text_csv)),
+        2,
+        f"No space left on device writing '{out}'; free space or choose another --out/TLZOO_HOME",
+    )
     assert not out.exists() and not leftovers(out, home)
 
 
-def test_full_disk_for_the_feature_cache_falls_back_to_memory(run_cli: Any, home: Path, tmp_path: Path,
-                                                              tiny_bert_dir: Path, text_csv: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_full_disk_for_the_feature_cache_falls_back_to_memory(
+    run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from tlzoo.core import features
 
     def full(self: Any, path: Path, block: np.ndarray) -> None:
@@ -199,8 +228,23 @@ def test_full_disk_for_the_feature_cache_falls_back_to_memory(run_cli: Any, home
 
     monkeypatch.setattr(features._ShardWriter, "_write_shard", full)
     out = tmp_path / "run"
-    res = run_cli("run", "--plugin", "bert", "--weights", tiny_bert_dir, "--data", text_csv, "--max-length", "16",
-                  "--head", "logreg", "--out", out, "--set", "progress=false")
+    res = run_cli(
+        "run",
+        "--plugin",
+        "bert",
+        "--weights",
+        tiny_bert_dir,
+        "--data",
+        text_csv,
+        "--max-length",
+        "16",
+        "--head",
+        "logreg",
+        "--out",
+        out,
+        "--set",
+        "progress=false",
+    )
     assert res.exit_code == 0, res
     assert "Traceback" not in res.output
     warnings = [line for line in res.stderr.splitlines() if "warning: cannot write the feature cache" in line]
@@ -209,8 +253,9 @@ def test_full_disk_for_the_feature_cache_falls_back_to_memory(run_cli: Any, home
     assert not any((home / "features").iterdir())  # no entry, no partial folder
 
 
-def test_cache_write_failure_mid_extraction_keeps_every_row(tiny_bert_dir: Path, text_csv: Path, tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_write_failure_mid_extraction_keeps_every_row(
+    tiny_bert_dir: Path, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Shards written before the disk filled up are read back; the rest is extracted in memory."""
     import torch
 
@@ -238,16 +283,31 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(tiny_bert_dir: Path,
     monkeypatch.setattr(features._ShardWriter, "_write_shard", second_fails)
     cache = features.FeatureCache(tmp_path / "home")
     said: list[str] = []
-    got = features.extract(backbone, ds, batch_size=16, device=torch.device("cpu"), progress=False,
-                           cache=cache, log=said.append, label="train")
+    got = features.extract(
+        backbone,
+        ds,
+        batch_size=16,
+        device=torch.device("cpu"),
+        progress=False,
+        cache=cache,
+        log=said.append,
+        label="train",
+    )
     assert calls["n"] == 2 and any("continuing in memory" in m for m in said)
     np.testing.assert_array_equal(got, expected)
     assert not any(cache.root.iterdir())
 
-    monkeypatch.setattr(features.FeatureCache, "writer", lambda *a: (_ for _ in ()).throw(PermissionError(
-        errno.EACCES, "Permission denied", str(cache.root))))
-    np.testing.assert_array_equal(features.extract(backbone, ds, batch_size=16, device=torch.device("cpu"),
-                                                   progress=False, cache=cache, log=said.append), expected)
+    monkeypatch.setattr(
+        features.FeatureCache,
+        "writer",
+        lambda *a: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied", str(cache.root))),
+    )
+    np.testing.assert_array_equal(
+        features.extract(
+            backbone, ds, batch_size=16, device=torch.device("cpu"), progress=False, cache=cache, log=said.append
+        ),
+        expected,
+    )
 
 
 def test_predict_file_in_latin1(run_cli: Any, tmp_path: Path) -> None:
@@ -255,12 +315,14 @@ def test_predict_file_in_latin1(run_cli: Any, tmp_path: Path) -> None:
     path.write_bytes("un film très réussi\n".encode("latin-1"))
     line = one_line(run_cli("predict", tmp_path / "no-run", "--file", path), 2, "is not valid utf-8")
     assert "--encoding latin-1" in line and "0xe8" in line
-    one_line(run_cli("predict", tmp_path / "no-run", "--file", path, "--encoding", "klingon"), 2,
-             "Unknown encoding 'klingon'")
+    one_line(
+        run_cli("predict", tmp_path / "no-run", "--file", path, "--encoding", "klingon"),
+        2,
+        "Unknown encoding 'klingon'",
+    )
 
 
-def test_predict_file_with_encoding_option(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path,
-                                           text_csv: Path) -> None:
+def test_predict_file_with_encoding_option(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path) -> None:
     out = tmp_path / "run"
     assert run_cli(*run_args(out, tiny_bert_dir, text_csv)).exit_code == 0
     path = tmp_path / "inputs.txt"
@@ -309,7 +371,7 @@ def test_os_error_messages() -> None:
 
 
 # --------------------------------------------------------------------------- 6: nothing half-written
-INTERRUPT_AT_TRAIN = '''
+INTERRUPT_AT_TRAIN = """
 from tlzoo import hookimpl
 
 @hookimpl(wrapper=True)
@@ -317,18 +379,19 @@ def tlzoo_run_step(step, run):
     if step == "train":
         raise KeyboardInterrupt
     return (yield)
-'''
+"""
 
 
-def test_ctrl_c_without_checkpoint_leaves_nothing(install: Any, run_cli: Any, home: Path, tmp_path: Path,
-                                                  tiny_bert_dir: Path, text_csv: Path) -> None:
+def test_ctrl_c_without_checkpoint_leaves_nothing(
+    install: Any, run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     install(stop=INTERRUPT_AT_TRAIN)
     out = tmp_path / "run"
     assert one_line(run_cli(*run_args(out, tiny_bert_dir, text_csv)), 130) == "Interrupted (Ctrl-C)."
     assert not out.exists() and not leftovers(out, home)
 
 
-FAIL_AFTER_TRAINING = '''
+FAIL_AFTER_TRAINING = """
 import os
 from pathlib import Path
 from tlzoo import hookimpl
@@ -341,12 +404,18 @@ def tlzoo_run_step(step, run):
         flag.write_text("failed once")
         raise RuntimeError("disk hiccup after training")
     return result
-'''
+"""
 
 
-def test_a_run_with_a_checkpoint_is_kept_and_resumes(install: Any, run_cli: Any, home: Path, tmp_path: Path,
-                                                     tiny_bert_dir: Path, text_csv: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_with_a_checkpoint_is_kept_and_resumes(
+    install: Any,
+    run_cli: Any,
+    home: Path,
+    tmp_path: Path,
+    tiny_bert_dir: Path,
+    text_csv: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     install(hiccup=FAIL_AFTER_TRAINING)
     monkeypatch.setenv("TLZOO_TEST_FAIL_ONCE", str(tmp_path / "failed-once"))
     out = tmp_path / "run"
@@ -375,8 +444,9 @@ def test_resume_removes_a_half_written_checkpoint(tmp_path: Path) -> None:
     assert ck.load()["epoch"] == 1 and not ck.tmp_path.exists()
 
 
-def test_a_second_run_on_the_same_out_refuses_at_once(run_cli: Any, tmp_path: Path, tiny_bert_dir: Path,
-                                                      text_csv: Path) -> None:
+def test_a_second_run_on_the_same_out_refuses_at_once(
+    run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     from tlzoo.core.lifecycle import RunLock
 
     out = tmp_path / "run"
@@ -394,8 +464,10 @@ def test_run_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
     from tlzoo.core.lifecycle import RunLock
 
     out = tmp_path / "run"
-    code = (f"import os\nfrom tlzoo.core.lifecycle import RunLock\nRunLock({str(out)!r}).acquire()\n"
-            "os.kill(os.getpid(), 9)\n")
+    code = (
+        f"import os\nfrom tlzoo.core.lifecycle import RunLock\nRunLock({str(out)!r}).acquire()\n"
+        "os.kill(os.getpid(), 9)\n"
+    )
     subprocess.run([sys.executable, "-c", code], timeout=120)
     assert out.with_name("run.lock").exists()  # SIGKILL left the file, but not the lock
     with RunLock(out):
@@ -440,17 +512,23 @@ def tlzoo_run_step(step, run):
 
 
 @pytest.mark.parametrize("sig,code,name", [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")])
-def test_signal_during_feature_extraction_leaves_nothing(sig: int, code: int, name: str, tmp_path: Path,
-                                                         tiny_bert_dir: Path, text_csv: Path) -> None:
+def test_signal_during_feature_extraction_leaves_nothing(
+    sig: int, code: int, name: str, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     site = tmp_path / "site"
     (site / "tlzoo_slow_plugin-0.1.dist-info").mkdir(parents=True)
     (site / "tlzoo_slow_plugin.py").write_text(textwrap.dedent(SLOW_PLUGIN))
     (site / "tlzoo_slow_plugin-0.1.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: tlzoo-slow-plugin\nVersion: 0.1\n")
+        "Metadata-Version: 2.1\nName: tlzoo-slow-plugin\nVersion: 0.1\n"
+    )
     (site / "tlzoo_slow_plugin-0.1.dist-info" / "entry_points.txt").write_text("[tlzoo]\nslow = tlzoo_slow_plugin\n")
     home, out, marker = tmp_path / "home", tmp_path / "run", tmp_path / "marker"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
-           "TLZOO_HOME": str(home), "TLZOO_TEST_MARKER": str(marker)}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")]),
+        "TLZOO_HOME": str(home),
+        "TLZOO_TEST_MARKER": str(marker),
+    }
     env.pop("TLZOO_DEBUG", None)
     args = [sys.executable, "-m", "tlzoo.cli", *map(str, run_args(out, tiny_bert_dir, text_csv))]
     proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -478,15 +556,15 @@ BAD_IMPORTS = {
     "ctrl-c": "raise KeyboardInterrupt\n",
 }
 
-COMMANDS_BOOM = '''
+COMMANDS_BOOM = """
 from tlzoo import hookimpl
 
 @hookimpl
 def tlzoo_register_commands(cli):
     raise RuntimeError("commands hook exploded")
-'''
+"""
 
-SHADOWS = '''
+SHADOWS = """
 import click
 from tlzoo import hookimpl
 from tlzoo.core.errors import TlzooError
@@ -510,18 +588,18 @@ def fake_run():
 @hookimpl
 def tlzoo_register_commands(cli):
     cli.add_command(fake_run)
-'''
+"""
 
-TLZOO_ERROR_HOOK = '''
+TLZOO_ERROR_HOOK = """
 from tlzoo import hookimpl
 from tlzoo.core.errors import TlzooError
 
 @hookimpl
 def tlzoo_register_heads(register):
     raise TlzooError("this plugin needs a licence key")
-'''
+"""
 
-RAISING_SOURCE = '''
+RAISING_SOURCE = """
 from tlzoo import hookimpl
 from tlzoo.core.interfaces import DataSource
 
@@ -541,7 +619,7 @@ class Fragile(DataSource):
 @hookimpl(tryfirst=True)
 def tlzoo_register_data_sources(register):
     register(Fragile())
-'''
+"""
 
 
 def _plugin_rows(run_cli: Any) -> dict[str, dict[str, Any]]:
@@ -567,12 +645,15 @@ def test_failing_register_commands_does_not_break_help(install: Any, run_cli: An
     install(cmdboom=COMMANDS_BOOM)
     res = run_cli("--help")
     assert res.exit_code == 0 and "Traceback" not in res.output and "run" in res.stdout, res
-    assert "RuntimeError in tlzoo_register_commands: commands hook exploded" in _plugin_rows(run_cli)["cmdboom"]["error"]
+    assert (
+        "RuntimeError in tlzoo_register_commands: commands hook exploded" in _plugin_rows(run_cli)["cmdboom"]["error"]
+    )
     assert run_cli("heads").exit_code == 0
 
 
-def test_name_clashes_keep_the_builtin_and_are_reported(install: Any, run_cli: Any, tmp_path: Path,
-                                                        tiny_bert_dir: Path, text_csv: Path) -> None:
+def test_name_clashes_keep_the_builtin_and_are_reported(
+    install: Any, run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     from tlzoo.core.zoo import Zoo
 
     install(shadow=SHADOWS)
@@ -589,32 +670,41 @@ def test_name_clashes_keep_the_builtin_and_are_reported(install: Any, run_cli: A
     assert (out / "metrics.json").is_file()
 
 
-def test_tlzoo_error_in_a_register_hook_is_recorded(install: Any, run_cli: Any, tmp_path: Path,
-                                                    tiny_bert_dir: Path, text_csv: Path) -> None:
+def test_tlzoo_error_in_a_register_hook_is_recorded(
+    install: Any, run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     install(licence=TLZOO_ERROR_HOOK)
-    assert "TlzooError in tlzoo_register_heads: this plugin needs a licence key" in \
-        _plugin_rows(run_cli)["licence"]["error"]
+    assert (
+        "TlzooError in tlzoo_register_heads: this plugin needs a licence key"
+        in _plugin_rows(run_cli)["licence"]["error"]
+    )
     out = tmp_path / "run"
     assert run_cli(*run_args(out, tiny_bert_dir, text_csv)).exit_code == 0
 
 
-def test_a_raising_can_load_is_skipped_and_recorded(install: Any, run_cli: Any, tmp_path: Path,
-                                                    tiny_bert_dir: Path, text_csv: Path) -> None:
+def test_a_raising_can_load_is_skipped_and_recorded(
+    install: Any, run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
+) -> None:
     install(fragile=RAISING_SOURCE)
     out = tmp_path / "run"
     res = run_cli(*run_args(out, tiny_bert_dir, text_csv))
     assert res.exit_code == 0 and "Traceback" not in res.output, res
     res = run_cli("data", "list")
     assert res.exit_code == 0 and "rotten-tomatoes" in res.stdout, res
-    assert "data source 'fragile': can_load raised ValueError: cannot even look; the source is skipped" in \
-        _plugin_rows(run_cli)["fragile"]["error"]
+    assert (
+        "data source 'fragile': can_load raised ValueError: cannot even look; the source is skipped"
+        in _plugin_rows(run_cli)["fragile"]["error"]
+    )
 
 
 def test_run_with_a_plugin_that_failed_to_load(install: Any, run_cli: Any, tmp_path: Path, text_csv: Path) -> None:
     install(broken="raise ImportError('needs libfoo')\n")
     out = tmp_path / "run"
-    one_line(run_cli("run", "-q", "--plugin", "broken", "--data", text_csv, "--out", out), 2,
-             "plugin 'broken' failed to load: ImportError: needs libfoo; see `tl plugins`")
+    one_line(
+        run_cli("run", "-q", "--plugin", "broken", "--data", text_csv, "--out", out),
+        2,
+        "plugin 'broken' failed to load: ImportError: needs libfoo; see `tl plugins`",
+    )
     assert not leftovers(out)
 
 

@@ -9,6 +9,7 @@ checked too: ``tl pretrain`` writes no pickle, the rebuilt fastText vectors equa
 gensim's (unseen words included), and a run trained on those vectors predicts what its
 predictions.csv says.
 """
+
 from __future__ import annotations
 
 import csv
@@ -110,16 +111,44 @@ def _cli(*args: Any) -> Any:
 @pytest.fixture(scope="module")
 def w2v(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
     out = tmp_path_factory.mktemp("sec-w2v") / "w2v"
-    _cli("pretrain", "--plugin", "word2vec", "--corpus", corpus, "--out", out, "--epochs", 2,
-         "--set", "dim=12", "--set", "min_count=1")
+    _cli(
+        "pretrain",
+        "--plugin",
+        "word2vec",
+        "--corpus",
+        corpus,
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--set",
+        "dim=12",
+        "--set",
+        "min_count=1",
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def ft(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
     out = tmp_path_factory.mktemp("sec-ft") / "ft"
-    _cli("pretrain", "--plugin", "fasttext", "--corpus", corpus, "--out", out, "--epochs", 2,
-         "--set", "dim=12", "--set", "min_count=1", "--set", "bucket=2000")
+    _cli(
+        "pretrain",
+        "--plugin",
+        "fasttext",
+        "--corpus",
+        corpus,
+        "--out",
+        out,
+        "--epochs",
+        2,
+        "--set",
+        "dim=12",
+        "--set",
+        "min_count=1",
+        "--set",
+        "bucket=2000",
+    )
     return out
 
 
@@ -186,8 +215,9 @@ def test_saved_vectors_rebuild_exactly_what_gensim_computed(tmp_path: Path, corp
     assert np.allclose(kv.most_similar("funny", topn=3)[0][1], model.wv.most_similar("funny", topn=3)[0][1])
 
 
-def test_run_on_pretrained_folder_keeps_a_copy_and_predict_agrees(w2v_run: Path, w2v: Path, labelled: Path,
-                                                                  tmp_path: Path, run_cli: Any) -> None:
+def test_run_on_pretrained_folder_keeps_a_copy_and_predict_agrees(
+    w2v_run: Path, w2v: Path, labelled: Path, tmp_path: Path, run_cli: Any
+) -> None:
     desc = json.loads((w2v_run / "model.json").read_text())
     assert desc["backbone"]["weights_copy"] == "assets/vectors"
     assert not [p for p in w2v_run.rglob("*") if p.is_file() and _is_pickle_or_zip(p)]
@@ -240,17 +270,21 @@ def test_pickle_detection_by_content(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- --weights
-@pytest.mark.parametrize("plugin,name,how", [
-    ("word2vec", "evil.kv", "pickle"),
-    ("glove", "evil.model", "pickle"),
-    ("word2vec", "evil.pkl", "p0"),  # protocol 0 has no magic number: refused by its suffix
-    ("fasttext", "evil.pickle", "p2"),
-    ("word2vec", "vectors.txt", "pickle"),  # a renamed pickle: refused by its first bytes
-    ("glove", "vectors.bin", "torch"),  # torch.save's zip with data.pkl
-    ("word2vec", "vectors.pt", "torch"),
-])
-def test_weights_file_that_is_a_pickle_is_refused(run_cli: Any, labelled: Path, tmp_path: Path, marker: Path,
-                                                  plugin: str, name: str, how: str) -> None:
+@pytest.mark.parametrize(
+    "plugin,name,how",
+    [
+        ("word2vec", "evil.kv", "pickle"),
+        ("glove", "evil.model", "pickle"),
+        ("word2vec", "evil.pkl", "p0"),  # protocol 0 has no magic number: refused by its suffix
+        ("fasttext", "evil.pickle", "p2"),
+        ("word2vec", "vectors.txt", "pickle"),  # a renamed pickle: refused by its first bytes
+        ("glove", "vectors.bin", "torch"),  # torch.save's zip with data.pkl
+        ("word2vec", "vectors.pt", "torch"),
+    ],
+)
+def test_weights_file_that_is_a_pickle_is_refused(
+    run_cli: Any, labelled: Path, tmp_path: Path, marker: Path, plugin: str, name: str, how: str
+) -> None:
     evil = plant(tmp_path / name, marker, how)
     out = tmp_path / "run"
     res = run_cli("run", "-q", "--plugin", plugin, "--weights", evil, "--data", labelled, "--out", out)
@@ -259,33 +293,37 @@ def test_weights_file_that_is_a_pickle_is_refused(run_cli: Any, labelled: Path, 
     assert not out.exists()
 
 
-def test_pretrain_folder_naming_a_pickle_is_refused_and_points_at_the_vec(run_cli: Any, labelled: Path,
-                                                                          w2v: Path, tmp_path: Path,
-                                                                          marker: Path) -> None:
+def test_pretrain_folder_naming_a_pickle_is_refused_and_points_at_the_vec(
+    run_cli: Any, labelled: Path, w2v: Path, tmp_path: Path, marker: Path
+) -> None:
     old = tmp_path / "old-w2v"  # what tlzoo's earlier `tl pretrain` wrote: vectors.json -> vectors.kv
     old.mkdir()
     shutil.copy(w2v / "vectors.vec", old / "vectors.vec")
     plant(old / "vectors.kv", marker)
-    (old / "vectors.json").write_text(json.dumps({"format": "tlzoo-vectors", "plugin": "word2vec",
-                                                  "file": "vectors.kv"}))
-    res = run_cli("run", "-q", "--plugin", "word2vec", "--weights", old, "--data", labelled,
-                  "--out", tmp_path / "run")
+    (old / "vectors.json").write_text(
+        json.dumps({"format": "tlzoo-vectors", "plugin": "word2vec", "file": "vectors.kv"})
+    )
+    res = run_cli("run", "-q", "--plugin", "word2vec", "--weights", old, "--data", labelled, "--out", tmp_path / "run")
     line = refused(res, "vectors.json")
     assert str(old / "vectors.vec") in line
     # the same folder renamed inside: the content gives it away
     (old / "vectors.json").write_text(json.dumps({"format": "tlzoo-vectors", "file": "vectors.safetensors"}))
     (old / "vectors.kv").rename(old / "vectors.safetensors")
-    refused(run_cli("run", "-q", "--plugin", "word2vec", "--weights", old, "--data", labelled,
-                    "--out", tmp_path / "run"), "pickle")
+    refused(
+        run_cli("run", "-q", "--plugin", "word2vec", "--weights", old, "--data", labelled, "--out", tmp_path / "run"),
+        "pickle",
+    )
 
 
-def test_fasttext_folder_with_a_model_file_is_refused(run_cli: Any, labelled: Path, tmp_path: Path,
-                                                      marker: Path) -> None:
+def test_fasttext_folder_with_a_model_file_is_refused(
+    run_cli: Any, labelled: Path, tmp_path: Path, marker: Path
+) -> None:
     folder = tmp_path / "ft-gensim"  # gensim's FastText.save(): a .model pickle plus .npy arrays
     plant(folder / "ft.model", marker)
     np.save(folder / "ft.model.wv.vectors_ngrams.npy", np.zeros((4, 3), np.float32))
-    res = run_cli("run", "-q", "--plugin", "fasttext", "--weights", folder, "--data", labelled,
-                  "--out", tmp_path / "run")
+    res = run_cli(
+        "run", "-q", "--plugin", "fasttext", "--weights", folder, "--data", labelled, "--out", tmp_path / "run"
+    )
     refused(res, "ft.model")
 
 
@@ -320,11 +358,22 @@ def test_damaged_vector_arrays_are_one_line(tmp_path: Path, w2v: Path) -> None:
         load_vectors(str(folder), "word2vec")
 
 
-def test_compare_with_a_pickled_weights_file_is_refused(run_cli: Any, labelled: Path, tmp_path: Path,
-                                                        marker: Path) -> None:
+def test_compare_with_a_pickled_weights_file_is_refused(
+    run_cli: Any, labelled: Path, tmp_path: Path, marker: Path
+) -> None:
     evil = plant(tmp_path / "evil.kv", marker)
-    res = run_cli("compare", "--plugins", f"word2vec={evil}", "--data", labelled, "--heads", "logreg",
-                  "--out", tmp_path / "cmp", "--no-logme")
+    res = run_cli(
+        "compare",
+        "--plugins",
+        f"word2vec={evil}",
+        "--data",
+        labelled,
+        "--heads",
+        "logreg",
+        "--out",
+        tmp_path / "cmp",
+        "--no-logme",
+    )
     refused(res, "could run code")
 
 
@@ -334,8 +383,9 @@ def _drop_copy(desc: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("case", ["relative", "weights_copy", "absolute-outside"])
-def test_run_directory_pointing_at_a_pickle_is_refused(run_cli: Any, w2v_run: Path, tmp_path: Path,
-                                                       marker: Path, case: str) -> None:
+def test_run_directory_pointing_at_a_pickle_is_refused(
+    run_cli: Any, w2v_run: Path, tmp_path: Path, marker: Path, case: str
+) -> None:
     outside = plant(tmp_path / "downloads" / "vectors.kv", marker)
 
     def edit(desc: dict[str, Any]) -> None:
@@ -350,8 +400,9 @@ def test_run_directory_pointing_at_a_pickle_is_refused(run_cli: Any, w2v_run: Pa
     refused(run_cli("predict", run, "a funny film"), "could run code")
 
 
-def test_run_directory_paths_cannot_lead_out_of_it(run_cli: Any, w2v_run: Path, w2v: Path, tmp_path: Path,
-                                                   marker: Path) -> None:
+def test_run_directory_paths_cannot_lead_out_of_it(
+    run_cli: Any, w2v_run: Path, w2v: Path, tmp_path: Path, marker: Path
+) -> None:
     def copy_to(value: str) -> Any:
         return lambda desc: desc["backbone"].update(weights_copy=value)
 
@@ -379,28 +430,33 @@ def test_run_directory_paths_cannot_lead_out_of_it(run_cli: Any, w2v_run: Path, 
     assert res.exit_code == 0, res
 
 
-def test_model_safetensors_replaced_by_a_pickle_is_refused(run_cli: Any, w2v_run: Path, tmp_path: Path,
-                                                           marker: Path) -> None:
+def test_model_safetensors_replaced_by_a_pickle_is_refused(
+    run_cli: Any, w2v_run: Path, tmp_path: Path, marker: Path
+) -> None:
     for how in ("pickle", "torch"):
         run = _copy_run(w2v_run, tmp_path / how)
         plant(run / "model.safetensors", marker, how)
         refused(run_cli("predict", run, "a funny film"), "model.safetensors' is damaged")
 
 
-@pytest.mark.parametrize("damage,fragment", [
-    ("truncated-json", "model.json' is damaged"),
-    ("not-an-object", "not a JSON object"),
-    ("no-classes", "no 'classes'"),
-    ("wrong-type", "'backbone.num_features' is a str"),
-    ("weights-type", "'backbone.request.weights' is a int"),
-    ("head-kind", "unknown head kind"),
-    ("head-params", "(head: Unknown option head.no_such_parameter"),
-    ("truncated-tensors", "model.safetensors' is damaged"),
-    ("garbage-tensors", "model.safetensors' is damaged"),
-    ("wrong-tensors", "do not fit model.json"),
-])
-def test_damaged_run_directory_is_one_line(run_cli: Any, w2v_run: Path, tmp_path: Path, damage: str,
-                                           fragment: str) -> None:
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        ("truncated-json", "model.json' is damaged"),
+        ("not-an-object", "not a JSON object"),
+        ("no-classes", "no 'classes'"),
+        ("wrong-type", "'backbone.num_features' is a str"),
+        ("weights-type", "'backbone.request.weights' is a int"),
+        ("head-kind", "unknown head kind"),
+        ("head-params", "(head: Unknown option head.no_such_parameter"),
+        ("truncated-tensors", "model.safetensors' is damaged"),
+        ("garbage-tensors", "model.safetensors' is damaged"),
+        ("wrong-tensors", "do not fit model.json"),
+    ],
+)
+def test_damaged_run_directory_is_one_line(
+    run_cli: Any, w2v_run: Path, tmp_path: Path, damage: str, fragment: str
+) -> None:
     run = _copy_run(w2v_run, tmp_path / "run")
     desc_path, tensors = run / "model.json", run / "model.safetensors"
     desc = json.loads(desc_path.read_text())
@@ -434,9 +490,9 @@ def test_damaged_run_directory_is_one_line(run_cli: Any, w2v_run: Path, tmp_path
 
 
 # --------------------------------------------------------------------------- cache shards and checkpoints
-def test_feature_cache_shard_replaced_by_a_pickled_npy_is_rebuilt(run_cli: Any, w2v: Path, labelled: Path,
-                                                                  tmp_path: Path, marker: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_feature_cache_shard_replaced_by_a_pickled_npy_is_rebuilt(
+    run_cli: Any, w2v: Path, labelled: Path, tmp_path: Path, marker: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
     args = ("run", "-q", "--json", "--plugin", "word2vec", "--weights", w2v, "--data", labelled, "--head", "logreg")
     first = run_cli(*args, "--out", tmp_path / "r1")
@@ -456,8 +512,9 @@ def test_feature_cache_shard_replaced_by_a_pickled_npy_is_rebuilt(run_cli: Any, 
 
 
 @pytest.mark.parametrize("how", ["p2", "torch"])
-def test_resume_from_a_pickled_checkpoint_is_refused(run_cli: Any, w2v_run: Path, tmp_path: Path, marker: Path,
-                                                     how: str) -> None:
+def test_resume_from_a_pickled_checkpoint_is_refused(
+    run_cli: Any, w2v_run: Path, tmp_path: Path, marker: Path, how: str
+) -> None:
     folder = tmp_path / "r.incomplete"
     folder.mkdir()
     shutil.copy(w2v_run / "config.toml", folder / "config.toml")

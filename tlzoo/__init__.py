@@ -9,6 +9,7 @@ The public API is re-exported here and imported lazily, so ``import tlzoo`` (and
     cfg.data.path = "reviews.csv"
     result = Engine().run(cfg)
 """
+
 from __future__ import annotations
 
 from importlib import import_module

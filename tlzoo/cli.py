@@ -3,6 +3,7 @@
 torch, timm and transformers are imported only inside commands that need them, so
 ``tl --help`` and ``tl list`` stay fast.
 """
+
 from __future__ import annotations
 
 import functools
@@ -64,8 +65,14 @@ def _set_offline(ctx: click.Context, param: click.Parameter, value: bool) -> Non
 
 
 # on the group (`tl --offline run ...`) and on the commands that may reach the network
-offline_option = click.option("--offline", is_flag=True, expose_value=False, is_eager=True, callback=_set_offline,
-                              help="Open no network connection: local files and caches only (or TLZOO_OFFLINE=1).")
+offline_option = click.option(
+    "--offline",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=_set_offline,
+    help="Open no network connection: local files and caches only (or TLZOO_OFFLINE=1).",
+)
 
 
 def _flat(text: str, limit: int = 0) -> str:
@@ -119,8 +126,10 @@ def _one_line(exc: BaseException, debug: bool, command: str) -> tuple[int, str]:
     where = f"in step '{step}'" if step else f"in `tl {command.replace('-', ' ')}`"
     where += f" (plugin '{plugin}')" if plugin else ""
     if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":
-        return 2, (f"Error: out of memory {where}; use a smaller --batch-size, --max-length/--image-size or "
-                   f"--limit, or another --device.{kept}")
+        return 2, (
+            f"Error: out of memory {where}; use a smaller --batch-size, --max-length/--image-size or "
+            f"--limit, or another --device.{kept}"
+        )
     detail = _flat(str(exc), 240)
     head = f"Error: unexpected {type(exc).__name__} {where}" + (f": {detail}" if detail else "") + "."
     if debug:
@@ -154,8 +163,12 @@ def _write_log(exc: BaseException, step: str | None, plugin: str | None, command
         version = metadata.version("tlzoo")
     except Exception:
         version = "?"
-    head = [f"command: tl {' '.join(sys.argv[1:])}", f"tlzoo {version}, Python {platform.python_version()}",
-            f"step: {step or '-'}, plugin: {plugin or '-'}", ""]
+    head = [
+        f"command: tl {' '.join(sys.argv[1:])}",
+        f"tlzoo {version}, Python {platform.python_version()}",
+        f"step: {step or '-'}, plugin: {plugin or '-'}",
+        "",
+    ]
     body = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     path.write_text("\n".join(head) + body, encoding="utf-8")
     return path
@@ -182,8 +195,7 @@ class _PluginCommands:
         if self._group.commands.get(name) is cmd:  # the same command again (plugin commands reloaded)
             return
         if name in self._group.commands:
-            self._pm.record(self._plugin, f"command '{name}' already exists; the plugin's one is ignored",
-                            warning=True)
+            self._pm.record(self._plugin, f"command '{name}' already exists; the plugin's one is ignored", warning=True)
             return
         self._group.add_command(cmd, name)
 
@@ -197,6 +209,7 @@ class _PluginCommands:
             cmd = make(*args, **kwargs)(f)
             self.add_command(cmd)
             return cmd
+
         return decorator
 
     def command(self, *args: Any, **kwargs: Any) -> Any:
@@ -281,8 +294,13 @@ class PluginGroup(click.Group):
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="tlzoo", message="tlzoo %(version)s")
-@click.option("--debug", is_flag=True, expose_value=False, callback=_set_debug,
-              help="Print the full traceback of an unexpected error (or set TLZOO_DEBUG=1).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_debug,
+    help="Print the full traceback of an unexpected error (or set TLZOO_DEBUG=1).",
+)
 @offline_option
 def cli() -> None:
     """tlzoo: transfer learning in one command.
@@ -298,14 +316,31 @@ def cli() -> None:
 # ---------------------------------------------------------------------------- run
 RUN_OPTIONS: list[tuple[str, str]] = [
     # (cli param name, config key)
-    ("plugin", "model.plugin"), ("model", "model.name"), ("weights", "model.weights"),
-    ("pooling", "model.pooling"), ("max_length", "model.max_length"), ("image_size", "model.image_size"),
-    ("data", "data.path"), ("text_column", "data.text_column"), ("label_column", "data.label_column"),
-    ("encoding", "data.encoding"), ("limit", "data.limit"), ("val_fraction", "data.val_fraction"),
-    ("test_fraction", "data.test_fraction"), ("head", "head.name"), ("strategy", "train.strategy"),
-    ("epochs", "train.epochs"), ("head_epochs", "train.head_epochs"), ("batch_size", "train.batch_size"),
-    ("lr", "train.lr"), ("finetune_lr", "train.finetune_lr"), ("unfreeze", "train.unfreeze"),
-    ("device", "train.device"), ("num_workers", "train.num_workers"), ("seed", "seed"), ("out", "out"),
+    ("plugin", "model.plugin"),
+    ("model", "model.name"),
+    ("weights", "model.weights"),
+    ("pooling", "model.pooling"),
+    ("max_length", "model.max_length"),
+    ("image_size", "model.image_size"),
+    ("data", "data.path"),
+    ("text_column", "data.text_column"),
+    ("label_column", "data.label_column"),
+    ("encoding", "data.encoding"),
+    ("limit", "data.limit"),
+    ("val_fraction", "data.val_fraction"),
+    ("test_fraction", "data.test_fraction"),
+    ("head", "head.name"),
+    ("strategy", "train.strategy"),
+    ("epochs", "train.epochs"),
+    ("head_epochs", "train.head_epochs"),
+    ("batch_size", "train.batch_size"),
+    ("lr", "train.lr"),
+    ("finetune_lr", "train.finetune_lr"),
+    ("unfreeze", "train.unfreeze"),
+    ("device", "train.device"),
+    ("num_workers", "train.num_workers"),
+    ("seed", "seed"),
+    ("out", "out"),
 ]
 
 
@@ -314,8 +349,12 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--model", "-m", help="Model of the plugin; default: the plugin's default (see `tl list`).")
 @click.option("--weights", help="Local weights: a checkpoint folder or a weights file.")
 @click.option("--no-pretrained", is_flag=True, default=None, help="Start from random weights (the scratch baseline).")
-@click.option("--data", "-d", help="CSV/JSONL of texts, a folder with one sub-folder of images or .txt files per "
-              "class, hf:NAME or a saved Hugging Face dataset, or a built-in name (tl data list).")
+@click.option(
+    "--data",
+    "-d",
+    help="CSV/JSONL of texts, a folder with one sub-folder of images or .txt files per "
+    "class, hf:NAME or a saved Hugging Face dataset, or a built-in name (tl data list).",
+)
 @click.option("--text-column", help="Column holding the text [text].")
 @click.option("--label-column", help="Column holding the label [label].")
 @click.option("--encoding", help="Text file encoding [utf-8].")
@@ -324,7 +363,9 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--test-fraction", type=float, help="Test share [0.15].")
 @click.option("--no-augment", is_flag=True, default=None, help="No training-time augmentation.")
 @click.option("--head", help="New head: fc, logreg, svm, rf, knn, tree, nb (options: `tl heads`) [fc].")
-@click.option("--strategy", "-s", help="feature-extraction, fine-tune or ulmfit (see `tl strategies`) [feature-extraction].")
+@click.option(
+    "--strategy", "-s", help="feature-extraction, fine-tune or ulmfit (see `tl strategies`) [feature-extraction]."
+)
 @click.option("--epochs", "-e", type=int, help="Head epochs (feature-extraction) [30] or joint epochs (fine-tune) [3].")
 @click.option("--head-epochs", type=int, help="Fine-tune: epochs with the backbone frozen first [10].")
 @click.option("--batch-size", "-b", type=int, help="Batch size [32].")
@@ -339,14 +380,26 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--seed", type=int, help="Random seed [0].")
 @click.option("--out", "-o", help="Run directory [runs/<time>-<plugin>].")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML run config.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.lr=0.01.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.lr=0.01."
+)
 @click.option("--quiet", "-q", is_flag=True, help="Only print the result.")
 @click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON on stdout.")
-@click.option("--resume", "resume_dir", metavar="RUN_DIR", help="Continue an interrupted run after its last finished epoch.")
+@click.option(
+    "--resume", "resume_dir", metavar="RUN_DIR", help="Continue an interrupted run after its last finished epoch."
+)
 @offline_option
 @friendly
-def run(config_file: str | None, overrides: tuple[str, ...], quiet: bool, as_json: bool,
-        no_pretrained: bool | None, no_augment: bool | None, resume_dir: str | None, **options: Any) -> None:
+def run(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+    no_pretrained: bool | None,
+    no_augment: bool | None,
+    resume_dir: str | None,
+    **options: Any,
+) -> None:
     """Train a transfer model: the twelve steps, one command."""
     from tlzoo.core.config import RunConfig
 
@@ -390,8 +443,10 @@ def _print_result(result: Any, as_json: bool) -> None:
             lo_hi = t.get(f"{key}_ci")
             return f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
 
-        click.echo(f"test accuracy {t['accuracy']:.4f}{ci('accuracy')}  macro-F1 {t['macro_f1']:.4f}{ci('macro_f1')}"
-                   f"  (95% CI, n={t.get('n', '?')})  run {result.run_dir}")
+        click.echo(
+            f"test accuracy {t['accuracy']:.4f}{ci('accuracy')}  macro-F1 {t['macro_f1']:.4f}{ci('macro_f1')}"
+            f"  (95% CI, n={t.get('n', '?')})  run {result.run_dir}"
+        )
 
 
 def _log(msg: str) -> None:
@@ -402,15 +457,26 @@ def _log(msg: str) -> None:
 @cli.command()
 @click.argument("run_dir", type=click.Path())
 @click.argument("inputs", nargs=-1)
-@click.option("--data", "-d", "data", help="Classify every record of a data source, as `tl run --data` reads it: a "
-              "CSV/JSONL (labels optional), a folder of images or .txt files (flat, or one sub-folder per class), "
-              "or a dataset name.")
+@click.option(
+    "--data",
+    "-d",
+    "data",
+    help="Classify every record of a data source, as `tl run --data` reads it: a "
+    "CSV/JSONL (labels optional), a folder of images or .txt files (flat, or one sub-folder per class), "
+    "or a dataset name.",
+)
 @click.option("--text-column", help="With --data: the column holding the text [text].")
-@click.option("--label-column", help="With --data: the column of true labels, for a loss and accuracy "
-              "[label, when present].")
+@click.option(
+    "--label-column", help="With --data: the column of true labels, for a loss and accuracy [label, when present]."
+)
 @click.option("--limit", type=int, default=0, help="Only the first N records [all].")
-@click.option("--out", "-o", "out", help="Write one CSV row per record here (id, true, predicted, p_<class>, "
-              "probability, loss, input); with --data the default is stdout.")
+@click.option(
+    "--out",
+    "-o",
+    "out",
+    help="Write one CSV row per record here (id, true, predicted, p_<class>, "
+    "probability, loss, input); with --data the default is stdout.",
+)
 @click.option("--file", "input_file", type=click.Path(dir_okay=False), help="Read inputs from a file, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all class probabilities.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the --file or --data file.")
@@ -418,9 +484,20 @@ def _log(msg: str) -> None:
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda.")
 @offline_option
 @friendly
-def predict(run_dir: str, inputs: tuple[str, ...], data: str | None, text_column: str | None,
-            label_column: str | None, limit: int, out: str | None, input_file: str | None, as_json: bool,
-            encoding: str, batch_size: int, device: str) -> None:
+def predict(
+    run_dir: str,
+    inputs: tuple[str, ...],
+    data: str | None,
+    text_column: str | None,
+    label_column: str | None,
+    limit: int,
+    out: str | None,
+    input_file: str | None,
+    as_json: bool,
+    encoding: str,
+    batch_size: int,
+    device: str,
+) -> None:
     """Classify new texts or image files with a trained run (or a folder written by `tl export`).
 
     \b
@@ -441,15 +518,19 @@ def predict(run_dir: str, inputs: tuple[str, ...], data: str | None, text_column
         raise TlzooError(f"--limit must be 0 (every record) or a positive number, got {limit}.")
     for item in items:  # a path given where a text is expected is almost always a mistake
         if os.path.isdir(item):
-            raise TlzooError(f"'{item}' is a folder; to classify what it holds, pass it with --data: "
-                             f"`tl predict {run_dir} --data {item} --out predictions.csv`.")
+            raise TlzooError(
+                f"'{item}' is a folder; to classify what it holds, pass it with --data: "
+                f"`tl predict {run_dir} --data {item} --out predictions.csv`."
+            )
     if input_file:
         from tlzoo.core.predict import is_table_path
 
         if is_table_path(input_file):
-            raise TlzooError(f"--file reads one input per line, and '{input_file}' is a table; classify its "
-                             f"records with --data {input_file} (and --text-column if its text column is not "
-                             "'text').")
+            raise TlzooError(
+                f"--file reads one input per line, and '{input_file}' is a table; classify its "
+                f"records with --data {input_file} (and --text-column if its text column is not "
+                "'text')."
+            )
         items += _read_lines(input_file, encoding)
     if data is None and not items:
         raise TlzooError("Nothing to predict; pass texts or image paths after RUN_DIR, --file FILE, or --data SOURCE.")
@@ -465,21 +546,27 @@ def predict(run_dir: str, inputs: tuple[str, ...], data: str | None, text_column
         missing = [i for i in items if not os.path.isfile(i)]
         if missing and not is_image_path(missing[0]):
             hint = "; to classify the records of a table use --data" if is_table_path(missing[0]) else ""
-            raise TlzooError(f"This run classifies images, and '{missing[0][:60]}' is not an image file; "
-                             f"pass paths of image files (or use a run trained on text){hint}.")
+            raise TlzooError(
+                f"This run classifies images, and '{missing[0][:60]}' is not an image file; "
+                f"pass paths of image files (or use a run trained on text){hint}."
+            )
         if missing:
             raise TlzooError(f"Image '{missing[0]}' does not exist; pass paths of image files.")
     else:
         images = [i for i in items if is_image_path(i) and os.path.isfile(i)]
         if images:
-            raise TlzooError(f"This run classifies {modality}, and '{images[0]}' is an image "
-                             "file; pass the texts themselves (or --file with one text per line), or use a run "
-                             "trained with a vision plugin.")
+            raise TlzooError(
+                f"This run classifies {modality}, and '{images[0]}' is an image "
+                "file; pass the texts themselves (or --file with one text per line), or use a run "
+                "trained with a vision plugin."
+            )
         tables = [i for i in inputs if is_table_path(i) and os.path.isfile(i)]
         if tables:
-            raise TlzooError(f"'{tables[0]}' is a file, and this would classify its name as a text; classify its "
-                             f"records with `tl predict {run_dir} --data {tables[0]} --out predictions.csv` "
-                             "(add --text-column if its text column is not 'text').")
+            raise TlzooError(
+                f"'{tables[0]}' is a file, and this would classify its name as a text; classify its "
+                f"records with `tl predict {run_dir} --data {tables[0]} --out predictions.csv` "
+                "(add --text-column if its text column is not 'text')."
+            )
     if data is None and out is None:
         for row in predictor.predict(items[:limit] if limit else items):
             if as_json:
@@ -487,22 +574,53 @@ def predict(run_dir: str, inputs: tuple[str, ...], data: str | None, text_column
             else:
                 click.echo(f"{row['label']}\t{row['probability']:.3f}\t{row['input']}")
         return
-    _predict_to_file(predictor, zoo, data, items, modality, text_column, label_column, limit, out, as_json,
-                     encoding, batch_size, device)
+    _predict_to_file(
+        predictor,
+        zoo,
+        data,
+        items,
+        modality,
+        text_column,
+        label_column,
+        limit,
+        out,
+        as_json,
+        encoding,
+        batch_size,
+        device,
+    )
 
 
-def _predict_to_file(predictor: Any, zoo: Any, data: str | None, items: list[str], modality: str,
-                     text_column: str | None,
-                     label_column: str | None, limit: int, out: str | None, as_json: bool, encoding: str,
-                     batch_size: int, device: str) -> None:
+def _predict_to_file(
+    predictor: Any,
+    zoo: Any,
+    data: str | None,
+    items: list[str],
+    modality: str,
+    text_column: str | None,
+    label_column: str | None,
+    limit: int,
+    out: str | None,
+    as_json: bool,
+    encoding: str,
+    batch_size: int,
+    device: str,
+) -> None:
     """`tl predict --data` / `--out`: stream the records through the model, one CSV row (or JSON line) each."""
     from tlzoo.core.predict import read_records, records_from_inputs, write_predictions
     from tlzoo.core.runner import pick_device
 
     dev = pick_device(device)
     if data is not None:
-        records = read_records(data, modality, zoo, text_column=text_column or "text", label_column=label_column,
-                               encoding=encoding, limit=limit)
+        records = read_records(
+            data,
+            modality,
+            zoo,
+            text_column=text_column or "text",
+            label_column=label_column,
+            encoding=encoding,
+            limit=limit,
+        )
     else:
         records = records_from_inputs(items[:limit] if limit else items)
     for note in records.notes:
@@ -521,22 +639,25 @@ def _predict_to_file(predictor: Any, zoo: Any, data: str | None, items: list[str
         tmp = target.with_name(target.name + ".tmp")
         try:
             with tmp.open("w", newline="", encoding="utf-8") as f:
-                summary = write_predictions(predictor, records, f, as_json=as_json, batch_size=batch_size,
-                                            device=dev)
+                summary = write_predictions(predictor, records, f, as_json=as_json, batch_size=batch_size, device=dev)
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     else:
-        summary = write_predictions(predictor, records, sys.stdout, as_json=as_json, batch_size=batch_size,
-                                    device=dev)
+        summary = write_predictions(predictor, records, sys.stdout, as_json=as_json, batch_size=batch_size, device=dev)
     where = f" to {target}" if target is not None else ""
-    score = (f"; accuracy {summary.accuracy:.4f} on {summary.labelled} labelled records"
-             if summary.accuracy is not None else "")
+    score = (
+        f"; accuracy {summary.accuracy:.4f} on {summary.labelled} labelled records"
+        if summary.accuracy is not None
+        else ""
+    )
     _log(f"wrote {summary.n} predictions{where}{score}")
     if summary.unknown:
         names = ", ".join(f"'{k}'" for k in list(summary.unknown)[:5])
-        _log(f"warning: {sum(summary.unknown.values())} records have labels this run does not know ({names}); "
-             f"they have no loss and are not scored (classes: {', '.join(map(str, predictor.classes[:12]))}).")
+        _log(
+            f"warning: {sum(summary.unknown.values())} records have labels this run does not know ({names}); "
+            f"they have no loss and are not scored (classes: {', '.join(map(str, predictor.classes[:12]))})."
+        )
 
 
 def _read_lines(path: str, encoding: str) -> list[str]:
@@ -547,19 +668,29 @@ def _read_lines(path: str, encoding: str) -> list[str]:
         with open(path, encoding=encoding, newline=None) as f:
             return [line.rstrip("\n") for line in f if line.strip()]
     except LookupError:
-        raise TlzooError(f"Unknown encoding '{encoding}'; pass --encoding with a name such as utf-8 or latin-1.") from None
+        raise TlzooError(
+            f"Unknown encoding '{encoding}'; pass --encoding with a name such as utf-8 or latin-1."
+        ) from None
     except UnicodeDecodeError as exc:
-        raise TlzooError(f"--file '{path}' is not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset "
-                         f"{exc.start}); pass its encoding, e.g. --encoding latin-1.") from None
+        raise TlzooError(
+            f"--file '{path}' is not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); pass its encoding, e.g. --encoding latin-1."
+        ) from None
 
 
 # ---------------------------------------------------------------------------- export
 @cli.command(name="export")
 @click.argument("run_dir", type=click.Path())
 @click.option("--to", "to", required=True, help="The new folder to write (it must not exist, or be empty).")
-@click.option("--format", "fmt", type=click.Choice(["folder", "onnx", "torchscript"]), default="folder",
-              show_default=True, help="folder: what `tl predict` and a plain-Python loader read on another machine; "
-              "onnx / torchscript: backbone + head as one graph from tensors to probabilities.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["folder", "onnx", "torchscript"]),
+    default="folder",
+    show_default=True,
+    help="folder: what `tl predict` and a plain-Python loader read on another machine; "
+    "onnx / torchscript: backbone + head as one graph from tensors to probabilities.",
+)
 @offline_option
 @friendly
 def export_cmd(run_dir: str, to: str, fmt: str) -> None:
@@ -573,16 +704,25 @@ def export_cmd(run_dir: str, to: str, fmt: str) -> None:
     result = export_run(run_dir, to, fmt, log=_log)
     needs = f"; loading also needs {result.needs}" if result.needs else ""
     against = "the run's model" if fmt == "folder" else "PyTorch"
-    _log(f"exported {fmt} ({len(result.files)} files{', self-contained' if result.self_contained else ''}{needs}); "
-         f"checked against {against} on {result.checked_examples} examples: max abs diff {result.max_abs_diff:.2g}")
+    _log(
+        f"exported {fmt} ({len(result.files)} files{', self-contained' if result.self_contained else ''}{needs}); "
+        f"checked against {against} on {result.checked_examples} examples: max abs diff {result.max_abs_diff:.2g}"
+    )
     click.echo(str(result.folder))
 
 
 # ---------------------------------------------------------------------------- pretrain
 @cli.command()
-@click.option("--plugin", "-p", required=True, help="Whose weights to pretrain (word2vec, fasttext, transformer, elmo, ulmfit).")
-@click.option("--corpus", "-c", required=True, help="A .txt file (a text per line), a folder of .txt files, a CSV/JSONL "
-              "(its text column) or a dataset name such as rotten-tomatoes (labels ignored).")
+@click.option(
+    "--plugin", "-p", required=True, help="Whose weights to pretrain (word2vec, fasttext, transformer, elmo, ulmfit)."
+)
+@click.option(
+    "--corpus",
+    "-c",
+    required=True,
+    help="A .txt file (a text per line), a folder of .txt files, a CSV/JSONL "
+    "(its text column) or a dataset name such as rotten-tomatoes (labels ignored).",
+)
 @click.option("--out", "-o", required=True, help="Folder to write the weights, vocabulary, description and curve to.")
 @click.option("--epochs", "-e", type=int, help="Training epochs (default: the pretrainer's).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="A pretrainer option, e.g. dim=100.")
@@ -596,9 +736,21 @@ def export_cmd(run_dir: str, to: str, fmt: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
 @offline_option
 @friendly
-def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: tuple[str, ...], limit: int,
-             seed: int, text_column: str, label_column: str, encoding: str, split: str | None, quiet: bool,
-             as_json: bool) -> None:
+def pretrain(
+    plugin: str,
+    corpus: str,
+    out: str,
+    epochs: int | None,
+    overrides: tuple[str, ...],
+    limit: int,
+    seed: int,
+    text_column: str,
+    label_column: str,
+    encoding: str,
+    split: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
     """Source-task pretraining on an unlabelled corpus; then `tl run --plugin X --weights OUT`."""
     from tlzoo.core.corpus import CorpusOptions
     from tlzoo.core.pretraining import pretrain as run_pretrain
@@ -613,8 +765,17 @@ def pretrain(plugin: str, corpus: str, out: str, epochs: int | None, overrides: 
         except json.JSONDecodeError:
             options[key] = value
     copts = CorpusOptions(text_column=text_column, label_column=label_column, encoding=encoding, split=split or "")
-    summary = run_pretrain(plugin, corpus, out, options, epochs=epochs, limit=limit, seed=seed,
-                           corpus_options=copts, log=None if quiet or as_json else _log)
+    summary = run_pretrain(
+        plugin,
+        corpus,
+        out,
+        options,
+        epochs=epochs,
+        limit=limit,
+        seed=seed,
+        corpus_options=copts,
+        log=None if quiet or as_json else _log,
+    )
     if as_json:
         click.echo(json.dumps(summary, indent=2, default=str))
     else:
@@ -636,8 +797,11 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
     entries = filter_catalogue(full_catalogue(pm), modality, pattern)
     for info in pm.plugins():
         if info.error and not info.missing:
-            click.echo(f"Warning: plugin '{info.name}' failed ({_flat(info.error, 160)}); its models are not "
-                       "listed. See `tl plugins`.", err=True)
+            click.echo(
+                f"Warning: plugin '{info.name}' failed ({_flat(info.error, 160)}); its models are not "
+                "listed. See `tl plugins`.",
+                err=True,
+            )
         for warning in info.warnings:
             click.echo(f"Warning: plugin '{info.name}': {_flat(warning, 200)}.", err=True)
     if as_json:
@@ -651,10 +815,14 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
     rw = max(len(e.registered_by) for e in entries)
     for e in entries:
         mark = "*" if e.default else " "
-        click.echo(f"{e.name:<{width}}  {e.plugin:<{pw}}{mark} {e.modality:<6}  {e.registered_by:<{rw}}  "
-                   f"{e.description}")
-    click.echo("\n* = the plugin's default model; the 4th column names the plugin that catalogues it "
-               "(`tl plugins`).  Use: tl run --plugin PLUGIN [--model NAME]", err=True)
+        click.echo(
+            f"{e.name:<{width}}  {e.plugin:<{pw}}{mark} {e.modality:<6}  {e.registered_by:<{rw}}  {e.description}"
+        )
+    click.echo(
+        "\n* = the plugin's default model; the 4th column names the plugin that catalogues it "
+        "(`tl plugins`).  Use: tl run --plugin PLUGIN [--model NAME]",
+        err=True,
+    )
 
 
 @cli.command()
@@ -750,8 +918,12 @@ def data_list() -> None:
 
 # ---------------------------------------------------------------------------- compare
 @cli.command()
-@click.option("--plugins", "-p", required=True,
-              help="Comma-separated plugins or catalogued models, e.g. bert,glove; NAME=PATH uses local weights.")
+@click.option(
+    "--plugins",
+    "-p",
+    required=True,
+    help="Comma-separated plugins or catalogued models, e.g. bert,glove; NAME=PATH uses local weights.",
+)
 @click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
 @click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
 @click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
@@ -761,28 +933,52 @@ def data_list() -> None:
 @click.option("--batch-size", "-b", type=int, help="Batch size for feature extraction [32].")
 @click.option("--device", help="auto, cpu or cuda [auto].")
 @click.option("--seed", type=int, help="Random seed (the split) [0].")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any run config key, e.g. data.text_column=review.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any run config key, e.g. data.text_column=review."
+)
 @click.option("--no-logme", is_flag=True, help="Skip the LogME score (ranks backbones without training a head).")
 @click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON on stdout.")
 @click.option("--quiet", "-q", is_flag=True, help="Only print the leaderboard.")
 @offline_option
 @friendly
-def compare(plugins: str, data: str, heads: str, out: str | None, overrides: tuple[str, ...], no_logme: bool,
-            as_json: bool, quiet: bool, **options: Any) -> None:
+def compare(
+    plugins: str,
+    data: str,
+    heads: str,
+    out: str | None,
+    overrides: tuple[str, ...],
+    no_logme: bool,
+    as_json: bool,
+    quiet: bool,
+    **options: Any,
+) -> None:
     """Probe several backbones with cheap heads on cached features; print a leaderboard."""
     from tlzoo.core.config import RunConfig
 
     cfg = RunConfig()
-    for param, key in (("limit", "data.limit"), ("image_size", "model.image_size"), ("max_length", "model.max_length"),
-                       ("batch_size", "train.batch_size"), ("device", "train.device"), ("seed", "seed")):
+    for param, key in (
+        ("limit", "data.limit"),
+        ("image_size", "model.image_size"),
+        ("max_length", "model.max_length"),
+        ("batch_size", "train.batch_size"),
+        ("device", "train.device"),
+        ("seed", "seed"),
+    ):
         if options.get(param) is not None:
             cfg.set(key, options[param])
     cfg.apply_overrides(list(overrides))
     cfg.progress = not quiet
     from tlzoo.core.compare import compare as run_compare, format_leaderboard
 
-    result = run_compare(plugins.split(","), data, heads.split(","), out, config=cfg, use_logme=not no_logme,
-                         log=(lambda m: None) if quiet else _log)
+    result = run_compare(
+        plugins.split(","),
+        data,
+        heads.split(","),
+        out,
+        config=cfg,
+        use_logme=not no_logme,
+        log=(lambda m: None) if quiet else _log,
+    )
     if as_json:
         click.echo(json.dumps({"out": str(result.out), "rows": result.rows}, indent=2, default=str))
         return
@@ -791,9 +987,11 @@ def compare(plugins: str, data: str, heads: str, out: str | None, overrides: tup
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
     if w:
         weights = f" --weights {w['weights_path']}" if w.get("weights_path") else ""
-        click.echo(f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n"
-                   f"  tl run --plugin {w['plugin']} --model {w['model']}{weights} --data {data} --strategy fine-tune",
-                   err=True)
+        click.echo(
+            f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n"
+            f"  tl run --plugin {w['plugin']} --model {w['model']}{weights} --data {data} --strategy fine-tune",
+            err=True,
+        )
 
 
 # ---------------------------------------------------------------------------- feature cache
@@ -813,8 +1011,11 @@ def cache_ls(as_json: bool) -> None:
 
     orphans = remove_orphans()
     if orphans:
-        click.echo(f"removed {len(orphans)} partial entr{'y' if len(orphans) == 1 else 'ies'} left by "
-                   "extractions that were killed", err=True)
+        click.echo(
+            f"removed {len(orphans)} partial entr{'y' if len(orphans) == 1 else 'ies'} left by "
+            "extractions that were killed",
+            err=True,
+        )
     entries = cache_entries()
     if as_json:
         click.echo(json.dumps([e.as_dict() for e in entries], indent=2))
@@ -824,15 +1025,20 @@ def cache_ls(as_json: bool) -> None:
         return
     now = time.time()
     for e in entries:
-        what = (f"{e.plugin}/{e.model:<22} {e.dataset or '-':<16} {e.split or '-':<6} {e.rows:>7} x {e.width:<5}"
-                if e.complete else "(partial: an interrupted extraction)")
+        what = (
+            f"{e.plugin}/{e.model:<22} {e.dataset or '-':<16} {e.split or '-':<6} {e.rows:>7} x {e.width:<5}"
+            if e.complete
+            else "(partial: an interrupted extraction)"
+        )
         click.echo(f"{e.key:<24}  {what}  {human_bytes(e.bytes):>9}  used {human_age(now - e.last_used)} ago")
     total = sum(e.bytes for e in entries)
     click.echo(f"{len(entries)} entries, {human_bytes(total)} in {cache_root()}", err=True)
 
 
 @cache.command(name="clear")
-@click.option("--older-than", "older_than", metavar="AGE", help="Only entries unused for longer than AGE (30m, 12h, 7d, 2w).")
+@click.option(
+    "--older-than", "older_than", metavar="AGE", help="Only entries unused for longer than AGE (30m, 12h, 7d, 2w)."
+)
 @friendly
 def cache_clear(older_than: str | None) -> None:
     """Remove cached features (all, or those unused for longer than AGE)."""

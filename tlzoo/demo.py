@@ -7,6 +7,7 @@ classifies three new sentences with the trained run.  The equivalent commands:
     tl run --plugin bert --data rotten-tomatoes --limit 2000
     tl predict runs/<run> "A dazzling, heartfelt film."
 """
+
 from __future__ import annotations
 
 import sys
@@ -38,8 +39,7 @@ def main() -> int:
         print(f"Error: {exc}", file=sys.stderr)
         return 2
     t = result.metrics["test"]
-    print(f"\ntest accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}; "
-          f"plots and model in {result.run_dir}/")
+    print(f"\ntest accuracy {t['accuracy']:.3f}, macro-F1 {t['macro_f1']:.3f}; plots and model in {result.run_dir}/")
     return 0
 
 

@@ -1,4 +1,5 @@
 """Small functions for scripts and notebooks that need no torch."""
+
 from __future__ import annotations
 
 from .registry import CatalogueEntry, filter_catalogue, full_catalogue

@@ -11,6 +11,7 @@ else or be damaged.  Invalid JSON, missing keys, wrong types or unreadable tenso
 one line ("'RUN/model.json' is damaged (...); rerun `tl run`"); which paths a
 description may name is decided in ``predict.py``.
 """
+
 from __future__ import annotations
 
 import csv
@@ -73,8 +74,10 @@ def load_model_files(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tens
     if not folder.is_dir():
         raise TlzooError(f"Run directory '{folder}' does not exist; pass the --out folder of a finished `tl run`.")
     if not desc_path.is_file() or not weights_path.is_file():
-        raise TlzooError(f"'{folder}' holds no trained model (model.json + model.safetensors); "
-                         "was the run interrupted? Run `tl run` again.")
+        raise TlzooError(
+            f"'{folder}' holds no trained model (model.json + model.safetensors); "
+            "was the run interrupted? Run `tl run` again."
+        )
     try:
         desc = json.loads(desc_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError, OSError) as exc:
@@ -152,15 +155,29 @@ def check_description(desc: Any, path: Path) -> None:
         raise damaged(path, "'classes' is not a list of class names")
 
 
-def write_predictions(path: Path, ids: list[str], true: list[str] | None, pred: list[str],
-                      proba: np.ndarray, classes: list[str], inputs: list[str] | None = None) -> None:
+def write_predictions(
+    path: Path,
+    ids: list[str],
+    true: list[str] | None,
+    pred: list[str],
+    proba: np.ndarray,
+    classes: list[str],
+    inputs: list[str] | None = None,
+) -> None:
     """One row per example: id, true, predicted, p_<class>..., then for error analysis the probability
     of the predicted class, the loss (-log p of the true class, when labels are known) and the input."""
     index = {c: k for k, c in enumerate(classes)}
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["id"] + (["true"] if true is not None else []) + ["predicted"] + [f"p_{c}" for c in classes]
-                   + ["probability"] + (["loss"] if true is not None else []) + (["input"] if inputs is not None else []))
+        w.writerow(
+            ["id"]
+            + (["true"] if true is not None else [])
+            + ["predicted"]
+            + [f"p_{c}" for c in classes]
+            + ["probability"]
+            + (["loss"] if true is not None else [])
+            + (["input"] if inputs is not None else [])
+        )
         for i, ident in enumerate(ids):
             row = [ident] + ([true[i]] if true is not None else []) + [pred[i]]
             extra = [f"{proba[i][index[pred[i]]]:.5f}"]

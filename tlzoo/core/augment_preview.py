@@ -5,6 +5,7 @@ several independent draws of the training transform.  Tensors come straight from
 backbone's own ``transform`` and are un-normalised with its ``preprocessing()`` mean
 and std, so the picture is exactly the network's input, not a re-creation of it.
 """
+
 from __future__ import annotations
 
 import random
@@ -28,8 +29,15 @@ def _to_image(x: Any, mean: Sequence[float], std: Sequence[float]) -> np.ndarray
     return img[..., 0] if c == 1 else img
 
 
-def save_augment_grid(backbone: Backbone, examples: Sequence[Any], path: Path, labels: Sequence[str] = (),
-                      rows: int = 6, draws: int = 5, seed: int = 0) -> bool:
+def save_augment_grid(
+    backbone: Backbone,
+    examples: Sequence[Any],
+    path: Path,
+    labels: Sequence[str] = (),
+    rows: int = 6,
+    draws: int = 5,
+    seed: int = 0,
+) -> bool:
     """Write the grid; returns False (and writes nothing) when the inputs are not images."""
     if not examples:
         return False
@@ -42,8 +50,10 @@ def save_augment_grid(backbone: Backbone, examples: Sequence[Any], path: Path, l
     torch_state, py_state, np_state = torch.get_rng_state(), random.getstate(), np.random.get_state()
     try:
         torch.manual_seed(seed)
-        views = [[_to_image(backbone.transform(examples[i], train=t), mean, std)
-                  for t in (False, *([True] * draws))] for i in picks]
+        views = [
+            [_to_image(backbone.transform(examples[i], train=t), mean, std) for t in (False, *([True] * draws))]
+            for i in picks
+        ]
     finally:
         torch.set_rng_state(torch_state)
         random.setstate(py_state)

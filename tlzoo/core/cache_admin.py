@@ -7,6 +7,7 @@ listed as partial and always removed by ``clear``, unless their writer is still 
 ``remove_orphans`` (run by ``tl cache ls`` and by every run) removes those whose process
 is gone.  torch-free: ``tl cache`` needs no model library.
 """
+
 from __future__ import annotations
 
 import json
@@ -90,8 +91,14 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
             continue
         manifest = folder / "manifest.json"
         stat = (manifest if manifest.is_file() else folder).stat()
-        entry = CacheEntry(key=folder.name, path=folder, complete=False, bytes=_size(folder),
-                           last_used=stat.st_mtime, created=stat.st_mtime)
+        entry = CacheEntry(
+            key=folder.name,
+            path=folder,
+            complete=False,
+            bytes=_size(folder),
+            last_used=stat.st_mtime,
+            created=stat.st_mtime,
+        )
         if manifest.is_file() and ".tmp-" not in folder.name:
             try:
                 meta = json.loads(manifest.read_text())

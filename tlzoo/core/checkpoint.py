@@ -15,6 +15,7 @@ Under torchrun only rank 0 writes (or removes) the file, with its own random sta
 every rank loads it to resume (every rank shuffles with the same generator, see
 ``distributed.py``, so its saved state stands for all).
 """
+
 from __future__ import annotations
 
 import os
@@ -85,8 +86,10 @@ class Checkpointer:
         except BaseException as exc:
             tmp.unlink(missing_ok=True)  # never leave half a checkpoint behind
             if isinstance(exc, RuntimeError) and "write" in str(exc).lower():  # torch's zip writer: disk full
-                raise TlzooError(f"Could not write the checkpoint {self.path} ({str(exc).splitlines()[0][:120]}); "
-                                 "is the disk full? Free space or choose another --out.") from None
+                raise TlzooError(
+                    f"Could not write the checkpoint {self.path} ({str(exc).splitlines()[0][:120]}); "
+                    "is the disk full? Free space or choose another --out."
+                ) from None
             raise
         os.replace(tmp, self.path)  # atomic: a kill leaves the old file or the new one
 
@@ -98,11 +101,15 @@ class Checkpointer:
         try:
             state = torch.load(str(self.path), map_location="cpu", weights_only=True)
         except Exception as exc:  # cannot happen through save(); a damaged disk or a hand edit
-            raise TlzooError(f"The checkpoint {self.path} cannot be read ({type(exc).__name__}); "
-                             "delete it to restart training from the first epoch.") from None
+            raise TlzooError(
+                f"The checkpoint {self.path} cannot be read ({type(exc).__name__}); "
+                "delete it to restart training from the first epoch."
+            ) from None
         if state.get("format") != FORMAT:
-            raise TlzooError(f"The checkpoint {self.path} has format {state.get('format')}, this tlzoo reads "
-                             f"{FORMAT}; delete it to restart training.")
+            raise TlzooError(
+                f"The checkpoint {self.path} has format {state.get('format')}, this tlzoo reads "
+                f"{FORMAT}; delete it to restart training."
+            )
         return state
 
     def remove(self) -> None:
@@ -127,8 +134,10 @@ def incomplete_dir(run_dir: str | Path) -> Path:
     if not folder.is_dir():
         if final.is_dir() and (final / "metrics.json").is_file():
             raise TlzooError(f"The run '{final}' already finished; nothing to resume (see its metrics.json).")
-        raise TlzooError(f"No interrupted run at '{run_dir}' (looked for '{folder}'); "
-                         "pass the --out folder of a `tl run` that was stopped.")
+        raise TlzooError(
+            f"No interrupted run at '{run_dir}' (looked for '{folder}'); "
+            "pass the --out folder of a `tl run` that was stopped."
+        )
     if not (folder / "config.toml").is_file():
         raise TlzooError(f"'{folder}' has no config.toml, so it cannot be resumed; start the run again with `tl run`.")
     if final.exists() and any(final.iterdir()):

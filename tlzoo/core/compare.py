@@ -11,6 +11,7 @@ from its features to the labels, You et al., ICML 2021), which ranks backbones w
 trained at all.  The result is a leaderboard printed and saved as ``leaderboard.csv`` and
 ``leaderboard.png`` in the output folder.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,20 @@ from .interfaces import FittedHead
 from .metrics import classification_report
 from .steps import CREATE_BACKBONE, PROBE_STEPS
 
-COLUMNS = ("rank", "backbone", "plugin", "head", "accuracy", "macro_f1", "seconds", "extract_seconds",
-           "fit_seconds", "features", "logme", "weights")
+COLUMNS = (
+    "rank",
+    "backbone",
+    "plugin",
+    "head",
+    "accuracy",
+    "macro_f1",
+    "seconds",
+    "extract_seconds",
+    "fit_seconds",
+    "features",
+    "logme",
+    "weights",
+)
 
 
 @dataclass
@@ -56,7 +69,7 @@ def logme(features: np.ndarray, labels: np.ndarray, iterations: int = 100, tol: 
     u, s, _ = np.linalg.svd(f, full_matrices=False)
     keep = s > s.max() * 1e-10 if len(s) else s > 0
     u, s = u[:, keep], s[:, None][keep][:, 0]
-    sigma = s ** 2
+    sigma = s**2
     scores = []
     for k in np.unique(labels):
         y = (labels == k).astype(np.float64)
@@ -78,16 +91,30 @@ def logme(features: np.ndarray, labels: np.ndarray, iterations: int = 100, tol: 
         m2 = float(((beta * s * z / (alpha + beta * sigma)) ** 2).sum())
         resid = float((((1 - shrink) * z) ** 2).sum()) + rest
         log_det = float(np.log(alpha + beta * sigma).sum()) + (d - len(s)) * np.log(alpha)
-        evidence = (n / 2 * np.log(beta) + d / 2 * np.log(alpha) - n / 2 * np.log(2 * np.pi)
-                    - beta / 2 * resid - alpha / 2 * m2 - log_det / 2)
+        evidence = (
+            n / 2 * np.log(beta)
+            + d / 2 * np.log(alpha)
+            - n / 2 * np.log(2 * np.pi)
+            - beta / 2 * resid
+            - alpha / 2 * m2
+            - log_det / 2
+        )
         scores.append(evidence / n)
     return float(np.mean(scores))
 
 
 # --------------------------------------------------------------------------- the probes
-def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg", "knn"),
-            out: str | Path | None = None, *, config: RunConfig | None = None, use_logme: bool = True,
-            zoo: Any = None, log: Callable[[str], None] | None = print) -> CompareResult:
+def compare(
+    plugins: Sequence[str],
+    data: str,
+    heads: Sequence[str] = ("logreg", "knn"),
+    out: str | Path | None = None,
+    *,
+    config: RunConfig | None = None,
+    use_logme: bool = True,
+    zoo: Any = None,
+    log: Callable[[str], None] | None = print,
+) -> CompareResult:
     """Probe each backbone in ``plugins`` with each fitted head in ``heads`` on ``data``.
 
     ``config`` supplies everything else a run would use (limit, seed, split fractions,
@@ -112,8 +139,10 @@ def compare(plugins: Sequence[str], data: str, heads: Sequence[str] = ("logreg",
     head_classes = {h: zoo.heads.get(h) for h in heads}
     trainable = [h for h, cls in head_classes.items() if not issubclass(cls, FittedHead)]
     if trainable:
-        raise TlzooError(f"tl compare probes with fitted heads; '{trainable[0]}' is trained by gradient descent. "
-                         "Use logreg, svm, rf, knn, tree or nb.")
+        raise TlzooError(
+            f"tl compare probes with fitted heads; '{trainable[0]}' is trained by gradient descent. "
+            "Use logreg, svm, rf, knn, tree or nb."
+        )
     specs = [_spec(p) for p in plugins]
     for name, weights in specs:  # every name and path checked before any heavy work
         zoo.resolve_backbone(name, "")
@@ -158,15 +187,18 @@ def _probe_log(log: Callable[[str], None]) -> Callable[[str], None]:
     return lambda msg: log(msg) if msg.lstrip().startswith(("features for", "warning:")) else None
 
 
-def _probe(run: Any, first: str, head_classes: dict[str, Any], weights: str, use_logme: bool,
-           log: Callable[[str], None]) -> list[dict[str, Any]]:
+def _probe(
+    run: Any, first: str, head_classes: dict[str, Any], weights: str, use_logme: bool, log: Callable[[str], None]
+) -> list[dict[str, Any]]:
     """Run ``steps.PROBE_STEPS`` (train extracts the features and fits ``first``), then fit the other heads."""
     upto = PROBE_STEPS.index(CREATE_BACKBONE) + 1
     run.run_steps(PROBE_STEPS[:upto])
     weights_note = f" @ {Path(weights).name}" if weights else ""
     label = run.backbone.name + weights_note
-    log(f"{run.config.model.plugin}: {label}, {run.backbone.num_features} features "
-        f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)")
+    log(
+        f"{run.config.model.plugin}: {label}, {run.backbone.num_features} features "
+        f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)"
+    )
     started = time.perf_counter()
     run.run_steps(PROBE_STEPS[upto:])
     first_fit = float(run.history.rows[-1]["seconds"]) if run.history.rows else 0.0
@@ -187,16 +219,27 @@ def _probe(run: Any, first: str, head_classes: dict[str, Any], weights: str, use
         proba = head.predict_proba(feats["test"])
         fit_seconds = time.perf_counter() - t0 + (first_fit if name == first else 0.0)
         report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
-        rows.append({"backbone": label, "plugin": run.factory.name, "model": run.model_name,
-                     "weights_path": weights, "head": name,
-                     "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
-                     "seconds": round(extract_seconds + fit_seconds, 2),
-                     "extract_seconds": round(extract_seconds, 2), "fit_seconds": round(fit_seconds, 2),
-                     "features": run.backbone.num_features,
-                     "logme": None if score is None else round(score, 4),
-                     "weights": run.backbone.weights_source})
-        log(f"  {name:<7} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
-            f"({fit_seconds:.1f}s fit)")
+        rows.append(
+            {
+                "backbone": label,
+                "plugin": run.factory.name,
+                "model": run.model_name,
+                "weights_path": weights,
+                "head": name,
+                "accuracy": report["accuracy"],
+                "macro_f1": report["macro_f1"],
+                "seconds": round(extract_seconds + fit_seconds, 2),
+                "extract_seconds": round(extract_seconds, 2),
+                "fit_seconds": round(fit_seconds, 2),
+                "features": run.backbone.num_features,
+                "logme": None if score is None else round(score, 4),
+                "weights": run.backbone.weights_source,
+            }
+        )
+        log(
+            f"  {name:<7} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+            f"({fit_seconds:.1f}s fit)"
+        )
     return rows
 
 
@@ -208,13 +251,17 @@ def _spec(text: str) -> tuple[str, str]:
 
 def format_leaderboard(rows: list[dict[str, Any]]) -> str:
     """The leaderboard as an aligned text table."""
-    header = (f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8} "
-              f"{'features':>8} {'LogME':>8}")
+    header = (
+        f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8} "
+        f"{'features':>8} {'LogME':>8}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         lm = "" if r.get("logme") is None else f"{r['logme']:.3f}"
-        lines.append(f"{r['rank']:>2}  {r['backbone']:<24} {r['head']:<7} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} "
-                     f"{r['seconds']:>8.1f} {r['features']:>8} {lm:>8}")
+        lines.append(
+            f"{r['rank']:>2}  {r['backbone']:<24} {r['head']:<7} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} "
+            f"{r['seconds']:>8.1f} {r['features']:>8} {lm:>8}"
+        )
     return "\n".join(lines)
 
 
@@ -235,8 +282,15 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") ->
         bars = ax.bar(x + (j - (len(heads) - 1) / 2) * width, vals, width, label=h)
         for bar, v in zip(bars, vals):
             if not np.isnan(v):
-                ax.annotate(f"{v:.3f}", (bar.get_x() + bar.get_width() / 2, v), ha="center", va="bottom",
-                            fontsize=8, xytext=(0, 2), textcoords="offset points")
+                ax.annotate(
+                    f"{v:.3f}",
+                    (bar.get_x() + bar.get_width() / 2, v),
+                    ha="center",
+                    va="bottom",
+                    fontsize=8,
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                )
     labels = []
     for b in backbones:
         r = next(r for r in rows if r["backbone"] == b)

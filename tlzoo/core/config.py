@@ -4,6 +4,7 @@ Precedence, lowest first: defaults -> ``--config FILE`` -> CLI options -> ``--se
 Unknown keys and values of the wrong type are errors that name the key.  ``head.*``
 keys other than ``head.name`` are the head's own hyper-parameters, checked by the head.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -127,19 +128,23 @@ class RunConfig:
             fields = {f.name: f for f in dataclasses.fields(target)}
             if part not in fields or (part == "params" and isinstance(target, HeadConfig)):
                 known = [".".join(parts[:i] + [n]) for n in fields if n != "params"]
-                raise TlzooError(f"Unknown config key '{dotted}'.{suggest(dotted, known) or ' Known: ' + ', '.join(known) + '.'}")
+                raise TlzooError(
+                    f"Unknown config key '{dotted}'.{suggest(dotted, known) or ' Known: ' + ', '.join(known) + '.'}"
+                )
             if i == len(parts) - 1:
                 ftype = _resolved_types(type(target))[part]
                 if dataclasses.is_dataclass(ftype):
                     first = dataclasses.fields(ftype)[0].name
-                    raise TlzooError(f"Config key '{dotted}' is a section; set one of its keys, e.g. '{dotted}.{first}'.")
+                    raise TlzooError(
+                        f"Config key '{dotted}' is a section; set one of its keys, e.g. '{dotted}.{first}'."
+                    )
                 coerced = _coerce(dotted, value, ftype)
                 _check_range(dotted, coerced)
                 setattr(target, part, coerced)
             else:
                 target = getattr(target, part)
                 if not dataclasses.is_dataclass(target):
-                    raise TlzooError(f"Config key '{'.'.join(parts[:i + 1])}' is not a section.")
+                    raise TlzooError(f"Config key '{'.'.join(parts[: i + 1])}' is not a section.")
 
     def apply_overrides(self, overrides: list[str]) -> None:
         for item in overrides:
@@ -161,20 +166,24 @@ class RunConfig:
             _check_range(dotted, target)
         d = self.data
         if d.val_fraction + d.test_fraction >= 1:
-            raise TlzooError(f"Split fractions val={d.val_fraction}, test={d.test_fraction} are invalid: they sum to "
-                             f"{d.val_fraction + d.test_fraction:g}, and their sum must be below 1 to leave training "
-                             "examples; lower --val-fraction or --test-fraction.")
+            raise TlzooError(
+                f"Split fractions val={d.val_fraction}, test={d.test_fraction} are invalid: they sum to "
+                f"{d.val_fraction + d.test_fraction:g}, and their sum must be below 1 to leave training "
+                "examples; lower --val-fraction or --test-fraction."
+            )
         if not d.text_column or not d.label_column:
-            raise TlzooError("data.text_column and data.label_column must name columns; pass --text-column and "
-                             "--label-column.")
+            raise TlzooError(
+                "data.text_column and data.label_column must name columns; pass --text-column and --label-column."
+            )
         if d.encoding:
             import codecs
 
             try:
                 codecs.lookup(d.encoding)
             except LookupError:
-                raise TlzooError(f"Unknown encoding '{d.encoding}'; pass a Python codec name such as utf-8 or "
-                                 "latin-1 to --encoding.") from None
+                raise TlzooError(
+                    f"Unknown encoding '{d.encoding}'; pass a Python codec name such as utf-8 or latin-1 to --encoding."
+                ) from None
 
     # ------------------------------------------------------------ output
     def as_dict(self) -> dict[str, Any]:
@@ -223,11 +232,21 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 # the command-line option that sets a key, for messages
-OPTION_NAMES = {"data.limit": "--limit", "data.val_fraction": "--val-fraction", "data.test_fraction": "--test-fraction",
-                "model.max_length": "--max-length", "model.image_size": "--image-size", "train.epochs": "--epochs",
-                "train.head_epochs": "--head-epochs", "train.batch_size": "--batch-size", "train.lr": "--lr",
-                "train.finetune_lr": "--finetune-lr", "train.unfreeze": "--unfreeze",
-                "train.num_workers": "--num-workers", "seed": "--seed"}
+OPTION_NAMES = {
+    "data.limit": "--limit",
+    "data.val_fraction": "--val-fraction",
+    "data.test_fraction": "--test-fraction",
+    "model.max_length": "--max-length",
+    "model.image_size": "--image-size",
+    "train.epochs": "--epochs",
+    "train.head_epochs": "--head-epochs",
+    "train.batch_size": "--batch-size",
+    "train.lr": "--lr",
+    "train.finetune_lr": "--finetune-lr",
+    "train.unfreeze": "--unfreeze",
+    "train.num_workers": "--num-workers",
+    "seed": "--seed",
+}
 
 
 def _check_range(dotted: str, value: Any) -> None:

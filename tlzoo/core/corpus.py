@@ -13,6 +13,7 @@ A corpus is a list of texts.  Where it can come from:
 ``--seed`` (and default split fractions) would put in its training split, so a model
 pretrained on a labelled dataset's own text never sees that run's test texts.
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,8 +56,10 @@ def read_text(path: Path, encoding: str) -> str:
     try:
         return path.read_text(text_codec(encoding))
     except UnicodeDecodeError as exc:
-        raise TlzooError(f"'{path}' is not valid {encoding} (byte {exc.start}); "
-                         "convert it or pass --encoding (e.g. --encoding latin-1).") from None
+        raise TlzooError(
+            f"'{path}' is not valid {encoding} (byte {exc.start}); "
+            "convert it or pass --encoding (e.g. --encoding latin-1)."
+        ) from None
     except LookupError:
         raise TlzooError(f"Unknown encoding '{encoding}'; pass a Python codec name such as utf-8 or latin-1.") from None
 
@@ -65,8 +68,10 @@ def _column(path: Path, rows: list[dict[str, Any]], columns: list[str], column: 
     if column not in columns:
         from .errors import suggest
 
-        raise TlzooError(f"'{path}' has no column '{column}'.{suggest(column, columns)} "
-                         f"Columns: {', '.join(columns)}; choose one with --text-column.")
+        raise TlzooError(
+            f"'{path}' has no column '{column}'.{suggest(column, columns)} "
+            f"Columns: {', '.join(columns)}; choose one with --text-column."
+        )
     return [str(r.get(column) or "") for r in rows]
 
 
@@ -83,8 +88,10 @@ class Table:
         """A repeated column the run reads is ambiguous: which copy is meant is the user's choice."""
         for option, col in wanted.items():
             if col in self.duplicates:
-                raise TlzooError(f"'{name}' has the column '{col}' twice ({self.duplicates[col]}); rename one of "
-                                 f"them, or choose another column with {option}.")
+                raise TlzooError(
+                    f"'{name}' has the column '{col}' twice ({self.duplicates[col]}); rename one of "
+                    f"them, or choose another column with {option}."
+                )
 
 
 class _JSONObject(dict):
@@ -119,7 +126,9 @@ def read_jsonl_table(path: Path, encoding: str) -> Table:
         except json.JSONDecodeError as exc:
             raise TlzooError(f"'{path}' line {n} is not valid JSON ({exc.msg}); fix that line.") from None
         except RecursionError:
-            raise TlzooError(f"'{path}' line {n} is nested too deeply; each line needs flat text and label fields.") from None
+            raise TlzooError(
+                f"'{path}' line {n} is nested too deeply; each line needs flat text and label fields."
+            ) from None
         if not isinstance(row, dict):
             raise TlzooError(f"'{path}' line {n} is not a JSON object; each line needs text and label fields.")
         for key in getattr(row, "repeated", ()):
@@ -174,7 +183,7 @@ def read_csv_table(content: str, delimiter: str = ",", name: str = "the CSV") ->
             line, start = start, reader.line_num + 1
             if not fields:
                 continue  # a blank line
-            if len(fields) > len(header) and any(f.strip() for f in fields[len(header):]):
+            if len(fields) > len(header) and any(f.strip() for f in fields[len(header) :]):
                 too_long.append(line)
                 continue
             row: dict[str, Any] = {}
@@ -184,13 +193,17 @@ def read_csv_table(content: str, delimiter: str = ",", name: str = "the CSV") ->
             lines.append(line)
     except csv.Error as exc:
         kind = "TSV" if delimiter == "\t" else "CSV"
-        raise TlzooError(f"{name} line {start} cannot be parsed as {kind} ({exc}); fix the quoting of the row "
-                         "that starts there (a quote inside a quoted field is written twice: \"\").") from None
+        raise TlzooError(
+            f"{name} line {start} cannot be parsed as {kind} ({exc}); fix the quoting of the row "
+            'that starts there (a quote inside a quoted field is written twice: "").'
+        ) from None
     if too_long:
         more = f" (and {len(too_long) - 1} more rows)" if len(too_long) > 1 else ""
-        raise TlzooError(f"{name} line {too_long[0]}{more} has more fields than the header's {len(header)}; a "
-                         f"{'tab' if delimiter == chr(9) else 'comma'} inside a text must be quoted: quote that "
-                         "field or fix the row.")
+        raise TlzooError(
+            f"{name} line {too_long[0]}{more} has more fields than the header's {len(header)}; a "
+            f"{'tab' if delimiter == chr(9) else 'comma'} inside a text must be quoted: quote that "
+            "field or fix the row."
+        )
     return Table(list(header), rows, lines, duplicates)
 
 
@@ -221,8 +234,9 @@ def _labelled_texts(location: str, opts: CorpusOptions, zoo: Any) -> list[str] |
     sources = [s for s in zoo.data_sources if s.can_load(location) and s.modality in ("", "text")]
     if not sources:
         return None
-    ds = sources[0].load(location, DataOptions(text_column=opts.text_column, label_column=opts.label_column,
-                                                encoding=opts.encoding))
+    ds = sources[0].load(
+        location, DataOptions(text_column=opts.text_column, label_column=opts.label_column, encoding=opts.encoding)
+    )
     if opts.split:
         from .data import stratified_limit, stratified_split
 
@@ -244,7 +258,9 @@ def read_corpus(location: str, options: CorpusOptions | None = None, zoo: Any = 
     if opts.limit < 0:
         raise TlzooError(f"--limit must be 0 (every text) or a positive number of texts, got {opts.limit}.")
     if not location:
-        raise TlzooError("No corpus given; pass --corpus FILE|DIR (text, CSV, JSONL, folder of .txt) or a dataset name.")
+        raise TlzooError(
+            "No corpus given; pass --corpus FILE|DIR (text, CSV, JSONL, folder of .txt) or a dataset name."
+        )
     path = Path(location)
     texts: list[str] | None = None
     limited = False
@@ -254,8 +270,10 @@ def read_corpus(location: str, options: CorpusOptions | None = None, zoo: Any = 
             texts = _labelled_texts(location, opts, zoo)  # e.g. a saved Hugging Face dataset
             limited = True
             if texts is None:
-                raise TlzooError(f"No .txt files found under '{path}'; put one text per file there, "
-                                 "or pass a .txt file with one text per line.")
+                raise TlzooError(
+                    f"No .txt files found under '{path}'; put one text per file there, "
+                    "or pass a .txt file with one text per line."
+                )
         else:
             texts = [read_text(p, opts.encoding) for p in files]
     elif path.is_file() and path.name.lower().endswith((".csv", ".tsv", ".jsonl", ".ndjson")) and not opts.split:
@@ -267,13 +285,19 @@ def read_corpus(location: str, options: CorpusOptions | None = None, zoo: Any = 
         limited = True
         if texts is None:
             if not os.path.exists(location):
-                raise TlzooError(f"Corpus '{location}' does not exist; pass a .txt/CSV/JSONL file, a folder of .txt "
-                                 "files, or a dataset name (see `tl data list`).")
-            raise TlzooError(f"Don't know how to read corpus '{location}'; pass a .txt file (one text per line), "
-                             "a folder of .txt files, or a CSV/JSONL with a text column.")
+                raise TlzooError(
+                    f"Corpus '{location}' does not exist; pass a .txt/CSV/JSONL file, a folder of .txt "
+                    "files, or a dataset name (see `tl data list`)."
+                )
+            raise TlzooError(
+                f"Don't know how to read corpus '{location}'; pass a .txt file (one text per line), "
+                "a folder of .txt files, or a CSV/JSONL with a text column."
+            )
     if opts.split and not limited:
-        raise TlzooError("--split train needs a labelled dataset (e.g. rotten-tomatoes or a CSV with labels); "
-                         "drop --split for a plain corpus.")
+        raise TlzooError(
+            "--split train needs a labelled dataset (e.g. rotten-tomatoes or a CSV with labels); "
+            "drop --split for a plain corpus."
+        )
     texts = [t.strip() for t in texts if t and t.strip()]
     if opts.limit and not limited and len(texts) > opts.limit:
         import random

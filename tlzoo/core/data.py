@@ -1,4 +1,5 @@
 """Splitting, subsetting and label encoding: seeded, stratified, numpy only."""
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,10 @@ class RowReport:
                 parts.append(f"{len(lines)} {reason} ({self.position}{'s' if len(lines) > 1 else ''} {where})")
             out.append(f"dropped {n} of {self.total} rows of '{self.name}': {'; '.join(parts)}.")
         for label, count in self.doubtful.items():
-            out.append(f"the label '{label}' ({count} rows of '{self.name}') is kept as a class; if it marks a "
-                       "missing value, blank those labels or remove the rows.")
+            out.append(
+                f"the label '{label}' ({count} rows of '{self.name}') is kept as a class; if it marks a "
+                "missing value, blank those labels or remove the rows."
+            )
         return out
 
 
@@ -143,8 +146,8 @@ def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, see
         n_test = min(n_test, n - 1)
         n_val = min(n_val, n - 1 - n_test)
         parts["test"].extend(idx[:n_test].tolist())
-        parts["val"].extend(idx[n_test:n_test + n_val].tolist())
-        parts["train"].extend(idx[n_test + n_val:].tolist())
+        parts["val"].extend(idx[n_test : n_test + n_val].tolist())
+        parts["train"].extend(idx[n_test + n_val :].tolist())
     if not parts["test"]:
         raise TlzooError(f"Only {len(ds)} examples: too few to hold out a test set; add data or raise --test-fraction.")
     out = {k: ds.subset(sorted(v)) for k, v in parts.items()}
@@ -161,15 +164,19 @@ def _small_class_notes(parts: dict[str, Dataset], val_fraction: float) -> list[s
         sizes = ", ".join(f"'{c}' ({sum(n[c] for n in counts.values())})" for c in no_test[:5])
         more = f" and {len(no_test) - 5} more" if len(no_test) > 5 else ""
         need = "3 (train/validation/test)" if val_fraction > 0 else "2 (train/test)"
-        notes.append(f"{len(no_test)} class{'es have' if len(no_test) > 1 else ' has'} too few examples to reach "
-                     f"every split (a class needs {need}): {sizes}{more}; trained on but absent from the test "
-                     f"set, so macro-F1 (the mean over all {len(classes)} classes) counts each as F1 0 and is at "
-                     f"most {(len(classes) - len(no_test)) / len(classes):.2f}; add examples to score them.")
+        notes.append(
+            f"{len(no_test)} class{'es have' if len(no_test) > 1 else ' has'} too few examples to reach "
+            f"every split (a class needs {need}): {sizes}{more}; trained on but absent from the test "
+            f"set, so macro-F1 (the mean over all {len(classes)} classes) counts each as F1 0 and is at "
+            f"most {(len(classes) - len(no_test)) / len(classes):.2f}; add examples to score them."
+        )
     no_val = [c for c in classes if counts["test"][c] and not counts["val"][c]] if val_fraction > 0 else []
     if no_val:
-        notes.append(f"{len(no_val)} class{'es are' if len(no_val) > 1 else ' is'} absent from the validation set "
-                     f"({', '.join(repr(c) for c in no_val[:5])}{' ...' if len(no_val) > 5 else ''}); "
-                     "validation loss and accuracy do not cover them.")
+        notes.append(
+            f"{len(no_val)} class{'es are' if len(no_val) > 1 else ' is'} absent from the validation set "
+            f"({', '.join(repr(c) for c in no_val[:5])}{' ...' if len(no_val) > 5 else ''}); "
+            "validation loss and accuracy do not cover them."
+        )
     return notes
 
 

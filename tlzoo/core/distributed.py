@@ -28,6 +28,7 @@ Errors that rank 0 meets while the others wait on it reach them as :class:`Relay
 which the CLI does not print again.  Everything that needs torch imports it lazily, so the
 CLI can ask ``is_main()`` without importing torch.
 """
+
 from __future__ import annotations
 
 import math
@@ -146,15 +147,19 @@ def _join(device: str) -> None:
         raise TlzooError("WORLD_SIZE > 1 but this torch build has no torch.distributed; run one process.")
     missing = [k for k in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not os.environ.get(k)]
     if missing:
-        raise TlzooError(f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but {', '.join(missing)} "
-                         f"{'is' if len(missing) == 1 else 'are'} not set; start tl through torchrun "
-                         "(torchrun --nproc-per-node N -m tlzoo run ...).")
+        raise TlzooError(
+            f"WORLD_SIZE is {os.environ['WORLD_SIZE']} but {', '.join(missing)} "
+            f"{'is' if len(missing) == 1 else 'are'} not set; start tl through torchrun "
+            "(torchrun --nproc-per-node N -m tlzoo run ...)."
+        )
     backend = "gloo"
     if (device.startswith("cuda") or device == "auto") and torch.cuda.is_available():
         count = torch.cuda.device_count()
         if local_rank() >= count:
-            raise TlzooError(f"LOCAL_RANK {local_rank()} but only {count} GPU(s) are visible; "
-                             f"use --nproc-per-node {count} or fewer on this node.")
+            raise TlzooError(
+                f"LOCAL_RANK {local_rank()} but only {count} GPU(s) are visible; "
+                f"use --nproc-per-node {count} or fewer on this node."
+            )
         torch.cuda.set_device(local_rank())
         backend = "cpu:gloo,cuda:nccl"  # collectives of CPU tensors (features, sums) stay on gloo
     dist.init_process_group(backend, timeout=_timeout())
@@ -295,8 +300,11 @@ def broadcast_rows(rows: np.ndarray | None, shape: tuple[int, int]) -> np.ndarra
     import torch
     import torch.distributed as dist
 
-    t = (torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)) if is_main() and rows is not None
-         else torch.empty(shape, dtype=torch.float32))
+    t = (
+        torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32))
+        if is_main() and rows is not None
+        else torch.empty(shape, dtype=torch.float32)
+    )
     dist.broadcast(t, src=0)
     return t.numpy()
 
@@ -347,10 +355,16 @@ def shard_loader(loader: DataLoader) -> DataLoader:
     from torch.utils.data import DataLoader
 
     share = BatchShare(loader.batch_sampler, rank(), world_size())
-    out = DataLoader(loader.dataset, batch_sampler=share, num_workers=loader.num_workers,
-                     collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                     worker_init_fn=loader.worker_init_fn, generator=loader.generator,
-                     persistent_workers=loader.persistent_workers)
+    out = DataLoader(
+        loader.dataset,
+        batch_sampler=share,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+        generator=loader.generator,
+        persistent_workers=loader.persistent_workers,
+    )
     out.tlzoo_share = share
     return out
 
@@ -360,9 +374,15 @@ def eval_loader(loader: DataLoader) -> DataLoader:
     from torch.utils.data import DataLoader, Subset
 
     part = Subset(loader.dataset, range(rank(), len(loader.dataset), world_size()))  # type: ignore[arg-type]
-    return DataLoader(part, batch_size=loader.batch_size or 1, shuffle=False, num_workers=loader.num_workers,
-                      collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
-                      worker_init_fn=loader.worker_init_fn)
+    return DataLoader(
+        part,
+        batch_size=loader.batch_size or 1,
+        shuffle=False,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        worker_init_fn=loader.worker_init_fn,
+    )
 
 
 def wrap(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

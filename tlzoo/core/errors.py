@@ -4,6 +4,7 @@ Anything raised as a :class:`TlzooError` is bad input or a missing resource, not
 The CLI prints it as ``Error: <message>`` and exits with code 2; the Python API lets
 it propagate so notebooks see the same message.
 """
+
 from __future__ import annotations
 
 import difflib

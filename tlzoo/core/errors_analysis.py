@@ -6,6 +6,7 @@ answers at once.  Runs written before predictions.csv carried ``loss`` and ``inp
 still work: the loss is recomputed from the ``p_<class>`` columns and the id stands in
 for the input.
 """
+
 from __future__ import annotations
 
 import csv
@@ -56,8 +57,9 @@ def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
     except (UnicodeDecodeError, csv.Error) as exc:
         raise TlzooError(f"{path} cannot be read ({exc}); rerun `tl run` to write it again.") from None
     if "true" not in header:
-        raise TlzooError(f"{path} has no 'true' column, so nothing says which predictions are wrong; "
-                         "it was not written by `tl run`.")
+        raise TlzooError(
+            f"{path} has no 'true' column, so nothing says which predictions are wrong; it was not written by `tl run`."
+        )
     classes = [h[2:] for h in header if h.startswith("p_")]
     out = []
     for r in rows:
@@ -66,8 +68,17 @@ def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
         p_true = _float(r.get(f"p_{r['true']}"), 0.0)
         p_pred = _float(r.get("probability"), _float(r.get(f"p_{r['predicted']}"), 0.0))
         loss = _float(r.get("loss"), -math.log(max(p_true, MIN_P)))
-        out.append(Example(id=r["id"], input=r.get("input") or r["id"], true=r["true"], predicted=r["predicted"],
-                           probability=p_pred, p_true=p_true, loss=loss))
+        out.append(
+            Example(
+                id=r["id"],
+                input=r.get("input") or r["id"],
+                true=r["true"],
+                predicted=r["predicted"],
+                probability=p_pred,
+                p_true=p_true,
+                loss=loss,
+            )
+        )
     return classes, out
 
 

@@ -29,6 +29,7 @@ stored as a linear layer and exports).  Every export is written to a temporary f
 checked, and only then renamed to ``DIR``.  onnx/onnxruntime are imported only here, in
 the functions that need them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,11 +55,18 @@ from .zoo import Zoo
 FORMATS = ("folder", "onnx", "torchscript")
 FOLDER_TOLERANCE = 1e-5  # the exported folder runs the same code: its probabilities must match the run's
 GRAPH_TOLERANCE = 1e-4  # ONNX / TorchScript against PyTorch
-SUPPORTED_GRAPHS = ("vision backbones (input: NCHW float images after preprocessing) and Hugging Face transformer "
-                    "text backbones of the bert plugin (input: token ids + attention mask)")
-PROBE_TEXTS = ("a short one", "an example sentence that is a good deal longer than the first, with punctuation!",
-               "", "the film was great fun", "not good at all, and far too long for what it had to say",
-               "a quixotic, perspicacious zymurgist's syzygy")  # rare words: out-of-vocabulary paths too
+SUPPORTED_GRAPHS = (
+    "vision backbones (input: NCHW float images after preprocessing) and Hugging Face transformer "
+    "text backbones of the bert plugin (input: token ids + attention mask)"
+)
+PROBE_TEXTS = (
+    "a short one",
+    "an example sentence that is a good deal longer than the first, with punctuation!",
+    "",
+    "the film was great fun",
+    "not good at all, and far too long for what it had to say",
+    "a quixotic, perspicacious zymurgist's syzygy",
+)  # rare words: out-of-vocabulary paths too
 
 
 @dataclass
@@ -74,8 +82,13 @@ class ExportResult:
     files: list[str] = field(default_factory=list)
 
 
-def export_run(run_dir: str | Path, to: str | Path, fmt: str = "folder", zoo: Zoo | None = None,
-               log: Callable[[str], None] = lambda msg: None) -> ExportResult:
+def export_run(
+    run_dir: str | Path,
+    to: str | Path,
+    fmt: str = "folder",
+    zoo: Zoo | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> ExportResult:
     """Export the finished run ``run_dir`` into the new folder ``to`` (see the module docstring)."""
     if fmt not in FORMATS:
         from .errors import suggest
@@ -87,9 +100,11 @@ def export_run(run_dir: str | Path, to: str | Path, fmt: str = "folder", zoo: Zo
     predictor = Predictor.load(run, zoo)  # every check of tl predict: confinement, damage, fingerprint
     if fmt != "folder" and predictor.head_kind == "fitted":
         name = json.loads((run / "model.json").read_text(encoding="utf-8"))["head"]["name"]
-        raise TlzooError(f"The '{name}' head is a fitted scikit-learn model, which cannot join the backbone in one "
-                         f"{'ONNX graph' if fmt == 'onnx' else 'TorchScript module'}; export --format folder, or "
-                         "retrain with --head logreg (stored as a linear layer) or --head fc.")
+        raise TlzooError(
+            f"The '{name}' head is a fitted scikit-learn model, which cannot join the backbone in one "
+            f"{'ONNX graph' if fmt == 'onnx' else 'TorchScript module'}; export --format folder, or "
+            "retrain with --head logreg (stored as a linear layer) or --head fc."
+        )
     tmp = _prepare(run, dest)
     try:
         if fmt == "folder":
@@ -129,8 +144,9 @@ def _probes(predictor: Predictor, run: Path, n_real: int = 6) -> list[Any]:
     vision = predictor.backbone.modality == "vision"
     if vision:
         rng = np.random.default_rng(0)
-        made: list[Any] = [rng.integers(0, 256, size, dtype=np.uint8) for size in ((40, 48, 3), (64, 32), (33, 33, 3),
-                                                                                  (50, 70, 3))]
+        made: list[Any] = [
+            rng.integers(0, 256, size, dtype=np.uint8) for size in ((40, 48, 3), (64, 32), (33, 33, 3), (50, 70, 3))
+        ]
     else:
         made = list(PROBE_TEXTS)
     real: list[Any] = []
@@ -172,8 +188,9 @@ def _copy_source(src: Path, assets: Path) -> str:
     return str(target.relative_to(assets.parent))
 
 
-def _export_folder(run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: Zoo,
-                   log: Callable[[str], None]) -> ExportResult:
+def _export_folder(
+    run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: Zoo, log: Callable[[str], None]
+) -> ExportResult:
     desc, tensors = artifacts.load_model_files(run)
     root = run.resolve()
     assets = tmp / "assets"
@@ -201,8 +218,9 @@ def _export_folder(run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: 
     tries: list[tuple[dict[str, Any], str]] = [(new, "")]  # (description, what loading needs besides the folder)
     if source is None and not b.get("weights_copy"):
         if not b.get("weights_saved"):  # feature extraction: store the frozen backbone's weights too
-            tensors.update({f"backbone.{k}": v.detach().cpu().contiguous()
-                            for k, v in predictor.backbone.state_dict().items()})
+            tensors.update(
+                {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in predictor.backbone.state_dict().items()}
+            )
             b["weights_saved"] = True
         from_hub = bool(built_from) and _local_path(built_from) is None  # e.g. a hub id: its config is there
         needs = pinned if b["request"].get("pretrained", True) or from_hub else ""
@@ -215,8 +233,12 @@ def _export_folder(run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: 
     expected = predictor.predict_proba(probes)
     diff = float("inf")
     for n, (described, needs) in enumerate(tries, 1):
-        described["exported"] = {"from": str(root), "format": "folder", "self_contained": not needs,
-                                 "versions": artifacts.versions()}
+        described["exported"] = {
+            "from": str(root),
+            "format": "folder",
+            "self_contained": not needs,
+            "versions": artifacts.versions(),
+        }
         artifacts.save_model(tmp, tensors, described)
         try:
             with warnings.catch_warnings():
@@ -230,11 +252,15 @@ def _export_folder(run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: 
         if diff <= FOLDER_TOLERANCE:
             break
         if n < len(tries):
-            log(f"  rebuilt without its source, the backbone predicts differently (max abs diff {diff:.2g}): "
-                "pinning the source")
+            log(
+                f"  rebuilt without its source, the backbone predicts differently (max abs diff {diff:.2g}): "
+                "pinning the source"
+            )
     if not diff <= FOLDER_TOLERANCE:
-        raise TlzooError(f"The exported folder predicts differently from the run (max abs difference {diff:.2g} on "
-                         f"{len(probes)} examples); please report this with the run's model.json.")
+        raise TlzooError(
+            f"The exported folder predicts differently from the run (max abs difference {diff:.2g} on "
+            f"{len(probes)} examples); please report this with the run's model.json."
+        )
     for name in ("metrics.json", "config.toml"):
         if (run / name).is_file():
             shutil.copy2(run / name, tmp / name)
@@ -306,27 +332,41 @@ def _folder_readme(run: Path, dest: Path, desc: dict[str, Any], needs: str, pred
         files.model = desc
         card = model_card(files).rstrip() + "\n\n"
     except Exception:  # noqa: BLE001 - a run without readable metrics still exports, with a short README
-        card = (f"# {run.name}\n\nA tlzoo {predictor.backbone.modality} classifier over "
-                f"{len(predictor.classes)} classes.\n\n")
-    where = ("Everything it needs is in this folder: the architecture comes from tlzoo's code, the weights from "
-             "model.safetensors." if not needs else f"The weights are in model.safetensors; rebuilding the backbone "
-             f"also needs {needs}.")
+        card = (
+            f"# {run.name}\n\nA tlzoo {predictor.backbone.modality} classifier over "
+            f"{len(predictor.classes)} classes.\n\n"
+        )
+    where = (
+        "Everything it needs is in this folder: the architecture comes from tlzoo's code, the weights from "
+        "model.safetensors."
+        if not needs
+        else f"The weights are in model.safetensors; rebuilding the backbone also needs {needs}."
+    )
     lines = [
-        "## This exported folder", "",
-        f"Written by `tl export` from the run `{run.name}`. {where}", "",
-        "| file | what it holds |", "|---|---|",
+        "## This exported folder",
+        "",
+        f"Written by `tl export` from the run `{run.name}`. {where}",
+        "",
+        "| file | what it holds |",
+        "|---|---|",
         "| model.safetensors | the head and the backbone's weights (safetensors: no code runs when it loads) |",
         "| model.json | the architecture, preprocessing and classes |",
         "| assets/ | tokenizer or vocabulary, and a copy of the local weights the backbone is built from, if any |",
         "| load.py | a plain-Python loader: `python load.py INPUT...` prints one JSON line per input |",
         "| export.json | what the folder needs, the export check, and the sha256 digest of every file |",
-        "| metrics.json, config.toml | the run's test results and configuration |", "",
-        "From the command line (tlzoo installed):", "",
-        "```bash", f'tl predict {dest} "{example}"',
+        "| metrics.json, config.toml | the run's test results and configuration |",
+        "",
+        "From the command line (tlzoo installed):",
+        "",
+        "```bash",
+        f'tl predict {dest} "{example}"',
         f"tl predict {dest} --data {'new.csv --text-column text' if text else 'images/'} --out predictions.csv",
-        f'python {dest / "load.py"} "{example}"', "```", "",
-        "From Python, as in \"How to load\" above, or `from load import load` with this folder on `sys.path` "
-        "(see load.py).", "",
+        f'python {dest / "load.py"} "{example}"',
+        "```",
+        "",
+        'From Python, as in "How to load" above, or `from load import load` with this folder on `sys.path` '
+        "(see load.py).",
+        "",
     ]
     return card + "\n".join(lines)
 
@@ -349,23 +389,32 @@ def _batch(predictor: Predictor, examples: list[Any]) -> Any:
     return b.collate([b.transform(x, False) for x in examples])
 
 
-def _graph_inputs(predictor: Predictor, examples: list[Any], run: Path) -> tuple[list[str] | None, tuple[torch.Tensor, ...]]:
+def _graph_inputs(
+    predictor: Predictor, examples: list[Any], run: Path
+) -> tuple[list[str] | None, tuple[torch.Tensor, ...]]:
     """(dict keys or None, positional tensors) of a batch, or a one-line refusal for inputs no graph takes."""
     batch = _batch(predictor, examples)
     plugin = getattr(predictor.backbone, "plugin", "") or "?"
     if predictor.backbone.modality == "vision":
         if isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.is_floating_point():
             return None, (batch,)
-    elif (isinstance(batch, dict) and {"input_ids", "attention_mask"} <= set(batch)
-          and all(isinstance(v, torch.Tensor) for v in batch.values()) and (run / "assets" / "tokenizer").is_dir()):
+    elif (
+        isinstance(batch, dict)
+        and {"input_ids", "attention_mask"} <= set(batch)
+        and all(isinstance(v, torch.Tensor) for v in batch.values())
+        and (run / "assets" / "tokenizer").is_dir()
+    ):
         keys = list(batch)
         return keys, tuple(batch[k] for k in keys)
-    raise TlzooError(f"The '{plugin}' backbone's input is not a tensor a graph can take (its own vocabulary and "
-                     f"batching); ONNX and TorchScript export support {SUPPORTED_GRAPHS}; use --format folder.")
+    raise TlzooError(
+        f"The '{plugin}' backbone's input is not a tensor a graph can take (its own vocabulary and "
+        f"batching); ONNX and TorchScript export support {SUPPORTED_GRAPHS}; use --format folder."
+    )
 
 
-def _export_graph(run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: str,
-                  log: Callable[[str], None]) -> ExportResult:
+def _export_graph(
+    run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: str, log: Callable[[str], None]
+) -> ExportResult:
     probes = _probes(predictor, run)
     trace_examples, check_examples = probes[:2], probes[2:]  # different batch sizes (and text lengths)
     keys, example = _graph_inputs(predictor, trace_examples, run)
@@ -381,9 +430,16 @@ def _export_graph(run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: s
             if fmt == "onnx":
                 path = tmp / "model.onnx"
                 axes = {n: ({0: "batch"} if keys is None else {0: "batch", 1: "sequence"}) for n in names}
-                torch.onnx.export(graph, example, str(path), dynamo=False, input_names=names,
-                                  output_names=["probabilities"],
-                                  dynamic_axes={**axes, "probabilities": {0: "batch"}}, opset_version=17)
+                torch.onnx.export(
+                    graph,
+                    example,
+                    str(path),
+                    dynamo=False,
+                    input_names=names,
+                    output_names=["probabilities"],
+                    dynamic_axes={**axes, "probabilities": {0: "batch"}},
+                    opset_version=17,
+                )
             else:
                 path = tmp / "model.pt"
                 with torch.no_grad():
@@ -394,8 +450,10 @@ def _export_graph(run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: s
     except Exception as exc:  # noqa: BLE001 - tracing fails in many ways; all mean "not this backbone"
         what = "ONNX" if fmt == "onnx" else "TorchScript"
         first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise TlzooError(f"{what} export of the '{plugin}' backbone failed ({type(exc).__name__}: {first}); it "
-                         f"supports {SUPPORTED_GRAPHS}; use --format folder.") from None
+        raise TlzooError(
+            f"{what} export of the '{plugin}' backbone failed ({type(exc).__name__}: {first}); it "
+            f"supports {SUPPORTED_GRAPHS}; use --format folder."
+        ) from None
     if fmt == "onnx":
         got, feeds = _run_onnx(path, names, check)
     else:
@@ -404,9 +462,11 @@ def _export_graph(run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: s
         feeds = names
     diff = float(np.abs(got - expected).max())
     if not diff <= GRAPH_TOLERANCE:
-        raise TlzooError(f"The {fmt} graph of the '{plugin}' backbone differs from PyTorch by {diff:.2g} (over "
-                         f"{GRAPH_TOLERANCE:g}) on inputs of another size than the traced ones; it supports "
-                         f"{SUPPORTED_GRAPHS}; use --format folder.")
+        raise TlzooError(
+            f"The {fmt} graph of the '{plugin}' backbone differs from PyTorch by {diff:.2g} (over "
+            f"{GRAPH_TOLERANCE:g}) on inputs of another size than the traced ones; it supports "
+            f"{SUPPORTED_GRAPHS}; use --format folder."
+        )
     desc = json.loads((run / "model.json").read_text(encoding="utf-8"))
     if keys is not None:
         shutil.copytree(run / "assets" / "tokenizer", tmp / "assets" / "tokenizer")
@@ -424,16 +484,25 @@ def _run_onnx(path: Path, names: list[str], check: tuple[torch.Tensor, ...]) -> 
     try:
         import onnxruntime as ort
     except ImportError:
-        raise TlzooError("ONNX export checks the graph with onnxruntime, which is not installed; "
-                         "`pip install onnx onnxruntime` (or tlzoo[export]).") from None
+        raise TlzooError(
+            "ONNX export checks the graph with onnxruntime, which is not installed; "
+            "`pip install onnx onnxruntime` (or tlzoo[export])."
+        ) from None
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     kept = [i.name for i in session.get_inputs()]  # the exporter drops inputs the graph never reads
     given = dict(zip(names, (t.numpy() for t in check)))
     return np.asarray(session.run(None, {n: given[n] for n in kept})[0]), kept
 
 
-def _graph_spec(predictor: Predictor, desc: dict[str, Any], fmt: str, tensors: dict[str, torch.Tensor],
-                feeds: list[str], diff: float, n: int) -> dict[str, Any]:
+def _graph_spec(
+    predictor: Predictor,
+    desc: dict[str, Any],
+    fmt: str,
+    tensors: dict[str, torch.Tensor],
+    feeds: list[str],
+    diff: float,
+    n: int,
+) -> dict[str, Any]:
     """``graph.json``: the inputs the graph takes (name, dtype, shape), its output, classes and preprocessing."""
     b = desc["backbone"]
     inputs = []
@@ -442,11 +511,15 @@ def _graph_spec(predictor: Predictor, desc: dict[str, Any], fmt: str, tensors: d
         dims: list[Any] = ["batch", "sequence"] if t.dim() == 2 else ["batch", *(int(d) for d in t.shape[1:])]
         inputs.append({"name": name, "dtype": str(t.dtype).replace("torch.", ""), "shape": dims})
     spec: dict[str, Any] = {
-        "format": fmt, "file": "model.onnx" if fmt == "onnx" else "model.pt",
-        "inputs": inputs, "output": {"name": "probabilities", "shape": ["batch", len(predictor.classes)]},
-        "classes": [str(c) for c in predictor.classes], "modality": predictor.backbone.modality,
+        "format": fmt,
+        "file": "model.onnx" if fmt == "onnx" else "model.pt",
+        "inputs": inputs,
+        "output": {"name": "probabilities", "shape": ["batch", len(predictor.classes)]},
+        "classes": [str(c) for c in predictor.classes],
+        "modality": predictor.backbone.modality,
         "backbone": {k: b.get(k) for k in ("plugin", "model", "weights_source")},
-        "head": desc["head"], "preprocessing": b.get("preprocessing", {}),
+        "head": desc["head"],
+        "preprocessing": b.get("preprocessing", {}),
         "check": {"against": "PyTorch", "examples": n, "max_abs_diff": diff},
         "versions": artifacts.versions(),
     }
@@ -455,26 +528,49 @@ def _graph_spec(predictor: Predictor, desc: dict[str, Any], fmt: str, tensors: d
 
 def _graph_readme(run: Path, dest: Path, fmt: str, spec: dict[str, Any], text: bool) -> str:
     inputs = ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}" for i in spec["inputs"])
-    head = [f"# {run.name} ({'ONNX' if fmt == 'onnx' else 'TorchScript'})", "",
-            f"Backbone {spec['backbone'].get('model')} + head {spec['head'].get('name')}, exported by `tl export` "
-            f"from the run `{run.name}` as one graph: inputs {inputs}; output `probabilities` "
-            f"(batch x {len(spec['classes'])}, softmax over the classes in graph.json). Checked against PyTorch on "
-            f"{spec['check']['examples']} examples: max abs difference {spec['check']['max_abs_diff']:.2g}.", ""]
+    head = [
+        f"# {run.name} ({'ONNX' if fmt == 'onnx' else 'TorchScript'})",
+        "",
+        f"Backbone {spec['backbone'].get('model')} + head {spec['head'].get('name')}, exported by `tl export` "
+        f"from the run `{run.name}` as one graph: inputs {inputs}; output `probabilities` "
+        f"(batch x {len(spec['classes'])}, softmax over the classes in graph.json). Checked against PyTorch on "
+        f"{spec['check']['examples']} examples: max abs difference {spec['check']['max_abs_diff']:.2g}.",
+        "",
+    ]
     if text:
-        head += ["Texts are tokenized by the tokenizer in `assets/tokenizer` (Hugging Face format), with the "
-                 "truncation and maximum length in graph.json's `preprocessing`.", ""]
+        head += [
+            "Texts are tokenized by the tokenizer in `assets/tokenizer` (Hugging Face format), with the "
+            "truncation and maximum length in graph.json's `preprocessing`.",
+            "",
+        ]
     else:
-        head += ["Images are preprocessed as graph.json's `preprocessing` says (timm's evaluation transform: "
-                 "resize the shorter side to input size / crop_pct, centre-crop, scale to 0..1, normalise).", ""]
+        head += [
+            "Images are preprocessed as graph.json's `preprocessing` says (timm's evaluation transform: "
+            "resize the shorter side to input size / crop_pct, centre-crop, scale to 0..1, normalise).",
+            "",
+        ]
     if fmt == "onnx":
         example = '"a new example text"' if text else "path/to/image.png"
-        head += ["With onnxruntime and numpy only (no tlzoo, no torch):", "", "```bash",
-                 f"python {dest / 'onnx_predict.py'} {example}", "```", "",
-                 "`onnx_predict.py` holds the whole preprocessing; read it to use the graph from your own code.", ""]
+        head += [
+            "With onnxruntime and numpy only (no tlzoo, no torch):",
+            "",
+            "```bash",
+            f"python {dest / 'onnx_predict.py'} {example}",
+            "```",
+            "",
+            "`onnx_predict.py` holds the whole preprocessing; read it to use the graph from your own code.",
+            "",
+        ]
     else:
-        head += ["```python", "import torch", "",
-                 f"model = torch.jit.load({str(dest / 'model.pt')!r})  # load only TorchScript files you trust",
-                 "probabilities = model(*inputs)  # the inputs listed above, in that order", "```", ""]
+        head += [
+            "```python",
+            "import torch",
+            "",
+            f"model = torch.jit.load({str(dest / 'model.pt')!r})  # load only TorchScript files you trust",
+            "probabilities = model(*inputs)  # the inputs listed above, in that order",
+            "```",
+            "",
+        ]
     return "\n".join(head)
 
 
@@ -545,7 +641,7 @@ def inputs(paths: list[str]) -> dict[str, np.ndarray]:
     return {SPEC["inputs"][0]["name"]: np.stack([image(p) for p in paths])}
 '''
         what, usage = "image files", "image.png another.jpg"
-    main = '''
+    main = """
 
 def main(argv: list[str]) -> None:
     if not argv:
@@ -561,7 +657,7 @@ def main(argv: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1:])
-'''
+"""
     return common.format(what=what, usage=usage) + body + main
 
 
@@ -582,8 +678,14 @@ def _write_manifest(folder: Path, result: ExportResult) -> None:
             rel = p.relative_to(folder).as_posix()
             files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
     result.files = list(files)
-    artifacts.write_json(folder / "export.json", {
-        "format": result.format, "self_contained": result.self_contained, "needs": result.needs,
-        "check": {"examples": result.checked_examples, "max_abs_diff": result.max_abs_diff},
-        "versions": artifacts.versions(), "files": files,
-    })
+    artifacts.write_json(
+        folder / "export.json",
+        {
+            "format": result.format,
+            "self_contained": result.self_contained,
+            "needs": result.needs,
+            "check": {"examples": result.checked_examples, "max_abs_diff": result.max_abs_diff},
+            "versions": artifacts.versions(),
+            "files": files,
+        },
+    )

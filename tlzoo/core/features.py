@@ -18,6 +18,7 @@ would (same key, same shards) and publishes it; then the other ranks read it, or
 the rows from rank 0 where they cannot (a cache that is not on a shared file system).
 Rank 0 alone checks the cache and tidies it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -151,8 +152,7 @@ class _ShardWriter:
         block = np.concatenate(self.buffer)
         path = self.folder / f"shard-{len(self.shards):05d}.npy"
         self._write_shard(path, block)
-        self.shards.append({"name": path.name, "rows": len(block), "bytes": path.stat().st_size,
-                            "crc32": _crc(path)})
+        self.shards.append({"name": path.name, "rows": len(block), "bytes": path.stat().st_size, "crc32": _crc(path)})
         self.buffer = []  # only now: a failed write keeps the rows for recover()
         self.rows += len(block)
 
@@ -166,8 +166,7 @@ class _ShardWriter:
 
     def close(self) -> None:
         self._flush()
-        meta = {**self.info, "rows": self.rows, "width": self.width, "shards": self.shards,
-                "created": time.time()}
+        meta = {**self.info, "rows": self.rows, "width": self.width, "shards": self.shards, "created": time.time()}
         (self.folder / "manifest.json").write_text(json.dumps(meta, indent=1, default=str))
         shutil.rmtree(self.final, ignore_errors=True)  # a stale or damaged entry under our key
         try:
@@ -180,10 +179,19 @@ class _ShardWriter:
 
 
 @torch.inference_mode()
-def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: torch.device,
-            num_workers: int = 0, cache: FeatureCache | None = None,
-            progress: bool = True, log: Callable[[str], None] = print, label: str = "",
-            fingerprint: str | None = None) -> np.ndarray:
+def extract(
+    backbone: Backbone,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int = 0,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    label: str = "",
+    fingerprint: str | None = None,
+) -> np.ndarray:
     """Pooled features for every example, from the cache when possible.
 
     With a cache, blocks go straight to disk shards (never all held in memory while
@@ -196,16 +204,28 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
     parts = key_parts(backbone, dataset, label, fingerprint)
     key = _hash(parts)
     if distributed.active():
-        return _extract_sharded(backbone, dataset, parts, key, batch_size=batch_size, device=device,
-                                num_workers=num_workers, cache=cache, progress=progress, log=log, label=label)
+        return _extract_sharded(
+            backbone,
+            dataset,
+            parts,
+            key,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            cache=cache,
+            progress=progress,
+            log=log,
+            label=label,
+        )
     hit = cache.load(key)
     if hit is not None:
         log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
         return hit
     blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
     try:
-        writer = cache.writer(key, {**parts, "plugin": backbone.plugin, "model": backbone.name,
-                                    "dataset_name": dataset.name})
+        writer = cache.writer(
+            key, {**parts, "plugin": backbone.plugin, "model": backbone.name, "dataset_name": dataset.name}
+        )
     except OSError as exc:
         return _in_memory(blocks, [], backbone, cache, exc, log)
     try:
@@ -222,8 +242,17 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
         writer.abort()
         if done is None:  # the written shards cannot even be read back: start again in memory
             blocks.close()
-            return extract(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
-                           cache=None, progress=progress, log=log, label=label)
+            return extract(
+                backbone,
+                dataset,
+                batch_size=batch_size,
+                device=device,
+                num_workers=num_workers,
+                cache=None,
+                progress=progress,
+                log=log,
+                label=label,
+            )
         return _in_memory(blocks, done, backbone, cache, exc, log)
     except BaseException:
         writer.abort()
@@ -231,15 +260,35 @@ def extract(backbone: Backbone, dataset: Dataset, *, batch_size: int, device: to
     feats = cache.load(key)
     if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
         log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
-        return extract(backbone, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
-                       cache=None, progress=progress, log=log, label=label)
+        return extract(
+            backbone,
+            dataset,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            cache=None,
+            progress=progress,
+            log=log,
+            label=label,
+        )
     log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
     return feats
 
 
-def _extract_sharded(backbone: Backbone, dataset: Dataset, parts: dict[str, Any], key: str, *, batch_size: int,
-                     device: torch.device, num_workers: int, cache: FeatureCache, progress: bool,
-                     log: Callable[[str], None], label: str) -> np.ndarray:
+def _extract_sharded(
+    backbone: Backbone,
+    dataset: Dataset,
+    parts: dict[str, Any],
+    key: str,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    cache: FeatureCache,
+    progress: bool,
+    log: Callable[[str], None],
+    label: str,
+) -> np.ndarray:
     """``extract`` on every rank of a process group: one cache entry, the same as one process writes."""
     what = f"{label or dataset.name} ({len(dataset)} examples)"
     hit = cache.load(key) if distributed.is_main() else None
@@ -254,34 +303,44 @@ def _extract_sharded(backbone: Backbone, dataset: Dataset, parts: dict[str, Any]
     rows = distributed.gather_rows(mine, shards, width)
     if rows is None:  # not rank 0: the published entry, or rank 0's rows
         return _everywhere(None, cache, key, len(dataset))
-    feats = _publish(cache, key, {**parts, "plugin": backbone.plugin, "model": backbone.name,
-                                  "dataset_name": dataset.name}, rows, batch_size, log)
+    feats = _publish(
+        cache,
+        key,
+        {**parts, "plugin": backbone.plugin, "model": backbone.name, "dataset_name": dataset.name},
+        rows,
+        batch_size,
+        log,
+    )
     if feats is not None:
         log(f"  features for {what} extracted by {distributed.world_size()} processes and cached as {key}")
-    return _everywhere(rows if feats is None else feats, cache, key, len(dataset),
-                       published=feats is not None)
+    return _everywhere(rows if feats is None else feats, cache, key, len(dataset), published=feats is not None)
 
 
-def _publish(cache: FeatureCache, key: str, info: dict[str, Any], rows: np.ndarray, batch_size: int,
-             log: Callable[[str], None]) -> np.ndarray | None:
+def _publish(
+    cache: FeatureCache, key: str, info: dict[str, Any], rows: np.ndarray, batch_size: int, log: Callable[[str], None]
+) -> np.ndarray | None:
     """Write ``rows`` as the entry ``key`` in batch-sized blocks (the shards one process writes);
     the entry read back, or None when the cache refused it (the caller keeps ``rows``)."""
     try:
         writer = cache.writer(key, info)
     except OSError as exc:
-        log(f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
-            "continuing in memory, features will not be cached")
+        log(
+            f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+            "continuing in memory, features will not be cached"
+        )
         return None
     try:
         for start in range(0, len(rows), batch_size):
-            writer.add(rows[start:start + batch_size])
+            writer.add(rows[start : start + batch_size])
         if writer.width == 0:
             writer.width = rows.shape[1]
         writer.close()
     except OSError as exc:
         writer.abort()
-        log(f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
-            "continuing in memory, features will not be cached")
+        log(
+            f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+            "continuing in memory, features will not be cached"
+        )
         return None
     except BaseException:
         writer.abort()
@@ -292,8 +351,7 @@ def _publish(cache: FeatureCache, key: str, info: dict[str, Any], rows: np.ndarr
     return feats
 
 
-def _everywhere(feats: np.ndarray | None, cache: FeatureCache, key: str, n: int,
-                published: bool = True) -> np.ndarray:
+def _everywhere(feats: np.ndarray | None, cache: FeatureCache, key: str, n: int, published: bool = True) -> np.ndarray:
     """Rank 0's features (``feats`` there; ``published``: whether they are in the cache) on every
     rank: the others read the published entry, or receive the rows from rank 0."""
     published = distributed.broadcast_object(published)  # also the barrier: rank 0 has published by now
@@ -308,25 +366,47 @@ def _everywhere(feats: np.ndarray | None, cache: FeatureCache, key: str, n: int,
     return feats
 
 
-def _in_memory(blocks: Any, done: list[np.ndarray], backbone: Backbone, cache: FeatureCache, exc: OSError,
-               log: Callable[[str], None]) -> np.ndarray:
+def _in_memory(
+    blocks: Any,
+    done: list[np.ndarray],
+    backbone: Backbone,
+    cache: FeatureCache,
+    exc: OSError,
+    log: Callable[[str], None],
+) -> np.ndarray:
     """Finish an extraction in memory after the cache refused a write, keeping the rows already done."""
-    log(f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
-        "continuing in memory, features will not be cached")
+    log(
+        f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+        "continuing in memory, features will not be cached"
+    )
     rest = list(blocks)
     parts = done + rest
     return np.concatenate(parts) if parts else np.zeros((0, backbone.num_features), np.float32)
 
 
-def _blocks(backbone: Backbone, dataset: Dataset, batch_size: int, device: torch.device, num_workers: int,
-            progress: bool, label: str) -> Any:
+def _blocks(
+    backbone: Backbone,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    progress: bool,
+    label: str,
+) -> Any:
     from tqdm.auto import tqdm
 
     backbone.eval().to(device)
-    loader = example_loader(dataset.examples, backbone, train=False, batch_size=batch_size,
-                            num_workers=num_workers, shuffle=False)
-    for batch in tqdm(loader, desc=f"extract {label}".strip(), unit="batch", leave=False,
-                      disable=None if progress else True, mininterval=1.0):
+    loader = example_loader(
+        dataset.examples, backbone, train=False, batch_size=batch_size, num_workers=num_workers, shuffle=False
+    )
+    for batch in tqdm(
+        loader,
+        desc=f"extract {label}".strip(),
+        unit="batch",
+        leave=False,
+        disable=None if progress else True,
+        mininterval=1.0,
+    ):
         yield backbone(_to(batch, device)).float().cpu().numpy()
 
 

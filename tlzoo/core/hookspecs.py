@@ -3,6 +3,7 @@
 Registration hooks receive a ``register`` callback, so one plugin can register many
 things.  Entry-point group and project name: ``tlzoo``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -69,4 +70,6 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
 
 
 if tlzoo_run_step.__doc__:  # the table lives in steps.STATE, so the docs cannot drift from the runner
-    tlzoo_run_step.__doc__ = tlzoo_run_step.__doc__.rstrip(" ") + "\n".join("    " + line for line in state_table().splitlines()) + "\n"
+    tlzoo_run_step.__doc__ = (
+        tlzoo_run_step.__doc__.rstrip(" ") + "\n".join("    " + line for line in state_table().splitlines()) + "\n"
+    )

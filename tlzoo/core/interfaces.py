@@ -22,6 +22,7 @@ options it takes and their default values (JSON-able).  A head's are ``--set
 head.KEY=VALUE``, a pretrainer's ``tl pretrain --set KEY=VALUE``, a backbone factory's
 ``model.options``; a strategy or data source without options of its own returns ``{}``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -171,10 +172,13 @@ class BackboneRequest:
     def __post_init__(self) -> None:
         engine = [k for k in ENGINE_SETTINGS if k in self.options]
         if engine:
-            warnings.warn(f"BackboneRequest: {', '.join(engine)} inside options is deprecated; pass "
-                          f"{'it' if len(engine) == 1 else 'them'} as BackboneRequest field"
-                          f"{'' if len(engine) == 1 else 's'} ({', '.join(f'{k}=...' for k in engine)})",
-                          DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                f"BackboneRequest: {', '.join(engine)} inside options is deprecated; pass "
+                f"{'it' if len(engine) == 1 else 'them'} as BackboneRequest field"
+                f"{'' if len(engine) == 1 else 's'} ({', '.join(f'{k}=...' for k in engine)})",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             self._take_engine_settings()
 
     def _take_engine_settings(self) -> None:
@@ -189,9 +193,17 @@ class BackboneRequest:
 
     def to_json(self) -> dict[str, Any]:
         """``backbone.request`` in model.json: every field but ``assets`` (at predict time always the run's own)."""
-        return {"model": self.model, "weights": self.weights, "pretrained": self.pretrained,
-                "options": dict(self.options), "pooling": self.pooling, "max_length": self.max_length,
-                "image_size": self.image_size, "augment": self.augment, "train_backbone": self.train_backbone}
+        return {
+            "model": self.model,
+            "weights": self.weights,
+            "pretrained": self.pretrained,
+            "options": dict(self.options),
+            "pooling": self.pooling,
+            "max_length": self.max_length,
+            "image_size": self.image_size,
+            "augment": self.augment,
+            "train_backbone": self.train_backbone,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any], **override: Any) -> BackboneRequest:
@@ -199,8 +211,12 @@ class BackboneRequest:
         moved to their fields silently); ``override`` sets fields (``assets=``, ``weights=``)."""
         options = dict(data.get("options") or {})
         old = {k: options.pop(k) for k in ENGINE_SETTINGS if k in options}
-        request = cls(model=str(data["model"]), weights=data.get("weights"),
-                      pretrained=bool(data.get("pretrained", True)), options=options)
+        request = cls(
+            model=str(data["model"]),
+            weights=data.get("weights"),
+            pretrained=bool(data.get("pretrained", True)),
+            options=options,
+        )
         for key in ENGINE_SETTINGS:
             if key in data or key in old:
                 setattr(request, key, _engine_value(key, data[key] if key in data else old[key]))
@@ -212,8 +228,9 @@ class BackboneRequest:
 _DEFAULTS: dict[str, Any] = {f: getattr(BackboneRequest(""), f) for f in ENGINE_SETTINGS}
 
 
-def check_options(owner: str, options: Mapping[str, Any], defaults: Mapping[str, Any],
-                  where: str = "model.options") -> dict[str, Any]:
+def check_options(
+    owner: str, options: Mapping[str, Any], defaults: Mapping[str, Any], where: str = "model.options"
+) -> dict[str, Any]:
     """``defaults`` updated by ``options``: the one check every backbone's options go through.
 
     ``BackboneFactory.create`` calls it before the plugin's code runs, so a backbone never sees
@@ -249,8 +266,9 @@ def check_options(owner: str, options: Mapping[str, Any], defaults: Mapping[str,
         else:
             ok = True
         if not ok:
-            raise TlzooError(f"{where}.{key} of {owner} expects {type(want).__name__} (like its default "
-                             f"{want!r}), got {value!r}.")
+            raise TlzooError(
+                f"{where}.{key} of {owner} expects {type(want).__name__} (like its default {want!r}), got {value!r}."
+            )
         merged[key] = value
     return merged
 
@@ -369,9 +387,10 @@ def _restore_fitted(backbone: FittableBackbone, folder: str) -> None:
         raise
     except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
         detail = (str(exc).strip().splitlines() or [""])[0]
-        raise TlzooError(f"The fitted state of backbone '{backbone.name}' in '{folder}' does not load "
-                         f"({type(exc).__name__}: {detail}); the run is incomplete or damaged: rerun `tl run`."
-                         ) from None
+        raise TlzooError(
+            f"The fitted state of backbone '{backbone.name}' in '{folder}' does not load "
+            f"({type(exc).__name__}: {detail}); the run is incomplete or damaged: rerun `tl run`."
+        ) from None
 
 
 @dataclass
@@ -399,8 +418,10 @@ class BackboneFactory:
     def __post_init__(self) -> None:
         clash = sorted(set(self.options) & set(ENGINE_SETTINGS))
         if clash:
-            raise TypeError(f"backbone factory '{self.name}': option '{clash[0]}' is an engine setting "
-                            f"(BackboneRequest.{clash[0]}); read it from the request's field and drop the option")
+            raise TypeError(
+                f"backbone factory '{self.name}': option '{clash[0]}' is an engine setting "
+                f"(BackboneRequest.{clash[0]}); read it from the request's field and drop the option"
+            )
         make = getattr(self.create, "_tlzoo_create", self.create)  # dataclasses.replace passes the wrapper
 
         def create(request: BackboneRequest) -> Backbone:
@@ -454,11 +475,17 @@ class Head(ABC):
         kinds = [k for k in (globals().get("TorchHead"), globals().get("FittedHead")) if k is not None]
         if any(issubclass(cls, k) for k in kinds):
             if bool(flag) != issubclass(cls, kinds[0]):
-                raise TypeError(f"head class {cls.__name__}: trainable = {flag!r} contradicts its base; "
-                                "drop the flag, the base (TorchHead or FittedHead) says it")
+                raise TypeError(
+                    f"head class {cls.__name__}: trainable = {flag!r} contradicts its base; "
+                    "drop the flag, the base (TorchHead or FittedHead) says it"
+                )
             return
-        warnings.warn(f"head class {cls.__name__}: Head with a `trainable` flag is deprecated; subclass "
-                      f"{'TorchHead' if flag else 'FittedHead'} instead", DeprecationWarning, stacklevel=3)
+        warnings.warn(
+            f"head class {cls.__name__}: Head with a `trainable` flag is deprecated; subclass "
+            f"{'TorchHead' if flag else 'FittedHead'} instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
     def __init__(self, **params: Any) -> None:
         unknown = set(params) - set(self.defaults())
@@ -531,11 +558,20 @@ def head_class(cls: type[Head]) -> type[Head]:
         return cls
     flag = next((vars(k)["trainable"] for k in cls.__mro__ if k is not Head and "trainable" in vars(k)), None)
     torch_head = bool(flag) if flag is not None else callable(getattr(cls, "build", None))
-    extra: dict[str, Any] = {} if torch_head else {
-        name: default for name, default in (("state", _no_state), ("load_state", _no_load_state))
-        if not callable(getattr(cls, name, None))}
-    return type(cls.__name__, (cls, TorchHead if torch_head else FittedHead),
-                {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__, **extra})
+    extra: dict[str, Any] = (
+        {}
+        if torch_head
+        else {
+            name: default
+            for name, default in (("state", _no_state), ("load_state", _no_load_state))
+            if not callable(getattr(cls, name, None))
+        }
+    )
+    return type(
+        cls.__name__,
+        (cls, TorchHead if torch_head else FittedHead),
+        {"__module__": cls.__module__, "__qualname__": cls.__qualname__, "__doc__": cls.__doc__, **extra},
+    )
 
 
 # --------------------------------------------------------------------------- strategies
@@ -576,9 +612,19 @@ class LanguageModelBackbone(Protocol):
     plain texts: what the ``ulmfit`` strategy needs for its stage 2.  Structural: a backbone
     with this method satisfies ``isinstance(backbone, LanguageModelBackbone)``."""
 
-    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
-                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    def finetune_language_model(
+        self,
+        texts: list[str],
+        val_texts: list[str],
+        *,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        log: Callable[[str], None],
+        on_epoch: Callable[[dict[str, Any]], None],
+    ) -> list[dict[str, Any]]:
         """Train the language model on ``texts`` (all layers), scoring ``val_texts``; call
         ``on_epoch(row)`` after each epoch (a history row: phase, epoch, train_loss, ...) and
         return the rows.  The backbone's parameters are left frozen (``requires_grad`` False)."""
@@ -611,8 +657,12 @@ class StrategyContext:
         run = self.__dict__.get("_run")
         if name.startswith("__") or run is None or not hasattr(run, name):
             raise AttributeError(f"StrategyContext has no attribute '{name}'")
-        warnings.warn(f"Strategy.before_training now receives a StrategyContext; ctx.{name} reads the Run and "
-                      "stops working in tlzoo 2.0", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"Strategy.before_training now receives a StrategyContext; ctx.{name} reads the Run and "
+            "stops working in tlzoo 2.0",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return getattr(run, name)
 
 
@@ -654,6 +704,7 @@ class Pretrainer(ABC):
         return {}
 
     @abstractmethod
-    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
-                 log: Callable[[str], None]) -> dict[str, Any]:
+    def pretrain(
+        self, corpus: list[str], out: str, options: dict[str, Any], log: Callable[[str], None]
+    ) -> dict[str, Any]:
         """Train on ``corpus`` and write to ``out``; return a summary (final loss, perplexity...)."""

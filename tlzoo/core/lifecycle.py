@@ -12,6 +12,7 @@ importing torch is what failed) and ``tl --help`` must stay fast.
 * ``os_error_message`` turns an ``OSError`` the user can fix (full disk, permissions,
   a read-only file system, a file in the way) into one line.
 """
+
 from __future__ import annotations
 
 import errno
@@ -117,8 +118,10 @@ class RunLock:
                 holder = _read_pid(fd)
                 os.close(fd)
                 who = f" (pid {holder})" if holder else ""
-                raise TlzooError(f"Another tl run{who} is writing '{self.out}' right now; wait for it to finish "
-                                 "or choose another --out.") from None
+                raise TlzooError(
+                    f"Another tl run{who} is writing '{self.out}' right now; wait for it to finish "
+                    "or choose another --out."
+                ) from None
             except BaseException:
                 os.close(fd)
                 raise
@@ -172,13 +175,14 @@ def os_error_message(exc: OSError, where: str | os.PathLike[str] | None = None) 
     what = f" '{target}'" if target else ""
     code = exc.errno
     if code in (errno.ENOSPC, errno.EDQUOT):
-        return (f"No space left on device writing{what or ' the output'}; free space or choose another "
-                "--out/TLZOO_HOME.")
+        return f"No space left on device writing{what or ' the output'}; free space or choose another --out/TLZOO_HOME."
     if code == errno.EROFS:
         return f"Cannot write{what}: the file system is read-only; choose another --out/TLZOO_HOME."
     if code in _PERMISSION:
-        return (f"Permission denied for{what or ' a file'}; check its permissions or choose another "
-                "path (--out, TLZOO_HOME).")
+        return (
+            f"Permission denied for{what or ' a file'}; check its permissions or choose another "
+            "path (--out, TLZOO_HOME)."
+        )
     if code == errno.ENOTDIR:
         return f"A part of the path{what} is a file, not a folder; choose another path."
     if code == errno.EISDIR:

@@ -1,4 +1,5 @@
 """DataLoaders over raw examples: transforms run in workers, batches collate lazily."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -12,8 +13,9 @@ from .interfaces import Backbone
 
 
 class _Examples(TorchDataset):
-    def __init__(self, examples: Sequence[Any], backbone: Backbone, train: bool,
-                 targets: np.ndarray | None = None) -> None:
+    def __init__(
+        self, examples: Sequence[Any], backbone: Backbone, train: bool, targets: np.ndarray | None = None
+    ) -> None:
         self.examples, self.backbone, self.train, self.targets = examples, backbone, train, targets
 
     def __len__(self) -> int:
@@ -34,9 +36,17 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
-def example_loader(examples: Sequence[Any], backbone: Backbone, *, train: bool, batch_size: int,
-                   num_workers: int = 0, shuffle: bool = False, targets: np.ndarray | None = None,
-                   seed: int = 0) -> DataLoader:
+def example_loader(
+    examples: Sequence[Any],
+    backbone: Backbone,
+    *,
+    train: bool,
+    batch_size: int,
+    num_workers: int = 0,
+    shuffle: bool = False,
+    targets: np.ndarray | None = None,
+    seed: int = 0,
+) -> DataLoader:
     def collate(items: list[Any]) -> Any:
         if targets is None:
             return backbone.collate(items)
@@ -45,7 +55,13 @@ def example_loader(examples: Sequence[Any], backbone: Backbone, *, train: bool, 
 
     g = torch.Generator()
     g.manual_seed(seed)
-    return DataLoader(_Examples(examples, backbone, train, targets), batch_size=batch_size,
-                      shuffle=shuffle, num_workers=num_workers, collate_fn=collate,
-                      worker_init_fn=_seed_worker, generator=g,
-                      persistent_workers=False)
+    return DataLoader(
+        _Examples(examples, backbone, train, targets),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=collate,
+        worker_init_fn=_seed_worker,
+        generator=g,
+        persistent_workers=False,
+    )

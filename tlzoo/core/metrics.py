@@ -3,6 +3,7 @@
 macro-F1 is the mean F1 over every class of the run, so a class with no test example
 (too small to split) counts as F1 0; the split step warns when that happens.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -26,8 +27,7 @@ def classification_report(y_true: np.ndarray, y_pred: np.ndarray, classes: list[
     denom = precision + recall
     f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
     per_class = {
-        c: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4),
-            "support": int(s)}
+        c: {"precision": round(float(p), 4), "recall": round(float(r), 4), "f1": round(float(f), 4), "support": int(s)}
         for c, p, r, f, s in zip(classes, precision, recall, f1, actual)
     }
     return {

@@ -18,6 +18,7 @@ URLs are ever contacted, and only to fetch weights or data that are not on disk.
 
 No heavy imports here: the hub libraries are touched only through ``sys.modules``.
 """
+
 from __future__ import annotations
 
 import os
@@ -92,8 +93,10 @@ def configure_hub() -> None:
 def _patch_loaded(value: bool) -> dict[tuple[Any, str], Any]:
     """Set the offline constants of already-imported hub libraries; return the old values."""
     old: dict[tuple[Any, str], Any] = {}
-    targets = (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
-               ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")))
+    targets = (
+        ("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+        ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")),
+    )
     for module_name, attrs in targets:
         module = sys.modules.get(module_name)
         for attr in attrs:

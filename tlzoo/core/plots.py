@@ -1,4 +1,5 @@
 """The PNGs a person looks at: training curves and the confusion matrix."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,13 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str = "") -> Non
         for split, style in (("train", "-o"), ("val", "-s")):
             ys = [_num(r.get(f"{split}_{metric}")) for r in part]
             if any(y is not None for y in ys):
-                ax.plot(x, [np.nan if y is None else y for y in ys], style, ms=4,
-                        label="training" if split == "train" else "validation")
+                ax.plot(
+                    x,
+                    [np.nan if y is None else y for y in ys],
+                    style,
+                    ms=4,
+                    label="training" if split == "train" else "validation",
+                )
         _mark_phases(ax, part)
         ax.set_xlabel("epoch (all phases)")
         ax.set_ylabel(metric)
@@ -58,8 +64,18 @@ def _mark_phases(ax: Any, rows: list[dict[str, Any]]) -> None:
         if i == 0 or r["phase"] != rows[i - 1]["phase"]:
             # the first phase at the left edge of the axes, the others just right of their line
             where, coords = ((0.01, 0.98), "axes fraction") if i == 0 else ((i + 0.5, 0.98), ("data", "axes fraction"))
-            label = ax.annotate(str(r["phase"]), where, xycoords=coords, xytext=(2, 0), textcoords="offset points",
-                                rotation=90, va="top", ha="left", fontsize=8, color="grey")
+            label = ax.annotate(
+                str(r["phase"]),
+                where,
+                xycoords=coords,
+                xytext=(2, 0),
+                textcoords="offset points",
+                rotation=90,
+                va="top",
+                ha="left",
+                fontsize=8,
+                color="grey",
+            )
             label.set_in_layout(False)  # inside the axes: the layout engine need not make room for it
 
 
@@ -75,8 +91,15 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
     im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=9 if n <= 12 else 7,
-                    color="white" if share[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=9 if n <= 12 else 7,
+                color="white" if share[i, j] > 0.5 else "black",
+            )
     ax.set_xticks(range(n), classes, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")

@@ -16,6 +16,7 @@ still work through ``ALIASES``.  An installed plugin whose module imports a heav
 (``HEAVY_MODULES``: torch, scikit-learn, ...) at its top gets a warning: ``tl --help`` and
 ``tl list`` import that module, and would wait for the library.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -82,9 +83,15 @@ class PluginInfo:
     missing: bool = False  # named in TLZOO_PLUGINS, but no such plugin exists
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "version": self.version, "hooks": self.hooks,
-                "error": self.error, "builtin": self.builtin, "warnings": self.warnings,
-                "missing": self.missing}
+        return {
+            "name": self.name,
+            "version": self.version,
+            "hooks": self.hooks,
+            "error": self.error,
+            "builtin": self.builtin,
+            "warnings": self.warnings,
+            "missing": self.missing,
+        }
 
     def record(self, message: str) -> None:
         """Note a failure: the first one is the error, later ones are kept as warnings."""
@@ -122,9 +129,11 @@ def _plain_step_impl(pm: pluggy.PluginManager, plugin: Any) -> str | None:
     """Why ``plugin`` is refused: a tlzoo_run_step implementation that is no wrapper would replace the step."""
     for impl in pm.hook.tlzoo_run_step.get_hookimpls():
         if impl.plugin is plugin and not (impl.wrapper or impl.hookwrapper):
-            return (f"tlzoo_run_step must be a wrapper (@hookimpl(wrapper=True) ending in `return (yield)`, or "
-                    f"@tlzoo.step_wrapper(...)); '{impl.function.__name__}' is a plain implementation, which "
-                    "would replace the step instead of wrapping it")
+            return (
+                f"tlzoo_run_step must be a wrapper (@hookimpl(wrapper=True) ending in `return (yield)`, or "
+                f"@tlzoo.step_wrapper(...)); '{impl.function.__name__}' is a plain implementation, which "
+                "would replace the step instead of wrapping it"
+            )
     return None
 
 
@@ -157,8 +166,10 @@ def unknown_allowed() -> dict[str, str]:
     if not allowed:
         return {}
     known = [*BUILTIN_PLUGINS, *ALIASES] + [ep.name for ep in _entry_points()]
-    return {name: f"TLZOO_PLUGINS names '{name}', which is no built-in or installed plugin.{suggest(name, known)}"
-            for name in sorted(allowed - set(known))}
+    return {
+        name: f"TLZOO_PLUGINS names '{name}', which is no built-in or installed plugin.{suggest(name, known)}"
+        for name in sorted(allowed - set(known))
+    }
 
 
 def _version() -> str:
@@ -175,8 +186,9 @@ class PluginManager:
     (the CLI loads only ``COMMAND_PLUGINS`` to add commands).
     """
 
-    def __init__(self, load_entry_points: bool = True, extra: list[Any] | None = None,
-                 builtins: bool | Collection[str] = True) -> None:
+    def __init__(
+        self, load_entry_points: bool = True, extra: list[Any] | None = None, builtins: bool | Collection[str] = True
+    ) -> None:
         self.pm = pluggy.PluginManager("tlzoo")
         self.pm.add_hookspecs(hookspecs)
         self.pm.register(_StepRunner(), name="tlzoo.step-runner")
@@ -195,7 +207,8 @@ class PluginManager:
                     if ep.name in BUILTIN_PLUGINS:  # an entry point may not replace a built-in plugin
                         if ep.name in self.info:
                             self.info[ep.name].warnings.append(
-                                f"an installed plugin '{ep.value}' has the same name and was not loaded")
+                                f"an installed plugin '{ep.value}' has the same name and was not loaded"
+                            )
                         continue
                     version = ep.dist.version if ep.dist is not None else None
                     self._load(ep.name, ep.load, version, False)
@@ -213,8 +226,10 @@ class PluginManager:
             plugin = loader()
             pulled = sorted(m for m in HEAVY_MODULES if m in sys.modules and m not in before)
             if pulled and not builtin:  # tl --help and tl list import this module: it must stay light
-                info.warnings.append(f"importing it loads {', '.join(pulled)}, so `tl --help` and `tl list` wait for "
-                                     "that; import heavy modules inside the hooks")
+                info.warnings.append(
+                    f"importing it loads {', '.join(pulled)}, so `tl --help` and `tl list` wait for "
+                    "that; import heavy modules inside the hooks"
+                )
             self.pm.register(plugin, name=name)
         except Interrupted:  # the user pressed Ctrl-C (or sent SIGTERM): stop, do not blame the plugin
             raise

@@ -32,6 +32,7 @@ paths included, which needs its labels) goes through the data source
 ``Zoo.data_source_for`` picks.  :func:`write_predictions` streams the records through the
 model batch by batch (a progress bar on stderr) and writes one row per record.
 """
+
 from __future__ import annotations
 
 import csv
@@ -74,23 +75,25 @@ class Predictor:
         # restores a FittableBackbone's fitted state from request.assets (checked by the fingerprint below)
         assets = str(_assets_folder(root))  # first: a link in assets/ is reported as such
         try:
-            request = BackboneRequest.from_json(b["request"], model=model, weights=_weights_for_predict(root, b),
-                                                assets=assets)
+            request = BackboneRequest.from_json(
+                b["request"], model=model, weights=_weights_for_predict(root, b), assets=assets
+            )
             backbone = factory.create(request)
         except TlzooError:
             raise
         except (TypeError, ValueError, KeyError, AttributeError) as exc:  # options of the wrong type or shape
-            raise damaged(desc_path, f"backbone.request does not rebuild: {type(exc).__name__}: "
-                                     f"{first_line(exc)}") from None
+            raise damaged(
+                desc_path, f"backbone.request does not rebuild: {type(exc).__name__}: {first_line(exc)}"
+            ) from None
         if b.get("weights_saved"):
-            state = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
+            state = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
             _load_state(backbone, state, folder)
         elif b.get("fingerprint") and backbone.fingerprint() != b["fingerprint"]:
             raise TlzooError(
                 f"The backbone weights found now ({backbone.weights_source}) differ from the ones this run was "
                 f"trained on; restore those weights or retrain with `tl run`."
             )
-        head_state = {k[len("head."):]: v for k, v in tensors.items() if k.startswith("head.")}
+        head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
         classes = desc["classes"]
         kind = desc["head"]["kind"]
         try:
@@ -119,8 +122,15 @@ class Predictor:
         parts = list(self.iter_proba(inputs, batch_size=batch_size))
         return np.concatenate(parts) if parts else np.zeros((0, len(self.classes)), np.float32)
 
-    def iter_proba(self, inputs: list[Any], *, batch_size: int = 32, device: str | torch.device = "cpu",
-                   progress: bool = False, num_workers: int = 0) -> Iterator[np.ndarray]:
+    def iter_proba(
+        self,
+        inputs: list[Any],
+        *,
+        batch_size: int = 32,
+        device: str | torch.device = "cpu",
+        progress: bool = False,
+        num_workers: int = 0,
+    ) -> Iterator[np.ndarray]:
         """Class probabilities batch by batch (``progress``: a bar on stderr, counted in examples)."""
         from tqdm.auto import tqdm
 
@@ -130,8 +140,14 @@ class Predictor:
         if torch_head:
             self.head.to(device)
         loader = example_loader(inputs, self.backbone, train=False, batch_size=batch_size, num_workers=num_workers)
-        with tqdm(total=len(inputs), desc="predict", unit="example", leave=False, mininterval=1.0,
-                  disable=None if progress else True) as bar:
+        with tqdm(
+            total=len(inputs),
+            desc="predict",
+            unit="example",
+            leave=False,
+            mininterval=1.0,
+            disable=None if progress else True,
+        ) as bar:
             for batch in loader:
                 with torch.inference_mode():  # per batch: the caller runs between yields, in its own mode
                     feats = self.backbone(_to(batch, device)).float()
@@ -147,9 +163,14 @@ class Predictor:
         out = []
         for x, p in zip(inputs, proba):
             i = int(p.argmax())
-            out.append({"input": x if isinstance(x, str) else repr(x), "label": self.classes[i],
-                        "probability": float(p[i]),
-                        "probabilities": {c: float(v) for c, v in zip(self.classes, p)}})
+            out.append(
+                {
+                    "input": x if isinstance(x, str) else repr(x),
+                    "label": self.classes[i],
+                    "probability": float(p[i]),
+                    "probabilities": {c: float(v) for c, v in zip(self.classes, p)},
+                }
+            )
         return out
 
 
@@ -180,8 +201,10 @@ def _load_state(module: nn.Module, state: dict[str, torch.Tensor], folder: Path)
 
 # --------------------------------------------------------------------------- confinement
 def _outside(field: str, value: str, root: Path, why: str) -> TlzooError:
-    return TlzooError(f"'{root / 'model.json'}' field {field} = '{value}' {why}; tlzoo reads only files inside a run "
-                      "directory (or a catalogued source), so rerun `tl run` on weights you trust.")
+    return TlzooError(
+        f"'{root / 'model.json'}' field {field} = '{value}' {why}; tlzoo reads only files inside a run "
+        "directory (or a catalogued source), so rerun `tl run` on weights you trust."
+    )
 
 
 def _inside_run(root: Path, value: str, field: str) -> Path:
@@ -206,8 +229,10 @@ def _weights_for_predict(root: Path, backbone: dict[str, Any]) -> str | None:
     if copy:
         target = _inside_run(root, copy, "backbone.weights_copy")
         if not target.exists():
-            raise TlzooError(f"'{root / 'model.json'}' names backbone.weights_copy '{copy}', which is missing from the "
-                             "run directory; copy the run again whole, or rerun `tl run`.")
+            raise TlzooError(
+                f"'{root / 'model.json'}' names backbone.weights_copy '{copy}', which is missing from the "
+                "run directory; copy the run again whole, or rerun `tl run`."
+            )
         return str(target)
     weights = backbone["request"].get("weights")
     if not weights:
@@ -236,13 +261,19 @@ def _assets_folder(root: Path) -> Path:
     if not assets.exists() and not assets.is_symlink():
         return assets
     if not assets.resolve().is_relative_to(root):
-        raise _outside("assets", "assets", root, f"is a link leading out of the run directory (to '{assets.resolve()}')")
+        raise _outside(
+            "assets", "assets", root, f"is a link leading out of the run directory (to '{assets.resolve()}')"
+        )
     for dirpath, dirnames, filenames in os.walk(assets):  # links are not followed, only checked
         for name in dirnames + filenames:
             p = Path(dirpath) / name
             if p.is_symlink() and not p.resolve().is_relative_to(root):
-                raise _outside("assets", str(p.relative_to(root)), root,
-                               f"is a link leading out of the run directory (to '{p.resolve()}')")
+                raise _outside(
+                    "assets",
+                    str(p.relative_to(root)),
+                    root,
+                    f"is a link leading out of the run directory (to '{p.resolve()}')",
+                )
     return assets
 
 
@@ -273,8 +304,14 @@ class Records:
         """The first ``limit`` records (all of them for 0)."""
         if limit <= 0 or limit >= len(self):
             return self
-        return Records(self.inputs[:limit], self.ids[:limit], self.shown[:limit],
-                       self.labels[:limit] if self.labels is not None else None, self.source, self.notes)
+        return Records(
+            self.inputs[:limit],
+            self.ids[:limit],
+            self.shown[:limit],
+            self.labels[:limit] if self.labels is not None else None,
+            self.source,
+            self.notes,
+        )
 
 
 def records_from_inputs(items: list[str]) -> Records:
@@ -282,8 +319,16 @@ def records_from_inputs(items: list[str]) -> Records:
     return Records(list(items), [str(i) for i in range(len(items))], [str(x) for x in items], None, "arguments")
 
 
-def read_records(location: str, modality: str, zoo: Zoo, *, text_column: str = "text",
-                 label_column: str | None = None, encoding: str = "utf-8", limit: int = 0) -> Records:
+def read_records(
+    location: str,
+    modality: str,
+    zoo: Zoo,
+    *,
+    text_column: str = "text",
+    label_column: str | None = None,
+    encoding: str = "utf-8",
+    limit: int = 0,
+) -> Records:
     """Every record at ``location`` for a ``modality`` run (see the module docstring).
 
     ``label_column`` None: the ``label`` column when the table has one; named, it must exist.
@@ -299,21 +344,23 @@ def read_records(location: str, modality: str, zoo: Zoo, *, text_column: str = "
         images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
         texts = [f for f in files if f.suffix.lower() == ".txt"]
         if images and modality != "vision":
-            raise TlzooError(f"'{path}' holds images, and this run classifies {modality}; use a run trained "
-                             "with a vision plugin.")
+            raise TlzooError(
+                f"'{path}' holds images, and this run classifies {modality}; use a run trained with a vision plugin."
+            )
         if texts and modality != "text":
             raise TlzooError(f"'{path}' holds .txt files, and this run classifies images; pass a folder of images.")
         if images or texts:  # a flat folder: one unlabelled record per file
             chosen = images or texts
             from .corpus import read_text
 
-            inputs: list[Any] = [str(f) for f in chosen] if images else [read_text(f, encoding).strip()
-                                                                        for f in chosen]
+            inputs: list[Any] = [str(f) for f in chosen] if images else [read_text(f, encoding).strip() for f in chosen]
             shown = [str(f) for f in chosen] if images else [str(x) for x in inputs]
             return Records(inputs, [f.name for f in chosen], shown, None, "a flat folder").head(limit)
     if path.is_file() and path.suffix.lower() in (".txt", ".text") and modality == "text":
-        raise TlzooError(f"'{path}' is a plain text file; pass it with --file (one text per line), or give a "
-                         "CSV/JSONL with a text column to --data.")
+        raise TlzooError(
+            f"'{path}' is a plain text file; pass it with --file (one text per line), or give a "
+            "CSV/JSONL with a text column to --data."
+        )
     source = zoo.data_source_for(location, modality)  # the right errors for a missing path or the wrong modality
     if path.is_file() and is_table_path(location) and source.modality == "text":  # texts: labels optional
         return _table_records(path, text_column, label_column, encoding, source.name).head(limit)
@@ -324,8 +371,7 @@ def read_records(location: str, modality: str, zoo: Zoo, *, text_column: str = "
     return Records(list(ds.examples), list(ds.ids), shown, list(ds.labels), source.name, list(ds.notes)).head(limit)
 
 
-def _table_records(path: Path, text_column: str, label_column: str | None, encoding: str,
-                   source: str) -> Records:
+def _table_records(path: Path, text_column: str, label_column: str | None, encoding: str, source: str) -> Records:
     """The records of a CSV/TSV/JSONL file: the labels are optional (a blank one leaves that record unlabelled)."""
     from .corpus import read_csv_table, read_jsonl_table, read_text, text_codec
     from .data import RowReport, label_text
@@ -343,22 +389,29 @@ def _table_records(path: Path, text_column: str, label_column: str | None, encod
             except UnicodeDecodeError:
                 raise TlzooError(f"'{path}' is not valid {encoding}; pass --encoding.") from None
             except (OSError, EOFError) as exc:
-                raise TlzooError(f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the "
-                                 "plain CSV.") from None
+                raise TlzooError(
+                    f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the plain CSV."
+                ) from None
         else:
             content = read_text(path, encoding)
         table = read_csv_table(content, "\t" if name.endswith(".tsv") else ",", f"'{path}'")
     if not table.rows:
-        raise TlzooError(f"'{path}' holds no records; give a header row and one record per row (CSV) or one "
-                         "JSON object per line (JSONL).")
+        raise TlzooError(
+            f"'{path}' holds no records; give a header row and one record per row (CSV) or one "
+            "JSON object per line (JSONL)."
+        )
     if text_column not in table.columns:
-        raise TlzooError(f"'{path}' has no column '{text_column}'.{suggest(text_column, table.columns)} "
-                         f"Columns: {', '.join(table.columns)}; choose one with --text-column.")
+        raise TlzooError(
+            f"'{path}' has no column '{text_column}'.{suggest(text_column, table.columns)} "
+            f"Columns: {', '.join(table.columns)}; choose one with --text-column."
+        )
     column = label_column or "label"
     if label_column is not None and column not in table.columns:
-        raise TlzooError(f"'{path}' has no column '{column}'.{suggest(column, table.columns)} "
-                         f"Columns: {', '.join(table.columns)}; choose one with --label-column, or leave it out "
-                         "to predict without labels.")
+        raise TlzooError(
+            f"'{path}' has no column '{column}'.{suggest(column, table.columns)} "
+            f"Columns: {', '.join(table.columns)}; choose one with --label-column, or leave it out "
+            "to predict without labels."
+        )
     labelled = column in table.columns and column != text_column
     wanted = {"--text-column": text_column, **({"--label-column": column} if labelled else {})}
     table.refuse_duplicates(str(path), wanted)
@@ -377,10 +430,13 @@ def _table_records(path: Path, text_column: str, label_column: str | None, encod
             try:
                 label = label_text(row.get(column)) or ""
             except ValueError as exc:
-                raise TlzooError(f"'{path}' line {line}: the label is not a class name ({exc}); use a string or "
-                                 "a number, or leave --label-column out.") from None
-        texts.append(text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict))
-                     else str(text))
+                raise TlzooError(
+                    f"'{path}' line {line}: the label is not a class name ({exc}); use a string or "
+                    "a number, or leave --label-column out."
+                ) from None
+        texts.append(
+            text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict)) else str(text)
+        )
         labels.append(label)
         ids.append(str(row.get("id", i)))
     has_labels = labelled and any(labels)
@@ -401,8 +457,16 @@ class Summary:
         return self.correct / self.labelled if self.labelled else None
 
 
-def write_predictions(predictor: Predictor, records: Records, out: TextIO, *, as_json: bool = False,
-                      batch_size: int = 32, device: str | torch.device = "cpu", progress: bool = True) -> Summary:
+def write_predictions(
+    predictor: Predictor,
+    records: Records,
+    out: TextIO,
+    *,
+    as_json: bool = False,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Summary:
     """Classify ``records`` batch by batch, writing each batch's rows to ``out`` as it is done.
 
     CSV columns (those of a run's predictions.csv): id, true (with labels), predicted,
@@ -414,9 +478,15 @@ def write_predictions(predictor: Predictor, records: Records, out: TextIO, *, as
     labels = records.labels
     writer = None if as_json else csv.writer(out)
     if writer is not None:
-        writer.writerow(["id"] + (["true"] if labels is not None else []) + ["predicted"]
-                        + [f"p_{c}" for c in classes] + ["probability"] + (["loss"] if labels is not None else [])
-                        + ["input"])
+        writer.writerow(
+            ["id"]
+            + (["true"] if labels is not None else [])
+            + ["predicted"]
+            + [f"p_{c}" for c in classes]
+            + ["probability"]
+            + (["loss"] if labels is not None else [])
+            + ["input"]
+        )
     summary = Summary()
     start = 0
     for proba in predictor.iter_proba(records.inputs, batch_size=batch_size, device=device, progress=progress):
@@ -433,14 +503,23 @@ def write_predictions(predictor: Predictor, records: Records, out: TextIO, *, as
                 else:
                     summary.unknown[true] = summary.unknown.get(true, 0) + 1
             if writer is not None:
-                writer.writerow([records.ids[i]] + ([true] if labels is not None else []) + [classes[best]]
-                                + [f"{v:.5f}" for v in p] + [f"{p[best]:.5f}"]
-                                + ([f"{loss:.5f}" if loss is not None else ""] if labels is not None else [])
-                                + [records.shown[i]])
+                writer.writerow(
+                    [records.ids[i]]
+                    + ([true] if labels is not None else [])
+                    + [classes[best]]
+                    + [f"{v:.5f}" for v in p]
+                    + [f"{p[best]:.5f}"]
+                    + ([f"{loss:.5f}" if loss is not None else ""] if labels is not None else [])
+                    + [records.shown[i]]
+                )
             else:
-                row: dict[str, Any] = {"id": records.ids[i], "input": records.shown[i], "label": classes[best],
-                                       "probability": float(p[best]),
-                                       "probabilities": {c: float(v) for c, v in zip(classes, p)}}
+                row: dict[str, Any] = {
+                    "id": records.ids[i],
+                    "input": records.shown[i],
+                    "label": classes[best],
+                    "probability": float(p[best]),
+                    "probabilities": {c: float(v) for c, v in zip(classes, p)},
+                }
                 if true:
                     row.update(true=true, loss=loss)
                 out.write(json.dumps(row) + "\n")

@@ -14,6 +14,7 @@ The engine reads the corpus, seeds everything, hands the texts to the plugin's
 The folder is written as ``<out>.incomplete`` and renamed only when complete, so a
 crashed pretraining never leaves something that ``tl run --weights`` would accept.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,9 +40,19 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def pretrain(plugin: str, corpus: str | list[str], out: str | Path, options: dict[str, Any] | None = None, *,
-             epochs: int | None = None, limit: int = 0, seed: int = 0, corpus_options: CorpusOptions | None = None,
-             zoo: Any = None, log: Callable[[str], None] | None = _stderr) -> dict[str, Any]:
+def pretrain(
+    plugin: str,
+    corpus: str | list[str],
+    out: str | Path,
+    options: dict[str, Any] | None = None,
+    *,
+    epochs: int | None = None,
+    limit: int = 0,
+    seed: int = 0,
+    corpus_options: CorpusOptions | None = None,
+    zoo: Any = None,
+    log: Callable[[str], None] | None = _stderr,
+) -> dict[str, Any]:
     """Pretrain ``plugin`` on ``corpus`` (a location or a list of texts) into folder ``out``.
 
     ``options`` go to the pretrainer as they are (``epochs`` and ``seed`` are added);
@@ -100,11 +111,21 @@ def pretrain(plugin: str, corpus: str | list[str], out: str | Path, options: dic
     if history:
         write_history(history, tmp / HISTORY)
         if not (tmp / CURVE).exists():
-            plot_pretraining(history, tmp / CURVE, title=f"{plugin} pretraining on {Path(str(where)).name}",
-                             loss_name=str(summary.get("loss") or "loss"))
+            plot_pretraining(
+                history,
+                tmp / CURVE,
+                title=f"{plugin} pretraining on {Path(str(where)).name}",
+                loss_name=str(summary.get("loss") or "loss"),
+            )
     record = {
-        "plugin": plugin, "corpus": str(where), "n_texts": len(texts), "n_characters": n_chars,
-        "options": opts, "seconds": seconds, "summary": summary, "history": history,
+        "plugin": plugin,
+        "corpus": str(where),
+        "n_texts": len(texts),
+        "n_characters": n_chars,
+        "options": opts,
+        "seconds": seconds,
+        "summary": summary,
+        "history": history,
         "versions": {"torch": torch.__version__, "python": platform.python_version()},
     }
     (tmp / DESCRIPTION).write_text(json.dumps(record, indent=2, default=str) + "\n")
@@ -179,8 +200,10 @@ def merge_options(plugin: str, options: dict[str, Any], defaults: dict[str, Any]
     merged = dict(defaults)
     for key, value in options.items():
         if key not in defaults:
-            raise TlzooError(f"Unknown option '{key}' for pretrainer '{plugin}'.{suggest(key, defaults)} "
-                             f"Options: {', '.join(f'{k}={v!r}' for k, v in sorted(defaults.items()))}.")
+            raise TlzooError(
+                f"Unknown option '{key}' for pretrainer '{plugin}'.{suggest(key, defaults)} "
+                f"Options: {', '.join(f'{k}={v!r}' for k, v in sorted(defaults.items()))}."
+            )
         want = defaults[key]
         if isinstance(want, bool):
             ok = isinstance(value, bool)

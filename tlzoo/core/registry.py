@@ -5,6 +5,7 @@ register through ``tlzoo_register_catalogue``; ``tl list`` loads only the instal
 points for those (no built-in module), so it never imports torch.  ``Zoo`` gathers
 everything the loaded plugins registered.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -60,8 +61,18 @@ class Registry(Generic[T]):
 
 
 # --------------------------------------------------------------------------- catalogue
-CATALOGUE_FIELDS = ("name", "plugin", "modality", "source", "weights", "licence",
-                    "input_size", "num_features", "default", "description")
+CATALOGUE_FIELDS = (
+    "name",
+    "plugin",
+    "modality",
+    "source",
+    "weights",
+    "licence",
+    "input_size",
+    "num_features",
+    "default",
+    "description",
+)
 REQUIRED_FIELDS = ("name", "plugin", "modality")
 CATALOGUE_MODALITIES = ("vision", "text")  # interfaces.MODALITIES, without importing torch
 BUILTIN = "built-in"  # registered_by of the entries in tlzoo's own registry.toml
@@ -99,16 +110,24 @@ def catalogue_entry(raw: Any, registered_by: str = BUILTIN, where: str = "regist
     label = f"model '{name}'" if isinstance(name, str) and name else "a model"
     bad = sorted(set(raw) - set(CATALOGUE_FIELDS))
     if bad:
-        raise TlzooError(f"{where}: unknown key '{bad[0]}' in {label}.{suggest(bad[0], CATALOGUE_FIELDS)} "
-                         f"Keys: {', '.join(CATALOGUE_FIELDS)}.")
+        raise TlzooError(
+            f"{where}: unknown key '{bad[0]}' in {label}.{suggest(bad[0], CATALOGUE_FIELDS)} "
+            f"Keys: {', '.join(CATALOGUE_FIELDS)}."
+        )
     missing = [k for k in REQUIRED_FIELDS if not isinstance(raw.get(k), str) or not raw.get(k)]
     if missing:
         raise TlzooError(f"{where}: {label} needs '{missing[0]}' (a non-empty string).")
     if raw["modality"] not in CATALOGUE_MODALITIES:
         raise TlzooError(f"{where}: {label} has modality '{raw['modality']}'; use vision or text.")
-    types: dict[str, tuple[type, ...]] = {"source": (str,), "weights": (list,), "licence": (str,),
-                                          "input_size": (int, type(None)), "num_features": (int, type(None)),
-                                          "default": (bool,), "description": (str,)}
+    types: dict[str, tuple[type, ...]] = {
+        "source": (str,),
+        "weights": (list,),
+        "licence": (str,),
+        "input_size": (int, type(None)),
+        "num_features": (int, type(None)),
+        "default": (bool,),
+        "description": (str,),
+    }
     for key, accepted in types.items():
         if key in raw and not isinstance(raw[key], accepted):
             raise TlzooError(f"{where}: '{key}' of {label} is a {type(raw[key]).__name__}.")
@@ -144,11 +163,16 @@ def add_plugin_entries(entries: list[CatalogueEntry], plugins: Any) -> list[Cata
         def register(raw: Any) -> None:
             entry = catalogue_entry(raw, registered_by=plugin, where=f"catalogue entry of plugin '{plugin}'")
             if entry.name in owner:
-                plugins.record(plugin, f"catalogue entry '{entry.name}' is already registered by "
-                                       f"'{owner[entry.name]}'; this one is ignored", warning=True)
+                plugins.record(
+                    plugin,
+                    f"catalogue entry '{entry.name}' is already registered by "
+                    f"'{owner[entry.name]}'; this one is ignored",
+                    warning=True,
+                )
                 return
             owner[entry.name] = plugin
             out.append(entry)
+
         return register
 
     plugins.call_register("tlzoo_register_catalogue", make_register)
@@ -165,9 +189,13 @@ def full_catalogue(plugins: Any = None) -> list[CatalogueEntry]:
     return add_plugin_entries(load_catalogue(), plugins)
 
 
-def filter_catalogue(entries: list[CatalogueEntry], modality: str | None = None,
-                     pattern: str = "*") -> list[CatalogueEntry]:
+def filter_catalogue(
+    entries: list[CatalogueEntry], modality: str | None = None, pattern: str = "*"
+) -> list[CatalogueEntry]:
     """Entries of ``modality`` whose name, backbone plugin or registering plugin matches ``pattern``."""
-    return [e for e in entries
-            if (modality is None or e.modality == modality) and
-            any(fnmatch.fnmatch(v, pattern) for v in (e.name, e.plugin, e.registered_by))]
+    return [
+        e
+        for e in entries
+        if (modality is None or e.modality == modality)
+        and any(fnmatch.fnmatch(v, pattern) for v in (e.name, e.plugin, e.registered_by))
+    ]

@@ -12,6 +12,7 @@ This module imports neither torch nor a plugin: ``tl report`` rewrites the page 
 existing run quickly.  Only when a vision run's test images are in-memory arrays (the
 built-in digits) and not given by the caller are they reloaded through the data source.
 """
+
 from __future__ import annotations
 
 import base64
@@ -169,8 +170,14 @@ def card_sections(files: RunFiles) -> list[tuple[str, list[Block]]]:
         + ("" if b.get("request", {}).get("pretrained", True) else " (random initialisation, no pretraining)"),
         f"Head: {r.get('head', head.get('name', '?'))}"
         + (f" ({json.dumps(head.get('params'), sort_keys=True)})" if head.get("params") else ""),
-        f"Strategy: {strategy}" + (" (backbone frozen, head trained on its features)" if frozen else
-                                   " (backbone layers updated)" if strategy else ""),
+        f"Strategy: {strategy}"
+        + (
+            " (backbone frozen, head trained on its features)"
+            if frozen
+            else " (backbone layers updated)"
+            if strategy
+            else ""
+        ),
         f"Classes: {', '.join(classes)}",
     ]
     if r.get("weights_fingerprint"):
@@ -182,19 +189,38 @@ def card_sections(files: RunFiles) -> list[tuple[str, list[Block]]]:
     ]
     data = [
         f"Data: {_data_name(files)}"
-        + (f" (stratified subset of {files.config['data']['limit']} examples)"
-           if files.config.get("data", {}).get("limit") else ""),
+        + (
+            f" (stratified subset of {files.config['data']['limit']} examples)"
+            if files.config.get("data", {}).get("limit")
+            else ""
+        ),
         f"Split (stratified, seed {r.get('seed', 0)}): {r.get('n_train', '?')} training, "
         f"{r.get('n_val', '?')} validation, {r.get('n_test', t.get('n', '?'))} test examples",
     ]
     results = [
         Block("p", f"On the held-out test set ({t.get('n', '?')} examples); intervals: {METHOD} (1000 resamples)."),
-        Block("table", rows=[["metric", "value", "95 % interval"],
-                             ["accuracy", _fmt(t.get("accuracy")), _ci(ci["accuracy"])],
-                             ["macro-F1", _fmt(t.get("macro_f1")), _ci(ci["macro_f1"])]]),
-        Block("table", rows=[["class", "precision", "recall", "F1", "support"]]
-              + [[c, _fmt(s.get("precision"), 3), _fmt(s.get("recall"), 3), _fmt(s.get("f1"), 3),
-                  str(s.get("support", ""))] for c, s in t.get("per_class", {}).items()]),
+        Block(
+            "table",
+            rows=[
+                ["metric", "value", "95 % interval"],
+                ["accuracy", _fmt(t.get("accuracy")), _ci(ci["accuracy"])],
+                ["macro-F1", _fmt(t.get("macro_f1")), _ci(ci["macro_f1"])],
+            ],
+        ),
+        Block(
+            "table",
+            rows=[["class", "precision", "recall", "F1", "support"]]
+            + [
+                [
+                    c,
+                    _fmt(s.get("precision"), 3),
+                    _fmt(s.get("recall"), 3),
+                    _fmt(s.get("f1"), 3),
+                    str(s.get("support", "")),
+                ]
+                for c, s in t.get("per_class", {}).items()
+            ],
+        ),
     ]
     limits = limitations(files, ci)
     run_path = files.location
@@ -203,14 +229,22 @@ def card_sections(files: RunFiles) -> list[tuple[str, list[Block]]]:
         Block("p", "From the command line:"),
         Block("code", f'tl predict {_shell_quote(run_path)} "{example}"'),
         Block("p", "From Python:"),
-        Block("code", "from tlzoo import Predictor\n\n"
-                      f"predictor = Predictor.load({run_path!r})\n"
-                      f"print(predictor.predict([{example!r}]))  # label, probability, all probabilities"),
+        Block(
+            "code",
+            "from tlzoo import Predictor\n\n"
+            f"predictor = Predictor.load({run_path!r})\n"
+            f"print(predictor.predict([{example!r}]))  # label, probability, all probabilities",
+        ),
     ]
     if not b.get("weights_saved", True):
-        load.append(Block("p", "The backbone was frozen, so only the head is stored: loading needs the same "
-                               f"backbone weights ({r.get('weights', b.get('weights_source', '?'))}); their "
-                               "fingerprint is checked."))
+        load.append(
+            Block(
+                "p",
+                "The backbone was frozen, so only the head is stored: loading needs the same "
+                f"backbone weights ({r.get('weights', b.get('weights_source', '?'))}); their "
+                "fingerprint is checked.",
+            )
+        )
     return [
         ("Model description", [Block("p", " ".join(description)), Block("ul", items=items)]),
         ("Intended use", [Block("p", intended[0]), Block("p", intended[1])]),
@@ -228,8 +262,10 @@ def limitations(files: RunFiles, ci: dict[str, list[float]]) -> list[str]:
     n = int(t.get("n", 0) or 0)
     width = ci["accuracy"][1] - ci["accuracy"][0]
     if width > WIDE_INTERVAL:
-        out.append(f"Small test set: {n} examples give a 95 % accuracy interval {width * 100:.0f} points wide "
-                   f"{_ci(ci['accuracy'])}; differences smaller than that between runs are not evidence.")
+        out.append(
+            f"Small test set: {n} examples give a 95 % accuracy interval {width * 100:.0f} points wide "
+            f"{_ci(ci['accuracy'])}; differences smaller than that between runs are not evidence."
+        )
     else:
         out.append(f"The accuracy interval is {width * 100:.1f} points wide on {n} test examples.")
     per = t.get("per_class", {})
@@ -239,15 +275,19 @@ def limitations(files: RunFiles, ci: dict[str, list[float]]) -> list[str]:
     supports = {c: int(s.get("support", 0)) for c, s in per.items()}
     rare = [f"{c} ({n})" for c, n in supports.items() if n < SMALL_SUPPORT]
     if rare and len(rare) == len(supports):
-        out.append(f"Every class has fewer than {SMALL_SUPPORT} test examples ({min(supports.values())} to "
-                   f"{max(supports.values())}): the per-class scores are rough.")
+        out.append(
+            f"Every class has fewer than {SMALL_SUPPORT} test examples ({min(supports.values())} to "
+            f"{max(supports.values())}): the per-class scores are rough."
+        )
     elif rare:
         out.append(f"Classes with fewer than {SMALL_SUPPORT} test examples, whose scores are rough: {', '.join(rare)}.")
     pairs = confused_pairs(files)
     if pairs:
         p = pairs[0]
-        out.append(f"Most frequent confusion: {p.true} predicted as {p.predicted} ({p.count} times, "
-                   f"{p.share:.0%} of {p.true}).")
+        out.append(
+            f"Most frequent confusion: {p.true} predicted as {p.predicted} ({p.count} times, "
+            f"{p.share:.0%} of {p.true})."
+        )
     if not files.model.get("backbone", {}).get("request", {}).get("pretrained", True):
         out.append("The backbone started from random weights: this is a from-scratch baseline, not transfer learning.")
     out.append(f"Trained on {r.get('n_train', '?')} examples of one data set; accuracy on other sources may be lower.")
@@ -284,8 +324,11 @@ def model_card(files: RunFiles) -> str:
         "---",
         "library_name: tlzoo",
         f"pipeline_tag: {task}",
-        "tags:", *[f"- {_yaml_str(tag)}" for tag in dict.fromkeys(tags) if tag],
-        "metrics:", "- accuracy", "- f1",
+        "tags:",
+        *[f"- {_yaml_str(tag)}" for tag in dict.fromkeys(tags) if tag],
+        "metrics:",
+        "- accuracy",
+        "- f1",
         "model-index:",
         f"- name: {_yaml_str(name)}",
         "  results:",
@@ -330,8 +373,9 @@ def _block_md(block: Block) -> list[str]:
             fence += "`"
         return [fence + ("bash" if block.text.startswith("tl ") else "python"), block.text, fence]
     header, *rows = block.rows
-    return (["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)]
-            + ["| " + " | ".join(_md(c) for c in row) + " |" for row in rows])
+    return ["| " + " | ".join(_md(h) for h in header) + " |", "|" + "---|" * len(header)] + [
+        "| " + " | ".join(_md(c) for c in row) + " |" for row in rows
+    ]
 
 
 def _block_html(block: Block) -> str:
@@ -450,8 +494,12 @@ section.card-md { border: 1px solid var(--line); border-radius: 8px; padding: 4p
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
-def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None,
-           classes: dict[tuple[int, int], str] | None = None) -> str:
+def _table(
+    header: list[str],
+    rows: list[list[str]],
+    num: set[int] | None = None,
+    classes: dict[tuple[int, int], str] | None = None,
+) -> str:
     """An HTML table of plain-text cells (escaped here); ``num`` columns are right-aligned."""
     num = num or set()
     classes = classes or {}
@@ -461,7 +509,7 @@ def _table(header: list[str], rows: list[list[str]], num: set[int] | None = None
         cells = []
         for j, cell in enumerate(row):
             cls = " ".join(filter(None, ["num" if j in num else "", classes.get((i, j), "")]))
-            cells.append(f"<td class=\"{cls}\">{e(str(cell))}</td>" if cls else f"<td>{e(str(cell))}</td>")
+            cells.append(f'<td class="{cls}">{e(str(cell))}</td>' if cls else f"<td>{e(str(cell))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
@@ -471,22 +519,26 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
     """A two-column table of names and plain-text values (both escaped)."""
     e = html.escape
     body = "".join(f"<tr><th>{e(k)}</th><td>{e(str(v))}</td></tr>" for k, v in rows)
-    return f"<table class=\"kv\"><tbody>{body}</tbody></table>"
+    return f'<table class="kv"><tbody>{body}</tbody></table>'
 
 
 def _figure(files: RunFiles, name: str, alt: str, caption: str, cls: str = "") -> str:
     png = files.images.get(name)
     if png is None:
-        return f"<p class=\"muted\">{html.escape(name)} was not written for this run.</p>"
-    attr = f" class=\"{cls}\"" if cls else ""
-    return (f"<figure{attr}><img src=\"{_data_uri(png)}\" alt=\"{html.escape(alt)}\">"
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+        return f'<p class="muted">{html.escape(name)} was not written for this run.</p>'
+    attr = f' class="{cls}"' if cls else ""
+    return (
+        f'<figure{attr}><img src="{_data_uri(png)}" alt="{html.escape(alt)}">'
+        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+    )
 
 
 def _curves_caption(files: RunFiles) -> str:
     if files.history and all(r.get("phase") == "fit" for r in files.history):
-        return ("The head is fitted in one step, not over epochs: the two points are the fitted head's training "
-                "and validation accuracy and loss (history.csv).")
+        return (
+            "The head is fitted in one step, not over epochs: the two points are the fitted head's training "
+            "and validation accuracy and loss (history.csv)."
+        )
     return "Accuracy and loss per epoch, training and validation, phases marked (history.csv)."
 
 
@@ -499,12 +551,20 @@ def _summary(files: RunFiles, ci: dict[str, list[float]]) -> str:
         ("test examples", str(t.get("n", r.get("n_test", "?"))), f"of {_total(r)} in all"),
         ("seconds", _fmt(files.metrics.get("seconds"), 1), "whole run, wall clock"),
     ]
-    html_cards = "".join(f"<div class=\"card\"><div class=\"k\">{e(k)}</div><div class=\"v\">{e(v)}</div>"
-                         f"<div class=\"ci\">{e(c)}</div></div>" for k, v, c in cards)
-    rows = [("plugin", r.get("plugin", "?")), ("model", r.get("model", "?")), ("weights", r.get("weights", "?")),
-            ("head", r.get("head", "?")), ("strategy", r.get("strategy", "?")), ("seed", r.get("seed", "?")),
-            ("intervals", METHOD + " (1000 resamples)")]
-    return f"<div class=\"cards\">{html_cards}</div>" + _kv(rows)
+    html_cards = "".join(
+        f'<div class="card"><div class="k">{e(k)}</div><div class="v">{e(v)}</div><div class="ci">{e(c)}</div></div>'
+        for k, v, c in cards
+    )
+    rows = [
+        ("plugin", r.get("plugin", "?")),
+        ("model", r.get("model", "?")),
+        ("weights", r.get("weights", "?")),
+        ("head", r.get("head", "?")),
+        ("strategy", r.get("strategy", "?")),
+        ("seed", r.get("seed", "?")),
+        ("intervals", METHOD + " (1000 resamples)"),
+    ]
+    return f'<div class="cards">{html_cards}</div>' + _kv(rows)
 
 
 def _total(r: dict[str, Any]) -> str:
@@ -518,11 +578,12 @@ def _per_class(files: RunFiles) -> str:
     per = files.test.get("per_class", {})
     rows, marks = [], {}
     for i, (c, s) in enumerate(per.items()):
-        rows.append([c, _fmt(s.get("precision"), 3), _fmt(s.get("recall"), 3), _fmt(s.get("f1"), 3),
-                     str(s.get("support", ""))])
+        rows.append(
+            [c, _fmt(s.get("precision"), 3), _fmt(s.get("recall"), 3), _fmt(s.get("f1"), 3), str(s.get("support", ""))]
+        )
         if float(s.get("f1", 0)) < LOW_F1:
             marks[(i, 3)] = "low"
-    note = f"<p class=\"muted\">F1 below {LOW_F1} in red. Support = test examples of the class.</p>"
+    note = f'<p class="muted">F1 below {LOW_F1} in red. Support = test examples of the class.</p>'
     return _table(["class", "precision", "recall", "F1", "support"], rows, num={1, 2, 3, 4}, classes=marks) + note
 
 
@@ -536,23 +597,29 @@ def _pairs(files: RunFiles) -> str:
 
 def _losses(files: RunFiles, examples: Mapping[str, Any] | None, reload: bool) -> str:
     if not files.examples:
-        return "<p class=\"muted\">predictions.csv is missing: no per-example losses.</p>"
+        return '<p class="muted">predictions.csv is missing: no per-example losses.</p>'
     worst = top_losses(files.examples, TOP_LOSSES)
     e = html.escape
     wrong = sum(x.true != x.predicted for x in files.examples)
-    intro = (f"<p>The {len(worst)} test examples with the highest loss (−log of the probability given to the true "
-             f"class), the model's surest mistakes first. {wrong} of {len(files.examples)} test examples are wrong; "
-             f"<code>tl errors {e(_shell_quote(files.location))}</code> lists them in the terminal.</p>")
+    intro = (
+        f"<p>The {len(worst)} test examples with the highest loss (−log of the probability given to the true "
+        f"class), the model's surest mistakes first. {wrong} of {len(files.examples)} test examples are wrong; "
+        f"<code>tl errors {e(_shell_quote(files.location))}</code> lists them in the terminal.</p>"
+    )
     if files.modality == "vision":
         return intro + _loss_tiles(files, worst, examples, reload)
-    out = ["<table><thead><tr><th>#</th><th>text</th><th>true</th><th>predicted</th><th>p(predicted)</th>"
-           "<th>p(true)</th><th>loss</th></tr></thead><tbody>"]
+    out = [
+        "<table><thead><tr><th>#</th><th>text</th><th>true</th><th>predicted</th><th>p(predicted)</th>"
+        "<th>p(true)</th><th>loss</th></tr></thead><tbody>"
+    ]
     for rank, x in enumerate(worst, 1):
         text = x.input if len(x.input) <= TEXT_CHARS else x.input[:TEXT_CHARS] + "…"
-        mark = " class=\"low\"" if x.true != x.predicted else ""
-        out.append(f"<tr><td class=\"num\">{rank}</td><td class=\"text\">{e(text)}</td><td>{e(x.true)}</td>"
-                   f"<td{mark}>{e(x.predicted)}</td><td class=\"num\">{x.probability:.3f}</td>"
-                   f"<td class=\"num\">{x.p_true:.3f}</td><td class=\"num\">{x.loss:.3f}</td></tr>")
+        mark = ' class="low"' if x.true != x.predicted else ""
+        out.append(
+            f'<tr><td class="num">{rank}</td><td class="text">{e(text)}</td><td>{e(x.true)}</td>'
+            f'<td{mark}>{e(x.predicted)}</td><td class="num">{x.probability:.3f}</td>'
+            f'<td class="num">{x.p_true:.3f}</td><td class="num">{x.loss:.3f}</td></tr>'
+        )
     out.append("</tbody></table>")
     return intro + "".join(out)
 
@@ -568,14 +635,22 @@ def _loss_tiles(files: RunFiles, worst: list[Example], examples: Mapping[str, An
     for rank, x in enumerate(worst, 1):
         source = found.get(x.id, x.input if Path(x.input).is_file() else None)
         png = thumbnail(source) if source is not None else None
-        picture = (f"<img src=\"{_data_uri(png)}\" alt=\"{e(x.id)}\" title=\"{e(x.input)}\">" if png else
-                   "<div class=\"muted\">(image not readable here)</div>")
-        verdict = (f"<span class=\"wrong\">predicted {e(x.predicted)}</span>" if x.true != x.predicted
-                   else f"predicted {e(x.predicted)}")
-        tiles.append(f"<div class=\"tile\">{picture}<div>#{rank} <span class=\"muted\">{e(x.id)}</span></div>"
-                     f"<div>true {e(x.true)} · {verdict}</div>"
-                     f"<div>p {x.probability:.3f} · p(true) {x.p_true:.3f}</div><div>loss {x.loss:.3f}</div></div>")
-    return f"<div class=\"tiles\">{''.join(tiles)}</div>"
+        picture = (
+            f'<img src="{_data_uri(png)}" alt="{e(x.id)}" title="{e(x.input)}">'
+            if png
+            else '<div class="muted">(image not readable here)</div>'
+        )
+        verdict = (
+            f'<span class="wrong">predicted {e(x.predicted)}</span>'
+            if x.true != x.predicted
+            else f"predicted {e(x.predicted)}"
+        )
+        tiles.append(
+            f'<div class="tile">{picture}<div>#{rank} <span class="muted">{e(x.id)}</span></div>'
+            f"<div>true {e(x.true)} · {verdict}</div>"
+            f"<div>p {x.probability:.3f} · p(true) {x.p_true:.3f}</div><div>loss {x.loss:.3f}</div></div>"
+        )
+    return f'<div class="tiles">{"".join(tiles)}</div>'
 
 
 def _plan(files: RunFiles) -> str:
@@ -588,18 +663,40 @@ def _plan(files: RunFiles) -> str:
         losses = [(float(p["val_loss"]), int(float(p.get("epoch") or 0))) for p in part if _isnum(p.get("val_loss"))]
         best = min(losses) if losses else None
         last = part[-1]
-        rows.append([name, str(len(part)), _fmt(best[0], 4) if best else "–", str(best[1]) if best else "–",
-                     _fmt(last.get("train_accuracy"), 3), _fmt(last.get("val_accuracy"), 3)])
-    phase_table = (_table(["phase", "epochs", "best val loss", "at epoch", "last train acc", "last val acc"], rows,
-                          num={1, 2, 3, 4, 5}) if rows else "<p class=\"muted\">history.csv is missing.</p>")
+        rows.append(
+            [
+                name,
+                str(len(part)),
+                _fmt(best[0], 4) if best else "–",
+                str(best[1]) if best else "–",
+                _fmt(last.get("train_accuracy"), 3),
+                _fmt(last.get("val_accuracy"), 3),
+            ]
+        )
+    phase_table = (
+        _table(
+            ["phase", "epochs", "best val loss", "at epoch", "last train acc", "last val acc"],
+            rows,
+            num={1, 2, 3, 4, 5},
+        )
+        if rows
+        else '<p class="muted">history.csv is missing.</p>'
+    )
     info: list[tuple[str, Any]] = [
         ("backbone", f"{b.get('model', '?')} ({b.get('plugin', '?')}), {b.get('num_features', '?')} features"),
         ("weights source", b.get("weights_source", files.run.get("weights", "?"))),
-        ("backbone weights saved", "yes (trained or random)" if b.get("weights_saved") else
-         "no (frozen; rebuilt from the weights source and checked by fingerprint)"),
+        (
+            "backbone weights saved",
+            "yes (trained or random)"
+            if b.get("weights_saved")
+            else "no (frozen; rebuilt from the weights source and checked by fingerprint)",
+        ),
         ("fingerprint", files.run.get("weights_fingerprint") or b.get("fingerprint") or "–"),
-        ("head", f"{head.get('name', files.run.get('head', '?'))} ({head.get('kind', '?')})"
-                 + (f" {json.dumps(head.get('params'), sort_keys=True)}" if head.get("params") else "")),
+        (
+            "head",
+            f"{head.get('name', files.run.get('head', '?'))} ({head.get('kind', '?')})"
+            + (f" {json.dumps(head.get('params'), sort_keys=True)}" if head.get("params") else ""),
+        ),
         ("preprocessing", json.dumps(b.get("preprocessing", {}), sort_keys=True)),
         ("versions", ", ".join(f"{k} {v}" for k, v in files.run.get("versions", {}).items())),
     ]
@@ -620,10 +717,16 @@ def _data(files: RunFiles) -> str:
     rows: list[tuple[str, Any]] = [
         ("source", d.get("path", "?")),
         ("limit", d.get("limit") or "all examples"),
-        ("split", f"{r.get('n_train', '?')} training / {r.get('n_val', '?')} validation / "
-                  f"{r.get('n_test', '?')} test (stratified, seed {r.get('seed', '?')})"),
+        (
+            "split",
+            f"{r.get('n_train', '?')} training / {r.get('n_val', '?')} validation / "
+            f"{r.get('n_test', '?')} test (stratified, seed {r.get('seed', '?')})",
+        ),
         ("classes", f"{len(t.get('classes', []))}: " + ", ".join(t.get("classes", []))),
-        ("test examples per class", ", ".join(f"{c} {s.get('support', '?')}" for c, s in t.get("per_class", {}).items())),
+        (
+            "test examples per class",
+            ", ".join(f"{c} {s.get('support', '?')}" for c, s in t.get("per_class", {}).items()),
+        ),
     ]
     if files.modality == "text":
         rows.insert(1, ("columns", f"text {d.get('text_column', 'text')}, label {d.get('label_column', 'label')}"))
@@ -638,40 +741,78 @@ def render_html(files: RunFiles, examples: Mapping[str, Any] | None = None, relo
     sections = [
         ("summary", "Summary", _summary(files, ci)),
         ("classes", "Per-class results", _per_class(files)),
-        ("curves", "Training curves", _figure(files, "history.png", "training and validation curves",
-                                              _curves_caption(files))),
-        ("confusion", "Confusion matrix", "<div class=\"two\">"
-         + _figure(files, "confusion.png", "confusion matrix", "Rows: true class; columns: predicted; "
-                   "cells coloured by the share of the row.", "confusion")
-         + "<div class=\"pairs\"><h3 id=\"confused\">Most-confused pairs</h3>" + _pairs(files) + "</div></div>"),
+        (
+            "curves",
+            "Training curves",
+            _figure(files, "history.png", "training and validation curves", _curves_caption(files)),
+        ),
+        (
+            "confusion",
+            "Confusion matrix",
+            '<div class="two">'
+            + _figure(
+                files,
+                "confusion.png",
+                "confusion matrix",
+                "Rows: true class; columns: predicted; cells coloured by the share of the row.",
+                "confusion",
+            )
+            + '<div class="pairs"><h3 id="confused">Most-confused pairs</h3>'
+            + _pairs(files)
+            + "</div></div>",
+        ),
         ("losses", "Top losses", _losses(files, examples, reload)),
     ]
     if "augment.png" in files.images:
-        sections.append(("augment", "Augmentation", _figure(files, "augment.png", "augmented training samples",
-                                                            "Left: as evaluated; right: training-time draws.")))
+        sections.append(
+            (
+                "augment",
+                "Augmentation",
+                _figure(
+                    files,
+                    "augment.png",
+                    "augmented training samples",
+                    "Left: as evaluated; right: training-time draws.",
+                ),
+            )
+        )
     card = "".join(f"<h3>{e(t)}</h3>" + "".join(_block_html(b) for b in blocks) for t, blocks in card_sections(files))
     sections += [
         ("plan", "Plan and run", _plan(files)),
         ("data", "Data", _data(files)),
-        ("config", "Configuration", f"<p class=\"muted\">config.toml: rerun with <code>tl run --config "
-                                    f"config.toml --out NEW_FOLDER</code>.</p><pre>{e(files.config_text or '(config.toml missing)')}</pre>"),
-        ("card", "Model card", "<p class=\"muted\">Also written as README.md beside this page.</p>"
-                               f"<section class=\"card-md\">{card}</section>"),
+        (
+            "config",
+            "Configuration",
+            f'<p class="muted">config.toml: rerun with <code>tl run --config '
+            f"config.toml --out NEW_FOLDER</code>.</p><pre>{e(files.config_text or '(config.toml missing)')}</pre>",
+        ),
+        (
+            "card",
+            "Model card",
+            '<p class="muted">Also written as README.md beside this page.</p>'
+            f'<section class="card-md">{card}</section>',
+        ),
     ]
-    nav = "".join(f"<a href=\"#{sid}\">{e(name)}</a>" for sid, name, _ in sections)
-    body = "".join(f"<section id=\"{sid}\"><h2>{e(name)}</h2>{content}</section>" for sid, name, content in sections)
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{e('tlzoo report: ' + files.folder.name.removesuffix('.incomplete'))}</title>"
-            f"<style>{CSS}</style></head><body><main>"
-            f"<h1>{e(title)}</h1><p class=\"sub\">{e(files.location)}</p><nav>{nav}</nav>{body}"
-            "<p class=\"muted\">Written by tlzoo " + e(str(r.get("versions", {}).get("tlzoo", ""))) + ".</p>"
-            "</main></body></html>\n")
+    nav = "".join(f'<a href="#{sid}">{e(name)}</a>' for sid, name, _ in sections)
+    body = "".join(f'<section id="{sid}"><h2>{e(name)}</h2>{content}</section>' for sid, name, content in sections)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e('tlzoo report: ' + files.folder.name.removesuffix('.incomplete'))}</title>"
+        f"<style>{CSS}</style></head><body><main>"
+        f'<h1>{e(title)}</h1><p class="sub">{e(files.location)}</p><nav>{nav}</nav>{body}'
+        '<p class="muted">Written by tlzoo ' + e(str(r.get("versions", {}).get("tlzoo", ""))) + ".</p>"
+        "</main></body></html>\n"
+    )
 
 
-def write_report(run_dir: str | Path, examples: Mapping[str, Any] | None = None,
-                 location: str | Path | None = None, reload: bool = True) -> tuple[Path, Path]:
+def write_report(
+    run_dir: str | Path,
+    examples: Mapping[str, Any] | None = None,
+    location: str | Path | None = None,
+    reload: bool = True,
+) -> tuple[Path, Path]:
     """Write ``report.html`` and ``README.md`` into ``run_dir``; returns their paths.
 
     ``examples`` maps test ids to raw examples (the runner passes its test split, so
@@ -691,8 +832,9 @@ def write_report(run_dir: str | Path, examples: Mapping[str, Any] | None = None,
     return out_html, out_md
 
 
-def write_report_safely(run_dir: str | Path, log: Any, examples: Mapping[str, Any] | None = None,
-                        location: str | Path | None = None) -> None:
+def write_report_safely(
+    run_dir: str | Path, log: Any, examples: Mapping[str, Any] | None = None, location: str | Path | None = None
+) -> None:
     """The runner's call: a report that cannot be written costs a warning line, never the run."""
     try:
         write_report(run_dir, examples, location, reload=False)

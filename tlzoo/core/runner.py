@@ -19,6 +19,7 @@ Under torchrun (``distributed.py``) every rank runs the twelve steps; rank 0 alo
 the lock, logs and writes the run folder, fits a scikit-learn head and predicts the test
 set, and its metrics are what every rank returns.
 """
+
 from __future__ import annotations
 
 import functools
@@ -191,8 +192,9 @@ class Run:
     metrics: dict[str, Any]
     """evaluate: the test report and the run's description (metrics.json)."""
 
-    def __init__(self, config: RunConfig, zoo: Zoo, log: Callable[[str], None] = stderr_log,
-                 probe: bool = False) -> None:
+    def __init__(
+        self, config: RunConfig, zoo: Zoo, log: Callable[[str], None] = stderr_log, probe: bool = False
+    ) -> None:
         self.config = config
         self.zoo = zoo
         self.log = log
@@ -230,8 +232,10 @@ class Run:
             if self.lock is not None:
                 self.lock.release()
                 self.lock = None
-        self.log(f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
-                 f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}")
+        self.log(
+            f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
+            f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}"
+        )
         return RunResult(self.final_dir, self.metrics)
 
     def run_steps(self, names: tuple[str, ...]) -> None:
@@ -248,16 +252,19 @@ class Run:
         """A wrapper compared the step with its 0.1 name: say so once per run (the match still holds)."""
         if old not in self._old_names:
             self._old_names.add(old)
-            self.log(f"  warning: {module} compares the step with its old name '{old}'; it is '{new}' now "
-                     f"(tlzoo.steps.{new.upper()}), and the old name stops working in tlzoo 2.0")
+            self.log(
+                f"  warning: {module} compares the step with its old name '{old}'; it is '{new}' now "
+                f"(tlzoo.steps.{new.upper()}), and the old name stops working in tlzoo 2.0"
+            )
 
     def _finish(self) -> dict[str, Any]:
         """metrics.json, the report, and the rename of ``<out>.incomplete`` to ``<out>``."""
         artifacts.write_json(self.dir / "metrics.json", self.metrics)
         from .report import write_report_safely  # report.html + README.md; a failure only warns
 
-        write_report_safely(self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)),
-                            self.final_dir)
+        write_report_safely(
+            self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)), self.final_dir
+        )
         self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
         self.dir.rename(self.final_dir)
         return self.metrics
@@ -336,14 +343,19 @@ class Run:
         self.checkpointer = Checkpointer(self.dir)
         if self.resume_from is not None:  # every rank continues from rank 0's checkpoint
             self.resume_state = self.checkpointer.load()
-            where = (f"phase {self.resume_state['phase']} epoch {self.resume_state['epoch']}" if self.resume_state
-                     else "the start of training (no epoch had finished)")
+            where = (
+                f"phase {self.resume_state['phase']} epoch {self.resume_state['epoch']}"
+                if self.resume_state
+                else "the start of training (no epoch had finished)"
+            )
             self.log(f"  resuming {self.dir} from {where}")
             return
         plugin = self.zoo.plugins.info.get(self.factory.plugin)
-        self.log(f"  plugin {self.factory.name} ({self.factory.plugin} {plugin.version if plugin else ''}), "
-                 f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}"
-                 + (f", {distributed.world_size()} processes" if distributed.active() else ""))
+        self.log(
+            f"  plugin {self.factory.name} ({self.factory.plugin} {plugin.version if plugin else ''}), "
+            f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}"
+            + (f", {distributed.world_size()} processes" if distributed.active() else "")
+        )
 
     def _open_run_dir(self) -> tuple[Path, Path]:
         """Lock ``--out`` and create ``<out>.incomplete`` with config.toml (a resumed run: take its folder).
@@ -359,12 +371,16 @@ class Run:
         out = Path(cfg.out) if cfg.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.factory.name}"
         self._prepare_out(out)
         if out.exists() and any(out.iterdir()):
-            raise TlzooError(f"Output folder '{out}' already exists and is not empty; choose another --out or remove it.")
+            raise TlzooError(
+                f"Output folder '{out}' already exists and is not empty; choose another --out or remove it."
+            )
         self.final_dir = out
         interrupted = out.with_name(out.name + ".incomplete")
         if (interrupted / "checkpoint.pt").is_file():  # never throw away trained epochs silently
-            raise TlzooError(f"An interrupted run with saved epochs is in '{interrupted}'; continue it with "
-                             f"`tl run --resume {out}`, or remove that folder to start over.")
+            raise TlzooError(
+                f"An interrupted run with saved epochs is in '{interrupted}'; continue it with "
+                f"`tl run --resume {out}`, or remove that folder to start over."
+            )
         shutil.rmtree(interrupted, ignore_errors=True)  # an unresumable leftover (a SIGKILLed run)
         try:
             interrupted.mkdir(parents=True)
@@ -391,16 +407,21 @@ class Run:
         ds = stratified_limit(ds, cfg.limit, self.config.seed)
         check_labels(ds)
         self.dataset = ds
-        self.log(f"  {len(ds)} examples" + (f" (stratified subset of {full})" if len(ds) < full else "")
-                 + f" from {source.name}: {cfg.path}")
+        self.log(
+            f"  {len(ds)} examples"
+            + (f" (stratified subset of {full})" if len(ds) < full else "")
+            + f" from {source.name}: {cfg.path}"
+        )
 
     # ------------------------------------------------------------------ 3
     def split(self) -> None:
         cfg = self.config.data
         self.splits = stratified_split(self.dataset, cfg.val_fraction, cfg.test_fraction, self.config.seed)
         s = self.splits
-        self.log(f"  train {len(s.train)} / validation {len(s.val)} / test {len(s.test)} "
-                 f"(stratified, seed {self.config.seed})")
+        self.log(
+            f"  train {len(s.train)} / validation {len(s.val)} / test {len(s.test)} "
+            f"(stratified, seed {self.config.seed})"
+        )
         for note in s.notes:  # e.g. a class too small to reach the test set
             self.log(f"  warning: {note}")
 
@@ -409,38 +430,58 @@ class Run:
         self.encoder = LabelEncoder.fit(self.dataset.labels)
         for name in ("train", "val", "test"):
             self.targets[name] = self.encoder.one_hot(getattr(self.splits, name).labels)
-        self.log(f"  {len(self.encoder.classes)} classes: {', '.join(self.encoder.classes[:12])}"
-                 + (" ..." if len(self.encoder.classes) > 12 else ""))
+        self.log(
+            f"  {len(self.encoder.classes)} classes: {', '.join(self.encoder.classes[:12])}"
+            + (" ..." if len(self.encoder.classes) > 12 else "")
+        )
 
     # ------------------------------------------------------------------ 5
     def configure_augmentation(self) -> None:
         """Augmentation applies to training examples only, and only where the backbone sees them."""
         self.augment_train = self.config.data.augment and self.plan.trains_backbone
-        why = ("on for training examples" if self.augment_train else
-               "off (disabled)" if not self.config.data.augment else
-               "off: features are extracted once from unaugmented examples")
+        why = (
+            "on for training examples"
+            if self.augment_train
+            else "off (disabled)"
+            if not self.config.data.augment
+            else "off: features are extracted once from unaugmented examples"
+        )
         self.log(f"  augmentation {why}")
 
     # ------------------------------------------------------------------ 6
     def create_backbone(self) -> None:
         m = self.config.model
         # train_backbone: whether any phase updates the backbone (a static-vector backbone then adds its encoder)
-        request = BackboneRequest(model=self.model_name, weights=m.weights or None, pretrained=m.pretrained,
-                                  options=dict(m.options), pooling=m.pooling, max_length=m.max_length,
-                                  image_size=m.image_size, augment=self.augment_train,
-                                  train_backbone=self.plan.trains_backbone)
+        request = BackboneRequest(
+            model=self.model_name,
+            weights=m.weights or None,
+            pretrained=m.pretrained,
+            options=dict(m.options),
+            pooling=m.pooling,
+            max_length=m.max_length,
+            image_size=m.image_size,
+            augment=self.augment_train,
+            train_backbone=self.plan.trains_backbone,
+        )
         self.backbone = self.factory.create(request)  # the factory checks the options and sets backbone.plugin
         self.request = request
         fit_backbone(self.backbone, self.splits.train, self.log)  # a FittableBackbone learns from the train split
         self.weights_fingerprint = self.backbone.fingerprint()  # the weights transferred (and fitted state)
         _, total = count_parameters(self.backbone)
-        self.log(f"  {self.backbone.name}: {total / 1e6:.2f} M parameters, {self.backbone.num_features} features, "
-                 f"{len(self.backbone.layer_groups())} layer groups; weights: {self.backbone.weights_source}")
+        self.log(
+            f"  {self.backbone.name}: {total / 1e6:.2f} M parameters, {self.backbone.num_features} features, "
+            f"{len(self.backbone.layer_groups())} layer groups; weights: {self.backbone.weights_source}"
+        )
         if self.augment_train and self.backbone.modality == "vision":
             from .augment_preview import save_augment_grid
 
-            if self.main and save_augment_grid(self.backbone, self.splits.train.examples, self.dir / "augment.png",
-                                 self.splits.train.labels, seed=self.config.seed):
+            if self.main and save_augment_grid(
+                self.backbone,
+                self.splits.train.examples,
+                self.dir / "augment.png",
+                self.splits.train.labels,
+                seed=self.config.seed,
+            ):
                 self.log(f"  augmented training samples: {self.final_dir / 'augment.png'}")
 
     # ------------------------------------------------------------------ 7
@@ -448,43 +489,68 @@ class Run:
         n_classes = len(self.encoder.classes)
         if isinstance(self.head, TorchHead):
             self.model = TransferModel(self.backbone, self.head.build(self.backbone.num_features, n_classes))
-            self.log(f"  new model = {self.backbone.name} + head {self.head.name} "
-                     f"({count_parameters(self.model.head)[1]:,} new parameters, {n_classes} outputs)")
+            self.log(
+                f"  new model = {self.backbone.name} + head {self.head.name} "
+                f"({count_parameters(self.model.head)[1]:,} new parameters, {n_classes} outputs)"
+            )
         else:
-            self.log(f"  new model = {self.backbone.name} features + fitted {self.head.name} head ({n_classes} classes)")
+            self.log(
+                f"  new model = {self.backbone.name} features + fitted {self.head.name} head ({n_classes} classes)"
+            )
 
     # ------------------------------------------------------------------ 8
     def compile(self) -> None:
         t = self.config.train
         self.loss = soft_cross_entropy(t.label_smoothing)
-        self.history = History(self.dir / "history.csv" if self.main and not self.probe else None)  # rows kept on every rank
+        self.history = History(
+            self.dir / "history.csv" if self.main and not self.probe else None
+        )  # rows kept on every rank
         if self.resume_state is not None:
             self.history.restore(self.resume_state["history"])
-        self.trainer = Trainer(device=self.device, loss=self.loss, history=self.history,
-                               weight_decay=t.weight_decay, progress=self.config.progress, log=self.log)
+        self.trainer = Trainer(
+            device=self.device,
+            loss=self.loss,
+            history=self.history,
+            weight_decay=t.weight_decay,
+            progress=self.config.progress,
+            log=self.log,
+        )
         total = count_parameters(self.backbone)[1]
         head_params = count_parameters(self.model.head)[1] if self.model is not None else 0
         if self.plan.extract_features and isinstance(self.head, FittedHead):
             self.log(f"  plan: backbone frozen (0 of {total:,} parameters train); fit {self.head.name} on its features")
             return
-        self.log(f"  optimizer AdamW (weight decay {t.weight_decay}), soft-target cross-entropy"
-                 f" (label smoothing {t.label_smoothing})"
-                 + (f", early stopping after {t.patience} epochs without a better val loss" if t.patience else "")
-                 + "; the best val-loss weights of all phases are kept; frozen groups (BatchNorm too) stay in eval mode")
+        self.log(
+            f"  optimizer AdamW (weight decay {t.weight_decay}), soft-target cross-entropy"
+            f" (label smoothing {t.label_smoothing})"
+            + (f", early stopping after {t.patience} epochs without a better val loss" if t.patience else "")
+            + "; the best val-loss weights of all phases are kept; frozen groups (BatchNorm too) stay in eval mode"
+        )
         self.log("  plan:")
         groups = self.backbone.layer_groups()
         for p in self.plan.phases:
             live = set_trainable(self.backbone, p.train_groups)
             trainable = count_parameters(self.backbone)[0]
             first = len(groups) - len(live) + 1  # groups numbered 1 (input side) .. len(groups)
-            names = f"top {len(live)} of {len(groups)} (groups {first}-{len(groups)})" if live else "none (backbone frozen)"
+            names = (
+                f"top {len(live)} of {len(groups)} (groups {first}-{len(groups)})" if live else "none (backbone frozen)"
+            )
             lowest = p.lr * p.lr_decay ** max(0, len(live) - 1)
-            lrs = (f"lr {p.lr:g} head and top group, x{p.lr_decay:g} per group below (lowest {lowest:.2g})"
-                   if live and p.lr_decay != 1 else f"lr {p.lr:g}")
-            warm = f"{p.warmup_fraction:.0%} warm-up, " if p.warmup_fraction and p.schedule in ("cosine", "constant") else ""
-            self.log(f"    phase {p.name}: {p.epochs} epochs, {lrs}, {warm}{p.schedule} schedule; "
-                     f"backbone groups training: {names}; "
-                     f"trainable {trainable + head_params:,} / {total + head_params:,} parameters")
+            lrs = (
+                f"lr {p.lr:g} head and top group, x{p.lr_decay:g} per group below (lowest {lowest:.2g})"
+                if live and p.lr_decay != 1
+                else f"lr {p.lr:g}"
+            )
+            warm = (
+                f"{p.warmup_fraction:.0%} warm-up, "
+                if p.warmup_fraction and p.schedule in ("cosine", "constant")
+                else ""
+            )
+            self.log(
+                f"    phase {p.name}: {p.epochs} epochs, {lrs}, {warm}{p.schedule} schedule; "
+                f"backbone groups training: {names}; "
+                f"trainable {trainable + head_params:,} / {total + head_params:,} parameters"
+            )
         set_trainable(self.backbone, 0)
 
     # ------------------------------------------------------------------ 9
@@ -509,17 +575,36 @@ class Run:
                 if index < done:
                     continue  # its result is inside the checkpoint's weights
                 resume = self.resume_state if self.resume_state and index == done else None
-                ckpt: dict[str, Any] = {"phase_index": index, "checkpoint": self.checkpointer, "resume": resume, "patience": t.patience}
+                ckpt: dict[str, Any] = {
+                    "phase_index": index,
+                    "checkpoint": self.checkpointer,
+                    "resume": resume,
+                    "patience": t.patience,
+                }
                 if phase.train_groups == 0:
                     self._train_head_on_features(phase, **ckpt)
                 else:
                     live = set_trainable(self.backbone, phase.train_groups)
-                    train = example_loader(self.splits.train.examples, self.backbone, train=self.augment_train,
-                                           batch_size=t.batch_size, num_workers=t.num_workers, shuffle=True,
-                                           targets=self.targets["train"], seed=self.config.seed)
+                    train = example_loader(
+                        self.splits.train.examples,
+                        self.backbone,
+                        train=self.augment_train,
+                        batch_size=t.batch_size,
+                        num_workers=t.num_workers,
+                        shuffle=True,
+                        targets=self.targets["train"],
+                        seed=self.config.seed,
+                    )
                     val = self._raw_loader("val")
-                    self.trainer.run_phase(self.model, phase, param_groups(self.model, live, phase), train, val,
-                                           on_train=functools.partial(frozen_to_eval, self.backbone, live), **ckpt)
+                    self.trainer.run_phase(
+                        self.model,
+                        phase,
+                        param_groups(self.model, live, phase),
+                        train,
+                        val,
+                        on_train=functools.partial(frozen_to_eval, self.backbone, live),
+                        **ckpt,
+                    )
                 last = index == len(self.plan.phases) - 1
                 across = self._best_across_phases(phase.name, across, copy=not last)
                 self.checkpointer.extra["best_across_phases"] = across
@@ -532,14 +617,28 @@ class Run:
         if assets is not None and self.main:
             assets.mkdir(exist_ok=True)
         return StrategyContext(
-            backbone=self.backbone, head=self.head, plan=self.plan, train_set=self.splits.train,
-            val_set=self.splits.val, train=self.config.train, seed=self.config.seed, device=self.device,
-            log=self.log, record=self.history.append, assets=assets, main=self.main and not self.probe, _run=self)
+            backbone=self.backbone,
+            head=self.head,
+            plan=self.plan,
+            train_set=self.splits.train,
+            val_set=self.splits.val,
+            train=self.config.train,
+            seed=self.config.seed,
+            device=self.device,
+            log=self.log,
+            record=self.history.append,
+            assets=assets,
+            main=self.main and not self.probe,
+            _run=self,
+        )
 
     def _phase_best(self, name: str) -> tuple[float, int] | None:
         """(best val loss, its epoch) of the phase ``name`` from the history, or None without validation."""
-        rows = [(float(r["val_loss"]), int(r["epoch"])) for r in self.history.rows
-                if r.get("phase") == name and r.get("val_loss") not in (None, "")]
+        rows = [
+            (float(r["val_loss"]), int(r["epoch"]))
+            for r in self.history.rows
+            if r.get("phase") == name and r.get("val_loss") not in (None, "")
+        ]
         return min(rows, key=lambda x: (x[0], x[1])) if rows else None
 
     def _best_across_phases(self, name: str, across: dict[str, Any] | None, copy: bool) -> dict[str, Any] | None:
@@ -552,8 +651,12 @@ class Run:
         if best is None or (across is not None and best[0] >= across["loss"]):
             return across
         assert self.model is not None
-        return {"loss": best[0], "phase": name, "epoch": best[1],
-                "state": state_dict_copy(self.model) if copy else None}
+        return {
+            "loss": best[0],
+            "phase": name,
+            "epoch": best[1],
+            "state": state_dict_copy(self.model) if copy else None,
+        }
 
     def _restore_best_across_phases(self, across: dict[str, Any] | None) -> None:
         """End on the best val-loss weights of all phases: a later phase that did worse is undone."""
@@ -568,25 +671,41 @@ class Run:
         self.model.load_state_dict(across["state"])
         later = self._phase_best(last)
         worse = f" (val loss {later[0]:.4f} vs {across['loss']:.4f})" if later else ""
-        self.log(f"  {last} phase did not beat the {across['phase']} phase{worse}: keeping the "
-                 f"{across['phase']}-phase weights (epoch {across['epoch']})")
+        self.log(
+            f"  {last} phase did not beat the {across['phase']} phase{worse}: keeping the "
+            f"{across['phase']}-phase weights (epoch {across['epoch']})"
+        )
 
     def _raw_loader(self, split: str) -> Any:
         ds = getattr(self.splits, split)
         if len(ds) == 0:
             return None
-        return example_loader(ds.examples, self.backbone, train=False, batch_size=self.config.train.batch_size,
-                              num_workers=self.config.train.num_workers, targets=self.targets[split])
+        return example_loader(
+            ds.examples,
+            self.backbone,
+            train=False,
+            batch_size=self.config.train.batch_size,
+            num_workers=self.config.train.num_workers,
+            targets=self.targets[split],
+        )
 
     def _extract_features(self) -> None:
         t = self.config.train
         fingerprint = self.backbone.fingerprint()  # once: it hashes every weight (before_training may change them)
         for split in ("train", "val", "test"):
             ds = getattr(self.splits, split)
-            self.features[split] = extract(self.backbone, ds, batch_size=t.batch_size, device=self.device,
-                                           num_workers=t.num_workers, cache=self.cache,
-                                           progress=self.config.progress, log=self.log, label=split,
-                                           fingerprint=fingerprint)
+            self.features[split] = extract(
+                self.backbone,
+                ds,
+                batch_size=t.batch_size,
+                device=self.device,
+                num_workers=t.num_workers,
+                cache=self.cache,
+                progress=self.config.progress,
+                log=self.log,
+                label=split,
+                fingerprint=fingerprint,
+            )
         self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
 
     def _feature_loader(self, split: str, shuffle: bool) -> Any:
@@ -596,15 +715,21 @@ class Run:
         y = torch.from_numpy(self.targets[split])
         g = torch.Generator()
         g.manual_seed(self.config.seed)
-        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=self.config.train.batch_size,
-                                           shuffle=shuffle, generator=g)
+        return torch.utils.data.DataLoader(
+            torch.utils.data.TensorDataset(x, y), batch_size=self.config.train.batch_size, shuffle=shuffle, generator=g
+        )
 
     def _train_head_on_features(self, phase: Any, **checkpointing: Any) -> None:
         assert self.model is not None
         head = self.model.head
-        self.trainer.run_phase(head, phase, [{"params": list(head.parameters()), "lr": phase.lr}],
-                               self._feature_loader("train", True), self._feature_loader("val", False),
-                               **checkpointing)
+        self.trainer.run_phase(
+            head,
+            phase,
+            [{"params": list(head.parameters()), "lr": phase.lr}],
+            self._feature_loader("train", True),
+            self._feature_loader("val", False),
+            **checkpointing,
+        )
 
     def _fit_head(self) -> None:
         head = self.head
@@ -646,8 +771,9 @@ class Run:
                 tensors["head.bias"] = torch.from_numpy(np.ascontiguousarray(linear[1], dtype=np.float32))
             else:
                 head_kind = "fitted"
-                tensors.update({f"head.{k}": torch.from_numpy(np.ascontiguousarray(v))
-                                for k, v in head.state().items()})
+                tensors.update(
+                    {f"head.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in head.state().items()}
+                )
         if save_backbone:
             tensors.update({f"backbone.{k}": v for k, v in self.backbone.state_dict().items()})
         assets = self.dir / "assets"
@@ -669,15 +795,20 @@ class Run:
             "versions": artifacts.versions(),
         }
         artifacts.save_model(self.dir, tensors, description)
-        self.log(f"  saved model.safetensors ({'backbone and ' if save_backbone else ''}head {self.head.name}) "
-                 f"and model.json")
+        self.log(
+            f"  saved model.safetensors ({'backbone and ' if save_backbone else ''}head {self.head.name}) "
+            f"and model.json"
+        )
 
     # ------------------------------------------------------------------ 10
     def plot_history(self) -> None:
         if not self.main:
             return
-        plot_history(self.history.rows, self.dir / "history.png",
-                     title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}")
+        plot_history(
+            self.history.rows,
+            self.dir / "history.png",
+            title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}",
+        )
 
     # ------------------------------------------------------------------ 11
     def evaluate(self) -> None:
@@ -698,10 +829,17 @@ class Run:
                 proba = self.head.predict_proba(x)
         else:
             assert self.model is not None
-            logits = predict_logits(self.model, example_loader(test.examples, self.backbone, train=False,
-                                                               batch_size=self.config.train.batch_size,
-                                                               num_workers=self.config.train.num_workers),
-                                    self.device)
+            logits = predict_logits(
+                self.model,
+                example_loader(
+                    test.examples,
+                    self.backbone,
+                    train=False,
+                    batch_size=self.config.train.batch_size,
+                    num_workers=self.config.train.num_workers,
+                ),
+                self.device,
+            )
             proba = torch.softmax(logits, 1).numpy()
         self.test_proba = proba
         classes = self.encoder.classes
@@ -714,8 +852,15 @@ class Run:
         report.update(accuracy_ci=ci["accuracy"], macro_f1_ci=ci["macro_f1"], ci_method=METHOD)
         # the input beside each prediction (text or image path; in-memory images by id) for `tl errors`
         inputs = [ex if isinstance(ex, str) else ident for ex, ident in zip(test.examples, test.ids)]
-        artifacts.write_predictions(self.dir / "predictions.csv", test.ids, test.labels,
-                                    [classes[i] for i in y_pred], proba, classes, inputs=inputs)
+        artifacts.write_predictions(
+            self.dir / "predictions.csv",
+            test.ids,
+            test.labels,
+            [classes[i] for i in y_pred],
+            proba,
+            classes,
+            inputs=inputs,
+        )
         val = {}
         if self.history.rows and self.history.rows[-1].get("val_accuracy") not in (None, ""):
             val = {"accuracy": self.history.rows[-1]["val_accuracy"], "loss": self.history.rows[-1]["val_loss"]}
@@ -724,16 +869,24 @@ class Run:
             "validation_last_epoch": val,
             **({"validation_kept": self.best_across_phases} if self.best_across_phases else {}),
             "run": {
-                "plugin": self.factory.name, "model": self.backbone.name, "weights": self.backbone.weights_source,
-                "head": self.head.name, "strategy": self.strategy.name, "seed": self.config.seed,
-                "n_train": len(self.splits.train), "n_val": len(self.splits.val), "n_test": len(test),
+                "plugin": self.factory.name,
+                "model": self.backbone.name,
+                "weights": self.backbone.weights_source,
+                "head": self.head.name,
+                "strategy": self.strategy.name,
+                "seed": self.config.seed,
+                "n_train": len(self.splits.train),
+                "n_val": len(self.splits.val),
+                "n_test": len(test),
                 "versions": artifacts.versions(self._plugin_version()),
                 "weights_fingerprint": self.weights_fingerprint,
             },
         }
-        self.log(f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
-                 f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
-                 f"on {len(test)} examples")
+        self.log(
+            f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
+            f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
+            f"on {len(test)} examples"
+        )
 
     def _plugin_version(self) -> str | None:
         info = self.zoo.plugins.info.get(self.factory.plugin)
@@ -743,8 +896,12 @@ class Run:
     def plot_confusion(self) -> None:
         if not self.main:
             return
-        plot_confusion(np.array(self.metrics["test"]["confusion_matrix"]), self.encoder.classes,
-                       self.dir / "confusion.png", title=f"{self.backbone.name} · {self.strategy.name}")
+        plot_confusion(
+            np.array(self.metrics["test"]["confusion_matrix"]),
+            self.encoder.classes,
+            self.dir / "confusion.png",
+            title=f"{self.backbone.name} · {self.strategy.name}",
+        )
 
 
 class Engine:

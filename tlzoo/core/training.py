@@ -12,6 +12,7 @@ whole batch's, and the training and validation sums are all-reduced, so every ra
 the same row and takes the same early-stopping and best-epoch decisions.  Only rank 0
 writes the history file and the checkpoints.
 """
+
 from __future__ import annotations
 
 import csv
@@ -48,7 +49,7 @@ def set_trainable(backbone: Backbone, top_groups: int) -> list[nn.Module]:
     for p in backbone.parameters():
         p.requires_grad_(False)
     k = len(groups) if top_groups < 0 else min(top_groups, len(groups))
-    live = groups[len(groups) - k:] if k else []
+    live = groups[len(groups) - k :] if k else []
     for g in live:
         for p in g.parameters():
             p.requires_grad_(True)
@@ -121,17 +122,34 @@ def _batch_size(x: Any) -> int:
 
 
 class Trainer:
-    def __init__(self, *, device: torch.device, loss: Callable, history: History,
-                 weight_decay: float = 0.01, progress: bool = True,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        *,
+        device: torch.device,
+        loss: Callable,
+        history: History,
+        weight_decay: float = 0.01,
+        progress: bool = True,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.device, self.loss, self.history = device, loss, history
         self.weight_decay, self.progress, self.log = weight_decay, progress, log
 
-    def run_phase(self, model: nn.Module, phase: Phase, param_groups: list[dict[str, Any]],
-                  train_loader: Iterable, val_loader: Iterable | None,
-                  on_train: Callable[[], None] | None = None, keep_best: bool = True, *,
-                  phase_index: int = 0, checkpoint: Checkpointer | None = None,
-                  resume: dict[str, Any] | None = None, patience: int = 0) -> None:
+    def run_phase(
+        self,
+        model: nn.Module,
+        phase: Phase,
+        param_groups: list[dict[str, Any]],
+        train_loader: Iterable,
+        val_loader: Iterable | None,
+        on_train: Callable[[], None] | None = None,
+        keep_best: bool = True,
+        *,
+        phase_index: int = 0,
+        checkpoint: Checkpointer | None = None,
+        resume: dict[str, Any] | None = None,
+        patience: int = 0,
+    ) -> None:
         """Train ``model`` for ``phase.epochs``; keep the weights of the best validation loss.
 
         With ``checkpoint``, every epoch ends with a checkpoint; ``resume`` (a loaded
@@ -171,8 +189,10 @@ class Trainer:
         net = distributed.wrap(model, self.device) if share is not None else model  # the same weights
         for epoch in range(first, phase.epochs + 1):
             if best is not None and patience and epoch - best["epoch"] > patience:
-                self.log(f"  {phase.name}: early stop, no better val loss in {patience} epochs "
-                         f"(best at epoch {best['epoch']})")
+                self.log(
+                    f"  {phase.name}: early stop, no better val loss in {patience} epochs "
+                    f"(best at epoch {best['epoch']})"
+                )
                 break
             start = time.perf_counter()
             net.train()
@@ -180,8 +200,14 @@ class Trainer:
                 on_train()
             seen = correct = 0
             total_loss = 0.0
-            bar = tqdm(train_loader, desc=f"{phase.name} {epoch}/{phase.epochs}", unit="batch",
-                       leave=False, disable=None if self.progress else True, mininterval=1.0)
+            bar = tqdm(
+                train_loader,
+                desc=f"{phase.name} {epoch}/{phase.epochs}",
+                unit="batch",
+                leave=False,
+                disable=None if self.progress else True,
+                mininterval=1.0,
+            )
             for x, y in bar:
                 x, y = _to(x, self.device), y.to(self.device)
                 logits = net(x)
@@ -204,7 +230,8 @@ class Trainer:
                 total_loss, seen_f, correct_f = distributed.sum_all([total_loss, seen, correct])
                 seen, correct = int(seen_f), int(correct_f)
             row: dict[str, Any] = {
-                "phase": phase.name, "epoch": epoch,
+                "phase": phase.name,
+                "epoch": epoch,
                 "train_loss": round(total_loss / max(1, seen), 5),
                 "train_accuracy": round(correct / max(1, seen), 5),
                 "lr": f"{opt.param_groups[0]['lr']:.3g}",
@@ -216,19 +243,31 @@ class Trainer:
                     best = {"loss": vl, "epoch": epoch, "state": state_dict_copy(model)}
             row["seconds"] = round(time.perf_counter() - start, 2)
             self.history.append(row)
-            self.log(f"  {phase.name} epoch {epoch}/{phase.epochs}: loss {row['train_loss']:.4f} "
-                     f"acc {row['train_accuracy']:.3f}"
-                     + (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else ""))
+            self.log(
+                f"  {phase.name} epoch {epoch}/{phase.epochs}: loss {row['train_loss']:.4f} "
+                f"acc {row['train_accuracy']:.3f}"
+                + (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else "")
+            )
             if checkpoint is not None and distributed.is_main():  # rank 0's states stand for all
-                checkpoint.save({"phase_index": phase_index, "phase": phase.name, "epoch": epoch,
-                                 "model": state_dict_copy(model), "optimizer": opt.state_dict(),
-                                 "scheduler": sched.state_dict(), "best": best,
-                                 "generator": generator.get_state() if generator is not None else None,
-                                 "history": list(self.history.rows)})
+                checkpoint.save(
+                    {
+                        "phase_index": phase_index,
+                        "phase": phase.name,
+                        "epoch": epoch,
+                        "model": state_dict_copy(model),
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "best": best,
+                        "generator": generator.get_state() if generator is not None else None,
+                        "history": list(self.history.rows),
+                    }
+                )
         if best is not None:
             model.load_state_dict(best["state"])
             if best["epoch"] != epoch_count(self.history, phase.name):
-                self.log(f"  {phase.name}: restored the best weights (epoch {best['epoch']}, val loss {best['loss']:.4f})")
+                self.log(
+                    f"  {phase.name}: restored the best weights (epoch {best['epoch']}, val loss {best['loss']:.4f})"
+                )
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: Iterable) -> tuple[float, float]:
@@ -268,6 +307,7 @@ def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:
         def stlr(step: int) -> float:
             p = step / cut if step < cut else 1 - (step - cut) / max(1, steps - cut)
             return (1 + p * (ratio - 1)) / ratio
+
         return stlr
     if kind == "onecycle":  # rise to the peak over 30 %, cosine down to 1/250 of it
         peak = max(1, int(steps * 0.3))
@@ -277,6 +317,7 @@ def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:
                 return 0.04 + 0.96 * 0.5 * (1 - math.cos(math.pi * step / peak))
             t = (step - peak) / max(1, steps - peak)
             return 0.004 + 0.996 * 0.5 * (1 + math.cos(math.pi * t))
+
         return one
     if kind != "cosine":
         from .errors import TlzooError
@@ -288,6 +329,7 @@ def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:
             return (step + 1) / warm
         t = (step - warm) / max(1, steps - warm)
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))
+
     return cosine
 
 
@@ -304,6 +346,5 @@ def param_groups(model: TransferModel, live: list[nn.Module], phase: Phase) -> l
     for depth, g in enumerate(reversed(live)):
         ps = [p for p in g.parameters() if p.requires_grad]
         if ps:
-            groups.append({"params": ps, "lr": phase.lr * phase.lr_decay ** depth})
+            groups.append({"params": ps, "lr": phase.lr * phase.lr_decay**depth})
     return [g for g in groups if g["params"]]
-

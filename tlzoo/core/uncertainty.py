@@ -10,6 +10,7 @@ no examples as F1 0) would then drop for no reason in the data.  Everything is v
 one confusion matrix per resample from a single ``bincount``, and macro-F1 computed exactly
 as :func:`tlzoo.core.metrics.classification_report` does.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,8 +34,9 @@ def batched_scores(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return accuracy, f1.mean(1)
 
 
-def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000,
-                 seed: int = 0) -> dict[str, list[float]]:
+def bootstrap_ci(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0
+) -> dict[str, list[float]]:
     """95 % percentile intervals: ``{"accuracy": [lo, hi], "macro_f1": [lo, hi]}``, rounded to 4 places.
 
     ``y_true`` and ``y_pred`` are class indices in ``range(n_classes)``.  The same seed
@@ -64,7 +66,7 @@ def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot:
         picks = np.concatenate([g[rng.integers(0, len(g), size=(b, len(g)))] for g in groups], axis=1)
         flat = (np.arange(b)[:, None] * (c * c) + cell[picks]).ravel()
         cms = np.bincount(flat, minlength=b * c * c).reshape(b, c, c)
-        acc[start:start + b], f1[start:start + b] = batched_scores(cms)
+        acc[start : start + b], f1[start : start + b] = batched_scores(cms)
     tail = (1 - LEVEL) / 2 * 100
     out = {}
     for name, values in (("accuracy", acc), ("macro_f1", f1)):

@@ -7,6 +7,7 @@ A plugin cannot break it: a name registered twice keeps the first (built-ins reg
 first) and the clash is a warning of the later plugin; a data source whose
 ``can_load`` raises is skipped and the error recorded against its plugin.
 """
+
 from __future__ import annotations
 
 import functools
@@ -35,6 +36,7 @@ class Zoo:
                     return
                 factory.plugin = plugin
                 self.backbones.add(factory.name, factory, plugin)
+
             return register
 
         def head(plugin: str) -> Any:
@@ -42,9 +44,14 @@ class Zoo:
                 adapted = head_class(cls)  # a 0.1 Head with a `trainable` flag -> TorchHead or FittedHead
                 if adapted is not cls:
                     kind = "TorchHead" if issubclass(adapted, TorchHead) else "FittedHead"
-                    self.plugins.record(plugin, f"head '{cls.name}' subclasses Head with a `trainable` flag, which "
-                                                f"is deprecated; subclass tlzoo.{kind}", warning=True)
+                    self.plugins.record(
+                        plugin,
+                        f"head '{cls.name}' subclasses Head with a `trainable` flag, which "
+                        f"is deprecated; subclass tlzoo.{kind}",
+                        warning=True,
+                    )
                 self._add(self.heads, cls.name, adapted, plugin)
+
             return register
 
         def strategy(plugin: str) -> Any:
@@ -71,8 +78,11 @@ class Zoo:
             return False
         owner = registry.owner.get(name, "")
         kind = "built-in plugin" if self.plugins.is_builtin(owner) else "plugin"
-        self.plugins.record(plugin, f"{registry.kind} '{name}' is already registered by {kind} '{owner}'; "
-                                    "this one is ignored", warning=True)
+        self.plugins.record(
+            plugin,
+            f"{registry.kind} '{name}' is already registered by {kind} '{owner}'; this one is ignored",
+            warning=True,
+        )
         return True
 
     def _add(self, registry: Registry[Any], name: str, item: Any, plugin: str) -> None:
@@ -91,8 +101,11 @@ class Zoo:
             try:
                 return bool(can_load(location))
             except Exception as exc:
-                self.plugins.record(plugin, f"data source '{getattr(source, 'name', '?')}': can_load raised "
-                                            f"{describe(exc)}; the source is skipped")
+                self.plugins.record(
+                    plugin,
+                    f"data source '{getattr(source, 'name', '?')}': can_load raised "
+                    f"{describe(exc)}; the source is skipped",
+                )
                 return False
 
         guarded._tlzoo_guarded = True  # type: ignore[attr-defined]  # a mark on the function object
@@ -118,8 +131,10 @@ class Zoo:
             entry = self.entry(model)
             if entry is None:
                 known = [e.name for e in self.catalogue]
-                raise TlzooError(f"Unknown model '{model}'.{suggest(model, known)} Pass --plugin NAME too, or a "
-                                 "catalogued model (see `tl list`).")
+                raise TlzooError(
+                    f"Unknown model '{model}'.{suggest(model, known)} Pass --plugin NAME too, or a "
+                    "catalogued model (see `tl list`)."
+                )
             plugin = entry.plugin
         if not plugin:
             raise TlzooError("No backbone chosen; pass --plugin NAME (see `tl list`).")
@@ -136,20 +151,23 @@ class Zoo:
             if entry.plugin not in self.backbones:
                 failed = self._failed(entry.plugin)
                 if failed:
-                    raise TlzooError(f"Model '{plugin}' needs the '{entry.plugin}' plugin, which failed to load: "
-                                     f"{failed}; see `tl plugins`.")
-                raise TlzooError(f"Model '{plugin}' needs the '{entry.plugin}' plugin. It is not loaded "
-                                 "(check TLZOO_PLUGINS).")
+                    raise TlzooError(
+                        f"Model '{plugin}' needs the '{entry.plugin}' plugin, which failed to load: "
+                        f"{failed}; see `tl plugins`."
+                    )
+                raise TlzooError(
+                    f"Model '{plugin}' needs the '{entry.plugin}' plugin. It is not loaded (check TLZOO_PLUGINS)."
+                )
             factory = self.backbones.get(entry.plugin)
             if model and model != plugin:
-                raise TlzooError(f"--plugin {plugin} already names a model; drop --model {model} or use "
-                                 f"--plugin {entry.plugin}.")
+                raise TlzooError(
+                    f"--plugin {plugin} already names a model; drop --model {model} or use --plugin {entry.plugin}."
+                )
             model = plugin
         model = model or factory.default_model
         if model not in factory.models and not factory.accepts_any_model:
             raise TlzooError(
-                f"Unknown model '{model}' for plugin '{factory.name}'.{suggest(model, factory.models)} "
-                f"See `tl list`."
+                f"Unknown model '{model}' for plugin '{factory.name}'.{suggest(model, factory.models)} See `tl list`."
             )
         return factory, model
 
@@ -173,8 +191,10 @@ class Zoo:
 
         if not os.path.exists(location):
             names = [s.name for s in self.data_sources if s.can_load(s.name)]
-            raise TlzooError(f"Data path '{location}' does not exist.{suggest(location, names)} "
-                             "Pass an existing file or folder, or a built-in dataset (see `tl data list`).")
+            raise TlzooError(
+                f"Data path '{location}' does not exist.{suggest(location, names)} "
+                "Pass an existing file or folder, or a built-in dataset (see `tl data list`)."
+            )
         raise TlzooError(
             f"Don't know how to read '{location}'; pass a CSV/JSONL file, a folder with one sub-folder "
             "of images or .txt files per class, hf:NAME, or a built-in dataset (see `tl data list`)."

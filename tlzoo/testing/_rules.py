@@ -8,6 +8,7 @@ mismatch) becomes an ``AssertionError`` that says which rule was being checked, 
 to the original.  A check that cannot run for a reason outside the plugin's control
 raises :class:`unittest.SkipTest` through :func:`skip`, which pytest reports as a skip.
 """
+
 from __future__ import annotations
 
 import functools

@@ -11,6 +11,7 @@ layer groups) are legitimate: the checks about layer groups, freezing, the train
 and the weights fingerprint check what still applies to them and say so in their
 docstrings.  See :mod:`tlzoo.testing` for how a plugin's tests use all this.
 """
+
 from __future__ import annotations
 
 import copy
@@ -93,9 +94,11 @@ def _reproducible_features(backbone: Backbone, examples: Sequence[Any]) -> torch
     check makes later, so it fails pointing at the rules about it."""
     first, again = _features(backbone, examples), _features(backbone, examples)
     if not (first.shape == again.shape and torch.equal(first.nan_to_num(), again.nan_to_num())):
-        raise AssertionError("features differ between two eval-mode passes over the same examples in this "
-                             "process, so nothing else can be compared; see check_eval_determinism and "
-                             "check_eval_transform")
+        raise AssertionError(
+            "features differ between two eval-mode passes over the same examples in this "
+            "process, so nothing else can be compared; see check_eval_determinism and "
+            "check_eval_transform"
+        )
     return first
 
 
@@ -110,8 +113,13 @@ def _parameter_free(backbone: Backbone) -> bool:
 def _same(a: Any, b: Any) -> bool:
     """Whether two transform outputs are equal (tensors, arrays, dicts, sequences, scalars)."""
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
-                and a.dtype == b.dtype and bool(torch.equal(a, b)))
+        return (
+            isinstance(a, torch.Tensor)
+            and isinstance(b, torch.Tensor)
+            and a.shape == b.shape
+            and a.dtype == b.dtype
+            and bool(torch.equal(a, b))
+        )
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
         return np.array_equal(np.asarray(a), np.asarray(b))
     if isinstance(a, dict) and isinstance(b, dict):
@@ -268,8 +276,13 @@ class BackboneCase:
         model = getattr(factory, "default_model", "") or self.id
         return BackboneRequest(model=model, pretrained=False)
 
-    def build(self, check: str = "build", seed: int | None = None, assets: str | None = None,
-              fit_data: Dataset | Callable[[], Dataset] | None = None) -> Backbone:
+    def build(
+        self,
+        check: str = "build",
+        seed: int | None = None,
+        assets: str | None = None,
+        fit_data: Dataset | Callable[[], Dataset] | None = None,
+    ) -> Backbone:
         """A freshly built backbone, torch seeded with ``seed`` (default: the case's); skips ``check``
         when it cannot be rebuilt.  A FittableBackbone is then fitted on ``fit_data`` (default: the
         case's), or, given ``assets`` (or a request carrying them) and no ``fit_data``, built with
@@ -319,9 +332,11 @@ class BackboneCase:
     # ------------------------------------------------------------ rebuilding in another process
     def _why_not_rebuildable(self) -> str:
         what = type(self.backbone).__name__ if self.backbone is not None else repr(self.factory)
-        return (f"{what} cannot be rebuilt: give BackboneCase(factory, request) with a registered plugin name "
-                "or an importable 'module:attr' factory, or make the backbone class importable with a "
-                "no-argument constructor")
+        return (
+            f"{what} cannot be rebuilt: give BackboneCase(factory, request) with a registered plugin name "
+            "or an importable 'module:attr' factory, or make the backbone class importable with a "
+            "no-argument constructor"
+        )
 
     def recipe(self, check: str) -> dict[str, Any]:
         """How a fresh Python process rebuilds this backbone (JSON-able); skips ``check`` if it cannot."""
@@ -342,16 +357,21 @@ class BackboneCase:
             if factory.name in registered:
                 same = registered.get(factory.name).create
                 inner = getattr(factory.create, "_tlzoo_create", factory.create)
-                if same is factory.create or _import_path(getattr(same, "_tlzoo_create", same)) == \
-                        _import_path(inner) is not None:
+                if (
+                    same is factory.create
+                    or _import_path(getattr(same, "_tlzoo_create", same)) == _import_path(inner) is not None
+                ):
                     return {"plugin": factory.name, "request": request}
             path = _import_path(getattr(factory.create, "_tlzoo_create", factory.create))
         else:
             path = _import_path(factory)
         if path is None:
-            skip(check, f"the factory {getattr(factory, 'name', factory)!r} is neither registered by an installed "
-                        "plugin nor importable as 'module:attr' (a lambda or a local function), so a fresh "
-                        "process cannot build it")
+            skip(
+                check,
+                f"the factory {getattr(factory, 'name', factory)!r} is neither registered by an installed "
+                "plugin nor importable as 'module:attr' (a lambda or a local function), so a fresh "
+                "process cannot build it",
+            )
         return {"import": path, "request": request}
 
     # ------------------------------------------------------------ the checks of this case
@@ -398,10 +418,12 @@ def check_backbone_attributes(backbone: Backbone, examples: Sequence[Any]) -> No
     assert isinstance(backbone, Backbone), f"{type(backbone).__name__} must subclass tlzoo.Backbone"
     assert backbone.modality in MODALITIES, f"modality {backbone.modality!r} is not one of {MODALITIES}"
     assert isinstance(backbone.name, str) and backbone.name, "backbone.name must be the model's name"
-    assert isinstance(backbone.num_features, int) and backbone.num_features > 0, \
+    assert isinstance(backbone.num_features, int) and backbone.num_features > 0, (
         f"num_features must be a positive int, got {backbone.num_features!r}"
-    assert isinstance(backbone.weights_source, str) and backbone.weights_source, \
+    )
+    assert isinstance(backbone.weights_source, str) and backbone.weights_source, (
         "weights_source must say where the weights came from (it is recorded in every run)"
+    )
     spec = backbone.spec()
     assert isinstance(spec, dict) and "model" in spec, "spec() must be a dict naming at least the model"
     try:
@@ -423,11 +445,13 @@ def check_forward_shape(backbone: Backbone, examples: Sequence[Any]) -> None:
         with torch.no_grad():
             out = backbone(_batch(backbone, examples))
         assert isinstance(out, torch.Tensor), f"forward must return a tensor, got {type(out).__name__}"
-        assert out.dim() == 2 and out.shape[0] == len(examples), \
+        assert out.dim() == 2 and out.shape[0] == len(examples), (
             f"forward gave shape {tuple(out.shape)}, expected ({len(examples)}, num_features)"
-        assert out.shape[1] == backbone.num_features, \
-            (f"forward gives {out.shape[1]} features per example but num_features is {backbone.num_features}: "
-             "heads are built for num_features, so the first batch through a head would fail")
+        )
+        assert out.shape[1] == backbone.num_features, (
+            f"forward gives {out.shape[1]} features per example but num_features is {backbone.num_features}: "
+            "heads are built for num_features, so the first batch through a head would fail"
+        )
         assert out.is_floating_point(), f"features must be floating point, got {out.dtype}"
         bad = (~torch.isfinite(out).all(1)).nonzero().flatten().tolist()
         assert not bad, f"features contain NaN or inf for {_describe_row(examples, bad[0])}"
@@ -435,9 +459,10 @@ def check_forward_shape(backbone: Backbone, examples: Sequence[Any]) -> None:
         backbone.train()
         with torch.no_grad():
             out = backbone(_batch(backbone, examples, train=True))
-        assert tuple(out.shape) == (len(examples), backbone.num_features), \
-            f"forward on training transforms gave shape {tuple(out.shape)}, expected ({len(examples)}, " \
+        assert tuple(out.shape) == (len(examples), backbone.num_features), (
+            f"forward on training transforms gave shape {tuple(out.shape)}, expected ({len(examples)}, "
             f"{backbone.num_features})"
+        )
 
 
 @rule
@@ -454,9 +479,11 @@ def check_eval_determinism(backbone: Backbone, examples: Sequence[Any]) -> None:
         ok, how = torch.allclose(first, again, rtol=1e-5, atol=1e-6), f"max difference {diff:.3g}"
     else:  # NaN never equals NaN: compare where the non-finite values are and the finite ones
         ok, how = bool(torch.equal(first.nan_to_num(), again.nan_to_num())), "they also contain NaN or inf"
-    assert ok, (f"two eval-mode forwards of the same batch differ ({how}): dropout or noise is active in eval "
-                "mode (F.dropout(training=True), torch.randn in forward?), so features, the feature cache and "
-                "tl predict are not reproducible")
+    assert ok, (
+        f"two eval-mode forwards of the same batch differ ({how}): dropout or noise is active in eval "
+        "mode (F.dropout(training=True), torch.randn in forward?), so features, the feature cache and "
+        "tl predict are not reproducible"
+    )
 
 
 @rule
@@ -464,9 +491,10 @@ def check_eval_transform(backbone: Backbone, examples: Sequence[Any]) -> None:
     """``transform(example, train=False)`` is deterministic: augmentation runs only with ``train=True``."""
     for i, ex in enumerate(examples):
         first, again = backbone.transform(ex, False), backbone.transform(ex, False)
-        assert _same(first, again), \
-            (f"transform(example, train=False) gave two different results for {_describe_row(examples, i)}: "
-             "augmentation must run only when train=True, or evaluation and tl predict see random inputs")
+        assert _same(first, again), (
+            f"transform(example, train=False) gave two different results for {_describe_row(examples, i)}: "
+            "augmentation must run only when train=True, or evaluation and tl predict see random inputs"
+        )
 
 
 @rule
@@ -480,15 +508,19 @@ def check_batch_independence(backbone: Backbone, examples: Sequence[Any]) -> Non
     alone = torch.cat([_features(backbone, [ex]) for ex in examples])
     for what, out in (("in one batch", together), ("one at a time", alone)):
         bad = (~torch.isfinite(out).reshape(len(out), -1).all(1)).nonzero().flatten().tolist()
-        assert not bad, (f"features contain NaN or inf ({what}) for {_describe_row(examples, bad[0])}; "
-                         "differences between batches cannot be measured")
-    assert together.shape == alone.shape, \
+        assert not bad, (
+            f"features contain NaN or inf ({what}) for {_describe_row(examples, bad[0])}; "
+            "differences between batches cannot be measured"
+        )
+    assert together.shape == alone.shape, (
         f"features of one batch have shape {tuple(together.shape)}, one at a time {tuple(alone.shape)}"
+    )
     err = (together - alone).abs().max().item() if together.numel() else 0.0
     scale = alone.abs().max().item() + 1e-6
-    assert err <= 1e-4 * max(1.0, scale), \
-        (f"features change with batch composition (max difference {err:.3g}): is padding masked when "
-         "pooling, or are features normalised by batch statistics?")
+    assert err <= 1e-4 * max(1.0, scale), (
+        f"features change with batch composition (max difference {err:.3g}): is padding masked when "
+        "pooling, or are features normalised by batch statistics?"
+    )
 
 
 @rule
@@ -518,8 +550,10 @@ def check_layer_groups(backbone: Backbone, examples: Sequence[Any]) -> None:
     if missing:  # allowed only for parameters the features do not use (e.g. a language-model decoder)
         used = _parameters_used_by_forward(backbone, examples[:2])
         missing = [n for n in missing if n in used]
-    assert not missing, (f"{len(missing)} backbone parameters are in no layer group (e.g. {missing[0]}); "
-                         "they could never be frozen or unfrozen")
+    assert not missing, (
+        f"{len(missing)} backbone parameters are in no layer group (e.g. {missing[0]}); "
+        "they could never be frozen or unfrozen"
+    )
     # order: the first module of each group to run in forward must come in group order
     first_call: dict[int, int] = {}
     counter = [0]
@@ -527,9 +561,11 @@ def check_layer_groups(backbone: Backbone, examples: Sequence[Any]) -> None:
     for gi, g in enumerate(groups):
         for m in g.modules():
             if any(True for _ in m.parameters(recurse=False)):
+
                 def hook(mod: nn.Module, inp: Any, out: Any, gi: int = gi) -> None:
                     counter[0] += 1
                     first_call.setdefault(gi, counter[0])
+
                 handles.append(m.register_forward_hook(hook))
     try:
         with _preserved(backbone), torch.no_grad():
@@ -566,16 +602,18 @@ def check_freezing(backbone: Backbone, examples: Sequence[Any]) -> None:
         if not groups or _parameter_free(backbone):
             for k in (0, 1, -1):
                 set_trainable(backbone, k)
-                assert count_parameters(backbone)[0] == 0, \
+                assert count_parameters(backbone)[0] == 0, (
                     f"set_trainable({k}) left parameters trainable outside every layer group"
+                )
             return
         total = sum(p.numel() for g in groups for p in g.parameters())  # parameters outside groups stay frozen
         live = set_trainable(backbone, 0)
         assert live == [] and count_parameters(backbone)[0] == 0, "set_trainable(0) must freeze everything"
         live = set_trainable(backbone, 1)
         top = sum(p.numel() for p in groups[-1].parameters())
-        assert count_parameters(backbone)[0] == top, \
+        assert count_parameters(backbone)[0] == top, (
             f"set_trainable(1) left {count_parameters(backbone)[0]} parameters trainable, the top group has {top}"
+        )
         assert len(live) == 1, f"set_trainable(1) returned {len(live)} live groups"
         if len(groups) > 2:
             set_trainable(backbone, 2)
@@ -644,13 +682,17 @@ def check_frozen_batchnorm(backbone: Backbone, examples: Sequence[Any]) -> None:
         before = {id(m): cast(torch.Tensor, m.running_mean).clone() for m in norms}
         with torch.no_grad():
             backbone(_batch(backbone, examples, train=True))
-        frozen_moved = [m for m in norms
-                        if id(m) not in live_ids and not torch.equal(cast(torch.Tensor, m.running_mean), before[id(m)])]
+        frozen_moved = [
+            m
+            for m in norms
+            if id(m) not in live_ids and not torch.equal(cast(torch.Tensor, m.running_mean), before[id(m)])
+        ]
         assert not frozen_moved, f"{len(frozen_moved)} frozen BatchNorm layers updated their running statistics"
         live_norms = [m for m in norms if id(m) in live_ids]
         if live_norms:
-            assert any(not torch.equal(cast(torch.Tensor, m.running_mean), before[id(m)]) for m in live_norms), \
+            assert any(not torch.equal(cast(torch.Tensor, m.running_mean), before[id(m)]) for m in live_norms), (
                 "BatchNorm layers in the unfrozen group did not update in train mode"
+            )
 
 
 @rule
@@ -662,8 +704,9 @@ def check_preprocessing(backbone: Backbone, examples: Sequence[Any]) -> None:
         text = json.dumps(pre, sort_keys=True)
     except TypeError as exc:
         raise AssertionError(f"preprocessing() is not JSON-able ({exc})") from None
-    assert json.loads(text) == json.loads(json.dumps(backbone.preprocessing(), sort_keys=True)), \
+    assert json.loads(text) == json.loads(json.dumps(backbone.preprocessing(), sort_keys=True)), (
         "preprocessing() changes between calls"
+    )
 
 
 @rule
@@ -684,8 +727,9 @@ def check_fingerprint(backbone: Backbone, examples: Sequence[Any]) -> None:
         return
     with _preserved(backbone, weights=True), torch.no_grad():
         candidates[0].add_(0.01)
-        assert backbone.fingerprint() != first, \
+        assert backbone.fingerprint() != first, (
             "fingerprint() did not change when weights changed: the feature cache would serve stale features"
+        )
     assert backbone.fingerprint() == first, "fingerprint() differs after the weights were restored"
 
 
@@ -725,7 +769,8 @@ def check_build_determinism(backbone: Backbone, examples: Sequence[Any], rebuild
         raise AssertionError(
             f"two fresh builds from the same request give different features with the same weights loaded "
             f"(max difference {diff:.3g}): the build draws from random state (np.random, random, torch) that "
-            "is not in the state dict; derive it from a fixed seed or register it as a buffer")
+            "is not in the state dict; derive it from a fixed seed or register it as a buffer"
+        )
 
 
 @rule
@@ -767,8 +812,9 @@ def check_cross_process_determinism(backbone: Backbone, examples: Sequence[Any],
         else:  # pragma: no cover - needs two seed collisions in a row
             skip(name, "could not start a process with a different string hash seed")
         theirs = np.load(folder / "features.npy", allow_pickle=False).astype(np.float64)
-    assert theirs.shape == reference.shape, \
+    assert theirs.shape == reference.shape, (
         f"features have shape {reference.shape} here and {theirs.shape} in a fresh process"
+    )
     both_nan = np.isnan(theirs) & np.isnan(reference)
     close = np.isclose(theirs, reference, rtol=1e-5, atol=1e-5) | both_nan
     if not close.all():
@@ -778,7 +824,8 @@ def check_cross_process_determinism(backbone: Backbone, examples: Sequence[Any],
             f"features differ between processes: max difference {diff:.3g}, on {len(rows)} of {len(reference)} "
             f"examples (first: {_describe_row(examples, int(rows[0]))}); does the backbone use Python's hash() "
             "(PYTHONHASHSEED differs per process), the iteration order of a set of strings, or random "
-            "numbers outside the state dict? tl predict would disagree with the run")
+            "numbers outside the state dict? tl predict would disagree with the run"
+        )
 
 
 def _other_hash_seeds() -> list[str]:
@@ -801,8 +848,11 @@ def _write_examples(folder: Path, examples: Sequence[Any], check: str) -> None:
             ex.save(folder / f"example{i}.png", format="PNG")
             rows.append({"image": f"example{i}.png"})
         else:
-            skip(check, f"examples of type {type(ex).__name__} cannot be sent to another process "
-                        "(give texts, PIL images or numpy arrays)")
+            skip(
+                check,
+                f"examples of type {type(ex).__name__} cannot be sent to another process "
+                "(give texts, PIL images or numpy arrays)",
+            )
     (folder / "examples.json").write_text(json.dumps(rows))
 
 
@@ -834,8 +884,15 @@ def _run_child(folder: Path, recipe: dict[str, Any], hash_seed: str, check: str)
     env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     code = "import sys; from tlzoo.testing.backbones import _child_main; _child_main(sys.argv[1])"
     try:
-        done = subprocess.run([sys.executable, "-c", code, str(folder)], env=env, capture_output=True, text=True,
-                              timeout=SUBPROCESS_TIMEOUT_S, cwd=os.getcwd(), check=False)
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(folder)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT_S,
+            cwd=os.getcwd(),
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         raise AssertionError(f"the fresh process did not finish within {SUBPROCESS_TIMEOUT_S} s") from None
     if done.returncode != 0 or not (folder / "features.npy").is_file():
@@ -902,10 +959,12 @@ def check_fit_protocol(backbone: Backbone, examples: Sequence[Any], rebuild: Any
         restored = case.build("check_fit_protocol", assets=assets)
         restored.load_state_dict(backbone.state_dict())
         again = _features(restored, examples)
-        assert again.shape == reference.shape and torch.allclose(again, reference, rtol=1e-5, atol=1e-5), \
+        assert again.shape == reference.shape and torch.allclose(again, reference, rtol=1e-5, atol=1e-5), (
             "a fresh build restored with load_fitted(assets) gives different features: tl predict would be wrong"
-        assert restored.fingerprint() == backbone.fingerprint(), \
+        )
+        assert restored.fingerprint() == backbone.fingerprint(), (
             "a fresh build restored with load_fitted(assets) has another fingerprint: tl predict would refuse the run"
+        )
     data = case.fit_data() if callable(case.fit_data) else case.fit_data
     data = data if data is not None else tiny_fit_data(backbone.modality)
     half = data.subset(range(0, len(data), 2))
@@ -914,9 +973,10 @@ def check_fit_protocol(backbone: Backbone, examples: Sequence[Any], rebuild: Any
     one = case.build("check_fit_protocol", fit_data=data)
     other = case.build("check_fit_protocol", fit_data=other_data)
     if not torch.allclose(_features(one, examples), _features(other, examples), rtol=1e-5, atol=1e-5):
-        assert one.fingerprint() != other.fingerprint(), \
-            ("fitted on other data the backbone gives other features but the same fingerprint(): the feature "
-             "cache would serve stale features; keep the fitted state in buffers or cover it in preprocessing()")
+        assert one.fingerprint() != other.fingerprint(), (
+            "fitted on other data the backbone gives other features but the same fingerprint(): the feature "
+            "cache would serve stale features; keep the fitted state in buffers or cover it in preprocessing()"
+        )
 
 
 @rule
@@ -933,8 +993,9 @@ def check_backbone_factory(factory: Any, request: BackboneRequest) -> None:
         skip("check_backbone_factory", f"{factory!r} is a plain callable, not a BackboneFactory")
     assert isinstance(factory.name, str) and factory.name, "BackboneFactory.name must be set"
     assert factory.modality in MODALITIES, f"modality {factory.modality!r} is not one of {MODALITIES}"
-    assert factory.accepts_any_model or factory.default_model in factory.models, \
+    assert factory.accepts_any_model or factory.default_model in factory.models, (
         f"default_model {factory.default_model!r} is not among models {factory.models}"
+    )
     try:
         json.dumps(defaults_of(factory))
     except TypeError as exc:
@@ -949,10 +1010,21 @@ def check_backbone_factory(factory: Any, request: BackboneRequest) -> None:
 
 
 BACKBONE_CHECKS: tuple[Callable[..., None], ...] = (
-    check_backbone_attributes, check_forward_shape, check_eval_determinism, check_eval_transform,
-    check_batch_independence, check_layer_groups, check_freezing, check_training_step, check_frozen_batchnorm,
-    check_preprocessing, check_fingerprint, check_awkward_examples, check_build_determinism,
-    check_cross_process_determinism, check_fit_protocol,
+    check_backbone_attributes,
+    check_forward_shape,
+    check_eval_determinism,
+    check_eval_transform,
+    check_batch_independence,
+    check_layer_groups,
+    check_freezing,
+    check_training_step,
+    check_frozen_batchnorm,
+    check_preprocessing,
+    check_fingerprint,
+    check_awkward_examples,
+    check_build_determinism,
+    check_cross_process_determinism,
+    check_fit_protocol,
 )
 """Every backbone check, each called as ``check(backbone, examples)``."""
 
@@ -980,8 +1052,12 @@ def check_backbone(backbone: Backbone, examples: Sequence[Any] | None = None, re
 
 
 @rule
-def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any] | None = None,
-                  fit_data: Dataset | Callable[[], Dataset] | None = None) -> None:
+def check_rebuild(
+    factory: Any,
+    request: BackboneRequest,
+    examples: Sequence[Any] | None = None,
+    fit_data: Dataset | Callable[[], Dataset] | None = None,
+) -> None:
     """What ``tl predict`` does: rebuild the backbone from its request plus the assets it saved.
 
     ``factory`` is the plugin's :class:`BackboneFactory` (or a callable taking a request),
@@ -1007,8 +1083,10 @@ def check_rebuild(factory: Any, request: BackboneRequest, examples: Sequence[Any
         if _fittable(again):
             cast(Any, again).load_fitted(assets)
         again.load_state_dict(first.state_dict())
-        assert json.dumps(again.preprocessing(), sort_keys=True, default=str) == \
-            json.dumps(first.preprocessing(), sort_keys=True, default=str), "the rebuilt backbone preprocesses differently"
+        assert json.dumps(again.preprocessing(), sort_keys=True, default=str) == json.dumps(
+            first.preprocessing(), sort_keys=True, default=str
+        ), "the rebuilt backbone preprocesses differently"
         a, b = _features(first, examples), _features(again, examples)
-    assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), \
+    assert a.shape == b.shape and torch.allclose(a, b, atol=1e-5), (
         "the rebuilt backbone gives different features: tl predict would be wrong"
+    )

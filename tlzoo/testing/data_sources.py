@@ -4,6 +4,7 @@ Every check takes ``(source, location, options=None, missing=...)``: a location 
 source must load, its :class:`~tlzoo.core.interfaces.DataOptions`, and a path that does
 not exist.  See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,9 @@ MISSING = "/nonexistent/tlzoo-check/data"
 
 
 @rule
-def check_data_source_recognises(source: DataSource, location: str, options: DataOptions | None = None,
-                                 missing: str = MISSING) -> None:
+def check_data_source_recognises(
+    source: DataSource, location: str, options: DataOptions | None = None, missing: str = MISSING
+) -> None:
     """name, modality and JSON-able ``defaults()`` are declared; ``can_load`` accepts ``location`` and
     refuses a path that does not exist."""
     assert isinstance(source, DataSource), f"{type(source).__name__} must subclass tlzoo's DataSource"
@@ -35,8 +37,9 @@ def check_data_source_recognises(source: DataSource, location: str, options: Dat
 
 
 @rule
-def check_data_source_loads(source: DataSource, location: str, options: DataOptions | None = None,
-                            missing: str = MISSING) -> None:
+def check_data_source_loads(
+    source: DataSource, location: str, options: DataOptions | None = None, missing: str = MISSING
+) -> None:
     """``load`` gives a non-empty Dataset of the source's modality, non-empty string labels and unique ids."""
     _load_well_formed(source, location, options)
 
@@ -47,8 +50,9 @@ def _load_well_formed(source: DataSource, location: str, options: DataOptions | 
     assert len(ds) > 0, "the dataset is empty"
     assert ds.modality in MODALITIES, f"dataset modality {ds.modality!r} is not one of {MODALITIES}"
     if source.modality:
-        assert ds.modality == source.modality, \
+        assert ds.modality == source.modality, (
             f"the dataset's modality {ds.modality!r} differs from the source's {source.modality!r}"
+        )
     bad = next((i for i, label in enumerate(ds.labels) if not (isinstance(label, str) and label)), None)
     if bad is not None:
         raise AssertionError(f"labels must be non-empty strings; row {bad} has {ds.labels[bad]!r}")
@@ -57,23 +61,28 @@ def _load_well_formed(source: DataSource, location: str, options: DataOptions | 
 
 
 @rule
-def check_data_source_is_stable(source: DataSource, location: str, options: DataOptions | None = None,
-                                missing: str = MISSING) -> None:
+def check_data_source_is_stable(
+    source: DataSource, location: str, options: DataOptions | None = None, missing: str = MISSING
+) -> None:
     """Loading twice gives the same data (same fingerprint), so the feature cache can be reused."""
     first = source.load(location, options or DataOptions())
     again = source.load(location, options or DataOptions())
-    assert first.fingerprint() == again.fingerprint(), \
+    assert first.fingerprint() == again.fingerprint(), (
         "loading twice gives different data: the feature cache could not be reused"
+    )
 
 
 DATA_SOURCE_CHECKS: tuple[Callable[..., None], ...] = (
-    check_data_source_recognises, check_data_source_loads, check_data_source_is_stable,
+    check_data_source_recognises,
+    check_data_source_loads,
+    check_data_source_is_stable,
 )
 """Every data-source check, each called as ``check(source, location, options=None, missing=...)``."""
 
 
-def check_data_source(source: DataSource, location: str, options: DataOptions | None = None,
-                      missing: str = MISSING) -> Dataset:
+def check_data_source(
+    source: DataSource, location: str, options: DataOptions | None = None, missing: str = MISSING
+) -> Dataset:
     """Run every check in :data:`DATA_SOURCE_CHECKS`; returns the loaded dataset for assertions of your own."""
     for check in DATA_SOURCE_CHECKS:
         check(source, location, options, missing)
@@ -95,8 +104,11 @@ class DataSourceCase:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = self.source if isinstance(self.source, str) else str(getattr(self.source, "name", "")
-                                                                            or type(self.source).__name__)
+            self.id = (
+                self.source
+                if isinstance(self.source, str)
+                else str(getattr(self.source, "name", "") or type(self.source).__name__)
+            )
 
     def resolve(self) -> DataSource:
         """The data source object."""

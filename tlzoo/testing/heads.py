@@ -7,6 +7,7 @@ the interfaces declare them, else the ``trainable`` flag of tlzoo 0.1's ``Head``
 Every check takes ``(head_cls, params=None, num_features=8, num_classes=3)``.
 See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,14 +38,16 @@ def is_trainable(head_cls: type[Any]) -> bool:
 
 
 def _is_head_class(obj: Any) -> bool:
-    bases = tuple(t for t in (getattr(interfaces, n, None) for n in ("Head", "TorchHead", "FittedHead"))
-                  if isinstance(t, type))
+    bases = tuple(
+        t for t in (getattr(interfaces, n, None) for n in ("Head", "TorchHead", "FittedHead")) if isinstance(t, type)
+    )
     return isinstance(obj, type) and issubclass(obj, bases)
 
 
 @rule
-def check_head_options(head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8,
-                       num_classes: int = 3) -> None:
+def check_head_options(
+    head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8, num_classes: int = 3
+) -> None:
     """name and JSON-able defaults are declared; an unknown option is a TlzooError naming it; params
     hold every default."""
     params = params or {}
@@ -63,15 +66,17 @@ def check_head_options(head_cls: type[Any], params: dict[str, Any] | None = None
     else:
         raise AssertionError("an unknown head option must raise TlzooError")
     head = cls(**params)
-    assert set(head.params) == set(defaults), \
-        f"params must hold every default option: missing {sorted(set(defaults) - set(head.params))}, " \
+    assert set(head.params) == set(defaults), (
+        f"params must hold every default option: missing {sorted(set(defaults) - set(head.params))}, "
         f"extra {sorted(set(head.params) - set(defaults))}"
+    )
     json.dumps(head.params)
 
 
 @rule
-def check_head_learns(head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8,
-                      num_classes: int = 3) -> None:
+def check_head_learns(
+    head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8, num_classes: int = 3
+) -> None:
     """On well-separated features a trainable head's loss goes down to >= 0.9 accuracy; a fitted
     head's predict_proba gives probabilities with >= 0.9 accuracy."""
     x, y = separable_features(n=60, num_features=num_features, num_classes=num_classes)
@@ -97,8 +102,9 @@ def _train(head: Any, x: np.ndarray, y: np.ndarray, num_features: int, num_class
     assert isinstance(module, nn.Module), "build() must return an nn.Module"
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     out = module(xt)
-    assert tuple(out.shape) == (len(x), num_classes), \
+    assert tuple(out.shape) == (len(x), num_classes), (
         f"head output shape {tuple(out.shape)}, expected {(len(x), num_classes)}"
+    )
     opt = torch.optim.Adam(module.parameters(), lr=1e-2)
     module.train()
     first = last = float("nan")
@@ -116,8 +122,9 @@ def _train(head: Any, x: np.ndarray, y: np.ndarray, num_features: int, num_class
 
 
 @rule
-def check_head_round_trip(head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8,
-                          num_classes: int = 3) -> None:
+def check_head_round_trip(
+    head_cls: type[Any], params: dict[str, Any] | None = None, num_features: int = 8, num_classes: int = 3
+) -> None:
     """What ``tl predict`` relies on: a trainable head's state dict loads into a freshly built module;
     a fitted head is a linear layer (``to_linear``) or restores from ``state()`` arrays (no pickles)."""
     params = params or {}
@@ -137,13 +144,15 @@ def check_head_round_trip(head_cls: type[Any], params: dict[str, Any] | None = N
     linear = head.to_linear()
     if linear is not None:
         w, b = (np.asarray(a) for a in linear)
-        assert w.shape == (num_classes, x.shape[1]) and b.shape == (num_classes,), \
-            f"to_linear() gave shapes {w.shape} and {b.shape}, expected {(num_classes, x.shape[1])} and " \
+        assert w.shape == (num_classes, x.shape[1]) and b.shape == (num_classes,), (
+            f"to_linear() gave shapes {w.shape} and {b.shape}, expected {(num_classes, x.shape[1])} and "
             f"{(num_classes,)}"
+        )
         logits = x.astype(np.float64) @ w.T.astype(np.float64) + b
         e = np.exp(logits - logits.max(1, keepdims=True))
-        assert np.allclose(e / e.sum(1, keepdims=True), p, atol=1e-4), \
+        assert np.allclose(e / e.sum(1, keepdims=True), p, atol=1e-4), (
             "to_linear() is not the same classifier as predict_proba()"
+        )
         return
     state = head.state()
     assert state, "a fitted head that is not linear must return its arrays from state()"
@@ -159,8 +168,9 @@ HEAD_CHECKS: tuple[Callable[..., None], ...] = (check_head_options, check_head_l
 """Every head check, each called as ``check(head_cls, params=None, num_features=8, num_classes=3)``."""
 
 
-def check_head(head_cls: type[Any], num_features: int = 8, num_classes: int = 3,
-               params: dict[str, Any] | None = None) -> None:
+def check_head(
+    head_cls: type[Any], num_features: int = 8, num_classes: int = 3, params: dict[str, Any] | None = None
+) -> None:
     """Run every check in :data:`HEAD_CHECKS`; ``params`` are options for a fast configuration."""
     for check in HEAD_CHECKS:
         check(head_cls, params, num_features, num_classes)
@@ -179,8 +189,9 @@ class HeadCase:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = self.head if isinstance(self.head, str) else str(getattr(self.head, "name", "") or
-                                                                        self.head.__name__)
+            self.id = (
+                self.head if isinstance(self.head, str) else str(getattr(self.head, "name", "") or self.head.__name__)
+            )
 
     def resolve(self) -> type[Any]:
         """The head class."""

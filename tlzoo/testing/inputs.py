@@ -2,6 +2,7 @@
 
 Used by every check in :mod:`tlzoo.testing` and handy in a plugin's own tests.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -48,8 +49,9 @@ def tiny_examples(modality: str, n: int = 4) -> list[Any]:
     raise ValueError(f"no tiny examples for modality {modality!r}")
 
 
-def separable_features(n: int = 60, num_features: int = 8, num_classes: int = 3,
-                       seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def separable_features(
+    n: int = 60, num_features: int = 8, num_classes: int = 3, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Float32 features with well-separated class means, and int64 labels 0..num_classes-1."""
     rng = np.random.default_rng(seed)
     y = np.arange(n) % num_classes
@@ -65,5 +67,9 @@ def awkward_examples(modality: str) -> list[Any]:
         return ["", "   ", "word " * 600, "émoji 🎬 café — naïve", "?!"]
     from PIL import Image
 
-    return [Image.new("L", (20, 20), 128), Image.new("RGBA", (50, 30), (10, 200, 30, 100)),
-            Image.new("RGB", (1, 1)), np.arange(64, dtype=np.uint8).reshape(8, 8)]
+    return [
+        Image.new("L", (20, 20), 128),
+        Image.new("RGBA", (50, 30), (10, 200, 30, 100)),
+        Image.new("RGB", (1, 1)),
+        np.arange(64, dtype=np.uint8).reshape(8, 8),
+    ]

@@ -13,6 +13,7 @@ pytest test with the id ``<case id>-<check name>``::
 :func:`uncovered` is the completeness guard: what a zoo (or one plugin) registers that
 no case checks.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
@@ -40,8 +41,9 @@ CASE_TYPES = (BackboneCase, HeadCase, StrategyCase, DataSourceCase, PretrainerCa
 
 
 def _head_classes() -> tuple[type, ...]:
-    return tuple(t for t in (getattr(interfaces, n, None) for n in ("Head", "TorchHead", "FittedHead"))
-                 if isinstance(t, type))
+    return tuple(
+        t for t in (getattr(interfaces, n, None) for n in ("Head", "TorchHead", "FittedHead")) if isinstance(t, type)
+    )
 
 
 def _unwrap(obj: Any) -> tuple[Any, Any, str | None]:
@@ -79,8 +81,10 @@ def as_case(obj: Any) -> Case:
             return DataSourceCase(first, second)
         if isinstance(second, BackboneRequest) or callable(second):
             return BackboneCase(first, second)
-    raise TypeError(f"don't know which checks apply to {obj!r}: give a backbone, a (factory, request) pair, "
-                    "a head class, a strategy, a (data source, location) pair, a pretrainer, or a *Case")
+    raise TypeError(
+        f"don't know which checks apply to {obj!r}: give a backbone, a (factory, request) pair, "
+        "a head class, a strategy, a (data source, location) pair, a pretrainer, or a *Case"
+    )
 
 
 def checks_for(obj: Any) -> Iterator[tuple[Case, Check]]:
@@ -124,14 +128,19 @@ def _covered_name(case: Case) -> tuple[str, str] | None:
         if isinstance(f, BackboneFactory):
             return "backbones", f.name
         return None
-    field, kind = {HeadCase: ("head", "heads"), StrategyCase: ("strategy", "strategies"),
-                   DataSourceCase: ("source", "data_sources"), PretrainerCase: ("pretrainer", "pretrainers")}[type(case)]
+    field, kind = {
+        HeadCase: ("head", "heads"),
+        StrategyCase: ("strategy", "strategies"),
+        DataSourceCase: ("source", "data_sources"),
+        PretrainerCase: ("pretrainer", "pretrainers"),
+    }[type(case)]
     obj = getattr(case, field)
     return kind, obj if isinstance(obj, str) else str(getattr(obj, "name", ""))
 
 
-def uncovered(objects: Iterable[Any], zoo: Any = None, plugin: str | None = None,
-              exempt: Iterable[str] = ()) -> dict[str, list[str]]:
+def uncovered(
+    objects: Iterable[Any], zoo: Any = None, plugin: str | None = None, exempt: Iterable[str] = ()
+) -> dict[str, list[str]]:
     """What the zoo registers and no case checks, by kind: ``backbones``, ``heads``, ``strategies``,
     ``data_sources``, ``pretrainers`` (each a sorted list of names, possibly empty).
 
@@ -140,8 +149,9 @@ def uncovered(objects: Iterable[Any], zoo: Any = None, plugin: str | None = None
     ``pytest.param``.
     """
     zoo = zoo or default_zoo()
-    covered: dict[str, set[str]] = {k: set(exempt) for k in
-                                    ("backbones", "heads", "strategies", "data_sources", "pretrainers")}
+    covered: dict[str, set[str]] = {
+        k: set(exempt) for k in ("backbones", "heads", "strategies", "data_sources", "pretrainers")
+    }
     for obj in objects:
         got = _covered_name(as_case(_unwrap(obj)[0]))
         if got:
@@ -154,8 +164,9 @@ def uncovered(objects: Iterable[Any], zoo: Any = None, plugin: str | None = None
         kind: [n for n in getattr(zoo, kind) if owned(getattr(zoo, kind), n)]
         for kind in ("backbones", "heads", "strategies", "pretrainers")
     }
-    registered["data_sources"] = [s.name for s in zoo.data_sources
-                                  if plugin is None or zoo.source_plugin.get(id(s)) == plugin]
+    registered["data_sources"] = [
+        s.name for s in zoo.data_sources if plugin is None or zoo.source_plugin.get(id(s)) == plugin
+    ]
     return {kind: sorted(set(names) - covered[kind]) for kind, names in registered.items()}
 
 
@@ -167,5 +178,10 @@ def all_checks() -> dict[str, tuple[Callable[..., None], ...]]:
     from .pretrainers import PRETRAINER_CHECKS
     from .strategies import STRATEGY_CHECKS
 
-    return {"backbones": (*BACKBONE_CHECKS, check_rebuild, check_backbone_factory), "heads": HEAD_CHECKS, "strategies": STRATEGY_CHECKS,
-            "data_sources": DATA_SOURCE_CHECKS, "pretrainers": PRETRAINER_CHECKS}
+    return {
+        "backbones": (*BACKBONE_CHECKS, check_rebuild, check_backbone_factory),
+        "heads": HEAD_CHECKS,
+        "strategies": STRATEGY_CHECKS,
+        "data_sources": DATA_SOURCE_CHECKS,
+        "pretrainers": PRETRAINER_CHECKS,
+    }

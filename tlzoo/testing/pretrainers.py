@@ -10,6 +10,7 @@ keys go to its ``options``).  Pretraining runs once per pretrainer, corpus
 and options in a temporary folder (removed when the process exits) and is shared by
 the checks.  See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -53,8 +54,9 @@ class PretrainingResult:
 _RUNS: dict[tuple[int, str], tuple[Pretrainer, PretrainingResult]] = {}
 
 
-def pretrain_once(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
-                  options: dict[str, Any] | None = None) -> PretrainingResult:
+def pretrain_once(
+    pretrainer: Pretrainer, corpus: Sequence[str] | None = None, options: dict[str, Any] | None = None
+) -> PretrainingResult:
     """Run ``pretrainer`` on ``corpus`` into a fresh temporary folder, as the engine does, once per
     pretrainer, corpus and options; later calls return the same result."""
     texts = list(corpus) if corpus is not None else tiny_corpus()
@@ -88,15 +90,19 @@ def _load_request(model: str, weights: str, settings: dict[str, Any]) -> Backbon
 
 
 @rule
-def check_pretrainer_attributes(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
-                                options: dict[str, Any] | None = None,
-                                backbone_options: dict[str, Any] | None = None) -> None:
+def check_pretrainer_attributes(
+    pretrainer: Pretrainer,
+    corpus: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+) -> None:
     """The pretrainer is a ``Pretrainer`` with a name (the backbone plugin it feeds), a description and
     JSON-able ``defaults()`` that, if declared, include ``epochs`` and ``seed`` and the case's options."""
     assert isinstance(pretrainer, Pretrainer), f"{type(pretrainer).__name__} must subclass tlzoo's Pretrainer"
     assert isinstance(pretrainer.name, str) and pretrainer.name, "Pretrainer.name must be set"
-    assert isinstance(pretrainer.description, str) and pretrainer.description, \
+    assert isinstance(pretrainer.description, str) and pretrainer.description, (
         "Pretrainer.description must say what it trains"
+    )
     defaults = defaults_of(pretrainer)
     try:
         json.dumps(defaults)
@@ -110,9 +116,12 @@ def check_pretrainer_attributes(pretrainer: Pretrainer, corpus: Sequence[str] | 
 
 
 @rule
-def check_pretrainer_output(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
-                            options: dict[str, Any] | None = None,
-                            backbone_options: dict[str, Any] | None = None) -> None:
+def check_pretrainer_output(
+    pretrainer: Pretrainer,
+    corpus: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+) -> None:
     """Pretraining on a tiny corpus writes files into the output folder and returns a summary whose
     ``history`` has one row per epoch with ``epoch`` and a finite ``train_loss`` (the engine writes
     pretraining_history.csv and the loss curve from it)."""
@@ -127,8 +136,9 @@ def check_pretrainer_output(pretrainer: Pretrainer, corpus: Sequence[str] | None
         assert isinstance(row, dict), f"history row {i} is a {type(row).__name__}, not a dict"
         assert "epoch" in row, f"history row {i} has no 'epoch'"
         loss = row.get("train_loss")
-        assert isinstance(loss, (int, float)) and math.isfinite(loss), \
+        assert isinstance(loss, (int, float)) and math.isfinite(loss), (
             f"history row {i} needs a finite number as 'train_loss', got {loss!r}"
+        )
     epochs = (options or {}).get("epochs")
     if isinstance(epochs, int):
         rows = {row["epoch"] for row in history}
@@ -137,21 +147,31 @@ def check_pretrainer_output(pretrainer: Pretrainer, corpus: Sequence[str] | None
 
 
 @rule
-def check_pretrainer_no_pickles(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
-                                options: dict[str, Any] | None = None,
-                                backbone_options: dict[str, Any] | None = None) -> None:
+def check_pretrainer_no_pickles(
+    pretrainer: Pretrainer,
+    corpus: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+) -> None:
     """Nothing in the output folder is a pickle or a zip archive: loading a pickle runs code, and tlzoo
     refuses them as --weights."""
     result = pretrain_once(pretrainer, corpus, options)
     found = [(p, kind) for p in sorted(result.out.rglob("*")) if p.is_file() for kind in [pickle_kind(p)] if kind]
-    assert not found, (f"{found[0][0].relative_to(result.out)} is {found[0][1]}"
-                       + (f" (and {len(found) - 1} more)" if len(found) > 1 else "") + f"; {PICKLE_HINT}")
+    assert not found, (
+        f"{found[0][0].relative_to(result.out)} is {found[0][1]}"
+        + (f" (and {len(found) - 1} more)" if len(found) > 1 else "")
+        + f"; {PICKLE_HINT}"
+    )
 
 
 @rule
-def check_pretrainer_weights_load(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
-                                  options: dict[str, Any] | None = None,
-                                  backbone_options: dict[str, Any] | None = None, zoo: Any = None) -> None:
+def check_pretrainer_weights_load(
+    pretrainer: Pretrainer,
+    corpus: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+    zoo: Any = None,
+) -> None:
     """The output folder loads as ``--weights`` through the backbone factory of the same name, which
     records the folder in ``weights_source`` and gives finite features of width ``num_features``.
 
@@ -159,31 +179,42 @@ def check_pretrainer_weights_load(pretrainer: Pretrainer, corpus: Sequence[str] 
     """
     backbones = (zoo or default_zoo()).backbones
     if pretrainer.name not in backbones:
-        skip("check_pretrainer_weights_load", f"no backbone factory named {pretrainer.name!r} is registered, "
-                                              "so nothing loads the folder back")
+        skip(
+            "check_pretrainer_weights_load",
+            f"no backbone factory named {pretrainer.name!r} is registered, so nothing loads the folder back",
+        )
     result = pretrain_once(pretrainer, corpus, options)
     factory = backbones.get(pretrainer.name)
     request = _load_request(factory.default_model, str(result.out), backbone_options or {})
     backbone = factory.create(request)
-    assert str(result.out) in str(backbone.weights_source), \
+    assert str(result.out) in str(backbone.weights_source), (
         f"weights_source {backbone.weights_source!r} does not name the --weights folder {str(result.out)!r}"
+    )
     examples = tiny_examples(factory.modality)
     backbone.eval()
     with torch.no_grad():
         out = backbone(backbone.collate([backbone.transform(ex, False) for ex in examples]))
-    assert tuple(out.shape) == (len(examples), backbone.num_features), \
+    assert tuple(out.shape) == (len(examples), backbone.num_features), (
         f"the loaded backbone gives shape {tuple(out.shape)}, expected ({len(examples)}, {backbone.num_features})"
+    )
     assert torch.isfinite(out).all(), "the loaded backbone gives NaN or inf features"
 
 
 PRETRAINER_CHECKS: tuple[Callable[..., None], ...] = (
-    check_pretrainer_attributes, check_pretrainer_output, check_pretrainer_no_pickles, check_pretrainer_weights_load,
+    check_pretrainer_attributes,
+    check_pretrainer_output,
+    check_pretrainer_no_pickles,
+    check_pretrainer_weights_load,
 )
 """Every pretrainer check, each called as ``check(pretrainer, corpus=None, options=None, backbone_options=None)``."""
 
 
-def check_pretrainer(pretrainer: Pretrainer, corpus: Sequence[str] | None = None,
-                     options: dict[str, Any] | None = None, backbone_options: dict[str, Any] | None = None) -> None:
+def check_pretrainer(
+    pretrainer: Pretrainer,
+    corpus: Sequence[str] | None = None,
+    options: dict[str, Any] | None = None,
+    backbone_options: dict[str, Any] | None = None,
+) -> None:
     """Run every check in :data:`PRETRAINER_CHECKS` (one pretraining run shared by all); the weights
     check is left out when no backbone factory of the pretrainer's name is registered."""
     import unittest

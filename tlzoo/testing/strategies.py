@@ -4,6 +4,7 @@ Every check takes ``(strategy, head_classes=None, train=None)``: the head classe
 for (default: every registered head) and the ``train`` config section (default:
 ``TrainConfig()``).  See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,14 +27,16 @@ def _default_head_classes() -> list[type]:
 
 
 @rule
-def check_strategy_attributes(strategy: Strategy, head_classes: Sequence[type] | None = None,
-                              train: Any = None) -> None:
+def check_strategy_attributes(
+    strategy: Strategy, head_classes: Sequence[type] | None = None, train: Any = None
+) -> None:
     """The strategy is a ``Strategy`` with a name, a description (``tl strategies`` shows both) and
     JSON-able ``defaults()``."""
     assert isinstance(strategy, Strategy), f"{type(strategy).__name__} must subclass tlzoo's Strategy"
     assert isinstance(strategy.name, str) and strategy.name, "Strategy.name must be set"
-    assert isinstance(strategy.description, str) and strategy.description, \
+    assert isinstance(strategy.description, str) and strategy.description, (
         "Strategy.description must say what the strategy does"
+    )
     try:
         json.dumps(defaults_of(strategy))
     except TypeError as exc:
@@ -82,9 +85,10 @@ def check_strategy_plans(strategy: Strategy, head_classes: Sequence[type] | None
                 assert ph.train_groups == 0, f"a fitted head ('{head.name}') cannot train backbone groups"
         if hasattr(plan, "trains_backbone"):
             trains = any(ph.train_groups != 0 for ph in plan.phases)
-            assert bool(plan.trains_backbone) == trains, \
-                f"plan.trains_backbone is {plan.trains_backbone} but the phases {'do' if trains else 'do not'} " \
+            assert bool(plan.trains_backbone) == trains, (
+                f"plan.trains_backbone is {plan.trains_backbone} but the phases {'do' if trains else 'do not'} "
                 "train backbone groups"
+            )
     assert planned, "the strategy refused every head"
     assert train == before, "plan() must not modify the train config"
 
@@ -111,8 +115,11 @@ class StrategyCase:
 
     def __post_init__(self) -> None:
         if not self.id:
-            self.id = self.strategy if isinstance(self.strategy, str) else str(getattr(self.strategy, "name", "")
-                                                                                or type(self.strategy).__name__)
+            self.id = (
+                self.strategy
+                if isinstance(self.strategy, str)
+                else str(getattr(self.strategy, "name", "") or type(self.strategy).__name__)
+            )
 
     def resolve(self) -> Strategy:
         """The strategy object."""

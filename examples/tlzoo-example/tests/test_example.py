@@ -7,6 +7,7 @@ fails when the plugin registers something no case checks.
 The kit fits the ``tfidf`` backbone (a ``tlzoo.FittableBackbone``) on a tiny training split
 before checking it, and checks the fit protocol itself; the tests below check it by hand too.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -96,6 +97,9 @@ def test_ridge_head_is_a_softmax_over_its_linear_layer() -> None:
     proba = head.predict_proba(x)
     weight, bias = head.to_linear()
     z = x @ weight.T + bias
-    assert np.allclose(proba, np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1,
-                       keepdims=True), atol=1e-6)
+    assert np.allclose(
+        proba,
+        np.exp(z - z.max(1, keepdims=True)) / np.exp(z - z.max(1, keepdims=True)).sum(1, keepdims=True),
+        atol=1e-6,
+    )
     assert (proba.argmax(1) == y).mean() > 0.9 and proba[:, 2].max() < 1e-6

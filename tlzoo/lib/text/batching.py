@@ -5,6 +5,7 @@ word's character ids) into one zero-padded tensor plus the lengths; ``length_mas
 gives the ``[B, T]`` mask of real positions that pooling and attention need.  Padding
 goes on the right, so a left-to-right LSTM never reads padding before a real token.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -13,8 +14,9 @@ from typing import Any
 import torch
 
 
-def pad_sequences(seqs: Sequence[Sequence[Any]], dtype: torch.dtype = torch.long,
-                  min_length: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+def pad_sequences(
+    seqs: Sequence[Sequence[Any]], dtype: torch.dtype = torch.long, min_length: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(``[B, T, ...]`` zero-padded on the right, lengths ``[B]``), ``T`` = the longest (at least ``min_length``)."""
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     t = max(min_length, int(lengths.max()) if len(seqs) else 0)

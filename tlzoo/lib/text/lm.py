@@ -9,6 +9,7 @@
   accuracy, held-out);
 * ``split_corpus``: the seeded held-out share of a pretraining corpus; ``seed_all``.
 """
+
 from __future__ import annotations
 
 import math
@@ -57,17 +58,30 @@ def slanted_triangular(steps: int) -> Callable[[int], float]:
 
 def linear_warmup_decay(warmup: float) -> Schedule:
     """BERT's rates: a linear rise over the first ``warmup`` share of the steps, then a linear fall to 0."""
+
     def schedule(steps: int) -> Callable[[int], float]:
         warm = max(1, int(steps * warmup))
         return lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm))
+
     return schedule
 
 
-def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[int], list[Batch]],
-                         val_batches: list[Batch], *, epochs: int, lr: float, log: Callable[[str], None],
-                         label: str, clip: float = 0.5, weight_decay: float = 0.01,
-                         betas: tuple[float, float] = (0.8, 0.99), schedule: Schedule = slanted_triangular,
-                         on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def train_language_model(
+    model: nn.Module,
+    loss_fn: LossFn,
+    batches: Callable[[int], list[Batch]],
+    val_batches: list[Batch],
+    *,
+    epochs: int,
+    lr: float,
+    log: Callable[[str], None],
+    label: str,
+    clip: float = 0.5,
+    weight_decay: float = 0.01,
+    betas: tuple[float, float] = (0.8, 0.99),
+    schedule: Schedule = slanted_triangular,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """AdamW over the trainable parameters, one ``schedule`` over all steps, gradients clipped to ``clip``.
 
     ``batches(epoch)`` gives an epoch's batches (epoch 0 first); a batch whose loss is None
@@ -76,8 +90,9 @@ def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[i
     """
     first = batches(0)
     steps = max(1, epochs * len(first))
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas,
-                            weight_decay=weight_decay)
+    opt = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, weight_decay=weight_decay
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(steps))
     rows: list[dict[str, Any]] = []
     step = 0
@@ -103,20 +118,31 @@ def train_language_model(model: nn.Module, loss_fn: LossFn, batches: Callable[[i
             if toks and (time.perf_counter() - last > 20 or i == len(data)):  # a progress line every ~20 s
                 last = time.perf_counter()
                 rate = toks / max(1e-9, last - start)
-                log(f"  {label} epoch {epoch}/{epochs} batch {i}/{len(data)}: loss {tot / toks:.3f} "
-                    f"(perplexity {math.exp(min(20.0, tot / toks)):.1f}), {rate:,.0f} tokens/s")
-        row: dict[str, Any] = {"phase": label, "epoch": epoch, "train_loss": round(tot / max(1, toks), 5),
-                               "train_accuracy": round(hits / max(1, toks), 5),
-                               "train_perplexity": round(math.exp(min(20.0, tot / max(1, toks))), 3),
-                               "lr": f"{opt.param_groups[0]['lr']:.3g}", "tokens": toks}
+                log(
+                    f"  {label} epoch {epoch}/{epochs} batch {i}/{len(data)}: loss {tot / toks:.3f} "
+                    f"(perplexity {math.exp(min(20.0, tot / toks)):.1f}), {rate:,.0f} tokens/s"
+                )
+        row: dict[str, Any] = {
+            "phase": label,
+            "epoch": epoch,
+            "train_loss": round(tot / max(1, toks), 5),
+            "train_accuracy": round(hits / max(1, toks), 5),
+            "train_perplexity": round(math.exp(min(20.0, tot / max(1, toks))), 3),
+            "lr": f"{opt.param_groups[0]['lr']:.3g}",
+            "tokens": toks,
+        }
         if val_batches:
             vl, va = evaluate_language_model(model, loss_fn, val_batches)
-            row.update(val_loss=round(vl, 5), val_accuracy=round(va, 5), val_perplexity=round(math.exp(min(20.0, vl)), 3))
+            row.update(
+                val_loss=round(vl, 5), val_accuracy=round(va, 5), val_perplexity=round(math.exp(min(20.0, vl)), 3)
+            )
         row["seconds"] = round(time.perf_counter() - start, 2)
         rows.append(row)
-        log(f"  {label} epoch {epoch}/{epochs}: train perplexity {row['train_perplexity']:.1f}"
+        log(
+            f"  {label} epoch {epoch}/{epochs}: train perplexity {row['train_perplexity']:.1f}"
             + (f", validation perplexity {row['val_perplexity']:.1f}" if "val_perplexity" in row else "")
-            + f" ({row['seconds']:.0f}s)")
+            + f" ({row['seconds']:.0f}s)"
+        )
         if on_epoch:
             on_epoch(row)
     model.eval()
@@ -152,13 +178,34 @@ class LanguageModelTask:
     schedule: Schedule = slanted_triangular
 
 
-def run_language_model(task: LanguageModelTask, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-                       seed: int, device: torch.device, log: Callable[[str], None], label: str,
-                       on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+def run_language_model(
+    task: LanguageModelTask,
+    texts: list[str],
+    val_texts: list[str],
+    *,
+    epochs: int,
+    lr: float,
+    seed: int,
+    device: torch.device,
+    log: Callable[[str], None],
+    label: str,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
     """Train ``task`` on ``texts`` for ``epochs`` (batches reshuffled each epoch), reporting on ``val_texts``."""
     task.model.to(device)
     val = task.batches(val_texts, seed) if val_texts else []
-    return train_language_model(task.model, task.loss, lambda e: task.batches(texts, seed + e), val,
-                                epochs=epochs, lr=lr, log=log, label=label, clip=task.clip,
-                                weight_decay=task.weight_decay, betas=task.betas, schedule=task.schedule,
-                                on_epoch=on_epoch)
+    return train_language_model(
+        task.model,
+        task.loss,
+        lambda e: task.batches(texts, seed + e),
+        val,
+        epochs=epochs,
+        lr=lr,
+        log=log,
+        label=label,
+        clip=task.clip,
+        weight_decay=task.weight_decay,
+        betas=task.betas,
+        schedule=task.schedule,
+        on_epoch=on_epoch,
+    )

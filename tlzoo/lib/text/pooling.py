@@ -15,6 +15,7 @@ MLM transformer, ELMo, ULMFiT):
 ``pool(h, mask, ("last", "max", "mean"))`` concatenates several along the feature axis;
 ``choose_pooling`` checks a backbone's ``--pooling`` against the ones it offers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

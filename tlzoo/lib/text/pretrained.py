@@ -14,6 +14,7 @@ the original folder.
   training loop of :mod:`tlzoo.lib.text.lm`, the folder); a plugin writes only its
   vocabulary, model and batches.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,8 +47,10 @@ def weights_folder(plugin: str, weights: str | None, pretrained: bool, assets: s
     if weights:
         p = Path(weights)
         if not p.is_dir():
-            raise TlzooError(f"--weights '{weights}' is not a folder; pass the --out folder of "
-                             f"`tl pretrain --plugin {plugin} --corpus FILE --out DIR`.")
+            raise TlzooError(
+                f"--weights '{weights}' is not a folder; pass the --out folder of "
+                f"`tl pretrain --plugin {plugin} --corpus FILE --out DIR`."
+            )
         return p
     if not pretrained:
         return None
@@ -56,9 +59,11 @@ def weights_folder(plugin: str, weights: str | None, pretrained: bool, assets: s
     default = tlzoo_home() / "pretrained" / plugin
     if (default / "description.json").is_file():
         return default
-    raise TlzooError(f"No pretrained {plugin} weights: no package ships them. Make them with `tl pretrain --plugin "
-                     f"{plugin} --corpus FILE|DIR --out DIR` and pass --weights DIR, or train from scratch with "
-                     "--no-pretrained.")
+    raise TlzooError(
+        f"No pretrained {plugin} weights: no package ships them. Make them with `tl pretrain --plugin "
+        f"{plugin} --corpus FILE|DIR --out DIR` and pass --weights DIR, or train from scratch with "
+        "--no-pretrained."
+    )
 
 
 def read_weights(folder: Path, plugin: str) -> tuple[dict[str, Any], dict[str, torch.Tensor], Vocab]:
@@ -67,28 +72,49 @@ def read_weights(folder: Path, plugin: str) -> tuple[dict[str, Any], dict[str, t
 
     desc_path = folder / "description.json"
     if not desc_path.is_file() or not (folder / "model.safetensors").is_file():
-        raise TlzooError(f"'{folder}' holds no pretrained {plugin} weights (description.json + model.safetensors); "
-                         f"make them with `tl pretrain --plugin {plugin} --corpus FILE --out {folder}`.")
+        raise TlzooError(
+            f"'{folder}' holds no pretrained {plugin} weights (description.json + model.safetensors); "
+            f"make them with `tl pretrain --plugin {plugin} --corpus FILE --out {folder}`."
+        )
     desc = json.loads(desc_path.read_text("utf-8"))
     if desc.get("format") not in FORMATS_READ or desc.get("plugin") != plugin:
-        raise TlzooError(f"'{folder}' holds weights for '{desc.get('plugin', 'another model')}', not {plugin}; "
-                         f"pass a folder from `tl pretrain --plugin {plugin}`.")
+        raise TlzooError(
+            f"'{folder}' holds weights for '{desc.get('plugin', 'another model')}', not {plugin}; "
+            f"pass a folder from `tl pretrain --plugin {plugin}`."
+        )
     return desc, load_file(str(folder / "model.safetensors")), Vocab.load(folder / "vocab.json")
 
 
-def save_weights(folder: Path, plugin: str, tensors: dict[str, torch.Tensor], vocab: HashedVocab,
-                 config: dict[str, Any], summary: dict[str, Any]) -> None:
+def save_weights(
+    folder: Path,
+    plugin: str,
+    tensors: dict[str, torch.Tensor],
+    vocab: HashedVocab,
+    config: dict[str, Any],
+    summary: dict[str, Any],
+) -> None:
     from safetensors.torch import save_file
 
     from tlzoo.core import artifacts
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(folder / "model.safetensors"),
-              metadata={"format": FORMAT, "plugin": plugin})
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in tensors.items()},
+        str(folder / "model.safetensors"),
+        metadata={"format": FORMAT, "plugin": plugin},
+    )
     vocab.save(folder)
-    desc = {"format": FORMAT, "version": 1, "plugin": plugin, "config": config, "hash_buckets": vocab.buckets,
-            "vocab_size": len(vocab.vocab), "tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)",
-            "summary": summary, "versions": artifacts.versions()}
+    desc = {
+        "format": FORMAT,
+        "version": 1,
+        "plugin": plugin,
+        "config": config,
+        "hash_buckets": vocab.buckets,
+        "vocab_size": len(vocab.vocab),
+        "tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)",
+        "summary": summary,
+        "versions": artifacts.versions(),
+    }
     (folder / "description.json").write_text(json.dumps(desc, indent=2), "utf-8")
 
 
@@ -107,14 +133,29 @@ def copy_weights(src: Path | None, assets: str) -> None:
             shutil.copy2(src / name, dst / name)
 
 
-def finish_pretraining(out: str, plugin: str, model: torch.nn.Module, vocab: HashedVocab, config: dict[str, Any],
-                       rows: list[dict[str, Any]], texts: int, held_out: int, title: str) -> dict[str, Any]:
+def finish_pretraining(
+    out: str,
+    plugin: str,
+    model: torch.nn.Module,
+    vocab: HashedVocab,
+    config: dict[str, Any],
+    rows: list[dict[str, Any]],
+    texts: int,
+    held_out: int,
+    title: str,
+) -> dict[str, Any]:
     """Summarise a language-model pretraining, save weights + vocabulary and draw its curve."""
-    summary = {"epochs": config["epochs"], "train_perplexity": rows[-1]["train_perplexity"],
-               "val_perplexity": rows[-1].get("val_perplexity"), "tokens_per_epoch": rows[-1]["tokens"],
-               "texts": texts, "held_out_texts": held_out,
-               "parameters": sum(p.numel() for p in model.parameters()),
-               "seconds": round(sum(r["seconds"] for r in rows), 1), "history": rows}
+    summary = {
+        "epochs": config["epochs"],
+        "train_perplexity": rows[-1]["train_perplexity"],
+        "val_perplexity": rows[-1].get("val_perplexity"),
+        "tokens_per_epoch": rows[-1]["tokens"],
+        "texts": texts,
+        "held_out_texts": held_out,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "seconds": round(sum(r["seconds"] for r in rows), 1),
+        "history": rows,
+    }
     folder = Path(out)
     save_weights(folder, plugin, model.state_dict(), vocab, config, summary)
     plot_curve(rows, folder / "pretraining_curve.png", f"{title} · {texts:,} texts")
@@ -127,6 +168,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     plt = _plt()
     import matplotlib.ticker
+
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     ep = [r["epoch"] for r in rows]
     a.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
@@ -173,8 +215,9 @@ class PretrainedLMBackbone(Backbone):
         self.pooling = choose_pooling(request.pooling, self.poolings, self.family)
         self.max_length = request.max_length or 128
         if self.max_length < self.min_length:
-            raise TlzooError(f"model.max_length must be at least {self.min_length} for {self.family}, "
-                             f"got {self.max_length}.")
+            raise TlzooError(
+                f"model.max_length must be at least {self.min_length} for {self.family}, got {self.max_length}."
+            )
         self.folder = weights_folder(self.family, request.weights, request.pretrained, request.assets)
         if self.folder is None:
             self.arch = dict(self.arch_defaults)
@@ -189,8 +232,14 @@ class PretrainedLMBackbone(Backbone):
     @classmethod
     def factory(cls, description: str) -> BackboneFactory:
         """The factory to register: one model, named like the family."""
-        return BackboneFactory(name=cls.family, modality="text", create=cls, default_model=cls.family,
-                               models=(cls.family,), description=description)
+        return BackboneFactory(
+            name=cls.family,
+            modality="text",
+            create=cls,
+            default_model=cls.family,
+            models=(cls.family,),
+            description=description,
+        )
 
     def build(self, desc: dict[str, Any] | None, tensors: dict[str, torch.Tensor] | None, vocab: Vocab | None) -> None:
         """Create the modules for ``self.arch``; load ``tensors`` when the folder gave some (else random init)."""
@@ -207,16 +256,36 @@ class PretrainedLMBackbone(Backbone):
         copy = {"weights_copy": "assets/pretrained"} if self.folder is not None else {}  # tl predict reads the copy
         return {**super().spec(), "arch": self.arch, **copy}
 
-    def finetune_language_model(self, texts: list[str], val_texts: list[str], *, epochs: int, lr: float,
-                                batch_size: int, seed: int, device: torch.device, log: Callable[[str], None],
-                                on_epoch: Callable[[dict[str, Any]], None]) -> list[dict[str, Any]]:
+    def finetune_language_model(
+        self,
+        texts: list[str],
+        val_texts: list[str],
+        *,
+        epochs: int,
+        lr: float,
+        batch_size: int,
+        seed: int,
+        device: torch.device,
+        log: Callable[[str], None],
+        on_epoch: Callable[[dict[str, Any]], None],
+    ) -> list[dict[str, Any]]:
         """Language-model fine-tuning on target texts (ULMFiT's stage 2, ``--strategy ulmfit``): all layers learn."""
         task = self.language_model_task(batch_size, device)
         for p in self.parameters():
             p.requires_grad_(True)
         try:
-            return run_language_model(task, texts, val_texts, epochs=epochs, lr=lr, seed=seed, device=device,
-                                      log=log, label="lm-finetune", on_epoch=on_epoch)
+            return run_language_model(
+                task,
+                texts,
+                val_texts,
+                epochs=epochs,
+                lr=lr,
+                seed=seed,
+                device=device,
+                log=log,
+                label="lm-finetune",
+                on_epoch=on_epoch,
+            )
         finally:
             for p in self.parameters():
                 p.requires_grad_(False)
@@ -253,8 +322,9 @@ class LMPretrainer(Pretrainer):
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
         raise NotImplementedError
 
-    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
-                 log: Callable[[str], None]) -> dict[str, Any]:
+    def pretrain(
+        self, corpus: list[str], out: str, options: dict[str, Any], log: Callable[[str], None]
+    ) -> dict[str, Any]:
         from tlzoo.core.pretraining import merge_options
 
         o = merge_options(self.name, options, self.defaults())
@@ -264,11 +334,31 @@ class LMPretrainer(Pretrainer):
         vocab = self.build_vocab(train, o)
         model = self.build_model(vocab, o)
         buckets = f" + {vocab.buckets:,} hash buckets" if vocab.buckets else ""
-        log(f"{self.name}: {self.architecture.format(**o)}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
+        log(
+            f"{self.name}: {self.architecture.format(**o)}, {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M "
             f"parameters; vocabulary {len(vocab.vocab):,} words{buckets}; {len(train):,} training / "
-            f"{len(val):,} held-out texts")
+            f"{len(val):,} held-out texts"
+        )
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        rows = run_language_model(self.task(model, vocab, o, device), train, val, epochs=o["epochs"], lr=o["lr"],
-                                  seed=o["seed"], device=device, log=log, label="pretrain")
-        return finish_pretraining(out, self.name, model, vocab, {k: o[k] for k in self.defaults()}, rows,
-                                  len(train), len(val), f"{self.name}: {self.architecture.format(**o)}")
+        rows = run_language_model(
+            self.task(model, vocab, o, device),
+            train,
+            val,
+            epochs=o["epochs"],
+            lr=o["lr"],
+            seed=o["seed"],
+            device=device,
+            log=log,
+            label="pretrain",
+        )
+        return finish_pretraining(
+            out,
+            self.name,
+            model,
+            vocab,
+            {k: o[k] for k in self.defaults()},
+            rows,
+            len(train),
+            len(val),
+            f"{self.name}: {self.architecture.format(**o)}",
+        )

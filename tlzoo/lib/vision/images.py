@@ -7,6 +7,7 @@ method (rows of an on-disk Hugging Face dataset).  Decoding happens here, inside
 DataLoader workers, so memory does not grow with the dataset.  Grey, palette and RGBA
 images are converted to the mode the network wants.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,10 @@ def to_pil(example: Any, mode: str = "RGB") -> Any:
         try:
             return _convert(opener(), mode)
         except Image.DecompressionBombError as exc:  # decoded by the datasets library: cannot be shrunk first
-            raise TlzooError(f"Image {example!r} is too large to decode safely ({exc}); shrink the images of "
-                             "that dataset, or raise PIL.Image.MAX_IMAGE_PIXELS in your own script.") from None
+            raise TlzooError(
+                f"Image {example!r} is too large to decode safely ({exc}); shrink the images of "
+                "that dataset, or raise PIL.Image.MAX_IMAGE_PIXELS in your own script."
+            ) from None
     import numpy as np
 
     arr = np.asarray(example)
@@ -87,9 +90,11 @@ def _open_large(path: Any, mode: str) -> Any:
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
-                    raise TlzooError(f"Image '{path}' is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel cap; "
-                                     f"shrink it (e.g. to {LARGE_SIDE} pixels on the long side) or raise "
-                                     "TLZOO_MAX_IMAGE_PIXELS if memory allows.")
+                    raise TlzooError(
+                        f"Image '{path}' is {w}x{h} pixels, over the {MAX_PIXELS:,}-pixel cap; "
+                        f"shrink it (e.g. to {LARGE_SIDE} pixels on the long side) or raise "
+                        "TLZOO_MAX_IMAGE_PIXELS if memory allows."
+                    )
                 im.draft(im.mode if im.mode in ("RGB", "L") else None, (LARGE_SIDE, LARGE_SIDE))  # JPEG: decode small
                 im.thumbnail((LARGE_SIDE, LARGE_SIDE))
                 small = _convert(im, mode)
@@ -99,9 +104,12 @@ def _open_large(path: Any, mode: str) -> Any:
             Image.MAX_IMAGE_PIXELS = limit
     if str(path) not in _WARNED:  # once per file and process: augmentation decodes it every epoch
         _WARNED.add(str(path))
-        print(f"warning: image '{path}' is {w}x{h} pixels (over PIL's decompression-bomb limit); downscaled to "
-              f"{small.size[0]}x{small.size[1]} before preprocessing; shrink large images beforehand to save time.",
-              file=sys.stderr, flush=True)
+        print(
+            f"warning: image '{path}' is {w}x{h} pixels (over PIL's decompression-bomb limit); downscaled to "
+            f"{small.size[0]}x{small.size[1]} before preprocessing; shrink large images beforehand to save time.",
+            file=sys.stderr,
+            flush=True,
+        )
     return small
 
 
@@ -168,8 +176,7 @@ def augment_settings(options: Mapping[str, Any]) -> dict[str, Any]:
     return {"policy": POLICIES.get(policy.lower(), policy), "scale": scale, "hflip": hflip}
 
 
-def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any],
-                     augment: bool = False) -> tuple[Any, Any]:
+def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any], augment: bool = False) -> tuple[Any, Any]:
     """(training transform or None, evaluation transform) from a timm data config.
 
     Evaluation: resize to ``input_size / crop_pct`` then centre-crop, exactly as the
@@ -179,8 +186,11 @@ def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any],
     """
     from timm.data import create_transform
 
-    cfg: dict[str, Any] = {k: data_config[k] for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
-           if k in data_config}
+    cfg: dict[str, Any] = {
+        k: data_config[k]
+        for k in ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
+        if k in data_config
+    }
     eval_tf = create_transform(**cfg, is_training=False)
     if not augment:
         return None, eval_tf
@@ -195,15 +205,16 @@ def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any],
     try:
         train_tf = create_transform(**common, auto_augment=aug["policy"] or None)
     except Exception as exc:  # timm asserts on a malformed policy string
-        raise TlzooError(f"Unknown augmentation policy '{aug['policy']}' ({exc}); use randaugment, "
-                         "trivialaugment or a timm auto_augment string such as rand-m9-mstd0.5.") from None
+        raise TlzooError(
+            f"Unknown augmentation policy '{aug['policy']}' ({exc}); use randaugment, "
+            "trivialaugment or a timm auto_augment string such as rand-m9-mstd0.5."
+        ) from None
     return train_tf, eval_tf
 
 
 def plain_config(data_config: dict[str, Any]) -> dict[str, Any]:
     """A JSON-able copy of a timm data config (tuples to lists)."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in data_config.items()}
-
 
 
 class ImageBackbone(Backbone):
@@ -216,8 +227,9 @@ class ImageBackbone(Backbone):
     _train_tf: Any = None
     _eval_tf: Any = None
 
-    def set_preprocessing(self, data_config: dict[str, Any], request: BackboneRequest,
-                          defaults: Mapping[str, Any] = AUGMENT_OPTIONS) -> None:
+    def set_preprocessing(
+        self, data_config: dict[str, Any], request: BackboneRequest, defaults: Mapping[str, Any] = AUGMENT_OPTIONS
+    ) -> None:
         """Use the weights' data config; ``request.image_size`` overrides only the input size, and
         ``request.augment`` with the options (checked against ``defaults``) sets the training transform."""
         options = check_options(self.plugin or self.name, request.options, defaults)

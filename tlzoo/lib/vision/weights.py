@@ -14,6 +14,7 @@
 
 The source used is returned as a sentence and recorded in the run.
 """
+
 from __future__ import annotations
 
 import json
@@ -59,8 +60,9 @@ def hub_url(model: str) -> str:
     return ""
 
 
-def probe_early(model: str, weights: str | None, pretrained: bool,
-                package: Callable[[], str | None] | None = None) -> None:
+def probe_early(
+    model: str, weights: str | None, pretrained: bool, package: Callable[[], str | None] | None = None
+) -> None:
     """When the weights can only come from the hub, start asking it now, while timm or
     torchvision is still being imported (the answer, or the lack of one, is then ready)."""
     if weights or not pretrained or network.offline() or cache_file(model).is_file():
@@ -90,8 +92,10 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | No
         for name in WEIGHT_FILES:
             if (path / name).is_file():
                 return read_state(path / name)[0], config
-        raise TlzooError(f"--weights folder '{path}' holds none of {', '.join(WEIGHT_FILES)}; "
-                         "pass a weights file or a folder saved by timm / Hugging Face.")
+        raise TlzooError(
+            f"--weights folder '{path}' holds none of {', '.join(WEIGHT_FILES)}; "
+            "pass a weights file or a folder saved by timm / Hugging Face."
+        )
     side = path.with_suffix(".json")  # tlzoo's cache keeps the preprocessing beside the tensors
     if side.is_file():
         try:
@@ -108,8 +112,10 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | No
     try:
         state = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise TlzooError(f"Could not read weights '{path}' as a state dict ({type(exc).__name__}); "
-                         "give a .safetensors file or a state dict saved with torch.save.") from None
+        raise TlzooError(
+            f"Could not read weights '{path}' as a state dict ({type(exc).__name__}); "
+            "give a .safetensors file or a state dict saved with torch.save."
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -126,20 +132,23 @@ def load_into(model: nn.Module, state: dict[str, torch.Tensor], where: str, by_o
         if len(src) != len(dst) or any(v.shape != target[k].shape for (_, v), k in zip(src, dst)):
             raise TlzooError(f"The weights in {where} do not fit {type(model).__name__}; wrong file for this model?")
         state = {k: v for (_, v), k in zip(src, dst)}
-    state = {k[len("module."):] if k.startswith("module.") else k: v for k, v in state.items()}
+    state = {k[len("module.") :] if k.startswith("module.") else k: v for k, v in state.items()}
     wrong = [k for k, v in state.items() if k in target and v.shape != target[k].shape]
     if wrong:
-        raise TlzooError(f"The weights in {where} do not fit this model: tensor '{wrong[0]}' has shape "
-                         f"{tuple(state[wrong[0]].shape)}, the model wants {tuple(target[wrong[0]].shape)}.")
+        raise TlzooError(
+            f"The weights in {where} do not fit this model: tensor '{wrong[0]}' has shape "
+            f"{tuple(state[wrong[0]].shape)}, the model wants {tuple(target[wrong[0]].shape)}."
+        )
     missing, unexpected = model.load_state_dict(state, strict=False)
     real_missing = [k for k in missing if not k.endswith("num_batches_tracked")]
     if real_missing or unexpected:
-        raise TlzooError(f"The weights in {where} do not fit this model ({len(real_missing)} missing, "
-                         f"{len(unexpected)} unexpected tensors, e.g. {(real_missing + list(unexpected))[0]}).")
+        raise TlzooError(
+            f"The weights in {where} do not fit this model ({len(real_missing)} missing, "
+            f"{len(unexpected)} unexpected tensors, e.g. {(real_missing + list(unexpected))[0]})."
+        )
 
 
-def save_to_cache(model: str, state: dict[str, torch.Tensor], config: dict[str, Any] | None,
-                  source: str) -> Path:
+def save_to_cache(model: str, state: dict[str, torch.Tensor], config: dict[str, Any] | None, source: str) -> Path:
     """Write ``state`` (safetensors) and its preprocessing (JSON) into the weights cache."""
     from safetensors.torch import save_file
 
@@ -167,11 +176,19 @@ def _jsonable(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def obtain(model: nn.Module, name: str, weights: str | None, pretrained: bool, *,
-           package: Callable[[], str | None] | None = None, package_name: str = "", by_order: bool = False,
-           hub: Callable[[], Loaded] | None = None,
-           adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
-           package_config: dict[str, Any] | None = None) -> tuple[str, dict[str, Any] | None]:
+def obtain(
+    model: nn.Module,
+    name: str,
+    weights: str | None,
+    pretrained: bool,
+    *,
+    package: Callable[[], str | None] | None = None,
+    package_name: str = "",
+    by_order: bool = False,
+    hub: Callable[[], Loaded] | None = None,
+    adapt: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]] | None = None,
+    package_config: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any] | None]:
     """Load weights into ``model`` in the documented order; return (source, pretrained_cfg).
 
     ``adapt`` rewrites a user's checkpoint first (e.g. drops GoogLeNet's auxiliary heads);
@@ -197,8 +214,10 @@ def obtain(model: nn.Module, name: str, weights: str | None, pretrained: bool, *
             load_into(model, state, path, by_order=by_order)
             return f"package {package_name} ({path})", cfg or package_config
     if hub is None:
-        raise TlzooError(f"'{name}' has no pretrained weights anywhere; train it from scratch with --no-pretrained "
-                         "or pass --weights FILE from an earlier run.")
+        raise TlzooError(
+            f"'{name}' has no pretrained weights anywhere; train it from scratch with --no-pretrained "
+            "or pass --weights FILE from an earlier run."
+        )
     try:
         found = hub()
     except TlzooError:

@@ -1,5 +1,6 @@
 """What the built-in data sources share: knowing a location by its suffix or its name, walking class
 folders, and opening Hugging Face datasets (through the hub, or saved with ``save_to_disk``)."""
+
 from __future__ import annotations
 
 import os
@@ -68,8 +69,10 @@ class HubSource(DataSource):
             try:
                 return datasets.load_from_disk(location)
             except Exception as exc:
-                raise TlzooError(f"Could not read the saved dataset '{location}' ({type(exc).__name__}); "
-                                 "pass a folder written by save_to_disk().") from None
+                raise TlzooError(
+                    f"Could not read the saved dataset '{location}' ({type(exc).__name__}); "
+                    "pass a folder written by save_to_disk()."
+                ) from None
         spec = location[3:]
         name = spec.partition(":")[0]
         if not name:
@@ -82,6 +85,8 @@ class HubSource(DataSource):
                 return datasets.load_dataset(name, **load_options)
         except Exception as exc:  # offline, unknown name, missing config: all end here
             first = why or (str(exc).splitlines() or [""])[0][:160]
-            raise TlzooError(f"Could not load Hugging Face dataset '{spec}' from the hub ({type(exc).__name__}: "
-                             f"{first}). Offline? Load it once while online (it is then cached), or save it with "
-                             "save_to_disk() and pass that folder to --data.") from None
+            raise TlzooError(
+                f"Could not load Hugging Face dataset '{spec}' from the hub ({type(exc).__name__}: "
+                f"{first}). Offline? Load it once while online (it is then cached), or save it with "
+                "save_to_disk() and pass that folder to --data."
+            ) from None

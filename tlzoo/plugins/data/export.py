@@ -5,6 +5,7 @@ A built-in plugin that adds one command to the ``tl data`` group through
 (click only), because the CLI imports it to list and run its commands; the datasets
 (numpy, scikit-learn, PIL) load inside the command.
 """
+
 from __future__ import annotations
 
 from typing import Any

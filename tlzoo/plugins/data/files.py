@@ -13,6 +13,7 @@ The data sources of this package are grouped by where the data comes from: ``fil
 (here), ``hub`` (Hugging Face datasets, online or saved with ``save_to_disk``) and
 ``builtin`` (named datasets that arrive with the set-up).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,8 +36,10 @@ def _check_columns(path: Path, table: Table, opts: DataOptions) -> None:
     wanted = {"--text-column": opts.text_column, "--label-column": opts.label_column}
     for option, col in wanted.items():
         if col not in table.columns:
-            raise TlzooError(f"'{path}' has no column '{col}'.{suggest(col, table.columns)} "
-                             f"Columns: {', '.join(table.columns)}; choose one with {option}.")
+            raise TlzooError(
+                f"'{path}' has no column '{col}'.{suggest(col, table.columns)} "
+                f"Columns: {', '.join(table.columns)}; choose one with {option}."
+            )
     table.refuse_duplicates(str(path), wanted)
 
 
@@ -52,8 +55,9 @@ def _rows_to_dataset(path: Path, table: Table, opts: DataOptions) -> Dataset:
         try:
             label = label_text(row[opts.label_column])
         except ValueError as exc:
-            raise TlzooError(f"'{path}' line {line}: the label is not a class name ({exc}); "
-                             "use a string or a number.") from None
+            raise TlzooError(
+                f"'{path}' line {line}: the label is not a class name ({exc}); use a string or a number."
+            ) from None
         if label is None:
             report.drop("with an empty, NaN or null label", line)
             continue  # unlabelled rows cannot train or be scored
@@ -62,7 +66,9 @@ def _rows_to_dataset(path: Path, table: Table, opts: DataOptions) -> Dataset:
             report.drop(f"missing the '{opts.text_column}' field", line)
             continue
         report.keep_label(label)
-        texts.append(text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict)) else str(text))
+        texts.append(
+            text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict)) else str(text)
+        )
         labels.append(label)
         ids.append(str(row.get("id", i)))
     return Dataset(texts, labels, modality="text", ids=ids, name=path.name, notes=report.notes())
@@ -98,7 +104,9 @@ class CSVSource(TextTableSource):
             except UnicodeDecodeError:
                 raise TlzooError(f"'{path}' is not valid {options.encoding}; pass --encoding.") from None
             except (OSError, EOFError) as exc:
-                raise TlzooError(f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the plain CSV.") from None
+                raise TlzooError(
+                    f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the plain CSV."
+                ) from None
         else:
             content = read_text(path, options.encoding)
         if not content.strip():
@@ -135,18 +143,25 @@ class ImageFolderSource(DataSource):
         paths, labels = [str(f) for f, _ in found], [label for _, label in found]
         if not paths:
             if any(f.suffix.lower() == ".txt" for c in root.iterdir() if c.is_dir() for f in c.rglob("*.txt")):
-                raise TlzooError(f"'{root}' holds .txt files, not images: text data, but the backbone is vision; "
-                                 "choose a text plugin (see `tl list --modality text`) or pass a folder of images.")
-            raise TlzooError(f"No images found under '{root}'; expected one sub-folder per class holding "
-                             f"{', '.join(sorted(IMAGE_SUFFIXES))} files.")
+                raise TlzooError(
+                    f"'{root}' holds .txt files, not images: text data, but the backbone is vision; "
+                    "choose a text plugin (see `tl list --modality text`) or pass a folder of images."
+                )
+            raise TlzooError(
+                f"No images found under '{root}'; expected one sub-folder per class holding "
+                f"{', '.join(sorted(IMAGE_SUFFIXES))} files."
+            )
         ids = [str(Path(p).relative_to(root)) for p in paths]
         return Dataset(paths, labels, modality="vision", ids=ids, name=root.name)
 
 
 def _holds_text_classes(p: Path) -> bool:
     """A folder (not a saved Hugging Face dataset) with a class sub-folder holding a .txt file."""
-    return p.is_dir() and not is_saved_hf(p) and any(
-        c.is_dir() and next(c.rglob("*.txt"), None) is not None for c in p.iterdir())
+    return (
+        p.is_dir()
+        and not is_saved_hf(p)
+        and any(c.is_dir() and next(c.rglob("*.txt"), None) is not None for c in p.iterdir())
+    )
 
 
 class TextFolderSource(DataSource):
@@ -163,7 +178,9 @@ class TextFolderSource(DataSource):
         texts = [read_text(f, options.encoding).strip() for f, _ in found]
         labels, ids = [label for _, label in found], [str(f.relative_to(root)) for f, _ in found]
         if not texts:
-            raise TlzooError(f"No .txt files found under '{root}'; expected one sub-folder per class holding .txt files.")
+            raise TlzooError(
+                f"No .txt files found under '{root}'; expected one sub-folder per class holding .txt files."
+            )
         return Dataset(texts, labels, modality="text", ids=ids, name=root.name)
 
 
@@ -183,28 +200,41 @@ class ImageCSVSource(SuffixSource):
 
     def load(self, location: str, options: DataOptions) -> Dataset:
         path = Path(location)
-        table = read_csv_table(read_text(path, options.encoding),
-                               "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'")
+        table = read_csv_table(
+            read_text(path, options.encoding), "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'"
+        )
         columns = table.columns
         if not columns:
             raise TlzooError(f"'{path}' is empty; give a header row with an image-path and a label column.")
-        column = options.text_column if options.text_column in columns else next(
-            (c for c in columns if c.lower() in PATH_COLUMNS), "")
+        column = (
+            options.text_column
+            if options.text_column in columns
+            else next((c for c in columns if c.lower() in PATH_COLUMNS), "")
+        )
         if not column:
-            raise TlzooError(f"'{path}' has no image-path column.{suggest(options.text_column, columns)} Columns: "
-                             f"{', '.join(columns)}; name it with --text-column.")
+            raise TlzooError(
+                f"'{path}' has no image-path column.{suggest(options.text_column, columns)} Columns: "
+                f"{', '.join(columns)}; name it with --text-column."
+            )
         if options.label_column not in columns:
-            raise TlzooError(f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
-                             f"Columns: {', '.join(columns)}; choose one with --label-column.")
+            raise TlzooError(
+                f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
+                f"Columns: {', '.join(columns)}; choose one with --label-column."
+            )
         table.refuse_duplicates(str(path), {"--text-column": column, "--label-column": options.label_column})
         values = [str(r.get(column) or "").strip() for r in table.rows]
         present = [v for v in values if v]
-        if present and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present) and not any(
-                _is_file(path.parent / v) for v in present[:20]):  # paths without a suffix still count
+        if (
+            present
+            and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present)
+            and not any(_is_file(path.parent / v) for v in present[:20])
+        ):  # paths without a suffix still count
             sample = " ".join(present[0].split())[:40]
-            raise TlzooError(f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
-                             "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
-                             "images or a CSV whose column lists image files.")
+            raise TlzooError(
+                f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
+                "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
+                "images or a CSV whose column lists image files."
+            )
         examples, labels, ids = [], [], []
         report = RowReport(path.name)
         for row, line, rel in zip(table.rows, table.lines, values):
@@ -221,8 +251,10 @@ class ImageCSVSource(SuffixSource):
                 continue
             image = Path(rel) if os.path.isabs(rel) else path.parent / rel
             if not _is_file(image):
-                raise TlzooError(f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
-                                 "fix the path or remove the row.")
+                raise TlzooError(
+                    f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
+                    "fix the path or remove the row."
+                )
             report.keep_label(label)
             examples.append(str(image))
             labels.append(label)

@@ -11,6 +11,7 @@ Texts (``huggingface``): every split is used (tlzoo makes its own stratified spl
 Image column and a label column; rows stay in the memory-mapped Arrow files and decode
 one by one in DataLoader workers.  ``datasets`` is imported only when needed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -43,8 +44,10 @@ class HuggingFaceSource(HubSource):
             columns = list(part.column_names)
             for option, col in (("--text-column", options.text_column), ("--label-column", options.label_column)):
                 if col not in columns:
-                    raise TlzooError(f"Dataset '{location}' has no column '{col}'.{suggest(col, columns)} "
-                                     f"Columns: {', '.join(columns)}; choose one with {option}.")
+                    raise TlzooError(
+                        f"Dataset '{location}' has no column '{col}'.{suggest(col, columns)} "
+                        f"Columns: {', '.join(columns)}; choose one with {option}."
+                    )
             feature = part.features[options.label_column]
             names = getattr(feature, "names", None)
             for i, (text, label) in enumerate(zip(part[options.text_column], part[options.label_column])):
@@ -57,9 +60,10 @@ class HuggingFaceSource(HubSource):
                     try:
                         cls_name = label_text(label)
                     except ValueError:
-                        raise TlzooError(f"Dataset '{location}' split {split} row {i}: the label is a "
-                                         f"{type(label).__name__}, not a class name; choose another --label-column."
-                                         ) from None
+                        raise TlzooError(
+                            f"Dataset '{location}' split {split} row {i}: the label is a "
+                            f"{type(label).__name__}, not a class name; choose another --label-column."
+                        ) from None
                 if cls_name is None:
                     report.drop(f"without a label (None, NaN, empty or -1) in split {split}", i)
                     continue
@@ -108,13 +112,19 @@ class HFImageSource(HubSource):
         images = [c for c, f in features.items() if isinstance(f, ImageFeature)]
         column = options.text_column if options.text_column in images else (images[0] if images else "")
         if not column:
-            raise TlzooError(f"'{location}' has no Image column (columns: {', '.join(features)}); "
-                             "this source reads image datasets.")
-        label_col = options.label_column if options.label_column in features else next(
-            (c for c, f in features.items() if isinstance(f, ClassLabel)), "")
+            raise TlzooError(
+                f"'{location}' has no Image column (columns: {', '.join(features)}); this source reads image datasets."
+            )
+        label_col = (
+            options.label_column
+            if options.label_column in features
+            else next((c for c, f in features.items() if isinstance(f, ClassLabel)), "")
+        )
         if not label_col:
-            raise TlzooError(f"'{location}' has no column '{options.label_column}'."
-                             f"{suggest(options.label_column, list(features))} Choose one with --label-column.")
+            raise TlzooError(
+                f"'{location}' has no column '{options.label_column}'."
+                f"{suggest(options.label_column, list(features))} Choose one with --label-column."
+            )
         feature = features[label_col]
         raw = ds[label_col]
         labels: list[str | None] = []
@@ -135,8 +145,14 @@ class HFImageSource(HubSource):
             labels.append(label)
         keep = [i for i, label in enumerate(labels) if label is not None]
         ds = ds.cast_column(column, ImageFeature(decode=True))
-        return Dataset([ArrowImage(ds, column, i) for i in keep], [str(labels[i]) for i in keep], modality="vision",
-                       ids=[f"{i}" for i in keep], name=location, notes=report.notes())
+        return Dataset(
+            [ArrowImage(ds, column, i) for i in keep],
+            [str(labels[i]) for i in keep],
+            modality="vision",
+            ids=[f"{i}" for i in keep],
+            name=location,
+            notes=report.notes(),
+        )
 
     def _split(self, location: str) -> Any:
         """One split: ``hf:NAME:SPLIT`` (default train), or a saved dataset's train split (else its first)."""

@@ -1,4 +1,5 @@
 """The fully connected head: optional hidden layers, dropout, a softmax output layer."""
+
 from __future__ import annotations
 
 import math
@@ -19,8 +20,14 @@ class Rule:
     """What one head option accepts: checked when the head is built (step 1 of a run), so a bad
     value fails at once instead of after feature extraction."""
 
-    def __init__(self, allowed: str, test: Callable[[Any], bool], example: str, nullable: bool = False,
-                 words: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        allowed: str,
+        test: Callable[[Any], bool],
+        example: str,
+        nullable: bool = False,
+        words: tuple[str, ...] = (),
+    ) -> None:
         self.allowed, self.test, self.example, self.nullable = allowed, test, example, nullable
         self.words = words  # the accepted strings, for did-you-mean
 
@@ -38,8 +45,12 @@ class Rule:
 
 
 def is_int(value: Any, lo: int | None = None, hi: int | None = None) -> bool:
-    return (isinstance(value, int) and not isinstance(value, bool)
-            and (lo is None or value >= lo) and (hi is None or value <= hi))
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and (lo is None or value >= lo)
+        and (hi is None or value <= hi)
+    )
 
 
 def is_number(value: Any) -> bool:
@@ -53,15 +64,18 @@ def integer(lo: int, example: str, hi: int | None = None, nullable: bool = False
 
 def number(allowed: str, test: Callable[[float], bool], example: str, words: tuple[str, ...] = ()) -> Rule:
     """A finite number passing ``test``, or one of ``words``."""
-    return Rule(allowed, lambda v: v in words if isinstance(v, str) else is_number(v) and test(v), example,
-                words=words)
+    return Rule(allowed, lambda v: v in words if isinstance(v, str) else is_number(v) and test(v), example, words=words)
 
 
 def choice(*values: Any, example: str = "", nullable: bool = False) -> Rule:
     names = ", ".join(repr(v) if isinstance(v, str) else str(v).lower() for v in values)
-    return Rule(f"one of {names}" + (" or null" if nullable else ""),
-                lambda v: any(v == x and type(v) is type(x) for x in values), example or str(values[0]), nullable,
-                words=tuple(v for v in values if isinstance(v, str)))
+    return Rule(
+        f"one of {names}" + (" or null" if nullable else ""),
+        lambda v: any(v == x and type(v) is type(x) for x in values),
+        example or str(values[0]),
+        nullable,
+        words=tuple(v for v in values if isinstance(v, str)),
+    )
 
 
 def check_params(head: Head, rules: dict[str, Rule]) -> None:
@@ -72,8 +86,10 @@ def check_params(head: Head, rules: dict[str, Rule]) -> None:
             head.params[key] = rule.parse(value)
         except ValueError:
             hint = suggest(value, rule.words) if isinstance(value, str) and rule.words else ""
-            raise TlzooError(f"head.{key} of the {head.name} head must be {rule.allowed}, got {value!r}.{hint} "
-                             f"E.g. --set head.{key}={rule.example}.") from None
+            raise TlzooError(
+                f"head.{key} of the {head.name} head must be {rule.allowed}, got {value!r}.{hint} "
+                f"E.g. --set head.{key}={rule.example}."
+            ) from None
 
 
 # --------------------------------------------------------------------------- the head

@@ -8,6 +8,7 @@ scikit-learn version.  Prediction from those arrays is done here in numpy, so
 reachable as ``--set head.<param>=...``.  Third-party heads register through the same
 ``tlzoo_register_heads`` hook.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,20 @@ def _widen(proba: np.ndarray, seen: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 SEED = integer(0, "0", hi=2**32 - 1)
-KNN_METRICS = ("cosine", "euclidean", "l2", "manhattan", "l1", "cityblock", "chebyshev", "minkowski",
-               "sqeuclidean", "braycurtis", "canberra", "correlation")
+KNN_METRICS = (
+    "cosine",
+    "euclidean",
+    "l2",
+    "manhattan",
+    "l1",
+    "cityblock",
+    "chebyshev",
+    "minkowski",
+    "sqeuclidean",
+    "braycurtis",
+    "canberra",
+    "correlation",
+)
 
 
 def _leaf(v: Any) -> bool:
@@ -72,14 +85,16 @@ class SklearnHead(FittedHead):
         try:
             return estimator.fit(x, y)
         except (TypeError, ValueError) as exc:  # sklearn validates parameters at fit time
-            raise TlzooError(f"Bad {self.name} option: {str(exc).splitlines()[0]}; "
-                             f"check --set head.* values (see `tl heads`).") from None
+            raise TlzooError(
+                f"Bad {self.name} option: {str(exc).splitlines()[0]}; check --set head.* values (see `tl heads`)."
+            ) from None
 
     def _check_state(self, arrays: dict[str, np.ndarray], *keys: str) -> None:
         missing = [k for k in keys if k not in arrays]
         if missing:
-            raise TlzooError(f"The saved {self.name} head lacks '{missing[0]}'; the run directory is damaged, "
-                             "retrain with `tl run`.")
+            raise TlzooError(
+                f"The saved {self.name} head lacks '{missing[0]}'; the run directory is damaged, retrain with `tl run`."
+            )
 
 
 # --------------------------------------------------------------------------- logistic regression
@@ -119,10 +134,21 @@ class LogRegHead(SklearnHead):
         if folds < 2:  # too few examples of some class to cross-validate
             return 1.0
         cv = StratifiedKFold(folds, shuffle=True, random_state=0)
-        scores = [cross_val_score(self._make(LogisticRegression, C=c, max_iter=int(self.params["max_iter"]),
-                                             class_weight=self.params["class_weight"]), x, y, cv=cv,
-                                  scoring="neg_log_loss").mean()
-                  for c in self.C_GRID]
+        scores = [
+            cross_val_score(
+                self._make(
+                    LogisticRegression,
+                    C=c,
+                    max_iter=int(self.params["max_iter"]),
+                    class_weight=self.params["class_weight"],
+                ),
+                x,
+                y,
+                cv=cv,
+                scoring="neg_log_loss",
+            ).mean()
+            for c in self.C_GRID
+        ]
         return self.C_GRID[int(np.argmax(scores))]
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
@@ -132,8 +158,12 @@ class LogRegHead(SklearnHead):
         self.scaler = StandardScaler().fit(x)
         xs = self.scaler.transform(x)
         self.chosen_C = self._choose_C(xs, y)
-        self.model = self._make(LogisticRegression, C=self.chosen_C, max_iter=int(self.params["max_iter"]),
-                                class_weight=self.params["class_weight"])
+        self.model = self._make(
+            LogisticRegression,
+            C=self.chosen_C,
+            max_iter=int(self.params["max_iter"]),
+            class_weight=self.params["class_weight"],
+        )
         self._fit(self.model, xs, y)
         self.num_classes = num_classes
         self._linear = self._fold()
@@ -195,8 +225,17 @@ class SVMHead(SklearnHead):
     @classmethod
     def defaults(cls) -> dict[str, Any]:
         # C=0.1: deep features are wide; stronger regularisation generalises and converges fast
-        return {"C": 0.1, "kernel": "linear", "gamma": "scale", "n_components": 1024, "max_iter": 5000,
-                "class_weight": None, "cv": 3, "dual": "auto", "random_state": 0}
+        return {
+            "C": 0.1,
+            "kernel": "linear",
+            "gamma": "scale",
+            "n_components": 1024,
+            "max_iter": 5000,
+            "class_weight": None,
+            "cv": 3,
+            "dual": "auto",
+            "random_state": 0,
+        }
 
     def _features(self, x: np.ndarray) -> np.ndarray:
         z = (x.astype(np.float64) - self.mean) / self.scale
@@ -226,8 +265,14 @@ class SVMHead(SklearnHead):
         z = self._features(x)
 
         def svc() -> Any:
-            return self._make(LinearSVC, C=float(p["C"]), max_iter=int(p["max_iter"]), dual=p["dual"],
-                              class_weight=p["class_weight"], random_state=int(p["random_state"]))
+            return self._make(
+                LinearSVC,
+                C=float(p["C"]),
+                max_iter=int(p["max_iter"]),
+                dual=p["dual"],
+                class_weight=p["class_weight"],
+                random_state=int(p["random_state"]),
+            )
 
         model = self._fit(svc(), z, y)
         self.seen = model.classes_.astype(np.int64)
@@ -251,9 +296,16 @@ class SVMHead(SklearnHead):
         return _widen(_softmax(s @ self.cal_w.T + self.cal_b), self.seen, self.num_classes)
 
     def state(self) -> dict[str, np.ndarray]:
-        out = {"mean": self.mean, "scale": self.scale, "coef": self.coef, "intercept": self.intercept,
-               "cal_w": self.cal_w, "cal_b": self.cal_b, "seen": self.seen,
-               "num_classes": np.array([self.num_classes])}
+        out = {
+            "mean": self.mean,
+            "scale": self.scale,
+            "coef": self.coef,
+            "intercept": self.intercept,
+            "cal_w": self.cal_w,
+            "cal_b": self.cal_b,
+            "seen": self.seen,
+            "num_classes": np.array([self.num_classes]),
+        }
         if self.rff_w is not None:
             out.update(rff_w=self.rff_w, rff_b=self.rff_b)
         return out
@@ -292,8 +344,13 @@ class KNNHead(SklearnHead):
         from sklearn.neighbors import KNeighborsClassifier
 
         k = min(int(self.params["n_neighbors"]), len(self.x))
-        self.model = self._make(KNeighborsClassifier, n_neighbors=k, weights=self.params["weights"],
-                                metric=self.params["metric"], algorithm="brute")
+        self.model = self._make(
+            KNeighborsClassifier,
+            n_neighbors=k,
+            weights=self.params["weights"],
+            metric=self.params["metric"],
+            algorithm="brute",
+        )
         self._fit(self.model, self.x, self.y)
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
@@ -335,18 +392,30 @@ class GaussianNBHead(SklearnHead):
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         x = x.astype(np.float64)
         # log N(x | theta, var) summed over features, per class (chunk-free: [n, classes])
-        ll = -0.5 * (np.log(2 * np.pi * self.var).sum(1)[None, :]
-                     + ((x[:, None, :] - self.theta[None]) ** 2 / self.var[None]).sum(2)) \
-            if len(x) * self.theta.size < 5e7 else self._ll_loop(x)
+        ll = (
+            -0.5
+            * (
+                np.log(2 * np.pi * self.var).sum(1)[None, :]
+                + ((x[:, None, :] - self.theta[None]) ** 2 / self.var[None]).sum(2)
+            )
+            if len(x) * self.theta.size < 5e7
+            else self._ll_loop(x)
+        )
         return _widen(_softmax(ll + np.log(self.prior)[None, :]), self.seen, self.num_classes)
 
     def _ll_loop(self, x: np.ndarray) -> np.ndarray:  # bounded memory for large inputs
-        return np.stack([-0.5 * (np.log(2 * np.pi * v).sum() + ((x - t) ** 2 / v).sum(1))
-                         for t, v in zip(self.theta, self.var)], 1)
+        return np.stack(
+            [-0.5 * (np.log(2 * np.pi * v).sum() + ((x - t) ** 2 / v).sum(1)) for t, v in zip(self.theta, self.var)], 1
+        )
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"theta": self.theta, "var": self.var, "prior": self.prior, "seen": self.seen,
-                "num_classes": np.array([self.num_classes])}
+        return {
+            "theta": self.theta,
+            "var": self.var,
+            "prior": self.prior,
+            "seen": self.seen,
+            "num_classes": np.array([self.num_classes]),
+        }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._check_state(arrays, "theta", "var", "prior", "seen", "num_classes")
@@ -360,8 +429,15 @@ class _Forest:
 
     KEYS = ("left", "right", "feature", "threshold", "value", "roots")
 
-    def __init__(self, left: np.ndarray, right: np.ndarray, feature: np.ndarray, threshold: np.ndarray,
-                 value: np.ndarray, roots: np.ndarray) -> None:
+    def __init__(
+        self,
+        left: np.ndarray,
+        right: np.ndarray,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        value: np.ndarray,
+        roots: np.ndarray,
+    ) -> None:
         self.left, self.right, self.feature, self.threshold = left, right, feature, threshold
         self.value, self.roots = value, roots
 
@@ -440,9 +516,17 @@ class TreeHead(_TreeHeadBase):
         from sklearn.tree import DecisionTreeClassifier
 
         p = self.params
-        m = self._fit(self._make(DecisionTreeClassifier, max_depth=p["max_depth"], criterion=p["criterion"],
-                                 min_samples_leaf=p["min_samples_leaf"], random_state=p["random_state"]),
-                      x.astype(np.float32), y)
+        m = self._fit(
+            self._make(
+                DecisionTreeClassifier,
+                max_depth=p["max_depth"],
+                criterion=p["criterion"],
+                min_samples_leaf=p["min_samples_leaf"],
+                random_state=p["random_state"],
+            ),
+            x.astype(np.float32),
+            y,
+        )
         self._store([m], [np.arange(len(m.classes_))], m.classes_, num_classes)
 
 
@@ -454,28 +538,46 @@ class RandomForestHead(_TreeHeadBase):
         "n_estimators": integer(1, "200"),
         "max_depth": integer(1, "12", nullable=True),
         "min_samples_leaf": Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "1"),
-        "max_features": Rule("'sqrt', 'log2', null, an integer >= 1 or a fraction in (0, 1]", _max_features,
-                             "sqrt", nullable=True),
+        "max_features": Rule(
+            "'sqrt', 'log2', null, an integer >= 1 or a fraction in (0, 1]", _max_features, "sqrt", nullable=True
+        ),
         "class_weight": choice("balanced", "balanced_subsample", nullable=True),
         "random_state": integer(0, "0", hi=2**32 - 1, nullable=True),
-        "n_jobs": Rule("a number of processes (-1 = every core) or null", lambda v: is_int(v) and v != 0, "1",
-                       nullable=True),
+        "n_jobs": Rule(
+            "a number of processes (-1 = every core) or null", lambda v: is_int(v) and v != 0, "1", nullable=True
+        ),
     }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"n_estimators": 200, "max_depth": None, "min_samples_leaf": 1, "max_features": "sqrt",
-                "class_weight": None, "random_state": 0, "n_jobs": 1}
+        return {
+            "n_estimators": 200,
+            "max_depth": None,
+            "min_samples_leaf": 1,
+            "max_features": "sqrt",
+            "class_weight": None,
+            "random_state": 0,
+            "n_jobs": 1,
+        }
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         from sklearn.ensemble import RandomForestClassifier
 
         p = self.params
-        m = self._fit(self._make(RandomForestClassifier, n_estimators=p["n_estimators"], max_depth=p["max_depth"],
-                                 min_samples_leaf=p["min_samples_leaf"], max_features=p["max_features"],
-                                 class_weight=p["class_weight"], random_state=p["random_state"],
-                                 n_jobs=p["n_jobs"]),
-                      x.astype(np.float32), y)
+        m = self._fit(
+            self._make(
+                RandomForestClassifier,
+                n_estimators=p["n_estimators"],
+                max_depth=p["max_depth"],
+                min_samples_leaf=p["min_samples_leaf"],
+                max_features=p["max_features"],
+                class_weight=p["class_weight"],
+                random_state=p["random_state"],
+                n_jobs=p["n_jobs"],
+            ),
+            x.astype(np.float32),
+            y,
+        )
         # every tree of a forest reports probabilities over the forest's classes_
         self._store(list(m.estimators_), [np.arange(len(m.classes_))] * len(m.estimators_), m.classes_, num_classes)
 

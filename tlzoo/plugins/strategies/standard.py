@@ -7,6 +7,7 @@ one-epoch phases that thaw one more group at a time (ULMFiT); ``train.schedule``
 warm-up + cosine, one-cycle, slanted-triangular or constant rates; ``train.patience``
 stops a phase early on validation loss (the best weights are always restored).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,10 @@ def _check(train: Any) -> None:
     if train.schedule not in SCHEDULES:
         from tlzoo.core.errors import suggest
 
-        raise TlzooError(f"Unknown train.schedule '{train.schedule}'.{suggest(train.schedule, SCHEDULES)} "
-                         f"Use one of {', '.join(SCHEDULES)}.")
+        raise TlzooError(
+            f"Unknown train.schedule '{train.schedule}'.{suggest(train.schedule, SCHEDULES)} "
+            f"Use one of {', '.join(SCHEDULES)}."
+        )
     if train.patience < 0:
         raise TlzooError(f"train.patience must be 0 (off) or more, got {train.patience}.")
     if not 0 <= train.warmup_fraction < 1:
@@ -39,38 +42,70 @@ class FeatureExtraction(Strategy):
     def plan(self, head: Head, train: Any) -> Plan:
         _check(train)
         epochs = train.epochs or 30  # head on cached features: an epoch costs milliseconds
-        phases = [Phase("head", epochs=epochs, lr=train.lr, warmup_fraction=train.warmup_fraction,
-                        schedule=train.schedule)] if isinstance(head, TorchHead) else []
+        phases = (
+            [Phase("head", epochs=epochs, lr=train.lr, warmup_fraction=train.warmup_fraction, schedule=train.schedule)]
+            if isinstance(head, TorchHead)
+            else []
+        )
         return Plan(phases=phases, extract_features=True)
 
 
 class FineTune(Strategy):
     name = "fine-tune"
-    description = ("Freeze the base and train the new head, then unfreeze the top layer groups "
-                   "and train jointly at a lower, discriminative learning rate.")
+    description = (
+        "Freeze the base and train the new head, then unfreeze the top layer groups "
+        "and train jointly at a lower, discriminative learning rate."
+    )
 
     def plan(self, head: Head, train: Any) -> Plan:
         _check(train)
         if not isinstance(head, TorchHead):
-            raise TlzooError(f"Strategy fine-tune needs a trainable head, and '{head.name}' is fitted; "
-                             "use --head fc or --strategy feature-extraction.")
+            raise TlzooError(
+                f"Strategy fine-tune needs a trainable head, and '{head.name}' is fitted; "
+                "use --head fc or --strategy feature-extraction."
+            )
         if train.unfreeze == 0 or train.unfreeze < -1:
-            raise TlzooError(f"train.unfreeze is {train.unfreeze}, so nothing would be fine-tuned; "
-                             "set it to 1 or more (-1 = all groups).")
+            raise TlzooError(
+                f"train.unfreeze is {train.unfreeze}, so nothing would be fine-tuned; "
+                "set it to 1 or more (-1 = all groups)."
+            )
         if train.gradual_unfreezing and train.unfreeze == -1:
             raise TlzooError("train.gradual_unfreezing needs a number of groups; set train.unfreeze to 2 or more.")
         phases = []
         if train.head_epochs > 0:
-            phases.append(Phase("head", epochs=train.head_epochs, lr=train.lr,
-                                warmup_fraction=train.warmup_fraction, schedule=train.schedule))
+            phases.append(
+                Phase(
+                    "head",
+                    epochs=train.head_epochs,
+                    lr=train.lr,
+                    warmup_fraction=train.warmup_fraction,
+                    schedule=train.schedule,
+                )
+            )
         if train.gradual_unfreezing:  # thaw one more group per epoch, top first
             for k in range(1, train.unfreeze):
-                phases.append(Phase(f"unfreeze-{k}", epochs=1, lr=train.finetune_lr, train_groups=k,
-                                    lr_decay=train.lr_decay, warmup_fraction=train.warmup_fraction,
-                                    schedule=train.schedule))
-        phases.append(Phase("fine-tune", epochs=train.epochs or 3, lr=train.finetune_lr, train_groups=train.unfreeze,
-                            lr_decay=train.lr_decay, warmup_fraction=train.warmup_fraction,
-                            schedule=train.schedule))
+                phases.append(
+                    Phase(
+                        f"unfreeze-{k}",
+                        epochs=1,
+                        lr=train.finetune_lr,
+                        train_groups=k,
+                        lr_decay=train.lr_decay,
+                        warmup_fraction=train.warmup_fraction,
+                        schedule=train.schedule,
+                    )
+                )
+        phases.append(
+            Phase(
+                "fine-tune",
+                epochs=train.epochs or 3,
+                lr=train.finetune_lr,
+                train_groups=train.unfreeze,
+                lr_decay=train.lr_decay,
+                warmup_fraction=train.warmup_fraction,
+                schedule=train.schedule,
+            )
+        )
         return Plan(phases=phases, extract_features=False)
 
 

@@ -13,6 +13,7 @@ with ``local_files_only``; the hub only through ``core.network.hub_access`` (off
 unanswered: its cache only, at once).  Weights load from safetensors only: a pickled
 ``pytorch_model.bin`` could run code, so it is refused with a way to convert it.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,8 +59,14 @@ def _package_folder(module: str) -> str | None:
 
 
 # checkpoint files that unpickle (or are not PyTorch at all): never loaded, named in the refusal
-PICKLED = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "tf_model.h5",
-           "flax_model.msgpack")
+PICKLED = (
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+    "model.pt",
+    "model.pth",
+    "tf_model.h5",
+    "flax_model.msgpack",
+)
 
 
 def check_safetensors(folder: Path, what: str) -> None:
@@ -72,7 +79,8 @@ def check_safetensors(folder: Path, what: str) -> None:
     raise TlzooError(
         f"{what} '{folder}' holds only {other}, a pickle-based checkpoint that could run code when loaded; tlzoo "
         "reads safetensors only. Convert it once, in a session that trusts the file: "
-        "AutoModel.from_pretrained(FOLDER).save_pretrained(NEW_FOLDER), then pass NEW_FOLDER.")
+        "AutoModel.from_pretrained(FOLDER).save_pretrained(NEW_FOLDER), then pass NEW_FOLDER."
+    )
 
 
 def resolve_source(model: str, weights: str | None, pretrained: bool = True) -> tuple[str, str]:
@@ -139,16 +147,20 @@ class TransformerBackbone(Backbone):
                     self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             except OSError as exc:
                 if local:
-                    raise TlzooError(f"Could not load a transformers checkpoint from '{source}': {exc}"
-                                     .splitlines()[0]) from None
+                    raise TlzooError(
+                        f"Could not load a transformers checkpoint from '{source}': {exc}".splitlines()[0]
+                    ) from None
                 if not why and "safetensors" in str(exc):
-                    raise TlzooError(f"'{source}' has no safetensors weights on the hub, and tlzoo loads no pickled "
-                                     "checkpoints; convert it in a session that trusts it with "
-                                     "AutoModel.from_pretrained(ID).save_pretrained(FOLDER) and pass --weights "
-                                     "FOLDER.") from None
+                    raise TlzooError(
+                        f"'{source}' has no safetensors weights on the hub, and tlzoo loads no pickled "
+                        "checkpoints; convert it in a session that trusts it with "
+                        "AutoModel.from_pretrained(ID).save_pretrained(FOLDER) and pass --weights "
+                        "FOLDER."
+                    ) from None
                 first = (str(exc).splitlines() or [""])[0][:120]
-                raise _offline_error(request.model, source, why or f"{type(exc).__name__} from the hub: {first}") \
-                    from None
+                raise _offline_error(
+                    request.model, source, why or f"{type(exc).__name__} from the hub: {first}"
+                ) from None
         # "tail" keeps the end of long texts (reviews often conclude there); special tokens stay in place
         self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
         self.source = source
@@ -156,8 +168,9 @@ class TransformerBackbone(Backbone):
         config: Any = self.encoder.config  # transformers' PretrainedConfig: hidden_size is each architecture's own
         self.num_features = int(config.hidden_size)
 
-    def _load_encoder(self, source: str, description: str, pretrained: bool,
-                      kwargs: dict[str, Any]) -> tuple[nn.Module, str]:
+    def _load_encoder(
+        self, source: str, description: str, pretrained: bool, kwargs: dict[str, Any]
+    ) -> tuple[nn.Module, str]:
         """The encoder (safetensors weights only) and the description of where it came from."""
         from transformers import AutoConfig, AutoModel
 
@@ -176,9 +189,14 @@ class TransformerBackbone(Backbone):
         return AutoModel.from_config(config), f"random init ({description} architecture)"
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"tokenizer": type(self.tokenizer).__name__, "vocab": len(self.tokenizer),
-                "max_length": self.max_length, "truncation": self.truncation, "pooling": self.pooling, "lowercase":
-                bool(getattr(self.tokenizer, "do_lower_case", False))}
+        return {
+            "tokenizer": type(self.tokenizer).__name__,
+            "vocab": len(self.tokenizer),
+            "max_length": self.max_length,
+            "truncation": self.truncation,
+            "pooling": self.pooling,
+            "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
+        }
 
     def transform(self, example: Any, train: bool) -> str:
         return "" if example is None else str(example)
@@ -234,8 +252,15 @@ def _encoder_layers(enc: nn.Module) -> list[nn.Module]:
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(BackboneFactory(
-        name="bert", modality="text", create=TransformerBackbone, default_model=DEFAULT,
-        models=tuple(KNOWN), accepts_any_model=True, options=DEFAULTS,
-        description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
-    ))
+    register(
+        BackboneFactory(
+            name="bert",
+            modality="text",
+            create=TransformerBackbone,
+            default_model=DEFAULT,
+            models=tuple(KNOWN),
+            accepts_any_model=True,
+            options=DEFAULTS,
+            description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
+        )
+    )

@@ -12,6 +12,7 @@ task; the mixed token vectors are pooled (mean and max) into one document vector
 Layer groups, bottom to top: character CNN, LSTM layer 1, LSTM layer 2, scalar mix.
 No package ships ELMo weights, so without ``--weights`` it needs ``--no-pretrained``.
 """
+
 from __future__ import annotations
 
 import random
@@ -153,17 +154,19 @@ def to_batch(sentences: list[list[str]], vocab: HashedVocab | None) -> dict[str,
     return batch
 
 
-def sentence_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_tokens: int,
-                     seed: int) -> list[dict[str, torch.Tensor]]:
+def sentence_batches(
+    texts: list[str], vocab: HashedVocab, batch_size: int, max_tokens: int, seed: int
+) -> list[dict[str, torch.Tensor]]:
     """Texts of similar length batched together (little padding), batches in random order."""
     sents = sorted((encode_text(t, max_tokens) for t in texts), key=len)
-    batches = [to_batch(sents[i:i + batch_size], vocab) for i in range(0, len(sents), batch_size)]
+    batches = [to_batch(sents[i : i + batch_size], vocab) for i in range(0, len(sents), batch_size)]
     random.Random(seed).shuffle(batches)
     return batches
 
 
 def lm_loss_fn(model: ElmoLM, device: torch.device) -> LossFn:
     """Forward LM predicts the next word, backward LM the previous one; the loss is their mean."""
+
     def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, int]:
         chars, lengths, words = batch["chars"].to(device), batch["lengths"].to(device), batch["words"].to(device)
         _, f, b = model.bilm.run(chars, lengths)
@@ -175,13 +178,19 @@ def lm_loss_fn(model: ElmoLM, device: torch.device) -> LossFn:
         loss = 0.5 * (F.cross_entropy(lf, yf) + F.cross_entropy(lb, yb))
         hits = int((lf.argmax(-1) == yf).sum() + (lb.argmax(-1) == yb).sum()) // 2
         return loss, int(yf.numel()), hits
+
     return loss_fn
 
 
-def lm_task(model: ElmoLM, vocab: HashedVocab, batch_size: int, max_tokens: int,
-            device: torch.device) -> LanguageModelTask:
-    return LanguageModelTask(model, lambda texts, seed: sentence_batches(texts, vocab, batch_size, max_tokens, seed),
-                             lm_loss_fn(model, device), clip=1.0)
+def lm_task(
+    model: ElmoLM, vocab: HashedVocab, batch_size: int, max_tokens: int, device: torch.device
+) -> LanguageModelTask:
+    return LanguageModelTask(
+        model,
+        lambda texts, seed: sentence_batches(texts, vocab, batch_size, max_tokens, seed),
+        lm_loss_fn(model, device),
+        clip=1.0,
+    )
 
 
 # --------------------------------------------------------------------------- backbone
@@ -204,8 +213,12 @@ class ElmoBackbone(PretrainedLMBackbone):
         self.num_features = 2 * width if self.pooling == "meanmax" else width
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"tokenizer": "text_vocab + utf-8 bytes", "max_chars": MAX_CHARS, "max_length": self.max_length,
-                "pooling": self.pooling}
+        return {
+            "tokenizer": "text_vocab + utf-8 bytes",
+            "max_chars": MAX_CHARS,
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+        }
 
     def transform(self, example: Any, train: bool) -> list[str]:
         return encode_text("" if example is None else str(example), self.max_length - 2)
@@ -225,8 +238,10 @@ class ElmoBackbone(PretrainedLMBackbone):
     def language_model_task(self, batch_size: int, device: torch.device) -> LanguageModelTask:
         """The biLM with its softmax (pretrained weights only), sharing the backbone's modules."""
         if self.softmax is None or self.vocab is None:
-            raise TlzooError("elmo without pretraining has no language-model softmax to fine-tune; pass --weights DIR "
-                             "from `tl pretrain --plugin elmo`, or use --strategy fine-tune.")
+            raise TlzooError(
+                "elmo without pretraining has no language-model softmax to fine-tune; pass --weights DIR "
+                "from `tl pretrain --plugin elmo`, or use --strategy fine-tune."
+            )
         lm = ElmoLM(len(self.vocab), **self.arch)
         lm.bilm, lm.softmax = self.bilm, self.softmax  # shared modules: the backbone itself learns
         return lm_task(lm, self.vocab, batch_size, self.max_length - 2, device)
@@ -237,8 +252,16 @@ class ElmoPretrainer(LMPretrainer):
     name = "elmo"
     description = "character-CNN + 2-layer biLSTM language model (forward and backward) on an unlabelled corpus"
     architecture = "char-CNN + 2-layer biLSTM (dim {dim}, hidden {hidden})"  # softmax over words, no buckets
-    options = {**ARCH, "epochs": 2, "batch_size": 64, "lr": 2e-3, "max_tokens": 80, "max_vocab": 10000, "min_freq": 2,
-               "seed": 0}
+    options = {
+        **ARCH,
+        "epochs": 2,
+        "batch_size": 64,
+        "lr": 2e-3,
+        "max_tokens": 80,
+        "max_vocab": 10000,
+        "min_freq": 2,
+        "seed": 0,
+    }
     minimums = {"epochs": 1, "batch_size": 1, "dim": 1}
 
     def check(self, o: dict[str, Any]) -> None:
@@ -256,8 +279,11 @@ class ElmoPretrainer(LMPretrainer):
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(ElmoBackbone.factory("ELMo: char-CNN + biLSTM LM, scalar mix of layers; pretrain with "
-                                  "`tl pretrain --plugin elmo`"))
+    register(
+        ElmoBackbone.factory(
+            "ELMo: char-CNN + biLSTM LM, scalar mix of layers; pretrain with `tl pretrain --plugin elmo`"
+        )
+    )
 
 
 @hookimpl

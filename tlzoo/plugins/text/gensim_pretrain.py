@@ -19,6 +19,7 @@ frequent first, with their corpus counts), ``vectors.json`` (format, dims, and
 gensim's KeyedVectors) and ``vectors.vec`` (word2vec text format, portable, vocabulary
 words only).
 """
+
 from __future__ import annotations
 
 import time
@@ -41,14 +42,26 @@ class GensimPretrainer(Pretrainer):
     fasttext = False
 
     def defaults(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"epochs": 10, "seed": 0, "dim": 100, "window": 5, "min_count": 2, "sg": 1,
-                             "negative": 5, "alpha": 0.025, "min_alpha": 0.0001, "sample": 1e-3, "workers": 1}
+        d: dict[str, Any] = {
+            "epochs": 10,
+            "seed": 0,
+            "dim": 100,
+            "window": 5,
+            "min_count": 2,
+            "sg": 1,
+            "negative": 5,
+            "alpha": 0.025,
+            "min_alpha": 0.0001,
+            "sample": 1e-3,
+            "workers": 1,
+        }
         if self.fasttext:
             d.update(min_n=3, max_n=6, bucket=200000)
         return d
 
-    def pretrain(self, corpus: list[str], out: str, options: dict[str, Any],
-                 log: Callable[[str], None]) -> dict[str, Any]:
+    def pretrain(
+        self, corpus: list[str], out: str, options: dict[str, Any], log: Callable[[str], None]
+    ) -> dict[str, Any]:
         from gensim.models import FastText, Word2Vec
 
         gensim_quiet()
@@ -63,19 +76,31 @@ class GensimPretrainer(Pretrainer):
         held = [sentences[i] for i in order[:n_val]]
         train = [sentences[i] for i in sorted(order[n_val:])]
         n_tokens = sum(len(s) for s in train)
-        common = dict(vector_size=o["dim"], window=o["window"], min_count=o["min_count"], sg=o["sg"],
-                      negative=o["negative"], sample=o["sample"], seed=o["seed"], workers=o["workers"],
-                      alpha=o["alpha"], min_alpha=o["min_alpha"])
+        common = dict(
+            vector_size=o["dim"],
+            window=o["window"],
+            min_count=o["min_count"],
+            sg=o["sg"],
+            negative=o["negative"],
+            sample=o["sample"],
+            seed=o["seed"],
+            workers=o["workers"],
+            alpha=o["alpha"],
+            min_alpha=o["min_alpha"],
+        )
         if self.fasttext:
             model = FastText(min_n=o["min_n"], max_n=o["max_n"], bucket=o["bucket"], **common)
         else:
             model = Word2Vec(**common)
         model.build_vocab(corpus_iterable=train)
         if not model.wv.index_to_key:
-            raise TlzooError(f"No word occurs {o['min_count']} times in the corpus; give more text or "
-                             "--set min_count=1.")
-        log(f"  vocabulary {len(model.wv.index_to_key):,} words (min_count {o['min_count']}), "
-            f"{n_tokens:,} training tokens, {len(held)} held-out texts; {o['epochs']} epochs")
+            raise TlzooError(
+                f"No word occurs {o['min_count']} times in the corpus; give more text or --set min_count=1."
+            )
+        log(
+            f"  vocabulary {len(model.wv.index_to_key):,} words (min_count {o['min_count']}), "
+            f"{n_tokens:,} training tokens, {len(held)} held-out texts; {o['epochs']} epochs"
+        )
         pairs = {"train": _pairs(train, model, o["window"], rng), "val": _pairs(held, model, o["window"], rng)}
         noise = _noise(model, o["negative"], max(len(p[0]) for p in pairs.values()), rng)
         history = []
@@ -91,17 +116,29 @@ class GensimPretrainer(Pretrainer):
                     row[f"{split}_loss"] = round(_ns_loss(model, centres, contexts, noise), 5)
             row["seconds"] = round(time.perf_counter() - start, 2)
             history.append(row)
-            log(f"  epoch {epoch}/{epochs}: loss {row.get('train_loss', float('nan')):.4f}"
-                + (f" | held-out {row['val_loss']:.4f}" if "val_loss" in row else "") + f" ({row['seconds']}s)")
-        save_vectors(model.wv, out, self.name,
-                     {"tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)", "options": o})
+            log(
+                f"  epoch {epoch}/{epochs}: loss {row.get('train_loss', float('nan')):.4f}"
+                + (f" | held-out {row['val_loss']:.4f}" if "val_loss" in row else "")
+                + f" ({row['seconds']}s)"
+            )
+        save_vectors(
+            model.wv, out, self.name, {"tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)", "options": o}
+        )
         model.wv.save_word2vec_format(f"{out}/vectors.vec")
-        return {"vocabulary": len(model.wv.index_to_key), "training_tokens": n_tokens, "held_out_texts": len(held),
-                "final_train_loss": history[-1].get("train_loss"), "final_val_loss": history[-1].get("val_loss"),
-                "loss": "skip-gram negative-sampling loss per pair", "history": history}
+        return {
+            "vocabulary": len(model.wv.index_to_key),
+            "training_tokens": n_tokens,
+            "held_out_texts": len(held),
+            "final_train_loss": history[-1].get("train_loss"),
+            "final_val_loss": history[-1].get("val_loss"),
+            "loss": "skip-gram negative-sampling loss per pair",
+            "history": history,
+        }
 
 
-def _pairs(sentences: list[list[str]], model: Any, window: int, rng: np.random.Generator) -> tuple[list[str], np.ndarray]:
+def _pairs(
+    sentences: list[list[str]], model: Any, window: int, rng: np.random.Generator
+) -> tuple[list[str], np.ndarray]:
     """(centre words, context ids) sampled from ``sentences``; contexts must be in the vocabulary."""
     index = model.wv.key_to_index
     centres: list[str] = []
@@ -121,7 +158,7 @@ def _pairs(sentences: list[list[str]], model: Any, window: int, rng: np.random.G
 
 def _noise(model: Any, k: int, n: int, rng: np.random.Generator) -> np.ndarray:
     counts = np.array([model.wv.get_vecattr(w, "count") for w in model.wv.index_to_key], dtype=np.float64)
-    p = counts ** 0.75
+    p = counts**0.75
     return rng.choice(len(counts), size=(n, k), p=p / p.sum())
 
 

@@ -25,6 +25,7 @@ then ``tl run --plugin transformer --weights W`` transfers it like any other bac
   architecture and vocabulary with random weights (without ``--weights``, words are
   hashed into ``vocab_size`` rows).
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,9 @@ POOLINGS = ("mean", "cls", "max")
 class MiniEncoder(nn.Module):
     """The encoder shared by pretraining and the backbone; returns hidden states [B, T, dim]."""
 
-    def __init__(self, vocab_size: int, dim: int, layers: int, heads: int, ff: int, max_length: int,
-                 dropout: float) -> None:
+    def __init__(
+        self, vocab_size: int, dim: int, layers: int, heads: int, ff: int, max_length: int, dropout: float
+    ) -> None:
         super().__init__()
         if dim % heads:
             raise TlzooError(f"transformer dim ({dim}) must be a multiple of heads ({heads}).")
@@ -66,7 +68,8 @@ class MiniEncoder(nn.Module):
         self.drop = nn.Dropout(dropout)
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(dim, heads, ff, dropout, activation="gelu", batch_first=True, norm_first=True)
-            for _ in range(layers))
+            for _ in range(layers)
+        )
         self.norm = nn.LayerNorm(dim)
         self.max_length, self.vocab_size = max_length, vocab_size
         nn.init.normal_(tokens.weight, std=0.02)
@@ -120,8 +123,9 @@ class MaskedLM(nn.Module):
         return self.mlm(self.encoder(ids, mask))
 
 
-def _mask(seqs: list[list[int]], vocab: HashedVocab, prob: float,
-          rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _mask(
+    seqs: list[list[int]], vocab: HashedVocab, prob: float, rng: np.random.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """BERT's masking: (inputs, mask of real tokens, targets with -100 where nothing is predicted)."""
     ids, mask = _pad(seqs)
     chosen = torch.from_numpy(rng.random(ids.shape) < prob) & mask
@@ -135,18 +139,21 @@ def _mask(seqs: list[list[int]], vocab: HashedVocab, prob: float,
     return inputs, mask, targets
 
 
-def mask_batches(texts: list[str], vocab: HashedVocab, batch_size: int, max_length: int, prob: float,
-                 seed: int) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def mask_batches(
+    texts: list[str], vocab: HashedVocab, batch_size: int, max_length: int, prob: float, seed: int
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The texts in a seeded random order, in batches with masks drawn from the same seed."""
     rng = np.random.default_rng(seed)
     seqs = [_encode(vocab, t, max_length) for t in texts]
     order = rng.permutation(len(seqs))
-    return [_mask([seqs[i] for i in order[b:b + batch_size]], vocab, prob, rng)
-            for b in range(0, len(order), batch_size)]
+    return [
+        _mask([seqs[i] for i in order[b : b + batch_size]], vocab, prob, rng) for b in range(0, len(order), batch_size)
+    ]
 
 
 def mlm_loss_fn(model: MaskedLM, device: torch.device) -> LossFn:
     """Cross-entropy over the masked positions; None for a batch where no token was chosen."""
+
     def loss_fn(batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, int, int] | None:
         ids, mask, targets = (t.to(device) for t in batch)
         chosen = targets != -100
@@ -156,6 +163,7 @@ def mlm_loss_fn(model: MaskedLM, device: torch.device) -> LossFn:
         logits = model(ids, mask)
         loss = nn.functional.cross_entropy(logits.view(-1, logits.shape[-1]), targets.view(-1), ignore_index=-100)
         return loss, n, int((logits.argmax(-1)[chosen] == targets[chosen]).sum())
+
     return loss_fn
 
 
@@ -163,10 +171,22 @@ class MLMPretrainer(LMPretrainer):
     name = "transformer"
     description = "a small Transformer encoder pretrained with masked-language modelling"
     architecture = "{layers} pre-norm Transformer layers (dim {dim}, {heads} heads, ff {ff})"
-    options = {**ARCH_DEFAULTS, "epochs": 10, "seed": 0, "vocab_size": 20000, "min_freq": 2, "lr": 5e-4,
-               "batch_size": 32, "mask_prob": 0.15, "warmup": 0.1, "weight_decay": 0.01}
-    minimums = {**dict.fromkeys(("epochs", "dim", "layers", "heads", "ff", "batch_size", "vocab_size"), 1),
-                "max_length": 2}
+    options = {
+        **ARCH_DEFAULTS,
+        "epochs": 10,
+        "seed": 0,
+        "vocab_size": 20000,
+        "min_freq": 2,
+        "lr": 5e-4,
+        "batch_size": 32,
+        "mask_prob": 0.15,
+        "warmup": 0.1,
+        "weight_decay": 0.01,
+    }
+    minimums = {
+        **dict.fromkeys(("epochs", "dim", "layers", "heads", "ff", "batch_size", "vocab_size"), 1),
+        "max_length": 2,
+    }
 
     def build_vocab(self, texts: list[str], o: dict[str, Any]) -> HashedVocab:
         vocab = Vocab.build(texts, max_size=o["vocab_size"], min_freq=o["min_freq"], specials=SPECIALS)
@@ -182,8 +202,12 @@ class MLMPretrainer(LMPretrainer):
         return LanguageModelTask(
             model,
             lambda texts, seed: mask_batches(texts, vocab, o["batch_size"], o["max_length"], o["mask_prob"], seed),
-            mlm_loss_fn(model, device), clip=1.0, betas=(0.9, 0.999),
-            weight_decay=o["weight_decay"], schedule=linear_warmup_decay(o["warmup"]))
+            mlm_loss_fn(model, device),
+            clip=1.0,
+            betas=(0.9, 0.999),
+            weight_decay=o["weight_decay"],
+            schedule=linear_warmup_decay(o["warmup"]),
+        )
 
 
 def _read_folder(folder: Path) -> tuple[dict[str, Any], Vocab, dict[str, torch.Tensor]]:
@@ -219,13 +243,15 @@ class MiniTransformerBackbone(Backbone):
             arch, self.vocab, tensors = _read_folder(folder)
             rows = len(self.vocab)
             if request.pretrained:
-                state = {k[len("encoder."):]: v for k, v in tensors.items() if k.startswith("encoder.")}
+                state = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
                 self.weights_source = f"tl pretrain folder {folder} (masked-language modelling)"
             else:
                 self.weights_source = f"random init (architecture and vocabulary of {folder})"
         elif request.pretrained:
-            raise TlzooError("The transformer plugin has no packaged weights; pretrain them with `tl pretrain --plugin "
-                             "transformer --corpus FILE|DIR --out DIR` and pass --weights DIR, or use --no-pretrained.")
+            raise TlzooError(
+                "The transformer plugin has no packaged weights; pretrain them with `tl pretrain --plugin "
+                "transformer --corpus FILE|DIR --out DIR` and pass --weights DIR, or use --no-pretrained."
+            )
         else:
             arch = {k: opts[k] for k in ARCH_KEYS if k != "max_length"}
             arch["max_length"] = request.max_length or ARCH_DEFAULTS["max_length"]
@@ -234,8 +260,9 @@ class MiniTransformerBackbone(Backbone):
             self.weights_source = f"random init (words hashed into {rows:,} rows)"
         self.rows = rows
         # without --weights every word is hashed into the rows after the specials
-        self.words = (HashedVocab(self.vocab, 0) if self.vocab is not None
-                      else HashedVocab.empty(rows - len(SPECIALS), SPECIALS))
+        self.words = (
+            HashedVocab(self.vocab, 0) if self.vocab is not None else HashedVocab.empty(rows - len(SPECIALS), SPECIALS)
+        )
         self.arch = arch
         self.max_length = min(request.max_length or int(arch["max_length"]), int(arch["max_length"]))
         self.encoder = MiniEncoder(rows, **arch)
@@ -269,17 +296,28 @@ class MiniTransformerBackbone(Backbone):
         return {**super().spec(), **copy}
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"tokenizer": "tlzoo.text_vocab (lower-cased words) + <cls>", "vocab": self.rows,
-                "hashed": self.vocab is None, "max_length": self.max_length, "pooling": self.pooling}
+        return {
+            "tokenizer": "tlzoo.text_vocab (lower-cased words) + <cls>",
+            "vocab": self.rows,
+            "hashed": self.vocab is None,
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+        }
 
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(BackboneFactory(
-        name="transformer", modality="text", create=MiniTransformerBackbone, default_model="mini-transformer",
-        models=("mini-transformer",), options=DEFAULTS,
-        description="a small Transformer encoder pretrained by `tl pretrain --plugin transformer` (masked LM)",
-    ))
+    register(
+        BackboneFactory(
+            name="transformer",
+            modality="text",
+            create=MiniTransformerBackbone,
+            default_model="mini-transformer",
+            models=("mini-transformer",),
+            options=DEFAULTS,
+            description="a small Transformer encoder pretrained by `tl pretrain --plugin transformer` (masked LM)",
+        )
+    )
 
 
 @hookimpl

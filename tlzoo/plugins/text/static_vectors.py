@@ -46,6 +46,7 @@ not in the vectors and the share left as ``<unk>``.
 Options (``--set model.options.KEY=VALUE``): encoder, hidden, dropout, vocab_size,
 filters, dim (random vectors only).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,12 +70,21 @@ ENCODERS = ("bilstm", "cnn")
 PAD, UNK = 0, 1
 SIF_A = 1e-3
 ASSETS = "vectors"  # the run's copy of --weights vectors, under assets/
-DEFAULTS: dict[str, Any] = {"encoder": "bilstm", "hidden": 128, "dropout": 0.25, "vocab_size": 50000,
-                            "filters": 100, "dim": 100}
+DEFAULTS: dict[str, Any] = {
+    "encoder": "bilstm",
+    "hidden": 128,
+    "dropout": 0.25,
+    "vocab_size": 50000,
+    "filters": 100,
+    "dim": 100,
+}
 FAMILIES = {
     "glove": ("glove-6B-50d", "GloVe vectors: the packaged 6B-50d offline, or any GloVe/word2vec/fastText file"),
     "word2vec": ("word2vec", "word2vec vectors trained by `tl pretrain --plugin word2vec`, or a .bin/.txt file"),
-    "fasttext": ("fasttext", "fastText vectors (sub-words for unseen words): `tl pretrain --plugin fasttext` or a .bin/.vec"),
+    "fasttext": (
+        "fasttext",
+        "fastText vectors (sub-words for unseen words): `tl pretrain --plugin fasttext` or a .bin/.vec",
+    ),
 }
 
 
@@ -200,7 +210,7 @@ class StaticVectorBackbone(Backbone):
         w[UNK] = 1.0  # unseen words are rare: full weight
         if self.hashed:
             return w, None
-        top = self.embedding.weight.detach()[2: 2 + min(n, 20000)].double().numpy() * w[2: 2 + min(n, 20000), None]
+        top = self.embedding.weight.detach()[2 : 2 + min(n, 20000)].double().numpy() * w[2 : 2 + min(n, 20000), None]
         _, _, vt = np.linalg.svd(top, full_matrices=False)
         return w, vt[0].astype(np.float32)
 
@@ -279,11 +289,17 @@ class StaticVectorBackbone(Backbone):
 
     # ------------------------------------------------------------ description
     def preprocessing(self) -> dict[str, Any]:
-        return {"tokenizer": "tlzoo.text_vocab (lower-cased words)", "max_length": self.max_length,
-                "pooling": self.pooling, "vocab_rows": self.vocab_rows, "dim": self.dim,
-                "encoder": self.encoder_name if self.encoder is not None else None,
-                "subwords": bool(self.vectors is not None and self.vectors.subwords), "hashed": self.hashed,
-                "options": self.options}
+        return {
+            "tokenizer": "tlzoo.text_vocab (lower-cased words)",
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+            "vocab_rows": self.vocab_rows,
+            "dim": self.dim,
+            "encoder": self.encoder_name if self.encoder is not None else None,
+            "subwords": bool(self.vectors is not None and self.vectors.subwords),
+            "hashed": self.hashed,
+            "options": self.options,
+        }
 
     def spec(self) -> dict[str, Any]:
         spec = {**super().spec(), "family": self.family}
@@ -296,12 +312,19 @@ class StaticVectorBackbone(Backbone):
         if self._copy_source is None:
             return
         dst = Path(folder) / ASSETS
-        if self._weights_path is not None and self._weights_path in (dst.resolve(), (dst / "vectors.safetensors").resolve()):
+        if self._weights_path is not None and self._weights_path in (
+            dst.resolve(),
+            (dst / "vectors.safetensors").resolve(),
+        ):
             return  # built from this very copy: nothing to write (and never overwrite the arrays being read)
         src = self._copy_source
-        save_vectors(src.kv, dst, self.family, {"copy_of": src.source,
-                                                "tokenizer": src.info.get("tokenizer", "as the source vectors")},
-                     counts=src.counts)
+        save_vectors(
+            src.kv,
+            dst,
+            self.family,
+            {"copy_of": src.source, "tokenizer": src.info.get("tokenizer", "as the source vectors")},
+            counts=src.counts,
+        )
 
     def oov_report(self, texts: list[Any]) -> dict[str, Any]:
         """Shares of tokens missing from the vectors, and left as <unk> after the fallbacks."""
@@ -321,8 +344,13 @@ class StaticVectorBackbone(Backbone):
                     unk += seen[tok]
         if vectors is None:
             return {"tokens": total, "oov_rate": None, "unk_rate": None, "note": "no pretrained vectors"}
-        return {"tokens": total, "oov_rate": round(missing / max(1, total), 5), "unk_rate": round(unk / max(1, total), 5),
-                "oov_types": len(seen), "subwords": vectors.subwords}
+        return {
+            "tokens": total,
+            "oov_rate": round(missing / max(1, total), 5),
+            "unk_rate": round(unk / max(1, total), 5),
+            "oov_types": len(seen),
+            "subwords": vectors.subwords,
+        }
 
 
 class _Holder(nn.Module):
@@ -336,8 +364,13 @@ class _Holder(nn.Module):
 def _factory(family: str) -> BackboneFactory:
     default, description = FAMILIES[family]
     return BackboneFactory(
-        name=family, modality="text", create=lambda req: StaticVectorBackbone(req, family), options=DEFAULTS,
-        default_model=default, models=(default,), description=description,
+        name=family,
+        modality="text",
+        create=lambda req: StaticVectorBackbone(req, family),
+        options=DEFAULTS,
+        default_model=default,
+        models=(default,),
+        description=description,
     )
 
 
@@ -361,13 +394,16 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
                 run.log(f"  out-of-vocabulary: not applicable ({report['note']})")
             else:
                 fallback = "fastText sub-words" if report["subwords"] else "parts of compounds"
-                run.log(f"  out-of-vocabulary: {report['oov_rate']:.2%} of {report['tokens']:,} tokens not in the "
-                        f"vectors; {report['unk_rate']:.2%} left as <unk> after the fallback ({fallback})")
+                run.log(
+                    f"  out-of-vocabulary: {report['oov_rate']:.2%} of {report['tokens']:,} tokens not in the "
+                    f"vectors; {report['unk_rate']:.2%} left as <unk> after the fallback ({fallback})"
+                )
             lr = run.config.train.finetune_lr
             if backbone.encoder is not None and lr < 5e-4:
-                run.log(f"  note: the {backbone.encoder_name} encoder starts from random weights and learns slowly at "
-                        f"--finetune-lr {lr:g}; 1e-3 to 3e-3 suits it")
+                run.log(
+                    f"  note: the {backbone.encoder_name} encoder starts from random weights and learns slowly at "
+                    f"--finetune-lr {lr:g}; 1e-3 to 3e-3 suits it"
+                )
         elif step == EVALUATE and getattr(run, "oov_report", None) is not None:
             run.metrics["oov"] = run.oov_report
     return result
-

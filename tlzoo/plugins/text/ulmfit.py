@@ -15,6 +15,7 @@ ULMFiT (Howard & Ruder) in three stages:
    slanted triangular learning rates.
 No package ships ULMFiT weights, so without ``--weights`` it needs ``--no-pretrained``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,8 +36,16 @@ from tlzoo.lib.text.vocab import HashedVocab, Vocab
 # architecture defaults (a scratch backbone uses these; pretrained folders record their own)
 # dropouts: ULMFiT's (0.02 embedding, 0.25 input, 0.15 hidden, 0.2 weight, 0.1 output) halved, as its
 # authors advise for small corpora and short training ("drop_mult" 0.5)
-ARCH: dict[str, Any] = {"emb": 128, "hidden": 256, "layers": 3, "embed_p": 0.01, "input_p": 0.125,
-                        "hidden_p": 0.075, "weight_p": 0.1, "output_p": 0.05}
+ARCH: dict[str, Any] = {
+    "emb": 128,
+    "hidden": 256,
+    "layers": 3,
+    "embed_p": 0.01,
+    "input_p": 0.125,
+    "hidden_p": 0.075,
+    "weight_p": 0.1,
+    "output_p": 0.05,
+}
 SCRATCH_BUCKETS = 16384  # no vocabulary without pretraining: every word is hashed
 POOLINGS = ("concat", "mean", "max", "last")
 
@@ -94,13 +103,24 @@ class AWDLayer(nn.Module):
 class AWDLSTM(nn.Module):
     """Embedding -> LSTM layers -> (tied) decoder."""
 
-    def __init__(self, vocab_size: int, emb: int, hidden: int, layers: int, embed_p: float, input_p: float,
-                 hidden_p: float, weight_p: float, output_p: float) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        emb: int,
+        hidden: int,
+        layers: int,
+        embed_p: float,
+        input_p: float,
+        hidden_p: float,
+        weight_p: float,
+        output_p: float,
+    ) -> None:
         super().__init__()
         self.embedding = WordEmbedding(vocab_size, emb, embed_p, input_p)
         sizes = [emb] + [hidden] * (layers - 1) + [emb]  # the top layer returns to emb for the tied decoder
-        self.layers = nn.ModuleList(AWDLayer(sizes[i], sizes[i + 1], weight_p, hidden_p if i < layers - 1 else 0.0)
-                                    for i in range(layers))
+        self.layers = nn.ModuleList(
+            AWDLayer(sizes[i], sizes[i + 1], weight_p, hidden_p if i < layers - 1 else 0.0) for i in range(layers)
+        )
         self.output_drop = LockedDropout(output_p)
         self.decoder_bias = nn.Parameter(torch.zeros(vocab_size))
 
@@ -130,8 +150,8 @@ def stream_batches(texts: list[str], vocab: HashedVocab, batch_size: int, bptt: 
     rows = max(1, min(batch_size, (len(data) - 1) // 2))
     n = (len(data) - 1) // rows
     x_all = data[: n * rows].view(rows, n)
-    y_all = data[1: n * rows + 1].view(rows, n)
-    return [(x_all[:, i:i + bptt], y_all[:, i:i + bptt], i == 0) for i in range(0, n, bptt)]
+    y_all = data[1 : n * rows + 1].view(rows, n)
+    return [(x_all[:, i : i + bptt], y_all[:, i : i + bptt], i == 0) for i in range(0, n, bptt)]
 
 
 def lm_loss_fn(model: AWDLSTM, device: torch.device) -> LossFn:
@@ -148,12 +168,14 @@ def lm_loss_fn(model: AWDLSTM, device: torch.device) -> LossFn:
         logits = model.logits(top)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1))
         return loss, y.numel(), int((logits.argmax(-1) == y).sum())
+
     return loss_fn
 
 
 def lm_task(model: AWDLSTM, vocab: HashedVocab, batch_size: int, bptt: int, device: torch.device) -> LanguageModelTask:
-    return LanguageModelTask(model, lambda texts, seed: stream_batches(texts, vocab, batch_size, bptt, seed),
-                             lm_loss_fn(model, device))
+    return LanguageModelTask(
+        model, lambda texts, seed: stream_batches(texts, vocab, batch_size, bptt, seed), lm_loss_fn(model, device)
+    )
 
 
 # --------------------------------------------------------------------------- backbone
@@ -176,8 +198,12 @@ class UlmfitBackbone(PretrainedLMBackbone):
         self.num_features = 3 * width if self.pooling == "concat" else width
 
     def preprocessing(self) -> dict[str, Any]:
-        return {"tokenizer": "text_vocab", "vocab": self.vocab.digest(), "max_length": self.max_length,
-                "pooling": self.pooling}
+        return {
+            "tokenizer": "text_vocab",
+            "vocab": self.vocab.digest(),
+            "max_length": self.max_length,
+            "pooling": self.pooling,
+        }
 
     def transform(self, example: Any, train: bool) -> list[int]:
         bos = self.vocab.vocab.stoi["<bos>"]
@@ -210,8 +236,17 @@ class UlmfitPretrainer(LMPretrainer):
     name = "ulmfit"
     description = "AWD-LSTM language model (ULMFiT stage 1) on an unlabelled corpus"
     architecture = "AWD-LSTM {layers} layers (emb {emb}, hidden {hidden})"
-    options = {**ARCH, "epochs": 4, "batch_size": 32, "bptt": 50, "lr": 3e-3, "max_vocab": 20000, "min_freq": 2,
-               "hash_buckets": 2048, "seed": 0}
+    options = {
+        **ARCH,
+        "epochs": 4,
+        "batch_size": 32,
+        "bptt": 50,
+        "lr": 3e-3,
+        "max_vocab": 20000,
+        "min_freq": 2,
+        "hash_buckets": 2048,
+        "seed": 0,
+    }
     minimums = {"epochs": 1, "layers": 1, "batch_size": 1, "bptt": 2}
 
     def build_model(self, vocab: HashedVocab, o: dict[str, Any]) -> nn.Module:
@@ -225,8 +260,10 @@ class UlmfitPretrainer(LMPretrainer):
 # --------------------------------------------------------------------------- strategy
 class UlmfitStrategy(Strategy):
     name = "ulmfit"
-    description = ("ULMFiT: fine-tune the language model on the training texts, then the classifier with "
-                   "gradual unfreezing, discriminative (/2.6 per group) and slanted triangular learning rates.")
+    description = (
+        "ULMFiT: fine-tune the language model on the training texts, then the classifier with "
+        "gradual unfreezing, discriminative (/2.6 per group) and slanted triangular learning rates."
+    )
     groups = 4  # unfreezing steps planned before the backbone exists; extra steps unfreeze everything
 
     def plan(self, head: Head, train: Any) -> Plan:
@@ -235,30 +272,73 @@ class UlmfitStrategy(Strategy):
         decay = 1 / 2.6
         phases = [Phase("head", epochs=max(1, train.head_epochs), lr=train.lr, schedule="slanted")]
         for k in range(1, self.groups):  # one more layer group learns at each step, at half the rate
-            phases.append(Phase(f"unfreeze-{k}", epochs=1, lr=train.lr * 0.5 ** (k - 1), train_groups=k,
-                                lr_decay=decay, schedule="slanted"))
-        phases.append(Phase("unfreeze-all", epochs=train.epochs or 2, lr=train.lr * 0.5 ** (self.groups - 1),
-                            train_groups=-1, lr_decay=decay, schedule="slanted"))
+            phases.append(
+                Phase(
+                    f"unfreeze-{k}",
+                    epochs=1,
+                    lr=train.lr * 0.5 ** (k - 1),
+                    train_groups=k,
+                    lr_decay=decay,
+                    schedule="slanted",
+                )
+            )
+        phases.append(
+            Phase(
+                "unfreeze-all",
+                epochs=train.epochs or 2,
+                lr=train.lr * 0.5 ** (self.groups - 1),
+                train_groups=-1,
+                lr_decay=decay,
+                schedule="slanted",
+            )
+        )
         return Plan(phases=phases, extract_features=False)
 
     def before_training(self, ctx: StrategyContext) -> None:
         bb = ctx.backbone
         if not isinstance(bb, LanguageModelBackbone):
-            raise TlzooError(f"Strategy ulmfit needs a language-model backbone (--plugin ulmfit or elmo), "
-                             f"not {bb.name}; use --strategy fine-tune.")
+            raise TlzooError(
+                f"Strategy ulmfit needs a language-model backbone (--plugin ulmfit or elmo), "
+                f"not {bb.name}; use --strategy fine-tune."
+            )
         epochs = int(ctx.train.lm_epochs)
         if epochs <= 0:
             ctx.log("  ulmfit stage 2 skipped (train.lm_epochs = 0)")
             return
-        ctx.log(f"  ulmfit stage 2: language-model fine-tuning on the {len(ctx.train_set)} training texts "
-                f"(test texts never seen), {epochs} epochs")
+        ctx.log(
+            f"  ulmfit stage 2: language-model fine-tuning on the {len(ctx.train_set)} training texts "
+            f"(test texts never seen), {epochs} epochs"
+        )
 
         def record(row: dict[str, Any]) -> None:
-            ctx.record({k: row[k] for k in ("phase", "epoch", "train_loss", "train_accuracy", "val_loss",
-                                            "val_accuracy", "lr", "seconds") if k in row})
-        bb.finetune_language_model(list(ctx.train_set.examples), list(ctx.val_set.examples), epochs=epochs,
-                                   lr=ctx.train.lr, batch_size=ctx.train.batch_size, seed=ctx.seed,
-                                   device=ctx.device, log=ctx.log, on_epoch=record)
+            ctx.record(
+                {
+                    k: row[k]
+                    for k in (
+                        "phase",
+                        "epoch",
+                        "train_loss",
+                        "train_accuracy",
+                        "val_loss",
+                        "val_accuracy",
+                        "lr",
+                        "seconds",
+                    )
+                    if k in row
+                }
+            )
+
+        bb.finetune_language_model(
+            list(ctx.train_set.examples),
+            list(ctx.val_set.examples),
+            epochs=epochs,
+            lr=ctx.train.lr,
+            batch_size=ctx.train.batch_size,
+            seed=ctx.seed,
+            device=ctx.device,
+            log=ctx.log,
+            on_epoch=record,
+        )
 
 
 @hookimpl

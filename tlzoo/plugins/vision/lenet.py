@@ -6,6 +6,7 @@ S4 -> C5 (120 units) -> F6 (84 units), tanh activations, on 32x32 grey input.  T
 layer.  There are no pretrained LeNet weights anywhere, so it trains from scratch
 (``--no-pretrained``) or loads ``--weights`` saved from an earlier run.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -20,8 +21,14 @@ from tlzoo.lib.vision.weights import obtain
 
 # its own preprocessing: grey, 32x32 (digits are padded into the frame by the resize),
 # pixels scaled to [-1, 1]; gentle crops and no flips, since a mirrored digit is wrong
-DATA_CONFIG: dict[str, Any] = {"input_size": (1, 32, 32), "interpolation": "bilinear", "mean": (0.5,),
-                               "std": (0.5,), "crop_pct": 1.0, "crop_mode": "center"}
+DATA_CONFIG: dict[str, Any] = {
+    "input_size": (1, 32, 32),
+    "interpolation": "bilinear",
+    "mean": (0.5,),
+    "std": (0.5,),
+    "crop_pct": 1.0,
+    "crop_mode": "center",
+}
 OPTIONS: dict[str, Any] = {**AUGMENT_OPTIONS, "crop_scale": 0.6, "hflip": 0.0}  # its own model.options
 
 
@@ -74,6 +81,14 @@ class LeNetBackbone(Backbone):
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(BackboneFactory(name="lenet", modality="vision", create=LeNetBackbone, default_model="lenet5",
-                             models=("lenet5",), description="LeNet-5 for small grey images (trained from scratch)",
-                             options=OPTIONS))
+    register(
+        BackboneFactory(
+            name="lenet",
+            modality="vision",
+            create=LeNetBackbone,
+            default_model="lenet5",
+            models=("lenet5",),
+            description="LeNet-5 for small grey images (trained from scratch)",
+            options=OPTIONS,
+        )
+    )

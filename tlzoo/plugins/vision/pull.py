@@ -11,6 +11,7 @@ package when there is one (so pulling EfficientNet-Lite0 works offline), else fr
 the hub, which needs the network: offline (``--offline``, ``TLZOO_OFFLINE``,
 ``HF_HUB_OFFLINE``) or with a hub that does not answer, ``tl pull`` refuses at once.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,10 @@ def resolve(name: str) -> str:
         return default
     other = next((e for e in load_catalogue() if e.name == name), None)
     if other is not None:
-        raise TlzooError(f"'{name}' is a {other.modality} model; `tl pull` fetches vision weights. "
-                         "Text checkpoints load from a local folder with --weights.")
+        raise TlzooError(
+            f"'{name}' is a {other.modality} model; `tl pull` fetches vision weights. "
+            "Text checkpoints load from a local folder with --weights."
+        )
     raise TlzooError(f"Unknown vision model '{name}'.{suggest(name, names)} See `tl list --modality vision`.")
 
 
@@ -51,9 +54,11 @@ def pull_weights(name: str) -> str:
     packaged = any(w.startswith("package:") for w in entry.weights)
     if network.offline() and not packaged:
         # refused before torch or timm load: offline, only a weights package could serve it
-        raise TlzooError(f"`tl pull {model}` needs the network (the weights are on the hub), but "
-                         f"{network.OFFLINE_HINT}; run it on a machine that is online and copy "
-                         f"$TLZOO_HOME/weights/{model}.safetensors (+ .json) here, or pass --weights FILE.")
+        raise TlzooError(
+            f"`tl pull {model}` needs the network (the weights are on the hub), but "
+            f"{network.OFFLINE_HINT}; run it on a machine that is online and copy "
+            f"$TLZOO_HOME/weights/{model}.safetensors (+ .json) here, or pass --weights FILE."
+        )
     if not packaged:  # the hub's answer (or silence) arrives while torch and timm load
         kind, _, where = next((w for w in entry.weights if w.startswith(("hub:", "url:"))), ":").partition(":")
         if kind:

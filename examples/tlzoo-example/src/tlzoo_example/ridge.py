@@ -5,6 +5,7 @@ iterations, deterministic.  Probabilities are a softmax of the decision values t
 ``scale``; the head is linear, so ``to_linear`` hands the engine its weights and tlzoo saves
 it as a torch layer (``tl predict`` and ``tl export`` need no scikit-learn for it).
 """
+
 from __future__ import annotations
 
 from typing import Any

@@ -16,6 +16,7 @@ predict`` rebuilds the backbone with the run's assets folder.
 Options (``--set model.options.KEY=VALUE``): ``dim`` (feature width), ``ngram_max``,
 ``min_df``, ``max_features``, ``sublinear_tf`` and ``seed`` (of the SVD).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -31,8 +32,14 @@ from torch import nn
 
 from tlzoo import BackboneFactory, BackboneRequest, Dataset, FittableBackbone, TlzooError, check_options
 
-DEFAULTS: dict[str, Any] = {"dim": 128, "ngram_max": 2, "min_df": 1, "max_features": 20000, "sublinear_tf": True,
-                            "seed": 0}
+DEFAULTS: dict[str, Any] = {
+    "dim": 128,
+    "ngram_max": 2,
+    "min_df": 1,
+    "max_features": 20000,
+    "sublinear_tf": True,
+    "seed": 0,
+}
 FOLDER = "tfidf"  # inside the run's assets/
 
 
@@ -59,9 +66,15 @@ class TfidfSvdBackbone(FittableBackbone):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         o = self.options
-        return TfidfVectorizer(lowercase=True, ngram_range=(1, int(o["ngram_max"])), min_df=int(o["min_df"]),
-                               max_features=int(o["max_features"]), sublinear_tf=bool(o["sublinear_tf"]),
-                               dtype=np.float64, **extra)
+        return TfidfVectorizer(
+            lowercase=True,
+            ngram_range=(1, int(o["ngram_max"])),
+            min_df=int(o["min_df"]),
+            max_features=int(o["max_features"]),
+            sublinear_tf=bool(o["sublinear_tf"]),
+            dtype=np.float64,
+            **extra,
+        )
 
     def fit(self, train: Dataset) -> None:
         from sklearn.decomposition import TruncatedSVD
@@ -71,8 +84,10 @@ class TfidfSvdBackbone(FittableBackbone):
         try:
             x = vectorizer.fit_transform(texts)
         except ValueError:  # no word in any training text (or all below min_df)
-            raise TlzooError(f"tfidf found no vocabulary in the {len(texts)} training texts; lower "
-                             "model.options.min_df or check the text column.") from None
+            raise TlzooError(
+                f"tfidf found no vocabulary in the {len(texts)} training texts; lower "
+                "model.options.min_df or check the text column."
+            ) from None
         terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
         self.vocabulary = {t: i for i, t in enumerate(terms)}
         self.idf = torch.from_numpy(vectorizer.idf_.astype(np.float32))
@@ -80,8 +95,9 @@ class TfidfSvdBackbone(FittableBackbone):
         rank = min(self.num_features, len(terms) - 1, len(texts) - 1)
         components = np.zeros((self.num_features, len(terms)), np.float32)
         if rank >= 1:
-            svd = TruncatedSVD(n_components=rank, algorithm="randomized", n_iter=7,
-                               random_state=int(self.options["seed"]))
+            svd = TruncatedSVD(
+                n_components=rank, algorithm="randomized", n_iter=7, random_state=int(self.options["seed"])
+            )
             svd.fit(x)
             components[:rank] = _signed(svd.components_).astype(np.float32)
         self.components = torch.from_numpy(components)
@@ -99,8 +115,9 @@ class TfidfSvdBackbone(FittableBackbone):
         out.mkdir(parents=True, exist_ok=True)
         terms = sorted(self.vocabulary, key=self.vocabulary.__getitem__)
         (out / "vocabulary.json").write_text(json.dumps(terms, ensure_ascii=False), encoding="utf-8")
-        save_file({"idf": self.idf.contiguous(), "components": self.components.contiguous()},
-                  str(out / "state.safetensors"))
+        save_file(
+            {"idf": self.idf.contiguous(), "components": self.components.contiguous()}, str(out / "state.safetensors")
+        )
 
     def load_fitted(self, folder: str) -> None:
         from safetensors.torch import load_file
@@ -146,8 +163,12 @@ class TfidfSvdBackbone(FittableBackbone):
 
     def preprocessing(self) -> dict[str, Any]:
         terms = json.dumps(sorted(self.vocabulary, key=self.vocabulary.__getitem__), ensure_ascii=False)
-        return {"tokenizer": "scikit-learn word n-grams, lower-cased", "options": self.options,
-                "vocabulary": hashlib.sha256(terms.encode()).hexdigest()[:16], "terms": len(self.vocabulary)}
+        return {
+            "tokenizer": "scikit-learn word n-grams, lower-cased",
+            "options": self.options,
+            "vocabulary": hashlib.sha256(terms.encode()).hexdigest()[:16],
+            "terms": len(self.vocabulary),
+        }
 
 
 def _signed(components: np.ndarray) -> np.ndarray:
@@ -158,5 +179,11 @@ def _signed(components: np.ndarray) -> np.ndarray:
 
 def tfidf_factory() -> BackboneFactory:
     return BackboneFactory(
-        name="tfidf", modality="text", create=TfidfSvdBackbone, default_model="tfidf-svd", models=("tfidf-svd",),
-        options=DEFAULTS, description="TF-IDF + truncated SVD fitted on the training texts (tlzoo-example)")
+        name="tfidf",
+        modality="text",
+        create=TfidfSvdBackbone,
+        default_model="tfidf-svd",
+        models=("tfidf-svd",),
+        options=DEFAULTS,
+        description="TF-IDF + truncated SVD fitted on the training texts (tlzoo-example)",
+    )
