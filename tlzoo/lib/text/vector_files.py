@@ -113,8 +113,8 @@ def refuse_pickle(path: Path, where: str = "") -> None:
     alternative = f"pass '{vec}' (the same words, word2vec text) or " if vec.is_file() else ""
     raise TlzooError(
         f"'{path}'{where} is {kind}: loading it could run code, so tlzoo refuses it; {alternative}convert it in a "
-        f"Python session you trust: `from gensim.models import KeyedVectors; KeyedVectors.load('{path}')"
-        ".save_word2vec_format('vectors.vec')` and pass the .vec (or rerun `tl pretrain`)."
+        f"Python session you trust: open it with gensim's KeyedVectors, call `.save_word2vec_format('vectors.vec')` "
+        "on it, and pass the .vec (or rerun `tl pretrain`)."
     )
 
 
