@@ -20,7 +20,7 @@ Three formats:
   ``assets/tokenizer``).  Checked against PyTorch with onnxruntime on examples of other
   batch sizes (and lengths) than the traced ones; the max abs difference is reported.
   ``onnx_predict.py`` classifies image files or texts with onnxruntime and numpy only
-  (plus PIL, or the tokenizer's library).
+  (plus PIL, or the `tokenizers` library for texts).
 * ``torchscript``: ``torch.jit.trace`` of the same graph, checked the same way.
 
 A fitted non-linear head (svm, rf, knn, tree, nb) is a scikit-learn model: it cannot join
@@ -402,7 +402,7 @@ def _graph_inputs(
         isinstance(batch, dict)
         and {"input_ids", "attention_mask"} <= set(batch)
         and all(isinstance(v, torch.Tensor) for v in batch.values())
-        and (run / "assets" / "tokenizer").is_dir()
+        and (run / "assets" / "tokenizer" / "tokenizer.json").is_file()  # onnx_predict.py reads it with `tokenizers`
     ):
         keys = list(batch)
         return keys, tuple(batch[k] for k in keys)
@@ -575,7 +575,7 @@ def _graph_readme(run: Path, dest: Path, fmt: str, spec: dict[str, Any], text: b
 
 
 def _onnx_script(text: bool) -> str:
-    """``onnx_predict.py``: the graph with onnxruntime, preprocessing in numpy (images: PIL; texts: the tokenizer)."""
+    """``onnx_predict.py``: the graph with onnxruntime, preprocessing in numpy (images: PIL; texts: `tokenizers`)."""
     common = '''"""Classify {what} with model.onnx and onnxruntime (written by `tl export --format onnx`).
 
     python onnx_predict.py {usage}    # one JSON line per input: label, probability, probabilities
@@ -597,14 +597,21 @@ PRE = SPEC["preprocessing"]
         body = '''
 
 def inputs(texts: list[str]) -> dict[str, np.ndarray]:
-    """Token ids and attention mask, as the bert plugin makes them."""
-    from transformers import AutoTokenizer
+    """Token ids and attention mask, as the bert plugin makes them, by the `tokenizers` library on tokenizer.json."""
+    from tokenizers import Tokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(HERE / "assets" / "tokenizer"))
-    tokenizer.truncation_side = "left" if PRE.get("truncation") == "tail" else "right"
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=int(PRE.get("max_length", 128)),
-                    return_tensors="np")
-    return {i["name"]: np.asarray(enc[i["name"]], dtype=np.int64) for i in SPEC["inputs"]}
+    folder = HERE / "assets" / "tokenizer"
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    pad = config.get("pad_token") or "[PAD]"
+    pad = pad.get("content", "[PAD]") if isinstance(pad, dict) else pad
+    side = "left" if PRE.get("truncation") == "tail" else "right"
+    tokenizer.enable_truncation(max_length=int(PRE.get("max_length", 128)), direction=side)
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad), pad_token=pad)
+    encodings = tokenizer.encode_batch(texts)
+    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+    names = [i["name"] for i in SPEC["inputs"]]
+    return {n: np.asarray([getattr(e, fields[n]) for e in encodings], dtype=np.int64) for n in names}
 '''
         what, usage = "texts", '"a text" "another text"'
     else:
