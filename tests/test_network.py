@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 import shutil
 import socket
 import subprocess
@@ -95,113 +96,47 @@ def test_guard_catches_a_hub_request(guard: list[tuple[str, str]]) -> None:
     assert guard, "the socket guard recorded nothing; it would not notice a connection either"
 
 
-def test_offline_bert_run_and_predict(
-    run_cli: Callable[..., Any], guard: list[tuple[str, str]], tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+OFFLINE_RUNS = {
+    # name: (where the flag goes, `tl run` options, inputs for `tl predict` afterwards or "")
+    "bert-local": ("before", "--plugin bert --weights {tiny_bert} --data {texts} --limit 60 --epochs 2 --max-length 32",
+                   "{a funny and charming film} {a dull boring movie}"),
+    # the default bert model (no --weights) comes from its package; the flag given on `tl run`
+    "minilm-packaged": ("after", "--plugin bert --data {texts} --limit 40 --epochs 1 --max-length 24 "
+                        "--head logreg", ""),
+    "efficientnet": ("before", "--plugin efficientnet --data {images} --limit 40 --image-size 64 --epochs 1 "
+                     "--head logreg", "{first_image}"),
+    "glove": ("before", "--plugin glove --data {texts} --limit 60 --epochs 2", ""),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(OFFLINE_RUNS))
+def test_offline_run_and_predict(
+    name: str,
+    request: pytest.FixtureRequest,
+    run_cli: Callable[..., Any],
+    guard: list[tuple[str, str]],
+    text_csv: Path,
+    image_folder: Path,
+    tmp_path: Path,
 ) -> None:
-    out = tmp_path / "bert"
-    res = run_cli(
-        "--offline",
-        "run",
-        "--plugin",
-        "bert",
-        "--weights",
-        tiny_bert_dir,
-        "--data",
-        text_csv,
-        "--limit",
-        60,
-        "--epochs",
-        2,
-        "--max-length",
-        32,
-        "--out",
-        out,
-        "-q",
-    )
+    """A whole run (and a prediction from it) under --offline opens no socket."""
+    where, options, inputs = OFFLINE_RUNS[name]
+    values = {"texts": text_csv, "images": image_folder, "first_image": next(iter(sorted(image_folder.rglob("*.png"))))}
+    if "{tiny_bert}" in options:  # built only where needed
+        values["tiny_bert"] = request.getfixturevalue("tiny_bert_dir")
+
+    def fill(words: str) -> list[Any]:  # {name}: a value above; {some text}: that text, one argument
+        return [values.get(w, w) for w in re.findall(r"\{([^}]*)\}|(\S+)", words) for w in [w[0] or w[1]]]
+
+    out = tmp_path / name
+    command = ["run", *fill(options), "--out", out, "-q"]
+    res = run_cli(*(["--offline", *command] if where == "before" else [command[0], "--offline", *command[1:]]))
     assert res.exit_code == 0, res
     assert network.offline() and os.environ["HF_HUB_OFFLINE"] == "1"
-    res = run_cli("--offline", "predict", out, "a funny and charming film", "a dull boring movie")
-    assert res.exit_code == 0, res
-    assert len(res.stdout.strip().splitlines()) == 2
-    assert guard == []
-
-
-def test_offline_packaged_minilm(
-    run_cli: Callable[..., Any], guard: list[tuple[str, str]], text_csv: Path, tmp_path: Path
-) -> None:
-    """The default bert model (no --weights) comes from its package, flag given on `tl run`."""
-    res = run_cli(
-        "run",
-        "--offline",
-        "--plugin",
-        "bert",
-        "--data",
-        text_csv,
-        "--limit",
-        40,
-        "--epochs",
-        1,
-        "--max-length",
-        24,
-        "--head",
-        "logreg",
-        "--out",
-        tmp_path / "minilm",
-        "-q",
-    )
-    assert res.exit_code == 0, res
-    assert guard == []
-
-
-def test_offline_efficientnet_run_and_predict(
-    run_cli: Callable[..., Any], guard: list[tuple[str, str]], image_folder: Path, tmp_path: Path
-) -> None:
-    out = tmp_path / "lite0"
-    res = run_cli(
-        "--offline",
-        "run",
-        "--plugin",
-        "efficientnet",
-        "--data",
-        image_folder,
-        "--limit",
-        40,
-        "--image-size",
-        64,
-        "--epochs",
-        1,
-        "--head",
-        "logreg",
-        "--out",
-        out,
-        "-q",
-    )
-    assert res.exit_code == 0, res
-    image = next(p for p in sorted(image_folder.rglob("*.png")))
-    res = run_cli("--offline", "predict", out, image)
-    assert res.exit_code == 0, res
-    assert guard == []
-
-
-def test_offline_glove_run(
-    run_cli: Callable[..., Any], guard: list[tuple[str, str]], text_csv: Path, tmp_path: Path
-) -> None:
-    res = run_cli(
-        "--offline",
-        "run",
-        "--plugin",
-        "glove",
-        "--data",
-        text_csv,
-        "--limit",
-        60,
-        "--epochs",
-        2,
-        "--out",
-        tmp_path / "glove",
-        "-q",
-    )
-    assert res.exit_code == 0, res
+    if inputs:
+        res = run_cli("--offline", "predict", out, *fill(inputs))
+        assert res.exit_code == 0, res
+        assert len(res.stdout.strip().splitlines()) == len(fill(inputs))
     assert guard == []
 
 

@@ -108,48 +108,22 @@ def _cli(*args: Any) -> Any:
     return res
 
 
+def _pretrain(factory: pytest.TempPathFactory, corpus: Path, plugin: str, *settings: str) -> Path:
+    """Small vectors pretrained by `tl pretrain --plugin PLUGIN` on the corpus."""
+    out = factory.mktemp(f"sec-{plugin}") / plugin
+    sets = [a for s in ("dim=12", "min_count=1", *settings) for a in ("--set", s)]
+    _cli("pretrain", "--plugin", plugin, "--corpus", corpus, "--out", out, "--epochs", 2, *sets)
+    return out
+
+
 @pytest.fixture(scope="module")
 def w2v(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
-    out = tmp_path_factory.mktemp("sec-w2v") / "w2v"
-    _cli(
-        "pretrain",
-        "--plugin",
-        "word2vec",
-        "--corpus",
-        corpus,
-        "--out",
-        out,
-        "--epochs",
-        2,
-        "--set",
-        "dim=12",
-        "--set",
-        "min_count=1",
-    )
-    return out
+    return _pretrain(tmp_path_factory, corpus, "word2vec")
 
 
 @pytest.fixture(scope="module")
 def ft(tmp_path_factory: pytest.TempPathFactory, corpus: Path) -> Path:
-    out = tmp_path_factory.mktemp("sec-ft") / "ft"
-    _cli(
-        "pretrain",
-        "--plugin",
-        "fasttext",
-        "--corpus",
-        corpus,
-        "--out",
-        out,
-        "--epochs",
-        2,
-        "--set",
-        "dim=12",
-        "--set",
-        "min_count=1",
-        "--set",
-        "bucket=2000",
-    )
-    return out
+    return _pretrain(tmp_path_factory, corpus, "fasttext", "bucket=2000")
 
 
 @pytest.fixture(scope="module")
