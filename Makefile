@@ -57,9 +57,10 @@ test: venv data chromium lint
 test-fast: venv data
 	$(BIN)/python -m pytest -n 2 -q -m "not transfer"
 
+# issue 10's goals against the peers (sentence-transformers encode, a plain timm loop, a plain PyTorch loop),
+# one interleaved run, one table; BENCH_ARGS=--quick for the short version
 bench: venv
-	$(BIN)/python bench/bench_features.py
-	$(BIN)/python bench/bench_cache.py
+	$(BIN)/python bench/bench_peers.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .tlzoo-home demo-data .pytest_cache
