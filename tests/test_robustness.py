@@ -460,6 +460,21 @@ def test_a_second_run_on_the_same_out_refuses_at_once(
     assert not out.with_name("run.lock").exists()
 
 
+def test_a_second_pretrain_on_the_same_out_refuses_at_once(run_cli: Any, tmp_path: Path) -> None:
+    from tlzoo.core.lifecycle import RunLock
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("".join(f"the film number {i} was good and long\n" for i in range(50)))
+    out = tmp_path / "vectors"
+    with RunLock(out):  # the first `tl pretrain`, still writing
+        res = run_cli("pretrain", "--plugin", "word2vec", "--corpus", corpus, "--out", out, "--epochs", 1)
+        one_line(res, 2, f"is writing '{out}' right now")
+    assert not out.exists() and not out.with_name("vectors.incomplete").exists()
+    res = run_cli("pretrain", "--plugin", "word2vec", "--corpus", corpus, "--out", out, "--epochs", 1, "--set", "dim=8")
+    assert res.exit_code == 0, res
+    assert (out / "pretraining.json").is_file() and not out.with_name("vectors.lock").exists()
+
+
 def test_run_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
     from tlzoo.core.lifecycle import RunLock
 

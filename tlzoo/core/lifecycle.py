@@ -119,7 +119,7 @@ class RunLock:
                 os.close(fd)
                 who = f" (pid {holder})" if holder else ""
                 raise TlzooError(
-                    f"Another tl run{who} is writing '{self.out}' right now; wait for it to finish "
+                    f"Another tl process{who} is writing '{self.out}' right now; wait for it to finish "
                     "or choose another --out."
                 ) from None
             except BaseException:

@@ -30,6 +30,7 @@ from typing import Any
 
 from .corpus import CorpusOptions, read_corpus
 from .errors import TlzooError
+from .lifecycle import RunLock
 
 DESCRIPTION = "pretraining.json"
 CURVE = "pretraining_curve.png"
@@ -58,9 +59,6 @@ def pretrain(
     ``options`` go to the pretrainer as they are (``epochs`` and ``seed`` are added);
     returns the summary that is also written to ``out/pretraining.json``.
     """
-    import numpy as np
-    import torch
-
     log = log or (lambda m: None)
     if zoo is None:
         from .zoo import Zoo
@@ -68,8 +66,34 @@ def pretrain(
         zoo = Zoo()
     pretrainer = zoo.pretrainers.get(plugin)
     final = Path(out)
+    _check_out(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    with RunLock(final):  # a second `tl pretrain` on the same --out refuses at once instead of sharing the folder
+        return _pretrain(pretrainer, plugin, corpus, final, zoo, options, epochs, limit, seed, corpus_options, log)
+
+
+def _check_out(final: Path) -> None:
     if final.exists() and (not final.is_dir() or any(final.iterdir())):
         raise TlzooError(f"Output folder '{final}' already exists and is not empty; choose another --out or remove it.")
+
+
+def _pretrain(
+    pretrainer: Any,
+    plugin: str,
+    corpus: str | list[str],
+    final: Path,
+    zoo: Any,
+    options: dict[str, Any] | None,
+    epochs: int | None,
+    limit: int | None,
+    seed: int,
+    corpus_options: CorpusOptions | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    _check_out(final)  # again under the lock: another process may have finished it meanwhile
     if isinstance(corpus, str):
         copts = corpus_options or CorpusOptions()
         copts.limit, copts.seed = limit or copts.limit, seed
