@@ -681,6 +681,12 @@ class Strategy(ABC):
     def plan(self, head: Head, train: Any) -> Plan:
         """Turn the head and the ``train`` config section into a :class:`Plan`."""
 
+    def plan_from_scratch(self, head: Head, train: Any) -> Plan | None:
+        """The plan for a backbone with random weights (``model.pretrained`` false), or None to keep
+        :meth:`plan`'s.  Called after ``plan``.  Freezing random layers only hurts, so the built-ins
+        train every layer from the first epoch here, unless the user set a plan of their own."""
+        return None
+
     def before_training(self, ctx: StrategyContext) -> None:  # noqa: B027 - optional: a no-op unless overridden
         """Optional work at the start of the train step, before features are extracted, e.g.
         ULMFiT's language-model fine-tuning on the target training texts."""

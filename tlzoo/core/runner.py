@@ -327,6 +327,8 @@ class Run:
         self.head = head_cls(**cfg.head.params)
         self.strategy = self.zoo.strategies.get(cfg.train.strategy)
         self.plan = self.strategy.plan(self.head, cfg.train)
+        if not cfg.model.pretrained:
+            self._plan_for_random_weights()
         self.device = pick_device(cfg.train.device)
         if cfg.train.batch_size < 1:
             raise TlzooError(f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
@@ -356,6 +358,21 @@ class Run:
             f"model {self.model_name}, head {self.head.name}, strategy {self.strategy.name}, device {self.device}"
             + (f", {distributed.world_size()} processes" if distributed.active() else "")
         )
+
+    def _plan_for_random_weights(self) -> None:
+        """--no-pretrained: the strategy's from-scratch plan (every layer trains from epoch 1), said in one line."""
+        scratch = self.strategy.plan_from_scratch(self.head, self.config.train)
+        if scratch is not None:
+            self.plan = scratch
+            phases = ", ".join(f"{p.name} {p.epochs} epochs at lr {p.lr:g}" for p in scratch.phases)
+            self.log(
+                f"  --no-pretrained: random weights are not worth freezing; every layer trains from epoch 1 ({phases})"
+            )
+        elif not self.plan.trains_backbone:
+            self.log(
+                "  warning: --no-pretrained with a frozen backbone: the head learns from features of random weights "
+                "(a baseline, not transfer); use --head fc to train every layer"
+            )
 
     def _open_run_dir(self) -> tuple[Path, Path]:
         """Lock ``--out`` and create ``<out>.incomplete`` with config.toml (a resumed run: take its folder).
@@ -440,7 +457,9 @@ class Run:
         """Augmentation applies to training examples only, and only where the backbone sees them."""
         self.augment_train = self.config.data.augment and self.plan.trains_backbone
         why = (
-            "on for training examples"
+            "none: training texts are used as they are"  # a text backbone's request still carries augment
+            if self.factory.modality == "text"
+            else "on for training examples"
             if self.augment_train
             else "off (disabled)"
             if not self.config.data.augment

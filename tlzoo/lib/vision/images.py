@@ -158,8 +158,19 @@ def _convert(image: Any, mode: str) -> Any:
 
 
 #: the vision backbones' own options (``--set model.options.KEY=VALUE``): training augmentation
-#: (used only when the backbone trains on augmented examples); a backbone may change the defaults
-AUGMENT_OPTIONS: dict[str, Any] = {"augment_policy": "", "crop_scale": 0.08, "hflip": 0.5}
+#: (used only when the backbone trains on augmented examples); a backbone may change the defaults.
+#: Mild on purpose: ImageNet's recipe (crops down to 8 % of the image, mirror half the images)
+#: cut the digit out of small images and mirrored oriented ones (digits, letters, text, road
+#: signs), so the defaults keep at least 70 % of the image, near its aspect ratio, and flip only
+#: on request (``hflip=0.5`` for photos of objects, where a mirror image is still the class).
+AUGMENT_OPTIONS: dict[str, Any] = {"augment_policy": "", "crop_scale": 0.7, "hflip": 0.0}
+#: what each of them means, for ``tl config``
+AUGMENT_HELP: dict[str, str] = {
+    "augment_policy": "training augmentation policy: randaugment, trivialaugment or a timm auto_augment string",
+    "crop_scale": "training crops keep at least this share of the image area, in (0, 1]",
+    "hflip": "probability of mirroring a training image left-right (0 = never)",
+}
+CROP_RATIO = (0.9, 1.1)  # training crops' aspect ratios: near the image's own, so shapes are not squashed
 
 
 def augment_settings(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -181,8 +192,10 @@ def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any], au
 
     Evaluation: resize to ``input_size / crop_pct`` then centre-crop, exactly as the
     weights were evaluated.  Training (only when ``augment``, the request's field):
-    random-resized crop and flip, plus RandAugment / TrivialAugment / any timm auto_augment
-    on request (``options``: :data:`AUGMENT_OPTIONS`).
+    random-resized crop (at least ``crop_scale`` of the area, aspect ratio in
+    :data:`CROP_RATIO`), a flip with probability ``hflip`` (default none) and timm's colour
+    jitter, plus RandAugment / TrivialAugment / any timm auto_augment on request
+    (``options``: :data:`AUGMENT_OPTIONS`).
     """
     from timm.data import create_transform
 
@@ -197,6 +210,7 @@ def build_transforms(data_config: dict[str, Any], options: Mapping[str, Any], au
     aug = augment_settings(options)
     train_cfg = {k: v for k, v in cfg.items() if k not in ("crop_pct", "crop_mode")}
     common: dict[str, Any] = {**train_cfg, "is_training": True, "scale": (aug["scale"], 1.0), "hflip": aug["hflip"]}
+    common["ratio"] = CROP_RATIO
     if aug["policy"] == "trivial":
         from torchvision import transforms
 
