@@ -1,4 +1,4 @@
-"""The PNGs a person looks at: training curves and the confusion matrix."""
+"""The PNGs a person looks at: training curves (or a fitted head's one fit) and the confusion matrix."""
 
 from __future__ import annotations
 
@@ -17,20 +17,40 @@ def _plt() -> Any:
     return plt
 
 
-def plot_history(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
+def plot_history(rows: list[dict[str, Any]], path: Path, title: str = "", best: tuple[str, int] | None = None) -> None:
     """Accuracy and loss per epoch, training vs validation, phases marked.
 
-    Language-model phases (``lm-*``, e.g. ULMFiT's LM fine-tuning) measure next-word
-    prediction, not the classification task, so they get a panel of their own instead
-    of squashing the classifier's curves.
+    ``best`` (phase, epoch): the weights the run kept (the best validation loss of all
+    phases), marked on the curves.  A fitted (scikit-learn) head has no epochs: its one fit
+    is drawn as bars of training and validation accuracy and loss.  Language-model phases
+    (``lm-*``, e.g. ULMFiT's LM fine-tuning) measure next-word prediction, not the
+    classification task, so they get a panel of their own instead of squashing the
+    classifier's curves.
     """
+    fig = history_figure(rows, title, best)
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+
+
+def history_figure(rows: list[dict[str, Any]], title: str = "", best: tuple[str, int] | None = None) -> Any:
+    """The matplotlib figure :func:`plot_history` saves."""
     plt = _plt()
     lm = [r for r in rows if str(r["phase"]).startswith("lm-")]
-    clf = [r for r in rows if not str(r["phase"]).startswith("lm-")]
-    panels = ([("accuracy", clf), ("loss", clf)] if clf else []) + ([("language-model loss", lm)] if lm else [])
+    fits = [r for r in rows if r["phase"] == "fit"]
+    clf = [r for r in rows if not str(r["phase"]).startswith("lm-") and r["phase"] != "fit"]
+    panels = (
+        ([("accuracy", clf), ("loss", clf)] if clf else [])
+        + ([("fit: accuracy", fits), ("fit: loss", fits)] if fits else [])
+        + ([("language-model loss", lm)] if lm else [])
+    )
+    if not panels:
+        panels = [("accuracy", [])]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.4), squeeze=False, layout="constrained")
     for ax, (name, part) in zip(axes[0], panels):
         metric = "loss" if "loss" in name else "accuracy"
+        if name.startswith("fit"):
+            _fit_bars(ax, part[-1], metric)
+            continue
         x = np.arange(1, len(part) + 1)
         for split, style in (("train", "-o"), ("val", "-s")):
             ys = [_num(r.get(f"{split}_{metric}")) for r in part]
@@ -43,17 +63,71 @@ def plot_history(rows: list[dict[str, Any]], path: Path, title: str = "") -> Non
                     label="training" if split == "train" else "validation",
                 )
         _mark_phases(ax, part)
+        if best is not None and part is clf:
+            _mark_best(ax, part, best, metric)
         ax.set_xlabel("epoch (all phases)")
         ax.set_ylabel(metric)
         ax.set_title(name[0].upper() + name[1:])
         ax.grid(alpha=0.3)
-        ax.legend(loc="best")
-        if len(x) <= 20:
-            ax.set_xticks(x)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best")
+        integer_ticks(ax, list(x))
     if title:
         fig.suptitle(title)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
+
+
+def integer_ticks(ax: Any, xs: list[Any]) -> None:
+    """Epochs are whole numbers: ticks on them (each one up to 20), never 0.945 ... 1.050."""
+    import matplotlib.ticker
+
+    xs = [int(v) for v in xs]
+    if xs and len(xs) <= 20:
+        ax.set_xticks(xs)
+    else:
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if len(set(xs)) == 1:  # one epoch: a window around it, not matplotlib's +-5 %
+        ax.set_xlim(xs[0] - 1, xs[0] + 1)
+
+
+def _mark_best(ax: Any, rows: list[dict[str, Any]], best: tuple[str, int], metric: str) -> None:
+    """A ring on the validation curve where the kept weights come from, and a note saying so."""
+    where = [i for i, r in enumerate(rows) if r["phase"] == best[0] and str(r.get("epoch")) == str(best[1])]
+    if not where:
+        return
+    i = where[0]
+    y = _num(rows[i].get(f"val_{metric}"))
+    ax.axvline(i + 1, color="tab:green", lw=1, alpha=0.6)
+    if y is not None:
+        ax.plot([i + 1], [y], "o", ms=11, mfc="none", mec="tab:green", mew=2, label=f"kept: {best[0]} epoch {best[1]}")
+
+
+def _fit_bars(ax: Any, row: dict[str, Any], metric: str) -> None:
+    """One fit, no epochs: training and validation side by side, values written on the bars."""
+    names, values = [], []
+    for split, label in (("train", "training"), ("val", "validation")):
+        v = _num(row.get(f"{split}_{metric}"))
+        if v is not None:
+            names.append(label)
+            values.append(v)
+    bars = ax.bar(names, values, color=["tab:blue", "tab:orange"][: len(values)], width=0.5)
+    for bar, v in zip(bars, values):
+        ax.annotate(
+            f"{v:.3f}",
+            (bar.get_x() + bar.get_width() / 2, v),
+            ha="center",
+            va="bottom",
+            fontsize=9,
+            xytext=(0, 2),
+            textcoords="offset points",
+        )
+    if metric == "accuracy":
+        ax.set_ylim(0, 1.08)
+    elif values:
+        ax.set_ylim(0, max(values) * 1.15 or 1)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric.capitalize()} of the fitted head (one fit, no epochs)")
+    ax.grid(alpha=0.3, axis="y")
 
 
 def _mark_phases(ax: Any, rows: list[dict[str, Any]]) -> None:

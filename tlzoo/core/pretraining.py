@@ -174,7 +174,8 @@ def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "", lo
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import matplotlib.ticker
+
+    from .plots import integer_ticks
 
     has_ppl = any(k.endswith("perplexity") for r in rows for k in r)
     fig, axes = plt.subplots(1, 2 if has_ppl else 1, figsize=(11 if has_ppl else 6, 4.2), squeeze=False)
@@ -186,11 +187,12 @@ def plot_pretraining(rows: list[dict[str, Any]], path: Path, title: str = "", lo
             if any(not math.isnan(y) for y in ys):
                 ax.plot(x, ys, style, ms=4, label="training" if split == "train" else "held-out")
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        integer_ticks(ax, x)
         ax.set_ylabel(label)
         ax.set_title(metric.capitalize())
-        if metric == "perplexity":
-            ax.set_yscale("log")
+        values = [v for r in rows for k, v in r.items() if k.endswith("perplexity") and not math.isnan(_num(v))]
+        if metric == "perplexity" and values and max(map(float, values)) > 10 * max(1e-9, min(map(float, values))):
+            ax.set_yscale("log")  # only when it spans a decade: log ticks over a narrow range read 2.2 x 10^2
         ax.grid(alpha=0.3)
         ax.legend()
     if title:

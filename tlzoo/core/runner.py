@@ -827,6 +827,9 @@ class Run:
             self.history.rows,
             self.dir / "history.png",
             title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}",
+            best=(self.best_across_phases["phase"], self.best_across_phases["epoch"])
+            if self.best_across_phases
+            else None,
         )
 
     # ------------------------------------------------------------------ 11

@@ -164,7 +164,7 @@ def finish_pretraining(
 
 def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Loss and perplexity per epoch, training and held-out."""
-    from tlzoo.core.plots import _plt
+    from tlzoo.core.plots import _plt, integer_ticks
 
     plt = _plt()
     import matplotlib.ticker
@@ -183,7 +183,7 @@ def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
         b.set_yscale("log")
         b.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     for ax in (a, b):
-        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        integer_ticks(ax, ep)  # one epoch: the tick 1, not 0.945 ... 1.050
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
