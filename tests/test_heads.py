@@ -103,7 +103,7 @@ def test_rf_and_tree_arrays_predict_like_scikit_learn() -> None:
     rng = np.random.default_rng(1)
     x = rng.normal(size=(200, 6)).astype(np.float32)
     y = (x[:, 0] + x[:, 1] > 0).astype(int) + (x[:, 2] > 1)
-    head = RandomForestHead(n_estimators=15)
+    head = RandomForestHead(n_estimators=15, max_depth=None, max_features="sqrt")  # as the reference: no search
     head.fit(x[:150], y[:150], 4)  # class 3 never seen: its column stays 0
     ref = RandomForestClassifier(n_estimators=15, random_state=0).fit(x[:150], y[:150])
     p = head.predict_proba(x[150:])

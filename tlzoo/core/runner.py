@@ -364,7 +364,9 @@ class Run:
         scratch = self.strategy.plan_from_scratch(self.head, self.config.train)
         if scratch is not None:
             self.plan = scratch
-            phases = ", ".join(f"{p.name} {p.epochs} epochs at lr {p.lr:g}" for p in scratch.phases)
+            phases = ", ".join(
+                f"{p.name}, {p.epochs} epoch{'s' * (p.epochs != 1)} at lr {p.lr:g}" for p in scratch.phases
+            )
             self.log(
                 f"  --no-pretrained: random weights are not worth freezing; every layer trains from epoch 1 ({phases})"
             )
@@ -409,8 +411,29 @@ class Run:
         self.dir = interrupted  # from here on, a failure removes it (see _after_failure)
         if out.exists():
             out.rmdir()
-        (self.dir / "config.toml").write_text(self.config.to_toml())
+        (self.dir / "config.toml").write_text(self._config_to_save().to_toml())
         return self.final_dir, self.dir
+
+    def _config_to_save(self) -> RunConfig:
+        """The config, with a local data path made absolute (the run re-runs and resumes from any folder).
+
+        Only when the absolute path reaches the same data source: a built-in name such as
+        ``digits`` stays a name even where a folder of that name exists."""
+        import copy
+
+        cfg = copy.deepcopy(self.config)
+        path = cfg.data.path
+        if path and os.path.exists(path) and not os.path.isabs(path):
+            absolute = os.path.abspath(path)
+            try:
+                same = self.zoo.data_source_for(path, self.factory.modality) is self.zoo.data_source_for(
+                    absolute, self.factory.modality
+                )
+            except TlzooError:
+                same = False
+            if same:
+                cfg.data.path = absolute
+        return cfg
 
     # ------------------------------------------------------------------ 2
     def load_dataset(self) -> None:
@@ -757,6 +780,7 @@ class Run:
         n = len(self.encoder.classes)
         y_train = self.targets["train"].argmax(1)
         head.fit(self.features["train"], y_train, n)
+        self._log_tuning()
         row: dict[str, Any] = {"phase": "fit", "epoch": 1}
         for split, prefix in (("train", "train"), ("val", "val")):
             if len(self.features[split]):
@@ -767,6 +791,34 @@ class Run:
         row["seconds"] = round(time.perf_counter() - start, 2)
         self.history.append(row)
         self.log(f"  fitted {self.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
+
+    def head_tuning(self) -> dict[str, Any]:
+        """What a fitted head chose by cross-validation (its ``tuned`` dict), else {}."""
+        tuned = getattr(self.head, "tuned", None)
+        return dict(tuned) if isinstance(tuned, dict) else {}
+
+    def _log_tuning(self) -> None:
+        tuned = self.head_tuning()
+        how = ("cv_folds", "cv_accuracy", "cv_log_loss", "note", "grid_points", "search_rows")
+        chosen = {k: v for k, v in tuned.items() if k not in how}
+        if not chosen:
+            return
+        values = ", ".join(f"{k}={v}" for k, v in chosen.items())
+        if not tuned.get("cv_folds"):
+            self.log(f"  {self.head.name}: {values} ({tuned.get('note', 'not cross-validated')})")
+            return
+        score = (
+            f"accuracy {tuned['cv_accuracy']:.3f}"
+            if "cv_accuracy" in tuned
+            else f"log loss {tuned['cv_log_loss']:.3f}"
+            if "cv_log_loss" in tuned
+            else ""
+        )
+        over = f" over {tuned['grid_points']} settings" if tuned.get("grid_points") else ""
+        self.log(
+            f"  {self.head.name}: chose {values} by {tuned['cv_folds']}-fold cross-validation on the training "
+            f"features ({score}{over})"
+        )
 
     # ------------------------------------------------------------------ 9 (save model)
     def save_model(self) -> None:
@@ -808,7 +860,12 @@ class Run:
                 "fingerprint": None if save_backbone else self.backbone.fingerprint(),
                 "preprocessing": self.backbone.preprocessing(),
             },
-            "head": {"name": self.head.name, "params": self.head.params, "kind": head_kind},
+            "head": {
+                "name": self.head.name,
+                "params": self.head.params,
+                "kind": head_kind,
+                **({"tuned": self.head_tuning()} if self.head_tuning() else {}),
+            },
             "classes": self.encoder.classes,
             "modality": self.backbone.modality,
             "versions": artifacts.versions(),
@@ -890,6 +947,7 @@ class Run:
             "test": report,
             "validation_last_epoch": val,
             **({"validation_kept": self.best_across_phases} if self.best_across_phases else {}),
+            **({"head_tuning": self.head_tuning()} if self.head_tuning() else {}),
             "run": {
                 "plugin": self.factory.name,
                 "model": self.backbone.name,

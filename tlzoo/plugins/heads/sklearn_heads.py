@@ -7,10 +7,28 @@ scikit-learn version.  Prediction from those arrays is done here in numpy, so
 ``tl predict`` does not even need scikit-learn for most heads.  Every hyper-parameter is
 reachable as ``--set head.<param>=...``.  Third-party heads register through the same
 ``tlzoo_register_heads`` hook.
+
+Every head tunes its main hyper-parameters by cross-validation on the training features
+(``"auto"``, the default; a value set with ``--set`` skips the search for that option):
+tree depth and leaf size, the forest's depth and ``max_features``, k and the weighting
+of k-NN, C (and gamma for ``kernel=rbf``) of the SVM, naive Bayes' ``var_smoothing``,
+logistic regression's C.  Untuned defaults can fall below the majority-class baseline on
+weak features (a depth-12 tree on a 3-class text task whose majority class is 40.5 %
+scored 39 %); the search picks the grid point with the best mean held-out accuracy, and
+the grids run from the most regularised setting to the least, so a tie keeps the simpler
+model.  Folds: stratified, k = 5 (3 above 1,000 rows, and for the forest), never more than
+the smallest class has examples; the search sees at most 3,000 rows (a stratified sample)
+so its cost stays bounded, then the chosen setting is fitted on every training row.  The
+fits run in this process (``n_jobs=1``): they are small, a process pool costs more to
+start than it saves on two cores, and the forest's own ``n_jobs`` still applies.  What
+was chosen is in ``head.tuned`` (logged, and saved in metrics.json and model.json).
 """
 
 from __future__ import annotations
 
+import itertools
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -61,6 +79,46 @@ def _max_features(v: Any) -> bool:
     return v in ("sqrt", "log2") if isinstance(v, str) else is_int(v, 1) or (isinstance(v, float) and 0 < v <= 1)
 
 
+AUTO = "auto"  # an option chosen by cross-validation on the training features
+SEARCH_ROWS = 3000  # the search sees at most this many rows (stratified sample); the final fit sees all
+
+
+def _auto(rule: Rule) -> Rule:
+    """``rule``, or "auto"."""
+    return Rule(
+        rule.allowed + " or 'auto' (cross-validated)",
+        lambda v: v == AUTO or rule.test(v),
+        rule.example,
+        rule.nullable,
+        words=(*rule.words, AUTO),
+    )
+
+
+def cv_folds(y: np.ndarray, most: int = 5) -> int:
+    """Stratified folds for ``y``: ``most`` (3 above 1,000 rows), at most the smallest class's count; < 2: none."""
+    if len(y) == 0:
+        return 0
+    counts = np.bincount(y)
+    counts = counts[counts > 0]
+    if len(counts) < 2:
+        return 0
+    folds = int(min(most if len(y) <= 1000 else min(most, 3), counts.min()))
+    return folds if folds >= 2 else 0
+
+
+def _search_rows(y: np.ndarray, rows: int = SEARCH_ROWS) -> np.ndarray:
+    """Indices of at most ``rows`` rows, every class in proportion (at least 5 of each where it has them), seed 0."""
+    if len(y) <= rows:
+        return np.arange(len(y))
+    rng = np.random.default_rng(0)
+    keep = []
+    for k in np.unique(y):
+        idx = np.flatnonzero(y == k)
+        n = max(min(5, len(idx)), round(rows * len(idx) / len(y)))
+        keep.append(rng.choice(idx, size=n, replace=False))
+    return np.sort(np.concatenate(keep))
+
+
 class SklearnHead(FittedHead):
     """Shared plumbing: option checking, scikit-learn errors as one-line TlzooErrors.
 
@@ -88,6 +146,60 @@ class SklearnHead(FittedHead):
             raise TlzooError(
                 f"Bad {self.name} option: {str(exc).splitlines()[0]}; check --set head.* values (see `tl heads`)."
             ) from None
+
+    def _tune(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        grid: Mapping[str, Sequence[Any]],
+        make: Callable[[dict[str, Any]], Any],
+        fallback: dict[str, Any],
+        features: Callable[[dict[str, Any], np.ndarray], np.ndarray] | None = None,
+        most_folds: int = 5,
+    ) -> dict[str, Any]:
+        """The values of the ``grid`` options: the user's, or for those left at "auto" the grid
+        point with the best mean stratified-CV accuracy (the first, most regularised, on a tie).
+
+        ``make(values)`` builds an estimator; ``features(values, x)`` (optional) maps the
+        searched rows for those values (the SVM's random Fourier features depend on gamma).  Without
+        enough examples per class to cross-validate, ``fallback`` stands in for "auto".
+        Sets ``self.tuned``: what was chosen and how, or {} when nothing was "auto"."""
+        from sklearn.model_selection import StratifiedKFold
+
+        auto = {k: list(v) for k, v in grid.items() if self.params.get(k) == AUTO}
+        given = {k: self.params[k] for k in grid if k not in auto}
+        self.tuned: dict[str, Any] = {}
+        if not auto:
+            return given
+        rows = _search_rows(y)
+        xs, ys = x[rows], y[rows]
+        folds = cv_folds(ys, most_folds)
+        if folds < 2:
+            chosen = {k: fallback[k] for k in auto}
+            self.tuned = {**chosen, "cv_folds": 0, "note": "too few examples per class to cross-validate: defaults"}
+            return {**given, **chosen}
+        splits = list(StratifiedKFold(folds, shuffle=True, random_state=0).split(xs, ys))
+        points = [dict(zip(auto, combo)) for combo in itertools.product(*auto.values())]
+        scores = []
+        with warnings.catch_warnings():  # a grid point that does not converge just scores lower
+            warnings.simplefilter("ignore")
+            for point in points:
+                values = {**given, **point}
+                z = xs if features is None else features(values, xs)
+                acc = []
+                for train, test in splits:
+                    model = self._fit(make(values), z[train], ys[train])
+                    acc.append(float((model.predict(z[test]) == ys[test]).mean()))
+                scores.append(float(np.mean(acc)))
+        best = int(np.argmax(scores))
+        self.tuned = {
+            **points[best],
+            "cv_folds": folds,
+            "cv_accuracy": round(scores[best], 4),
+            "grid_points": len(points),
+            "search_rows": len(ys),
+        }
+        return {**given, **points[best]}
 
     def _check_state(self, arrays: dict[str, np.ndarray], *keys: str) -> None:
         missing = [k for k in keys if k not in arrays]
@@ -132,6 +244,7 @@ class LogRegHead(SklearnHead):
             return float(c)
         folds = min(3, int(np.unique(y, return_counts=True)[1].min()) if len(y) else 0)
         if folds < 2:  # too few examples of some class to cross-validate
+            self.tuned = {"C": 1.0, "cv_folds": 0, "note": "too few examples per class to cross-validate: defaults"}
             return 1.0
         cv = StratifiedKFold(folds, shuffle=True, random_state=0)
         scores = [
@@ -149,12 +262,15 @@ class LogRegHead(SklearnHead):
             ).mean()
             for c in self.C_GRID
         ]
-        return self.C_GRID[int(np.argmax(scores))]
+        best = int(np.argmax(scores))
+        self.tuned = {"C": self.C_GRID[best], "cv_folds": folds, "cv_log_loss": round(-float(scores[best]), 4)}
+        return self.C_GRID[best]
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
+        self.tuned = {}
         self.scaler = StandardScaler().fit(x)
         xs = self.scaler.transform(x)
         self.chosen_C = self._choose_C(xs, y)
@@ -207,13 +323,21 @@ class SVMHead(SklearnHead):
     (Rahimi & Recht), whose inner products approximate the RBF kernel, so the fitted
     model stays a set of arrays.  Probabilities: a multinomial logistic calibration
     fitted on ``cv``-fold out-of-fold SVM scores (Platt's idea, for many classes).
+
+    ``C="auto"`` (the default) is chosen by cross-validated accuracy over 10^-3 … 1, and with
+    ``kernel=rbf`` so is ``gamma="auto"`` over 0.1, 1 and 10 times 1/d (features have unit
+    variance; ``"scale"`` is 1/d).  tlzoo's "auto" means cross-validated, not scikit-learn's
+    ``gamma="auto"`` (1/d).  The search scores the uncalibrated SVM (calibration does not
+    move the winning class much and would triple the cost).
     """
 
     name = "svm"
+    C_GRID = (0.001, 0.01, 0.1, 1.0)
+    GAMMA_SCALES = (0.1, 1.0, 10.0)  # times 1/d: smoother first
     RULES = {
-        "C": number("a positive number", lambda v: v > 0, "0.1"),
+        "C": number("a positive number or 'auto'", lambda v: v > 0, "0.1", words=(AUTO,)),
         "kernel": choice("linear", "rbf"),
-        "gamma": number("a positive number or 'scale'", lambda v: v > 0, "0.01", words=("scale",)),
+        "gamma": number("a positive number, 'scale' or 'auto'", lambda v: v > 0, "0.01", words=("scale", AUTO)),
         "n_components": integer(1, "1024"),
         "max_iter": integer(1, "5000"),
         "class_weight": choice("balanced", nullable=True),
@@ -224,11 +348,10 @@ class SVMHead(SklearnHead):
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        # C=0.1: deep features are wide; stronger regularisation generalises and converges fast
         return {
-            "C": 0.1,
+            "C": AUTO,
             "kernel": "linear",
-            "gamma": "scale",
+            "gamma": AUTO,
             "n_components": 1024,
             "max_iter": 5000,
             "class_weight": None,
@@ -239,9 +362,15 @@ class SVMHead(SklearnHead):
 
     def _features(self, x: np.ndarray) -> np.ndarray:
         z = (x.astype(np.float64) - self.mean) / self.scale
-        if self.rff_w is not None:
-            z = np.sqrt(2.0 / self.rff_w.shape[1]) * np.cos(z @ self.rff_w + self.rff_b)
+        if self.rff_w is not None and self.rff_b is not None:
+            z = _rff(z, self.rff_w, self.rff_b)
         return z
+
+    def _rff_arrays(self, d: int, gamma: float) -> tuple[np.ndarray, np.ndarray]:
+        """Random Fourier features for the RBF kernel of ``gamma`` (same draw for every gamma)."""
+        rng = np.random.default_rng(int(self.params["random_state"]))
+        n = int(self.params["n_components"])
+        return rng.normal(0.0, np.sqrt(2 * gamma), size=(d, n)), rng.uniform(0, 2 * np.pi, size=n)
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         from sklearn.linear_model import LogisticRegression
@@ -254,27 +383,45 @@ class SVMHead(SklearnHead):
         self.mean = x.mean(0).astype(np.float64)
         self.scale = x.std(0).astype(np.float64)
         self.scale[self.scale < 1e-12] = 1.0
-        self.rff_w = self.rff_b = None
-        if kernel == "rbf":
-            d = x.shape[1]
-            gamma = 1.0 / d if p["gamma"] == "scale" else float(p["gamma"])  # features have unit variance
-            rng = np.random.default_rng(int(p["random_state"]))
-            n = int(p["n_components"])
-            self.rff_w = rng.normal(0.0, np.sqrt(2 * gamma), size=(d, n))
-            self.rff_b = rng.uniform(0, 2 * np.pi, size=n)
-        z = self._features(x)
+        d = x.shape[1]
 
-        def svc() -> Any:
+        def gamma_of(values: dict[str, Any]) -> float:
+            g = values.get("gamma", "scale")
+            return 1.0 / d if g == "scale" else float(g)  # features have unit variance
+
+        def svc(values: dict[str, Any]) -> Any:
             return self._make(
                 LinearSVC,
-                C=float(p["C"]),
+                C=float(values["C"]),
                 max_iter=int(p["max_iter"]),
                 dual=p["dual"],
                 class_weight=p["class_weight"],
                 random_state=int(p["random_state"]),
             )
 
-        model = self._fit(svc(), z, y)
+        grid: dict[str, Sequence[Any]] = {"C": self.C_GRID}
+        mapped: dict[float, np.ndarray] = {}
+
+        def search_features(values: dict[str, Any], rows: np.ndarray) -> np.ndarray:
+            g = gamma_of(values) if kernel == "rbf" else 0.0
+            if g not in mapped:  # one mapping per gamma, shared by every C
+                z = (rows.astype(np.float64) - self.mean) / self.scale
+                mapped[g] = _rff(z, *self._rff_arrays(d, g)) if kernel == "rbf" else z
+            return mapped[g]
+
+        if kernel == "rbf":
+            grid["gamma"] = tuple(m / d for m in self.GAMMA_SCALES)
+        chosen = self._tune(x, y, grid, svc, {"C": 0.1, "gamma": "scale"}, features=search_features)
+        mapped.clear()
+        self.rff_w = self.rff_b = None
+        if kernel == "rbf":
+            self.rff_w, self.rff_b = self._rff_arrays(d, gamma_of(chosen))
+        z = self._features(x)
+
+        def final() -> Any:
+            return svc(chosen)
+
+        model = self._fit(final(), z, y)
         self.seen = model.classes_.astype(np.int64)
         self.coef, self.intercept = model.coef_, model.intercept_
         counts = np.bincount(y)
@@ -282,7 +429,7 @@ class SVMHead(SklearnHead):
         folds = min(int(p["cv"]), int(counts.min()))
         if folds >= 2 and len(self.seen) > 1:
             cv = StratifiedKFold(folds, shuffle=True, random_state=int(p["random_state"]))
-            scores = cross_val_predict(svc(), z, y, cv=cv, method="decision_function")
+            scores = cross_val_predict(final(), z, y, cv=cv, method="decision_function")
         else:  # too few examples per class to hold any out: calibrate on the training scores
             scores = model.decision_function(z)
         calibrator = LogisticRegression(max_iter=1000).fit(scores.reshape(len(z), -1), y)
@@ -318,6 +465,11 @@ class SVMHead(SklearnHead):
         self.num_classes = int(arrays["num_classes"][0])
 
 
+def _rff(z: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Random Fourier features (Rahimi & Recht): inner products approximate the RBF kernel."""
+    return np.sqrt(2.0 / w.shape[1]) * np.cos(z @ w + b)
+
+
 def _binary_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """sklearn's binary LogisticRegression keeps one row; give softmax two."""
     if coef.shape[0] == 1:
@@ -327,34 +479,46 @@ def _binary_rows(coef: np.ndarray, intercept: np.ndarray) -> tuple[np.ndarray, n
 
 # --------------------------------------------------------------------------- k nearest neighbours
 class KNNHead(SklearnHead):
-    """k nearest neighbours; the state is the training features and labels themselves."""
+    """k nearest neighbours; the state is the training features and labels themselves.
+
+    ``n_neighbors="auto"`` and ``weights="auto"`` (the defaults) are chosen by cross-validated
+    accuracy: k from 45 down to 1 (k above half the training rows is skipped), uniform or
+    distance weights.  Weak features need a large k; clean clusters a small one."""
 
     name = "knn"
+    K_GRID = (45, 25, 15, 9, 5, 3, 1)  # smoothest first
     RULES = {
-        "n_neighbors": integer(1, "5"),
-        "weights": choice("distance", "uniform"),
+        "n_neighbors": _auto(integer(1, "5")),
+        "weights": choice("uniform", "distance", AUTO),
         "metric": choice(*KNN_METRICS),
     }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"n_neighbors": 5, "weights": "distance", "metric": "cosine"}
+        return {"n_neighbors": AUTO, "weights": AUTO, "metric": "cosine"}
 
-    def _build(self) -> None:
+    def _estimator(self, k: int, weights: str) -> Any:
         from sklearn.neighbors import KNeighborsClassifier
 
-        k = min(int(self.params["n_neighbors"]), len(self.x))
-        self.model = self._make(
-            KNeighborsClassifier,
-            n_neighbors=k,
-            weights=self.params["weights"],
-            metric=self.params["metric"],
-            algorithm="brute",
+        return self._make(
+            KNeighborsClassifier, n_neighbors=k, weights=weights, metric=self.params["metric"], algorithm="brute"
         )
+
+    def _build(self) -> None:
+        self.model = self._estimator(min(self.k, len(self.x)), self.weights)
         self._fit(self.model, self.x, self.y)
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         self.x, self.y, self.num_classes = np.ascontiguousarray(x, np.float32), y.astype(np.int64), num_classes
+        ks = [k for k in self.K_GRID if k <= max(1, len(y) // 2)]  # a training fold holds at least half the rows
+        chosen = self._tune(
+            self.x,
+            self.y,
+            {"n_neighbors": ks, "weights": ("uniform", "distance")},
+            lambda v: self._estimator(int(v["n_neighbors"]), v["weights"]),
+            {"n_neighbors": 5, "weights": "distance"},
+        )
+        self.k, self.weights = int(chosen["n_neighbors"]), str(chosen["weights"])
         self._build()
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -363,29 +527,48 @@ class KNNHead(SklearnHead):
         return _widen(self.model.predict_proba(x), self.model.classes_, self.num_classes)
 
     def state(self) -> dict[str, np.ndarray]:
-        return {"x": self.x, "y": self.y, "num_classes": np.array([self.num_classes])}
+        return {
+            "x": self.x,
+            "y": self.y,
+            "num_classes": np.array([self.num_classes]),
+            "n_neighbors": np.array([self.k]),  # the k and weighting used, chosen or given
+            "distance_weights": np.array([int(self.weights == "distance")]),
+        }
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
         self._check_state(arrays, "x", "y", "num_classes")
         self.x, self.y, self.num_classes = arrays["x"], arrays["y"], int(arrays["num_classes"][0])
+        if "n_neighbors" in arrays:
+            self.k = int(arrays["n_neighbors"][0])
+            self.weights = "distance" if int(arrays["distance_weights"][0]) else "uniform"
+        else:  # saved before tlzoo tuned k: its params hold the values used
+            self.k, self.weights = int(self.params["n_neighbors"]), str(self.params["weights"])
         self._build()  # "fitting" k-NN only stores the arrays: exact, and cheap
 
 
 # --------------------------------------------------------------------------- Gaussian naive Bayes
 class GaussianNBHead(SklearnHead):
-    """Gaussian naive Bayes: per-class means, variances and priors."""
+    """Gaussian naive Bayes: per-class means, variances and priors.
+
+    ``var_smoothing="auto"`` (the default) is chosen by cross-validated accuracy over
+    1 … 10^-9 (a share of the largest feature variance added to every variance)."""
 
     name = "nb"
-    RULES = {"var_smoothing": number("a number >= 0", lambda v: v >= 0, "1e-9")}
+    SMOOTHING_GRID = (1.0, 0.1, 1e-2, 1e-3, 1e-5, 1e-7, 1e-9)  # smoothest first
+    RULES = {"var_smoothing": number("a number >= 0 or 'auto'", lambda v: v >= 0, "1e-9", words=(AUTO,))}
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"var_smoothing": 1e-9}
+        return {"var_smoothing": AUTO}
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         from sklearn.naive_bayes import GaussianNB
 
-        m = self._fit(self._make(GaussianNB, var_smoothing=float(self.params["var_smoothing"])), x, y)
+        def nb(values: dict[str, Any]) -> Any:
+            return self._make(GaussianNB, var_smoothing=float(values["var_smoothing"]))
+
+        chosen = self._tune(x, y, {"var_smoothing": self.SMOOTHING_GRID}, nb, {"var_smoothing": 1e-9})
+        m = self._fit(nb(chosen), x, y)
         self.theta, self.var, self.prior = m.theta_, m.var_, m.class_prior_
         self.seen, self.num_classes = m.classes_.astype(np.int64), num_classes
 
@@ -498,48 +681,65 @@ class _TreeHeadBase(SklearnHead):
 
 
 class TreeHead(_TreeHeadBase):
-    """One decision tree (CART); ``max_depth`` keeps it readable and regularised."""
+    """One decision tree (CART); ``max_depth`` keeps it readable and regularised.
+
+    ``max_depth="auto"`` and ``min_samples_leaf="auto"`` (the defaults) are chosen by
+    cross-validated accuracy over depths 1, 2, 4, 8, 16 and leaves of 20, 5, 1 examples:
+    a depth-12 tree on weak features scored below the majority class."""
 
     name = "tree"
+    DEPTH_GRID = (1, 2, 4, 8, 16)
+    LEAF_GRID = (20, 5, 1)
     RULES = {
-        "max_depth": integer(1, "12", nullable=True),
-        "min_samples_leaf": Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "2"),
+        "max_depth": _auto(integer(1, "12", nullable=True)),
+        "min_samples_leaf": _auto(Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "2")),
         "criterion": choice("gini", "entropy", "log_loss"),
         "random_state": integer(0, "0", hi=2**32 - 1, nullable=True),
     }
 
     @classmethod
     def defaults(cls) -> dict[str, Any]:
-        return {"max_depth": 12, "min_samples_leaf": 2, "criterion": "gini", "random_state": 0}
+        return {"max_depth": AUTO, "min_samples_leaf": AUTO, "criterion": "gini", "random_state": 0}
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         from sklearn.tree import DecisionTreeClassifier
 
         p = self.params
-        m = self._fit(
-            self._make(
+
+        def tree(values: dict[str, Any]) -> Any:
+            return self._make(
                 DecisionTreeClassifier,
-                max_depth=p["max_depth"],
+                max_depth=values["max_depth"],
                 criterion=p["criterion"],
-                min_samples_leaf=p["min_samples_leaf"],
+                min_samples_leaf=values["min_samples_leaf"],
                 random_state=p["random_state"],
-            ),
-            x.astype(np.float32),
-            y,
-        )
+            )
+
+        x = x.astype(np.float32)
+        grid = {"max_depth": self.DEPTH_GRID, "min_samples_leaf": self.LEAF_GRID}
+        chosen = self._tune(x, y, grid, tree, {"max_depth": 12, "min_samples_leaf": 2})
+        m = self._fit(tree(chosen), x, y)
         self._store([m], [np.arange(len(m.classes_))], m.classes_, num_classes)
 
 
 class RandomForestHead(_TreeHeadBase):
-    """A random forest; its trees are saved as arrays and averaged in numpy."""
+    """A random forest; its trees are saved as arrays and averaged in numpy.
+
+    ``max_depth="auto"`` and ``max_features="auto"`` (the defaults) are chosen by 3-fold
+    cross-validated accuracy over depths 4, 8 and unlimited and ``log2`` / ``sqrt`` features
+    per split, with forests of at most 50 trees during the search (the final forest has
+    ``n_estimators``)."""
 
     name = "rf"
+    DEPTH_GRID = (4, 8, None)
+    MAX_FEATURES_GRID = ("log2", "sqrt")
+    SEARCH_TREES = 50
     RULES = {
         "n_estimators": integer(1, "200"),
-        "max_depth": integer(1, "12", nullable=True),
+        "max_depth": _auto(integer(1, "12", nullable=True)),
         "min_samples_leaf": Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "1"),
-        "max_features": Rule(
-            "'sqrt', 'log2', null, an integer >= 1 or a fraction in (0, 1]", _max_features, "sqrt", nullable=True
+        "max_features": _auto(
+            Rule("'sqrt', 'log2', null, an integer >= 1 or a fraction in (0, 1]", _max_features, "sqrt", nullable=True)
         ),
         "class_weight": choice("balanced", "balanced_subsample", nullable=True),
         "random_state": integer(0, "0", hi=2**32 - 1, nullable=True),
@@ -552,9 +752,9 @@ class RandomForestHead(_TreeHeadBase):
     def defaults(cls) -> dict[str, Any]:
         return {
             "n_estimators": 200,
-            "max_depth": None,
+            "max_depth": AUTO,
             "min_samples_leaf": 1,
-            "max_features": "sqrt",
+            "max_features": AUTO,
             "class_weight": None,
             "random_state": 0,
             "n_jobs": 1,
@@ -564,20 +764,30 @@ class RandomForestHead(_TreeHeadBase):
         from sklearn.ensemble import RandomForestClassifier
 
         p = self.params
-        m = self._fit(
-            self._make(
+
+        def forest(values: dict[str, Any], trees: int) -> Any:
+            return self._make(
                 RandomForestClassifier,
-                n_estimators=p["n_estimators"],
-                max_depth=p["max_depth"],
+                n_estimators=trees,
+                max_depth=values["max_depth"],
                 min_samples_leaf=p["min_samples_leaf"],
-                max_features=p["max_features"],
+                max_features=values["max_features"],
                 class_weight=p["class_weight"],
                 random_state=p["random_state"],
                 n_jobs=p["n_jobs"],
-            ),
-            x.astype(np.float32),
+            )
+
+        x = x.astype(np.float32)
+        search = min(int(p["n_estimators"]), self.SEARCH_TREES)
+        chosen = self._tune(
+            x,
             y,
+            {"max_depth": self.DEPTH_GRID, "max_features": self.MAX_FEATURES_GRID},
+            lambda v: forest(v, search),
+            {"max_depth": None, "max_features": "sqrt"},
+            most_folds=3,
         )
+        m = self._fit(forest(chosen, int(p["n_estimators"])), x, y)
         # every tree of a forest reports probabilities over the forest's classes_
         self._store(list(m.estimators_), [np.arange(len(m.classes_))] * len(m.estimators_), m.classes_, num_classes)
 
