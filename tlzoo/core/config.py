@@ -199,6 +199,10 @@ class RunConfig:
             for k, v in values.items():
                 if isinstance(v, dict):
                     continue
+                unset = UNSET.get(f"{section}.{k}")
+                if unset is not None and v == unset[0]:  # a comment, not "epochs = 0": reads back as the default
+                    lines.append(f"# {k}: not set ({unset[1]})")
+                    continue
                 lines.append(f"{k} = {_toml_value(v)}")
             for k, v in values.items():
                 if isinstance(v, dict) and v:
@@ -229,6 +233,12 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "train.patience": (lambda v: v >= 0, "0 (off) or a number of epochs"),
     "train.num_workers": (lambda v: v >= 0, "0 (load in the main process) or more"),
     "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+}
+
+# Keys whose default means "not set, decided later": config.toml writes them as a comment saying so
+UNSET: dict[str, tuple[Any, str]] = {
+    "train.epochs": (0, "the strategy's default: feature-extraction 30 head epochs, fine-tune 3 joint, scratch 10"),
+    "model.image_size": (0, "the size the weights were trained at"),
 }
 
 # the command-line option that sets a key, for messages

@@ -64,6 +64,16 @@ def read_text(path: Path, encoding: str) -> str:
         raise TlzooError(f"Unknown encoding '{encoding}'; pass a Python codec name such as utf-8 or latin-1.") from None
 
 
+def lines_of(text: str) -> list[str]:
+    """The lines of a text file's content, split on line feeds only (CRLF and CR arrive as LF).
+
+    Not ``str.splitlines``: it also splits on U+0085 (NEL), U+2028/U+2029, form feeds and
+    other separators that occur inside one text (and raw inside a JSON string), turning one
+    example into two."""
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
 def _column(path: Path, rows: list[dict[str, Any]], columns: list[str], column: str) -> list[str]:
     if column not in columns:
         from .errors import suggest
@@ -118,7 +128,7 @@ def read_jsonl_table(path: Path, encoding: str) -> Table:
     rows: list[dict[str, Any]] = []
     lines: list[int] = []
     duplicates: dict[str, str] = {}
-    for n, line in enumerate(read_text(path, encoding).splitlines(), 1):
+    for n, line in enumerate(lines_of(read_text(path, encoding)), 1):
         if not line.strip():
             continue
         try:
@@ -279,7 +289,7 @@ def read_corpus(location: str, options: CorpusOptions | None = None, zoo: Any = 
     elif path.is_file() and path.name.lower().endswith((".csv", ".tsv", ".jsonl", ".ndjson")) and not opts.split:
         texts = _table_texts(path, opts)
     elif path.is_file() and (path.suffix.lower() in (".txt", ".text", "") or path.suffix.lower() == ".md"):
-        texts = read_text(path, opts.encoding).splitlines()
+        texts = lines_of(read_text(path, opts.encoding))
     else:
         texts = _labelled_texts(location, opts, zoo)
         limited = True

@@ -1,0 +1,166 @@
+"""Defaults that do not hurt (issue 11): a scratch run trains every layer, augmentation keeps small
+oriented images intact, config.toml is reusable from any folder, a corpus line is one text."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tlzoo.core.config import RunConfig, TrainConfig
+from tlzoo.core.runner import Run
+from tlzoo.core.zoo import Zoo
+
+
+@pytest.fixture(scope="module")
+def zoo() -> Zoo:
+    return Zoo()
+
+
+def _strategy(zoo: Zoo, name: str) -> Any:
+    return zoo.strategies.get(name)
+
+
+# --------------------------------------------------------------------------- --no-pretrained
+def test_random_weights_train_every_layer_from_epoch_1_unless_the_user_plans(zoo: Zoo) -> None:
+    fc, logreg = zoo.heads.get("fc")(), zoo.heads.get("logreg")()
+    for name in ("feature-extraction", "fine-tune"):
+        plan = _strategy(zoo, name).plan_from_scratch(fc, TrainConfig())
+        assert [(p.name, p.train_groups, p.lr, p.epochs) for p in plan.phases] == [("scratch", -1, 3e-3, 10)]
+        assert plan.trains_backbone and not plan.extract_features
+        assert _strategy(zoo, name).plan_from_scratch(fc, TrainConfig(epochs=5)).phases[0].epochs == 5
+    fine_tune = _strategy(zoo, "fine-tune")
+    for own in (TrainConfig(head_epochs=2), TrainConfig(unfreeze=-1), TrainConfig(gradual_unfreezing=True, unfreeze=3)):
+        assert fine_tune.plan_from_scratch(fc, own) is None  # the user's plan stands
+    extraction = _strategy(zoo, "feature-extraction")
+    assert extraction.plan_from_scratch(logreg, TrainConfig()) is None  # a fitted head: the backbone stays frozen
+    assert extraction.plan_from_scratch(fc, TrainConfig(unfreeze=0)) is None  # the random-features baseline
+    assert _strategy(zoo, "ulmfit").plan_from_scratch(fc, TrainConfig()) is None  # third parties: opt in
+
+
+def _lenet(image_folder: Path, out: Path, **train: Any) -> RunConfig:
+    cfg = RunConfig()
+    cfg.model.plugin, cfg.model.pretrained, cfg.data.path, cfg.out = "lenet", False, str(image_folder), str(out)
+    cfg.train.device, cfg.train.batch_size, cfg.progress = "cpu", 16, False
+    for key, value in train.items():
+        setattr(cfg.train, key, value)
+    return cfg
+
+
+@pytest.mark.parametrize("strategy", ["feature-extraction", "fine-tune"])
+def test_a_scratch_run_has_no_frozen_phase_and_says_so(image_folder: Path, tmp_path: Path, strategy: str) -> None:
+    logs: list[str] = []
+    result = Run(_lenet(image_folder, tmp_path / "r", strategy=strategy, epochs=1), Zoo(), logs.append).execute()
+    said = [m for m in logs if m.startswith("  --no-pretrained")]
+    assert len(said) == 1 and "every layer trains from epoch 1" in said[0], logs
+    assert any("backbone groups training: top 3 of 3" in m for m in logs), logs
+    assert not any("features for" in m for m in logs)  # nothing frozen: no features extracted
+    history = (result.run_dir / "history.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in history[1:]] == ["scratch"]
+    model = json.loads((result.run_dir / "model.json").read_text())
+    assert model["backbone"]["weights_saved"] and not model["backbone"]["request"]["pretrained"]
+
+
+def test_a_fitted_head_on_random_weights_is_called_a_baseline(image_folder: Path, tmp_path: Path) -> None:
+    logs: list[str] = []
+    cfg = _lenet(image_folder, tmp_path / "r")
+    cfg.head.name = "nb"
+    Run(cfg, Zoo(), logs.append).execute()
+    assert any("warning: --no-pretrained with a frozen backbone" in m and "baseline" in m for m in logs), logs
+
+
+@pytest.mark.transfer
+def test_lenet_from_scratch_on_digits_reaches_090_with_no_other_options(run_cli: Any, tmp_path: Path) -> None:
+    """The issue's bar: `tl run --plugin lenet --no-pretrained --data digits --strategy fine-tune --epochs 5`."""
+    res = run_cli(
+        "run", "--plugin", "lenet", "--no-pretrained", "--data", "digits", "--strategy", "fine-tune",
+        "--epochs", 5, "--out", tmp_path / "r", "--json", "--quiet",
+    )  # fmt: skip
+    assert res.exit_code == 0, res
+    assert json.loads(res.stdout)["test"]["accuracy"] >= 0.90
+
+
+# --------------------------------------------------------------------------- augmentation
+def test_augmentation_defaults_keep_small_oriented_images_whole() -> None:
+    from torchvision import transforms
+
+    from tlzoo.lib.vision.images import AUGMENT_OPTIONS, build_transforms
+    from tlzoo.plugins.vision.lenet import DATA_CONFIG
+
+    assert AUGMENT_OPTIONS["hflip"] == 0 and AUGMENT_OPTIONS["crop_scale"] >= 0.7
+
+    def parts(options: dict[str, Any]) -> list[Any]:
+        train, _ = build_transforms(DATA_CONFIG, options, augment=True)
+        return list(train.transforms)
+
+    default = parts({})
+    crop = [t for t in default if type(t).__name__.startswith("RandomResizedCrop")][0]  # timm's subclass
+    assert crop.scale == (0.7, 1.0) and 0.85 <= crop.ratio[0] <= crop.ratio[1] <= 1.2
+    assert not any(isinstance(t, transforms.RandomHorizontalFlip) for t in default)
+    flips = [t for t in parts({"hflip": 0.5}) if isinstance(t, transforms.RandomHorizontalFlip)]
+    assert len(flips) == 1 and flips[0].p == 0.5  # flips on request
+
+
+def test_the_registered_vision_options_are_the_mild_ones(zoo: Zoo) -> None:
+    for name in ("efficientnet", "resnet", "mobilenet", "inception"):
+        options = zoo.backbones.get(name).options
+        assert options["hflip"] == 0 and options["crop_scale"] >= 0.7, (name, options)
+
+
+def test_a_text_run_does_not_say_augmentation_on(tiny_bert_dir: Path, text_csv: Path) -> None:
+    logs: list[str] = []
+    cfg = RunConfig()
+    cfg.model.plugin, cfg.model.weights, cfg.data.path = "bert", str(tiny_bert_dir), str(text_csv)
+    cfg.train.strategy, cfg.train.device = "fine-tune", "cpu"
+    run = Run(cfg, Zoo(), logs.append, probe=True)
+    run.resolve_plugins()
+    run.configure_augmentation()
+    said = [m for m in logs if "augmentation" in m]
+    assert said == ["  augmentation none: training texts are used as they are"], logs
+
+
+# --------------------------------------------------------------------------- config.toml
+def test_config_toml_keeps_an_absolute_data_path_and_no_epochs_0(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(image_folder.parent)
+    cfg = _lenet(Path(image_folder.name), tmp_path / "r", epochs=0)
+    cfg.head.name = "nb"
+    result = Run(cfg, Zoo(), lambda m: None).execute()
+    text = (result.run_dir / "config.toml").read_text()
+    saved = tomllib.loads(text)
+    assert saved["data"]["path"] == str(image_folder.resolve())
+    assert "epochs" not in saved["train"] and "# epochs: not set" in text
+    assert "image_size" not in saved["model"]
+    monkeypatch.chdir(tmp_path)  # elsewhere, the saved config still finds the data
+    again = RunConfig.from_toml(result.run_dir / "config.toml")
+    assert again.train.epochs == 0 and again.model.image_size == 0
+    again.out = str(tmp_path / "again")
+    assert Run(again, Zoo(), lambda m: None).execute().metrics["run"]["n_test"] == result.metrics["run"]["n_test"]
+
+
+def test_a_built_in_name_stays_a_name_in_config_toml(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    run = Run(_lenet(Path("digits"), tmp_path / "r"), Zoo(), lambda m: None, probe=True)
+    run.resolve_plugins()
+    assert run._config_to_save().data.path == "digits"  # the built-in dataset, from any folder
+    (tmp_path / "digits").symlink_to(image_folder)  # a local folder of that name is what loads here
+    assert run._config_to_save().data.path == str(tmp_path / "digits")
+
+
+# --------------------------------------------------------------------------- corpus lines
+def test_a_corpus_line_with_nel_or_line_separator_stays_one_text(tmp_path: Path) -> None:
+    from tlzoo.core.corpus import read_corpus, read_jsonl_table
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("first\x85still first\nsecond\u2028still second\r\nthird\n", encoding="utf-8")
+    assert read_corpus(str(corpus)) == ["first\x85still first", "second\u2028still second", "third"]
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"text": "one\u2028text", "label": "a"}\n{"text": "two", "label": "b"}\n', encoding="utf-8")
+    table = read_jsonl_table(rows, "utf-8")
+    assert [r["text"] for r in table.rows] == ["one\u2028text", "two"]
