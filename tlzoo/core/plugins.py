@@ -35,7 +35,10 @@ from .errors import suggest
 from .lifecycle import Interrupted, signals_raise_interrupted
 
 # plugin name -> module, in registration order (earlier data sources win ties).  The names are
-# what TLZOO_PLUGINS and `tl plugins` use; they are stable, whatever the module is called.
+# what TLZOO_PLUGINS and `tl plugins` use; they are stable, whatever the module is called.  Every
+# module here is light (no torch, timm, transformers, scikit-learn or gensim at its top), so
+# listing commands build the Zoo in a fraction of a second: a plugin whose classes subclass
+# nn.Module registers from a `*_hooks` module and imports its implementation on first use.
 BUILTIN_PLUGINS: dict[str, str] = {
     "data_files": "tlzoo.plugins.data.files",
     "builtin_datasets": "tlzoo.plugins.data.builtin",
@@ -43,15 +46,15 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "heads": "tlzoo.plugins.heads.fc",
     "sklearn_heads": "tlzoo.plugins.heads.sklearn_heads",
     "strategies": "tlzoo.plugins.strategies.standard",
-    "bert": "tlzoo.plugins.text.bert",
-    "static_vectors": "tlzoo.plugins.text.static_vectors",
+    "bert": "tlzoo.plugins.text.bert_hooks",
+    "static_vectors": "tlzoo.plugins.text.static_vectors_hooks",
     "gensim_pretrain": "tlzoo.plugins.text.gensim_pretrain",
-    "mini_transformer": "tlzoo.plugins.text.mini_transformer",
-    "elmo": "tlzoo.plugins.text.elmo",
-    "ulmfit": "tlzoo.plugins.text.ulmfit",
-    "timm_vision": "tlzoo.plugins.vision.timm_vision",
-    "torchvision_models": "tlzoo.plugins.vision.torchvision_models",
-    "lenet": "tlzoo.plugins.vision.lenet",
+    "mini_transformer": "tlzoo.plugins.text.mini_transformer_hooks",
+    "elmo": "tlzoo.plugins.text.elmo_hooks",
+    "ulmfit": "tlzoo.plugins.text.ulmfit_hooks",
+    "timm_vision": "tlzoo.plugins.vision.timm_vision_hooks",
+    "torchvision_models": "tlzoo.plugins.vision.torchvision_models_hooks",
+    "lenet": "tlzoo.plugins.vision.lenet_hooks",
     "pull": "tlzoo.plugins.vision.pull",
     "data_export": "tlzoo.plugins.data.export",
 }
@@ -291,6 +294,8 @@ class PluginManager:
                 continue
             module = plugin.__name__ if isinstance(plugin, types.ModuleType) else type(plugin).__module__
             modules[module] = name
+            if module.endswith("_hooks") and self.is_builtin(name):  # a built-in's implementation module
+                modules[module.removesuffix("_hooks")] = name
         found = None
         while tb is not None:
             module = tb.tb_frame.f_globals.get("__name__", "")

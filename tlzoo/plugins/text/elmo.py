@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool
@@ -275,17 +274,3 @@ class ElmoPretrainer(LMPretrainer):
     def task(self, model: nn.Module, vocab: HashedVocab, o: dict[str, Any], device: torch.device) -> LanguageModelTask:
         assert isinstance(model, ElmoLM)  # built by build_model
         return lm_task(model, vocab, o["batch_size"], o["max_tokens"], device)
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    register(
-        ElmoBackbone.factory(
-            "ELMo: char-CNN + biLSTM LM, scalar mix of layers; pretrain with `tl pretrain --plugin elmo`"
-        )
-    )
-
-
-@hookimpl
-def tlzoo_register_pretrainers(register: Any) -> None:
-    register(ElmoPretrainer())

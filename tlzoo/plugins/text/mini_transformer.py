@@ -37,20 +37,18 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
+from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn, linear_warmup_decay
 from tlzoo.lib.text.pooling import choose_pooling, pool
 from tlzoo.lib.text.pretrained import LMPretrainer, copy_weights, read_weights
 from tlzoo.lib.text.vocab import MASK, PAD, UNK, HashedVocab, Vocab, tokenize
 
+from .mini_transformer_hooks import ARCH_DEFAULTS, DEFAULTS
+
 CLS = "<cls>"
 SPECIALS = (PAD, UNK, CLS, MASK)
 ARCH_KEYS = ("dim", "layers", "heads", "ff", "max_length", "dropout")
-ARCH_DEFAULTS: dict[str, Any] = {"dim": 128, "layers": 2, "heads": 4, "ff": 512, "max_length": 128, "dropout": 0.1}
-# the plugin's own model.options (max_length is the engine's --max-length); they apply without --weights only
-DEFAULTS: dict[str, Any] = {**{k: v for k, v in ARCH_DEFAULTS.items() if k != "max_length"}, "vocab_size": 20000}
 POOLINGS = ("mean", "cls", "max")
 
 
@@ -303,23 +301,3 @@ class MiniTransformerBackbone(Backbone):
             "max_length": self.max_length,
             "pooling": self.pooling,
         }
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    register(
-        BackboneFactory(
-            name="transformer",
-            modality="text",
-            create=MiniTransformerBackbone,
-            default_model="mini-transformer",
-            models=("mini-transformer",),
-            options=DEFAULTS,
-            description="a small Transformer encoder pretrained by `tl pretrain --plugin transformer` (masked LM)",
-        )
-    )
-
-
-@hookimpl
-def tlzoo_register_pretrainers(register: Any) -> None:
-    register(MLMPretrainer())

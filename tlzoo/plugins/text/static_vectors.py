@@ -57,35 +57,19 @@ import torch
 from torch import nn
 
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
-from tlzoo.core.steps import CREATE_BACKBONE, EVALUATE
+from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.text.batching import pad_sequences
 from tlzoo.lib.text.pooling import choose_pooling, masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors
 from tlzoo.lib.text.vocab import HashedVocab, Vocab, tokenize
+
+from .static_vectors_hooks import DEFAULTS
 
 POOLINGS = ("mean", "max", "sif")
 ENCODERS = ("bilstm", "cnn")
 PAD, UNK = 0, 1
 SIF_A = 1e-3
 ASSETS = "vectors"  # the run's copy of --weights vectors, under assets/
-DEFAULTS: dict[str, Any] = {
-    "encoder": "bilstm",
-    "hidden": 128,
-    "dropout": 0.25,
-    "vocab_size": 50000,
-    "filters": 100,
-    "dim": 100,
-}
-FAMILIES = {
-    "glove": ("glove-6B-50d", "GloVe vectors: the packaged 6B-50d offline, or any GloVe/word2vec/fastText file"),
-    "word2vec": ("word2vec", "word2vec vectors trained by `tl pretrain --plugin word2vec`, or a .bin/.txt file"),
-    "fasttext": (
-        "fasttext",
-        "fastText vectors (sub-words for unseen words): `tl pretrain --plugin fasttext` or a .bin/.vec",
-    ),
-}
 
 
 # ----------------------------------------------------------------------------- encoders
@@ -359,51 +343,3 @@ class _Holder(nn.Module):
     def __init__(self, param: nn.Parameter) -> None:
         super().__init__()
         self.param = param
-
-
-def _factory(family: str) -> BackboneFactory:
-    default, description = FAMILIES[family]
-    return BackboneFactory(
-        name=family,
-        modality="text",
-        create=lambda req: StaticVectorBackbone(req, family),
-        options=DEFAULTS,
-        default_model=default,
-        models=(default,),
-        description=description,
-    )
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    for family in FAMILIES:
-        register(_factory(family))
-
-
-@hookimpl(wrapper=True)
-def tlzoo_run_step(step: str, run: Any) -> Any:
-    """Report the out-of-vocabulary rate of static-vector runs (logged, and in metrics.json)."""
-    result = yield
-    backbone = getattr(run, "backbone", None)
-    if isinstance(backbone, StaticVectorBackbone):
-        if step == CREATE_BACKBONE:
-            s = run.splits
-            report = backbone.oov_report(list(s.train.examples) + list(s.val.examples) + list(s.test.examples))
-            run.oov_report = report
-            if report["oov_rate"] is None:
-                run.log(f"  out-of-vocabulary: not applicable ({report['note']})")
-            else:
-                fallback = "fastText sub-words" if report["subwords"] else "parts of compounds"
-                run.log(
-                    f"  out-of-vocabulary: {report['oov_rate']:.2%} of {report['tokens']:,} tokens not in the "
-                    f"vectors; {report['unk_rate']:.2%} left as <unk> after the fallback ({fallback})"
-                )
-            lr = run.config.train.finetune_lr
-            if backbone.encoder is not None and lr < 5e-4:
-                run.log(
-                    f"  note: the {backbone.encoder_name} encoder starts from random weights and learns slowly at "
-                    f"--finetune-lr {lr:g}; 1e-3 to 3e-3 suits it"
-                )
-        elif step == EVALUATE and getattr(run, "oov_report", None) is not None:
-            run.metrics["oov"] = run.oov_report
-    return result

@@ -14,10 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, check_options
-from tlzoo.lib.vision.images import AUGMENT_OPTIONS, build_transforms, plain_config, to_pil
+from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.lib.vision.images import build_transforms, plain_config, to_pil
 from tlzoo.lib.vision.weights import obtain
+
+from .lenet_hooks import OPTIONS
 
 # its own preprocessing: grey, 32x32 (digits are padded into the frame by the resize),
 # pixels scaled to [-1, 1]; gentle crops and no flips, since a mirrored digit is wrong
@@ -29,7 +30,6 @@ DATA_CONFIG: dict[str, Any] = {
     "crop_pct": 1.0,
     "crop_mode": "center",
 }
-OPTIONS: dict[str, Any] = {**AUGMENT_OPTIONS, "crop_scale": 0.6, "hflip": 0.0}  # its own model.options
 
 
 class LeNet5(nn.Module):
@@ -77,18 +77,3 @@ class LeNetBackbone(Backbone):
 
     def layer_groups(self) -> list[nn.Module]:
         return [self.model.c1, self.model.c3, self.model.f]
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    register(
-        BackboneFactory(
-            name="lenet",
-            modality="vision",
-            create=LeNetBackbone,
-            default_model="lenet5",
-            models=("lenet5",),
-            description="LeNet-5 for small grey images (trained from scratch)",
-            options=OPTIONS,
-        )
-    )

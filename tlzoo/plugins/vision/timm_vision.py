@@ -24,10 +24,11 @@ from torch import nn
 
 from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest
-from tlzoo.lib.vision.images import AUGMENT_OPTIONS, ImageBackbone
+from tlzoo.core.interfaces import Backbone, BackboneRequest
+from tlzoo.lib.vision.images import ImageBackbone
 from tlzoo.lib.vision.weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
+
+from .timm_vision_hooks import DESCRIPTIONS as DESCRIPTIONS, FAMILIES as FAMILIES  # re-exported
 
 
 def _lite0_package() -> str | None:
@@ -107,20 +108,6 @@ def _variants() -> dict[str, Variant]:
 
 
 VARIANTS: dict[str, Variant] = _variants()
-# family -> (default model, models); googlenet joins inception from torchvision_models.py
-FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "vgg": ("vgg16", ("vgg16", "vgg19")),
-    "resnet": ("resnet50", ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
-    "densenet": ("densenet121", ("densenet121", "densenet161", "densenet201")),
-    "mobilenet": (
-        "mobilenetv2_100",
-        ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"),
-    ),
-    "nasnet": ("nasnetalarge", ("nasnetalarge",)),
-    "inception": ("inception_v3", ("inception_v3", "googlenet")),
-    "efficientnet": ("efficientnet_lite0", ("efficientnet_lite0", *(f"efficientnet_b{i}" for i in range(8)))),
-    "xception": ("xception", ("xception", "xception41", "xception65", "xception71")),
-}
 # parameters that timm's matcher folds into the last stage but that form the features
 # head (the 1x1 conv widening to num_features and its norm): their own top group
 HEAD_PREFIXES: dict[str, tuple[str, ...]] = {
@@ -302,7 +289,8 @@ def network_refusal(name: str, why: str) -> TlzooError:
     )
 
 
-def _create(request: BackboneRequest) -> Backbone:
+def create(request: BackboneRequest) -> Backbone:
+    """A backbone of the timm families (GoogLeNet from torchvision), as the factories register it."""
     if request.model == "googlenet":  # the inception family's torchvision member
         from .torchvision_models import TorchvisionBackbone
 
@@ -310,31 +298,3 @@ def _create(request: BackboneRequest) -> Backbone:
     if request.model not in VARIANTS:
         raise TlzooError(f"Unknown timm model '{request.model}'; see `tl list --modality vision`.")
     return TimmBackbone(request)
-
-
-DESCRIPTIONS = {
-    "vgg": "VGG-16/19 (timm): plain 3x3 conv stacks",
-    "resnet": "ResNet-18 ... 152 (timm): residual networks",
-    "densenet": "DenseNet-121/161/201 (timm): densely connected blocks",
-    "mobilenet": "MobileNet v1/v2/v3 (timm): depthwise-separable, for phones",
-    "nasnet": "NASNet-A Large (timm): architecture found by search",
-    "inception": "Inception-v3 (timm) and GoogLeNet (torchvision)",
-    "efficientnet": "EfficientNet-B0 ... B7 and Lite0 (timm)",
-    "xception": "Xception (Keras, timm's legacy_xception) and Xception-41/65/71 (timm)",
-}
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    for family, (default, models) in FAMILIES.items():
-        register(
-            BackboneFactory(
-                name=family,
-                modality="vision",
-                create=_create,
-                default_model=default,
-                models=models,
-                description=DESCRIPTIONS[family],
-                options=AUGMENT_OPTIONS,
-            )
-        )

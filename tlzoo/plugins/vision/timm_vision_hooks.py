@@ -1,0 +1,61 @@
+"""The ``timm_vision`` plugin's registration: the timm CNN families (``efficientnet``, ``resnet``, ...).
+
+Light on purpose (no torch, no timm): listing commands import it.  :mod:`tlzoo.plugins.vision.timm_vision`
+loads when one of these backbones is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tlzoo.core.hookspecs import hookimpl
+from tlzoo.core.interfaces import BackboneFactory
+
+from .._lazy import lazy
+
+# tlzoo.lib.vision.images.AUGMENT_OPTIONS, which imports torch; this torch-free copy is what the
+# vision built-ins register (tests/test_startup.py checks that the two agree)
+AUGMENT_OPTIONS: dict[str, Any] = {"augment_policy": "", "crop_scale": 0.7, "hflip": 0.0}
+
+# family -> (default model, models); googlenet joins inception from torchvision_models.py
+FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "vgg": ("vgg16", ("vgg16", "vgg19")),
+    "resnet": ("resnet50", ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")),
+    "densenet": ("densenet121", ("densenet121", "densenet161", "densenet201")),
+    "mobilenet": (
+        "mobilenetv2_100",
+        ("mobilenetv1_100", "mobilenetv2_100", "mobilenetv3_large_100", "mobilenetv3_small_100"),
+    ),
+    "nasnet": ("nasnetalarge", ("nasnetalarge",)),
+    "inception": ("inception_v3", ("inception_v3", "googlenet")),
+    "efficientnet": ("efficientnet_lite0", ("efficientnet_lite0", *(f"efficientnet_b{i}" for i in range(8)))),
+    "xception": ("xception", ("xception", "xception41", "xception65", "xception71")),
+}
+
+DESCRIPTIONS = {
+    "vgg": "VGG-16/19 (timm): plain 3x3 conv stacks",
+    "resnet": "ResNet-18 ... 152 (timm): residual networks",
+    "densenet": "DenseNet-121/161/201 (timm): densely connected blocks",
+    "mobilenet": "MobileNet v1/v2/v3 (timm): depthwise-separable, for phones",
+    "nasnet": "NASNet-A Large (timm): architecture found by search",
+    "inception": "Inception-v3 (timm) and GoogLeNet (torchvision)",
+    "efficientnet": "EfficientNet-B0 ... B7 and Lite0 (timm)",
+    "xception": "Xception (Keras, timm's legacy_xception) and Xception-41/65/71 (timm)",
+}
+
+
+@hookimpl
+def tlzoo_register_backbones(register: Any) -> None:
+    create = lazy("tlzoo.plugins.vision.timm_vision:create")
+    for family, (default, models) in FAMILIES.items():
+        register(
+            BackboneFactory(
+                name=family,
+                modality="vision",
+                create=create,
+                default_model=default,
+                models=models,
+                description=DESCRIPTIONS[family],
+                options=AUGMENT_OPTIONS,
+            )
+        )
