@@ -164,3 +164,39 @@ def test_a_corpus_line_with_nel_or_line_separator_stays_one_text(tmp_path: Path)
     rows.write_text('{"text": "one\u2028text", "label": "a"}\n{"text": "two", "label": "b"}\n', encoding="utf-8")
     table = read_jsonl_table(rows, "utf-8")
     assert [r["text"] for r in table.rows] == ["one\u2028text", "two"]
+
+
+# --------------------------------------------------------------------------- tl cache ls
+def test_cache_ls_says_random_init_and_tells_a_folder_from_the_built_in(
+    image_folder: Path, tmp_path: Path, run_cli: Any
+) -> None:
+    cfg = _lenet(image_folder, tmp_path / "r")
+    cfg.head.name = "nb"
+    Run(cfg, Zoo(), lambda m: None).execute()
+    lines = run_cli("cache", "ls").stdout.splitlines()
+    ours = [ln for ln in lines if str(image_folder.resolve()) in ln]
+    assert len(ours) == 3 and all("lenet/lenet5" in ln and "random init" in ln for ln in ours), lines
+    assert lines[0].split()[:3] == ["key", "model", "weights"]
+
+
+def test_cache_ls_columns_line_up_whatever_the_lengths() -> None:
+    from tlzoo.core.cache_admin import CacheEntry, cache_table
+
+    def entry(key: str, model: str, weights: str, dataset: str, complete: bool = True) -> CacheEntry:
+        return CacheEntry(key, Path(key), complete, 2048, 100.0, 100.0, model, "plug", dataset, "train", 7, 84, weights)
+
+    lines = cache_table(
+        [
+            entry("a" * 24, "m", "random init (--no-pretrained)", "digits"),
+            entry("b" * 24, "a-much-longer-model-name", "/some/weights.safetensors", "/data/exported/digits"),
+            entry("c" * 24 + ".tmp-1", "", "", "", complete=False),
+        ],
+        now=160.0,
+    )
+    assert len(lines) == 4
+    starts = [[ln.index(word) for word in ("plug/", "random init", "digits")] for ln in lines[1:2]]
+    assert starts[0][1] == lines[0].index("weights") and starts[0][2] == lines[0].index("dataset")
+    assert lines[2].index("/some/weights") == lines[0].index("weights")
+    assert lines[2].index("/data/exported/digits") == lines[0].index("dataset")
+    assert all(ln.rstrip().endswith("1m ago") for ln in lines[1:])
+    assert "partial" in lines[3]

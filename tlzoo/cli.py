@@ -1004,10 +1004,10 @@ def cache() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
 def cache_ls(as_json: bool) -> None:
-    """List cached features: model, dataset, split, shape, size, last use."""
+    """List cached features: model, weights (random init or their source), dataset, split, shape, size, last use."""
     import time
 
-    from tlzoo.core.cache_admin import cache_entries, cache_root, human_age, human_bytes, remove_orphans
+    from tlzoo.core.cache_admin import cache_entries, cache_root, cache_table, human_bytes, remove_orphans
 
     orphans = remove_orphans()
     if orphans:
@@ -1023,14 +1023,8 @@ def cache_ls(as_json: bool) -> None:
     if not entries:
         click.echo(f"The feature cache is empty ({cache_root()}).", err=True)
         return
-    now = time.time()
-    for e in entries:
-        what = (
-            f"{e.plugin}/{e.model:<22} {e.dataset or '-':<16} {e.split or '-':<6} {e.rows:>7} x {e.width:<5}"
-            if e.complete
-            else "(partial: an interrupted extraction)"
-        )
-        click.echo(f"{e.key:<24}  {what}  {human_bytes(e.bytes):>9}  used {human_age(now - e.last_used)} ago")
+    for line in cache_table(entries, time.time()):
+        click.echo(line)
     total = sum(e.bytes for e in entries)
     click.echo(f"{len(entries)} entries, {human_bytes(total)} in {cache_root()}", err=True)
 

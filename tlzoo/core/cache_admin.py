@@ -38,6 +38,7 @@ class CacheEntry:
     split: str = ""
     rows: int = 0
     width: int = 0
+    weights: str = ""  # the backbone's weights_source ("random init (--no-pretrained)", a file, a package ...)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -107,6 +108,7 @@ def cache_entries(root: Path | None = None) -> list[CacheEntry]:
                 entry.model, entry.plugin = str(meta.get("model", "")), str(meta.get("plugin", ""))
                 entry.dataset, entry.split = str(meta.get("dataset_name", "")), str(meta.get("split", ""))
                 entry.rows, entry.width = int(meta.get("rows", 0)), int(meta.get("width", 0))
+                entry.weights = str(meta.get("weights_source", ""))
             except (ValueError, OSError):
                 entry.complete = False
         out.append(entry)
@@ -150,3 +152,57 @@ def human_age(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds / size:.0f}{unit}"
     return f"{seconds:.0f}s"
+
+
+def weights_label(source: str) -> str:
+    """The weights column of ``tl cache ls``: random init said plainly, else where they came from."""
+    if not source:
+        return "?"  # an entry written before tlzoo recorded it
+    if source.lower().startswith("random"):
+        return "random init"
+    return source if len(source) <= 40 else "..." + source[-37:]
+
+
+def dataset_label(name: str) -> str:
+    """A built-in dataset by its name, a dataset read from disk by its path (home as ~)."""
+    if not name.startswith("/"):
+        return name or "-"
+    home = str(Path.home())
+    return "~" + name[len(home) :] if home != "/" and name.startswith(home + "/") else name
+
+
+def cache_table(entries: list[CacheEntry], now: float) -> list[str]:
+    """``tl cache ls`` lines: a header, then one aligned row per entry (widths from the contents)."""
+    header = (
+        "key",
+        "model",
+        "weights",
+        "dataset (name, or path on disk)",
+        "split",
+        "rows x width",
+        "size",
+        "last used",
+    )
+    rows = []
+    for e in entries:
+        age = f"{human_age(now - e.last_used)} ago"
+        if e.complete:
+            cells = (
+                e.key,
+                f"{e.plugin}/{e.model}",
+                weights_label(e.weights),
+                dataset_label(e.dataset),
+                e.split or "-",
+                f"{e.rows} x {e.width}",
+                human_bytes(e.bytes),
+                age,
+            )
+        else:
+            cells = (e.key, "(partial: an interrupted extraction)", "", "", "", "", human_bytes(e.bytes), age)
+        rows.append(cells)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    right = {5, 6}  # numbers line up on the right
+    return [
+        "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+        for r in [header, *rows]
+    ]

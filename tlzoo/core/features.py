@@ -61,6 +61,11 @@ def key_parts(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint
     }
 
 
+def _labels(backbone: Backbone) -> dict[str, Any]:
+    """What ``tl cache ls`` shows beside the key: where the weights came from ("random init" too)."""
+    return {"weights_source": backbone.weights_source}
+
+
 def cache_key(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint: str | None = None) -> str:
     return _hash(key_parts(backbone, dataset, split, fingerprint))
 
@@ -224,7 +229,14 @@ def extract(
     blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
     try:
         writer = cache.writer(
-            key, {**parts, "plugin": backbone.plugin, "model": backbone.name, "dataset_name": dataset.name}
+            key,
+            {
+                **parts,
+                "plugin": backbone.plugin,
+                "model": backbone.name,
+                "dataset_name": dataset.name,
+                **_labels(backbone),
+            },
         )
     except OSError as exc:
         return _in_memory(blocks, [], backbone, cache, exc, log)
@@ -306,7 +318,7 @@ def _extract_sharded(
     feats = _publish(
         cache,
         key,
-        {**parts, "plugin": backbone.plugin, "model": backbone.name, "dataset_name": dataset.name},
+        {**parts, "plugin": backbone.plugin, "model": backbone.name, "dataset_name": dataset.name, **_labels(backbone)},
         rows,
         batch_size,
         log,

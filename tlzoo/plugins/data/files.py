@@ -29,6 +29,12 @@ from tlzoo.core.interfaces import DataOptions, Dataset, DataSource
 
 from ._sources import SuffixSource, class_files, is_saved_hf
 
+def _where(path: Path) -> str:
+    """A dataset read from disk is named by its absolute path: ``tl cache ls`` then tells an exported
+    ``./digits`` folder from the built-in ``digits`` dataset."""
+    return str(path.resolve())
+
+
 PATH_COLUMNS = ("image", "path", "file", "filename", "filepath", "image_path", "img")
 
 
@@ -71,7 +77,7 @@ def _rows_to_dataset(path: Path, table: Table, opts: DataOptions) -> Dataset:
         )
         labels.append(label)
         ids.append(str(row.get("id", i)))
-    return Dataset(texts, labels, modality="text", ids=ids, name=path.name, notes=report.notes())
+    return Dataset(texts, labels, modality="text", ids=ids, name=_where(path), notes=report.notes())
 
 
 class TextTableSource(SuffixSource):
@@ -152,7 +158,7 @@ class ImageFolderSource(DataSource):
                 f"{', '.join(sorted(IMAGE_SUFFIXES))} files."
             )
         ids = [str(Path(p).relative_to(root)) for p in paths]
-        return Dataset(paths, labels, modality="vision", ids=ids, name=root.name)
+        return Dataset(paths, labels, modality="vision", ids=ids, name=_where(root))
 
 
 def _holds_text_classes(p: Path) -> bool:
@@ -181,7 +187,7 @@ class TextFolderSource(DataSource):
             raise TlzooError(
                 f"No .txt files found under '{root}'; expected one sub-folder per class holding .txt files."
             )
-        return Dataset(texts, labels, modality="text", ids=ids, name=root.name)
+        return Dataset(texts, labels, modality="text", ids=ids, name=_where(root))
 
 
 def _is_file(p: Path) -> bool:
@@ -259,7 +265,7 @@ class ImageCSVSource(SuffixSource):
             examples.append(str(image))
             labels.append(label)
             ids.append(str(row.get("id") or rel))
-        return Dataset(examples, labels, modality="vision", ids=ids, name=path.name, notes=report.notes())
+        return Dataset(examples, labels, modality="vision", ids=ids, name=_where(path), notes=report.notes())
 
 
 @hookimpl
