@@ -338,6 +338,7 @@ RUN_OPTIONS: list[tuple[str, str]] = [
     ("finetune_lr", "train.finetune_lr"),
     ("unfreeze", "train.unfreeze"),
     ("device", "train.device"),
+    ("amp", "train.amp"),
     ("num_workers", "train.num_workers"),
     ("seed", "seed"),
     ("out", "out"),
@@ -376,8 +377,21 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--max-length", type=int, help="Text: tokens per example [128].")
 @click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
 @click.option("--device", help="auto, cpu or cuda [auto].")
+@click.option(
+    "--no-amp",
+    "amp",
+    flag_value=False,
+    default=None,
+    help="On a GPU: train and extract in float32 (default: bfloat16 autocast where the GPU supports it).",
+)
 @click.option("--num-workers", type=int, help="DataLoader worker processes [0].")
 @click.option("--seed", type=int, help="Random seed [0].")
+@click.option(
+    "--seeds",
+    type=int,
+    help="Repeat with N training seeds (--seed .. --seed+N-1; the split stays --seed's) into OUT/seed-<s>; "
+    "report mean ± sd.",
+)
 @click.option("--out", "-o", help="Run directory [runs/<time>-<plugin>].")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML run config.")
 @click.option(
@@ -401,18 +415,49 @@ def run(
     **options: Any,
 ) -> None:
     """Train a transfer model: the twelve steps, one command."""
-    from tlzoo.core.config import RunConfig
-
+    seeds = options.pop("seeds")
     if resume_dir:
         given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
         given += ["--config"] * bool(config_file) + ["--set"] * bool(overrides)
         given += ["--no-pretrained"] * bool(no_pretrained) + ["--no-augment"] * bool(no_augment)
+        given += ["--seeds"] * (seeds is not None)
         if given:
             raise TlzooError(f"--resume continues with the run's own config.toml; drop {given[0]}.")
         from tlzoo.core.runner import Engine
 
         _print_result(Engine(log=(lambda m: None) if quiet else _log).resume(resume_dir), as_json)
         return
+    cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
+    from tlzoo.core.runner import Engine
+
+    engine = Engine(log=(lambda m: None) if quiet else _log)
+    if seeds is not None:
+        from tlzoo.core.seeds import check_seeds, format_summary, run_seeds
+
+        check_seeds(seeds)
+        factory, _ = engine.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)  # also checks --plugin first
+        head_cls = engine.zoo.heads.get(cfg.head.name)
+        result = run_seeds(cfg, seeds, engine.run, head_cls, factory.name, (lambda m: None) if quiet else _log)
+        if as_json:
+            click.echo(json.dumps({"out": str(result.out), **result.summary}, indent=2))
+        else:
+            click.echo(format_summary(result.summary))
+            click.echo(f"  runs and seeds.json in {result.out}")
+        return
+    _print_result(engine.run(cfg), as_json)
+
+
+def _run_config(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    no_pretrained: bool | None,
+    no_augment: bool | None,
+    options: dict[str, Any],
+) -> Any:
+    """The RunConfig of `tl run`'s options (``tl lr-find`` takes the same ones)."""
+    from tlzoo.core.config import RunConfig
+
     cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
@@ -424,9 +469,7 @@ def run(
     cfg.apply_overrides(list(overrides))
     if quiet:
         cfg.progress = False
-    from tlzoo.core.runner import Engine
-
-    _print_result(Engine(log=(lambda m: None) if quiet else _log).run(cfg), as_json)
+    return cfg
 
 
 def _print_result(result: Any, as_json: bool) -> None:
@@ -926,6 +969,9 @@ def data_list() -> None:
 )
 @click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
 @click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
+@click.option("--text-column", help="Column holding the text [text].")
+@click.option("--label-column", help="Column holding the label [label].")
+@click.option("--encoding", help="Text file encoding [utf-8].")
 @click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
 @click.option("--limit", type=int, help="Use a stratified subset of N examples.")
 @click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
@@ -933,6 +979,12 @@ def data_list() -> None:
 @click.option("--batch-size", "-b", type=int, help="Batch size for feature extraction [32].")
 @click.option("--device", help="auto, cpu or cuda [auto].")
 @click.option("--seed", type=int, help="Random seed (the split) [0].")
+@click.option(
+    "--seeds",
+    type=int,
+    default=1,
+    help="Fit each head with N training seeds on the same features and split; mean ± sd columns [1].",
+)
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any run config key, e.g. data.text_column=review."
 )
@@ -950,6 +1002,7 @@ def compare(
     no_logme: bool,
     as_json: bool,
     quiet: bool,
+    seeds: int,
     **options: Any,
 ) -> None:
     """Probe several backbones with cheap heads on cached features; print a leaderboard."""
@@ -957,6 +1010,9 @@ def compare(
 
     cfg = RunConfig()
     for param, key in (
+        ("text_column", "data.text_column"),
+        ("label_column", "data.label_column"),
+        ("encoding", "data.encoding"),
         ("limit", "data.limit"),
         ("image_size", "model.image_size"),
         ("max_length", "model.max_length"),
@@ -968,7 +1024,7 @@ def compare(
             cfg.set(key, options[param])
     cfg.apply_overrides(list(overrides))
     cfg.progress = not quiet
-    from tlzoo.core.compare import compare as run_compare, format_leaderboard
+    from tlzoo.core.compare import compare as run_compare, format_leaderboard, leaderboard_notes, next_command
 
     result = run_compare(
         plugins.split(","),
@@ -978,18 +1034,19 @@ def compare(
         config=cfg,
         use_logme=not no_logme,
         log=(lambda m: None) if quiet else _log,
+        seeds=seeds,
     )
     if as_json:
         click.echo(json.dumps({"out": str(result.out), "rows": result.rows}, indent=2, default=str))
         return
     click.echo(format_leaderboard(result.rows))
+    for note in leaderboard_notes(result.rows):
+        click.echo(f"  {note}")
     w = result.winner
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
     if w:
-        weights = f" --weights {w['weights_path']}" if w.get("weights_path") else ""
         click.echo(
-            f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n"
-            f"  tl run --plugin {w['plugin']} --model {w['model']}{weights} --data {data} --strategy fine-tune",
+            f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n  {next_command(cfg, w)}",
             err=True,
         )
 

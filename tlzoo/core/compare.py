@@ -10,6 +10,11 @@ each backbone also gets a LogME score (the log marginal evidence of a Bayesian l
 from its features to the labels, You et al., ICML 2021), which ranks backbones with no head
 trained at all.  The result is a leaderboard printed and saved as ``leaderboard.csv`` and
 ``leaderboard.png`` in the output folder.
+
+``seeds=N`` (``tl compare --seeds N``) fits each head with N training seeds on the same
+features and split (see ``seeds.py`` for why the split stays fixed): accuracy and macro-F1
+are then the means, with their sample standard deviations beside them.  Only heads with a
+``random_state`` (svm, rf, tree) vary; the others are fitted once, their sd is 0.
 """
 
 from __future__ import annotations
@@ -37,10 +42,14 @@ COLUMNS = (
     "head",
     "accuracy",
     "macro_f1",
+    "accuracy_sd",
+    "macro_f1_sd",
+    "seeds",
     "seconds",
     "extract_seconds",
     "fit_seconds",
     "features",
+    "n_test",
     "logme",
     "weights",
 )
@@ -114,6 +123,7 @@ def compare(
     use_logme: bool = True,
     zoo: Any = None,
     log: Callable[[str], None] | None = print,
+    seeds: int = 1,
 ) -> CompareResult:
     """Probe each backbone in ``plugins`` with each fitted head in ``heads`` on ``data``.
 
@@ -121,8 +131,12 @@ def compare(
     image size, max length, batch size, device); ``plugins`` entries are plugin or
     catalogued model names, as ``tl run --plugin`` takes them, optionally with local
     weights as ``NAME=PATH`` (``tl run --weights``), e.g. to compare your own checkpoints.
+    ``seeds``: fit each head with that many training seeds and report mean and sd.
     """
     from .runner import Run, pick_device, seed_everything
+    from .seeds import check_seeds
+
+    check_seeds(seeds)
     from .zoo import Zoo
 
     log = log or (lambda msg: None)
@@ -163,7 +177,7 @@ def compare(
         cfg.train.strategy, cfg.head.name, cfg.head.params = "feature-extraction", heads[0], {}
         run = Run(cfg, zoo, log=_probe_log(log), probe=True)
         try:
-            row_group = _probe(run, heads[0], head_classes, weights, use_logme, log)
+            row_group = _probe(run, heads[0], head_classes, weights, use_logme, log, seeds)
         except BaseException as exc:
             run._after_failure(exc)  # labels the error with the step and the plugin, as `tl run` does
             raise
@@ -178,7 +192,10 @@ def compare(
         w = csv.DictWriter(f, COLUMNS)
         w.writeheader()
         w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS} for r in rows)
-    plot_leaderboard(rows, png_path, title=f"tl compare on {Path(data).name}")
+    n_test = rows[0].get("n_test") if rows else None
+    plot_leaderboard(
+        rows, png_path, title=f"tl compare on {Path(data).name}" + (f" (test n={n_test})" if n_test else "")
+    )
     return CompareResult(rows=rows, out=folder, csv_path=csv_path, png_path=png_path, winner=rows[0] if rows else {})
 
 
@@ -188,7 +205,13 @@ def _probe_log(log: Callable[[str], None]) -> Callable[[str], None]:
 
 
 def _probe(
-    run: Any, first: str, head_classes: dict[str, Any], weights: str, use_logme: bool, log: Callable[[str], None]
+    run: Any,
+    first: str,
+    head_classes: dict[str, Any],
+    weights: str,
+    use_logme: bool,
+    log: Callable[[str], None],
+    seeds: int = 1,
 ) -> list[dict[str, Any]]:
     """Run ``steps.PROBE_STEPS`` (train extracts the features and fits ``first``), then fit the other heads."""
     upto = PROBE_STEPS.index(CREATE_BACKBONE) + 1
@@ -211,14 +234,18 @@ def _probe(
     rows = []
     for name, cls in head_classes.items():
         t0 = time.perf_counter()
-        if name == first:
-            head = run.head  # fitted by the train step
+        spread: dict[str, Any] = {}
+        if seeds > 1:
+            report, spread = _seeded_reports(cls, feats, y_train, y_test, run.encoder.classes, run.config.seed, seeds)
         else:
-            head = cls()  # each head's defaults: a probe, not a tuning session
-            head.fit(feats["train"], y_train, n_classes)
-        proba = head.predict_proba(feats["test"])
+            if name == first:
+                head = run.head  # fitted by the train step
+            else:
+                head = cls()  # each head's defaults ("auto" options cross-validated)
+                head.fit(feats["train"], y_train, n_classes)
+            proba = head.predict_proba(feats["test"])
+            report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
         fit_seconds = time.perf_counter() - t0 + (first_fit if name == first else 0.0)
-        report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
         rows.append(
             {
                 "backbone": label,
@@ -228,19 +255,58 @@ def _probe(
                 "head": name,
                 "accuracy": report["accuracy"],
                 "macro_f1": report["macro_f1"],
+                **spread,
                 "seconds": round(extract_seconds + fit_seconds, 2),
                 "extract_seconds": round(extract_seconds, 2),
                 "fit_seconds": round(fit_seconds, 2),
                 "features": run.backbone.num_features,
+                "n_test": len(run.splits.test),
                 "logme": None if score is None else round(score, 4),
                 "weights": run.backbone.weights_source,
             }
         )
+        sd = f" ± {spread['accuracy_sd']:.4f} over {seeds} seeds" if spread else ""
         log(
-            f"  {name:<7} accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+            f"  {name:<7} accuracy {report['accuracy']:.4f}{sd}  macro-F1 {report['macro_f1']:.4f}  "
             f"({fit_seconds:.1f}s fit)"
         )
     return rows
+
+
+def _seeded_reports(
+    cls: Any,
+    feats: dict[str, np.ndarray],
+    y_train: np.ndarray,
+    y_test: np.ndarray,
+    classes: list[str],
+    first_seed: int,
+    seeds: int,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit ``cls`` with training seeds ``first_seed ..``; (mean figures, their sds and the per-seed figures).
+
+    A head without a ``random_state`` option is fitted once: on fixed features its result
+    does not depend on a seed."""
+    from .seeds import seeded_head_params, summarise
+
+    per_seed: list[dict[str, Any]] = []
+    for seed in range(first_seed, first_seed + seeds):
+        params = seeded_head_params(cls, {}, seed)
+        if per_seed and "random_state" not in params:
+            per_seed.append({**per_seed[-1], "train_seed": seed})
+            continue
+        head = cls(**params)
+        head.fit(feats["train"], y_train, len(classes))
+        report = classification_report(y_test, head.predict_proba(feats["test"]).argmax(1), classes)
+        per_seed.append({"train_seed": seed, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]})
+    stats = summarise(per_seed)
+    mean = {m: stats[m]["mean"] for m in stats}
+    spread = {
+        "accuracy_sd": stats["accuracy"]["sd"],
+        "macro_f1_sd": stats["macro_f1"]["sd"],
+        "seeds": seeds,
+        "per_seed": per_seed,
+    }
+    return mean, spread
 
 
 def _spec(text: str) -> tuple[str, str]:
@@ -252,17 +318,83 @@ def _spec(text: str) -> tuple[str, str]:
 def format_leaderboard(rows: list[dict[str, Any]]) -> str:
     """The leaderboard as an aligned text table."""
     header = (
-        f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8} "
+        f"{'#':>2}  {'backbone':<24} {'head':<7} {'accuracy':>8} {'macro-F1':>8} {'extract s':>9} {'fit s':>6} "
         f"{'features':>8} {'LogME':>8}"
     )
+    if any(r.get("seeds", 1) > 1 for r in rows):  # mean ± sd over training seeds
+        header = header.replace(f"{'accuracy':>8} {'macro-F1':>8}", f"{'accuracy (± sd)':>15} {'macro-F1 (± sd)':>15}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lm = "" if r.get("logme") is None else f"{r['logme']:.3f}"
+        figures = f"{r['accuracy']:>8.4f} {r['macro_f1']:>8.4f}"
+        if r.get("seeds", 1) > 1:
+            acc = f"{r['accuracy']:.4f} ± {r['accuracy_sd']:.4f}"
+            f1 = f"{r['macro_f1']:.4f} ± {r['macro_f1_sd']:.4f}"
+            figures = f"{acc:>15} {f1:>15}"
         lines.append(
-            f"{r['rank']:>2}  {r['backbone']:<24} {r['head']:<7} {r['accuracy']:>8.4f} {r['macro_f1']:>8.4f} "
-            f"{r['seconds']:>8.1f} {r['features']:>8} {lm:>8}"
+            f"{r['rank']:>2}  {r['backbone']:<24} {r['head']:<7} {figures} "
+            f"{r['extract_seconds']:>9.1f} {r['fit_seconds']:>6.1f} {r['features']:>8} {lm:>8}"
         )
     return "\n".join(lines)
+
+
+def next_command(config: RunConfig, winner: dict[str, Any]) -> str:
+    """The ``tl run`` that fine-tunes ``winner`` on the same data, with every data and model option the
+    comparison used (``--text-column``, ``--limit``, ``--seed``, ``--set`` keys ...), ready to paste."""
+    import shlex
+
+    from .config import OPTION_NAMES
+
+    parts = ["tl", "run", "--plugin", winner["plugin"], "--model", winner["model"]]
+    if winner.get("weights_path"):
+        parts += ["--weights", winner["weights_path"]]
+    parts += ["--data", config.data.path]
+    skip = {"data.path", "model.plugin", "model.name", "model.weights", "train.strategy", "out", "progress"}
+    given, default = config.as_dict(), RunConfig().as_dict()
+    for section in ("data", "model", "train", "seed"):
+        values = given[section] if isinstance(given[section], dict) else {"": given[section]}
+        defaults = default[section] if isinstance(default[section], dict) else {"": default[section]}
+        for key, value in values.items():
+            dotted = f"{section}.{key}" if key else section
+            if dotted in skip or value == defaults.get(key):
+                continue
+            if dotted == "model.options":
+                parts += [f"--set=model.options.{k}={_toml_literal(v)}" for k, v in value.items()]
+            elif dotted == "data.augment":
+                parts.append("--no-augment")
+            elif dotted == "model.pretrained":
+                parts.append("--no-pretrained")
+            elif dotted in OPTION_NAMES:
+                parts += [OPTION_NAMES[dotted], str(value)]
+            else:
+                parts.append(f"--set={dotted}={_toml_literal(value)}")
+    parts += ["--strategy", "fine-tune"]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _toml_literal(value: Any) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+LOGME_NOTE = (
+    "LogME: log evidence per example of a linear model from the features to the labels (You et al. 2021); "
+    "higher is better; compare it between backbones on this dataset only"
+)
+
+
+def leaderboard_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """What the leaderboard's figures mean: the test size, the seconds, the LogME scale."""
+    n_test = sorted({r["n_test"] for r in rows if r.get("n_test")})
+    notes = [
+        f"test set: {', '.join(map(str, n_test))} examples, the same split for every backbone"
+        if n_test
+        else "test set: size unknown",
+        "extract s: feature extraction for all splits (shared by a backbone's heads; ~0 from the cache); "
+        "fit s: the head's fit, as in the log",
+    ]
+    if any(r.get("logme") is not None for r in rows):
+        notes.append(LOGME_NOTE)
+    return notes
 
 
 def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") -> None:
@@ -279,7 +411,11 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") ->
     x = np.arange(len(backbones))
     for j, h in enumerate(heads):
         vals = [next((r["accuracy"] for r in rows if r["backbone"] == b and r["head"] == h), np.nan) for b in backbones]
-        bars = ax.bar(x + (j - (len(heads) - 1) / 2) * width, vals, width, label=h)
+        sds = [
+            next((r.get("accuracy_sd") for r in rows if r["backbone"] == b and r["head"] == h), None) for b in backbones
+        ]
+        yerr = [sd or 0.0 for sd in sds] if any(sd is not None for sd in sds) else None  # ± sd over seeds
+        bars = ax.bar(x + (j - (len(heads) - 1) / 2) * width, vals, width, label=h, yerr=yerr, capsize=3)
         for bar, v in zip(bars, vals):
             if not np.isnan(v):
                 ax.annotate(
@@ -302,6 +438,8 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") ->
     ax.set_title(title or "tl compare")
     ax.legend(title="head", fontsize=8, loc="upper right", ncols=min(len(heads), 4))
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
+    if any(r.get("logme") is not None for r in rows):
+        fig.text(0.01, 0.01, "LogME: higher is better; comparable between backbones on this dataset only", fontsize=7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)

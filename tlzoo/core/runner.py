@@ -132,6 +132,9 @@ class Run:
     """Whether this process logs and writes the run folder (False on the other torchrun ranks)."""
     step: str
     """The step running now, named in the message of an unexpected error."""
+    train_seed: int
+    """The seed of training (weights drawn, batch order, augmentation); ``config.seed`` unless
+    ``tl run --seeds`` varies it.  ``config.seed`` alone decides the subset and the split."""
 
     # resolve_plugins
     factory: BackboneFactory
@@ -193,9 +196,15 @@ class Run:
     """evaluate: the test report and the run's description (metrics.json)."""
 
     def __init__(
-        self, config: RunConfig, zoo: Zoo, log: Callable[[str], None] = stderr_log, probe: bool = False
+        self,
+        config: RunConfig,
+        zoo: Zoo,
+        log: Callable[[str], None] = stderr_log,
+        probe: bool = False,
+        train_seed: int | None = None,
     ) -> None:
         self.config = config
+        self.train_seed = config.seed if train_seed is None else train_seed
         self.zoo = zoo
         self.log = log
         self.cache = FeatureCache()
@@ -215,7 +224,7 @@ class Run:
 
     # ------------------------------------------------------------------ driver
     def execute(self) -> RunResult:
-        seed_everything(self.config.seed)
+        seed_everything(self.train_seed)
         if not self.main:  # the other ranks of a torchrun job stay quiet
             self.log = lambda msg: None
             self.config.progress = False
@@ -345,6 +354,10 @@ class Run:
         self.checkpointer = Checkpointer(self.dir)
         if self.resume_from is not None:  # every rank continues from rank 0's checkpoint
             self.resume_state = self.checkpointer.load()
+            if self.resume_state is not None:  # config.toml holds only the split's seed
+                self.train_seed = int(self.resume_state.get("train_seed", self.train_seed))
+        self.checkpointer.extra["train_seed"] = self.train_seed
+        if self.resume_from is not None:
             where = (
                 f"phase {self.resume_state['phase']} epoch {self.resume_state['epoch']}"
                 if self.resume_state
@@ -635,7 +648,7 @@ class Run:
                         num_workers=t.num_workers,
                         shuffle=True,
                         targets=self.targets["train"],
-                        seed=self.config.seed,
+                        seed=self.train_seed,
                     )
                     val = self._raw_loader("val")
                     self.trainer.run_phase(
@@ -665,7 +678,7 @@ class Run:
             train_set=self.splits.train,
             val_set=self.splits.val,
             train=self.config.train,
-            seed=self.config.seed,
+            seed=self.train_seed,
             device=self.device,
             log=self.log,
             record=self.history.append,
@@ -756,7 +769,7 @@ class Run:
         x = torch.from_numpy(self.features[split])
         y = torch.from_numpy(self.targets[split])
         g = torch.Generator()
-        g.manual_seed(self.config.seed)
+        g.manual_seed(self.train_seed)
         return torch.utils.data.DataLoader(
             torch.utils.data.TensorDataset(x, y), batch_size=self.config.train.batch_size, shuffle=shuffle, generator=g
         )
@@ -955,6 +968,7 @@ class Run:
                 "head": self.head.name,
                 "strategy": self.strategy.name,
                 "seed": self.config.seed,
+                "train_seed": self.train_seed,  # differs from seed under tl run --seeds (the split is seed's)
                 "n_train": len(self.splits.train),
                 "n_val": len(self.splits.val),
                 "n_test": len(test),
@@ -997,10 +1011,11 @@ class Engine:
             self._zoo = Zoo()
         return self._zoo
 
-    def run(self, config: RunConfig) -> RunResult:
+    def run(self, config: RunConfig, train_seed: int | None = None) -> RunResult:
+        """One run; ``train_seed`` (default ``config.seed``) seeds training only, the split stays ``config.seed``'s."""
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
         with distributed.session(config.train.device):  # under torchrun: join its process group
-            return Run(config, self.zoo, self.log).execute()
+            return Run(config, self.zoo, self.log, train_seed=train_seed).execute()
 
     def resume(self, run_dir: str | Path) -> RunResult:
         """Continue an interrupted run (``<out>`` or ``<out>.incomplete``) after its last finished epoch."""
