@@ -200,3 +200,61 @@ def test_cache_ls_columns_line_up_whatever_the_lengths() -> None:
     assert lines[2].index("/data/exported/digits") == lines[0].index("dataset")
     assert all(ln.rstrip().endswith("1m ago") for ln in lines[1:])
     assert "partial" in lines[3]
+
+
+# --------------------------------------------------------------------------- tl compare
+def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> None:
+    import shlex
+
+    from tlzoo.core.compare import next_command
+
+    cfg = RunConfig()
+    cfg.apply_overrides(
+        ["data.text_column=review", "data.label_column=verdict", "data.limit=200", "seed=2", "data.test_fraction=0.2"]
+    )
+    cfg.apply_overrides(["model.max_length=64", "model.options.truncation=tail", "data.augment=false"])
+    cfg.data.path = "my data.csv"
+    winner = {"plugin": "bert", "model": "tiny", "weights_path": "/w/tiny bert"}
+    words = shlex.split(next_command(cfg, winner))
+    assert words[:8] == ["tl", "run", "--plugin", "bert", "--model", "tiny", "--weights", "/w/tiny bert"]
+    command = " ".join(words)
+    for part in (
+        "--data my data.csv",
+        "--text-column review",
+        "--label-column verdict",
+        "--limit 200",
+        "--test-fraction 0.2",
+        "--seed 2",
+        "--max-length 64",
+        "--set=model.options.truncation=tail",
+        "--no-augment",
+    ):
+        assert part in command, (part, command)
+    assert words[-2:] == ["--strategy", "fine-tune"]
+    # the suggestion is a valid `tl run` command line: its options parse into the same data settings
+    again = RunConfig()
+    from tlzoo.cli import RUN_OPTIONS, run
+
+    ctx = run.make_context("run", words[2:])
+    for param, key in RUN_OPTIONS:
+        if ctx.params.get(param) is not None:
+            again.set(key, ctx.params[param])
+    again.apply_overrides([s.removeprefix("--set=") for s in words if s.startswith("--set=")])
+    again.data.augment = not ctx.params["no_augment"]
+    assert again.data == cfg.data and again.seed == 2 and again.model.max_length == 64
+    assert again.model.options == {"truncation": "tail"}
+
+
+def test_the_leaderboard_shows_the_test_size_both_seconds_and_what_logme_means() -> None:
+    from tlzoo.core.compare import format_leaderboard, leaderboard_notes
+
+    row = {"rank": 1, "backbone": "b", "head": "logreg", "accuracy": 0.9, "macro_f1": 0.8, "seconds": 3.5}
+    row.update(extract_seconds=3.0, fit_seconds=0.5, features=8, logme=-0.42, n_test=90)
+    table = format_leaderboard([row])
+    header, line = table.splitlines()[0], table.splitlines()[2]
+    assert "extract s" in header and "fit s" in header and " seconds" not in header
+    assert line.split()[-4:] == ["3.0", "0.5", "8", "-0.420"]
+    notes = leaderboard_notes([row])
+    assert notes[0].startswith("test set: 90 examples")
+    assert any("LogME" in n and "higher is better" in n and "this dataset only" in n for n in notes)
+    assert not any("LogME" in n for n in leaderboard_notes([{**row, "logme": None}]))

@@ -69,6 +69,7 @@ class TrainConfig:
     patience: int = 0  # early stopping: stop a phase after N epochs without a better val loss (0 = off)
     num_workers: int = 0
     device: str = "auto"
+    amp: bool = True  # on a GPU: bfloat16 autocast where it supports it (false: float32 throughout); never on CPU
 
 
 @dataclass
@@ -243,6 +244,9 @@ UNSET: dict[str, tuple[Any, str]] = {
 
 # the command-line option that sets a key, for messages
 OPTION_NAMES = {
+    "data.text_column": "--text-column",
+    "data.label_column": "--label-column",
+    "data.encoding": "--encoding",
     "data.limit": "--limit",
     "data.val_fraction": "--val-fraction",
     "data.test_fraction": "--test-fraction",
@@ -255,6 +259,7 @@ OPTION_NAMES = {
     "train.finetune_lr": "--finetune-lr",
     "train.unfreeze": "--unfreeze",
     "train.num_workers": "--num-workers",
+    "train.device": "--device",
     "seed": "--seed",
 }
 
