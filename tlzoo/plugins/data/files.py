@@ -29,6 +29,7 @@ from tlzoo.core.interfaces import DataOptions, Dataset, DataSource
 
 from ._sources import SuffixSource, class_files, is_saved_hf
 
+
 def _where(path: Path) -> str:
     """A dataset read from disk is named by its absolute path: ``tl cache ls`` then tells an exported
     ``./digits`` folder from the built-in ``digits`` dataset."""
