@@ -258,3 +258,89 @@ def test_the_leaderboard_shows_the_test_size_both_seconds_and_what_logme_means()
     assert notes[0].startswith("test set: 90 examples")
     assert any("LogME" in n and "higher is better" in n and "this dataset only" in n for n in notes)
     assert not any("LogME" in n for n in leaderboard_notes([{**row, "logme": None}]))
+
+
+# --------------------------------------------------------------------------- tl config
+def test_every_engine_key_has_a_meaning() -> None:
+    from tlzoo.core.config_keys import MEANINGS, engine_keys
+
+    keys = engine_keys()
+    missing = [k.key for k in keys if k.key not in MEANINGS]
+    assert not missing, f"add a line to tlzoo.core.config_keys.MEANINGS for {missing}"
+    assert set(MEANINGS) == {k.key for k in keys}, "MEANINGS names keys RunConfig no longer has"
+    epochs = next(k for k in keys if k.key == "train.epochs")
+    assert epochs.default == 0 and epochs.option == "--epochs"
+
+
+def test_tl_config_lists_every_key_with_default_and_meaning(run_cli: Any) -> None:
+    res = run_cli("config")
+    assert res.exit_code == 0, res
+    lines = res.stdout.splitlines()
+
+    def line(key: str, plugin: str = "") -> str:
+        found = [ln for ln in lines if ln.split() and ln.split()[0] == key and plugin in ln]
+        assert found, f"tl config does not list {key} {plugin}"
+        return found[0]
+
+    for k in ("data.limit", "train.unfreeze", "model.pretrained", "seed"):
+        assert len(line(k).split()) > 3
+    assert line("train.lr").split()[:3] == ["train.lr", "0.003", "--lr"]
+    hflip = line("model.options.hflip", "efficientnet")
+    assert hflip.split()[1] == "0.0" and "mirroring" in hflip and "lenet" in hflip
+    assert line("model.options.crop_scale", "efficientnet").split()[1] == "0.7"
+    assert line("model.options.crop_scale", "[lenet]").split()[1] == "0.6"
+    assert line("model.options.truncation", "bert").split()[1] == "head"
+    assert "knn head" in line("head.n_neighbors")
+    one = run_cli("config", "--plugin", "lenet")
+    assert one.exit_code == 0 and "model.options.hflip" in one.stdout and "truncation" not in one.stdout
+    bad = run_cli("config", "--plugin", "lenat")
+    assert bad.exit_code == 2 and "Did you mean 'lenet'" in bad.stderr
+
+
+def test_a_third_party_plugins_options_appear_in_tl_config() -> None:
+    from tlzoo import BackboneFactory, PluginManager, hookimpl
+    from tlzoo.core.config_keys import format_keys, plugin_keys
+
+    class Plugin:
+        @hookimpl
+        def tlzoo_register_backbones(self, register: Any) -> None:
+            register(
+                BackboneFactory(
+                    name="mine",
+                    modality="text",
+                    create=lambda request: None,  # type: ignore[arg-type,return-value]
+                    default_model="m",
+                    options={"width": 64, "mode": "fast"},
+                    option_help={"width": "how wide the features are"},
+                )
+            )
+
+    zoo = Zoo(PluginManager(load_entry_points=False, builtins=False, extra=[Plugin()]))
+    lines = format_keys(plugin_keys(zoo, "mine"))
+    assert any(ln.split()[:2] == ["model.options.width", "64"] and "how wide" in ln and "[mine]" in ln for ln in lines)
+    assert any(ln.split()[:2] == ["model.options.mode", "fast"] and "the plugin documents it" in ln for ln in lines)
+
+
+def test_tl_config_imports_no_torch() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tlzoo.core.plugins import BUILTIN_PLUGINS
+
+    probe = (
+        "import sys\nfrom tlzoo.cli import cli\ntry:\n    cli.main(['config'], standalone_mode=False)\n"
+        "except SystemExit:\n    pass\n"
+        "print([m for m in ('torch', 'timm', 'transformers', 'sklearn') if m in sys.modules])"
+    )
+    env = {**os.environ, "TLZOO_PLUGINS": ",".join(BUILTIN_PLUGINS)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "model.options.hflip" in out.stdout and out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_the_light_augmentation_help_is_the_librarys() -> None:
+    from tlzoo.lib.vision.images import AUGMENT_HELP, AUGMENT_OPTIONS
+    from tlzoo.plugins.vision import timm_vision_hooks
+
+    assert timm_vision_hooks.AUGMENT_HELP == AUGMENT_HELP and timm_vision_hooks.AUGMENT_OPTIONS == AUGMENT_OPTIONS

@@ -922,6 +922,28 @@ def strategies() -> None:
         click.echo(f"{name:<20} {s.description}")
 
 
+@cli.command(name="config")
+@click.option("--plugin", "-p", help="Only this backbone plugin's model.options (and the engine keys).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@friendly
+def config_cmd(plugin: str | None, as_json: bool) -> None:
+    """Every --set key with its default and meaning: the engine's, then the plugins' and heads' own."""
+    from tlzoo.core.config_keys import engine_keys, format_keys, plugin_keys
+    from tlzoo.core.zoo import Zoo
+
+    zoo = Zoo()
+    if plugin:
+        zoo.resolve_backbone(plugin, "")  # an unknown name: one line with did-you-mean
+    engine, own = engine_keys(), plugin_keys(zoo, plugin or "")
+    if as_json:
+        click.echo(json.dumps([k.as_dict() for k in engine + own], indent=2, default=str))
+        return
+    click.echo("Run keys: tl run --set KEY=VALUE, a [section] of a --config TOML file, or the option shown")
+    click.echo("\n".join(format_keys(engine)))
+    click.echo("\nBackbone options (model.options.KEY) and head options (head.KEY), as the plugins declare them:")
+    click.echo("\n".join(format_keys(own)) or "(none)")
+
+
 class PluginSubgroup(click.Group):
     """A group of ``tl`` that plugins add to (``tl data export`` comes from the ``data_export``
     plugin): loads the plugin commands before a look-up misses, and before listing."""

@@ -309,6 +309,7 @@ class BackboneFactory:
     description: str = ""
     plugin: str = ""  # the plugin that registered it, filled in by the plugin manager
     options: dict[str, Any] = field(default_factory=dict)  # the plugin's own model.options and their defaults
+    option_help: dict[str, str] = field(default_factory=dict)  # one line per option, for `tl config`
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.options) & set(ENGINE_SETTINGS))

@@ -14,6 +14,7 @@ from tlzoo.core.interfaces import BackboneFactory
 from .._lazy import lazy
 
 DEFAULTS: dict[str, Any] = {"truncation": "head"}  # the plugin's own model.options
+HELP = {"truncation": "which tokens a text longer than --max-length keeps: head (its start) or tail (its end)"}
 
 # catalogue name -> (hub id, importable package that ships the weights, its folder getter)
 KNOWN: dict[str, tuple[str, str | None]] = {
@@ -38,6 +39,7 @@ def tlzoo_register_backbones(register: Any) -> None:
             models=tuple(KNOWN),
             accepts_any_model=True,
             options=DEFAULTS,
+            option_help=HELP,
             description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
         )
     )

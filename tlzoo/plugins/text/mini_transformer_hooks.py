@@ -16,6 +16,14 @@ from .._lazy import LazyPretrainer, lazy
 ARCH_DEFAULTS: dict[str, Any] = {"dim": 128, "layers": 2, "heads": 4, "ff": 512, "max_length": 128, "dropout": 0.1}
 # the plugin's own model.options (max_length is the engine's --max-length); they apply without --weights only
 DEFAULTS: dict[str, Any] = {**{k: v for k, v in ARCH_DEFAULTS.items() if k != "max_length"}, "vocab_size": 20000}
+HELP: dict[str, str] = {  # the architecture of a new encoder; --weights brings its own
+    "dim": "without --weights: width of the token states",
+    "layers": "without --weights: Transformer layers",
+    "heads": "without --weights: attention heads per layer",
+    "ff": "without --weights: units of each feed-forward block",
+    "dropout": "without --weights: dropout in the encoder",
+    "vocab_size": "without --weights: words in the vocabulary",
+}
 
 
 @hookimpl
@@ -28,6 +36,7 @@ def tlzoo_register_backbones(register: Any) -> None:
             default_model="mini-transformer",
             models=("mini-transformer",),
             options=DEFAULTS,
+            option_help=HELP,
             description="a small Transformer encoder pretrained by `tl pretrain --plugin transformer` (masked LM)",
         )
     )

@@ -25,6 +25,14 @@ DEFAULTS: dict[str, Any] = {
     "filters": 100,
     "dim": 100,
 }
+HELP: dict[str, str] = {
+    "encoder": "fine-tune: the encoder over the word vectors, bilstm or cnn",
+    "hidden": "fine-tune: units of the BiLSTM encoder",
+    "dropout": "fine-tune: dropout in the encoder",
+    "vocab_size": "rows of the embedding layer: the most frequent words (or hashed buckets without vectors)",
+    "filters": "fine-tune: CNN filters per n-gram width (3, 4, 5)",
+    "dim": "vector width when there are no vectors to load (random rows)",
+}
 FAMILIES = {
     "glove": ("glove-6B-50d", "GloVe vectors: the packaged 6B-50d offline, or any GloVe/word2vec/fastText file"),
     "word2vec": ("word2vec", "word2vec vectors trained by `tl pretrain --plugin word2vec`, or a .bin/.txt file"),
@@ -46,6 +54,7 @@ def _factory(family: str) -> BackboneFactory:
         modality="text",
         create=create,
         options=DEFAULTS,
+        option_help=HELP,
         default_model=default,
         models=(default,),
         description=description,

@@ -12,7 +12,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory
 
 from .._lazy import lazy
-from .timm_vision_hooks import AUGMENT_OPTIONS
+from .timm_vision_hooks import AUGMENT_HELP, AUGMENT_OPTIONS
 
 # gentle crops and no flips, since a mirrored digit is wrong
 OPTIONS: dict[str, Any] = {**AUGMENT_OPTIONS, "crop_scale": 0.6, "hflip": 0.0}  # its own model.options
@@ -29,5 +29,6 @@ def tlzoo_register_backbones(register: Any) -> None:
             models=("lenet5",),
             description="LeNet-5 for small grey images (trained from scratch)",
             options=OPTIONS,
+            option_help=AUGMENT_HELP,
         )
     )

@@ -16,6 +16,11 @@ from .._lazy import lazy
 # tlzoo.lib.vision.images.AUGMENT_OPTIONS, which imports torch; this torch-free copy is what the
 # vision built-ins register (tests/test_startup.py checks that the two agree)
 AUGMENT_OPTIONS: dict[str, Any] = {"augment_policy": "", "crop_scale": 0.7, "hflip": 0.0}
+AUGMENT_HELP: dict[str, str] = {  # tlzoo.lib.vision.images.AUGMENT_HELP, for `tl config`
+    "augment_policy": "training augmentation policy: randaugment, trivialaugment or a timm auto_augment string",
+    "crop_scale": "training crops keep at least this share of the image area, in (0, 1]",
+    "hflip": "probability of mirroring a training image left-right (0 = never)",
+}
 
 # family -> (default model, models); googlenet joins inception from torchvision_models.py
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -57,5 +62,6 @@ def tlzoo_register_backbones(register: Any) -> None:
                 models=models,
                 description=DESCRIPTIONS[family],
                 options=AUGMENT_OPTIONS,
+                option_help=AUGMENT_HELP,
             )
         )

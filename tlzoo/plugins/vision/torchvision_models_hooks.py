@@ -12,7 +12,7 @@ from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import BackboneFactory
 
 from .._lazy import lazy
-from .timm_vision_hooks import AUGMENT_OPTIONS
+from .timm_vision_hooks import AUGMENT_HELP, AUGMENT_OPTIONS
 
 
 @hookimpl
@@ -26,5 +26,6 @@ def tlzoo_register_backbones(register: Any) -> None:
             models=("alexnet",),
             description="AlexNet (torchvision): the 2012 ImageNet winner",
             options=AUGMENT_OPTIONS,
+            option_help=AUGMENT_HELP,
         )
     )
