@@ -138,3 +138,57 @@ def _restore_fitted(backbone: FittableBackbone, folder: str) -> None:
             f"The fitted state of backbone '{backbone.name}' in '{folder}' does not load "
             f"({type(exc).__name__}: {detail}); the run is incomplete or damaged: rerun `tl run`."
         ) from None
+
+
+class UnbuiltBackbone(Backbone):
+    """Stands in for a backbone whose features are all cached, so the run never builds it.
+
+    It answers what the run reads after the features exist (name, plugin, modality, width,
+    where the weights came from, ``spec()``, ``preprocessing()``, ``fingerprint()``), from what
+    the run that extracted the features recorded in the cache manifest (``describe``).  It has
+    no parameters and writes no assets; asked for features it raises, which cannot happen:
+    the run takes this path only when every split it needs is cached.
+    """
+
+    def __init__(self, info: dict[str, Any]) -> None:
+        super().__init__()
+        self.name = str(info["name"])
+        self.plugin = str(info["plugin"])
+        self.modality = str(info["modality"])
+        self.num_features = int(info["num_features"])
+        self.weights_source = str(info["weights_source"])
+        self._spec = dict(info["spec"])
+        self._preprocessing = dict(info["preprocessing"])
+        self._fingerprint = str(info["fingerprint"])
+
+    @staticmethod
+    def describe(backbone: Backbone, fingerprint: str) -> dict[str, Any]:
+        """What an UnbuiltBackbone needs of ``backbone`` (JSON-able, kept in the cache manifest)."""
+        return {
+            "name": backbone.name,
+            "plugin": backbone.plugin,
+            "modality": backbone.modality,
+            "num_features": backbone.num_features,
+            "weights_source": backbone.weights_source,
+            "spec": backbone.spec(),
+            "preprocessing": backbone.preprocessing(),
+            "fingerprint": fingerprint,
+        }
+
+    def transform(self, example: Any, train: bool) -> Any:
+        raise RuntimeError(f"backbone {self.name} was not built (its features were cached); it has no transform")
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        raise RuntimeError(f"backbone {self.name} was not built (its features were cached); it cannot run")
+
+    def layer_groups(self) -> list[nn.Module]:
+        return []
+
+    def preprocessing(self) -> dict[str, Any]:
+        return dict(self._preprocessing)
+
+    def spec(self) -> dict[str, Any]:
+        return dict(self._spec)
+
+    def fingerprint(self) -> str:
+        return self._fingerprint

@@ -36,7 +36,7 @@ import torch
 
 from . import distributed
 from .cache_admin import remove_orphans
-from .interfaces import Backbone, Dataset
+from .interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset
 from .lifecycle import tlzoo_home  # noqa: F401  (re-exported: plugins import it from here)
 from .loaders import example_loader
 
@@ -44,12 +44,52 @@ SHARD_ROWS = 4096
 CACHE_FORMAT = 2
 
 
-def key_parts(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint: str | None = None) -> dict[str, Any]:
+def backbone_spec(plugin: str, request: BackboneRequest, weights_digest: str) -> dict[str, Any]:
+    """What decides the features of a backbone whose factory names its weight files
+    (``BackboneFactory.weights_files``): the request and a digest of those files.  Known before
+    the backbone is built, so a run whose every split is cached need not build it."""
+    return {
+        "backbone": f"{plugin}/{request.model}",
+        "request": {k: v for k, v in request.to_json().items() if k != "augment"},  # features never augment
+        "weights_files": weights_digest,
+    }
+
+
+def feature_spec(factory: BackboneFactory, request: BackboneRequest) -> dict[str, Any] | None:
+    """:func:`backbone_spec` for ``request`` when its factory names the weight files and they are
+    there (digested once per file version, ``tlzoo.core.weights_digest``); None otherwise: random
+    init, weights from the hub, or a factory without ``weights_files``, keyed by the fingerprint."""
+    if factory.weights_files is None or not request.pretrained:
+        return None
+    files = factory.weights_files(request)
+    if not files:
+        return None
+    from .weights_digest import digest
+
+    try:
+        return backbone_spec(factory.name, request, digest(files))
+    except OSError:  # not readable here: building the backbone will say why
+        return None
+
+
+def key_parts(
+    backbone: Backbone | None,
+    dataset: Dataset,
+    split: str = "",
+    fingerprint: str | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything that decides the features; the cache key is a hash of it.
 
-    ``fingerprint``: the backbone's current ``fingerprint()`` when the caller already
-    computed it (it hashes every weight tensor, so it is worth computing once per run).
+    ``spec`` (:func:`backbone_spec`): the request and the digest of the weight files stand for
+    the backbone (which may then be None).  Otherwise the backbone's ``fingerprint()`` (a hash of
+    every weight tensor, and the fitted state of a FittableBackbone) and ``preprocessing()`` do;
+    ``fingerprint``: that value when the caller already computed it.  Random-init backbones and
+    those whose weights come from the hub always key this way, so the two kinds never collide.
     """
+    if spec is not None:
+        return {"format": CACHE_FORMAT, **spec, "dataset": dataset.fingerprint(), "split": split}
+    assert backbone is not None, "key_parts needs a backbone or a spec"
     return {
         "format": CACHE_FORMAT,
         "backbone": f"{backbone.plugin}/{backbone.name}",
@@ -61,13 +101,86 @@ def key_parts(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint
     }
 
 
-def _labels(backbone: Backbone) -> dict[str, Any]:
-    """What ``tl cache ls`` shows beside the key: where the weights came from ("random init" too)."""
-    return {"weights_source": backbone.weights_source}
+def _labels(backbone: Backbone, dataset: Dataset) -> dict[str, Any]:
+    """What ``tl cache ls`` shows beside the key: the model, the dataset, where the weights came from."""
+    return {
+        "plugin": backbone.plugin,
+        "model": backbone.name,
+        "dataset_name": dataset.name,
+        "weights_source": backbone.weights_source,  # "random init" too
+    }
 
 
-def cache_key(backbone: Backbone, dataset: Dataset, split: str = "", fingerprint: str | None = None) -> str:
-    return _hash(key_parts(backbone, dataset, split, fingerprint))
+class _CacheRefused(Exception):
+    """The cache refused a write (full, read-only, forbidden): ``error``, and ``done``, the rows
+    written before it (None when they cannot be read back)."""
+
+    def __init__(self, error: OSError, done: list[np.ndarray] | None) -> None:
+        super().__init__(str(error))
+        self.error, self.done = error, done
+
+
+def _write_entry(cache: FeatureCache, key: str, info: dict[str, Any], blocks: Any, width: int) -> None:
+    """Stream feature ``blocks`` into the entry ``key`` and publish it (``width`` when there are no
+    rows); :class:`_CacheRefused` when the disk refuses, nothing half-written left behind."""
+    try:
+        writer = cache.writer(key, info)
+    except OSError as exc:
+        raise _CacheRefused(exc, []) from None
+    try:
+        for block in blocks:
+            writer.add(block)
+        if writer.width == 0:
+            writer.width = width
+        writer.close()
+    except OSError as exc:
+        try:
+            done: list[np.ndarray] | None = writer.recover()
+        except OSError:
+            done = None
+        writer.abort()
+        raise _CacheRefused(exc, done) from None
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def cache_key(
+    backbone: Backbone | None,
+    dataset: Dataset,
+    split: str = "",
+    fingerprint: str | None = None,
+    spec: dict[str, Any] | None = None,
+) -> str:
+    return _hash(key_parts(backbone, dataset, split, fingerprint, spec))
+
+
+def cached_splits(cache: FeatureCache, spec: dict[str, Any], splits: dict[str, Dataset]) -> CachedSplits | None:
+    """Every split's features from the cache, keyed by ``spec``, and what stands in for the backbone
+    (``UnbuiltBackbone``), or None unless every split is there, whole, with that description."""
+    cache.tidy()
+    features: dict[str, np.ndarray] = {}
+    info: dict[str, Any] | None = None
+    for split, dataset in splits.items():
+        key = cache_key(None, dataset, split, spec=spec)
+        meta = cache.manifest(key)
+        described = meta.get("unbuilt") if meta else None
+        if not isinstance(described, dict):
+            return None
+        feats = cache.load(key)
+        if feats is None:
+            return None
+        features[split], info = feats, described
+    if info is None:
+        return None
+    return CachedSplits(features, info)
+
+
+class CachedSplits:
+    """What :func:`cached_splits` found: features per split, and the backbone's description."""
+
+    def __init__(self, features: dict[str, np.ndarray], backbone: dict[str, Any]) -> None:
+        self.features, self.backbone = features, backbone
 
 
 def _hash(parts: dict[str, Any]) -> str:
@@ -126,6 +239,14 @@ class FeatureCache:
         except OSError:  # a read-only cache still serves its features
             pass
         return np.asarray(feats, dtype=np.float32)
+
+    def manifest(self, key: str) -> dict[str, Any] | None:
+        """The entry's manifest (what it holds and how it was made), or None when there is none."""
+        try:
+            meta = json.loads((self.path(key) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
 
     def writer(self, key: str, info: dict[str, Any]) -> _ShardWriter:
         return _ShardWriter(self.path(key), info)
@@ -196,23 +317,32 @@ def extract(
     log: Callable[[str], None] = print,
     label: str = "",
     fingerprint: str | None = None,
+    spec: dict[str, Any] | None = None,
 ) -> np.ndarray:
     """Pooled features for every example, from the cache when possible.
 
     With a cache, blocks go straight to disk shards (never all held in memory while
-    the backbone runs) and the result is read back from the published entry.
+    the backbone runs) and the result is read back from the published entry.  ``spec``
+    (:func:`backbone_spec`) keys the entry by the request and the weight files instead of
+    the fingerprint; the entry then also describes the backbone, so a later run with every
+    split cached can leave it unbuilt (:func:`cached_splits`).
     """
     if cache is None:
         blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
         return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
     cache.tidy()
-    parts = key_parts(backbone, dataset, label, fingerprint)
+    parts = key_parts(backbone, dataset, label, fingerprint, spec)
     key = _hash(parts)
+    info = {**parts, **_labels(backbone, dataset)}
+    if spec is not None:
+        from .backbone import UnbuiltBackbone
+
+        info["unbuilt"] = UnbuiltBackbone.describe(backbone, fingerprint or backbone.fingerprint())
     if distributed.active():
         return _extract_sharded(
             backbone,
             dataset,
-            parts,
+            info,
             key,
             batch_size=batch_size,
             device=device,
@@ -226,52 +356,8 @@ def extract(
     if hit is not None:
         log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
         return hit
-    blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
-    try:
-        writer = cache.writer(
-            key,
-            {
-                **parts,
-                "plugin": backbone.plugin,
-                "model": backbone.name,
-                "dataset_name": dataset.name,
-                **_labels(backbone),
-            },
-        )
-    except OSError as exc:
-        return _in_memory(blocks, [], backbone, cache, exc, log)
-    try:
-        for block in blocks:
-            writer.add(block)
-        if writer.width == 0:
-            writer.width = backbone.num_features
-        writer.close()
-    except OSError as exc:  # the cache disk failed (full, read-only, forbidden): go on in memory
-        try:
-            done = writer.recover()
-        except OSError:
-            done = None
-        writer.abort()
-        if done is None:  # the written shards cannot even be read back: start again in memory
-            blocks.close()
-            return extract(
-                backbone,
-                dataset,
-                batch_size=batch_size,
-                device=device,
-                num_workers=num_workers,
-                cache=None,
-                progress=progress,
-                log=log,
-                label=label,
-            )
-        return _in_memory(blocks, done, backbone, cache, exc, log)
-    except BaseException:
-        writer.abort()
-        raise
-    feats = cache.load(key)
-    if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
-        log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
+
+    def in_memory() -> np.ndarray:  # the cache failed us: the same extraction, without it
         return extract(
             backbone,
             dataset,
@@ -283,6 +369,19 @@ def extract(
             log=log,
             label=label,
         )
+
+    blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
+    try:
+        _write_entry(cache, key, info, blocks, backbone.num_features)
+    except _CacheRefused as refused:
+        if refused.done is None:  # the written shards cannot even be read back: start again in memory
+            blocks.close()
+            return in_memory()
+        return _in_memory(blocks, refused.done, backbone, cache, refused.error, log)
+    feats = cache.load(key)
+    if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
+        log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
+        return in_memory()
     log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
     return feats
 
@@ -290,7 +389,7 @@ def extract(
 def _extract_sharded(
     backbone: Backbone,
     dataset: Dataset,
-    parts: dict[str, Any],
+    info: dict[str, Any],
     key: str,
     *,
     batch_size: int,
@@ -315,14 +414,7 @@ def _extract_sharded(
     rows = distributed.gather_rows(mine, shards, width)
     if rows is None:  # not rank 0: the published entry, or rank 0's rows
         return _everywhere(None, cache, key, len(dataset))
-    feats = _publish(
-        cache,
-        key,
-        {**parts, "plugin": backbone.plugin, "model": backbone.name, "dataset_name": dataset.name, **_labels(backbone)},
-        rows,
-        batch_size,
-        log,
-    )
+    feats = _publish(cache, key, info, rows, batch_size, log)
     if feats is not None:
         log(f"  features for {what} extracted by {distributed.world_size()} processes and cached as {key}")
     return _everywhere(rows if feats is None else feats, cache, key, len(dataset), published=feats is not None)
@@ -334,29 +426,15 @@ def _publish(
     """Write ``rows`` as the entry ``key`` in batch-sized blocks (the shards one process writes);
     the entry read back, or None when the cache refused it (the caller keeps ``rows``)."""
     try:
-        writer = cache.writer(key, info)
-    except OSError as exc:
+        blocks = (rows[i : i + batch_size] for i in range(0, len(rows), batch_size))
+        _write_entry(cache, key, info, blocks, rows.shape[1])
+    except _CacheRefused as refused:
+        exc = refused.error
         log(
             f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
             "continuing in memory, features will not be cached"
         )
         return None
-    try:
-        for start in range(0, len(rows), batch_size):
-            writer.add(rows[start : start + batch_size])
-        if writer.width == 0:
-            writer.width = rows.shape[1]
-        writer.close()
-    except OSError as exc:
-        writer.abort()
-        log(
-            f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
-            "continuing in memory, features will not be cached"
-        )
-        return None
-    except BaseException:
-        writer.abort()
-        raise
     feats = cache.load(key)
     if feats is None:
         log(f"  warning: could not cache features under {cache.root}; keeping them in memory")

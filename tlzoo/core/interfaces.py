@@ -298,6 +298,13 @@ class BackboneFactory:
     to the factory's name, and a :class:`FittableBackbone` built with ``request.assets``
     restores its fitted state from there (``load_fitted``).  ``options`` may not use the names of the engine's settings
     (:data:`ENGINE_SETTINGS`): those are typed fields of the request.
+
+    ``weights_files(request)`` (optional) names the files the request's pretrained weights (and
+    tokenizer or other files that decide the features) are read from, cheaply and without building
+    the backbone; None when they cannot be named so (the hub, random init).  Declare it only when
+    the request and those files alone decide the features (not for a :class:`FittableBackbone`, nor
+    for one whose assets ``tl predict`` needs): the feature cache then keys by the request and a
+    digest of the files, and a run whose every split is cached skips building the backbone.
     """
 
     name: str
@@ -310,6 +317,9 @@ class BackboneFactory:
     plugin: str = ""  # the plugin that registered it, filled in by the plugin manager
     options: dict[str, Any] = field(default_factory=dict)  # the plugin's own model.options and their defaults
     option_help: dict[str, str] = field(default_factory=dict)  # one line per option, for `tl config`
+    # the files a request's weights come from, found without building the backbone (None: not known
+    # without building, e.g. the hub or random init); see the class docstring
+    weights_files: Callable[[BackboneRequest], list[str] | None] | None = None
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.options) & set(ENGINE_SETTINGS))

@@ -237,3 +237,12 @@ def _encoder_layers(enc: nn.Module) -> list[nn.Module]:
             continue
         return list(obj)
     raise TlzooError(f"Don't know the layers of {type(enc).__name__}; it is not a BERT-like encoder.")
+
+
+def weights_files(request: BackboneRequest) -> list[str] | None:
+    """The local folder the weights and tokenizer come from (``BackboneFactory.weights_files``);
+    None for a hub id, whose files only the hub library knows."""
+    if not request.pretrained:
+        return None
+    source, _ = resolve_source(request.model, request.weights, request.pretrained)
+    return [source] if os.path.isdir(source) else None

@@ -35,6 +35,7 @@ def tlzoo_register_backbones(register: Any) -> None:
             name="bert",
             modality="text",
             create=lazy("tlzoo.plugins.text.bert:TransformerBackbone"),
+            weights_files=lazy("tlzoo.plugins.text.bert:weights_files"),
             default_model=DEFAULT,
             models=tuple(KNOWN),
             accepts_any_model=True,

@@ -26,7 +26,7 @@ from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import Backbone, BackboneRequest
 from tlzoo.lib.vision.images import ImageBackbone
-from tlzoo.lib.vision.weights import Loaded, hub_url, missing_weights, obtain, probe_early, save_to_cache
+from tlzoo.lib.vision.weights import Loaded, cache_file, hub_url, missing_weights, obtain, probe_early, save_to_cache
 
 from .timm_vision_hooks import DESCRIPTIONS as DESCRIPTIONS, FAMILIES as FAMILIES  # re-exported
 
@@ -298,3 +298,18 @@ def create(request: BackboneRequest) -> Backbone:
     if request.model not in VARIANTS:
         raise TlzooError(f"Unknown timm model '{request.model}'; see `tl list --modality vision`.")
     return TimmBackbone(request)
+
+
+def weights_files(request: BackboneRequest) -> list[str] | None:
+    """The file the weights come from, in ``obtain``'s order (``BackboneFactory.weights_files``):
+    --weights, tlzoo's cache, the package; None for random init or the hub."""
+    if request.weights:
+        return [request.weights]
+    variant = VARIANTS.get(request.model)
+    if not request.pretrained or variant is None:
+        return None
+    cached = cache_file(request.model)
+    if cached.is_file():
+        return [str(cached)]
+    path = variant.package() if variant.package is not None else None
+    return [path] if path else None

@@ -52,12 +52,14 @@ DESCRIPTIONS = {
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
     create = lazy("tlzoo.plugins.vision.timm_vision:create")
+    weights_files = lazy("tlzoo.plugins.vision.timm_vision:weights_files")
     for family, (default, models) in FAMILIES.items():
         register(
             BackboneFactory(
                 name=family,
                 modality="vision",
                 create=create,
+                weights_files=weights_files,
                 default_model=default,
                 models=models,
                 description=DESCRIPTIONS[family],
