@@ -37,11 +37,12 @@ import numpy as np
 import torch
 
 from . import artifacts, distributed
+from .backbone import UnbuiltBackbone
 from .checkpoint import Checkpointer, incomplete_dir
 from .config import RunConfig
 from .data import LabelEncoder, Splits, check_labels, stratified_limit, stratified_split
 from .errors import TlzooError
-from .features import FeatureCache, extract
+from .features import CachedSplits, FeatureCache, cached_splits, extract, feature_spec
 from .interfaces import (
     Backbone,
     BackboneFactory,
@@ -177,6 +178,9 @@ class Run:
     """create_backbone: what the backbone was built from (saved in model.json)."""
     weights_fingerprint: str
     """create_backbone: a hash of the transferred weights, recorded in metrics.json."""
+    feature_spec: dict[str, Any] | None
+    """create_backbone: the request and a digest of its weight files, keying cached features
+    (``features.backbone_spec``), or None: they are keyed by the backbone's fingerprint."""
     model: TransferModel | None
     """build_model: backbone + torch head; None for a FittedHead."""
     loss: Callable[..., torch.Tensor]
@@ -518,9 +522,21 @@ class Run:
             augment=self.augment_train,
             train_backbone=self.plan.trains_backbone,
         )
-        self.backbone = self.factory.create(request)  # the factory checks the options and sets backbone.plugin
         self.request = request
+        self.feature_spec = feature_spec(self.factory, request)
+        cached = self._cached_features()
+        if cached is not None:  # nothing but its features is needed, and they are all cached: no build
+            self.backbone, self.features = UnbuiltBackbone(cached.backbone), cached.features
+            self.weights_fingerprint = self.backbone.fingerprint()
+            self.log(
+                f"  {self.backbone.name}: not built, every split's features are cached "
+                f"({self.backbone.num_features} features); weights: {self.backbone.weights_source}"
+            )
+            return
+        self.backbone = self.factory.create(request)  # the factory checks the options and sets backbone.plugin
         fit_backbone(self.backbone, self.splits.train, self.log)  # a FittableBackbone learns from the train split
+        if isinstance(self.backbone, FittableBackbone):  # its features depend on the training split too
+            self.feature_spec = None
         self.weights_fingerprint = self.backbone.fingerprint()  # the weights transferred (and fitted state)
         _, total = count_parameters(self.backbone)
         self.log(
@@ -538,6 +554,21 @@ class Run:
                 seed=self.config.seed,
             ):
                 self.log(f"  augmented training samples: {self.final_dir / 'augment.png'}")
+
+    def _spec_keys_features(self) -> bool:
+        """Whether ``feature_spec`` may key the features: a strategy's ``before_training`` may change the
+        weights (ULMFiT's language-model stage), and then only the fingerprint taken after it can."""
+        return self.feature_spec is not None and type(self.strategy).before_training is Strategy.before_training
+
+    def _cached_features(self) -> CachedSplits | None:
+        """Every split's features from the cache when the plan needs nothing else of the backbone."""
+        if not self._spec_keys_features() or not self.plan.extract_features or self.plan.trains_backbone:
+            return None
+        if distributed.active():  # torchrun: rank 0 decides hits in extract, the backbone is built
+            return None
+        assert self.feature_spec is not None
+        s = self.splits
+        return cached_splits(self.cache, self.feature_spec, {"train": s.train, "val": s.val, "test": s.test})
 
     # ------------------------------------------------------------------ 7
     def build_model(self) -> None:
@@ -746,7 +777,11 @@ class Run:
 
     def _extract_features(self) -> None:
         t = self.config.train
+        if isinstance(self.backbone, UnbuiltBackbone):  # create_backbone read every split from the cache
+            self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())} (cached)")
+            return
         fingerprint = self.backbone.fingerprint()  # once: it hashes every weight (before_training may change them)
+        spec = self.feature_spec if self._spec_keys_features() else None
         for split in ("train", "val", "test"):
             ds = getattr(self.splits, split)
             self.features[split] = extract(
@@ -760,6 +795,7 @@ class Run:
                 log=self.log,
                 label=split,
                 fingerprint=fingerprint,
+                spec=spec,
             )
         self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
 
@@ -871,6 +907,10 @@ class Run:
                 "num_features": self.backbone.num_features,
                 "weights_saved": save_backbone,
                 "fingerprint": None if save_backbone else self.backbone.fingerprint(),
+                # tl predict checks these files' digest (remembered per file version) instead of hashing tensors
+                "weights_digest": self.feature_spec["weights_files"]
+                if self.feature_spec is not None and not save_backbone and self._spec_keys_features()
+                else None,
                 "preprocessing": self.backbone.preprocessing(),
             },
             "head": {
