@@ -472,6 +472,89 @@ def _run_config(
     return cfg
 
 
+# ---------------------------------------------------------------------------- lr-find
+@cli.command(name="lr-find")
+@click.option("--out", "-o", help="Folder for lr_find.png and lr_find.json [runs/lr-find-<time>].")
+@click.option("--start-lr", type=float, default=1e-7, show_default=True, help="Smallest learning rate of the sweep.")
+@click.option("--end-lr", type=float, default=10.0, show_default=True, help="Largest learning rate of the sweep.")
+@click.option("--steps", "num_steps", type=int, default=100, show_default=True, help="Batches in the sweep (at most).")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep and the suggestion as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the suggestion.")
+@friendly
+def lr_find(
+    out: str | None,
+    start_lr: float,
+    end_lr: float,
+    num_steps: int,
+    as_json: bool,
+    quiet: bool,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    no_pretrained: bool | None,
+    no_augment: bool | None,
+    **options: Any,
+) -> None:
+    """Find a learning rate: sweep it exponentially on the first phase `tl run` would train.
+
+    Takes `tl run`'s data, plugin, head and strategy options. Restores the weights
+    afterwards; writes lr_find.png (loss against rate) and lr_find.json; prints the
+    suggested rate and the `tl run` command that uses it. Fitted heads (logreg, svm, ...)
+    have no learning rate.
+    """
+    from tlzoo.core.lr_find import find_lr
+
+    cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
+    result = find_lr(
+        cfg, out, start_lr=start_lr, end_lr=end_lr, steps=num_steps, log=(lambda m: None) if quiet else _log
+    )
+    if as_json:
+        click.echo(json.dumps({"png": str(result.png), **result.as_dict()}, indent=2))
+        return
+    why = (
+        "steepest descent of the smoothed loss: where it falls fastest, below a tenth of its minimum"
+        if result.method == "steepest descent"
+        else "the minimum of the smoothed loss / 10: "
+        + (
+            f"the steepest descent, at {result.steepest:.2g}, lies too close to where the loss turns up"
+            if result.steepest is not None
+            else "the curve has no clear descending stretch"
+        )
+    )
+    click.echo(f"suggested learning rate {result.suggestion:.2g} ({why})")
+    click.echo(f"  minimum of the smoothed loss at {result.minimum:.2g}; sweep: {result.sweep.stopped}")
+    click.echo(f"  {_run_command(click.get_current_context(), result.option, result.suggestion)}")
+    click.echo(f"  saved {result.png} and {result.json_path}", err=True)
+
+
+# tl run's options that lr-find does not take (it has its own --out, --json and --quiet)
+_LR_FIND_SKIPS = {"out", "resume_dir", "seeds", "as_json", "quiet"}
+_LR_FIND_OWN = {"out", "start_lr", "end_lr", "num_steps", "as_json", "quiet"}
+lr_find.params.extend(p for p in run.params if p.name not in _LR_FIND_SKIPS)  # the rest: exactly tl run's
+
+
+def _run_command(ctx: click.Context, option: str, rate: float) -> str:
+    """The `tl run` command with lr-find's run options as given, and the suggested rate for ``option``."""
+    import shlex
+
+    words = ["tl", "run"]
+    rate_param = option.lstrip("-").replace("-", "_")
+    for param in ctx.command.params:
+        if param.name in _LR_FIND_OWN or param.name == rate_param or not isinstance(param, click.Option):
+            continue
+        if not param.expose_value:  # --offline, --debug: settings of this process, not of the run
+            continue
+        value = ctx.params.get(param.name or "")
+        name = max(param.opts, key=len)
+        if param.is_flag:
+            words += [name] if value else []
+        elif param.multiple:
+            for v in value or ():
+                words += [name, str(v)]
+        elif value is not None:
+            words += [name, str(value)]
+    return shlex.join([*words, option, f"{rate:.2g}"])
+
+
 def _print_result(result: Any, as_json: bool) -> None:
     from tlzoo.core import distributed
 
