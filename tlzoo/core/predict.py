@@ -50,7 +50,7 @@ from torch import nn
 
 from .artifacts import damaged, first_line, load_model_files
 from .errors import TlzooError
-from .interfaces import Backbone, BackboneRequest, FittedHead, Head, TorchHead
+from .interfaces import Backbone, BackboneFactory, BackboneRequest, FittedHead, Head, TorchHead
 from .loaders import example_loader
 from .zoo import Zoo
 
@@ -88,7 +88,11 @@ class Predictor:
         if b.get("weights_saved"):
             state = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
             _load_state(backbone, state, folder)
-        elif b.get("fingerprint") and backbone.fingerprint() != b["fingerprint"]:
+        elif (
+            b.get("fingerprint")
+            and not _same_weight_files(factory, request, b)
+            and backbone.fingerprint() != b["fingerprint"]
+        ):
             raise TlzooError(
                 f"The backbone weights found now ({backbone.weights_source}) differ from the ones this run was "
                 f"trained on; restore those weights or retrain with `tl run`."
@@ -172,6 +176,18 @@ class Predictor:
                 }
             )
         return out
+
+
+def _same_weight_files(factory: BackboneFactory, request: BackboneRequest, saved: dict[str, Any]) -> bool:
+    """Whether the weight files the backbone was built from now are those the run recorded (their digest,
+    remembered per file version): then hashing every tensor for the fingerprint check is not needed."""
+    from .features import feature_spec
+
+    recorded = saved.get("weights_digest")
+    if not recorded:
+        return False
+    spec = feature_spec(factory, request)
+    return spec is not None and spec["weights_files"] == recorded
 
 
 def _to(batch: Any, device: torch.device) -> Any:
