@@ -82,6 +82,14 @@ class RunConfig:
     out: str = ""  # empty: runs/<time>-<plugin>
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        self._given: set[str] = set()  # keys set by a config file, an option or --set (see given)
+
+    def given(self, dotted: str) -> bool:
+        """Whether the key ``dotted`` was set (config file, option, ``--set``) rather than left at its
+        default: a default may then be chosen for the machine (the batch size for a GPU)."""
+        return dotted in self._given
+
     # ------------------------------------------------------------ building
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
@@ -142,6 +150,7 @@ class RunConfig:
                 coerced = _coerce(dotted, value, ftype)
                 _check_range(dotted, coerced)
                 setattr(target, part, coerced)
+                self._given.add(dotted)
             else:
                 target = getattr(target, part)
                 if not dataclasses.is_dataclass(target):
