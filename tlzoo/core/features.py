@@ -160,9 +160,10 @@ def cached_splits(cache: FeatureCache, spec: dict[str, Any], splits: dict[str, D
     (``UnbuiltBackbone``), or None unless every split is there, whole, with that description."""
     cache.tidy()
     features: dict[str, np.ndarray] = {}
+    keys: dict[str, str] = {}
     info: dict[str, Any] | None = None
     for split, dataset in splits.items():
-        key = cache_key(None, dataset, split, spec=spec)
+        key = keys[split] = cache_key(None, dataset, split, spec=spec)
         meta = cache.manifest(key)
         described = meta.get("unbuilt") if meta else None
         if not isinstance(described, dict):
@@ -173,14 +174,14 @@ def cached_splits(cache: FeatureCache, spec: dict[str, Any], splits: dict[str, D
         features[split], info = feats, described
     if info is None:
         return None
-    return CachedSplits(features, info)
+    return CachedSplits(features, keys, info)
 
 
 class CachedSplits:
-    """What :func:`cached_splits` found: features per split, and the backbone's description."""
+    """What :func:`cached_splits` found: features and cache key per split, and the backbone's description."""
 
-    def __init__(self, features: dict[str, np.ndarray], backbone: dict[str, Any]) -> None:
-        self.features, self.backbone = features, backbone
+    def __init__(self, features: dict[str, np.ndarray], keys: dict[str, str], backbone: dict[str, Any]) -> None:
+        self.features, self.keys, self.backbone = features, keys, backbone
 
 
 def _hash(parts: dict[str, Any]) -> str:

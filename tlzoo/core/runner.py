@@ -527,6 +527,7 @@ class Run:
         cached = self._cached_features()
         if cached is not None:  # nothing but its features is needed, and they are all cached: no build
             self.backbone, self.features = UnbuiltBackbone(cached.backbone), cached.features
+            self._cached_keys = cached.keys
             self.weights_fingerprint = self.backbone.fingerprint()
             self.log(
                 f"  {self.backbone.name}: not built, every split's features are cached "
@@ -778,7 +779,10 @@ class Run:
     def _extract_features(self) -> None:
         t = self.config.train
         if isinstance(self.backbone, UnbuiltBackbone):  # create_backbone read every split from the cache
-            self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())} (cached)")
+            for split, key in self._cached_keys.items():
+                n = len(getattr(self.splits, split))
+                self.log(f"  features for {split} ({n} examples) read from cache {key}")
+            self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
             return
         fingerprint = self.backbone.fingerprint()  # once: it hashes every weight (before_training may change them)
         spec = self.feature_spec if self._spec_keys_features() else None
