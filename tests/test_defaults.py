@@ -175,7 +175,8 @@ def test_cache_ls_says_random_init_and_tells_a_folder_from_the_built_in(
     Run(cfg, Zoo(), lambda m: None).execute()
     lines = run_cli("cache", "ls").stdout.splitlines()
     ours = [ln for ln in lines if str(image_folder.resolve()) in ln]
-    assert len(ours) == 3 and all("lenet/lenet5" in ln and "random init" in ln for ln in ours), lines
+    assert len(ours) >= 3 and all("lenet/lenet5" in ln and "random init" in ln for ln in ours), lines
+    assert {ln.split()[5] for ln in ours} == {"train", "val", "test"}  # key, model, random init, path, split
     assert lines[0].split()[:3] == ["key", "model", "weights"]
 
 
