@@ -46,7 +46,13 @@ def example_loader(
     shuffle: bool = False,
     targets: np.ndarray | None = None,
     seed: int = 0,
+    device: torch.device | None = None,
 ) -> DataLoader:
+    """Batches of ``backbone.transform``-ed examples (with their ``targets`` rows when given).
+
+    ``device``: where the batches go; for a GPU the batches are collated into pinned memory,
+    so that the copy to the GPU (``non_blocking=True`` in the training loop) overlaps the work."""
+
     def collate(items: list[Any]) -> Any:
         if targets is None:
             return backbone.collate(items)
@@ -64,4 +70,10 @@ def example_loader(
         worker_init_fn=_seed_worker,
         generator=g,
         persistent_workers=False,
+        pin_memory=pin_memory(device),
     )
+
+
+def pin_memory(device: torch.device | None) -> bool:
+    """Pinned (page-locked) host memory pays only for copies to a CUDA device."""
+    return device is not None and device.type == "cuda" and torch.cuda.is_available()

@@ -67,8 +67,11 @@ from .training import (
     History,
     Trainer,
     TransferModel,
+    amp_dtype,
+    autocast,
     count_parameters,
     frozen_to_eval,
+    inference_batch_size,
     param_groups,
     predict_logits,
     set_trainable,
@@ -524,6 +527,9 @@ class Run:
         )
         self.request = request
         self.feature_spec = feature_spec(self.factory, request)
+        precision = amp_dtype(self.device, self.config.train.amp)
+        if self.feature_spec is not None and precision is not None:  # bfloat16 features: their own entries
+            self.feature_spec = {**self.feature_spec, "autocast": str(precision).removeprefix("torch.")}
         cached = self._cached_features()
         if cached is not None:  # nothing but its features is needed, and they are all cached: no build
             self.backbone, self.features = UnbuiltBackbone(cached.backbone), cached.features
@@ -601,7 +607,15 @@ class Run:
             weight_decay=t.weight_decay,
             progress=self.config.progress,
             log=self.log,
+            amp=t.amp,
         )
+        if amp_dtype(self.device, t.amp) is not None:
+            self.log(f"  {self.device}: bfloat16 autocast (--no-amp: float32)")
+        if self._inference_batch_size() != t.batch_size:
+            self.log(
+                f"  batch size {self._inference_batch_size()} for extraction and prediction on {self.device}, "
+                f"{t.batch_size} for training (--batch-size sets both)"
+            )
         total = count_parameters(self.backbone)[1]
         head_params = count_parameters(self.model.head)[1] if self.model is not None else 0
         if self.plan.extract_features and isinstance(self.head, FittedHead):
@@ -681,6 +695,7 @@ class Run:
                         shuffle=True,
                         targets=self.targets["train"],
                         seed=self.train_seed,
+                        device=self.device,
                     )
                     val = self._raw_loader("val")
                     self.trainer.run_phase(
@@ -771,10 +786,19 @@ class Run:
             ds.examples,
             self.backbone,
             train=False,
-            batch_size=self.config.train.batch_size,
+            batch_size=self._inference_batch_size(),
             num_workers=self.config.train.num_workers,
             targets=self.targets[split],
+            device=self.device,
         )
+
+    def _inference_batch_size(self) -> int:
+        """The batch size of extraction and prediction: ``train.batch_size``, or on a GPU, when the user
+        set none, one chosen for its memory (no gradients are kept: only the speed changes)."""
+        t = self.config.train
+        if self.config.given("train.batch_size"):
+            return t.batch_size
+        return inference_batch_size(self.device, t.batch_size)
 
     def _extract_features(self) -> None:
         t = self.config.train
@@ -785,23 +809,31 @@ class Run:
             self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
             return
         fingerprint = self.backbone.fingerprint()  # once: it hashes every weight (before_training may change them)
+        precision = amp_dtype(self.device, t.amp)
+        if precision is not None:  # bfloat16 features are not the float32 ones: their own cache entries
+            fingerprint += f"/autocast-{str(precision).removeprefix('torch.')}"
         spec = self.feature_spec if self._spec_keys_features() else None
         for split in ("train", "val", "test"):
             ds = getattr(self.splits, split)
-            self.features[split] = extract(
-                self.backbone,
-                ds,
-                batch_size=t.batch_size,
-                device=self.device,
-                num_workers=t.num_workers,
-                cache=self.cache,
-                progress=self.config.progress,
-                log=self.log,
-                label=split,
-                fingerprint=fingerprint,
-                spec=spec,
-            )
+            with autocast(self.device, t.amp):
+                self.features[split] = self._extract_split(ds, split, fingerprint, spec)
         self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
+
+    def _extract_split(self, ds: Dataset, split: str, fingerprint: str, spec: dict[str, Any] | None) -> Any:
+        t = self.config.train
+        return extract(
+            self.backbone,
+            ds,
+            batch_size=self._inference_batch_size(),
+            device=self.device,
+            num_workers=t.num_workers,
+            cache=self.cache,
+            progress=self.config.progress,
+            log=self.log,
+            label=split,
+            fingerprint=fingerprint,
+            spec=spec,
+        )
 
     def _feature_loader(self, split: str, shuffle: bool) -> Any:
         if len(self.features[split]) == 0:
@@ -971,10 +1003,12 @@ class Run:
                     test.examples,
                     self.backbone,
                     train=False,
-                    batch_size=self.config.train.batch_size,
+                    batch_size=self._inference_batch_size(),
                     num_workers=self.config.train.num_workers,
+                    device=self.device,
                 ),
                 self.device,
+                amp=self.config.train.amp,
             )
             proba = torch.softmax(logits, 1).numpy()
         self.test_proba = proba

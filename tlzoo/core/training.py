@@ -15,8 +15,10 @@ writes the history file and the checkpoints.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import math
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -105,12 +107,47 @@ def soft_cross_entropy(label_smoothing: float) -> Callable[[torch.Tensor, torch.
     return loss
 
 
-def _to(batch: Any, device: torch.device) -> Any:
+def _to(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+    """Move a batch to ``device`` (non-blocking: from pinned memory the copy overlaps the work);
+    ``channels_last``: 4-d image batches in the layout the convolutions prefer."""
     if isinstance(batch, torch.Tensor):
+        if channels_last and batch.dim() == 4:
+            return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
         return {k: _to(v, device) for k, v in batch.items()}
     return batch
+
+
+def amp_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
+    """The autocast dtype for ``device``: bfloat16 on a GPU that supports it (no loss scaling
+    needed, unlike float16), None (full float32) on the CPU, an older GPU, or with ``amp`` off."""
+    if not amp or device.type != "cuda" or not torch.cuda.is_available():
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+
+
+def autocast(device: torch.device, amp: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on a capable GPU (:func:`amp_dtype`), else a context that changes nothing."""
+    dtype = amp_dtype(device, amp)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def inference_batch_size(device: torch.device, default: int) -> int:
+    """A batch size for extraction and prediction on ``device`` when the user chose none: ``default``
+    on the CPU (larger batches do not run faster there), larger on a GPU, by its memory (a batch of
+    256 MiniLM or EfficientNet-Lite0 inputs without gradients needs well under 8 GiB)."""
+    if device.type != "cuda" or not torch.cuda.is_available():
+        return default
+    gib = torch.cuda.get_device_properties(device).total_memory / 2**30
+    return max(default, 256 if gib >= 16 else 128 if gib >= 8 else default)
+
+
+def is_convolutional(model: nn.Module) -> bool:
+    """Whether ``model`` convolves images (channels_last pays there and nowhere else)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
 
 
 def _batch_size(x: Any) -> int:
@@ -131,9 +168,22 @@ class Trainer:
         weight_decay: float = 0.01,
         progress: bool = True,
         log: Callable[[str], None] = print,
+        amp: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
+        """``amp``: bf16 autocast where the device supports it (:func:`amp_dtype`: a GPU, never the
+        CPU); ``channels_last``: image batches and convolution weights in NHWC while training
+        (None: for every model with a Conv2d; EfficientNet-Lite0's forward and backward at 224 px
+        on 2 CPU threads measured 14-21 s per batch of 32 against 45-60 s in NCHW)."""
         self.device, self.loss, self.history = device, loss, history
         self.weight_decay, self.progress, self.log = weight_decay, progress, log
+        self.amp = amp
+        self.channels_last = channels_last
+
+    def _channels_last(self, model: nn.Module) -> bool:
+        if self.channels_last is not None:
+            return self.channels_last
+        return is_convolutional(model)
 
     def run_phase(
         self,
@@ -158,11 +208,12 @@ class Trainer:
         In a process group, ``train_loader`` is replaced by this rank's share of it and
         ``model`` trains under DDP (``model`` itself is what is saved and restored).
         """
-        import time
-
         from tqdm.auto import tqdm
 
+        nhwc = self._channels_last(model)
         model.to(self.device)
+        if nhwc:
+            model.to(memory_format=torch.channels_last)
         share = None
         if distributed.active():  # this rank's piece of each batch, same steps as one process
             train_loader = distributed.shard_loader(train_loader)  # type: ignore[arg-type]
@@ -198,8 +249,11 @@ class Trainer:
             net.train()
             if on_train:
                 on_train()
-            seen = correct = 0
-            total_loss = 0.0
+            # running sums stay on the device: no host sync per step (one at the end of the epoch);
+            # float64 as Python floats were, so the history rows come out the same
+            seen = 0
+            sum_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+            sum_correct = torch.zeros((), dtype=torch.int64, device=self.device)
             bar = tqdm(
                 train_loader,
                 desc=f"{phase.name} {epoch}/{phase.epochs}",
@@ -208,10 +262,12 @@ class Trainer:
                 disable=None if self.progress else True,
                 mininterval=1.0,
             )
+            shown = time.monotonic()
             for x, y in bar:
-                x, y = _to(x, self.device), y.to(self.device)
-                logits = net(x)
-                loss = self.loss(logits, y)
+                x, y = _to(x, self.device, nhwc), y.to(self.device, non_blocking=True)
+                with autocast(self.device, self.amp):
+                    logits = net(x)
+                    loss = self.loss(logits, y)
                 opt.zero_grad(set_to_none=True)
                 if share is None:
                     loss.backward()
@@ -223,9 +279,12 @@ class Trainer:
                 sched.step()
                 if n:  # (a rank without rows in a batch smaller than the group trained on a stand-in)
                     seen += n
-                    total_loss += float(loss.detach()) * n
-                    correct += int((logits.argmax(1) == y.argmax(1)).sum())
-                    bar.set_postfix(loss=f"{total_loss / seen:.3f}")
+                    sum_loss += loss.detach().double() * n
+                    sum_correct += (logits.argmax(1) == y.argmax(1)).sum()
+                    if not bar.disable and time.monotonic() - shown >= 1.0:  # a sync only when shown
+                        shown = time.monotonic()
+                        bar.set_postfix(loss=f"{float(sum_loss) / seen:.3f}")
+            total_loss, correct = float(sum_loss), int(sum_correct)
             if share is not None:  # the whole batch's sums, on every rank
                 total_loss, seen_f, correct_f = distributed.sum_all([total_loss, seen, correct])
                 seen, correct = int(seen_f), int(correct_f)
@@ -262,6 +321,8 @@ class Trainer:
                         "history": list(self.history.rows),
                     }
                 )
+        if nhwc:  # back to the usual layout for whatever reads the weights next (export, hashing)
+            model.to(memory_format=torch.contiguous_format)
         if best is not None:
             model.load_state_dict(best["state"])
             if best["epoch"] != epoch_count(self.history, phase.name):
@@ -274,18 +335,23 @@ class Trainer:
         """Mean loss and accuracy over ``loader``; in a process group each rank takes every
         N-th example and the sums are all-reduced (so call it on every rank)."""
         model.eval()
-        seen = correct = 0
-        total = 0.0
+        seen = 0
         sharded = distributed.active()
         if sharded:
             loader = distributed.eval_loader(loader)  # type: ignore[arg-type]
+        nhwc = self._channels_last(model)
+        sum_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        sum_correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for x, y in loader:
-            x, y = _to(x, self.device), y.to(self.device)
-            logits = model(x)
+            x, y = _to(x, self.device, nhwc), y.to(self.device, non_blocking=True)
+            with autocast(self.device, self.amp):
+                logits = model(x)
+                loss = self.loss(logits, y)
             n = _batch_size(y)
-            total += float(self.loss(logits, y)) * n
-            correct += int((logits.argmax(1) == y.argmax(1)).sum())
+            sum_loss += loss.double() * n
+            sum_correct += (logits.argmax(1) == y.argmax(1)).sum()
             seen += n
+        total, correct = float(sum_loss), int(sum_correct)
         if sharded:
             total, seen_f, correct_f = distributed.sum_all([total, seen, correct])
             seen, correct = int(seen_f), int(correct_f)
@@ -334,9 +400,13 @@ def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:
 
 
 @torch.inference_mode()
-def predict_logits(model: nn.Module, loader: Iterable, device: torch.device) -> torch.Tensor:
+def predict_logits(model: nn.Module, loader: Iterable, device: torch.device, amp: bool = True) -> torch.Tensor:
+    """Logits for every batch of ``loader`` (bf16 autocast on a capable GPU unless ``amp`` is off)."""
     model.eval().to(device)
-    out = [model(_to(x, device)).float().cpu() for x in loader]
+    out = []
+    with autocast(device, amp):
+        for x in loader:
+            out.append(model(_to(x, device)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 
