@@ -17,7 +17,7 @@ import pytest
 from tlzoo.core.config import RunConfig
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.runner import Engine
-from tlzoo.plugins.heads.sklearn_heads import HEADS, KNNHead, SVMHead, TreeHead, cv_folds
+from tlzoo.plugins.heads.sklearn_heads import HEADS, GaussianNBHead, KNNHead, SVMHead, TreeHead, cv_folds
 
 
 def weak_task(n: int, seed: int, d: int = 32) -> tuple[np.ndarray, np.ndarray]:
@@ -100,7 +100,7 @@ def test_auto_chooses_what_the_data_needs() -> None:
 
 
 def test_a_value_the_user_sets_is_used_as_given() -> None:
-    x, y = _xor(300, 1)
+    x, y = _noisy_line(300, 1)
     tree = TreeHead(max_depth=1)
     tree.fit(x, y, 2)
     assert "max_depth" not in tree.tuned and "min_samples_leaf" in tree.tuned  # only the "auto" one searched
@@ -114,6 +114,20 @@ def test_a_value_the_user_sets_is_used_as_given() -> None:
     svm = SVMHead(C=0.5, kernel="rbf")
     svm.fit(x, y, 2)
     assert "C" not in svm.tuned and "gamma" in svm.tuned
+
+
+def test_on_features_without_signal_the_heads_predict_the_majority_class() -> None:
+    """The grids start with the class prior (a single leaf, a vote of half the rows, variances a
+    million times the largest), and a setting must beat it by more than one standard error of
+    the folds: pure noise leaves the prior standing."""
+    rng = np.random.default_rng(5)
+    y = rng.choice(3, size=300, p=[0.4, 0.3, 0.3])
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x_test = rng.normal(size=(500, 16)).astype(np.float32)
+    for head in (TreeHead(), KNNHead(), GaussianNBHead()):
+        head.fit(x, y, 3)
+        assert "class prior" in head.tuned.get("note", ""), (head.name, head.tuned)
+        assert (head.predict_proba(x_test).argmax(1) == 0).mean() > 0.95, head.name
 
 
 def test_a_saved_knn_head_keeps_its_chosen_k() -> None:

@@ -416,11 +416,11 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") ->
         ]
         yerr = [sd or 0.0 for sd in sds] if any(sd is not None for sd in sds) else None  # ± sd over seeds
         bars = ax.bar(x + (j - (len(heads) - 1) / 2) * width, vals, width, label=h, yerr=yerr, capsize=3)
-        for bar, v in zip(bars, vals):
+        for bar, v, sd in zip(bars, vals, sds):
             if not np.isnan(v):
                 ax.annotate(
                     f"{v:.3f}",
-                    (bar.get_x() + bar.get_width() / 2, v),
+                    (bar.get_x() + bar.get_width() / 2, v + (sd or 0.0)),  # above the error bar
                     ha="center",
                     va="bottom",
                     fontsize=8,
