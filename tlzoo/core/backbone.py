@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,6 +44,12 @@ class Backbone(nn.Module, ABC):
     def collate(self, items: list[Any]) -> Any:
         """Combine transformed examples into one batch (default: stack tensors)."""
         return torch.stack(items)
+
+    def extraction_order(self, examples: Sequence[Any]) -> Sequence[int] | None:
+        """The order in which feature extraction runs ``examples`` (a chunk of at most 4,096) through
+        the network, e.g. longest text first so that each batch pads little; the engine puts the
+        features back in the examples' order.  None (the default): as given, in one pass."""
+        return None
 
     @abstractmethod
     def forward(self, batch: Any) -> torch.Tensor:

@@ -475,6 +475,9 @@ def _in_memory(
     return np.concatenate(parts) if parts else np.zeros((0, backbone.num_features), np.float32)
 
 
+SORT_CHUNK = 4096  # examples a backbone orders at a time (extraction_order): bounded memory, little padding
+
+
 def _blocks(
     backbone: Backbone,
     dataset: Dataset,
@@ -484,21 +487,95 @@ def _blocks(
     progress: bool,
     label: str,
 ) -> Any:
+    """Feature blocks in the dataset's order.
+
+    A backbone whose ``extraction_order`` returns an order (text: longest first, so each batch
+    pads little) runs ``SORT_CHUNK`` examples at a time in that order, and each chunk's rows are
+    put back in the dataset's order before they are yielded.  Without ``num_workers`` the next
+    batch is decoded / tokenised in a thread while the backbone runs on the current one.
+    """
     from tqdm.auto import tqdm
 
     backbone.eval().to(device)
-    loader = example_loader(
-        dataset.examples, backbone, train=False, batch_size=batch_size, num_workers=num_workers, shuffle=False
-    )
-    for batch in tqdm(
-        loader,
+    bar = tqdm(
+        total=-(-len(dataset) // batch_size),
         desc=f"extract {label}".strip(),
         unit="batch",
         leave=False,
         disable=None if progress else True,
         mininterval=1.0,
-    ):
-        yield backbone(_to(batch, device)).float().cpu().numpy()
+    )
+
+    def run(examples: list[Any]) -> Any:
+        loader = example_loader(
+            examples, backbone, train=False, batch_size=batch_size, num_workers=num_workers, shuffle=False
+        )
+        for batch in loader if num_workers else _prefetched(loader):
+            yield backbone(_to(batch, device)).float().cpu().numpy()
+            bar.update()
+
+    try:
+        order = backbone.extraction_order(dataset.examples[:SORT_CHUNK])
+        if order is None:  # the given order: one pass, one loader (its workers start once)
+            yield from run(dataset.examples)
+            return
+        for lo in range(0, len(dataset), SORT_CHUNK):
+            chunk = dataset.examples[lo : lo + SORT_CHUNK]
+            if lo:
+                order = backbone.extraction_order(chunk)
+            index = np.asarray(range(len(chunk)) if order is None else order, dtype=np.int64)
+            if sorted(index.tolist()) != list(range(len(chunk))):
+                raise ValueError(f"{type(backbone).__name__}.extraction_order did not return a permutation")
+            rows = np.concatenate(list(run([chunk[i] for i in index])))
+            block = np.empty_like(rows)
+            block[index] = rows  # back to the dataset's order
+            yield block
+    finally:
+        bar.close()
+
+
+def _prefetched(batches: Any, depth: int = 2) -> Any:
+    """``batches`` produced in a thread, up to ``depth`` ahead: decoding and tokenising overlap the
+    forward pass (PIL, the tokenizers and torch release the GIL while they work)."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(("batch", batch), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="tlzoo-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
 
 
 def _to(batch: Any, device: torch.device) -> Any:

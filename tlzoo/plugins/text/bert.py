@@ -17,7 +17,7 @@ unanswered: its cache only, at once).  Weights load from safetensors only: a pic
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from torch import nn
 from tlzoo.core import network
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.lib.runtime import OnnxForward, check_runtime
 from tlzoo.lib.text.pooling import choose_pooling, pool
 
 from .bert_hooks import DEFAULTS, KNOWN
@@ -109,6 +110,7 @@ class TransformerBackbone(Backbone):
         opts = check_options("bert", request.options, DEFAULTS)
         self.pooling = choose_pooling(request.pooling, POOLINGS, "bert")
         self.truncation = opts["truncation"] or DEFAULTS["truncation"]
+        self.runtime = check_runtime(opts["runtime"], "bert")
         if self.truncation not in TRUNCATIONS:
             raise TlzooError(f"Unknown truncation '{self.truncation}' for bert; use head or tail.")
         self.max_length = request.max_length or 128
@@ -156,6 +158,7 @@ class TransformerBackbone(Backbone):
         self.weights_source = description
         config: Any = self.encoder.config  # transformers' PretrainedConfig: hidden_size is each architecture's own
         self.num_features = int(config.hidden_size)
+        self._onnx_forward: OnnxForward | None = None  # built on first use (runtime onnx)
 
     def _load_encoder(
         self, source: str, description: str, pretrained: bool, kwargs: dict[str, Any]
@@ -185,6 +188,7 @@ class TransformerBackbone(Backbone):
             "truncation": self.truncation,
             "pooling": self.pooling,
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
+            **({"runtime": self.runtime} if self.runtime != "torch" else {}),  # torch: the keys of 0.1
         }
 
     def transform(self, example: Any, train: bool) -> str:
@@ -194,7 +198,34 @@ class TransformerBackbone(Backbone):
         enc = self.tokenizer(items, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         return dict(enc)
 
+    def extraction_order(self, examples: Sequence[Any]) -> list[int]:
+        """Longest first (tokens after truncation, one fast-tokenizer call): batches of similar
+        length pad little (1,000 Rotten Tomatoes snippets: 1.4x sentence-transformers' encode,
+        which sorts too; 0.65x without sorting)."""
+        texts = [self.transform(e, False) for e in examples]
+        ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
+        return sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.runtime == "onnx":
+            onnx = self._onnx()
+            inputs = (batch["input_ids"], batch["attention_mask"])
+            types = batch.get("token_type_ids")
+            if onnx.serves(inputs) and (types is None or not bool(types.any())):  # one segment: the export's
+                return onnx(*inputs)
+        return self._pooled(batch)
+
+    def _onnx(self) -> OnnxForward:
+        if self._onnx_forward is None:
+            self._onnx_forward = OnnxForward(
+                self.encoder,
+                lambda ids, mask: self._pooled({"input_ids": ids, "attention_mask": mask}),
+                ("input_ids", "attention_mask"),
+                {"input_ids": [0, 1], "attention_mask": [0, 1]},
+            )
+        return self._onnx_forward
+
+    def _pooled(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         out = self.encoder(**batch)
         if self.pooling == "pooler":
             return out.pooler_output

@@ -22,6 +22,13 @@ AUGMENT_HELP: dict[str, str] = {  # tlzoo.lib.vision.images.AUGMENT_HELP, for `t
     "hflip": "probability of mirroring a training image left-right (0 = never)",
 }
 
+# the timm families' model.options: augmentation, and the extraction runtime (tlzoo.lib.runtime)
+OPTIONS: dict[str, Any] = {**AUGMENT_OPTIONS, "runtime": "torch"}
+HELP: dict[str, str] = {
+    **AUGMENT_HELP,
+    "runtime": "feature extraction runtime on the CPU: torch, or onnx (ONNX Runtime, about 2x faster, same features)",
+}
+
 # family -> (default model, models); googlenet joins inception from torchvision_models.py
 FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "vgg": ("vgg16", ("vgg16", "vgg19")),
@@ -63,7 +70,7 @@ def tlzoo_register_backbones(register: Any) -> None:
                 default_model=default,
                 models=models,
                 description=DESCRIPTIONS[family],
-                options=AUGMENT_OPTIONS,
-                option_help=AUGMENT_HELP,
+                options=OPTIONS,
+                option_help=HELP,
             )
         )
