@@ -972,7 +972,8 @@ class Run:
         plot_history(
             self.history.rows,
             self.dir / "history.png",
-            title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}",
+            title=f"{self.backbone.name} · {self.strategy.name} · head {self.head.name}"
+            + ("" if self.config.model.pretrained else " · random init"),
             best=(self.best_across_phases["phase"], self.best_across_phases["epoch"])
             if self.best_across_phases
             else None,
