@@ -44,7 +44,9 @@ def check_runtime(value: Any, owner: str) -> str:
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
-            raise TlzooError("--runtime onnx needs ONNX Runtime: pip install 'tlzoo[export]' (onnx and onnxruntime).") from None
+            raise TlzooError(
+                "--runtime onnx needs ONNX Runtime: pip install 'tlzoo[export]' (onnx and onnxruntime)."
+            ) from None
     return runtime
 
 
