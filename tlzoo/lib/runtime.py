@@ -94,6 +94,8 @@ class OnnxForward:
         return (
             not self._module.training
             and not torch.is_grad_enabled()
+            and not torch.jit.is_tracing()  # tl export traces the PyTorch graph itself
+            and not torch.onnx.is_in_onnx_export()
             and all(t.device.type == "cpu" for t in inputs)
             and all(p.device.type == "cpu" for p in self._module.parameters())
         )
