@@ -143,7 +143,7 @@ def test_a_saved_knn_head_keeps_its_chosen_k() -> None:
 def test_folds_follow_the_smallest_class() -> None:
     assert cv_folds(np.array([0] * 50 + [1] * 3)) == 3
     assert cv_folds(np.array([0] * 50 + [1] * 50)) == 5
-    assert cv_folds(np.array([0] * 900 + [1] * 900)) == 3  # large: 3 folds bound the cost
+    assert cv_folds(np.array([0] * 300 + [1] * 300)) == 3  # above 500 rows: 3 folds bound the cost
     assert cv_folds(np.array([0] * 10 + [1])) == 0  # one example: no cross-validation
     head = TreeHead()
     head.fit(np.random.default_rng(0).normal(size=(11, 3)).astype(np.float32), np.array([0] * 10 + [1]), 2)
