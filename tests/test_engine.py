@@ -129,7 +129,8 @@ RUNS: dict[str, tuple[str, list[str]]] = {
             "train.finetune_lr=0.001",
         ],
     ),
-    "img-fe-fc": ("image", ["train.epochs=3"]),
+    # random weights: unfreeze=0 keeps the backbone frozen (else every layer would train from scratch)
+    "img-fe-fc": ("image", ["train.epochs=3", "train.unfreeze=0"]),
     "img-fe-logreg": ("image", ["head.name=logreg"]),
     # no validation set: the fine-tuned weights are kept even where the head phase had the better val loss
     # (these tests watch what fine-tuning changes)
