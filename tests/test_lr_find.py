@@ -35,7 +35,9 @@ def test_the_sweep_records_the_curve_suggests_a_rate_inside_it_and_restores_the_
     groups = [{"params": list(model.parameters()), "lr": 1e-3}]
     result = sweep(model, groups, _task(), _loss, torch.device("cpu"), start_lr=1e-6, end_lr=10, steps=80)
     n = len(result.lrs)
-    assert 10 < n <= 80 and len(result.losses) == len(result.smoothed) == n
+    assert 10 < n <= 80 and len(result.losses) == len(result.smoothed) == len(result.ema) == n
+    # the plotted curve is a centred average of the raw losses (no EMA lag)
+    assert result.smoothed[10] == pytest.approx(float(np.mean(result.losses[6:15])))
     assert result.lrs[0] == pytest.approx(1e-6) and all(b > a for a, b in zip(result.lrs, result.lrs[1:]))
     assert result.lrs[-1] <= 10
     ratios = np.diff(np.log(result.lrs))
@@ -57,7 +59,7 @@ def test_the_sweep_stops_when_the_loss_diverges() -> None:
     result = sweep(model, groups, _task(), _loss, torch.device("cpu"), start_lr=1e-4, end_lr=1e6, steps=100)
     assert len(result.lrs) < 100
     assert "4x its best" in result.stopped or "finite" in result.stopped
-    assert max(result.smoothed[:-1]) <= 4 * min(result.smoothed) or "finite" in result.stopped
+    assert max(result.ema[:-1]) <= 4 * min(result.ema) or "finite" in result.stopped  # the EMA stops it
 
 
 def test_discriminative_rates_keep_their_ratio() -> None:
