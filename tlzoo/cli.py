@@ -350,7 +350,12 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option("--plugin", "-p", help="Backbone plugin (bert, efficientnet, ...) or a catalogued model name.")
 @click.option("--model", "-m", help="Model of the plugin; default: the plugin's default (see `tl list`).")
 @click.option("--weights", help="Local weights: a checkpoint folder or a weights file.")
-@click.option("--no-pretrained", is_flag=True, default=None, help="Start from random weights (the scratch baseline).")
+@click.option(
+    "--no-pretrained",
+    is_flag=True,
+    default=None,
+    help="Random weights, every layer trained from epoch 1 (the scratch baseline).",
+)
 @click.option(
     "--data",
     "-d",
@@ -368,7 +373,12 @@ RUN_OPTIONS: list[tuple[str, str]] = [
 @click.option(
     "--strategy", "-s", help="feature-extraction, fine-tune or ulmfit (see `tl strategies`) [feature-extraction]."
 )
-@click.option("--epochs", "-e", type=int, help="Head epochs (feature-extraction) [30] or joint epochs (fine-tune) [3].")
+@click.option(
+    "--epochs",
+    "-e",
+    type=int,
+    help="Head epochs (feature-extraction) [30], joint epochs (fine-tune) [3], from scratch [10].",
+)
 @click.option("--head-epochs", type=int, help="Fine-tune: epochs with the backbone frozen first [10].")
 @click.option("--batch-size", "-b", type=int, help="Batch size [32].")
 @click.option("--lr", type=float, help="Head learning rate [3e-3].")
