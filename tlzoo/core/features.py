@@ -197,6 +197,29 @@ def _crc(path: Path) -> int:
     return crc
 
 
+def _read_shards(folder: Path, meta: dict[str, Any]) -> np.ndarray:
+    """An entry's rows in one array, read shard by shard through a read-only memory map into their
+    place (the rows are held once; the old concatenation of the mapped shards held them twice at
+    its peak, and at most one shard is mapped at a time here).
+
+    The mapping itself is not returned: its touched pages count in the resident memory just as a
+    copy does, and a cache file damaged in place while a run holds it would change that run's
+    features under it (or end it with SIGBUS when truncated)."""
+    rows, width = int(meta["rows"]), int(meta["width"])
+    feats = np.empty((rows, width), np.float32)
+    at = 0
+    for shard in meta["shards"]:
+        part = np.load(folder / shard["name"], mmap_mode="r", allow_pickle=False)
+        if part.ndim != 2 or part.shape[1] != width or at + len(part) > rows:
+            raise ValueError("shape mismatch")
+        feats[at : at + len(part)] = part
+        at += len(part)
+        del part  # unmapped here, before the next shard is mapped
+    if at != rows:
+        raise ValueError("shape mismatch")
+    return feats
+
+
 class FeatureCache:
     def __init__(self, root: Path | None = None) -> None:
         self.root = (root or tlzoo_home()) / "features"
@@ -214,7 +237,8 @@ class FeatureCache:
         return self.root / key
 
     def load(self, key: str) -> np.ndarray | None:
-        """The cached features, or None (missing, partial or corrupt: removed, to be rebuilt)."""
+        """The cached features (read as :func:`_read_shards` says), or None (missing, partial or
+        corrupt: removed, to be rebuilt)."""
         folder = self.path(key)
         manifest = folder / "manifest.json"
         if not manifest.is_file():
@@ -223,15 +247,11 @@ class FeatureCache:
             return None
         try:
             meta = json.loads(manifest.read_text())
-            parts = []
             for shard in meta["shards"]:
                 path = folder / shard["name"]
                 if path.stat().st_size != shard["bytes"] or _crc(path) != shard["crc32"]:
                     raise ValueError(f"shard {shard['name']} is damaged")
-                parts.append(np.load(path, mmap_mode="r", allow_pickle=False))
-            feats = np.concatenate(parts) if parts else np.zeros((0, meta["width"]), np.float32)
-            if feats.shape != (meta["rows"], meta["width"]):
-                raise ValueError("shape mismatch")
+            feats = _read_shards(folder, meta)
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)  # corrupt: rebuild
             return None
@@ -239,7 +259,7 @@ class FeatureCache:
             os.utime(manifest)  # last use, for `tl cache clear --older-than`
         except OSError:  # a read-only cache still serves its features
             pass
-        return np.asarray(feats, dtype=np.float32)
+        return feats
 
     def manifest(self, key: str) -> dict[str, Any] | None:
         """The entry's manifest (what it holds and how it was made), or None when there is none."""
@@ -508,7 +528,13 @@ def _blocks(
 
     def run(examples: list[Any]) -> Any:
         loader = example_loader(
-            examples, backbone, train=False, batch_size=batch_size, num_workers=num_workers, shuffle=False
+            examples,
+            backbone,
+            train=False,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            shuffle=False,
+            device=device,  # pinned batches for a GPU
         )
         for batch in loader if num_workers else _prefetched(loader):
             yield backbone(_to(batch, device)).float().cpu().numpy()
@@ -580,7 +606,7 @@ def _prefetched(batches: Any, depth: int = 2) -> Any:
 
 def _to(batch: Any, device: torch.device) -> Any:
     if isinstance(batch, torch.Tensor):
-        return batch.to(device)
+        return batch.to(device, non_blocking=True)  # from pinned memory: overlaps; the .cpu() after it syncs
     if isinstance(batch, dict):
         return {k: _to(v, device) for k, v in batch.items()}
     return batch

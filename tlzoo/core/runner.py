@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import artifacts, distributed
+from . import artifacts, distributed, memory
 from .backbone import UnbuiltBackbone
 from .checkpoint import Checkpointer, incomplete_dir
 from .config import RunConfig
@@ -817,6 +817,7 @@ class Run:
             ds = getattr(self.splits, split)
             with autocast(self.device, t.amp):
                 self.features[split] = self._extract_split(ds, split, fingerprint, spec)
+            memory.trim()  # the batches' memory back to the system before the next split
         self.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in self.features.items())}")
 
     def _extract_split(self, ds: Dataset, split: str, fingerprint: str, spec: dict[str, Any] | None) -> Any:
@@ -838,12 +839,14 @@ class Run:
     def _feature_loader(self, split: str, shuffle: bool) -> Any:
         if len(self.features[split]) == 0:
             return None
-        x = torch.from_numpy(self.features[split])
-        y = torch.from_numpy(self.targets[split])
         g = torch.Generator()
         g.manual_seed(self.train_seed)
         return torch.utils.data.DataLoader(
-            torch.utils.data.TensorDataset(x, y), batch_size=self.config.train.batch_size, shuffle=shuffle, generator=g
+            FeatureRows(self.features[split], self.targets[split]),
+            batch_size=self.config.train.batch_size,
+            shuffle=shuffle,
+            generator=g,
+            collate_fn=_as_batch,
         )
 
     def _train_head_on_features(self, phase: Any, **checkpointing: Any) -> None:
@@ -989,9 +992,14 @@ class Run:
             x = self.features["test"]
             if isinstance(self.head, TorchHead):
                 assert self.model is not None
-                with torch.inference_mode():
-                    self.model.head.eval()
-                    logits = self.model.head.to(self.device)(torch.from_numpy(x).to(self.device)).float().cpu()
+                head = self.model.head.eval().to(self.device)
+                step = self._inference_batch_size()
+                with torch.inference_mode():  # in batches: the features may be memory-mapped, never all copied
+                    parts = [
+                        head(torch.from_numpy(np.array(x[i : i + step])).to(self.device)).float().cpu()
+                        for i in range(0, len(x), step)
+                    ]
+                logits = torch.cat(parts) if parts else torch.zeros(0, len(self.encoder.classes))
                 proba = torch.softmax(logits, 1).numpy()
             else:
                 assert isinstance(self.head, FittedHead)
@@ -1077,6 +1085,33 @@ class Run:
         )
 
 
+class FeatureRows(torch.utils.data.Dataset):
+    """Rows of (possibly memory-mapped, read-only) features with their targets, gathered a batch at a
+    time (``__getitems__``): a shuffled epoch copies one batch of rows, never the whole array."""
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
+        self.features, self.targets = features, targets
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(np.array(self.features[i])), torch.from_numpy(np.array(self.targets[i]))
+
+    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = np.asarray(index, dtype=np.int64)
+        return torch.from_numpy(np.take(self.features, rows, axis=0)), torch.from_numpy(self.targets[rows])
+
+
+def _as_batch(batch: Any) -> Any:
+    """The collate of :class:`FeatureRows` batches: already stacked by ``__getitems__`` (a list of
+    (x, y) pairs, from a sampler that asks one index at a time, is stacked here)."""
+    if isinstance(batch, tuple):
+        return batch
+    xs, ys = zip(*batch)
+    return torch.stack(xs), torch.stack(ys)
+
+
 class Engine:
     """The programmatic entry point: ``Engine().run(RunConfig(...))``."""
 
@@ -1093,6 +1128,7 @@ class Engine:
     def run(self, config: RunConfig, train_seed: int | None = None) -> RunResult:
         """One run; ``train_seed`` (default ``config.seed``) seeds training only, the split stays ``config.seed``'s."""
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        memory.fix_mmap_threshold()  # batch-sized blocks return to the system when freed (core/memory.py)
         with distributed.session(config.train.device):  # under torchrun: join its process group
             return Run(config, self.zoo, self.log, train_seed=train_seed).execute()
 
@@ -1100,6 +1136,7 @@ class Engine:
         """Continue an interrupted run (``<out>`` or ``<out>.incomplete``) after its last finished epoch."""
         folder = incomplete_dir(run_dir)
         torch.set_num_threads(max(1, min(torch.get_num_threads(), os.cpu_count() or 1)))
+        memory.fix_mmap_threshold()
         config = RunConfig.from_toml(folder / "config.toml")
         with distributed.session(config.train.device):
             run = Run(config, self.zoo, self.log)
