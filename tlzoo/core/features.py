@@ -555,7 +555,8 @@ def _blocks(
             rows = np.concatenate(list(run([chunk[i] for i in index])))
             block = np.empty_like(rows)
             block[index] = rows  # back to the dataset's order
-            yield block
+            for start in range(0, len(block), batch_size):  # batch-sized blocks, as in the given order
+                yield block[start : start + batch_size]
     finally:
         bar.close()
 
