@@ -398,7 +398,7 @@ def test_text_plugins_declare_options_as_defaults(zoo: Any) -> None:
     for name in ("word2vec", "fasttext", "transformer", "elmo", "ulmfit"):
         options = zoo.pretrainers.get(name).defaults()
         assert {"epochs", "seed"} <= set(options) and json.loads(json.dumps(options)) == options, name
-    assert zoo.backbones.get("bert").defaults() == {"truncation": "head"}
+    assert zoo.backbones.get("bert").defaults() == {"truncation": "head", "runtime": "torch"}
     assert zoo.backbones.get("glove").defaults()["encoder"] == "bilstm"
     mini = zoo.backbones.get("transformer").defaults()
     assert mini["vocab_size"] == 20000 and "max_length" not in mini  # --max-length is the engine's
