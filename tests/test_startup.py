@@ -2,14 +2,16 @@
 
 `tl list`, `tl data list`, `tl heads`, `tl strategies`, `tl plugins` and `tl --help` must answer
 in a fraction of a second; what would make them slow is importing torch (seconds), timm,
-transformers, scikit-learn or gensim.  Each command runs in a fresh interpreter with only the
-built-in plugins (an installed plugin may import what it likes inside its hooks), then the
+transformers, scikit-learn or gensim, and even numpy (a tenth of a second).  Each command runs in
+a fresh interpreter with the built-in plugins, and again with every installed plugin (the example
+package, whose hooks module shows third-party authors the same light registration), then the
 interpreter says which of those modules it imported.  The light registration modules repeat
 a few names and defaults of the torch-side code; the last tests check that they agree.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -19,17 +21,19 @@ import pytest
 
 from tlzoo.core.plugins import BUILTIN_PLUGINS
 
-HEAVY = ("torch", "timm", "transformers", "sklearn", "gensim", "torchvision")
+HEAVY = ("torch", "timm", "transformers", "sklearn", "gensim", "torchvision", "numpy")
 LIGHT_COMMANDS = [["list"], ["data", "list"], ["heads"], ["strategies"], ["plugins"], ["--help"]]
 
 
-def _heavy_after(args: list[str]) -> tuple[dict[str, bool], str]:
+def _heavy_after(args: list[str], installed: bool = False) -> tuple[dict[str, bool], str]:
     probe = (
         "import json, sys\nfrom tlzoo.cli import cli\n"
         f"try:\n    cli.main({args!r}, standalone_mode=False)\nexcept SystemExit:\n    pass\n"
         f"print(json.dumps({{m: m in sys.modules for m in {HEAVY!r}}}))"
     )
     env = {**os.environ, "TLZOO_PLUGINS": ",".join(BUILTIN_PLUGINS), "HF_HUB_OFFLINE": "1"}
+    if installed:
+        del env["TLZOO_PLUGINS"]
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1]), out.stdout
@@ -41,6 +45,16 @@ def test_listing_commands_import_no_heavy_library(args: list[str]) -> None:
     heavy = [m for m, present in loaded.items() if present]
     assert not heavy, f"`tl {' '.join(args)}` imports {heavy}"
     assert stdout.strip(), f"`tl {' '.join(args)}` printed nothing"
+
+
+@pytest.mark.parametrize("args", [["heads"], ["plugins"]], ids=" ".join)
+def test_the_installed_example_plugin_stays_light(args: list[str]) -> None:
+    if importlib.util.find_spec("tlzoo_example") is None:  # pragma: no cover - a venv made before the example
+        pytest.skip("tlzoo-example is not installed (make venv installs it)")
+    loaded, stdout = _heavy_after(args, installed=True)
+    heavy = [m for m, present in loaded.items() if present]
+    assert not heavy, f"`tl {' '.join(args)}` with the installed plugins imports {heavy}"
+    assert ("ridge" if args == ["heads"] else "example") in stdout
 
 
 def test_listing_commands_still_list_everything() -> None:

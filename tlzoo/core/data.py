@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .errors import TlzooError
 from .interfaces import Dataset
+
+if TYPE_CHECKING:
+    import numpy as np  # imported inside the functions: `tl heads`, `tl data list` and the like load no numpy
 
 
 @dataclass
@@ -104,6 +105,8 @@ def check_labels(ds: Dataset) -> None:
 
 def stratified_limit(ds: Dataset, limit: int, seed: int) -> Dataset:
     """A stratified random subset of ``limit`` examples (class shares kept)."""
+    import numpy as np
+
     if limit <= 0 or limit >= len(ds):
         return ds
     labels = np.array(ds.labels)
@@ -127,6 +130,8 @@ def stratified_limit(ds: Dataset, limit: int, seed: int) -> Dataset:
 
 
 def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    import numpy as np
+
     if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
         raise TlzooError(
             f"Split fractions val={val_fraction}, test={test_fraction} are invalid; "
@@ -189,10 +194,14 @@ class LabelEncoder:
         return cls(sorted(set(labels), key=_natural_key))
 
     def encode(self, labels: list[str]) -> np.ndarray:
+        import numpy as np
+
         index = {c: i for i, c in enumerate(self.classes)}
         return np.array([index[label] for label in labels], dtype=np.int64)
 
     def one_hot(self, labels: list[str]) -> np.ndarray:
+        import numpy as np
+
         y = self.encode(labels)
         out = np.zeros((len(y), len(self.classes)), dtype=np.float32)
         out[np.arange(len(y)), y] = 1.0

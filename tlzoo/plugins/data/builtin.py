@@ -16,9 +16,7 @@ import gzip
 import importlib.util
 import os
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
@@ -26,6 +24,9 @@ from tlzoo.core.interfaces import DataOptions, Dataset
 from tlzoo.core.lifecycle import tlzoo_home
 
 from ._sources import NamedSource
+
+if TYPE_CHECKING:
+    import numpy as np  # imported where used: the listing commands load no numpy
 
 
 def rotten_tomatoes_file() -> Path:
@@ -84,6 +85,7 @@ class Digits(NamedSource):
     description = "1,797 handwritten digits, 8x8 grey, 10 classes (scikit-learn)"
 
     def load(self, location: str, options: DataOptions) -> Dataset:
+        import numpy as np
         from sklearn.datasets import load_digits
 
         d = load_digits()
@@ -115,6 +117,8 @@ def fashion_mnist_files() -> dict[str, tuple[Path, Path]]:
 
 
 def _idx_to_npy(src: Path, dst: Path, offset: int, shape: tuple[int, ...]) -> None:
+    import numpy as np
+
     raw = gzip.decompress(src.read_bytes())
     arr = np.frombuffer(raw, dtype=np.uint8, offset=offset)
     n = arr.size // int(np.prod(shape)) if shape else arr.size
@@ -128,6 +132,8 @@ def _idx_to_npy(src: Path, dst: Path, offset: int, shape: tuple[int, ...]) -> No
 
 def fashion_mnist_arrays(part: str) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 [N, 28, 28] memory-mapped, labels uint8 [N]) for 'train' or 'test'."""
+    import numpy as np
+
     images_gz, labels_gz = fashion_mnist_files()[part]
     folder = tlzoo_home() / "data" / "fashion-mnist"
     images, labels = folder / f"{part}-images.npy", folder / f"{part}-labels.npy"

@@ -39,15 +39,19 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import FittedHead
+from tlzoo.lib.lazy import lazy_module
 
 from .fc import Rule, check_params, choice, integer, is_int, number
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: `tl heads` and the other listing commands load no numpy
+    np = lazy_module("numpy")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

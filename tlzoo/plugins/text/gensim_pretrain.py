@@ -24,16 +24,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tlzoo.core.errors import TlzooError
 from tlzoo.core.hookspecs import hookimpl
 from tlzoo.core.interfaces import Pretrainer
 from tlzoo.core.pretraining import merge_options
+from tlzoo.lib.lazy import lazy_module
 from tlzoo.lib.text.vector_files import gensim_quiet, save_vectors
 from tlzoo.lib.text.vocab import tokenize
+
+if TYPE_CHECKING:
+    import numpy as np
+else:  # imported on first use: the listing commands (tl heads, tl plugins ...) load no numpy
+    np = lazy_module("numpy")
 
 MAX_PAIRS = 20000  # pairs scored per split and epoch: enough for a smooth curve, cheap
 

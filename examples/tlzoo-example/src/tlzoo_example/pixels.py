@@ -16,10 +16,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo import Backbone, BackboneFactory, BackboneRequest, TlzooError, check_options
+from tlzoo import Backbone, BackboneRequest, TlzooError, check_options
 
-SIZES = {"pixels-32": 32, "pixels-16": 16}
-DEFAULTS: dict[str, Any] = {"grey": True}
+from .plugin import (
+    PIXELS_DEFAULTS as DEFAULTS,
+    PIXELS_SIZES as SIZES,
+    pixels_factory as pixels_factory,  # the factory lives in the light hooks module
+)
 
 
 class RawPixelsBackbone(Backbone):
@@ -52,15 +55,3 @@ class RawPixelsBackbone(Backbone):
 
     def preprocessing(self) -> dict[str, Any]:
         return {"size": self.size, "mode": "L" if self.grey else "RGB", "resize": "bilinear", "scale": "1/255"}
-
-
-def pixels_factory() -> BackboneFactory:
-    return BackboneFactory(
-        name="pixels",
-        modality="vision",
-        create=RawPixelsBackbone,
-        default_model="pixels-32",
-        models=tuple(SIZES),
-        options=DEFAULTS,
-        description="raw pixels, resized and flattened: a baseline with nothing learnt (tlzoo-example)",
-    )

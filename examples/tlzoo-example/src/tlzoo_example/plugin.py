@@ -1,15 +1,30 @@
 """The hooks tlzoo calls: the module the ``tlzoo`` entry point names (``example = tlzoo_example.plugin``).
 
-``tl list`` and ``tl --help`` import this module, so it imports nothing heavy at its top: only
-tlzoo's hook marker (which loads no torch).  torch, numpy and scikit-learn are imported inside
-the hooks, by the modules they register, when a command needs a backbone or a head.
+``tl list``, ``tl heads``, ``tl plugins`` and ``tl --help`` import this module and call its
+registration hooks, so neither imports anything heavy: the factories are described here (name,
+models, options) and their ``create`` imports the backbone's module, and torch with it, only
+when a run builds a backbone.  The ridge head's module imports numpy alone; scikit-learn loads
+inside ``fit``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from tlzoo import hookimpl
+from tlzoo import BackboneFactory, BackboneRequest, hookimpl
+
+# The backbones' options with their defaults (`--set model.options.KEY=VALUE`); the factories
+# check a request's options against them (unknown keys get a did-you-mean).
+TFIDF_DEFAULTS: dict[str, Any] = {
+    "dim": 128,
+    "ngram_max": 2,
+    "min_df": 1,
+    "max_features": 20000,
+    "sublinear_tf": True,
+    "seed": 0,
+}
+PIXELS_SIZES = {"pixels-32": 32, "pixels-16": 16}
+PIXELS_DEFAULTS: dict[str, Any] = {"grey": True}
 
 # What `tl list` shows for this plugin (the keys of tlzoo's registry.toml); `tl run --plugin NAME`
 # and `--model NAME` take these names.  "plugin" is the backbone factory that builds the model.
@@ -52,11 +67,44 @@ def tlzoo_register_catalogue(register: Any) -> None:
         register(entry)
 
 
+def _create_tfidf(request: BackboneRequest) -> Any:
+    from .tfidf import TfidfSvdBackbone  # torch, numpy, scikit-learn: only when a run builds it
+
+    return TfidfSvdBackbone(request)
+
+
+def _create_pixels(request: BackboneRequest) -> Any:
+    from .pixels import RawPixelsBackbone
+
+    return RawPixelsBackbone(request)
+
+
+def tfidf_factory() -> BackboneFactory:
+    return BackboneFactory(
+        name="tfidf",
+        modality="text",
+        create=_create_tfidf,
+        default_model="tfidf-svd",
+        models=("tfidf-svd",),
+        options=TFIDF_DEFAULTS,
+        description="TF-IDF + truncated SVD fitted on the training texts (tlzoo-example)",
+    )
+
+
+def pixels_factory() -> BackboneFactory:
+    return BackboneFactory(
+        name="pixels",
+        modality="vision",
+        create=_create_pixels,
+        default_model="pixels-32",
+        models=tuple(PIXELS_SIZES),
+        options=PIXELS_DEFAULTS,
+        description="raw pixels, resized and flattened: a baseline with nothing learnt (tlzoo-example)",
+    )
+
+
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
-    from .pixels import pixels_factory
-    from .tfidf import tfidf_factory
-
     register(tfidf_factory())
     register(pixels_factory())
 

@@ -8,11 +8,12 @@ it as a torch layer (``tl predict`` and ``tl export`` need no scikit-learn for i
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from tlzoo import FittedHead, TlzooError
+
+if TYPE_CHECKING:  # numpy is imported where it is used, so `tl heads` does not load it
+    import numpy as np
 
 
 class RidgeHead(FittedHead):
@@ -28,10 +29,13 @@ class RidgeHead(FittedHead):
             value = self.params[key]
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise TlzooError(f"head.{key} of the ridge head must be a positive number, got {value!r}.")
+        import numpy as np
+
         self.weight = np.zeros((0, 0), np.float32)
         self.bias = np.zeros(0, np.float32)
 
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
+        import numpy as np
         from sklearn.linear_model import RidgeClassifier
 
         x = np.asarray(x, np.float64)
@@ -52,6 +56,8 @@ class RidgeHead(FittedHead):
         self.weight, self.bias = (weight * scale).astype(np.float32), (bias * scale).astype(np.float32)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        import numpy as np
+
         z = np.asarray(x, np.float32) @ self.weight.T + self.bias
         z = np.exp(z - z.max(1, keepdims=True))
         return (z / z.sum(1, keepdims=True)).astype(np.float32)
@@ -63,5 +69,7 @@ class RidgeHead(FittedHead):
         return {"weight": self.weight, "bias": self.bias}
 
     def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        import numpy as np
+
         self.weight = np.asarray(arrays["weight"], np.float32)
         self.bias = np.asarray(arrays["bias"], np.float32)

@@ -30,16 +30,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo import BackboneFactory, BackboneRequest, Dataset, FittableBackbone, TlzooError, check_options
+from tlzoo import BackboneRequest, Dataset, FittableBackbone, TlzooError, check_options
 
-DEFAULTS: dict[str, Any] = {
-    "dim": 128,
-    "ngram_max": 2,
-    "min_df": 1,
-    "max_features": 20000,
-    "sublinear_tf": True,
-    "seed": 0,
-}
+from .plugin import (
+    TFIDF_DEFAULTS as DEFAULTS,
+    tfidf_factory as tfidf_factory,  # the factory lives in the light hooks module
+)
+
 FOLDER = "tfidf"  # inside the run's assets/
 
 
@@ -175,15 +172,3 @@ def _signed(components: np.ndarray) -> np.ndarray:
     """Each component's sign fixed (largest entry positive): an SVD's signs are otherwise arbitrary."""
     flip = np.sign(components[np.arange(len(components)), np.abs(components).argmax(1)])
     return components * np.where(flip == 0, 1, flip)[:, None]
-
-
-def tfidf_factory() -> BackboneFactory:
-    return BackboneFactory(
-        name="tfidf",
-        modality="text",
-        create=TfidfSvdBackbone,
-        default_model="tfidf-svd",
-        models=("tfidf-svd",),
-        options=DEFAULTS,
-        description="TF-IDF + truncated SVD fitted on the training texts (tlzoo-example)",
-    )
