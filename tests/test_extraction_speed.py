@@ -67,7 +67,7 @@ def test_order_is_restored_across_chunks(tiny_bert_dir: Path, monkeypatch: pytes
 
 def test_a_backbone_order_that_is_no_permutation_is_refused(tiny_bert_dir: Path) -> None:
     backbone = _bert(tiny_bert_dir)
-    backbone.extraction_order = lambda examples: [0] * len(examples)  # type: ignore[method-assign]
+    backbone.extraction_order = lambda examples: [0] * len(examples)
     with pytest.raises(ValueError, match="permutation"):
         extract(backbone, Dataset(TEXTS, ["x"] * 8, "text"), batch_size=4, device=CPU, progress=False)
 
@@ -80,7 +80,7 @@ def test_an_error_while_preparing_a_batch_reaches_the_caller(tiny_bert_dir: Path
             raise RuntimeError("cannot read this one")
         return str(example)
 
-    backbone.transform = broken  # type: ignore[method-assign]
+    backbone.transform = broken
     with pytest.raises(RuntimeError, match="cannot read this one"):
         extract(backbone, Dataset(TEXTS, ["x"] * 8, "text"), batch_size=2, device=CPU, progress=False)
 
