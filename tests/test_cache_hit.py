@@ -89,3 +89,27 @@ def test_changed_weight_files_miss_the_cache(
     log: list[str] = []
     Engine(log=log.append).run(_config(text_csv, weights, tmp_path / "b", "head.name=logreg"))
     assert not any("read from cache" in line for line in log), "a changed weight file still hit the cache"
+
+
+def test_a_fine_tune_run_and_an_ignored_option_reuse_the_entries(
+    tiny_bert_dir: Path, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fine-tuning's head phase reads the features a feature-extraction run cached (the same frozen
+    backbone), and an option the text backbone ignores (--image-size) does not key a new entry."""
+    from tlzoo.core.features import FeatureCache
+    from tlzoo.core.runner import Engine
+
+    monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
+    Engine(log=None).run(_config(text_csv, tiny_bert_dir, tmp_path / "a", "head.name=logreg"))
+    assert len(list(FeatureCache().root.glob("*/manifest.json"))) == 3
+    log: list[str] = []
+    Engine(log=log.append).run(
+        _config(text_csv, tiny_bert_dir, tmp_path / "b", "head.name=logreg", "model.image_size=64")
+    )
+    assert sum("read from cache" in line for line in log) == 3, log
+    log.clear()
+    Engine(log=log.append).run(
+        _config(text_csv, tiny_bert_dir, tmp_path / "c", "train.strategy=fine-tune", "train.epochs=1")
+    )
+    assert sum("read from cache" in line for line in log) >= 1, log
+    assert len(list(FeatureCache().root.glob("*/manifest.json"))) == 3

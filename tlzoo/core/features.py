@@ -44,13 +44,23 @@ SHARD_ROWS = 4096
 CACHE_FORMAT = 2
 
 
-def backbone_spec(plugin: str, request: BackboneRequest, weights_digest: str) -> dict[str, Any]:
+# Request fields that never change a frozen backbone's features: augmentation applies to training
+# examples only, train_backbone to later phases (declaring weights_files promises that), assets to
+# tl predict; and the other modality's fields, which the backbone ignores.
+NOT_FEATURES = ("augment", "train_backbone", "assets")
+OTHER_MODALITY = {"text": ("image_size",), "vision": ("pooling", "max_length")}
+
+
+def backbone_spec(plugin: str, request: BackboneRequest, weights_digest: str, modality: str = "") -> dict[str, Any]:
     """What decides the features of a backbone whose factory names its weight files
     (``BackboneFactory.weights_files``): the request and a digest of those files.  Known before
-    the backbone is built, so a run whose every split is cached need not build it."""
+    the backbone is built, so a run whose every split is cached need not build it.  A
+    feature-extraction run and a fine-tune run (whose head phase reads the same frozen features)
+    share the entry, as do a text run given ``--image-size`` and one without it."""
+    ignored = (*NOT_FEATURES, *OTHER_MODALITY.get(modality, ()))
     return {
         "backbone": f"{plugin}/{request.model}",
-        "request": {k: v for k, v in request.to_json().items() if k != "augment"},  # features never augment
+        "request": {k: v for k, v in request.to_json().items() if k not in ignored},
         "weights_files": weights_digest,
     }
 
@@ -67,7 +77,7 @@ def feature_spec(factory: BackboneFactory, request: BackboneRequest) -> dict[str
     from .weights_digest import digest
 
     try:
-        return backbone_spec(factory.name, request, digest(files))
+        return backbone_spec(factory.name, request, digest(files), factory.modality)
     except OSError:  # not readable here: building the backbone will say why
         return None
 
