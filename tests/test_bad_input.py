@@ -502,3 +502,13 @@ def test_text_given_to_a_vision_run_at_predict_time(run_cli: Any, tmp_path: Path
     assert _lenet_run(run_cli, digit_folder, out).exit_code == 0
     line = assert_clean_error(run_cli("predict", out, "a funny film"), "is not an image file")
     assert "This run classifies images" in line
+
+
+def test_backbone_option_names_are_checked_before_the_data_is_read(run_cli: Any, tmp_path: Path) -> None:
+    """A misspelt model.options key is the error even when the data could not be read either: step 1 checks it."""
+    res = run_cli(
+        "run", "--plugin", "bert", "--data", tmp_path / "not-there.csv", "--set", "model.options.truncaton=tail",
+        "--out", tmp_path / "r",
+    )  # fmt: skip
+    assert res.exit_code == 2, res
+    assert "truncaton" in res.stderr and "truncation" in res.stderr and "not-there" not in res.stderr, res.stderr

@@ -28,6 +28,7 @@ import random
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -339,6 +340,10 @@ class Run:
             raise TlzooError("No data given; pass --data PATH (a CSV/JSONL of texts or a folder of images).")
         cfg.validate()  # ranges and cross-key rules, before any data is read
         self.factory, self.model_name = self.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)
+        with warnings.catch_warnings():  # engine settings inside options: warned about once, when the backbone is built
+            warnings.simplefilter("ignore", DeprecationWarning)
+            own = BackboneRequest(model=self.model_name, options=dict(cfg.model.options)).options
+        self.factory.check_options(own)  # model.options names and types now, before any data is read
         head_cls = self.zoo.heads.get(cfg.head.name)
         self.head = head_cls(**cfg.head.params)
         self.strategy = self.zoo.strategies.get(cfg.train.strategy)
