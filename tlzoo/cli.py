@@ -620,7 +620,9 @@ def _log(msg: str) -> None:
 )
 @click.option("--file", "input_file", type=click.Path(dir_okay=False), help="Read inputs from a file, one per line.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines with all class probabilities.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of the --file or --data file.")
+@click.option(
+    "--encoding", help="Encoding of the --file or --data file [utf-8; with --data, the one the run was trained with]."
+)
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Examples per batch.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda.")
 @offline_option
@@ -635,11 +637,13 @@ def predict(
     out: str | None,
     input_file: str | None,
     as_json: bool,
-    encoding: str,
+    encoding: str | None,
     batch_size: int,
     device: str,
 ) -> None:
     """Classify new texts or image files with a trained run (or a folder written by `tl export`).
+
+    With --data, the text column, label column and encoding default to the ones the run was trained with.
 
     \b
       tl predict RUN "a new sentence"              a few inputs, one line each
@@ -672,7 +676,7 @@ def predict(
                 f"records with --data {input_file} (and --text-column if its text column is not "
                 "'text')."
             )
-        items += _read_lines(input_file, encoding)
+        items += _read_lines(input_file, encoding or "utf-8")
     if data is None and not items:
         raise TlzooError("Nothing to predict; pass texts or image paths after RUN_DIR, --file FILE, or --data SOURCE.")
     from tlzoo.core.predict import Predictor, is_table_path
@@ -708,6 +712,15 @@ def predict(
                 f"records with `tl predict {run_dir} --data {tables[0]} --out predictions.csv` "
                 "(add --text-column if its text column is not 'text')."
             )
+    from_run = False
+    if data is not None:  # the run's own column names and encoding, unless the user names them
+        from tlzoo.core.predict import run_data_defaults
+
+        trained = run_data_defaults(run_dir)
+        from_run = text_column is None and label_column is None
+        text_column = text_column or trained.get("text_column")
+        label_column = label_column or (trained.get("label_column") if from_run else None)
+        encoding = encoding or trained.get("encoding")
     if data is None and out is None:
         for row in predictor.predict(items[:limit] if limit else items):
             if as_json:
@@ -726,9 +739,10 @@ def predict(
         limit,
         out,
         as_json,
-        encoding,
+        encoding or "utf-8",
         batch_size,
         device,
+        from_run,
     )
 
 
@@ -746,6 +760,7 @@ def _predict_to_file(
     encoding: str,
     batch_size: int,
     device: str,
+    from_run: bool = False,
 ) -> None:
     """`tl predict --data` / `--out`: stream the records through the model, one CSV row (or JSON line) each."""
     from tlzoo.core.predict import read_records, records_from_inputs, write_predictions
@@ -761,6 +776,7 @@ def _predict_to_file(
             label_column=label_column,
             encoding=encoding,
             limit=limit,
+            from_run=from_run,
         )
     else:
         records = records_from_inputs(items[:limit] if limit else items)

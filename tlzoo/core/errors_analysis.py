@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import TlzooError
+from .run_folder import check_run_folder
 
 MIN_P = 1e-12  # the probability floor of the loss, as in the runner's fitted-head losses
 
@@ -46,6 +47,7 @@ class Example:
 
 def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
     """The classes (from the ``p_<class>`` columns) and every row of ``predictions.csv``."""
+    check_run_folder(run_dir, "errors")  # missing, a --seeds folder, an export: say what to pass instead
     path = Path(run_dir) / "predictions.csv"
     if not path.is_file():
         raise TlzooError(f"'{run_dir}' has no predictions.csv; pass the --out folder of a finished `tl run`.")

@@ -52,6 +52,7 @@ from .artifacts import damaged, first_line, load_model_files
 from .errors import TlzooError
 from .interfaces import Backbone, BackboneFactory, BackboneRequest, FittedHead, Head, TorchHead
 from .loaders import example_loader
+from .run_folder import check_run_folder
 from .zoo import Zoo
 
 # a Hugging Face / timm hub id: 'name' or 'org/name', never a path with '..' or a leading '/'
@@ -65,6 +66,7 @@ class Predictor:
     @classmethod
     def load(cls, run_dir: str | Path, zoo: Zoo | None = None) -> Predictor:
         folder = Path(run_dir)
+        check_run_folder(folder, "predict")  # a --seeds folder, an ONNX export: say what to pass instead
         desc, tensors = load_model_files(folder)
         root = folder.resolve()
         desc_path = folder / "model.json"
@@ -344,11 +346,15 @@ def read_records(
     label_column: str | None = None,
     encoding: str = "utf-8",
     limit: int = 0,
+    from_run: bool = False,
 ) -> Records:
     """Every record at ``location`` for a ``modality`` run (see the module docstring).
 
     ``label_column`` None: the ``label`` column when the table has one; named, it must exist.
     ``limit``: the first N records only (0 = all).
+    ``from_run``: the columns are the ones the run was trained with (see :func:`run_data_defaults`),
+    not the user's: a table without that text column falls back to ``text``, and one without that
+    label column is read without labels.
     """
     from .data import IMAGE_SUFFIXES
 
@@ -379,7 +385,7 @@ def read_records(
         )
     source = zoo.data_source_for(location, modality)  # the right errors for a missing path or the wrong modality
     if path.is_file() and is_table_path(location) and source.modality == "text":  # texts: labels optional
-        return _table_records(path, text_column, label_column, encoding, source.name).head(limit)
+        return _table_records(path, text_column, label_column, encoding, source.name, from_run).head(limit)
     from .interfaces import DataOptions
 
     ds = source.load(location, DataOptions(text_column, label_column or "label", encoding))
@@ -387,7 +393,25 @@ def read_records(
     return Records(list(ds.examples), list(ds.ids), shown, list(ds.labels), source.name, list(ds.notes)).head(limit)
 
 
-def _table_records(path: Path, text_column: str, label_column: str | None, encoding: str, source: str) -> Records:
+def run_data_defaults(run_dir: str | Path) -> dict[str, str]:
+    """The text column, label column and encoding a run was trained with (its config.toml ``[data]``).
+
+    ``tl predict RUN --data new.csv`` uses them when the user names none; a folder without a
+    readable config.toml (an older run, a hand-made folder) gives ``{}``.
+    """
+    import tomllib
+
+    try:
+        data = tomllib.loads((Path(run_dir) / "config.toml").read_text(encoding="utf-8")).get("data", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return {}
+    keys = ("text_column", "label_column", "encoding")
+    return {k: data[k] for k in keys if isinstance(data, dict) and isinstance(data.get(k), str) and data[k]}
+
+
+def _table_records(
+    path: Path, text_column: str, label_column: str | None, encoding: str, source: str, from_run: bool = False
+) -> Records:
     """The records of a CSV/TSV/JSONL file: the labels are optional (a blank one leaves that record unlabelled)."""
     from .corpus import read_csv_table, read_jsonl_table, read_text, text_codec
     from .data import RowReport, label_text
@@ -416,6 +440,10 @@ def _table_records(path: Path, text_column: str, label_column: str | None, encod
             f"'{path}' holds no records; give a header row and one record per row (CSV) or one "
             "JSON object per line (JSONL)."
         )
+    if from_run and text_column not in table.columns and "text" in table.columns:
+        text_column = "text"  # the run's column is not there: the usual default is
+    if from_run and label_column is not None and label_column not in table.columns:
+        label_column = None  # the run's label column is not there: predict without labels
     if text_column not in table.columns:
         raise TlzooError(
             f"'{path}' has no column '{text_column}'.{suggest(text_column, table.columns)} "

@@ -30,6 +30,7 @@ import numpy as np
 
 from .errors import TlzooError
 from .errors_analysis import Confusion, Example, most_confused, read_predictions, top_losses
+from .run_folder import check_run_folder
 from .uncertainty import METHOD, bootstrap_ci
 
 TOP_LOSSES = 20
@@ -72,6 +73,7 @@ class RunFiles:
 
 def load_run(run_dir: str | Path, location: str | Path | None = None) -> RunFiles:
     folder = Path(run_dir)
+    check_run_folder(folder, "report")  # missing, a --seeds folder, an export: say what to pass instead
     metrics_path = folder / "metrics.json"
     if not metrics_path.is_file():
         raise TlzooError(f"'{run_dir}' has no metrics.json; pass the --out folder of a finished `tl run`.")

@@ -1,0 +1,111 @@
+"""Problems a newcomer met: misleading errors for folders that are not run folders, `tl predict --data`
+forgetting the run's column names, zero-width intervals, and small wording of the printed output."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tlzoo.core.errors import TlzooError
+from tlzoo.core.run_folder import check_run_folder
+
+
+def _one_error(res: Any, fragment: str) -> str:
+    assert res.exit_code == 2, res
+    assert "Traceback" not in res.output, res
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), res
+    assert fragment in lines[0], res
+    return lines[0]
+
+
+def _seeds_folder(tmp_path: Path) -> Path:
+    out = tmp_path / "b_seeds"
+    for s in (0, 1, 2):
+        (out / f"seed-{s}").mkdir(parents=True)
+    (out / "seeds.json").write_text(json.dumps({"seeds": 3}), encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("command", [["predict"], ["errors"], ["report"]])
+def test_a_seeds_folder_names_a_seed_run(run_cli: Any, tmp_path: Path, command: list[str]) -> None:
+    out = _seeds_folder(tmp_path)
+    extra = ["rain"] if command == ["predict"] else []
+    line = _one_error(run_cli(*command, out, *extra), "--seeds")
+    assert str(out / "seed-0") in line and f"tl {command[0]} " in line
+    assert "interrupted" not in line
+
+
+def test_an_onnx_export_points_to_its_script(run_cli: Any, tmp_path: Path) -> None:
+    exp = tmp_path / "exp_b"
+    exp.mkdir()
+    for name in ("graph.json", "model.onnx", "onnx_predict.py"):
+        (exp / name).write_text("{}", encoding="utf-8")
+    (exp / "export.json").write_text(json.dumps({"format": "onnx"}), encoding="utf-8")
+    line = _one_error(run_cli("predict", exp, "x"), "onnx_predict.py")
+    assert "--format folder" in line
+    _one_error(run_cli("errors", exp), "exported from")
+
+
+@pytest.mark.parametrize("command", ["errors", "report", "predict"])
+def test_a_missing_folder_is_one_line(run_cli: Any, tmp_path: Path, command: str) -> None:
+    extra = ["x"] if command == "predict" else []
+    _one_error(run_cli(command, tmp_path / "nope", *extra), "does not exist")
+
+
+def test_a_plain_run_folder_passes(tmp_path: Path) -> None:
+    (tmp_path / "model.json").write_text("{}", encoding="utf-8")
+    check_run_folder(tmp_path, "predict")  # no error: the command's own checks take over
+    with pytest.raises(TlzooError, match="holds no"):
+        from tlzoo.core.artifacts import load_model_files
+
+        load_model_files(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def review_run(word_bert_dir: Path, topics_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained on a CSV whose columns are 'Review Text' and 'Lbl', in latin-1."""
+    from click.testing import CliRunner
+
+    from tlzoo.cli import cli
+
+    folder = tmp_path_factory.mktemp("newcomer")
+    rows = list(csv.DictReader(topics_csv.open(newline="")))
+    data = folder / "reviews.csv"
+    with data.open("w", newline="", encoding="latin-1") as f:
+        w = csv.writer(f)
+        w.writerow(["Review Text", "Lbl"])
+        for r in rows:
+            w.writerow([r["text"] + " café", r["label"]])
+    out = folder / "run"
+    args = ["run", "--plugin", "bert", "--weights", word_bert_dir, "--data", data, "--text-column", "Review Text"]
+    args += ["--label-column", "Lbl", "--encoding", "latin-1", "--head", "logreg", "--max-length", 32, "--out", out]
+    res = CliRunner().invoke(cli, [str(a) for a in [*args, "-q"]])
+    assert res.exit_code == 0, res.output
+    return out
+
+
+def test_predict_data_defaults_to_the_runs_columns(run_cli: Any, review_run: Path, tmp_path: Path) -> None:
+    new = tmp_path / "new.csv"
+    with new.open("w", newline="", encoding="latin-1") as f:
+        w = csv.writer(f)
+        w.writerow(["Review Text", "Lbl"])
+        w.writerow(["funny comedy fun smart café", "comedy"])
+        w.writerow(["drama love life moving café", "drama"])
+    res = run_cli("predict", review_run, "--data", new)
+    assert res.exit_code == 0, res
+    rows = list(csv.DictReader(io.StringIO(res.stdout, newline="")))
+    assert [r["true"] for r in rows] == ["comedy", "drama"]  # the run's label column, read without being named
+    assert rows[0]["input"].endswith("café")  # the run's encoding
+    assert "accuracy" in res.stderr
+    # a new file with the usual 'text' column and no labels still reads without options
+    plain = tmp_path / "plain.csv"
+    plain.write_text("text\nfunny comedy fun\n", encoding="utf-8")
+    res = run_cli("predict", review_run, "--data", plain)
+    assert res.exit_code == 0, res
+    assert len(list(csv.DictReader(io.StringIO(res.stdout, newline="")))) == 1
