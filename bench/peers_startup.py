@@ -69,7 +69,7 @@ def _listing(rounds: int, env: dict[str, str]) -> list[dict[str, Any]]:
     rows = []
     for name, seconds in best.items():
         note = (
-            "installed plugins included (the example plugin's register hooks import torch)"
+            "installed plugins included (tlzoo-example, whose hooks module registers without torch too)"
             if name == every
             else "built-in plugins only; no torch, timm, transformers, scikit-learn or gensim imported "
             "(tests/test_startup.py)"
