@@ -109,3 +109,31 @@ def test_predict_data_defaults_to_the_runs_columns(run_cli: Any, review_run: Pat
     res = run_cli("predict", review_run, "--data", plain)
     assert res.exit_code == 0, res
     assert len(list(csv.DictReader(io.StringIO(res.stdout, newline="")))) == 1
+
+
+def test_small_losses_on_bars_keep_their_digits() -> None:
+    from tlzoo.core.plots import bar_value
+
+    assert bar_value(7e-05) == "0.00007"
+    assert bar_value(0.000123456) == "0.000123"
+    assert bar_value(1.0) == "1.000" and bar_value(0.0) == "0.000" and bar_value(0.25) == "0.250"
+
+
+def test_confusion_names_slant_when_they_would_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import matplotlib.figure
+
+    import tlzoo.core.plots as plots
+
+    seen: list[list[float]] = []
+    real_savefig = matplotlib.figure.Figure.savefig
+
+    def savefig(fig: Any, *args: Any, **kwargs: Any) -> None:
+        seen.append([label.get_rotation() for label in fig.axes[0].get_xticklabels()])
+        real_savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig)
+    cm = [[5, 1, 0, 0], [0, 6, 0, 0], [0, 0, 6, 0], [0, 0, 0, 6]]
+    plots.plot_confusion(cm, ["Ankle boot", "Sneaker", "T-shirt", "Trouser"], tmp_path / "c.png")
+    plots.plot_confusion([[5, 1], [0, 6]], ["neg", "pos"], tmp_path / "d.png")
+    assert set(seen[0]) == {45.0} and set(seen[1]) == {0.0}
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"

@@ -407,7 +407,8 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") ->
     backbones = list(dict.fromkeys(r["backbone"] for r in rows))
     heads = list(dict.fromkeys(r["head"] for r in rows))
     width = 0.8 / max(1, len(heads))
-    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(backbones) * max(1, len(heads)) ** 0.5 + 2), 4.4))
+    # + 1.3 inches on the right for the legend, outside the axes so that it covers no bar or value
+    fig, ax = plt.subplots(figsize=(max(5.5, 1.6 * len(backbones) * max(1, len(heads)) ** 0.5 + 2) + 1.3, 4.4))
     x = np.arange(len(backbones))
     for j, h in enumerate(heads):
         vals = [next((r["accuracy"] for r in rows if r["backbone"] == b and r["head"] == h), np.nan) for b in backbones]
@@ -436,7 +437,7 @@ def plot_leaderboard(rows: list[dict[str, Any]], path: Path, title: str = "") ->
     ax.set_ylabel("test accuracy")
     ax.set_ylim(0, 1.08)
     ax.set_title(title or "tl compare")
-    ax.legend(title="head", fontsize=8, loc="upper right", ncols=min(len(heads), 4))
+    ax.legend(title="head", fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     ax.grid(axis="y", alpha=0.3)
     if any(r.get("logme") is not None for r in rows):
         fig.text(0.01, 0.01, "LogME: higher is better; comparable between backbones on this dataset only", fontsize=7)

@@ -113,7 +113,7 @@ def _fit_bars(ax: Any, row: dict[str, Any], metric: str) -> None:
     bars = ax.bar(names, values, color=["tab:blue", "tab:orange"][: len(values)], width=0.5)
     for bar, v in zip(bars, values):
         ax.annotate(
-            f"{v:.3f}",
+            bar_value(v),
             (bar.get_x() + bar.get_width() / 2, v),
             ha="center",
             va="bottom",
@@ -128,6 +128,14 @@ def _fit_bars(ax: Any, row: dict[str, Any], metric: str) -> None:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric.capitalize()} of the fitted head (one fit, no epochs)")
     ax.grid(alpha=0.3, axis="y")
+
+
+def bar_value(v: float) -> str:
+    """A value written on a bar: three decimals, or three significant digits below 0.01 (a loss of 7e-5
+    reads 0.00007, not 0.000)."""
+    if v == 0 or abs(v) >= 0.01 or not np.isfinite(v):
+        return f"{v:.3f}"
+    return np.format_float_positional(v, precision=3, fractional=False, trim="-")
 
 
 def _mark_phases(ax: Any, rows: list[dict[str, Any]]) -> None:
@@ -174,7 +182,14 @@ def plot_confusion(cm: np.ndarray, classes: list[str], path: Path, title: str = 
                 fontsize=9 if n <= 12 else 7,
                 color="white" if share[i, j] > 0.5 else "black",
             )
-    ax.set_xticks(range(n), classes, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
+    # slanted when the names would run into each other: many classes, or names wider than a cell
+    # (about 0.09 inch per character at this font size; beside the colour bar a cell is some 0.6 * size / n
+    # inches wide)
+    slant = n > 4 or max((len(str(c)) for c in classes), default=0) * 0.09 > 0.6 * size / max(1, n)
+    ax.set_xticks(range(n), classes, rotation=45 if slant else 0, ha="right" if slant else "center")
+    if slant:
+        for label in ax.get_xticklabels():
+            label.set_rotation_mode("anchor")  # the end of each name sits under its column
     ax.set_yticks(range(n), classes)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
