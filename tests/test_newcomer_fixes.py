@@ -137,3 +137,39 @@ def test_confusion_names_slant_when_they_would_collide(tmp_path: Path, monkeypat
     plots.plot_confusion([[5, 1], [0, 6]], ["neg", "pos"], tmp_path / "d.png")
     assert set(seen[0]) == {45.0} and set(seen[1]) == {0.0}
     assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_all_right_gives_a_wilson_interval_not_a_zero_width_one() -> None:
+    import numpy as np
+
+    from tlzoo.core.uncertainty import bootstrap_ci, wilson
+
+    y = np.repeat([0, 1, 2], 15)  # 45 of 45 right: every stratified resample scores 1.0
+    ci = bootstrap_ci(y, y, 3)
+    assert ci["accuracy"] == wilson(45, 45) == [0.9213, 1.0]  # the Wilson score interval for 45/45
+    assert ci["macro_f1"][0] < 1.0 and ci["macro_f1"][1] == 1.0  # as wide, below the point value 1.0
+    assert wilson(0, 10)[0] == 0.0 and 0.27 < wilson(0, 10)[1] < 0.28
+    lo, hi = wilson(5, 10)
+    assert lo == pytest.approx(1 - hi, abs=1e-4)  # symmetric about 0.5
+    # a bootstrap that varies is left as it is
+    p = y.copy()
+    p[:3] = 1
+    ci = bootstrap_ci(y, p, 3)
+    assert ci["accuracy"][0] < 0.94 < ci["accuracy"][1] and ci["accuracy"] != wilson(42, 45)
+
+
+def test_the_card_of_a_perfect_run_does_not_claim_a_zero_width_interval(tmp_path: Path) -> None:
+    from tlzoo.core.report import intervals, limitations, load_run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cm = [[15, 0, 0], [0, 15, 0], [0, 0, 15]]
+    per = {c: {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 15} for c in ("a", "b", "c")}
+    test = {"accuracy": 1.0, "macro_f1": 1.0, "n": 45, "confusion_matrix": cm, "per_class": per}
+    test |= {"accuracy_ci": [1.0, 1.0], "macro_f1_ci": [1.0, 1.0]}  # as an older run stored it
+    (run / "metrics.json").write_text(json.dumps({"test": test, "run": {"seed": 0}}), encoding="utf-8")
+    files = load_run(run)
+    ci = intervals(files)
+    assert ci["accuracy"] == [0.9213, 1.0]
+    text = " ".join(limitations(files, ci))
+    assert "0.0 points" not in text and "7.9 points wide" in text

@@ -95,7 +95,8 @@ def test_batched_macro_f1_matches_classification_report() -> None:
 
 def test_perfect_and_empty_predictions() -> None:
     y = np.arange(30) % 3
-    assert bootstrap_ci(y, y, 3) == {"accuracy": [1.0, 1.0], "macro_f1": [1.0, 1.0]}
+    # every resample scores 1.0: the Wilson score interval for 30/30, not a zero-width [1.0, 1.0]
+    assert bootstrap_ci(y, y, 3) == {"accuracy": [0.8865, 1.0], "macro_f1": [0.8865, 1.0]}
     assert bootstrap_ci(np.array([], int), np.array([], int), 3) == {"accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
     with pytest.raises(ValueError):
         bootstrap_ci(np.array([0, 5]), np.array([0, 1]), 3)

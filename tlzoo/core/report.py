@@ -111,8 +111,10 @@ def load_run(run_dir: str | Path, location: str | Path | None = None) -> RunFile
 def intervals(files: RunFiles) -> dict[str, list[float]]:
     """The run's 95 % intervals, recomputed from the confusion matrix for runs that predate them."""
     t = files.test
-    if t.get("accuracy_ci") and t.get("macro_f1_ci"):
-        return {"accuracy": list(t["accuracy_ci"]), "macro_f1": list(t["macro_f1_ci"])}
+    acc_ci, f1_ci = t.get("accuracy_ci"), t.get("macro_f1_ci")
+    # a stored zero-width interval predates the Wilson fallback (see tlzoo.core.uncertainty): recompute it
+    if acc_ci and f1_ci and acc_ci[0] != acc_ci[1] and f1_ci[0] != f1_ci[1]:
+        return {"accuracy": list(acc_ci), "macro_f1": list(f1_ci)}
     cm = np.asarray(t["confusion_matrix"], dtype=np.int64)
     if cm.size == 0:
         return {"accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
@@ -200,7 +202,7 @@ def card_sections(files: RunFiles) -> list[tuple[str, list[Block]]]:
         f"{r.get('n_val', '?')} validation, {r.get('n_test', t.get('n', '?'))} test examples",
     ]
     results = [
-        Block("p", f"On the held-out test set ({t.get('n', '?')} examples); intervals: {METHOD} (1000 resamples)."),
+        Block("p", f"On the held-out test set ({t.get('n', '?')} examples); intervals: {METHOD}."),
         Block(
             "table",
             rows=[
@@ -564,7 +566,7 @@ def _summary(files: RunFiles, ci: dict[str, list[float]]) -> str:
         ("head", r.get("head", "?")),
         ("strategy", r.get("strategy", "?")),
         ("seed", r.get("seed", "?")),
-        ("intervals", METHOD + " (1000 resamples)"),
+        ("intervals", METHOD),
     ]
     return f'<div class="cards">{html_cards}</div>' + _kv(rows)
 

@@ -9,6 +9,16 @@ test set leaves some class out of most resamples, and macro-F1 (which scores a c
 no examples as F1 0) would then drop for no reason in the data.  Everything is vectorised:
 one confusion matrix per resample from a single ``bincount``, and macro-F1 computed exactly
 as :func:`tlzoo.core.metrics.classification_report` does.
+
+Where every resample scores the same the percentile interval has zero width: stratified by
+class, a test set with every example right (or each class's examples all given one label)
+resamples to the same confusion matrix every time.  That says nothing about the data; 45 of
+45 right is consistent with a true accuracy of 92 %.  There accuracy gets the Wilson score
+interval (exact enough at any n, never zero-width, never outside [0, 1]), and macro-F1, which
+has no such closed form, gets an interval as wide as that Wilson interval on either side of its
+point value (clipped to [0, 1]): a stand-in that says "this is not known to better than the
+accuracy is", not an estimate of its own.  Intervals the bootstrap can estimate are left as
+they are.
 """
 
 from __future__ import annotations
@@ -16,7 +26,22 @@ from __future__ import annotations
 import numpy as np
 
 LEVEL = 0.95
-METHOD = "95% percentile bootstrap over the test examples, stratified by true class"
+Z = 1.959963984540054  # the standard normal quantile of 1 - (1 - LEVEL) / 2
+METHOD = (
+    "95% percentile bootstrap over the test examples, stratified by true class, 1000 resamples; where every "
+    "resample scores the same, a Wilson score interval for accuracy and one as wide for macro-F1"
+)
+
+
+def wilson(correct: int, n: int, z: float = Z) -> list[float]:
+    """The Wilson score interval of a proportion ``correct / n`` (``[0.0, 0.0]`` for n = 0), rounded to 4 places."""
+    if n <= 0:
+        return [0.0, 0.0]
+    p = correct / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z / denom * float(np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)))
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]
 
 
 def batched_scores(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,11 +62,13 @@ def batched_scores(cms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def bootstrap_ci(
     y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int = 1000, seed: int = 0
 ) -> dict[str, list[float]]:
-    """95 % percentile intervals: ``{"accuracy": [lo, hi], "macro_f1": [lo, hi]}``, rounded to 4 places.
+    """95 % intervals: ``{"accuracy": [lo, hi], "macro_f1": [lo, hi]}``, rounded to 4 places.
 
     ``y_true`` and ``y_pred`` are class indices in ``range(n_classes)``.  The same seed
     gives the same interval; an empty test set gives ``[0.0, 0.0]`` (the point estimate
-    :func:`classification_report` reports for it).
+    :func:`classification_report` reports for it).  Percentile bootstrap, except where it is
+    degenerate (zero width): then accuracy gets the Wilson score interval and macro-F1 one as
+    wide on either side of its point value (see the module docstring).
     """
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
@@ -72,4 +99,12 @@ def bootstrap_ci(
     for name, values in (("accuracy", acc), ("macro_f1", f1)):
         lo, hi = np.percentile(values, [tail, 100 - tail])
         out[name] = [round(float(lo), 4), round(float(hi), 4)]
+    correct = int((y_true == y_pred).sum())
+    w_lo, w_hi = wilson(correct, n)
+    if out["accuracy"][0] == out["accuracy"][1]:
+        out["accuracy"] = [w_lo, w_hi]
+    if out["macro_f1"][0] == out["macro_f1"][1]:
+        a = correct / n
+        point = float(batched_scores(np.bincount(cell, minlength=c * c).reshape(1, c, c))[1][0])
+        out["macro_f1"] = [round(max(0.0, point - (a - w_lo)), 4), round(min(1.0, point + (w_hi - a)), 4)]
     return out
