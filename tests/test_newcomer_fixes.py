@@ -173,3 +173,44 @@ def test_the_card_of_a_perfect_run_does_not_claim_a_zero_width_interval(tmp_path
     assert ci["accuracy"] == [0.9213, 1.0]
     text = " ".join(limitations(files, ci))
     assert "0.0 points" not in text and "7.9 points wide" in text
+
+
+def test_tuning_line_reads_as_a_sentence() -> None:
+    from types import SimpleNamespace
+
+    from tlzoo.core.runner import Run
+
+    lines: list[str] = []
+    tuned = {"C": 0.001, "cv_folds": 5, "cv_accuracy": 1.0, "best_cv_accuracy": 1.0, "grid_points": 9}
+    fake = SimpleNamespace(head=SimpleNamespace(name="svm"), head_tuning=lambda: tuned, log=lines.append)
+    Run._log_tuning(fake)  # type: ignore[arg-type]
+    want = "  svm: chose C=0.001 (CV accuracy 1.000, 5-fold cross-validation over 9 settings on the training features)"
+    assert lines == [want]
+    lines.clear()
+    tuned |= {"cv_accuracy": 0.95, "best_cv_accuracy": 0.96}
+    Run._log_tuning(fake)  # type: ignore[arg-type]
+    assert "best_cv_accuracy" not in lines[0] and "CV accuracy 0.950; best 0.960" in lines[0]
+
+
+def test_seed_columns_keep_apart() -> None:
+    from tlzoo.core.compare import format_leaderboard
+
+    row = {"rank": 1, "backbone": "glove-6B-50d", "head": "logreg", "accuracy": 1.0, "macro_f1": 1.0}
+    row |= {"accuracy_sd": 0.0, "macro_f1_sd": 0.0, "seeds": 3, "extract_seconds": 0.1, "fit_seconds": 0.2}
+    row |= {"features": 50, "logme": 1.2}
+    line = format_leaderboard([row]).splitlines()[-1]
+    assert "1.0000 ± 0.0000  " in line and "0.0000 1.0000" not in line
+
+
+def test_list_keeps_the_default_star_apart(run_cli: Any) -> None:
+    res = run_cli("list")
+    assert res.exit_code == 0, res
+    starred = [line for line in res.stdout.splitlines() if " * " in line]
+    assert starred and not any(f"{w}*" in line for line in res.stdout.splitlines() for w in ("bert", "efficientnet"))
+
+
+def test_one_epoch_is_singular(run_cli: Any, word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
+    args = ["run", "--plugin", "bert", "--weights", word_bert_dir, "--data", topics_csv, "--limit", 60]
+    res = run_cli(*args, "--epochs", 1, "--max-length", 16, "--set", "train.patience=1", "--out", tmp_path / "r")
+    assert res.exit_code == 0, res
+    assert "1 epoch," in res.output and "1 epochs" not in res.output

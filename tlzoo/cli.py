@@ -973,7 +973,7 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
     for e in entries:
         mark = "*" if e.default else " "
         click.echo(
-            f"{e.name:<{width}}  {e.plugin:<{pw}}{mark} {e.modality:<6}  {e.registered_by:<{rw}}  {e.description}"
+            f"{e.name:<{width}}  {e.plugin:<{pw}} {mark} {e.modality:<6}  {e.registered_by:<{rw}}  {e.description}"
         )
     click.echo(
         "\n* = the plugin's default model; the 4th column names the plugin that catalogues it "

@@ -322,7 +322,7 @@ def format_leaderboard(rows: list[dict[str, Any]]) -> str:
         f"{'features':>8} {'LogME':>8}"
     )
     if any(r.get("seeds", 1) > 1 for r in rows):  # mean ± sd over training seeds
-        header = header.replace(f"{'accuracy':>8} {'macro-F1':>8}", f"{'accuracy (± sd)':>15} {'macro-F1 (± sd)':>15}")
+        header = header.replace(f"{'accuracy':>8} {'macro-F1':>8}", f"{'accuracy (± sd)':>17} {'macro-F1 (± sd)':>17}")
     lines = [header, "-" * len(header)]
     for r in rows:
         lm = "" if r.get("logme") is None else f"{r['logme']:.3f}"
@@ -330,7 +330,7 @@ def format_leaderboard(rows: list[dict[str, Any]]) -> str:
         if r.get("seeds", 1) > 1:
             acc = f"{r['accuracy']:.4f} ± {r['accuracy_sd']:.4f}"
             f1 = f"{r['macro_f1']:.4f} ± {r['macro_f1_sd']:.4f}"
-            figures = f"{acc:>15} {f1:>15}"
+            figures = f"{acc:>17} {f1:>17}"  # 15 wide: two spaces between the columns
         lines.append(
             f"{r['rank']:>2}  {r['backbone']:<24} {r['head']:<7} {figures} "
             f"{r['extract_seconds']:>9.1f} {r['fit_seconds']:>6.1f} {r['features']:>8} {lm:>8}"

@@ -629,7 +629,11 @@ class Run:
         self.log(
             f"  optimizer AdamW (weight decay {t.weight_decay}), soft-target cross-entropy"
             f" (label smoothing {t.label_smoothing})"
-            + (f", early stopping after {t.patience} epochs without a better val loss" if t.patience else "")
+            + (
+                f", early stopping after {t.patience} epoch{'s' * (t.patience != 1)} without a better val loss"
+                if t.patience
+                else ""
+            )
             + "; the best val-loss weights of all phases are kept; frozen groups (BatchNorm too) stay in eval mode"
         )
         self.log("  plan:")
@@ -653,7 +657,7 @@ class Run:
                 else ""
             )
             self.log(
-                f"    phase {p.name}: {p.epochs} epochs, {lrs}, {warm}{p.schedule} schedule; "
+                f"    phase {p.name}: {p.epochs} epoch{'s' * (p.epochs != 1)}, {lrs}, {warm}{p.schedule} schedule; "
                 f"backbone groups training: {names}; "
                 f"trainable {trainable + head_params:,} / {total + head_params:,} parameters"
             )
@@ -892,7 +896,7 @@ class Run:
 
     def _log_tuning(self) -> None:
         tuned = self.head_tuning()
-        how = ("cv_folds", "cv_accuracy", "cv_log_loss", "note", "grid_points", "search_rows")
+        how = ("cv_folds", "cv_accuracy", "best_cv_accuracy", "cv_log_loss", "note", "grid_points", "search_rows")
         chosen = {k: v for k, v in tuned.items() if k not in how}
         if not chosen:
             return
@@ -907,10 +911,13 @@ class Run:
             if "cv_log_loss" in tuned
             else ""
         )
+        best = tuned.get("best_cv_accuracy")
+        if isinstance(best, (int, float)) and "cv_accuracy" in tuned and best > tuned["cv_accuracy"]:
+            score += f"; best {best:.3f}, within the folds' noise"  # the simplest setting that close is kept
         over = f" over {tuned['grid_points']} settings" if tuned.get("grid_points") else ""
         self.log(
-            f"  {self.head.name}: chose {values} by {tuned['cv_folds']}-fold cross-validation on the training "
-            f"features ({score}{over})"
+            f"  {self.head.name}: chose {values} (CV {score}, {tuned['cv_folds']}-fold cross-validation{over} "
+            "on the training features)"
         )
 
     # ------------------------------------------------------------------ 9 (save model)

@@ -241,7 +241,7 @@ class Trainer:
         for epoch in range(first, phase.epochs + 1):
             if best is not None and patience and epoch - best["epoch"] > patience:
                 self.log(
-                    f"  {phase.name}: early stop, no better val loss in {patience} epochs "
+                    f"  {phase.name}: early stop, no better val loss in {patience} epoch{'s' * (patience != 1)} "
                     f"(best at epoch {best['epoch']})"
                 )
                 break
