@@ -103,7 +103,7 @@ class GensimPretrainer(Pretrainer):
             )
         log(
             f"  vocabulary {len(model.wv.index_to_key):,} words (min_count {o['min_count']}), "
-            f"{n_tokens:,} training tokens, {len(held)} held-out texts; {o['epochs']} epochs"
+            f"{n_tokens:,} training tokens, {len(held)} held-out texts; {o['epochs']} epoch{'s' * (o['epochs'] != 1)}"
         )
         pairs = {"train": _pairs(train, model, o["window"], rng), "val": _pairs(held, model, o["window"], rng)}
         noise = _noise(model, o["negative"], max(len(p[0]) for p in pairs.values()), rng)

@@ -75,7 +75,7 @@ class UlmfitStrategy(Strategy):
             return
         ctx.log(
             f"  ulmfit stage 2: language-model fine-tuning on the {len(ctx.train_set)} training texts "
-            f"(test texts never seen), {epochs} epochs"
+            f"(test texts never seen), {epochs} epoch{'s' * (epochs != 1)}"
         )
 
         def record(row: dict[str, Any]) -> None:
