@@ -50,6 +50,11 @@ def test_an_onnx_export_points_to_its_script(run_cli: Any, tmp_path: Path) -> No
     line = _one_error(run_cli("predict", exp, "x"), "onnx_predict.py")
     assert "--format folder" in line
     _one_error(run_cli("errors", exp), "exported from")
+    ts = tmp_path / "exp_ts"
+    ts.mkdir()
+    (ts / "model.pt").write_bytes(b"")
+    (ts / "export.json").write_text(json.dumps({"format": "torchscript"}), encoding="utf-8")
+    assert "--format folder" in _one_error(run_cli("predict", ts, "x"), "TorchScript export")
 
 
 @pytest.mark.parametrize("command", ["errors", "report", "predict"])

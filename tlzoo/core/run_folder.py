@@ -43,7 +43,14 @@ def check_run_folder(folder: str | Path, command: str) -> None:
             fmt = json.loads(export.read_text(encoding="utf-8")).get("format")
         except (ValueError, UnicodeDecodeError, OSError, AttributeError):
             fmt = None
-        if fmt == "onnx" or (path / "model.onnx").is_file():
+        onnx = fmt == "onnx" or (path / "model.onnx").is_file()
+        if onnx or fmt == "torchscript" or (path / "model.pt").is_file():
+            if command == "predict" and not onnx:
+                raise TlzooError(
+                    f"'{folder}' is a TorchScript export (`tl export --format torchscript`); load its model.pt "
+                    "with torch.jit.load as its README.md shows, or export the run with `--format folder` "
+                    "for `tl predict`."
+                )
             if command == "predict":
                 raise TlzooError(
                     f"'{folder}' is an ONNX export (`tl export --format onnx`); classify with its own script, "
