@@ -7,7 +7,8 @@ sentence-transformers ``encode`` and a plain timm loop, the feature cache, start
 fine-tune epoch against a plain PyTorch loop, peak memory as the data grows) with
 interleaved rounds inside the module, and returns rows of
 ``{goal, what, tlzoo, peer, unit, ratio, bar, met, note}``.  This script runs the modules
-one after another, never side by side (the machine has two cores), prints one markdown
+one after another, each in its own interpreter, never side by side (the machine has two
+cores), prints one markdown
 table (the one BENCHMARKS.md holds) and writes the rows, the machine and the time to JSON.
 
 ``--quick`` is the same method on fewer rounds and examples (a few minutes per module);
@@ -17,11 +18,12 @@ table (the one BENCHMARKS.md holds) and writes the rows, the machine and the tim
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -36,16 +38,26 @@ def modules() -> dict[str, Path]:
     return {name: found[name] for name in sorted(found, key=lambda n: (ORDER.index(n) if n in ORDER else 99, n))}
 
 
-def load(path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(f"tlzoo_bench_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(HERE))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(HERE))
-    return module
+def run_area(path: Path, quick: bool) -> list[dict[str, Any]]:
+    """One area's ``measure`` in a fresh interpreter: no area inherits another's loaded models, thread
+    pools or memory (a child forked from a large process starts with that process's peak RSS)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = Path(tmp) / "rows.json"
+        code = (
+            "import json, sys\n"
+            f"sys.argv = [{str(path)!r}]\n"
+            f"sys.path.insert(0, {str(HERE)!r})\n"
+            "import importlib.util\n"
+            f"spec = importlib.util.spec_from_file_location('tlzoo_bench_area', {str(path)!r})\n"
+            "module = importlib.util.module_from_spec(spec)\n"
+            "spec.loader.exec_module(module)\n"
+            f"rows = module.measure(quick={quick!r})\n"
+            f"open({str(rows)!r}, 'w').write(json.dumps(rows, default=str))\n"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], cwd=HERE.parent)
+        if proc.returncode != 0 or not rows.is_file():
+            raise RuntimeError(f"{path.name} exited with {proc.returncode}")
+        return list(json.loads(rows.read_text()))
 
 
 def machine() -> dict[str, Any]:
@@ -102,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         print(f"== {name} ({path.name}) ...", file=sys.stderr, flush=True)
         try:
-            got = load(path).measure(quick=args.quick)
+            got = run_area(path, args.quick)
         except Exception as exc:  # one area failing must not hide the others' figures
             traceback.print_exc()
             got = [{"goal": "?", "what": f"{name}: failed", "met": False, "note": f"{type(exc).__name__}: {exc}"}]

@@ -107,6 +107,7 @@ def _peer_epoch(model: Any, make_loader: Any, lr: float, device: Any) -> float:
 def _interleave(rounds: int, tl: Any, peer: Any, fp32: Any = None) -> tuple[float, float, float]:
     """Best epoch times of tlzoo, the peer and (on a GPU) tlzoo with --no-amp, rounds interleaved."""
     best_tl = best_peer = best_fp32 = float("inf")
+    tl(), peer()  # warm-up, not counted: first-use costs (oneDNN kernels for each layout, allocator, optimizer import)
     for r in range(rounds):
         a, b = tl(), peer()
         c = fp32() if fp32 is not None else float("nan")
@@ -276,7 +277,7 @@ def measure(quick: bool = False, device: str = "cpu") -> list[dict[str, Any]]:
     # a CPU epoch is short on purpose: on the shared 2-core machine one MiniLM step of 32 takes
     # 4-8 s and one EfficientNet-Lite0 step of 16 at 224 px 10-25 s; more rounds beat longer epochs
     if quick:
-        return [bert_case(64, 2, 32, dev), lite0_case(32, 2, 16, dev)]
+        return [bert_case(64, 3, 32, dev), lite0_case(32, 3, 16, dev)]
     return [bert_case(96, 4, 32, dev), lite0_case(64, 3, 16, dev)]
 
 
