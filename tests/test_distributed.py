@@ -56,8 +56,10 @@ TWO_RUNS = textwrap.dedent("""
 
     for path in sys.argv[1:]:
         result = Engine(log=stderr_log).run(RunConfig.from_toml(path))
-        print(json.dumps({"rank": int(os.environ["RANK"]), "config": path, "run_dir": str(result.run_dir),
-                          "metrics": result.metrics}, sort_keys=True), flush=True)
+        # a file per rank and run: two ranks printing long lines to one pipe can interleave them
+        with open(f"{path}.rank{os.environ['RANK']}.json", "w") as f:
+            json.dump({"rank": int(os.environ["RANK"]), "config": path, "run_dir": str(result.run_dir),
+                       "metrics": result.metrics}, f, sort_keys=True)
 """)
 
 # `tl run` whose log kills rank 0 (the only rank that logs) once fine-tune epoch 2 is logged:
@@ -166,7 +168,7 @@ def two_process_runs(tiny_bert_dir: Path, topics: Path, tmp_path_factory: pytest
     script.write_text(TWO_RUNS)
     proc = _torchrun([str(script), *paths], home, work)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    results = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    results = [json.loads(p.read_text()) for p in sorted(root.glob("*.toml.rank*.json"))]
     return {"home": home, "work": work, "results": results, "stderr": proc.stderr, "root": root}
 
 
