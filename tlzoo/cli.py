@@ -247,10 +247,17 @@ class PluginGroup(click.Group):
 
     def command_problems(self) -> list[Any]:
         """The PluginInfo of every plugin that failed or clashed while adding its commands."""
+        from tlzoo.core.plugins import allowed_plugins
+
         self._load_plugin_commands()
         if self._command_plugins is None:
             return []
-        return [i for i in self._command_plugins.plugins() if i.error or i.warnings]
+        allowed = allowed_plugins()  # the commands were added once per process: TLZOO_PLUGINS may have changed since
+        return [
+            i
+            for i in self._command_plugins.plugins()
+            if (i.error or i.warnings) and (allowed is None or i.name in allowed)
+        ]
 
     def invoke(self, ctx: click.Context) -> Any:
         from tlzoo.core.lifecycle import signals_raise_interrupted

@@ -156,6 +156,9 @@ def _allowed() -> set[str] | None:
     return {plugin for name in named for plugin in ALIASES.get(name, (name,))}
 
 
+allowed_plugins = _allowed  # public name: the CLI filters what it cached by the current TLZOO_PLUGINS
+
+
 def _entry_points() -> list[metadata.EntryPoint]:
     try:
         return list(metadata.entry_points(group="tlzoo"))
