@@ -243,6 +243,21 @@ class BackboneRequest:
 _DEFAULTS: dict[str, Any] = {f: getattr(BackboneRequest(""), f) for f in ENGINE_SETTINGS}
 
 
+def typed_like(want: Any, value: Any) -> tuple[bool, Any]:
+    """Whether ``value`` has the type of the default ``want`` (bool; int; float, which takes an
+    int and returns it as a float; str; a default of None takes anything), and the value to use."""
+    if isinstance(want, bool):
+        return isinstance(value, bool), value
+    if isinstance(want, int):
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if isinstance(want, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return ok, float(value) if ok else value
+    if isinstance(want, str):
+        return isinstance(value, str), value
+    return True, value
+
+
 def check_options(
     owner: str, options: Mapping[str, Any], defaults: Mapping[str, Any], where: str = "model.options"
 ) -> dict[str, Any]:
@@ -269,17 +284,7 @@ def check_options(
         if value is None:
             continue
         want = defaults[key]
-        if isinstance(want, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(want, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(want, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(want, str):
-            ok = isinstance(value, str)
-        else:
-            ok = True
+        ok, value = typed_like(want, value)
         if not ok:
             raise TlzooError(
                 f"{where}.{key} of {owner} expects {type(want).__name__} (like its default {want!r}), got {value!r}."

@@ -222,6 +222,7 @@ def merge_options(plugin: str, options: dict[str, Any], defaults: dict[str, Any]
     ``epochs`` and ``seed`` always arrive from the engine, so include them in ``defaults``.
     """
     from .errors import suggest
+    from .interfaces import typed_like
 
     merged = dict(defaults)
     for key, value in options.items():
@@ -231,17 +232,7 @@ def merge_options(plugin: str, options: dict[str, Any], defaults: dict[str, Any]
                 f"Options: {', '.join(f'{k}={v!r}' for k, v in sorted(defaults.items()))}."
             )
         want = defaults[key]
-        if isinstance(want, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(want, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(want, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-            value = float(value) if ok else value
-        elif isinstance(want, str):
-            ok = isinstance(value, str)
-        else:
-            ok = True
+        ok, value = typed_like(want, value)
         if not ok:
             raise TlzooError(f"Pretrainer option '{key}' expects {type(want).__name__}, got {value!r}.")
         merged[key] = value
