@@ -17,7 +17,7 @@ from typing import Any
 
 from tlzoo.core.hookspecs import hookimpl as hookimpl  # re-exported: `from tlzoo import hookimpl`
 
-__version__ = "0.1.0"
+__version__ = "0.3.0.dev0"  # the one version: pyproject.toml, tl plugins and the CHANGELOG read it
 
 _LAZY = {
     "Engine": "tlzoo.core.runner",

@@ -16,6 +16,7 @@ unanswered: its cache only, at once).  Weights load from safetensors only: a pic
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -73,6 +74,54 @@ def check_safetensors(folder: Path, what: str) -> None:
     )
 
 
+# files of a checkpoint folder whose ``auto_map`` names Python modules for transformers to import
+CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json", "processor_config.json")
+
+
+def refuse_remote_code(folder: Path, what: str) -> None:
+    """Refuse a folder that asks transformers to import its own Python (``auto_map``), before anything loads.
+
+    transformers would otherwise ask "Do you wish to run the custom code? [y/N]" on a terminal, and a
+    ``y`` (or ``yes | tl ...``) would run the folder's code; tlzoo never runs code from a weights folder.
+    """
+    for name in CODE_CONFIGS:
+        path = folder / name
+        if not path.is_file():
+            continue
+        try:
+            with open(path, "rb") as fh:
+                raw = fh.read(4_000_001)
+            data = json.loads(raw.decode("utf-8")) if len(raw) <= 4_000_000 else None
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+            raise TlzooError(
+                f"{what} '{folder}' has an unreadable {name} (not UTF-8 JSON of at most 4 MB); "
+                "pass a folder saved with save_pretrained()."
+            ) from None
+        if data is None:
+            raise TlzooError(f"{what} '{folder}' has a {name} over 4 MB; pass a folder saved with save_pretrained().")
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise TlzooError(
+                f"{what} '{folder}' asks to run its own Python code ('auto_map' in {name}); tlzoo never runs code "
+                "from a weights folder. Use a checkpoint of an architecture transformers ships (bert, roberta, ...)."
+            )
+    if any(folder.glob("*.py")):
+        script = next(iter(sorted(folder.glob("*.py")))).name
+        raise TlzooError(
+            f"{what} '{folder}' holds Python code ({script}); tlzoo never runs code from a weights folder. "
+            "Pass a folder with only config, tokenizer and safetensors files."
+        )
+
+
+def _remote_code_error(exc: Exception, source: str) -> TlzooError | None:
+    """transformers' refusal of a hub checkpoint that needs its own code, as one line (None: another error)."""
+    if "trust_remote_code" not in str(exc):
+        return None
+    return TlzooError(
+        f"'{source}' needs its own Python code to load (custom architecture); tlzoo never runs remote code. "
+        "Use a checkpoint of an architecture transformers ships (bert, roberta, ...)."
+    )
+
+
 def resolve_source(model: str, weights: str | None, pretrained: bool = True) -> tuple[str, str]:
     """(what to pass to from_pretrained, a human description of the source)."""
     if weights:
@@ -81,6 +130,7 @@ def resolve_source(model: str, weights: str | None, pretrained: bool = True) -> 
             raise TlzooError(f"--weights '{weights}' does not exist; pass a transformers checkpoint folder.")
         if not (p / "config.json").is_file():
             raise TlzooError(f"--weights '{weights}' has no config.json; pass a folder saved with save_pretrained().")
+        refuse_remote_code(p, "--weights")
         if pretrained:
             check_safetensors(p, "--weights")
         return str(p), f"local folder {p}"
@@ -127,15 +177,27 @@ class TransformerBackbone(Backbone):
         hf_logging.disable_progress_bar()
         access = _nothing() if local else network.hub_access()
         with access as why:
-            kwargs: dict[str, Any] = {"local_files_only": local or bool(why)}
+            # never trust remote code: transformers raises instead of prompting on a terminal
+            kwargs: dict[str, Any] = {"local_files_only": local or bool(why), "trust_remote_code": False}
+            if local:  # every command reaches here (run, predict, export, a run folder's assets/): one gate
+                refuse_remote_code(Path(source), "Weights folder")
+            assets = request.assets
+            tok_dir = Path(assets) / "tokenizer" if assets else None
+            if tok_dir and tok_dir.is_dir():
+                refuse_remote_code(tok_dir, "Tokenizer folder")
             try:
                 self.encoder, description = self._load_encoder(source, description, request.pretrained, kwargs)
-                assets = request.assets
-                tok_dir = Path(assets) / "tokenizer" if assets else None
                 if tok_dir and tok_dir.is_dir():
-                    self.tokenizer = AutoTokenizer.from_pretrained(str(tok_dir), local_files_only=True)
+                    self.tokenizer = AutoTokenizer.from_pretrained(
+                        str(tok_dir), local_files_only=True, trust_remote_code=False
+                    )
                 else:
                     self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            except ValueError as exc:
+                refusal = _remote_code_error(exc, source)
+                if refusal is None:
+                    raise
+                raise refusal from None
             except OSError as exc:
                 if local:
                     raise TlzooError(
@@ -164,21 +226,28 @@ class TransformerBackbone(Backbone):
         self, source: str, description: str, pretrained: bool, kwargs: dict[str, Any]
     ) -> tuple[nn.Module, str]:
         """The encoder (safetensors weights only) and the description of where it came from."""
-        from transformers import AutoConfig, AutoModel
-
-        pooler = {"add_pooling_layer": self.pooling == "pooler"}
+        extra: dict[str, Any] = {"add_pooling_layer": self.pooling == "pooler"}
         try:
-            if pretrained:
-                return AutoModel.from_pretrained(source, use_safetensors=True, **pooler, **kwargs), description
-            config = AutoConfig.from_pretrained(source, **kwargs)
-            return AutoModel.from_config(config, **pooler), f"random init ({description} architecture)"
+            return self._build_encoder(source, description, pretrained, kwargs, extra)
         except TypeError as exc:  # e.g. add_pooling_layer on a model without a pooler
             if "add_pooling_layer" not in str(exc):
                 raise
+        return self._build_encoder(source, description, pretrained, kwargs, {})
+
+    @staticmethod
+    def _build_encoder(
+        source: str, description: str, pretrained: bool, kwargs: dict[str, Any], extra: dict[str, Any]
+    ) -> tuple[nn.Module, str]:
+        from transformers import AutoConfig, AutoModel
+
+        # typed as Any: transformers' overloads type **kwargs per keyword, and these are checked above
+        options: dict[str, Any] = {**kwargs, **extra}
+        load: Any = AutoModel.from_pretrained
         if pretrained:
-            return AutoModel.from_pretrained(source, use_safetensors=True, **kwargs), description
+            return load(source, use_safetensors=True, **options), description
         config = AutoConfig.from_pretrained(source, **kwargs)
-        return AutoModel.from_config(config), f"random init ({description} architecture)"
+        build: Any = AutoModel.from_config
+        return build(config, trust_remote_code=False, **extra), f"random init ({description} architecture)"
 
     def preprocessing(self) -> dict[str, Any]:
         return {
