@@ -10,6 +10,7 @@ Then `tl compare` over two text backbones and two heads prints its leaderboard.
 
     .venv/bin/python bench/bench_cache.py            # ~6 minutes on 2 CPU cores
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,18 @@ TL = str(Path(sys.executable).with_name("tl"))
 
 JOBS = [
     # (label, tl run arguments, head A, head B)
-    ("EfficientNet-Lite0 224 px, digits (600 images)",
-     ["--plugin", "efficientnet", "--data", "digits", "--limit", "600"], "logreg", "knn"),
-    ("MiniLM-L6 (BERT), rotten-tomatoes (1,000 snippets)",
-     ["--plugin", "bert", "--data", "rotten-tomatoes", "--limit", "1000"], "logreg", "knn"),
+    (
+        "EfficientNet-Lite0 224 px, digits (600 images)",
+        ["--plugin", "efficientnet", "--data", "digits", "--limit", "600"],
+        "logreg",
+        "knn",
+    ),
+    (
+        "MiniLM-L6 (BERT), rotten-tomatoes (1,000 snippets)",
+        ["--plugin", "bert", "--data", "rotten-tomatoes", "--limit", "1000"],
+        "logreg",
+        "knn",
+    ),
 ]
 
 
@@ -45,9 +54,9 @@ def raw_forward_seconds(plugin: str, data: str, limit: int) -> tuple[float, int]
     """The backbone's forward over every example in a plain loop (no tlzoo loaders, no cache)."""
     import torch
 
-    from tlzoo.core.data import stratified_limit
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions
+    from tlzoo.engine.data import stratified_limit
+    from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
     factory, model = zoo.resolve_backbone(plugin, "")
@@ -56,7 +65,7 @@ def raw_forward_seconds(plugin: str, data: str, limit: int) -> tuple[float, int]
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(ds), 32):
-            backbone(backbone.collate([backbone.transform(x, False) for x in ds.examples[i:i + 32]]))
+            backbone(backbone.collate([backbone.transform(x, False) for x in ds.examples[i : i + 32]]))
     return time.perf_counter() - start, len(ds)
 
 
@@ -65,22 +74,44 @@ def main() -> None:
     env = {**os.environ, "TLZOO_HOME": str(home), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     work = Path(tempfile.mkdtemp(prefix="bench-cache-runs-"))
     print(f"torch threads: {os.environ.get('OMP_NUM_THREADS', 'default')}, cores: {os.cpu_count()}")
-    print("\n| job | run 1: extract + head | run 2: cached + other head | speed-up (wall) | run seconds 1 / 2 | "
-          "raw forward loop | accuracy 1 / 2 |")
+    print(
+        "\n| job | run 1: extract + head | run 2: cached + other head | speed-up (wall) | run seconds 1 / 2 | "
+        "raw forward loop | accuracy 1 / 2 |"
+    )
     print("|---|---|---|---|---|---|---|")
     for label, args, head_a, head_b in JOBS:
         w1, m1 = tl(["run", *args, "--head", head_a, "--out", str(work / f"{head_a}-{args[1]}")], env)
         w2, m2 = tl(["run", *args, "--head", head_b, "--out", str(work / f"{head_b}-{args[1]}")], env)
         raw, n = raw_forward_seconds(args[1], args[3], int(args[5]))
-        print(f"| {label} | {w1:.1f} s ({head_a}) | {w2:.1f} s ({head_b}) | {w1 / w2:.1f}x ({w2 / w1:.0%} of run 1) | "
-              f"{m1['seconds']:.1f} / {m2['seconds']:.1f} s | {raw:.1f} s for {n} examples | "
-              f"{m1['test']['accuracy']:.3f} / {m2['test']['accuracy']:.3f} |", flush=True)
+        print(
+            f"| {label} | {w1:.1f} s ({head_a}) | {w2:.1f} s ({head_b}) | {w1 / w2:.1f}x ({w2 / w1:.0%} of run 1) | "
+            f"{m1['seconds']:.1f} / {m2['seconds']:.1f} s | {raw:.1f} s for {n} examples | "
+            f"{m1['test']['accuracy']:.3f} / {m2['test']['accuracy']:.3f} |",
+            flush=True,
+        )
 
     print("\n`tl compare --plugins bert,glove --data rotten-tomatoes --limit 1000 --heads logreg,knn`:\n")
     start = time.perf_counter()
-    proc = subprocess.run([TL, "compare", "--plugins", "bert,glove", "--data", "rotten-tomatoes", "--limit", "1000",
-                           "--heads", "logreg,knn", "--out", str(work / "compare"), "-q"],
-                          env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            TL,
+            "compare",
+            "--plugins",
+            "bert,glove",
+            "--data",
+            "rotten-tomatoes",
+            "--limit",
+            "1000",
+            "--heads",
+            "logreg,knn",
+            "--out",
+            str(work / "compare"),
+            "-q",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise SystemExit(proc.stderr[-2000:])
     print("```\n" + proc.stdout.strip() + "\n```")

@@ -5,6 +5,7 @@ unless a job says so), offline.  Prints test accuracy, macro-F1 and seconds.
 
     .venv/bin/python bench/bench_end_to_end.py [--out DIR]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,18 +31,39 @@ def main() -> int:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TLZOO_HOME": str(home)}
     jobs = [
         ("bert feature-extraction, fc head", ["--plugin", "bert", "--data", "rotten-tomatoes", "--limit", "2000"]),
-        ("bert feature-extraction, logreg head (cached features)",
-         ["--plugin", "bert", "--data", "rotten-tomatoes", "--limit", "2000", "--head", "logreg"]),
-        ("bert fine-tune --epochs 2 (head phase on cached features)",
-         ["--plugin", "bert", "--data", "rotten-tomatoes", "--limit", "2000", "--strategy", "fine-tune", "--epochs", "2"]),
-        ("efficientnet_lite0 feature-extraction, digits PNGs",
-         ["--plugin", "efficientnet", "--model", "efficientnet_lite0", "--data", str(digits)]),
+        (
+            "bert feature-extraction, logreg head (cached features)",
+            ["--plugin", "bert", "--data", "rotten-tomatoes", "--limit", "2000", "--head", "logreg"],
+        ),
+        (
+            "bert fine-tune --epochs 2 (head phase on cached features)",
+            [
+                "--plugin",
+                "bert",
+                "--data",
+                "rotten-tomatoes",
+                "--limit",
+                "2000",
+                "--strategy",
+                "fine-tune",
+                "--epochs",
+                "2",
+            ],
+        ),
+        (
+            "efficientnet_lite0 feature-extraction, digits PNGs",
+            ["--plugin", "efficientnet", "--model", "efficientnet_lite0", "--data", str(digits)],
+        ),
     ]
     print(f"{'job':<60} {'accuracy':>8} {'macro-F1':>8} {'seconds':>8}")
     for i, (name, argv) in enumerate(jobs):
         start = time.perf_counter()
-        r = subprocess.run([TL, "run", *argv, "--quiet", "--json", "--out", str(out / f"run{i}")],
-                           capture_output=True, text=True, env=env)
+        r = subprocess.run(
+            [TL, "run", *argv, "--quiet", "--json", "--out", str(out / f"run{i}")],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
         secs = time.perf_counter() - start
         if r.returncode != 0:
             print(f"{name:<60} FAILED: {r.stderr.strip().splitlines()[-1:]}")

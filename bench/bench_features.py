@@ -7,6 +7,7 @@ transformers (tokenizer + AutoModel + mean pooling) or timm (transform + forward
 
     .venv/bin/python bench/bench_features.py [--n 1000] [--batch 32] [--threads 2]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,13 @@ def timed(fn, repeat: int = 1) -> float:
     return best
 
 
-def measure(model: str, baseline: str, raw: Callable[[], None], backbone: Any, ds: Any,
-            batch: int) -> list[tuple[str, float]]:
+def measure(
+    model: str, baseline: str, raw: Callable[[], None], backbone: Any, ds: Any, batch: int
+) -> list[tuple[str, float]]:
     """Examples/s of the raw loop, then tlzoo's extract() cold (into a fresh cache) and cached."""
     import torch
 
-    from tlzoo.core.features import FeatureCache, extract
+    from tlzoo.engine.features import FeatureCache, extract
 
     cache = FeatureCache(root=Path(tempfile.mkdtemp()))
     quiet = dict(batch_size=batch, device=torch.device("cpu"), progress=False, log=lambda m: None)
@@ -43,18 +45,21 @@ def measure(model: str, baseline: str, raw: Callable[[], None], backbone: Any, d
     t_raw = timed(raw)
     t_cold = timed(lambda: extract(backbone, ds, cache=cache, **quiet))
     t_warm = timed(lambda: extract(backbone, ds, cache=cache, **quiet), repeat=3)
-    return [(f"{model} {baseline}", n / t_raw), (f"{model} tlzoo extract, cold", n / t_cold),
-            (f"{model} tlzoo extract, cached", n / t_warm)]
+    return [
+        (f"{model} {baseline}", n / t_raw),
+        (f"{model} tlzoo extract, cold", n / t_cold),
+        (f"{model} tlzoo extract, cached", n / t_warm),
+    ]
 
 
 def bench_text(n: int, batch: int) -> list[tuple[str, float]]:
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from tlzoo.core.data import stratified_limit
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions
-    from tlzoo.plugins.text.bert import TransformerBackbone, resolve_source
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions
+    from tlzoo.engine.data import stratified_limit
     from tlzoo.plugins.data.builtin import RottenTomatoes
+    from tlzoo.plugins.text.bert import TransformerBackbone, resolve_source
 
     ds = stratified_limit(RottenTomatoes().load("rotten-tomatoes", DataOptions()), n, 0)
     texts = ds.examples
@@ -65,7 +70,7 @@ def bench_text(n: int, batch: int) -> list[tuple[str, float]]:
     @torch.inference_mode()
     def raw() -> None:
         for i in range(0, len(texts), batch):
-            enc = tok(texts[i:i + batch], padding=True, truncation=True, max_length=128, return_tensors="pt")
+            enc = tok(texts[i : i + batch], padding=True, truncation=True, max_length=128, return_tensors="pt")
             h = model(**enc).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).float()
             _ = (h * m).sum(1) / m.sum(1)
@@ -81,8 +86,8 @@ def bench_vision(n: int, batch: int) -> list[tuple[str, float]]:
     import torch
     from PIL import Image
 
-    from tlzoo.core.data import stratified_limit
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions
+    from tlzoo.engine.data import stratified_limit
     from tlzoo.plugins.data.builtin import Digits
     from tlzoo.plugins.vision.timm_vision import TimmBackbone
 
@@ -96,7 +101,7 @@ def bench_vision(n: int, batch: int) -> list[tuple[str, float]]:
     @torch.inference_mode()
     def raw() -> None:
         for i in range(0, len(ds), batch):
-            x = torch.stack([tf(Image.fromarray(a).convert("RGB")) for a in ds.examples[i:i + batch]])
+            x = torch.stack([tf(Image.fromarray(a).convert("RGB")) for a in ds.examples[i : i + batch]])
             _ = model(x)
 
     return measure("vision efficientnet_lite0 224px", "raw timm loop", raw, backbone, ds, batch)

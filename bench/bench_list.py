@@ -11,6 +11,7 @@ entries, and whether torch was imported.
 
     python bench/bench_list.py [--repeat 9]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,11 @@ def tlzoo_register_catalogue(register):
     register({"name": "heavy-model", "plugin": "heavy", "modality": "vision", "description": "benchmark"})
 '''
 
-PROBE = ("import json, sys, time\nt = time.perf_counter()\nfrom tlzoo.cli import cli\ntry:\n"
-         "    cli.main(sys.argv[1:], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
-         "print(json.dumps({'torch': 'torch' in sys.modules}), file=sys.stderr)\n")
+PROBE = (
+    "import json, sys, time\nt = time.perf_counter()\nfrom tlzoo.cli import cli\ntry:\n"
+    "    cli.main(sys.argv[1:], standalone_mode=False)\nexcept SystemExit:\n    pass\n"
+    "print(json.dumps({'torch': 'torch' in sys.modules}), file=sys.stderr)\n"
+)
 
 
 def install(site: Path, dist: str, module: str, source: str) -> None:
@@ -75,8 +78,12 @@ def measure(args: list[str], env: dict[str, str], repeat: int) -> dict[str, obje
         torch = json.loads(done.stderr.strip().splitlines()[-1])["torch"]
         if "--json" in args:
             entries = len(json.loads(done.stdout))
-    return {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3), "entries": entries,
-            "torch_imported": torch}
+    return {
+        "median_s": round(statistics.median(times), 3),
+        "min_s": round(min(times), 3),
+        "entries": entries,
+        "torch_imported": torch,
+    }
 
 
 def main() -> None:
@@ -95,8 +102,9 @@ def main() -> None:
         install(heavy, "tlzoo-bench-heavy", "bench_heavy", HEAVY)
         # as installed packages run: bytecode cached (pip compiles it; PYTHONDONTWRITEBYTECODE would
         # recompile every module in every process), after one warm-up run per configuration
-        base = {k: v for k, v in os.environ.items() if k not in ("TLZOO_PLUGINS", "PYTHONPATH",
-                                                                 "PYTHONDONTWRITEBYTECODE")}
+        base = {
+            k: v for k, v in os.environ.items() if k not in ("TLZOO_PLUGINS", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+        }
         base["HF_HUB_OFFLINE"] = "1"
         configs = {
             "no plugins (TLZOO_PLUGINS= : registry.toml only)": ({**base, "TLZOO_PLUGINS": ""}, ["list", "--json"]),

@@ -11,6 +11,7 @@ BENCHMARKS.md row per run and writes all figures to ``<out>/results.json``.
 
     .venv/bin/python bench/bench_lstm.py --models ulmfit,elmo --out /tmp/bench-lstm
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,27 @@ PRETRAIN: dict[str, dict[str, Any]] = {
     "elmo": {"epochs": 2, "batch_size": 64, "lr": 2e-3, "max_vocab": 8000},
 }
 RUN: dict[str, dict[str, Any]] = {  # RunConfig keys
-    "ulmfit": {"train.strategy": "ulmfit", "train.lm_epochs": 2, "train.head_epochs": 5, "train.epochs": 2,
-               "train.lr": 3e-3},
-    "elmo": {"train.strategy": "fine-tune", "train.head_epochs": 5, "train.epochs": 3, "train.unfreeze": -1,
-             "train.finetune_lr": 1e-3, "train.lr": 3e-3},
+    "ulmfit": {
+        "train.strategy": "ulmfit",
+        "train.lm_epochs": 2,
+        "train.head_epochs": 5,
+        "train.epochs": 2,
+        "train.lr": 3e-3,
+    },
+    "elmo": {
+        "train.strategy": "fine-tune",
+        "train.head_epochs": 5,
+        "train.epochs": 3,
+        "train.unfreeze": -1,
+        "train.finetune_lr": 1e-3,
+        "train.lr": 3e-3,
+    },
 }
 
 
 def corpus_outside_subset(limit: int, seed: int) -> list[str]:
-    from tlzoo.core.data import stratified_limit
-    from tlzoo.core.interfaces import DataOptions
+    from tlzoo.api.interfaces import DataOptions
+    from tlzoo.engine.data import stratified_limit
     from tlzoo.plugins.data.builtin import RottenTomatoes
 
     ds = RottenTomatoes().load("rotten-tomatoes", DataOptions())
@@ -59,8 +71,12 @@ def run(model: str, weights: str | None, out: Path, seed: int) -> dict[str, Any]
         cfg.set(k, v)
     cfg.out, cfg.progress = str(out), False
     res = Engine().run(cfg)
-    return {"accuracy": res.metrics["test"]["accuracy"], "macro_f1": res.metrics["test"]["macro_f1"],
-            "seconds": res.metrics["seconds"], "run_dir": str(res.run_dir)}
+    return {
+        "accuracy": res.metrics["test"]["accuracy"],
+        "macro_f1": res.metrics["test"]["macro_f1"],
+        "seconds": res.metrics["seconds"],
+        "run_dir": str(res.run_dir),
+    }
 
 
 def main() -> None:
@@ -78,7 +94,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     rfile = out / f"results-{args.models.replace(',', '-')}.json"
     for model in args.models.split(","):
-        from tlzoo.core.zoo import Zoo
+        from tlzoo.engine.zoo import Zoo
 
         pre = Zoo().pretrainers.get(model)
         stamp = time.strftime("%H%M%S")
@@ -94,11 +110,15 @@ def main() -> None:
     for model, r in results.items():
         s = r["pretrain"]
         strategy = RUN[model]["train.strategy"]
-        print(f"| {model} | {strategy} | tl pretrain on {s['texts']:,} unlabelled RT snippets, {s['epochs']} epochs, "
-              f"held-out perplexity {s['val_perplexity']:.0f}, {s['wall_seconds']:.0f} s | "
-              f"{r['pretrained']['accuracy']:.4f} | {r['pretrained']['macro_f1']:.4f} | {r['pretrained']['seconds']:.0f} |")
-        print(f"| {model} | {strategy} | none (random init) | {r['scratch']['accuracy']:.4f} | "
-              f"{r['scratch']['macro_f1']:.4f} | {r['scratch']['seconds']:.0f} |")
+        print(
+            f"| {model} | {strategy} | tl pretrain on {s['texts']:,} unlabelled RT snippets, {s['epochs']} epochs, "
+            f"held-out perplexity {s['val_perplexity']:.0f}, {s['wall_seconds']:.0f} s | "
+            f"{r['pretrained']['accuracy']:.4f} | {r['pretrained']['macro_f1']:.4f} | {r['pretrained']['seconds']:.0f} |"
+        )
+        print(
+            f"| {model} | {strategy} | none (random init) | {r['scratch']['accuracy']:.4f} | "
+            f"{r['scratch']['macro_f1']:.4f} | {r['scratch']['seconds']:.0f} |"
+        )
 
 
 if __name__ == "__main__":

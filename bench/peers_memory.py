@@ -35,7 +35,7 @@ BAR = 0.20
 
 
 def _texts(n: int, path: Path) -> Path:
-    from tlzoo.core.interfaces import DataOptions
+    from tlzoo.api.interfaces import DataOptions
     from tlzoo.plugins.data.builtin import RottenTomatoes
 
     ds = RottenTomatoes().load("rotten-tomatoes", DataOptions())

@@ -34,8 +34,8 @@ COMMANDS = [["list"], ["data", "list"], ["heads"], ["strategies"], ["plugins"], 
 
 # what "loading the backbone alone" runs: the factory tl predict uses, nothing else
 LOAD_BACKBONE = (
-    "from tlzoo.core.interfaces import BackboneRequest\n"
-    "from tlzoo.core.zoo import Zoo\n"
+    "from tlzoo.api.interfaces import BackboneRequest\n"
+    "from tlzoo.engine.zoo import Zoo\n"
     "factory, model = Zoo().resolve_backbone('bert', '')\n"
     "backbone = factory.create(BackboneRequest(model)).eval()\n"
     "print(backbone.num_features)\n"
@@ -43,7 +43,7 @@ LOAD_BACKBONE = (
 
 
 def _builtins_only(env: dict[str, str]) -> dict[str, str]:
-    from tlzoo.core.plugins import BUILTIN_PLUGINS
+    from tlzoo.engine.plugins import BUILTIN_PLUGINS
 
     return {**env, "TLZOO_PLUGINS": ",".join(BUILTIN_PLUGINS)}
 

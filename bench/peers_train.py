@@ -53,9 +53,9 @@ def _tlzoo_epoch(
     model: Any, backbone: Any, examples: list[Any], targets: Any, batch: int, lr: float, device: Any, amp: bool = True
 ) -> float:
     """One epoch through tlzoo's own loader and Trainer (fresh optimizer, as a phase builds it)."""
-    from tlzoo.core.interfaces import Phase
-    from tlzoo.core.loaders import example_loader
-    from tlzoo.core.training import History, Trainer, frozen_to_eval, param_groups, set_trainable, soft_cross_entropy
+    from tlzoo.api.interfaces import Phase
+    from tlzoo.engine.loaders import example_loader
+    from tlzoo.engine.training import History, Trainer, frozen_to_eval, param_groups, set_trainable, soft_cross_entropy
 
     live = set_trainable(backbone, -1)
     phase = Phase("finetune", 1, lr, train_groups=-1, lr_decay=1.0, schedule="constant")
@@ -122,9 +122,9 @@ def bert_case(n: int, rounds: int, batch: int, device: Any) -> dict[str, Any]:
     from torch import nn
     from transformers import AutoModel, AutoTokenizer
 
-    from tlzoo.core.data import LabelEncoder, stratified_limit
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions
-    from tlzoo.core.training import TransferModel
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions
+    from tlzoo.engine.data import LabelEncoder, stratified_limit
+    from tlzoo.engine.training import TransferModel
     from tlzoo.plugins.data.builtin import RottenTomatoes
     from tlzoo.plugins.heads.fc import FCHead
     from tlzoo.plugins.text.bert import TransformerBackbone, resolve_source
@@ -191,9 +191,9 @@ def lite0_case(n: int, rounds: int, batch: int, device: Any, size: int = 224) ->
     import torch
     from PIL import Image
 
-    from tlzoo.core.data import LabelEncoder, stratified_limit
-    from tlzoo.core.interfaces import BackboneRequest, DataOptions
-    from tlzoo.core.training import TransferModel
+    from tlzoo.api.interfaces import BackboneRequest, DataOptions
+    from tlzoo.engine.data import LabelEncoder, stratified_limit
+    from tlzoo.engine.training import TransferModel
     from tlzoo.plugins.data.builtin import Digits
     from tlzoo.plugins.heads.fc import FCHead
     from tlzoo.plugins.vision.timm_vision import TimmBackbone

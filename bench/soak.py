@@ -19,6 +19,7 @@ must list no partial entry.  Not part of ``make test`` (it takes long):
     .venv/bin/python bench/soak.py              # 200 rounds, ~20-40 min on 2 cores
     .venv/bin/python bench/soak.py --rounds 20  # a quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,13 +55,15 @@ def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
 
 
 def check_finished(out: Path) -> list[str]:
-    missing = [f for f in ("metrics.json", "model.safetensors", "predictions.csv", "confusion.png")
-               if not (out / f).is_file()]
+    missing = [
+        f for f in ("metrics.json", "model.safetensors", "predictions.csv", "confusion.png") if not (out / f).is_file()
+    ]
     return [f"{out} finished without {', '.join(missing)}"] if missing else []
 
 
-def one_round(i: int, root: Path, env: dict[str, str], sig: str, delay: float, resume_p: float,
-              rng: random.Random) -> tuple[str, list[str]]:
+def one_round(
+    i: int, root: Path, env: dict[str, str], sig: str, delay: float, resume_p: float, rng: random.Random
+) -> tuple[str, list[str]]:
     out = root / f"r{i:03d}"
     proc = start([*ARGS, "--out", str(out)], env)
     if sig != "none":
@@ -153,8 +156,9 @@ def main() -> None:
             raise SystemExit(f"warm-up run failed:\n{res.stderr[-2000:]}")
         durations.append(time.perf_counter() - t0)
     scale = statistics.median(durations)
-    print(f"full run: median {scale:.1f}s (first, filling the cache: {durations[0]:.1f}s); {a.rounds} rounds",
-          flush=True)
+    print(
+        f"full run: median {scale:.1f}s (first, filling the cache: {durations[0]:.1f}s); {a.rounds} rounds", flush=True
+    )
     outcomes: Counter[str] = Counter()
     signals: Counter[str] = Counter()
     problems: list[str] = []
@@ -172,9 +176,15 @@ def main() -> None:
         for p in root.glob(f"r{i:03d}"):  # keep the disk flat: the check above has read it
             shutil.rmtree(p, ignore_errors=True)
     problems += final_check(root, env)
-    summary = {"rounds": a.rounds, "signals": dict(signals), "outcomes": dict(outcomes), "problems": problems,
-               "full_run_seconds": round(scale, 2), "minutes": round((time.perf_counter() - started) / 60, 1),
-               "final_predictions_identical": not any("differs" in p for p in problems)}
+    summary = {
+        "rounds": a.rounds,
+        "signals": dict(signals),
+        "outcomes": dict(outcomes),
+        "problems": problems,
+        "full_run_seconds": round(scale, 2),
+        "minutes": round((time.perf_counter() - started) / 60, 1),
+        "final_predictions_identical": not any("differs" in p for p in problems),
+    }
     a.json.parent.mkdir(parents=True, exist_ok=True)
     a.json.write_text(json.dumps(summary, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

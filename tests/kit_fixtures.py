@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import (
+from tlzoo.api.interfaces import (
     Backbone,
     BackboneFactory,
     BackboneRequest,

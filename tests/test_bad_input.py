@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tlzoo.core.data import RowReport, stratified_split
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import DataOptions, Dataset
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import DataOptions, Dataset
+from tlzoo.engine.data import RowReport, stratified_split
 from tlzoo.plugins.data.files import CSVSource, JSONLSource
 
 WORDS = ("funny comedy fun smart clever", "drama love life moving family")
@@ -277,7 +277,7 @@ def test_pretrain_with_a_negative_limit(run_cli: Any, tmp_path: Path, text_csv: 
 
 
 def test_config_validate_catches_values_set_in_python() -> None:
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig()
     cfg.data.limit = -3
@@ -294,8 +294,8 @@ def test_config_validate_catches_values_set_in_python() -> None:
 @pytest.fixture
 def no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading data or extracting features after a bad option would be a bug: make either fail loudly."""
-    from tlzoo.core import runner
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine import runner
+    from tlzoo.engine.zoo import Zoo
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("heavy work started before the options were checked")
@@ -350,7 +350,7 @@ def test_head_c_abc_is_reported_at_step_one(
 
 def test_null_head_options_survive_the_config_round_trip() -> None:
     """to_toml writes None as "": reading it back must not turn a valid run into a refused one."""
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
     from tlzoo.plugins.heads.sklearn_heads import RandomForestHead
 
     cfg = RunConfig()

@@ -82,7 +82,7 @@ def image_run(image_folder: Path, tmp_path_factory: pytest.TempPathFactory) -> P
 
 
 def _proba(run: Path, inputs: list[Any]) -> np.ndarray:
-    from tlzoo.core.predict import Predictor
+    from tlzoo.commands.predict import Predictor
 
     return Predictor.load(run).predict_proba(inputs)
 

@@ -17,14 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.runner import Engine, Run
-from tlzoo.core.zoo import Zoo
+from tlzoo.engine.config import RunConfig
+from tlzoo.engine.runner import Run
+from tlzoo.engine.zoo import Zoo
+from tlzoo.facade import Engine
 
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.facade import Engine
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)

@@ -12,16 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core import features as feat
-from tlzoo.core.cache_admin import cache_entries, clear_cache, parse_age
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.features import FeatureCache, cache_key, extract
-from tlzoo.core.interfaces import BackboneRequest, Dataset
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest, Dataset
+from tlzoo.engine import features as feat
+from tlzoo.engine.cache import cache_entries, clear_cache, parse_age
+from tlzoo.engine.features import FeatureCache, cache_key, extract
 
 
 @pytest.fixture(scope="module")
 def backbone(tiny_bert_dir: Path):
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     factory, model = Zoo().resolve_backbone("bert", "")
     b = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16))
@@ -78,7 +78,7 @@ def test_second_read_never_runs_the_backbone(backbone, tmp_path: Path, monkeypat
 
 
 def test_key_covers_split_dataset_pooling_and_weights(backbone, tiny_bert_dir: Path) -> None:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     ds = _texts(6)
     base = cache_key(backbone, ds, "train")

@@ -14,7 +14,7 @@ import pytest
 
 
 def _config(text_csv: Path, weights: Path, out: Path, *extra: str) -> Any:
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig()
     cfg.apply_overrides(
@@ -35,8 +35,8 @@ def _config(text_csv: Path, weights: Path, out: Path, *extra: str) -> Any:
 def test_a_second_run_with_another_head_builds_no_backbone(
     tiny_bert_dir: Path, text_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tlzoo.core.features import FeatureCache
-    from tlzoo.core.runner import Engine
+    from tlzoo.engine.features import FeatureCache
+    from tlzoo.facade import Engine
     from tlzoo.plugins.text import bert
 
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
@@ -78,7 +78,7 @@ def test_changed_weight_files_miss_the_cache(
 ) -> None:
     import shutil
 
-    from tlzoo.core.runner import Engine
+    from tlzoo.facade import Engine
 
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
     weights = tmp_path / "weights"
@@ -96,8 +96,8 @@ def test_a_fine_tune_run_and_an_ignored_option_reuse_the_entries(
 ) -> None:
     """Fine-tuning's head phase reads the features a feature-extraction run cached (the same frozen
     backbone), and an option the text backbone ignores (--image-size) does not key a new entry."""
-    from tlzoo.core.features import FeatureCache
-    from tlzoo.core.runner import Engine
+    from tlzoo.engine.features import FeatureCache
+    from tlzoo.facade import Engine
 
     monkeypatch.setenv("TLZOO_HOME", str(tmp_path / "home"))
     Engine(log=None).run(_config(text_csv, tiny_bert_dir, tmp_path / "a", "head.name=logreg"))

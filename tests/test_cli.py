@@ -196,7 +196,7 @@ def test_config_file_then_options_then_set(run_cli: Any, tmp_path: Path, text_cs
         "run", "-q", "--config", conf, "--max-length", "24", "--set", "model.max_length=20", "--seed", "4", "--out", out
     )
     assert res.exit_code == 0, res
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig.from_toml(out / "config.toml")
     assert cfg.model.max_length == 20 and cfg.seed == 4 and cfg.train.epochs == 9 and cfg.head.name == "logreg"

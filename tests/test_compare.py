@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tlzoo.core.compare import compare, logme
+from tlzoo.commands.compare import compare, logme
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +66,7 @@ def test_tl_compare_two_backbones_two_heads(
 def test_compare_api_reads_cached_features_the_second_time(
     word_bert_dir: Path, topics_csv: Path, tmp_path: Path
 ) -> None:
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig()
     cfg.model.max_length, cfg.train.device, cfg.progress = 16, "cpu", False
@@ -89,9 +89,9 @@ def test_compare_api_reads_cached_features_the_second_time(
 def test_compare_runs_the_steps_through_step_wrappers(word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
     """Each backbone is a probe run of steps.PROBE_STEPS, so wrappers see compare as they see `tl run`."""
     from tlzoo import hookimpl, step_wrapper, steps
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.zoo import Zoo
 
     class Wrappers:
         def __init__(self) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
+from tlzoo.engine.config import RunConfig
 
 
 def test_defaults_are_usable() -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tlzoo.core.interfaces import BackboneRequest, DataOptions
+from tlzoo.api.interfaces import BackboneRequest, DataOptions
 from tlzoo.testing import (
     BackboneCase,
     DataSourceCase,
@@ -290,8 +290,8 @@ def test_contract(case: Any, check: Callable[[Any], None]) -> None:
 
 @pytest.mark.parametrize("kind", ["backbones", "heads", "strategies", "data_sources", "pretrainers"])
 def test_everything_registered_has_a_contract_case(kind: str) -> None:
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.zoo import Zoo
 
     # the built-ins: installed plugins (examples/tlzoo-example) are guarded by their own suites
     missing = uncovered(CASES, zoo=Zoo(PluginManager(load_entry_points=False)), exempt=EXEMPT)[kind]

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tlzoo.core.corpus import CorpusOptions, read_corpus
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import DataOptions
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import DataOptions
+from tlzoo.engine.corpus import CorpusOptions, read_corpus
 from tlzoo.plugins.data.files import CSVSource
 
 TEXTS = ["first line\nsecond line of the same review", "a plain one", 'quote "inside", and a comma']

@@ -7,10 +7,10 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from tlzoo.core.data import LabelEncoder, check_labels, stratified_limit, stratified_split
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Dataset
-from tlzoo.core.metrics import classification_report
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Dataset
+from tlzoo.engine.data import LabelEncoder, check_labels, stratified_limit, stratified_split
+from tlzoo.evaluation.metrics import classification_report
 
 
 def _ds(counts: dict[str, int]) -> Dataset:

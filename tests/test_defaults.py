@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from tlzoo.core.config import RunConfig, TrainConfig
-from tlzoo.core.runner import Run
-from tlzoo.core.zoo import Zoo
+from tlzoo.engine.config import RunConfig, TrainConfig
+from tlzoo.engine.runner import Run
+from tlzoo.engine.zoo import Zoo
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +155,7 @@ def test_a_built_in_name_stays_a_name_in_config_toml(
 
 # --------------------------------------------------------------------------- corpus lines
 def test_a_corpus_line_with_nel_or_line_separator_stays_one_text(tmp_path: Path) -> None:
-    from tlzoo.core.corpus import read_corpus, read_jsonl_table
+    from tlzoo.engine.corpus import read_corpus, read_jsonl_table
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("first\x85still first\nsecond\u2028still second\r\nthird\n", encoding="utf-8")
@@ -181,7 +181,7 @@ def test_cache_ls_says_random_init_and_tells_a_folder_from_the_built_in(
 
 
 def test_cache_ls_columns_line_up_whatever_the_lengths() -> None:
-    from tlzoo.core.cache_admin import CacheEntry, cache_table
+    from tlzoo.engine.cache import CacheEntry, cache_table
 
     def entry(key: str, model: str, weights: str, dataset: str, complete: bool = True) -> CacheEntry:
         return CacheEntry(key, Path(key), complete, 2048, 100.0, 100.0, model, "plug", dataset, "train", 7, 84, weights)
@@ -207,7 +207,7 @@ def test_cache_ls_columns_line_up_whatever_the_lengths() -> None:
 def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> None:
     import shlex
 
-    from tlzoo.core.compare import next_command
+    from tlzoo.commands.compare import next_command
 
     cfg = RunConfig()
     cfg.apply_overrides(
@@ -247,7 +247,7 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
 
 
 def test_the_leaderboard_shows_the_test_size_both_seconds_and_what_logme_means() -> None:
-    from tlzoo.core.compare import format_leaderboard, leaderboard_notes
+    from tlzoo.commands.compare import format_leaderboard, leaderboard_notes
 
     row = {"rank": 1, "backbone": "b", "head": "logreg", "accuracy": 0.9, "macro_f1": 0.8, "seconds": 3.5}
     row.update(extract_seconds=3.0, fit_seconds=0.5, features=8, logme=-0.42, n_test=90)
@@ -263,11 +263,11 @@ def test_the_leaderboard_shows_the_test_size_both_seconds_and_what_logme_means()
 
 # --------------------------------------------------------------------------- tl config
 def test_every_engine_key_has_a_meaning() -> None:
-    from tlzoo.core.config_keys import MEANINGS, engine_keys
+    from tlzoo.engine.config_keys import MEANINGS, engine_keys
 
     keys = engine_keys()
     missing = [k.key for k in keys if k.key not in MEANINGS]
-    assert not missing, f"add a line to tlzoo.core.config_keys.MEANINGS for {missing}"
+    assert not missing, f"add a line to tlzoo.engine.config_keys.MEANINGS for {missing}"
     assert set(MEANINGS) == {k.key for k in keys}, "MEANINGS names keys RunConfig no longer has"
     epochs = next(k for k in keys if k.key == "train.epochs")
     assert epochs.default == 0 and epochs.option == "--epochs"
@@ -300,7 +300,7 @@ def test_tl_config_lists_every_key_with_default_and_meaning(run_cli: Any) -> Non
 
 def test_a_third_party_plugins_options_appear_in_tl_config() -> None:
     from tlzoo import BackboneFactory, PluginManager, hookimpl
-    from tlzoo.core.config_keys import format_keys, plugin_keys
+    from tlzoo.engine.config_keys import format_keys, plugin_keys
 
     class Plugin:
         @hookimpl
@@ -327,7 +327,7 @@ def test_tl_config_imports_no_torch() -> None:
     import subprocess
     import sys
 
-    from tlzoo.core.plugins import BUILTIN_PLUGINS
+    from tlzoo.engine.plugins import BUILTIN_PLUGINS
 
     probe = (
         "import sys\nfrom tlzoo.cli import cli\ntry:\n    cli.main(['config'], standalone_mode=False)\n"

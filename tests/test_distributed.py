@@ -28,8 +28,8 @@ import numpy as np
 import pytest
 from conftest import TOPICS
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.runner import Engine
+from tlzoo.engine.config import RunConfig
+from tlzoo.facade import Engine
 
 pytestmark = pytest.mark.xdist_group("distributed")  # one worker: two more processes each launch
 
@@ -51,8 +51,9 @@ ARTIFACTS = {
 # prints what Engine.run returned to it.
 TWO_RUNS = textwrap.dedent("""
     import json, os, sys
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine, stderr_log
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.engine.runner import stderr_log
+    from tlzoo.facade import Engine
 
     for path in sys.argv[1:]:
         result = Engine(log=stderr_log).run(RunConfig.from_toml(path))

@@ -15,7 +15,7 @@ Two kinds of test, after datasette's ``test_docs.py``:
   PYTHONPATH: what a user's install gives tlzoo, without touching the venv.  A block whose
   first line is ``# not run`` is only shown.  Everything runs offline, with a private
   ``TLZOO_HOME``.
-* **Everything is documented.**  Every hook of ``tlzoo/core/hookspecs.py`` has a section in
+* **Everything is documented.**  Every hook of ``tlzoo/api/hookspecs.py`` has a section in
   reference.md with a runnable example that uses it; the Run-state table lists every step
   (by its ``tlzoo.steps`` constant) with exactly the attributes ``tlzoo.steps.STATE``
   declares; every ``BackboneRequest`` field, engine setting, catalogue key, kit check,
@@ -278,7 +278,7 @@ def _sections(page: str) -> list[tuple[str, str]]:
 
 
 def test_every_hook_has_a_section_with_a_runnable_example() -> None:
-    from tlzoo.core import hookspecs
+    from tlzoo.api import hookspecs
 
     hooks = [n for n in dir(hookspecs) if n.startswith("tlzoo_") and hasattr(getattr(hookspecs, n), "tlzoo_spec")]
     assert len(hooks) >= 8
@@ -323,7 +323,8 @@ def test_the_run_state_table_is_the_runners() -> None:
 
 
 def test_requests_catalogue_kit_lib_and_old_names_are_documented() -> None:
-    from tlzoo.core import interfaces, plugins, registry, steps
+    from tlzoo.api import interfaces, steps
+    from tlzoo.engine import plugins, registry
     from tlzoo.testing import all_checks
 
     text = _text(*PAGES)

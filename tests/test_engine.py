@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.hookspecs import hookimpl
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.engine.config import RunConfig
 
 pytestmark = pytest.mark.xdist_group("engine")  # one worker builds the shared runs
 
@@ -68,9 +68,9 @@ class Observer:
 
 
 def _run(base: Path, name: str, overrides: list[str]) -> Done:
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.runner import Engine
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.zoo import Zoo
+    from tlzoo.facade import Engine
 
     cfg = RunConfig()
     cfg.apply_overrides([*overrides, f"out={base / name}", "progress=false", "train.batch_size=16"])
@@ -249,7 +249,7 @@ def _inputs_for(run: Done, rows: list[dict[str, str]]) -> list[str]:
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_predictor_reproduces_predictions_csv(runs: Callable[[str], Done], name: str) -> None:
-    from tlzoo.core.predict import Predictor
+    from tlzoo.commands.predict import Predictor
 
     run = runs(name)
     rows = _read_csv(run.run_dir / "predictions.csv")
@@ -275,7 +275,7 @@ def test_tl_predict_matches_predictions_csv(runs: Callable[[str], Done], name: s
 
 
 def test_engine_predict_api(runs: Callable[[str], Done]) -> None:
-    from tlzoo.core.runner import Engine
+    from tlzoo.facade import Engine
 
     run = runs("bert-fe-fc")
     out = Engine(log=None).predict(run.run_dir, ["a charming and funny film", "dull and boring"])

@@ -159,7 +159,7 @@ def test_fitted_backbone_gives_the_same_features_in_the_run_and_in_predict(tmp_p
     from tlzoo_example.tfidf import TfidfSvdBackbone
 
     from tlzoo import Engine, Predictor, RunConfig, Zoo
-    from tlzoo.core.plugins import PluginManager
+    from tlzoo.engine.plugins import PluginManager
 
     capture = _Capture()
     module = types.ModuleType("capture_features")

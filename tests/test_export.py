@@ -153,7 +153,7 @@ def test_image_folder_export_through_tl_predict_and_load_py(image_run: Path, tmp
 
 def _onnx_inputs(run: Path, examples: list[Any]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """The run's own probabilities and the graph's inputs, built by the backbone's own preprocessing."""
-    from tlzoo.core.predict import Predictor
+    from tlzoo.commands.predict import Predictor
 
     predictor = Predictor.load(run)
     b = predictor.backbone

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core import features as features_module
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.features import FeatureCache, cache_key, extract
-from tlzoo.core.interfaces import BackboneRequest, Dataset
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest, Dataset
+from tlzoo.engine import features as features_module
+from tlzoo.engine.features import FeatureCache, cache_key, extract
 
 CPU = torch.device("cpu")
 TEXTS = [

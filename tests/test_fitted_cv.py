@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.runner import Engine
+from tlzoo.api.errors import TlzooError
+from tlzoo.engine.config import RunConfig
+from tlzoo.facade import Engine
 from tlzoo.plugins.heads.sklearn_heads import HEADS, GaussianNBHead, KNNHead, SVMHead, TreeHead, cv_folds
 
 

@@ -12,10 +12,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.predict import Predictor
-from tlzoo.core.runner import Engine
+from tlzoo.api.errors import TlzooError
+from tlzoo.commands.predict import Predictor
+from tlzoo.engine.config import RunConfig
+from tlzoo.facade import Engine
 
 HEADS = ("fc", "logreg", "svm", "rf", "knn", "tree", "nb")
 
@@ -86,7 +86,7 @@ def test_head_options_reach_the_estimator(word_bert_dir: Path, topics_csv: Path,
     ],
 )
 def test_bad_head_options_are_one_line_errors(head: str, params: dict[str, Any], fragment: str) -> None:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     x = np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
     y = np.arange(30) % 3
@@ -112,10 +112,10 @@ def test_rf_and_tree_arrays_predict_like_scikit_learn() -> None:
 
 
 def test_third_party_head_registers_through_the_hook(word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
-    from tlzoo.core.hookspecs import hookimpl
-    from tlzoo.core.interfaces import FittedHead
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.hookspecs import hookimpl
+    from tlzoo.api.interfaces import FittedHead
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.zoo import Zoo
 
     class Centroid(FittedHead):
         """Nearest class mean: a fitted head from outside tlzoo."""
@@ -149,7 +149,7 @@ def test_third_party_head_registers_through_the_hook(word_bert_dir: Path, topics
 
 # --------------------------------------------------------------------------- two kinds of head
 def test_head_kinds_are_types_and_trainable_follows_them() -> None:
-    from tlzoo.core.interfaces import FittedHead, Head, TorchHead
+    from tlzoo.api.interfaces import FittedHead, Head, TorchHead
     from tlzoo.plugins.heads.fc import FCHead
     from tlzoo.plugins.heads.sklearn_heads import HEADS, LogRegHead
 
@@ -179,10 +179,10 @@ def test_a_head_with_the_old_trainable_flag_still_registers_with_a_warning() -> 
     """0.1 heads subclass Head and set `trainable`: adapted to FittedHead/TorchHead, the plugin warned."""
     from torch import nn
 
-    from tlzoo.core.hookspecs import hookimpl
-    from tlzoo.core.interfaces import FittedHead, Head, TorchHead
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.hookspecs import hookimpl
+    from tlzoo.api.interfaces import FittedHead, Head, TorchHead
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.zoo import Zoo
 
     with pytest.warns(DeprecationWarning, match="subclass FittedHead instead"):
 

@@ -26,7 +26,7 @@ import pytest
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import (
+from tlzoo.api.interfaces import (
     BackboneRequest,
     DataOptions,
     Dataset,

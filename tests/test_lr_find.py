@@ -11,8 +11,8 @@ import torch
 from torch import nn
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.lr_find import suggest, sweep
+from tlzoo.api.errors import TlzooError
+from tlzoo.commands.lr_find import suggest, sweep
 
 
 def _task(n: int = 256, d: int = 8, classes: int = 3, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import torch
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import BackboneRequest
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest
 
 TINY = {
     "elmo": {"dim": 16, "hidden": 24, "char_dim": 8, "batch_size": 8, "epochs": 3, "lr": 1e-2},
@@ -44,7 +44,7 @@ def _make(plugin: str, **kw: Any) -> Any:
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Both models pretrained for a few epochs on the tiny corpus through the engine (as `tl pretrain`)."""
-    from tlzoo.core.pretraining import pretrain
+    from tlzoo.commands.pretraining import pretrain
 
     out = {}
     for plugin, opts in TINY.items():
@@ -125,7 +125,7 @@ def test_contract_checks_pass(pretrained: dict[str, Path], plugin: str) -> None:
 
 
 def test_ulmfit_strategy_contract_and_plan() -> None:
-    from tlzoo.core.config import TrainConfig
+    from tlzoo.engine.config import TrainConfig
     from tlzoo.plugins.heads.fc import FCHead
     from tlzoo.plugins.text.ulmfit import UlmfitStrategy
     from tlzoo.testing import check_strategy
@@ -154,7 +154,7 @@ def test_elmo_scalar_mix_weights_the_layers() -> None:
 
 def test_lm_finetuning_sees_training_texts_only() -> None:
     """The ulmfit strategy works through StrategyContext and the LanguageModelBackbone protocol."""
-    from tlzoo.core.interfaces import Dataset, LanguageModelBackbone, Plan, StrategyContext
+    from tlzoo.api.interfaces import Dataset, LanguageModelBackbone, Plan, StrategyContext
     from tlzoo.plugins.text.ulmfit import UlmfitStrategy
 
     seen: dict[str, Any] = {}
@@ -226,7 +226,7 @@ def test_ulmfit_run_three_stages_in_history_then_predict(
     phases = [r["phase"] for r in rows]
     assert phases == ["lm-finetune", "lm-finetune", "head", "unfreeze-1", "unfreeze-2", "unfreeze-3", "unfreeze-all"]
     assert 0 <= res.accuracy <= 1
-    from tlzoo.core.predict import Predictor
+    from tlzoo.commands.predict import Predictor
 
     shutil.rmtree(weights)  # the run keeps its own copy of the pretrained folder in assets/
     pred = Predictor.load(res.run_dir)

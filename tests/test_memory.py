@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core import features as feat, memory
-from tlzoo.core.features import FeatureCache
-from tlzoo.core.runner import FeatureRows, _as_batch
+from tlzoo.engine import features as feat
+from tlzoo.engine.features import FeatureCache
+from tlzoo.engine.runner import FeatureRows, _as_batch
+from tlzoo.infra import memory
 
 
 def _entry(cache: FeatureCache, key: str, rows: np.ndarray, shard_rows: int, monkeypatch: pytest.MonkeyPatch) -> None:

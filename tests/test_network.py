@@ -34,7 +34,7 @@ from typing import Any
 
 import pytest
 
-from tlzoo.core import network
+from tlzoo.infra import network
 
 OFFLINE_VARS = ("TLZOO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.run_folder import check_run_folder
+from tlzoo.api.errors import TlzooError
+from tlzoo.infra.run_folder import check_run_folder
 
 
 def _one_error(res: Any, fragment: str) -> str:
@@ -67,7 +67,7 @@ def test_a_plain_run_folder_passes(tmp_path: Path) -> None:
     (tmp_path / "model.json").write_text("{}", encoding="utf-8")
     check_run_folder(tmp_path, "predict")  # no error: the command's own checks take over
     with pytest.raises(TlzooError, match="holds no"):
-        from tlzoo.core.artifacts import load_model_files
+        from tlzoo.engine.artifacts import load_model_files
 
         load_model_files(tmp_path)
 
@@ -117,7 +117,7 @@ def test_predict_data_defaults_to_the_runs_columns(run_cli: Any, review_run: Pat
 
 
 def test_small_losses_on_bars_keep_their_digits() -> None:
-    from tlzoo.core.plots import bar_value
+    from tlzoo.evaluation.plots import bar_value
 
     assert bar_value(7e-05) == "0.00007"
     assert bar_value(0.000123456) == "0.000123"
@@ -127,7 +127,7 @@ def test_small_losses_on_bars_keep_their_digits() -> None:
 def test_confusion_names_slant_when_they_would_collide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import matplotlib.figure
 
-    import tlzoo.core.plots as plots
+    import tlzoo.evaluation.plots as plots
 
     seen: list[list[float]] = []
     real_savefig = matplotlib.figure.Figure.savefig
@@ -147,7 +147,7 @@ def test_confusion_names_slant_when_they_would_collide(tmp_path: Path, monkeypat
 def test_all_right_gives_a_wilson_interval_not_a_zero_width_one() -> None:
     import numpy as np
 
-    from tlzoo.core.uncertainty import bootstrap_ci, wilson
+    from tlzoo.evaluation.uncertainty import bootstrap_ci, wilson
 
     y = np.repeat([0, 1, 2], 15)  # 45 of 45 right: every stratified resample scores 1.0
     ci = bootstrap_ci(y, y, 3)
@@ -164,7 +164,7 @@ def test_all_right_gives_a_wilson_interval_not_a_zero_width_one() -> None:
 
 
 def test_the_card_of_a_perfect_run_does_not_claim_a_zero_width_interval(tmp_path: Path) -> None:
-    from tlzoo.core.report import intervals, limitations, load_run
+    from tlzoo.commands.report import intervals, limitations, load_run
 
     run = tmp_path / "run"
     run.mkdir()
@@ -183,7 +183,7 @@ def test_the_card_of_a_perfect_run_does_not_claim_a_zero_width_interval(tmp_path
 def test_tuning_line_reads_as_a_sentence() -> None:
     from types import SimpleNamespace
 
-    from tlzoo.core.runner import Run
+    from tlzoo.engine.runner import Run
 
     lines: list[str] = []
     tuned = {"C": 0.001, "cv_folds": 5, "cv_accuracy": 1.0, "best_cv_accuracy": 1.0, "grid_points": 9}
@@ -198,7 +198,7 @@ def test_tuning_line_reads_as_a_sentence() -> None:
 
 
 def test_seed_columns_keep_apart() -> None:
-    from tlzoo.core.compare import format_leaderboard
+    from tlzoo.commands.compare import format_leaderboard
 
     row = {"rank": 1, "backbone": "glove-6B-50d", "head": "logreg", "accuracy": 1.0, "macro_f1": 1.0}
     row |= {"accuracy_sd": 0.0, "macro_f1_sd": 0.0, "seeds": 3, "extract_seconds": 0.1, "fit_seconds": 0.2}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from tlzoo.core.plots import _plt, history_figure, integer_ticks, plot_history
-from tlzoo.core.pretraining import plot_pretraining
+from tlzoo.commands.pretraining import plot_pretraining
+from tlzoo.evaluation.plots import _plt, history_figure, integer_ticks, plot_history
 
 
 def _curves() -> list[dict[str, object]]:

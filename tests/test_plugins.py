@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from tlzoo import step_wrapper, steps
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.plugins import BUILTIN_PLUGINS, PluginManager
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.engine.plugins import BUILTIN_PLUGINS, PluginManager
 
 GOOD = '''
 """A third-party plugin: a nearest-centroid head and a `tl hello` command."""
@@ -146,7 +146,7 @@ def test_builtins_load_without_errors() -> None:
 
 
 def test_broken_plugins_are_recorded_and_others_work(third_party: dict[str, str]) -> None:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
     info = {i.name: i for i in zoo.plugins.plugins()}
@@ -206,9 +206,9 @@ def test_third_party_head_passes_the_kit_and_trains(
     third_party: dict[str, str], tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
 ) -> None:
     """A head from an entry-point plugin passes check_head and is used by a real run."""
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.engine.zoo import Zoo
+    from tlzoo.facade import Engine
     from tlzoo.testing import check_head
 
     zoo = Zoo()
@@ -233,7 +233,7 @@ def test_third_party_head_passes_the_kit_and_trains(
 
 
 def zoo_predict(zoo: Any, run_dir: Path, inputs: list[str]) -> list[dict[str, Any]]:
-    from tlzoo.core.predict import Predictor
+    from tlzoo.commands.predict import Predictor
 
     return Predictor.load(run_dir, zoo).predict(inputs)
 
@@ -264,7 +264,7 @@ def test_builtin_commands_come_from_plugins(run_cli: Any, monkeypatch: pytest.Mo
 
 # --------------------------------------------------------------------------- TLZOO_PLUGINS
 def test_tlzoo_plugins_limits_loading(monkeypatch: pytest.MonkeyPatch, third_party: dict[str, str]) -> None:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     monkeypatch.setenv("TLZOO_PLUGINS", "heads, strategies,centroid")
     zoo = Zoo()
@@ -283,8 +283,8 @@ def test_tlzoo_plugins_empty_loads_none(monkeypatch: pytest.MonkeyPatch, run_cli
 
 def test_old_data_plugin_names_still_work_in_tlzoo_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
     """0.1 split the data sources by modality (text_data, vision_data); their names load their successors."""
-    from tlzoo.core.plugins import ALIASES, unknown_allowed
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.plugins import ALIASES, unknown_allowed
+    from tlzoo.engine.zoo import Zoo
 
     monkeypatch.setenv("TLZOO_PLUGINS", "vision_data,heads")
     zoo = Zoo(PluginManager(load_entry_points=False))
@@ -315,7 +315,7 @@ class StepRecorder:
 
     @hookimpl(wrapper=True)
     def tlzoo_run_step(self, step: str, run: Any) -> Any:
-        from tlzoo.core.steps import STATE
+        from tlzoo.api.steps import STATE
 
         self.steps.append(step)
         result = yield
@@ -324,7 +324,7 @@ class StepRecorder:
 
 
 def _bert_config(text_csv: Path, tiny_bert_dir: Path, out: Path, *extra: str) -> Any:
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig()
     cfg.apply_overrides(
@@ -346,10 +346,10 @@ def test_wrapper_sees_every_step_in_order_with_the_documented_state(
     tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
 ) -> None:
     """After each step the run holds what steps.STATE (the hook's docstring table) says, and no later state."""
-    from tlzoo.core import hookspecs
-    from tlzoo.core.runner import Engine
-    from tlzoo.core.steps import LABELS, STATE, STEPS
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api import hookspecs
+    from tlzoo.api.steps import LABELS, STATE, STEPS
+    from tlzoo.engine.zoo import Zoo
+    from tlzoo.facade import Engine
 
     recorder = StepRecorder()
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[recorder]))
@@ -407,8 +407,8 @@ class NewNames:
 def test_old_step_names_still_match_with_a_warning_and_step_wrapper_wraps_only_its_steps(
     tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
 ) -> None:
-    from tlzoo.core.runner import Engine
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
+    from tlzoo.facade import Engine
 
     old, new = OldNames(), NewNames()
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[old, new]))
@@ -449,9 +449,9 @@ class StopAtTrain:
 
 
 def test_a_wrapper_can_stop_a_run_and_nothing_is_left(tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.engine.zoo import Zoo
+    from tlzoo.facade import Engine
 
     zoo = Zoo(PluginManager(load_entry_points=False, extra=[StopAtTrain()]))
     cfg = RunConfig()
@@ -472,7 +472,7 @@ def test_a_wrapper_can_stop_a_run_and_nothing_is_left(tiny_bert_dir: Path, text_
 # --------------------------------------------------------------------------- meta
 def test_every_hook_is_documented_and_exercised() -> None:
     """Each hookspec has a docstring and is implemented by a built-in or exercised in this file."""
-    from tlzoo.core import hookspecs
+    from tlzoo.api import hookspecs
 
     specs = [n for n in dir(hookspecs) if n.startswith("tlzoo_")]
     assert {"tlzoo_register_backbones", "tlzoo_run_step", "tlzoo_register_commands"} <= set(specs)
@@ -489,7 +489,7 @@ def test_a_0_1_strategy_reading_the_run_still_works_through_the_context_with_a_w
 
     import torch
 
-    from tlzoo.core.interfaces import Dataset, Plan, StrategyContext
+    from tlzoo.api.interfaces import Dataset, Plan, StrategyContext
 
     data = Dataset(examples=["a"], labels=["x"], modality="text")
     run = SimpleNamespace(config=SimpleNamespace(seed=7), splits=SimpleNamespace(train=data))
@@ -519,7 +519,7 @@ def test_a_module_level_step_wrapper_wraps_only_its_step() -> None:
     """The README's form: @step_wrapper on a module function, which pluggy finds like any hookimpl."""
     import types
 
-    from tlzoo.core.steps import StepName
+    from tlzoo.api.steps import StepName
 
     module = types.ModuleType("tlzoo_fake_timer")
     calls: list[str] = []
@@ -542,7 +542,7 @@ def test_a_module_level_step_wrapper_wraps_only_its_step() -> None:
 
 
 def test_a_plugin_adds_catalogue_entries_labelled_with_it_and_bad_ones_are_its_error() -> None:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     class Catalogue:
         @hookimpl

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-from tlzoo.core.errors import TlzooError, suggest
-from tlzoo.core.registry import CATALOGUE_FIELDS, Registry, filter_catalogue, full_catalogue, load_catalogue
+from tlzoo.api.errors import TlzooError, suggest
+from tlzoo.engine.registry import CATALOGUE_FIELDS, Registry, filter_catalogue, full_catalogue, load_catalogue
 
 
 @pytest.fixture(scope="module")
 def zoo() -> Any:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     return Zoo()
 
@@ -168,14 +168,14 @@ def test_tl_list_filters(run_cli: Any) -> None:
     ],
 )
 def test_a_plugin_catalogue_entry_is_checked_like_registry_toml(raw: Any, message: str) -> None:
-    from tlzoo.core.registry import catalogue_entry
+    from tlzoo.engine.registry import catalogue_entry
 
     with pytest.raises(TlzooError, match=message):
         catalogue_entry(raw, registered_by="mine", where="catalogue entry of plugin 'mine'")
 
 
 def test_list_matches_the_registering_plugin_too() -> None:
-    from tlzoo.core.registry import CatalogueEntry
+    from tlzoo.engine.registry import CatalogueEntry
 
     entries = [CatalogueEntry("a", "fam", "text", registered_by="mine"), CatalogueEntry("b", "bert", "text")]
     assert [e.name for e in filter_catalogue(entries, pattern="mine")] == ["a"]

@@ -101,7 +101,7 @@ def test_weights_folder_with_auto_map_is_refused_without_a_prompt(
 
 
 def test_python_file_alone_in_a_weights_folder_is_refused(tiny_bert_dir: Path, tmp_path: Path) -> None:
-    from tlzoo.core.errors import TlzooError
+    from tlzoo.api.errors import TlzooError
     from tlzoo.plugins.text.bert import resolve_source
 
     folder = tmp_path / "with-code"

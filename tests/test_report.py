@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tlzoo.core.metrics import classification_report
-from tlzoo.core.uncertainty import batched_scores, bootstrap_ci
+from tlzoo.evaluation.metrics import classification_report
+from tlzoo.evaluation.uncertainty import batched_scores, bootstrap_ci
 
 pytestmark = pytest.mark.xdist_group("report")  # one worker makes the shared runs
 
@@ -210,7 +210,7 @@ def _images(page: str) -> list[Any]:
 
 
 def test_report_has_every_section_and_escapes_user_text(tmp_path: Path) -> None:
-    from tlzoo.core.report import write_report
+    from tlzoo.commands.report import write_report
 
     run = make_run(tmp_path / "run")
     page_path, card_path = write_report(run)
@@ -239,7 +239,7 @@ def test_report_has_every_section_and_escapes_user_text(tmp_path: Path) -> None:
 
 
 def test_vision_report_shows_thumbnails_of_files_and_in_memory_images(tmp_path: Path) -> None:
-    from tlzoo.core.report import write_report
+    from tlzoo.commands.report import write_report
 
     run = make_run(tmp_path / "run", "vision")
     arrays = {f"row{i}": np.full((8, 8), 16 * i, np.uint8) for i in range(1, 8, 2)}
@@ -254,7 +254,7 @@ def test_vision_report_shows_thumbnails_of_files_and_in_memory_images(tmp_path: 
 
 
 def test_model_card_layout(tmp_path: Path) -> None:
-    from tlzoo.core.report import write_report
+    from tlzoo.commands.report import write_report
 
     run = make_run(tmp_path / "run")
     card = write_report(run, location="runs/my run")[1].read_text(encoding="utf-8")
@@ -452,9 +452,9 @@ def test_every_run_writes_its_report(which: str, text_run: tuple[Path, str], dig
 def test_a_report_that_fails_does_not_lose_the_run(
     tiny_bert_dir: Path, script_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tlzoo.core.report as report
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
+    import tlzoo.commands.report as report
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.facade import Engine
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")

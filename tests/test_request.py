@@ -12,8 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import (
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import (
     ENGINE_SETTINGS,
     Backbone,
     BackboneFactory,
@@ -182,8 +182,8 @@ def test_a_fittable_backbone_is_fitted_by_the_engine_and_restored_by_the_factory
 
 
 def _builtin_factories() -> list[Any]:
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo(PluginManager(load_entry_points=False))
     return [pytest.param(factory, id=name) for name, factory in zoo.backbones.items()]

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from tlzoo.core.config import RunConfig
-from tlzoo.core.runner import Engine
+from tlzoo.engine.config import RunConfig
+from tlzoo.facade import Engine
 
 # Killed from inside its own log callback, right after "fine-tune epoch 2/3" was logged and
 # appended to history.csv but before that epoch's checkpoint was written: the nastiest moment.
 KILLER = textwrap.dedent("""
     import os, signal, sys
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.facade import Engine
 
     def log(msg):
         print(msg, file=sys.stderr, flush=True)
@@ -126,9 +126,9 @@ def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Pa
     """EfficientNet-Lite0 (packaged ImageNet weights): only the top group's BatchNorm statistics move."""
     import torch
 
-    from tlzoo.core.interfaces import BackboneRequest
-    from tlzoo.core.runner import Run
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.interfaces import BackboneRequest
+    from tlzoo.engine.runner import Run
+    from tlzoo.engine.zoo import Zoo
 
     cfg = RunConfig()
     cfg.model.plugin, cfg.model.image_size, cfg.data.path = "efficientnet", 32, str(image_folder)

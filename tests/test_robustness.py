@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 # --------------------------------------------------------------------------- helpers
 
@@ -202,7 +202,7 @@ def test_out_on_a_read_only_file_system(
 def test_full_disk_for_out(
     run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tlzoo.core.runner as runner
+    import tlzoo.engine.runner as runner
 
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a failed write(): no file name
@@ -220,7 +220,7 @@ def test_full_disk_for_out(
 def test_full_disk_for_the_feature_cache_falls_back_to_memory(
     run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tlzoo.core import features
+    from tlzoo.engine import features
 
     def full(self: Any, path: Path, block: np.ndarray) -> None:
         path.write_bytes(b"\x93NUMPY half")  # what a full disk leaves: part of a file
@@ -259,9 +259,9 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(
     """Shards written before the disk filled up are read back; the rest is extracted in memory."""
     import torch
 
-    from tlzoo.core import features
-    from tlzoo.core.interfaces import BackboneRequest, Dataset
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.interfaces import BackboneRequest, Dataset
+    from tlzoo.engine import features
+    from tlzoo.engine.zoo import Zoo
 
     factory, model = Zoo().resolve_backbone("bert", "")
     backbone = factory.create(BackboneRequest(model=model, weights=str(tiny_bert_dir), max_length=16))
@@ -361,7 +361,7 @@ def test_permission_errors_and_plugin_command_errors_are_one_line(install: Any, 
 
 
 def test_os_error_messages() -> None:
-    from tlzoo.core.lifecycle import os_error_message
+    from tlzoo.infra.lifecycle import os_error_message
 
     assert "No space left on device writing 'x'" in os_error_message(OSError(errno.ENOSPC, "full", "x"))
     assert "No space left on device writing 'run'" in os_error_message(OSError(errno.ENOSPC, "full"), "run")
@@ -436,7 +436,7 @@ def test_a_run_with_a_checkpoint_is_kept_and_resumes(
 
 
 def test_resume_removes_a_half_written_checkpoint(tmp_path: Path) -> None:
-    from tlzoo.core.checkpoint import Checkpointer
+    from tlzoo.engine.checkpoint import Checkpointer
 
     ck = Checkpointer(tmp_path)
     ck.save({"phase": "head", "epoch": 1})
@@ -447,7 +447,7 @@ def test_resume_removes_a_half_written_checkpoint(tmp_path: Path) -> None:
 def test_a_second_run_on_the_same_out_refuses_at_once(
     run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
 ) -> None:
-    from tlzoo.core.lifecycle import RunLock
+    from tlzoo.infra.lifecycle import RunLock
 
     out = tmp_path / "run"
     incomplete = out.with_name("run.incomplete")
@@ -461,7 +461,7 @@ def test_a_second_run_on_the_same_out_refuses_at_once(
 
 
 def test_a_second_pretrain_on_the_same_out_refuses_at_once(run_cli: Any, tmp_path: Path) -> None:
-    from tlzoo.core.lifecycle import RunLock
+    from tlzoo.infra.lifecycle import RunLock
 
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("".join(f"the film number {i} was good and long\n" for i in range(50)))
@@ -476,11 +476,11 @@ def test_a_second_pretrain_on_the_same_out_refuses_at_once(run_cli: Any, tmp_pat
 
 
 def test_run_lock_is_released_when_its_holder_dies(tmp_path: Path) -> None:
-    from tlzoo.core.lifecycle import RunLock
+    from tlzoo.infra.lifecycle import RunLock
 
     out = tmp_path / "run"
     code = (
-        f"import os\nfrom tlzoo.core.lifecycle import RunLock\nRunLock({str(out)!r}).acquire()\n"
+        f"import os\nfrom tlzoo.infra.lifecycle import RunLock\nRunLock({str(out)!r}).acquire()\n"
         "os.kill(os.getpid(), 9)\n"
     )
     subprocess.run([sys.executable, "-c", code], timeout=120)
@@ -582,8 +582,8 @@ def tlzoo_register_commands(cli):
 SHADOWS = """
 import click
 from tlzoo import hookimpl
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import BackboneFactory
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneFactory
 
 
 def create(request):
@@ -607,7 +607,7 @@ def tlzoo_register_commands(cli):
 
 TLZOO_ERROR_HOOK = """
 from tlzoo import hookimpl
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 @hookimpl
 def tlzoo_register_heads(register):
@@ -616,7 +616,7 @@ def tlzoo_register_heads(register):
 
 RAISING_SOURCE = """
 from tlzoo import hookimpl
-from tlzoo.core.interfaces import DataSource
+from tlzoo.api.interfaces import DataSource
 
 
 class Fragile(DataSource):
@@ -669,7 +669,7 @@ def test_failing_register_commands_does_not_break_help(install: Any, run_cli: An
 def test_name_clashes_keep_the_builtin_and_are_reported(
     install: Any, run_cli: Any, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path
 ) -> None:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     install(shadow=SHADOWS)
     zoo = Zoo()
@@ -732,7 +732,7 @@ def test_unknown_names_in_tlzoo_plugins(run_cli: Any, monkeypatch: pytest.Monkey
     rows = _plugin_rows(run_cli)
     assert rows["bertt"]["missing"] and "Did you mean 'bert'?" in rows["bertt"]["error"]
     assert rows["heads"]["error"] is None
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     with pytest.raises(TlzooError, match="Unknown plugin or model 'bertt'"):
         Zoo().resolve_backbone("bertt")

@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 TOPICS = {
     "action": "action fast slow world director cast man long".split(),

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from tlzoo.core.cache_admin import cache_entries
-from tlzoo.core.compare import compare, format_leaderboard
-from tlzoo.core.seeds import mean_sd
+from tlzoo.commands.compare import compare, format_leaderboard
+from tlzoo.commands.seeds import mean_sd
+from tlzoo.engine.cache import cache_entries
 
 
 def _run_args(bert: Path, data: Path, out: Path, *extra: object) -> list[object]:
@@ -94,7 +94,7 @@ def test_bad_seeds_are_one_line_errors(run_cli, word_bert_dir: Path, topics_csv:
 
 
 def test_compare_seeds_gives_mean_and_sd_columns(word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig()
     cfg.model.max_length, cfg.train.device, cfg.progress = 16, "cpu", False

@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from tlzoo.core.plugins import BUILTIN_PLUGINS
+from tlzoo.engine.plugins import BUILTIN_PLUGINS
 
 HEAVY = ("torch", "timm", "transformers", "sklearn", "gensim", "torchvision", "numpy")
 LIGHT_COMMANDS = [["list"], ["data", "list"], ["heads"], ["strategies"], ["plugins"], ["--help"]]
@@ -72,7 +72,7 @@ def test_listing_commands_still_list_everything() -> None:
 
 def test_registration_agrees_with_the_torch_side() -> None:
     """Names, options and defaults registered without torch equal those of the classes they stand for."""
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
     from tlzoo.lib.vision.images import AUGMENT_OPTIONS
     from tlzoo.plugins._lazy import LazyPretrainer
     from tlzoo.plugins.vision.timm_vision_hooks import AUGMENT_OPTIONS as LIGHT_AUGMENT_OPTIONS
@@ -95,7 +95,7 @@ def test_registration_agrees_with_the_torch_side() -> None:
 def test_a_lazily_registered_backbone_builds_and_names_its_plugin() -> None:
     """The factory's create imports the backbone's module on first use; the result is a real Backbone."""
     from tlzoo import Backbone, BackboneRequest
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     factory = Zoo().backbones.get("lenet")
     backbone = factory.create(BackboneRequest("lenet5", pretrained=False))

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import BackboneRequest, DataOptions
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest, DataOptions
 from tlzoo.lib.text.vocab import PAD, UNK, Vocab, tokenize
 from tlzoo.testing import check_backbone, tiny_texts
 
@@ -42,7 +42,7 @@ def _corpus(n: int = 160, seed: int = 0) -> tuple[list[str], list[str]]:
 
 @pytest.fixture(scope="module")
 def zoo() -> Any:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     return Zoo()
 
@@ -68,7 +68,7 @@ def reviews_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def w2v_dir(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path, zoo: Any) -> Path:
-    from tlzoo.core.pretraining import pretrain
+    from tlzoo.commands.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("w2v") / "w2v"
     pretrain("word2vec", str(corpus_file), out, {"dim": 16, "min_count": 1, "window": 3}, epochs=3, zoo=zoo, log=None)
@@ -77,7 +77,7 @@ def w2v_dir(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path, zoo: An
 
 @pytest.fixture(scope="module")
 def ft_dir(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path, zoo: Any) -> Path:
-    from tlzoo.core.pretraining import pretrain
+    from tlzoo.commands.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("ft") / "ft"
     pretrain(
@@ -119,7 +119,7 @@ def test_vocab_frequency_order_roundtrip_and_unknowns(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- corpus
 def test_read_corpus_from_txt_folder_csv_and_dataset(tmp_path: Path, zoo: Any) -> None:
-    from tlzoo.core.corpus import CorpusOptions, read_corpus
+    from tlzoo.engine.corpus import CorpusOptions, read_corpus
 
     (tmp_path / "a.txt").write_text("first line\n\n  second line \n", encoding="utf-8")
     assert read_corpus(str(tmp_path / "a.txt")) == ["first line", "second line"]
@@ -139,13 +139,13 @@ def test_read_corpus_from_txt_folder_csv_and_dataset(tmp_path: Path, zoo: Any) -
 
 
 def test_read_corpus_errors_name_the_file_and_the_fix(tmp_path: Path) -> None:
-    from tlzoo.core.corpus import read_corpus
+    from tlzoo.engine.corpus import read_corpus
 
     bad = tmp_path / "latin.txt"
     bad.write_bytes("caf\xe9 cr\xe8me\n".encode("latin-1"))
     with pytest.raises(TlzooError, match=r"latin\.txt' is not valid utf-8.*--encoding"):
         read_corpus(str(bad))
-    from tlzoo.core.corpus import CorpusOptions
+    from tlzoo.engine.corpus import CorpusOptions
 
     assert read_corpus(str(bad), CorpusOptions(encoding="latin-1")) == ["café crème"]
     with pytest.raises(TlzooError, match="does not exist"):
@@ -306,9 +306,9 @@ def test_glove_text_file_and_word2vec_binary_load(zoo: Any, w2v_dir: Path, tmp_p
 def test_run_word2vec_fine_tune_end_to_end_reports_oov_and_predicts(
     zoo: Any, w2v_dir: Path, reviews_csv: Path, tmp_path: Path
 ) -> None:
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.predict import Predictor
-    from tlzoo.core.runner import Engine
+    from tlzoo.commands.predict import Predictor
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.facade import Engine
 
     cfg = RunConfig()
     for key, value in {
@@ -338,7 +338,7 @@ def test_run_word2vec_fine_tune_end_to_end_reports_oov_and_predicts(
 # ----------------------------------------------------------------------------- mini transformer
 @pytest.fixture(scope="module")
 def mlm_dir(tmp_path_factory: pytest.TempPathFactory, corpus_file: Path, zoo: Any) -> Path:
-    from tlzoo.core.pretraining import pretrain
+    from tlzoo.commands.pretraining import pretrain
 
     out = tmp_path_factory.mktemp("mlm") / "mlm"
     pretrain(

@@ -14,11 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-from tlzoo.core import training
-from tlzoo.core.config import RunConfig
-from tlzoo.core.interfaces import Phase
-from tlzoo.core.loaders import example_loader, pin_memory
-from tlzoo.core.training import (
+from tlzoo.api.interfaces import Phase
+from tlzoo.engine import training
+from tlzoo.engine.config import RunConfig
+from tlzoo.engine.loaders import example_loader, pin_memory
+from tlzoo.engine.training import (
     History,
     Trainer,
     amp_dtype,
@@ -78,7 +78,7 @@ def test_no_amp_flag_reaches_the_config(monkeypatch: pytest.MonkeyPatch, tmp_pat
             seen["amp"] = cfg.train.amp
             raise KeyboardInterrupt  # stop here: the config is what this test is about
 
-    import tlzoo.core.runner as runner
+    import tlzoo.engine.runner as runner
 
     monkeypatch.setattr(runner, "Engine", FakeEngine)
     CliRunner().invoke(cli.cli, ["run", "--plugin", "glove", "--data", str(tmp_path), "--no-amp"])
@@ -110,7 +110,7 @@ def test_gpu_batch_size_only_when_the_user_set_none(monkeypatch: pytest.MonkeyPa
     Props.total_memory = 4 * 2**30
     assert inference_batch_size(gpu, 32) == 32  # a small GPU keeps the default
 
-    from tlzoo.core.runner import Run
+    from tlzoo.engine.runner import Run
 
     Props.total_memory = 80 * 2**30
     run = Run.__new__(Run)

@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-from tlzoo.core.config import RunConfig
+from tlzoo.engine.config import RunConfig
 
 pytestmark = pytest.mark.transfer
 
 
 def _run(out: Path, overrides: list[str]) -> dict[str, Any]:
-    from tlzoo.core.runner import Engine
+    from tlzoo.facade import Engine
 
     cfg = RunConfig()
     cfg.apply_overrides([*overrides, f"out={out}", "progress=false"])

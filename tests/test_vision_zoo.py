@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import BackboneRequest, DataOptions
-from tlzoo.core.registry import load_catalogue
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest, DataOptions
+from tlzoo.engine.registry import load_catalogue
 from tlzoo.testing import check_freezing, check_frozen_batchnorm, check_layer_groups, check_training_step, tiny_images
 
 ISSUE_MODELS = (
@@ -53,7 +53,7 @@ MIN_SIZE = {"inception_v3": 75, "alexnet": 64}  # their stride-2 valid convoluti
 
 @pytest.fixture(scope="module")
 def zoo() -> Any:
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     return Zoo()
 
@@ -380,8 +380,8 @@ def test_lenet5_from_scratch_on_digits_and_augment_png(tmp_path: Path) -> None:
     """The issue's bar: LeNet-5 from scratch reaches >= 0.85 on the digits images in 5 epochs."""
     from PIL import Image
 
-    from tlzoo.core.config import RunConfig
-    from tlzoo.core.runner import Engine
+    from tlzoo.engine.config import RunConfig
+    from tlzoo.facade import Engine
 
     cfg = RunConfig()
     for key, value in (

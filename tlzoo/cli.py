@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 _CLICK_FLOW = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
@@ -56,7 +56,7 @@ def _set_debug(ctx: click.Context, param: click.Parameter, value: bool) -> None:
 
 def _set_offline(ctx: click.Context, param: click.Parameter, value: bool) -> None:
     """--offline: no socket at all; set before any hub library is imported (network imports nothing heavy)."""
-    from tlzoo.core import network
+    from tlzoo.infra import network
 
     if value:
         network.set_offline()
@@ -92,7 +92,7 @@ def fail(exc: BaseException, command: str | None = None) -> NoReturn:
 
     ``command``: the sub-command's name when the current click context no longer knows it.
     """
-    from tlzoo.core import distributed  # torch-free
+    from tlzoo.engine import distributed  # torch-free
 
     debug = _debug()
     if distributed.is_relayed(exc) and not debug:  # under torchrun: rank 0 has printed this one
@@ -117,7 +117,7 @@ def _one_line(exc: BaseException, debug: bool, command: str) -> tuple[int, str]:
     if isinstance(exc, TlzooError):
         return exc.exit_code, f"Error: {_flat(str(exc))}{kept}"
     if isinstance(exc, OSError):
-        from tlzoo.core.lifecycle import os_error_message
+        from tlzoo.infra.lifecycle import os_error_message
 
         message = os_error_message(exc)
         if message:
@@ -147,7 +147,7 @@ def _write_log(exc: BaseException, step: str | None, plugin: str | None, command
     import platform
     import traceback
 
-    from tlzoo.core.lifecycle import tlzoo_home
+    from tlzoo.infra.lifecycle import tlzoo_home
 
     folder = tlzoo_home() / "logs"
     folder.mkdir(parents=True, exist_ok=True)
@@ -239,7 +239,7 @@ class PluginGroup(click.Group):
             return
         self._loaded = True
         self._command_plugins = None
-        from tlzoo.core.plugins import COMMAND_PLUGINS, PluginManager
+        from tlzoo.engine.plugins import COMMAND_PLUGINS, PluginManager
 
         pm = PluginManager(builtins=COMMAND_PLUGINS)  # only the light built-ins that add commands: no torch
         pm.call_register("tlzoo_register_commands", lambda plugin: _PluginCommands(self, plugin, pm))
@@ -247,7 +247,7 @@ class PluginGroup(click.Group):
 
     def command_problems(self) -> list[Any]:
         """The PluginInfo of every plugin that failed or clashed while adding its commands."""
-        from tlzoo.core.plugins import allowed_plugins
+        from tlzoo.engine.plugins import allowed_plugins
 
         self._load_plugin_commands()
         if self._command_plugins is None:
@@ -260,10 +260,10 @@ class PluginGroup(click.Group):
         ]
 
     def invoke(self, ctx: click.Context) -> Any:
-        from tlzoo.core.lifecycle import signals_raise_interrupted
+        from tlzoo.infra.lifecycle import signals_raise_interrupted
 
         if os.environ.get("TLZOO_PLUGINS"):
-            from tlzoo.core.plugins import unknown_allowed
+            from tlzoo.engine.plugins import unknown_allowed
 
             for why in unknown_allowed().values():
                 click.echo(f"Warning: {why} See `tl plugins`.", err=True)
@@ -291,7 +291,7 @@ class PluginGroup(click.Group):
             return super().resolve_command(ctx, args)
         except click.UsageError as exc:
             name = args[0] if args else ""
-            from tlzoo.core.errors import suggest
+            from tlzoo.api.errors import suggest
 
             hint = suggest(name, self.list_commands(ctx))
             if hint and "No such command" in str(exc):
@@ -445,16 +445,16 @@ def run(
         given += ["--seeds"] * (seeds is not None)
         if given:
             raise TlzooError(f"--resume continues with the run's own config.toml; drop {given[0]}.")
-        from tlzoo.core.runner import Engine
+        from tlzoo.facade import Engine
 
         _print_result(Engine(log=(lambda m: None) if quiet else _log).resume(resume_dir), as_json)
         return
     cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
-    from tlzoo.core.runner import Engine
+    from tlzoo.facade import Engine
 
     engine = Engine(log=(lambda m: None) if quiet else _log)
     if seeds is not None:
-        from tlzoo.core.seeds import check_seeds, format_summary, run_seeds
+        from tlzoo.commands.seeds import check_seeds, format_summary, run_seeds
 
         check_seeds(seeds)
         factory, _ = engine.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)  # also checks --plugin first
@@ -478,7 +478,7 @@ def _run_config(
     options: dict[str, Any],
 ) -> Any:
     """The RunConfig of `tl run`'s options (``tl lr-find`` takes the same ones)."""
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
     for param, key in RUN_OPTIONS:
@@ -523,7 +523,7 @@ def lr_find(
     suggested rate and the `tl run` command that uses it. Fitted heads (logreg, svm, ...)
     have no learning rate.
     """
-    from tlzoo.core.lr_find import find_lr
+    from tlzoo.commands.lr_find import find_lr
 
     cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
     result = find_lr(
@@ -578,7 +578,7 @@ def _run_command(ctx: click.Context, option: str, rate: float) -> str:
 
 
 def _print_result(result: Any, as_json: bool) -> None:
-    from tlzoo.core import distributed
+    from tlzoo.engine import distributed
 
     if not distributed.is_main():  # under torchrun every rank has the result; rank 0 prints it
         return
@@ -675,7 +675,7 @@ def predict(
                 f"`tl predict {run_dir} --data {item} --out predictions.csv`."
             )
     if input_file:
-        from tlzoo.core.predict import is_table_path
+        from tlzoo.commands.predict import is_table_path
 
         if is_table_path(input_file):
             raise TlzooError(
@@ -686,13 +686,13 @@ def predict(
         items += _read_lines(input_file, encoding or "utf-8")
     if data is None and not items:
         raise TlzooError("Nothing to predict; pass texts or image paths after RUN_DIR, --file FILE, or --data SOURCE.")
-    from tlzoo.core.predict import Predictor, is_table_path
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.commands.predict import Predictor, is_table_path
+    from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
     predictor = Predictor.load(run_dir, zoo)
     modality = predictor.backbone.modality
-    from tlzoo.core.data import is_image_path
+    from tlzoo.engine.data import is_image_path
 
     if modality == "vision":
         missing = [i for i in items if not os.path.isfile(i)]
@@ -721,7 +721,7 @@ def predict(
             )
     from_run = False
     if data is not None:  # the run's own column names and encoding, unless the user names them
-        from tlzoo.core.predict import run_data_defaults
+        from tlzoo.commands.predict import run_data_defaults
 
         trained = run_data_defaults(run_dir)
         from_run = text_column is None and label_column is None
@@ -770,8 +770,8 @@ def _predict_to_file(
     from_run: bool = False,
 ) -> None:
     """`tl predict --data` / `--out`: stream the records through the model, one CSV row (or JSON line) each."""
-    from tlzoo.core.predict import read_records, records_from_inputs, write_predictions
-    from tlzoo.core.runner import pick_device
+    from tlzoo.commands.predict import read_records, records_from_inputs, write_predictions
+    from tlzoo.engine.runner import pick_device
 
     dev = pick_device(device)
     if data is not None:
@@ -863,7 +863,7 @@ def export_cmd(run_dir: str, to: str, fmt: str) -> None:
     Every export is checked against the run's own model before it is kept: the folder
     must predict the same probabilities (1e-5), a graph must agree with PyTorch (1e-4).
     """
-    from tlzoo.core.export import export_run
+    from tlzoo.commands.export import export_run
 
     result = export_run(run_dir, to, fmt, log=_log)
     needs = f"; loading also needs {result.needs}" if result.needs else ""
@@ -916,8 +916,8 @@ def pretrain(
     as_json: bool,
 ) -> None:
     """Source-task pretraining on an unlabelled corpus; then `tl run --plugin X --weights OUT`."""
-    from tlzoo.core.corpus import CorpusOptions
-    from tlzoo.core.pretraining import pretrain as run_pretrain
+    from tlzoo.commands.pretraining import pretrain as run_pretrain
+    from tlzoo.engine.corpus import CorpusOptions
 
     options: dict[str, Any] = {}
     for item in overrides:
@@ -954,8 +954,8 @@ def pretrain(
 @friendly
 def list_(pattern: str, modality: str | None, as_json: bool) -> None:
     """List known models: tlzoo's registry.toml and the installed plugins' entries (imports no torch)."""
-    from tlzoo.core.plugins import PluginManager
-    from tlzoo.core.registry import filter_catalogue, full_catalogue
+    from tlzoo.engine.plugins import PluginManager
+    from tlzoo.engine.registry import filter_catalogue, full_catalogue
 
     pm = PluginManager(builtins=False)  # the installed plugins' entry-point modules only, for their entries
     entries = filter_catalogue(full_catalogue(pm), modality, pattern)
@@ -994,7 +994,7 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
 @friendly
 def plugins(as_json: bool) -> None:
     """List loaded plugins with their version, hooks and load error."""
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     # building the Zoo calls every registration hook, so errors raised inside hooks show too
     zoo = Zoo()
@@ -1023,8 +1023,8 @@ def plugins(as_json: bool) -> None:
 @friendly
 def heads() -> None:
     """List registered heads."""
-    from tlzoo.core.interfaces import TorchHead
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.api.interfaces import TorchHead
+    from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
     for name, cls in zoo.heads.items():
@@ -1037,7 +1037,7 @@ def heads() -> None:
 @friendly
 def strategies() -> None:
     """List registered strategies."""
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     for name, s in Zoo().strategies.items():
         click.echo(f"{name:<20} {s.description}")
@@ -1049,8 +1049,8 @@ def strategies() -> None:
 @friendly
 def config_cmd(plugin: str | None, as_json: bool) -> None:
     """Every --set key with its default and meaning: the engine's, then the plugins' and heads' own."""
-    from tlzoo.core.config_keys import engine_keys, format_keys, plugin_keys
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.config_keys import engine_keys, format_keys, plugin_keys
+    from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
     if plugin:
@@ -1095,7 +1095,7 @@ def data() -> None:
 @friendly
 def data_list() -> None:
     """List the datasets usable as --data NAME."""
-    from tlzoo.core.zoo import Zoo
+    from tlzoo.engine.zoo import Zoo
 
     for s in Zoo().data_sources:
         if s.can_load(s.name):
@@ -1149,7 +1149,7 @@ def compare(
     **options: Any,
 ) -> None:
     """Probe several backbones with cheap heads on cached features; print a leaderboard."""
-    from tlzoo.core.config import RunConfig
+    from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig()
     for param, key in (
@@ -1167,7 +1167,7 @@ def compare(
             cfg.set(key, options[param])
     cfg.apply_overrides(list(overrides))
     cfg.progress = not quiet
-    from tlzoo.core.compare import compare as run_compare, format_leaderboard, leaderboard_notes, next_command
+    from tlzoo.commands.compare import compare as run_compare, format_leaderboard, leaderboard_notes, next_command
 
     result = run_compare(
         plugins.split(","),
@@ -1207,7 +1207,7 @@ def cache_ls(as_json: bool) -> None:
     """List cached features: model, weights (random init or their source), dataset, split, shape, size, last use."""
     import time
 
-    from tlzoo.core.cache_admin import cache_entries, cache_root, cache_table, human_bytes, remove_orphans
+    from tlzoo.engine.cache import cache_entries, cache_root, cache_table, human_bytes, remove_orphans
 
     orphans = remove_orphans()
     if orphans:
@@ -1236,7 +1236,7 @@ def cache_ls(as_json: bool) -> None:
 @friendly
 def cache_clear(older_than: str | None) -> None:
     """Remove cached features (all, or those unused for longer than AGE)."""
-    from tlzoo.core.cache_admin import clear_cache, human_bytes
+    from tlzoo.engine.cache import clear_cache, human_bytes
 
     removed = clear_cache(older_than)
     click.echo(f"removed {len(removed)} entries ({human_bytes(sum(e.bytes for e in removed))})")
@@ -1248,7 +1248,7 @@ def cache_clear(older_than: str | None) -> None:
 @friendly
 def report(run_dir: str) -> None:
     """(Re)write report.html and the README.md model card of a finished run."""
-    from tlzoo.core.report import write_report
+    from tlzoo.commands.report import write_report
 
     page, card = write_report(run_dir)
     click.echo(f"{page}\n{card}")
@@ -1263,7 +1263,7 @@ def errors(run_dir: str, top: int, as_json: bool) -> None:
     """The most-confused class pairs and the test examples with the highest loss."""
     import shutil
 
-    from tlzoo.core.errors_analysis import analyse, format_analysis, to_json
+    from tlzoo.commands.errors_analysis import analyse, format_analysis, to_json
 
     result = analyse(run_dir, top=top)
     width = max(60, min(160, shutil.get_terminal_size((100, 24)).columns))

@@ -1,12 +1,12 @@
 """The step names for wrappers: ``from tlzoo import steps; @step_wrapper(steps.TRAIN)``.
 
-A re-export of :mod:`tlzoo.core.steps` (see there for the order, the log labels, the Run
+A re-export of :mod:`tlzoo.api.steps` (see there for the order, the log labels, the Run
 state after each step and the names of 0.1).
 """
 
 from __future__ import annotations
 
-from tlzoo.core.steps import (
+from tlzoo.api.steps import (
     BUILD_MODEL,
     COMPILE,
     CONFIGURE_AUGMENTATION,

@@ -1,7 +1,8 @@
 """Building blocks for plugin authors: what tlzoo's own plugins share, documented and importable.
 
 Nothing here registers anything; plugins (built-in or third-party) import these to avoid
-writing them again.  ``tlzoo.lib`` may use ``tlzoo.core`` but never ``tlzoo.plugins``.
+writing them again.  ``tlzoo.lib`` may use ``tlzoo.api``, ``tlzoo.infra`` and ``tlzoo.engine``
+but never ``tlzoo.plugins``.
 
 Text (:mod:`tlzoo.lib.text`):
 

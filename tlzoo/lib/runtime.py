@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 RUNTIMES: tuple[str, ...] = ("torch", "onnx")
 HELP = "feature extraction runtime on the CPU: torch, or onnx (ONNX Runtime, about 2x faster, same features)"
@@ -35,7 +35,7 @@ def check_runtime(value: Any, owner: str) -> str:
     """``model.options.runtime`` checked: ``torch`` or ``onnx``; else a one-line error naming the fix."""
     runtime = str(value or "torch").strip().lower()
     if runtime not in RUNTIMES:
-        from tlzoo.core.errors import suggest
+        from tlzoo.api.errors import suggest
 
         raise TlzooError(
             f"Unknown runtime '{value}' for {owner}.{suggest(runtime, RUNTIMES)} Use one of {', '.join(RUNTIMES)}."

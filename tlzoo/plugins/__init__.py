@@ -12,5 +12,5 @@ One folder per kind of thing they register:
 Building blocks several plugins share (pooling, vocabularies, the language-model
 training loop, image transforms, weight files) are not plugins: they live in
 :mod:`tlzoo.lib`, where third-party plugins can use them too.  Each plugin's name (what
-``TLZOO_PLUGINS`` and ``tl plugins`` show) is fixed in ``tlzoo.core.plugins.BUILTIN_PLUGINS``.
+``TLZOO_PLUGINS`` and ``tl plugins`` show) is fixed in ``tlzoo.engine.plugins.BUILTIN_PLUGINS``.
 """

@@ -13,7 +13,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from tlzoo.core.interfaces import Pretrainer
+from tlzoo.api.interfaces import Pretrainer
 
 
 def load(target: str) -> Any:

@@ -73,8 +73,8 @@ def skip(check: str, reason: str) -> None:
 
 @functools.lru_cache(maxsize=1)
 def default_zoo() -> Any:
-    """The :class:`~tlzoo.core.zoo.Zoo` of every installed plugin, built once per process."""
-    from tlzoo.core.zoo import Zoo
+    """The :class:`~tlzoo.engine.zoo.Zoo` of every installed plugin, built once per process."""
+    from tlzoo.engine.zoo import Zoo
 
     return Zoo()
 

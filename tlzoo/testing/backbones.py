@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core import interfaces
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset
-from tlzoo.core.training import (
+from tlzoo.api import interfaces
+from tlzoo.api.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset
+from tlzoo.engine.training import (
     TransferModel,
     count_parameters,
     frozen_to_eval,
@@ -143,7 +143,7 @@ def _fittable(backbone: Any) -> bool:
 
 
 def tiny_fit_data(modality: str, n: int = 8) -> Dataset:
-    """The training split a :class:`~tlzoo.core.interfaces.FittableBackbone` is fitted on by default:
+    """The training split a :class:`~tlzoo.api.interfaces.FittableBackbone` is fitted on by default:
     ``n`` tiny examples with two alternating labels."""
     return Dataset(tiny_examples(modality, n), ["a" if i % 2 else "b" for i in range(n)], modality=modality)
 
@@ -214,9 +214,9 @@ class BackboneCase:
     """A backbone for the checks, and how to build it again.
 
     ``factory`` is a registered plugin name (``"bert"``), an importable ``"module:attr"``
-    (a :class:`~tlzoo.core.interfaces.BackboneFactory` or a callable taking a request),
+    (a :class:`~tlzoo.api.interfaces.BackboneFactory` or a callable taking a request),
     a ``BackboneFactory`` object or such a callable; ``request`` is a small offline
-    :class:`~tlzoo.core.interfaces.BackboneRequest`, or a function returning one when
+    :class:`~tlzoo.api.interfaces.BackboneRequest`, or a function returning one when
     it needs something made at test time (a weights folder from a fixture).  Or give
     ``backbone``, already built: the checks that rebuild it then need its class to be
     importable with a no-argument constructor, and skip otherwise.
@@ -224,7 +224,7 @@ class BackboneCase:
     ``examples`` (a list, or a function returning one) default to
     :func:`~tlzoo.testing.tiny_examples` of the backbone's modality; ``seed`` seeds
     torch before each build; ``zoo`` resolves plugin names (default: every installed
-    plugin).  A :class:`~tlzoo.core.interfaces.FittableBackbone` is fitted on ``fit_data``
+    plugin).  A :class:`~tlzoo.api.interfaces.FittableBackbone` is fitted on ``fit_data``
     (a Dataset or a function returning one; default :func:`tiny_fit_data`) right after each
     build, as the runner does after the split, unless the request carries ``assets`` (then
     ``load_fitted(request.assets)`` restores it, as ``tl predict`` does); one given built
@@ -413,7 +413,7 @@ def _case_for(backbone: Backbone, rebuild: Any) -> BackboneCase:
 @rule
 def check_backbone_attributes(backbone: Backbone, examples: Sequence[Any]) -> None:
     """modality, name, num_features and weights_source are set; spec() is JSON-able."""
-    from tlzoo.core.interfaces import MODALITIES
+    from tlzoo.api.interfaces import MODALITIES
 
     assert isinstance(backbone, Backbone), f"{type(backbone).__name__} must subclass tlzoo.Backbone"
     assert backbone.modality in MODALITIES, f"modality {backbone.modality!r} is not one of {MODALITIES}"
@@ -905,7 +905,7 @@ def _run_child(folder: Path, recipe: dict[str, Any], hash_seed: str, check: str)
 def _build_from_recipe(recipe: dict[str, Any]) -> Backbone:
     request = BackboneRequest(**recipe["request"]) if recipe.get("request") is not None else None
     if "plugin" in recipe:
-        from tlzoo.core.zoo import Zoo
+        from tlzoo.engine.zoo import Zoo
 
         factory: Any = Zoo().backbones.get(recipe["plugin"])
     else:
@@ -986,8 +986,8 @@ def check_backbone_factory(factory: Any, request: BackboneRequest) -> None:
 
     Skipped for a plain function standing in for a factory (only a ``BackboneFactory`` is registered).
     """
-    from tlzoo.core.errors import TlzooError
-    from tlzoo.core.interfaces import MODALITIES
+    from tlzoo.api.errors import TlzooError
+    from tlzoo.api.interfaces import MODALITIES
 
     if not isinstance(factory, BackboneFactory):
         skip("check_backbone_factory", f"{factory!r} is a plain callable, not a BackboneFactory")

@@ -1,7 +1,7 @@
 """The data-source contract: :data:`DATA_SOURCE_CHECKS`, :class:`DataSourceCase` and ``check_data_source``.
 
 Every check takes ``(source, location, options=None, missing=...)``: a location the
-source must load, its :class:`~tlzoo.core.interfaces.DataOptions`, and a path that does
+source must load, its :class:`~tlzoo.api.interfaces.DataOptions`, and a path that does
 not exist.  See :mod:`tlzoo.testing` for how a plugin's tests use them.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from tlzoo.core.interfaces import MODALITIES, DataOptions, Dataset, DataSource
+from tlzoo.api.interfaces import MODALITIES, DataOptions, Dataset, DataSource
 
 from ._rules import Check, default_zoo, defaults_of, rule
 

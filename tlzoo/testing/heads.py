@@ -2,7 +2,7 @@
 
 A head is either trainable (a torch module trained by gradient descent, possibly with
 the backbone) or fitted (numpy in, numpy out, scikit-learn style).  Which one is read
-from the class: a subclass of ``tlzoo.core.interfaces.TorchHead`` / ``FittedHead`` where
+from the class: a subclass of ``tlzoo.api.interfaces.TorchHead`` / ``FittedHead`` where
 the interfaces declare them, else the ``trainable`` flag of tlzoo 0.1's ``Head``.
 Every check takes ``(head_cls, params=None, num_features=8, num_classes=3)``.
 See :mod:`tlzoo.testing` for how a plugin's tests use them.
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core import interfaces
-from tlzoo.core.errors import TlzooError
+from tlzoo.api import interfaces
+from tlzoo.api.errors import TlzooError
 
 from ._rules import Check, default_zoo, defaults_of, rule
 from .inputs import separable_features

@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from tlzoo.core import interfaces
-from tlzoo.core.interfaces import (
+from tlzoo.api import interfaces
+from tlzoo.api.interfaces import (
     Backbone,
     BackboneFactory,
     BackboneRequest,

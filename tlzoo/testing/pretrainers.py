@@ -1,6 +1,6 @@
 """The pretrainer contract: :data:`PRETRAINER_CHECKS`, :class:`PretrainerCase` and ``check_pretrainer``.
 
-A :class:`~tlzoo.core.interfaces.Pretrainer` trains on an unlabelled corpus and writes a
+A :class:`~tlzoo.api.interfaces.Pretrainer` trains on an unlabelled corpus and writes a
 folder that ``tl run --plugin NAME --weights FOLDER`` loads.  Every check takes
 ``(pretrainer, corpus=None, options=None, backbone_options=None)``: the texts (default
 :func:`~tlzoo.testing.tiny_corpus`), the pretrainer's options (make them tiny: few
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tlzoo.core.interfaces import BackboneRequest, Pretrainer
+from tlzoo.api.interfaces import BackboneRequest, Pretrainer
 
 from ._rules import (
     PICKLE_HINT,

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Plan, Strategy
-from tlzoo.core.training import lr_schedule
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Plan, Strategy
+from tlzoo.engine.training import lr_schedule
 
 from ._rules import Check, default_zoo, defaults_of, rule
 from .heads import is_trainable
@@ -51,7 +51,7 @@ def check_strategy_plans(strategy: Strategy, head_classes: Sequence[type] | None
     TlzooError, but not every head.  A trainable head gets at least one phase; a fitted
     head, or a feature-extraction plan, never trains backbone groups.
     """
-    from tlzoo.core.config import TrainConfig
+    from tlzoo.engine.config import TrainConfig
 
     train = train if train is not None else TrainConfig()
     before = copy.deepcopy(train)

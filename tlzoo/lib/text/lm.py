@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 
 def split_corpus(corpus: list[str], seed: int, val_share: float = 0.05) -> tuple[list[str], list[str]]:
@@ -51,7 +51,7 @@ Schedule = Callable[[int], Callable[[int], float]]  # total steps -> (step -> mu
 
 def slanted_triangular(steps: int) -> Callable[[int], float]:
     """ULMFiT's slanted triangular rates: a short linear rise, a long linear fall."""
-    from tlzoo.core.training import lr_schedule
+    from tlzoo.engine.training import lr_schedule
 
     return lr_schedule("slanted", steps, 0)
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import torch
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 METHODS: tuple[str, ...] = ("mean", "max", "cls", "last")
 

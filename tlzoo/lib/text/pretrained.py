@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer, check_options
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Backbone, BackboneFactory, BackboneRequest, Pretrainer, check_options
 from tlzoo.lib.text.lm import LanguageModelTask, run_language_model, seed_all, split_corpus
 from tlzoo.lib.text.pooling import choose_pooling
 from tlzoo.lib.text.vocab import HashedVocab, Vocab
@@ -54,7 +54,7 @@ def weights_folder(plugin: str, weights: str | None, pretrained: bool, assets: s
         return p
     if not pretrained:
         return None
-    from tlzoo.core.features import tlzoo_home
+    from tlzoo.engine.features import tlzoo_home
 
     default = tlzoo_home() / "pretrained" / plugin
     if (default / "description.json").is_file():
@@ -95,7 +95,7 @@ def save_weights(
 ) -> None:
     from safetensors.torch import save_file
 
-    from tlzoo.core import artifacts
+    from tlzoo.engine import artifacts
 
     folder.mkdir(parents=True, exist_ok=True)
     save_file(
@@ -164,7 +164,7 @@ def finish_pretraining(
 
 def plot_curve(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Loss and perplexity per epoch, training and held-out."""
-    from tlzoo.core.plots import _plt, integer_ticks
+    from tlzoo.evaluation.plots import _plt, integer_ticks
 
     plt = _plt()
     import matplotlib.ticker
@@ -325,7 +325,7 @@ class LMPretrainer(Pretrainer):
     def pretrain(
         self, corpus: list[str], out: str, options: dict[str, Any], log: Callable[[str], None]
     ) -> dict[str, Any]:
-        from tlzoo.core.pretraining import merge_options
+        from tlzoo.api.interfaces import merge_options
 
         o = merge_options(self.name, options, self.defaults())
         self.check(o)

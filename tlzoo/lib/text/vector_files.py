@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 from tlzoo.lib.lazy import lazy_module
 
 if TYPE_CHECKING:

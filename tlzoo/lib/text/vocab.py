@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 
 PAD, UNK, BOS, EOS, MASK = "<pad>", "<unk>", "<bos>", "<eos>", "<mask>"
 LM_SPECIALS = (PAD, UNK, BOS, EOS)  # the specials of the LSTM language models' vocabularies

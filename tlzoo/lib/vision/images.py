@@ -18,8 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.runtime import OnnxForward, check_runtime
 
 # augmentation policies by short name; any other string is handed to timm as an

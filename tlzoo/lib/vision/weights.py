@@ -27,10 +27,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core import network
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.features import tlzoo_home
-from tlzoo.core.network import offline  # noqa: F401  (the vision plugins ask it before any download)
+from tlzoo.api.errors import TlzooError
+from tlzoo.engine.features import tlzoo_home
+from tlzoo.infra import network
+from tlzoo.infra.network import offline  # noqa: F401  (the vision plugins ask it before any download)
 
 network.configure_hub()  # short hub timeouts before timm/huggingface_hub are imported
 
@@ -48,7 +48,7 @@ class Loaded:
 
 def hub_url(model: str) -> str:
     """Where the catalogue says ``model``'s weights are downloaded from ('' if nowhere)."""
-    from tlzoo.core.registry import load_catalogue
+    from tlzoo.engine.registry import load_catalogue
 
     entry = next((e for e in load_catalogue() if e.name == model), None)
     for source in entry.weights if entry else []:
@@ -233,4 +233,13 @@ def missing_weights(name: str, package_name: str = "", why: str = "offline") -> 
     return TlzooError(
         f"No pretrained weights for '{name}' here ({why}). Pass --weights FILE, run `tl pull {name}` once while "
         f"online{extra}, or use --no-pretrained to train from scratch."
+    )
+
+
+def network_refusal(name: str, why: str) -> TlzooError:
+    """`tl pull NAME` cannot work: the weights are on the hub and the hub is out of reach."""
+    return TlzooError(
+        f"`tl pull {name}` needs the network (the weights are on the hub), but {why}; run it on a "
+        f"machine that is online and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or "
+        "pass --weights FILE."
     )

@@ -12,5 +12,5 @@ opening Hugging Face datasets.
 
 Until 0.1 these lived in ``data_sources``, ``builtin_datasets``, ``text_data`` and
 ``vision_data`` (split by modality); those plugin names still work in ``TLZOO_PLUGINS``
-(see ``tlzoo.core.plugins.ALIASES``).
+(see ``tlzoo.engine.plugins.ALIASES``).
 """

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import DataSource
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import DataSource
 
 HF_MARKERS = ("dataset_dict.json", "state.json", "dataset_info.json")
 
@@ -77,7 +77,7 @@ class HubSource(DataSource):
         name = spec.partition(":")[0]
         if not name:
             raise TlzooError("hf: needs a dataset name, e.g. --data hf:rotten_tomatoes.")
-        from tlzoo.core import network
+        from tlzoo.infra import network
 
         why = ""
         try:

@@ -18,10 +18,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import DataOptions, Dataset
-from tlzoo.core.lifecycle import tlzoo_home
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import DataOptions, Dataset
+from tlzoo.infra.lifecycle import tlzoo_home
 
 from ._sources import NamedSource
 
@@ -173,11 +173,11 @@ EXPORTABLE = ("rotten-tomatoes", "digits")  # what `tl data export` writes (Fash
 
 def export(name: str, folder: str, limit: int = 0, seed: int = 0) -> str:
     """Write a named dataset to disk: texts as ``folder/<name>.csv``, images as PNG folders."""
-    from tlzoo.core.data import stratified_limit
+    from tlzoo.engine.data import stratified_limit
 
     source = next((s for s in SOURCES if s.name == name and name in EXPORTABLE), None)
     if source is None:
-        from tlzoo.core.errors import unknown
+        from tlzoo.api.errors import unknown
 
         raise unknown("dataset", name, list(EXPORTABLE), "tl data list")
     ds = stratified_limit(source.load(name, DataOptions()), limit, seed)

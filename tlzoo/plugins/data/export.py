@@ -12,8 +12,8 @@ from typing import Any
 
 import click
 
+from tlzoo.api.hookspecs import hookimpl
 from tlzoo.cli import friendly
-from tlzoo.core.hookspecs import hookimpl
 
 
 @click.command(name="export")

@@ -21,11 +21,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-from tlzoo.core.corpus import Table, read_csv_table, read_jsonl_table, read_text, text_codec
-from tlzoo.core.data import IMAGE_SUFFIXES, RowReport, label_text
-from tlzoo.core.errors import TlzooError, suggest
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import DataOptions, Dataset, DataSource
+from tlzoo.api.errors import TlzooError, suggest
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import DataOptions, Dataset, DataSource
+from tlzoo.engine.corpus import Table, read_csv_table, read_jsonl_table, read_text, text_codec
+from tlzoo.engine.data import IMAGE_SUFFIXES, RowReport, label_text
 
 from ._sources import SuffixSource, class_files, is_saved_hf
 

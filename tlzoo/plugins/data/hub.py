@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlzoo.core.data import RowReport, label_text
-from tlzoo.core.errors import TlzooError, suggest
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import DataOptions, Dataset
+from tlzoo.api.errors import TlzooError, suggest
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import DataOptions, Dataset
+from tlzoo.engine.data import RowReport, label_text
 
 from ._sources import HubSource
 

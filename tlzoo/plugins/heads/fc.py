@@ -6,9 +6,9 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tlzoo.core.errors import TlzooError, suggest
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Head, TorchHead
+from tlzoo.api.errors import TlzooError, suggest
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import Head, TorchHead
 
 if TYPE_CHECKING:  # torch loads in build(): listing heads (`tl heads`) must not wait for it
     from torch import nn

@@ -41,9 +41,9 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import FittedHead
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import FittedHead
 from tlzoo.lib.lazy import lazy_module
 
 from .fc import Rule, check_params, choice, integer, is_int, number

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlzoo.core.config import TrainConfig
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Head, Phase, Plan, Strategy, TorchHead
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import Head, Phase, Plan, Strategy, TorchHead
+from tlzoo.engine.config import TrainConfig
 
 SCHEDULES = ("cosine", "onecycle", "slanted", "constant")
 SCRATCH_EPOCHS = 10  # --no-pretrained, train.epochs unset: every layer learns, so more than fine-tune's 3
@@ -53,7 +53,7 @@ def user_set_plan(train: Any) -> bool:
 
 def _check(train: Any) -> None:
     if train.schedule not in SCHEDULES:
-        from tlzoo.core.errors import suggest
+        from tlzoo.api.errors import suggest
 
         raise TlzooError(
             f"Unknown train.schedule '{train.schedule}'.{suggest(train.schedule, SCHEDULES)} "

@@ -26,9 +26,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core import network
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.infra import network
 from tlzoo.lib.runtime import OnnxForward, check_runtime
 from tlzoo.lib.text.pooling import choose_pooling, pool
 

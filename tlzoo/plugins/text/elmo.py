@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
+from tlzoo.api.errors import TlzooError
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn
 from tlzoo.lib.text.pooling import pool

@@ -26,10 +26,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import Pretrainer
-from tlzoo.core.pretraining import merge_options
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import Pretrainer, merge_options
 from tlzoo.lib.lazy import lazy_module
 from tlzoo.lib.text.vector_files import gensim_quiet, save_vectors
 from tlzoo.lib.text.vocab import tokenize

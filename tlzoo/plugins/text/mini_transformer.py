@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.text.batching import length_mask, pad_sequences
 from tlzoo.lib.text.lm import LanguageModelTask, LossFn, linear_warmup_decay
 from tlzoo.lib.text.pooling import choose_pooling, pool

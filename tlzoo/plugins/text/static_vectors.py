@@ -56,8 +56,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.text.batching import pad_sequences
 from tlzoo.lib.text.pooling import choose_pooling, masked_max, pool
 from tlzoo.lib.text.vector_files import Vectors, load_vectors, save_vectors

@@ -10,9 +10,9 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import BackboneFactory, BackboneRequest
-from tlzoo.core.steps import CREATE_BACKBONE, EVALUATE
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import BackboneFactory, BackboneRequest
+from tlzoo.api.steps import CREATE_BACKBONE, EVALUATE
 
 from .._lazy import load
 

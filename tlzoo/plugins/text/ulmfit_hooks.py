@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import (
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import (
     BackboneFactory,
     Head,
     LanguageModelBackbone,

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.lib.vision.images import build_transforms, plain_config, to_pil
 from tlzoo.lib.vision.weights import obtain
 

@@ -18,11 +18,11 @@ from typing import Any
 
 import click
 
+from tlzoo.api.errors import TlzooError, suggest
+from tlzoo.api.hookspecs import hookimpl
 from tlzoo.cli import friendly, offline_option
-from tlzoo.core import network
-from tlzoo.core.errors import TlzooError, suggest
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.registry import load_catalogue
+from tlzoo.engine.registry import load_catalogue
+from tlzoo.infra import network
 
 TORCHVISION = ("alexnet", "googlenet")
 

@@ -22,11 +22,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core import network
-from tlzoo.core.errors import TlzooError
-from tlzoo.core.interfaces import Backbone, BackboneRequest
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Backbone, BackboneRequest
+from tlzoo.infra import network
 from tlzoo.lib.vision.images import ImageBackbone
-from tlzoo.lib.vision.weights import Loaded, cache_file, hub_url, missing_weights, obtain, probe_early, save_to_cache
+from tlzoo.lib.vision.weights import (
+    Loaded,
+    cache_file,
+    hub_url,
+    missing_weights,
+    network_refusal as network_refusal,  # re-exported: its 0.2 home
+    obtain,
+    probe_early,
+    save_to_cache,
+)
 
 from .timm_vision_hooks import DESCRIPTIONS as DESCRIPTIONS, FAMILIES as FAMILIES  # re-exported
 
@@ -278,15 +287,6 @@ def pull(name: str) -> str:
                 "check the hub address (HF_ENDPOINT) and your proxy settings."
             ) from None
     return str(save_to_cache(name, found.state, found.config, found.source))
-
-
-def network_refusal(name: str, why: str) -> TlzooError:
-    """`tl pull NAME` cannot work: the weights are on the hub and the hub is out of reach."""
-    return TlzooError(
-        f"`tl pull {name}` needs the network (the weights are on the hub), but {why}; run it on a "
-        f"machine that is online and copy $TLZOO_HOME/weights/{name}.safetensors (+ .json) here, or "
-        "pass --weights FILE."
-    )
 
 
 def create(request: BackboneRequest) -> Backbone:

@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from tlzoo.core import network
-from tlzoo.core.interfaces import BackboneRequest
+from tlzoo.api.interfaces import BackboneRequest
+from tlzoo.infra import network
 from tlzoo.lib.vision.images import ImageBackbone
-from tlzoo.lib.vision.weights import Loaded, missing_weights, obtain, probe_early, save_to_cache
+from tlzoo.lib.vision.weights import Loaded, missing_weights, network_refusal, obtain, probe_early, save_to_cache
 
 MODELS = ("alexnet", "googlenet")
 
@@ -110,13 +110,11 @@ def pull(name: str) -> str:
     cached = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(weights.url))
     why = "" if os.path.isfile(cached) else network.unreachable(weights.url)
     if why:
-        from .timm_vision import network_refusal
-
         raise network_refusal(name, why)
     try:
         found = _from_hub(name)
     except Exception as exc:
-        from tlzoo.core.errors import TlzooError
+        from tlzoo.api.errors import TlzooError
 
         if isinstance(exc, TlzooError):
             raise

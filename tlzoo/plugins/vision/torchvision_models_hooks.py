@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tlzoo.core.hookspecs import hookimpl
-from tlzoo.core.interfaces import BackboneFactory
+from tlzoo.api.hookspecs import hookimpl
+from tlzoo.api.interfaces import BackboneFactory
 
 from .._lazy import lazy
 from .timm_vision_hooks import AUGMENT_HELP, AUGMENT_OPTIONS

@@ -1,0 +1,166 @@
+"""Which test examples a run gets wrong: the most-confused class pairs and the highest-loss examples.
+
+fastai users look at ``most_confused`` and ``plot_top_losses`` first; this is the same
+reading of a run directory's ``predictions.csv``, with no torch import so ``tl errors``
+answers at once.  Runs written before predictions.csv carried ``loss`` and ``input``
+still work: the loss is recomputed from the ``p_<class>`` columns and the id stands in
+for the input.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tlzoo.api.errors import TlzooError
+from tlzoo.infra.run_folder import check_run_folder
+
+MIN_P = 1e-12  # the probability floor of the loss, as in the runner's fitted-head losses
+
+
+@dataclass
+class Confusion:
+    """``count`` test examples of class ``true`` predicted as ``predicted``."""
+
+    true: str
+    predicted: str
+    count: int
+    share: float  # of the true class's test examples
+
+
+@dataclass
+class Example:
+    """One test prediction, as predictions.csv holds it."""
+
+    id: str
+    input: str
+    true: str
+    predicted: str
+    probability: float  # of the predicted class
+    p_true: float
+    loss: float  # -log p_true
+
+
+def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
+    """The classes (from the ``p_<class>`` columns) and every row of ``predictions.csv``."""
+    check_run_folder(run_dir, "errors")  # missing, a --seeds folder, an export: say what to pass instead
+    path = Path(run_dir) / "predictions.csv"
+    if not path.is_file():
+        raise TlzooError(f"'{run_dir}' has no predictions.csv; pass the --out folder of a finished `tl run`.")
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            header = reader.fieldnames or []
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise TlzooError(f"{path} cannot be read ({exc}); rerun `tl run` to write it again.") from None
+    if "true" not in header:
+        raise TlzooError(
+            f"{path} has no 'true' column, so nothing says which predictions are wrong; it was not written by `tl run`."
+        )
+    classes = [h[2:] for h in header if h.startswith("p_")]
+    out = []
+    for r in rows:
+        if not r.get("true") or not r.get("predicted"):
+            continue  # a blank or cut-off line
+        p_true = _float(r.get(f"p_{r['true']}"), 0.0)
+        p_pred = _float(r.get("probability"), _float(r.get(f"p_{r['predicted']}"), 0.0))
+        loss = _float(r.get("loss"), -math.log(max(p_true, MIN_P)))
+        out.append(
+            Example(
+                id=r["id"],
+                input=r.get("input") or r["id"],
+                true=r["true"],
+                predicted=r["predicted"],
+                probability=p_pred,
+                p_true=p_true,
+                loss=loss,
+            )
+        )
+    return classes, out
+
+
+def _float(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def confusion_from_examples(examples: list[Example], classes: list[str]) -> list[list[int]]:
+    index = {c: i for i, c in enumerate(classes)}
+    cm = [[0] * len(classes) for _ in classes]
+    for e in examples:
+        if e.true in index and e.predicted in index:
+            cm[index[e.true]][index[e.predicted]] += 1
+    return cm
+
+
+def most_confused(cm: list[list[int]], classes: list[str], top: int = 5) -> list[Confusion]:
+    """The ``top`` largest off-diagonal cells, largest first (ties: in class order)."""
+    pairs = []
+    for i, row in enumerate(cm):
+        support = sum(row)
+        for j, count in enumerate(row):
+            if i != j and count > 0:
+                pairs.append(Confusion(classes[i], classes[j], int(count), round(count / support, 4)))
+    pairs.sort(key=lambda p: -p.count)  # stable: ties keep class order
+    return pairs[:top]
+
+
+def top_losses(examples: list[Example], top: int = 20) -> list[Example]:
+    """The ``top`` examples with the highest loss (the surest mistakes first)."""
+    return sorted(examples, key=lambda e: -e.loss)[:top]
+
+
+def analyse(run_dir: str | Path, top: int = 20, pairs: int = 5) -> dict[str, Any]:
+    """What ``tl errors`` prints: counts, the most-confused pairs and the worst examples."""
+    if top < 1:
+        raise TlzooError(f"--top must be at least 1, got {top}.")
+    classes, examples = read_predictions(run_dir)
+    cm = confusion_from_examples(examples, classes)
+    wrong = sum(e.true != e.predicted for e in examples)
+    return {
+        "run_dir": str(run_dir),
+        "n": len(examples),
+        "wrong": wrong,
+        "classes": classes,
+        "most_confused": [asdict(p) for p in most_confused(cm, classes, pairs)],
+        "top_losses": [asdict(e) for e in top_losses(examples, top)],
+    }
+
+
+def one_line(text: str, width: int) -> str:
+    """``text`` on one line (newlines and tabs shown as spaces), cut to ``width`` characters with an ellipsis."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
+
+
+def format_analysis(result: dict[str, Any], width: int = 100) -> str:
+    """The plain-text listing of ``tl errors``."""
+    lines = [f"{result['wrong']} of {result['n']} test examples wrong ({result['run_dir']})", ""]
+    pairs = result["most_confused"]
+    lines.append("most confused (true -> predicted: count, share of the true class):")
+    if not pairs:
+        lines.append("  none: every test example is right")
+    w = max([len(p["true"]) for p in pairs] + [4])
+    for p in pairs:
+        lines.append(f"  {p['true']:<{w}} -> {p['predicted']}: {p['count']} ({p['share']:.0%})")
+    lines.append("")
+    worst = result["top_losses"]
+    lines.append(f"top {len(worst)} losses (-log p of the true class):")
+    tw = max([len(e["true"]) for e in worst] + [4])
+    pw = max([len(e["predicted"]) for e in worst] + [9])
+    lines.append(f"  {'loss':>6}  {'true':<{tw}}  {'predicted':<{pw}}  {'p':>5}  input")
+    for e in worst:
+        head = f"  {e['loss']:>6.3f}  {e['true']:<{tw}}  {e['predicted']:<{pw}}  {e['probability']:>5.3f}  "
+        lines.append(head + one_line(e["input"], max(20, width - len(head))))
+    return "\n".join(lines)
+
+
+def to_json(result: dict[str, Any]) -> str:
+    return json.dumps(result, indent=2, ensure_ascii=False)

@@ -1,0 +1,698 @@
+"""``tl export RUN --to DIR``: a trained run as something to ship.
+
+Three formats:
+
+* ``folder`` (default): a run-directory-like folder that ``tl predict DIR`` and
+  ``tlzoo.Predictor.load(DIR)`` load on another machine: ``model.safetensors`` (the head,
+  and the backbone's weights too, also for feature-extraction runs whose run directory
+  holds only the head), ``model.json`` (architecture and preprocessing), ``assets/``
+  (tokenizer, vocabulary, and a copy of a local ``--weights`` file or folder the backbone
+  is rebuilt from), ``load.py`` (a plain-Python loader that prints JSON lines),
+  ``README.md`` (the model card with how to load it), ``export.json`` (what it needs, the
+  check below, and the sha256 digest of every file), plus the run's ``metrics.json`` and
+  ``config.toml``.  Where the architecture can be rebuilt from tlzoo's own code with the
+  same preprocessing, the folder needs nothing else (``self_contained``); otherwise (a
+  hub model, weights whose preprocessing comes from their package) ``export.json`` names
+  the source it pins, whose weights are still stored in the folder.
+* ``onnx``: backbone and head as one graph from the model's tensor input to class
+  probabilities: images as NCHW float after preprocessing, texts as the token ids and
+  attention mask of a Hugging Face tokenizer (the ``bert`` plugin; the tokenizer is in
+  ``assets/tokenizer``).  Checked against PyTorch with onnxruntime on examples of other
+  batch sizes (and lengths) than the traced ones; the max abs difference is reported.
+  ``onnx_predict.py`` classifies image files or texts with onnxruntime and numpy only
+  (plus PIL, or the `tokenizers` library for texts).
+* ``torchscript``: ``torch.jit.trace`` of the same graph, checked the same way.
+
+A fitted non-linear head (svm, rf, knn, tree, nb) is a scikit-learn model: it cannot join
+the backbone in one graph, so ``onnx``/``torchscript`` refuse it in one line (logreg is
+stored as a linear layer and exports).  Every export is written to a temporary folder,
+checked, and only then renamed to ``DIR``.  onnx/onnxruntime are imported only here, in
+the functions that need them.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from tlzoo.api.errors import TlzooError
+from tlzoo.commands.predict import Predictor, _weights_for_predict
+from tlzoo.engine import artifacts
+from tlzoo.engine.zoo import Zoo
+
+FORMATS = ("folder", "onnx", "torchscript")
+FOLDER_TOLERANCE = 1e-5  # the exported folder runs the same code: its probabilities must match the run's
+GRAPH_TOLERANCE = 1e-4  # ONNX / TorchScript against PyTorch
+SUPPORTED_GRAPHS = (
+    "vision backbones (input: NCHW float images after preprocessing) and Hugging Face transformer "
+    "text backbones of the bert plugin (input: token ids + attention mask)"
+)
+PROBE_TEXTS = (
+    "a short one",
+    "an example sentence that is a good deal longer than the first, with punctuation!",
+    "",
+    "the film was great fun",
+    "not good at all, and far too long for what it had to say",
+    "a quixotic, perspicacious zymurgist's syzygy",
+)  # rare words: out-of-vocabulary paths too
+
+
+@dataclass
+class ExportResult:
+    """What ``export_run`` wrote and how well the export matched the run's own model."""
+
+    folder: Path
+    format: str
+    self_contained: bool
+    needs: str  # what loading needs besides tlzoo (folder) or onnxruntime (onnx); "" for nothing
+    max_abs_diff: float
+    checked_examples: int
+    files: list[str] = field(default_factory=list)
+
+
+def export_run(
+    run_dir: str | Path,
+    to: str | Path,
+    fmt: str = "folder",
+    zoo: Zoo | None = None,
+    log: Callable[[str], None] = lambda msg: None,
+) -> ExportResult:
+    """Export the finished run ``run_dir`` into the new folder ``to`` (see the module docstring)."""
+    if fmt not in FORMATS:
+        from tlzoo.api.errors import suggest
+
+        raise TlzooError(f"Unknown export format '{fmt}'.{suggest(fmt, FORMATS)} Use one of {', '.join(FORMATS)}.")
+    run = Path(run_dir)
+    dest = Path(to)
+    zoo = zoo or Zoo()
+    predictor = Predictor.load(run, zoo)  # every check of tl predict: confinement, damage, fingerprint
+    if fmt != "folder" and predictor.head_kind == "fitted":
+        name = json.loads((run / "model.json").read_text(encoding="utf-8"))["head"]["name"]
+        raise TlzooError(
+            f"The '{name}' head is a fitted scikit-learn model, which cannot join the backbone in one "
+            f"{'ONNX graph' if fmt == 'onnx' else 'TorchScript module'}; export --format folder, or "
+            "retrain with --head logreg (stored as a linear layer) or --head fc."
+        )
+    tmp = _prepare(run, dest)
+    try:
+        if fmt == "folder":
+            result = _export_folder(run, tmp, dest, predictor, zoo, log)
+        else:
+            result = _export_graph(run, tmp, dest, predictor, fmt, log)
+        _write_manifest(tmp, result)
+        if dest.exists():
+            dest.rmdir()  # _prepare allowed only an empty folder
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    result.folder = dest
+    return result
+
+
+def _prepare(run: Path, dest: Path) -> Path:
+    """Check ``dest`` (new, or an empty folder, outside the run) and make the temporary folder beside it."""
+    if dest.exists() and not dest.is_dir():
+        raise TlzooError(f"--to '{dest}' is an existing file; choose a new folder.")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise TlzooError(f"--to '{dest}' already exists and is not empty; choose a new folder or remove it.")
+    if dest.resolve().is_relative_to(run.resolve()):
+        raise TlzooError(f"--to '{dest}' is inside the run directory '{run}'; choose a folder outside it.")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.export-tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+# --------------------------------------------------------------------------- probes
+def _probes(predictor: Predictor, run: Path, n_real: int = 6) -> list[Any]:
+    """Examples to compare the export with the run's model: made-up ones, then a few of the run's test inputs."""
+    import csv
+
+    vision = predictor.backbone.modality == "vision"
+    if vision:
+        rng = np.random.default_rng(0)
+        made: list[Any] = [
+            rng.integers(0, 256, size, dtype=np.uint8) for size in ((40, 48, 3), (64, 32), (33, 33, 3), (50, 70, 3))
+        ]
+    else:
+        made = list(PROBE_TEXTS)
+    real: list[Any] = []
+    path = run / "predictions.csv"
+    if path.is_file():
+        try:
+            with path.open(newline="", encoding="utf-8") as f:
+                for row in csv.DictReader(f):
+                    x = row.get("input")
+                    if x is not None and (not vision or os.path.isfile(x)):
+                        real.append(x)
+                    if len(real) >= n_real:
+                        break
+        except (OSError, csv.Error, UnicodeDecodeError):
+            real = []
+    return made + real
+
+
+# --------------------------------------------------------------------------- folder
+def _local_path(value: Any) -> Path | None:
+    """``value`` as an existing absolute path (a hub id such as 'org/model' is none)."""
+    if not isinstance(value, str) or not value:
+        return None
+    p = Path(value)
+    return p if p.is_absolute() and p.exists() else None
+
+
+def _copy_source(src: Path, assets: Path) -> str:
+    """Copy a local weights file (with its preprocessing sidecar ``.json``) or folder into ``assets/source``."""
+    target = assets / "source" / src.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, target, ignore=shutil.ignore_patterns(".*"))  # no .git, .cache, ...
+    else:
+        shutil.copy2(src, target)
+        side = src.with_suffix(".json")
+        if side.is_file() and side != src:
+            shutil.copy2(side, target.with_suffix(".json"))
+    return str(target.relative_to(assets.parent))
+
+
+def _export_folder(
+    run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: Zoo, log: Callable[[str], None]
+) -> ExportResult:
+    desc, tensors = artifacts.load_model_files(run)
+    root = run.resolve()
+    assets = tmp / "assets"
+    if (run / "assets").is_dir():
+        shutil.copytree(run / "assets", assets)  # predict.py checked that no link in it leads out of the run
+    else:
+        assets.mkdir()
+    new = copy.deepcopy(desc)
+    b = new["backbone"]
+    tensors = dict(tensors)
+    needs = ""
+    source = None
+    # what the backbone was just built from here (never a path model.json merely names): the weights given to
+    # it, else the checkpoint folder it reports (bert: a --weights or package folder)
+    built_from = predictor.backbone.spec().get("source")
+    if not b.get("weights_copy"):  # backbones that keep a copy of their weights in assets/ are complete already
+        weights = _weights_for_predict(root, desc["backbone"])
+        source = _local_path(weights) or _local_path(built_from)
+        if source is not None and source.resolve().is_relative_to(root):
+            source = None  # already inside the run directory: copied with it (assets) or not needed
+    if source is not None:
+        b["weights_copy"] = _copy_source(source, assets)
+        log(f"  copied the backbone's source {source} into {b['weights_copy']}")
+    pinned = f"the backbone's source as when it was trained: {b.get('weights_source', '?')}"
+    tries: list[tuple[dict[str, Any], str]] = [(new, "")]  # (description, what loading needs besides the folder)
+    if source is None and not b.get("weights_copy"):
+        if not b.get("weights_saved"):  # feature extraction: store the frozen backbone's weights too
+            tensors.update(
+                {f"backbone.{k}": v.detach().cpu().contiguous() for k, v in predictor.backbone.state_dict().items()}
+            )
+            b["weights_saved"] = True
+        from_hub = bool(built_from) and _local_path(built_from) is None  # e.g. a hub id: its config is there
+        needs = pinned if b["request"].get("pretrained", True) or from_hub else ""
+        tries = [(new, needs)]
+        if needs and not from_hub:  # try the architecture from tlzoo's code, every weight from this folder
+            alone = copy.deepcopy(new)
+            alone["backbone"]["request"].update(pretrained=False, weights=None)
+            tries.insert(0, (alone, ""))  # kept only if it predicts as the run does (the check below)
+    probes = _probes(predictor, run)
+    expected = predictor.predict_proba(probes)
+    diff = float("inf")
+    for n, (described, needs) in enumerate(tries, 1):
+        described["exported"] = {
+            "from": str(root),
+            "format": "folder",
+            "self_contained": not needs,
+            "versions": artifacts.versions(),
+        }
+        artifacts.save_model(tmp, tensors, described)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                diff = float(np.abs(Predictor.load(tmp, zoo).predict_proba(probes) - expected).max())
+        except Exception as exc:  # noqa: BLE001 - only the self-contained attempt may fail: then pin the source
+            if n == len(tries):
+                raise
+            log(f"  the backbone does not rebuild without its source ({type(exc).__name__}): pinning the source")
+            continue
+        if diff <= FOLDER_TOLERANCE:
+            break
+        if n < len(tries):
+            log(
+                f"  rebuilt without its source, the backbone predicts differently (max abs diff {diff:.2g}): "
+                "pinning the source"
+            )
+    if not diff <= FOLDER_TOLERANCE:
+        raise TlzooError(
+            f"The exported folder predicts differently from the run (max abs difference {diff:.2g} on "
+            f"{len(probes)} examples); please report this with the run's model.json."
+        )
+    for name in ("metrics.json", "config.toml"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, tmp / name)
+    shown = Path(dest.name)  # the docs name the folder as it is shipped, not where it was written
+    (tmp / "load.py").write_text(_load_py(shown, predictor, needs), encoding="utf-8")
+    (tmp / "README.md").write_text(_folder_readme(run, shown, described, needs, predictor), encoding="utf-8")
+    return ExportResult(dest, "folder", not needs, needs, diff, len(probes))
+
+
+def _load_py(dest: Path, predictor: Predictor, needs: str) -> str:
+    example = "a new example text" if predictor.backbone.modality == "text" else "path/to/image.png"
+    extra = f"\nIt also needs {needs}." if needs else ""
+    return f'''"""Classify inputs with this exported tlzoo model (written by `tl export`).
+
+    python load.py {json.dumps(example)} ...      # one JSON line per input: label, probability, probabilities
+    python load.py --file inputs.txt          # one input per line
+
+From Python:
+
+    import sys
+    sys.path.insert(0, "{dest}")
+    from load import load
+    predictor = load()
+    print(predictor.predict([{example!r}]))
+
+It needs tlzoo (`pip install tlzoo`); only safetensors and JSON are read from this folder.{extra}
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def load():
+    """The model in this folder, as a tlzoo Predictor."""
+    from tlzoo import Predictor
+
+    return Predictor.load(HERE)
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--file"] and len(argv) == 2:
+        with open(argv[1], encoding="utf-8") as f:
+            inputs = [line.rstrip("\\n") for line in f if line.strip()]
+    else:
+        inputs = argv
+    if not inputs:
+        sys.exit(__doc__)
+    for row in load().predict(inputs):
+        print(json.dumps(row))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+'''
+
+
+def _folder_readme(run: Path, dest: Path, desc: dict[str, Any], needs: str, predictor: Predictor) -> str:
+    text = predictor.backbone.modality == "text"
+    example = "a new example text" if text else "path/to/image.png"
+    card = ""
+    try:
+        from tlzoo.commands.report import load_run, model_card
+
+        files = load_run(run, dest)
+        files.model = desc
+        card = model_card(files).rstrip() + "\n\n"
+    except Exception:  # noqa: BLE001 - a run without readable metrics still exports, with a short README
+        card = (
+            f"# {run.name}\n\nA tlzoo {predictor.backbone.modality} classifier over "
+            f"{len(predictor.classes)} classes.\n\n"
+        )
+    where = (
+        "Everything it needs is in this folder: the architecture comes from tlzoo's code, the weights from "
+        "model.safetensors."
+        if not needs
+        else f"The weights are in model.safetensors; rebuilding the backbone also needs {needs}."
+    )
+    lines = [
+        "## This exported folder",
+        "",
+        f"Written by `tl export` from the run `{run.name}`. {where}",
+        "",
+        "| file | what it holds |",
+        "|---|---|",
+        "| model.safetensors | the head and the backbone's weights (safetensors: no code runs when it loads) |",
+        "| model.json | the architecture, preprocessing and classes |",
+        "| assets/ | tokenizer or vocabulary, and a copy of the local weights the backbone is built from, if any |",
+        "| load.py | a plain-Python loader: `python load.py INPUT...` prints one JSON line per input |",
+        "| export.json | what the folder needs, the export check, and the sha256 digest of every file |",
+        "| metrics.json, config.toml | the run's test results and configuration |",
+        "",
+        "From the command line (tlzoo installed):",
+        "",
+        "```bash",
+        f'tl predict {dest} "{example}"',
+        f"tl predict {dest} --data {'new.csv --text-column text' if text else 'images/'} --out predictions.csv",
+        f'python {dest / "load.py"} "{example}"',
+        "```",
+        "",
+        'From Python, as in "How to load" above, or `from load import load` with this folder on `sys.path` '
+        "(see load.py).",
+        "",
+    ]
+    return card + "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- onnx / torchscript
+class _Graph(nn.Module):
+    """Backbone + head + softmax over positional tensors (the names of a dict batch, in order)."""
+
+    def __init__(self, backbone: nn.Module, head: nn.Module, keys: list[str] | None) -> None:
+        super().__init__()
+        self.backbone, self.head, self.keys = backbone, head, keys
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        batch: Any = dict(zip(self.keys, inputs)) if self.keys is not None else inputs[0]
+        return torch.softmax(self.head(self.backbone(batch).float()).float(), 1)
+
+
+def _batch(predictor: Predictor, examples: list[Any]) -> Any:
+    b = predictor.backbone
+    return b.collate([b.transform(x, False) for x in examples])
+
+
+def _graph_inputs(
+    predictor: Predictor, examples: list[Any], run: Path
+) -> tuple[list[str] | None, tuple[torch.Tensor, ...]]:
+    """(dict keys or None, positional tensors) of a batch, or a one-line refusal for inputs no graph takes."""
+    batch = _batch(predictor, examples)
+    plugin = getattr(predictor.backbone, "plugin", "") or "?"
+    if predictor.backbone.modality == "vision":
+        if isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.is_floating_point():
+            return None, (batch,)
+    elif (
+        isinstance(batch, dict)
+        and {"input_ids", "attention_mask"} <= set(batch)
+        and all(isinstance(v, torch.Tensor) for v in batch.values())
+        and (run / "assets" / "tokenizer" / "tokenizer.json").is_file()  # onnx_predict.py reads it with `tokenizers`
+    ):
+        keys = list(batch)
+        return keys, tuple(batch[k] for k in keys)
+    raise TlzooError(
+        f"The '{plugin}' backbone's input is not a tensor a graph can take (its own vocabulary and "
+        f"batching); ONNX and TorchScript export support {SUPPORTED_GRAPHS}; use --format folder."
+    )
+
+
+def _export_graph(
+    run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: str, log: Callable[[str], None]
+) -> ExportResult:
+    probes = _probes(predictor, run)
+    trace_examples, check_examples = probes[:2], probes[2:]  # different batch sizes (and text lengths)
+    keys, example = _graph_inputs(predictor, trace_examples, run)
+    _, check = _graph_inputs(predictor, check_examples, run)
+    graph = _Graph(predictor.backbone, predictor.head, keys).eval()
+    with torch.inference_mode():
+        expected = graph(*check).numpy()
+    names = keys or ["image"]
+    plugin = getattr(predictor.backbone, "plugin", "") or "?"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # TracerWarnings of the hub libraries, the legacy exporter's notice
+            if fmt == "onnx":
+                path = tmp / "model.onnx"
+                axes = {n: ({0: "batch"} if keys is None else {0: "batch", 1: "sequence"}) for n in names}
+                torch.onnx.export(
+                    graph,
+                    example,
+                    str(path),
+                    dynamo=False,
+                    input_names=names,
+                    output_names=["probabilities"],
+                    dynamic_axes={**axes, "probabilities": {0: "batch"}},
+                    opset_version=17,
+                )
+            else:
+                path = tmp / "model.pt"
+                with torch.no_grad():
+                    traced = torch.jit.trace(graph, example, check_trace=False)
+                torch.jit.save(traced, str(path))
+    except TlzooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - tracing fails in many ways; all mean "not this backbone"
+        what = "ONNX" if fmt == "onnx" else "TorchScript"
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise TlzooError(
+            f"{what} export of the '{plugin}' backbone failed ({type(exc).__name__}: {first}); it "
+            f"supports {SUPPORTED_GRAPHS}; use --format folder."
+        ) from None
+    if fmt == "onnx":
+        got, feeds = _run_onnx(path, names, check)
+    else:
+        with torch.inference_mode():
+            got = traced(*check).numpy()  # the module just traced in memory: nothing is read back from disk
+        feeds = names
+    diff = float(np.abs(got - expected).max())
+    if not diff <= GRAPH_TOLERANCE:
+        raise TlzooError(
+            f"The {fmt} graph of the '{plugin}' backbone differs from PyTorch by {diff:.2g} (over "
+            f"{GRAPH_TOLERANCE:g}) on inputs of another size than the traced ones; it supports "
+            f"{SUPPORTED_GRAPHS}; use --format folder."
+        )
+    desc = json.loads((run / "model.json").read_text(encoding="utf-8"))
+    if keys is not None:
+        shutil.copytree(run / "assets" / "tokenizer", tmp / "assets" / "tokenizer")
+    spec = _graph_spec(predictor, desc, fmt, dict(zip(names, check)), feeds, diff, len(check_examples))
+    artifacts.write_json(tmp / "graph.json", spec)
+    if fmt == "onnx":
+        (tmp / "onnx_predict.py").write_text(_onnx_script(keys is not None), encoding="utf-8")
+    (tmp / "README.md").write_text(_graph_readme(run, Path(dest.name), fmt, spec, keys is not None), encoding="utf-8")
+    log(f"  {fmt} graph checked against PyTorch on {len(check_examples)} examples: max abs diff {diff:.2g}")
+    return ExportResult(dest, fmt, True, "", diff, len(check_examples))
+
+
+def _run_onnx(path: Path, names: list[str], check: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, list[str]]:
+    """Probabilities from onnxruntime for the check batch, and the inputs the graph kept."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise TlzooError(
+            "ONNX export checks the graph with onnxruntime, which is not installed; "
+            "`pip install onnx onnxruntime` (or tlzoo[export])."
+        ) from None
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    kept = [i.name for i in session.get_inputs()]  # the exporter drops inputs the graph never reads
+    given = dict(zip(names, (t.numpy() for t in check)))
+    return np.asarray(session.run(None, {n: given[n] for n in kept})[0]), kept
+
+
+def _graph_spec(
+    predictor: Predictor,
+    desc: dict[str, Any],
+    fmt: str,
+    tensors: dict[str, torch.Tensor],
+    feeds: list[str],
+    diff: float,
+    n: int,
+) -> dict[str, Any]:
+    """``graph.json``: the inputs the graph takes (name, dtype, shape), its output, classes and preprocessing."""
+    b = desc["backbone"]
+    inputs = []
+    for name in feeds:
+        t = tensors[name]
+        dims: list[Any] = ["batch", "sequence"] if t.dim() == 2 else ["batch", *(int(d) for d in t.shape[1:])]
+        inputs.append({"name": name, "dtype": str(t.dtype).replace("torch.", ""), "shape": dims})
+    spec: dict[str, Any] = {
+        "format": fmt,
+        "file": "model.onnx" if fmt == "onnx" else "model.pt",
+        "inputs": inputs,
+        "output": {"name": "probabilities", "shape": ["batch", len(predictor.classes)]},
+        "classes": [str(c) for c in predictor.classes],
+        "modality": predictor.backbone.modality,
+        "backbone": {k: b.get(k) for k in ("plugin", "model", "weights_source")},
+        "head": desc["head"],
+        "preprocessing": b.get("preprocessing", {}),
+        "check": {"against": "PyTorch", "examples": n, "max_abs_diff": diff},
+        "versions": artifacts.versions(),
+    }
+    return spec
+
+
+def _graph_readme(run: Path, dest: Path, fmt: str, spec: dict[str, Any], text: bool) -> str:
+    inputs = ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}" for i in spec["inputs"])
+    head = [
+        f"# {run.name} ({'ONNX' if fmt == 'onnx' else 'TorchScript'})",
+        "",
+        f"Backbone {spec['backbone'].get('model')} + head {spec['head'].get('name')}, exported by `tl export` "
+        f"from the run `{run.name}` as one graph: inputs {inputs}; output `probabilities` "
+        f"(batch x {len(spec['classes'])}, softmax over the classes in graph.json). Checked against PyTorch on "
+        f"{spec['check']['examples']} examples: max abs difference {spec['check']['max_abs_diff']:.2g}.",
+        "",
+    ]
+    if text:
+        head += [
+            "Texts are tokenized by the tokenizer in `assets/tokenizer` (Hugging Face format), with the "
+            "truncation and maximum length in graph.json's `preprocessing`.",
+            "",
+        ]
+    else:
+        head += [
+            "Images are preprocessed as graph.json's `preprocessing` says (timm's evaluation transform: "
+            "resize the shorter side to input size / crop_pct, centre-crop, scale to 0..1, normalise).",
+            "",
+        ]
+    if fmt == "onnx":
+        example = '"a new example text"' if text else "path/to/image.png"
+        head += [
+            "With onnxruntime and numpy only (no tlzoo, no torch):",
+            "",
+            "```bash",
+            f"python {dest / 'onnx_predict.py'} {example}",
+            "```",
+            "",
+            "`onnx_predict.py` holds the whole preprocessing; read it to use the graph from your own code.",
+            "",
+        ]
+    else:
+        head += [
+            "```python",
+            "import torch",
+            "",
+            f"model = torch.jit.load({str(dest / 'model.pt')!r})  # load only TorchScript files you trust",
+            "probabilities = model(*inputs)  # the inputs listed above, in that order",
+            "```",
+            "",
+        ]
+    return "\n".join(head)
+
+
+def _onnx_script(text: bool) -> str:
+    """``onnx_predict.py``: the graph with onnxruntime, preprocessing in numpy (images: PIL; texts: `tokenizers`)."""
+    common = '''"""Classify {what} with model.onnx and onnxruntime (written by `tl export --format onnx`).
+
+    python onnx_predict.py {usage}    # one JSON line per input: label, probability, probabilities
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+HERE = Path(__file__).resolve().parent
+SPEC = json.loads((HERE / "graph.json").read_text(encoding="utf-8"))
+PRE = SPEC["preprocessing"]
+'''
+    if text:
+        body = '''
+
+def inputs(texts: list[str]) -> dict[str, np.ndarray]:
+    """Token ids and attention mask, as the bert plugin makes them, by the `tokenizers` library on tokenizer.json."""
+    from tokenizers import Tokenizer
+
+    folder = HERE / "assets" / "tokenizer"
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    pad = config.get("pad_token") or "[PAD]"
+    pad = pad.get("content", "[PAD]") if isinstance(pad, dict) else pad
+    side = "left" if PRE.get("truncation") == "tail" else "right"
+    tokenizer.enable_truncation(max_length=int(PRE.get("max_length", 128)), direction=side)
+    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad), pad_token=pad)
+    encodings = tokenizer.encode_batch(texts)
+    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
+    names = [i["name"] for i in SPEC["inputs"]]
+    return {n: np.asarray([getattr(e, fields[n]) for e in encodings], dtype=np.int64) for n in names}
+'''
+        what, usage = "texts", '"a text" "another text"'
+    else:
+        body = '''
+INTERPOLATION = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}  # PIL's codes
+
+
+def image(path: str) -> np.ndarray:
+    """One image as CHW float32: resize the shorter side to size / crop_pct, centre-crop, scale, normalise."""
+    import math
+
+    from PIL import Image
+
+    channels, height, width = PRE["input_size"]
+    if height != width or PRE.get("crop_mode", "center") not in ("center", None):
+        sys.exit(f"onnx_predict.py handles square centre crops only; this model wants {PRE}")
+    short = math.floor(height / (PRE.get("crop_pct") or 0.875))
+    with Image.open(path) as im:
+        img = im.convert("L" if channels == 1 else "RGB")
+    w, h = img.size
+    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    if size != (w, h):
+        img = img.resize(size, INTERPOLATION[PRE.get("interpolation", "bilinear")])
+    left, top = int(round((size[0] - width) / 2.0)), int(round((size[1] - height) / 2.0))
+    img = img.crop((left, top, left + width, top + height))
+    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    mean = np.asarray(PRE["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(PRE["std"], dtype=np.float32)[:, None, None]
+    return (x - mean) / std
+
+
+def inputs(paths: list[str]) -> dict[str, np.ndarray]:
+    return {SPEC["inputs"][0]["name"]: np.stack([image(p) for p in paths])}
+'''
+        what, usage = "image files", "image.png another.jpg"
+    main = """
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        sys.exit(__doc__)
+    session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
+    probabilities = session.run(None, inputs(argv))[0]
+    classes = SPEC["classes"]
+    for x, p in zip(argv, probabilities):
+        best = int(p.argmax())
+        print(json.dumps({"input": x, "label": classes[best], "probability": float(p[best]),
+                          "probabilities": {c: float(v) for c, v in zip(classes, p)}}))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
+"""
+    return common.format(what=what, usage=usage) + body + main
+
+
+# --------------------------------------------------------------------------- manifest
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_manifest(folder: Path, result: ExportResult) -> None:
+    """``export.json``: format, what loading needs, the check, and every file's size and sha256."""
+    files = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and p.name != "export.json":
+            rel = p.relative_to(folder).as_posix()
+            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+    result.files = list(files)
+    artifacts.write_json(
+        folder / "export.json",
+        {
+            "format": result.format,
+            "self_contained": result.self_contained,
+            "needs": result.needs,
+            "check": {"examples": result.checked_examples, "max_abs_diff": result.max_abs_diff},
+            "versions": artifacts.versions(),
+            "files": files,
+        },
+    )

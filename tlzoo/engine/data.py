@@ -1,0 +1,213 @@
+"""Splitting, subsetting and label encoding: seeded, stratified, numpy only."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Dataset
+
+if TYPE_CHECKING:
+    import numpy as np  # imported inside the functions: `tl heads`, `tl data list` and the like load no numpy
+
+
+@dataclass
+class Splits:
+    train: Dataset
+    val: Dataset
+    test: Dataset
+    notes: list[str] = field(default_factory=list)  # warnings for the run log (e.g. a class missing from test)
+
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def is_image_path(item: str) -> bool:
+    """Whether ``item`` names an image file by its suffix (what a text model should not be given)."""
+    import os
+
+    return os.path.splitext(str(item).strip())[1].lower() in IMAGE_SUFFIXES
+
+
+# a label that is str(float("nan")) (pandas' astype(str) writes it) is a missing value, never a class
+MISSING_LABELS = frozenset({"", "nan"})
+# labels that often mark a missing value but may be a real class: kept, with a warning
+DOUBTFUL_LABELS = frozenset({"none", "null", "na", "n/a", "#n/a", "undefined"})
+
+
+def label_text(value: Any) -> str | None:
+    """The class name of a raw label, or None when the label is missing (None, NaN, empty).
+
+    Integral floats become integers, so a JSON ``1.0`` and ``1`` are one class.  Raises
+    ValueError for a list or an object, which cannot be a class name.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, dict, tuple)):
+        raise ValueError(f"a {type(value).__name__} is not a class name")
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    text = str(value).strip()
+    return None if text.lower() in MISSING_LABELS else text
+
+
+class RowReport:
+    """Counts the rows a reader skips, by reason, so the run can say what it dropped and why."""
+
+    def __init__(self, name: str, position: str = "line") -> None:
+        self.name, self.position = name, position  # position: how a row is located ("line" or "row")
+        self.total = 0
+        self.dropped: dict[str, list[int]] = {}
+        self.doubtful: Counter[str] = Counter()
+
+    def drop(self, reason: str, line: int) -> None:
+        self.dropped.setdefault(reason, []).append(line)
+
+    def keep_label(self, label: str) -> None:
+        if label.lower() in DOUBTFUL_LABELS:
+            self.doubtful[label] += 1
+
+    def notes(self) -> list[str]:
+        out = []
+        n = sum(len(v) for v in self.dropped.values())
+        if n:
+            parts = []
+            for reason, lines in self.dropped.items():
+                where = ", ".join(map(str, lines[:3])) + (" ..." if len(lines) > 3 else "")
+                parts.append(f"{len(lines)} {reason} ({self.position}{'s' if len(lines) > 1 else ''} {where})")
+            out.append(f"dropped {n} of {self.total} rows of '{self.name}': {'; '.join(parts)}.")
+        for label, count in self.doubtful.items():
+            out.append(
+                f"the label '{label}' ({count} rows of '{self.name}') is kept as a class; if it marks a "
+                "missing value, blank those labels or remove the rows."
+            )
+        return out
+
+
+def check_labels(ds: Dataset) -> None:
+    if len(ds) == 0:
+        why = f" ({'; '.join(n.rstrip('.') for n in ds.notes)})" if ds.notes else ""
+        raise TlzooError(f"The dataset '{ds.name}' has no labelled examples{why}; check the path and the columns.")
+    counts = Counter(ds.labels)
+    if len(counts) < 2:
+        only = next(iter(counts))
+        raise TlzooError(
+            f"The dataset '{ds.name}' has one class only ('{only}'); a classifier needs at least two. "
+            "Check --label-column."
+        )
+
+
+def stratified_limit(ds: Dataset, limit: int, seed: int) -> Dataset:
+    """A stratified random subset of ``limit`` examples (class shares kept)."""
+    import numpy as np
+
+    if limit <= 0 or limit >= len(ds):
+        return ds
+    labels = np.array(ds.labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if limit < len(classes):
+        raise TlzooError(f"--limit {limit} is smaller than the number of classes ({len(classes)}); raise it.")
+    share = counts / counts.sum() * limit
+    take = np.maximum(1, np.floor(share)).astype(int)
+    # hand out the remainder by largest fractional share
+    for i in np.argsort(-(share - np.floor(share))):
+        if take.sum() >= limit:
+            break
+        if take[i] < counts[i]:
+            take[i] += 1
+    rng = np.random.default_rng(seed)
+    keep: list[int] = []
+    for cls, k in zip(classes, take):
+        idx = np.flatnonzero(labels == cls)
+        keep.extend(rng.choice(idx, size=min(k, len(idx)), replace=False).tolist())
+    return ds.subset(sorted(keep))
+
+
+def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
+    import numpy as np
+
+    if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise TlzooError(
+            f"Split fractions val={val_fraction}, test={test_fraction} are invalid; "
+            "each must be in [0, 1) with test > 0 and their sum below 1."
+        )
+    labels = np.array(ds.labels)
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for cls in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == cls))
+        n = len(idx)
+        n_test = int(round(n * test_fraction))
+        n_val = int(round(n * val_fraction))
+        if n >= 3:  # every class shows up in every split when it can
+            n_test = max(1, n_test)
+            n_val = max(1 if val_fraction > 0 else 0, n_val)
+        n_test = min(n_test, n - 1)
+        n_val = min(n_val, n - 1 - n_test)
+        parts["test"].extend(idx[:n_test].tolist())
+        parts["val"].extend(idx[n_test : n_test + n_val].tolist())
+        parts["train"].extend(idx[n_test + n_val :].tolist())
+    if not parts["test"]:
+        raise TlzooError(f"Only {len(ds)} examples: too few to hold out a test set; add data or raise --test-fraction.")
+    out = {k: ds.subset(sorted(v)) for k, v in parts.items()}
+    return Splits(**out, notes=_small_class_notes(out, val_fraction))
+
+
+def _small_class_notes(parts: dict[str, Dataset], val_fraction: float) -> list[str]:
+    """Say which classes are too small to appear in every split, and what that does to the scores."""
+    counts = {k: Counter(v.labels) for k, v in parts.items()}
+    classes = sorted(counts["train"], key=_natural_key)
+    notes = []
+    no_test = [c for c in classes if not counts["test"][c]]
+    if no_test:
+        sizes = ", ".join(f"'{c}' ({sum(n[c] for n in counts.values())})" for c in no_test[:5])
+        more = f" and {len(no_test) - 5} more" if len(no_test) > 5 else ""
+        need = "3 (train/validation/test)" if val_fraction > 0 else "2 (train/test)"
+        notes.append(
+            f"{len(no_test)} class{'es have' if len(no_test) > 1 else ' has'} too few examples to reach "
+            f"every split (a class needs {need}): {sizes}{more}; trained on but absent from the test "
+            f"set, so macro-F1 (the mean over all {len(classes)} classes) counts each as F1 0 and is at "
+            f"most {(len(classes) - len(no_test)) / len(classes):.2f}; add examples to score them."
+        )
+    no_val = [c for c in classes if counts["test"][c] and not counts["val"][c]] if val_fraction > 0 else []
+    if no_val:
+        notes.append(
+            f"{len(no_val)} class{'es are' if len(no_val) > 1 else ' is'} absent from the validation set "
+            f"({', '.join(repr(c) for c in no_val[:5])}{' ...' if len(no_val) > 5 else ''}); "
+            "validation loss and accuracy do not cover them."
+        )
+    return notes
+
+
+@dataclass
+class LabelEncoder:
+    classes: list[str]
+
+    @classmethod
+    def fit(cls, labels: list[str]) -> LabelEncoder:
+        return cls(sorted(set(labels), key=_natural_key))
+
+    def encode(self, labels: list[str]) -> np.ndarray:
+        import numpy as np
+
+        index = {c: i for i, c in enumerate(self.classes)}
+        return np.array([index[label] for label in labels], dtype=np.int64)
+
+    def one_hot(self, labels: list[str]) -> np.ndarray:
+        import numpy as np
+
+        y = self.encode(labels)
+        out = np.zeros((len(y), len(self.classes)), dtype=np.float32)
+        out[np.arange(len(y)), y] = 1.0
+        return out
+
+
+def _natural_key(s: str) -> tuple:
+    """'2' < '10' for numeric class names; text classes sort alphabetically."""
+    return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)

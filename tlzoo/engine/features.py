@@ -1,0 +1,623 @@
+"""Feature extraction with an on-disk cache.
+
+Features for (backbone, weights fingerprint, preprocessing incl. layer and pooling,
+dataset content fingerprint, split) are computed once, streamed to disk in shards under
+``$TLZOO_HOME/features/<key>/`` and read back by any later run that needs the same
+features: another head, another seed for the head.  An entry is written into a private
+``<key>.tmp-<pid>`` folder and renamed into place only after its manifest (rows, width,
+a CRC-32 per shard) is written, so an interrupted extraction never looks complete; a
+corrupt or truncated entry fails its check on load and is rebuilt.  A ``.tmp-<pid>``
+folder whose process is gone (killed mid-extraction) is removed by the next cache use.
+When the cache cannot be written (a full disk, a read-only or forbidden TLZOO_HOME),
+extraction goes on in memory with a warning: the cache is an optimisation, never a
+reason for a run to fail.
+
+Under torchrun (see ``distributed.py``) each rank extracts a contiguous part of a split,
+cut at batch boundaries; rank 0 gathers the parts, writes the entry exactly as one process
+would (same key, same shards) and publishes it; then the other ranks read it, or receive
+the rows from rank 0 where they cannot (a cache that is not on a shared file system).
+Rank 0 alone checks the cache and tidies it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import zlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tlzoo.api.interfaces import Backbone, BackboneFactory, BackboneRequest, Dataset
+from tlzoo.engine import distributed
+from tlzoo.engine.cache import remove_orphans
+from tlzoo.engine.loaders import example_loader
+from tlzoo.infra.lifecycle import tlzoo_home  # noqa: F401  (re-exported: plugins import it from here)
+
+SHARD_ROWS = 4096
+CACHE_FORMAT = 2
+
+
+# Request fields that never change a frozen backbone's features: augmentation applies to training
+# examples only, train_backbone to later phases (declaring weights_files promises that), assets to
+# tl predict; and the other modality's fields, which the backbone ignores.
+NOT_FEATURES = ("augment", "train_backbone", "assets")
+OTHER_MODALITY = {"text": ("image_size",), "vision": ("pooling", "max_length")}
+
+
+def backbone_spec(plugin: str, request: BackboneRequest, weights_digest: str, modality: str = "") -> dict[str, Any]:
+    """What decides the features of a backbone whose factory names its weight files
+    (``BackboneFactory.weights_files``): the request and a digest of those files.  Known before
+    the backbone is built, so a run whose every split is cached need not build it.  A
+    feature-extraction run and a fine-tune run (whose head phase reads the same frozen features)
+    share the entry, as do a text run given ``--image-size`` and one without it."""
+    ignored = (*NOT_FEATURES, *OTHER_MODALITY.get(modality, ()))
+    return {
+        "backbone": f"{plugin}/{request.model}",
+        "request": {k: v for k, v in request.to_json().items() if k not in ignored},
+        "weights_files": weights_digest,
+    }
+
+
+def feature_spec(factory: BackboneFactory, request: BackboneRequest) -> dict[str, Any] | None:
+    """:func:`backbone_spec` for ``request`` when its factory names the weight files and they are
+    there (digested once per file version, ``tlzoo.infra.weights_digest``); None otherwise: random
+    init, weights from the hub, or a factory without ``weights_files``, keyed by the fingerprint."""
+    if factory.weights_files is None or not request.pretrained:
+        return None
+    files = factory.weights_files(request)
+    if not files:
+        return None
+    from tlzoo.infra.weights_digest import digest
+
+    try:
+        return backbone_spec(factory.name, request, digest(files), factory.modality)
+    except OSError:  # not readable here: building the backbone will say why
+        return None
+
+
+def key_parts(
+    backbone: Backbone | None,
+    dataset: Dataset,
+    split: str = "",
+    fingerprint: str | None = None,
+    spec: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything that decides the features; the cache key is a hash of it.
+
+    ``spec`` (:func:`backbone_spec`): the request and the digest of the weight files stand for
+    the backbone (which may then be None).  Otherwise the backbone's ``fingerprint()`` (a hash of
+    every weight tensor, and the fitted state of a FittableBackbone) and ``preprocessing()`` do;
+    ``fingerprint``: that value when the caller already computed it.  Random-init backbones and
+    those whose weights come from the hub always key this way, so the two kinds never collide.
+    """
+    if spec is not None:
+        return {"format": CACHE_FORMAT, **spec, "dataset": dataset.fingerprint(), "split": split}
+    assert backbone is not None, "key_parts needs a backbone or a spec"
+    return {
+        "format": CACHE_FORMAT,
+        "backbone": f"{backbone.plugin}/{backbone.name}",
+        "weights": fingerprint or backbone.fingerprint(),  # the weights themselves, not just their name
+        "preprocessing": backbone.preprocessing(),  # resize/normalise, tokenizer, layer, pooling ...
+        "num_features": backbone.num_features,
+        "dataset": dataset.fingerprint(),  # content and ids of exactly these examples
+        "split": split,
+    }
+
+
+def _labels(backbone: Backbone, dataset: Dataset) -> dict[str, Any]:
+    """What ``tl cache ls`` shows beside the key: the model, the dataset, where the weights came from."""
+    return {
+        "plugin": backbone.plugin,
+        "model": backbone.name,
+        "dataset_name": dataset.name,
+        "weights_source": backbone.weights_source,  # "random init" too
+    }
+
+
+class _CacheRefused(Exception):
+    """The cache refused a write (full, read-only, forbidden): ``error``, and ``done``, the rows
+    written before it (None when they cannot be read back)."""
+
+    def __init__(self, error: OSError, done: list[np.ndarray] | None) -> None:
+        super().__init__(str(error))
+        self.error, self.done = error, done
+
+
+def _write_entry(cache: FeatureCache, key: str, info: dict[str, Any], blocks: Any, width: int) -> None:
+    """Stream feature ``blocks`` into the entry ``key`` and publish it (``width`` when there are no
+    rows); :class:`_CacheRefused` when the disk refuses, nothing half-written left behind."""
+    try:
+        writer = cache.writer(key, info)
+    except OSError as exc:
+        raise _CacheRefused(exc, []) from None
+    try:
+        for block in blocks:
+            writer.add(block)
+        if writer.width == 0:
+            writer.width = width
+        writer.close()
+    except OSError as exc:
+        try:
+            done: list[np.ndarray] | None = writer.recover()
+        except OSError:
+            done = None
+        writer.abort()
+        raise _CacheRefused(exc, done) from None
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def cache_key(
+    backbone: Backbone | None,
+    dataset: Dataset,
+    split: str = "",
+    fingerprint: str | None = None,
+    spec: dict[str, Any] | None = None,
+) -> str:
+    return _hash(key_parts(backbone, dataset, split, fingerprint, spec))
+
+
+def cached_splits(cache: FeatureCache, spec: dict[str, Any], splits: dict[str, Dataset]) -> CachedSplits | None:
+    """Every split's features from the cache, keyed by ``spec``, and what stands in for the backbone
+    (``UnbuiltBackbone``), or None unless every split is there, whole, with that description."""
+    cache.tidy()
+    features: dict[str, np.ndarray] = {}
+    keys: dict[str, str] = {}
+    info: dict[str, Any] | None = None
+    for split, dataset in splits.items():
+        key = keys[split] = cache_key(None, dataset, split, spec=spec)
+        meta = cache.manifest(key)
+        described = meta.get("unbuilt") if meta else None
+        if not isinstance(described, dict):
+            return None
+        feats = cache.load(key)
+        if feats is None:
+            return None
+        features[split], info = feats, described
+    if info is None:
+        return None
+    return CachedSplits(features, keys, info)
+
+
+class CachedSplits:
+    """What :func:`cached_splits` found: features and cache key per split, and the backbone's description."""
+
+    def __init__(self, features: dict[str, np.ndarray], keys: dict[str, str], backbone: dict[str, Any]) -> None:
+        self.features, self.keys, self.backbone = features, keys, backbone
+
+
+def _hash(parts: dict[str, Any]) -> str:
+    blob = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def _crc(path: Path) -> int:
+    crc = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            crc = zlib.crc32(chunk, crc)
+    return crc
+
+
+def _read_shards(folder: Path, meta: dict[str, Any]) -> np.ndarray:
+    """An entry's rows in one array, read shard by shard through a read-only memory map into their
+    place (the rows are held once; the old concatenation of the mapped shards held them twice at
+    its peak, and at most one shard is mapped at a time here).
+
+    The mapping itself is not returned: its touched pages count in the resident memory just as a
+    copy does, and a cache file damaged in place while a run holds it would change that run's
+    features under it (or end it with SIGBUS when truncated)."""
+    rows, width = int(meta["rows"]), int(meta["width"])
+    feats = np.empty((rows, width), np.float32)
+    at = 0
+    for shard in meta["shards"]:
+        part = np.load(folder / shard["name"], mmap_mode="r", allow_pickle=False)
+        if part.ndim != 2 or part.shape[1] != width or at + len(part) > rows:
+            raise ValueError("shape mismatch")
+        feats[at : at + len(part)] = part
+        at += len(part)
+        del part  # unmapped here, before the next shard is mapped
+    if at != rows:
+        raise ValueError("shape mismatch")
+    return feats
+
+
+class FeatureCache:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = (root or tlzoo_home()) / "features"
+        self._tidied = False
+
+    def tidy(self) -> list[Path]:
+        """Remove what killed extractions left (once per cache object; rank 0 alone in a process group:
+        another node's live writer would look dead here)."""
+        if self._tidied or not distributed.is_main():
+            return []
+        self._tidied = True
+        return remove_orphans(self.root)
+
+    def path(self, key: str) -> Path:
+        return self.root / key
+
+    def load(self, key: str) -> np.ndarray | None:
+        """The cached features (read as :func:`_read_shards` says), or None (missing, partial or
+        corrupt: removed, to be rebuilt)."""
+        folder = self.path(key)
+        manifest = folder / "manifest.json"
+        if not manifest.is_file():
+            if folder.exists():  # partial entry (older layout, or a crash mid-rename)
+                shutil.rmtree(folder, ignore_errors=True)
+            return None
+        try:
+            meta = json.loads(manifest.read_text())
+            for shard in meta["shards"]:
+                path = folder / shard["name"]
+                if path.stat().st_size != shard["bytes"] or _crc(path) != shard["crc32"]:
+                    raise ValueError(f"shard {shard['name']} is damaged")
+            feats = _read_shards(folder, meta)
+        except Exception:
+            shutil.rmtree(folder, ignore_errors=True)  # corrupt: rebuild
+            return None
+        try:
+            os.utime(manifest)  # last use, for `tl cache clear --older-than`
+        except OSError:  # a read-only cache still serves its features
+            pass
+        return feats
+
+    def manifest(self, key: str) -> dict[str, Any] | None:
+        """The entry's manifest (what it holds and how it was made), or None when there is none."""
+        try:
+            meta = json.loads((self.path(key) / "manifest.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def writer(self, key: str, info: dict[str, Any]) -> _ShardWriter:
+        return _ShardWriter(self.path(key), info)
+
+
+class _ShardWriter:
+    """Streams feature blocks to ``.npy`` shards; ``close()`` publishes the entry atomically."""
+
+    def __init__(self, folder: Path, info: dict[str, Any]) -> None:
+        self.final = folder
+        self.folder = folder.with_name(f"{folder.name}.tmp-{os.getpid()}")
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder.mkdir(parents=True)
+        self.info = info
+        self.buffer: list[np.ndarray] = []
+        self.shards: list[dict[str, Any]] = []
+        self.rows = 0
+        self.width = 0
+
+    def add(self, block: np.ndarray) -> None:
+        self.buffer.append(block.astype(np.float32, copy=False))
+        self.width = block.shape[1]
+        if sum(len(b) for b in self.buffer) >= SHARD_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.buffer:
+            return
+        block = np.concatenate(self.buffer)
+        path = self.folder / f"shard-{len(self.shards):05d}.npy"
+        self._write_shard(path, block)
+        self.shards.append({"name": path.name, "rows": len(block), "bytes": path.stat().st_size, "crc32": _crc(path)})
+        self.buffer = []  # only now: a failed write keeps the rows for recover()
+        self.rows += len(block)
+
+    def _write_shard(self, path: Path, block: np.ndarray) -> None:
+        np.save(path, block)
+
+    def recover(self) -> list[np.ndarray]:
+        """Every row added so far (shards already written, then the buffer), after a failed write."""
+        blocks = [np.load(self.folder / s["name"], allow_pickle=False) for s in self.shards]
+        return blocks + self.buffer
+
+    def close(self) -> None:
+        self._flush()
+        meta = {**self.info, "rows": self.rows, "width": self.width, "shards": self.shards, "created": time.time()}
+        (self.folder / "manifest.json").write_text(json.dumps(meta, indent=1, default=str))
+        shutil.rmtree(self.final, ignore_errors=True)  # a stale or damaged entry under our key
+        try:
+            self.folder.rename(self.final)
+        except OSError:  # another process published the same features first: keep theirs
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@torch.inference_mode()
+def extract(
+    backbone: Backbone,
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int = 0,
+    cache: FeatureCache | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    label: str = "",
+    fingerprint: str | None = None,
+    spec: dict[str, Any] | None = None,
+) -> np.ndarray:
+    """Pooled features for every example, from the cache when possible.
+
+    With a cache, blocks go straight to disk shards (never all held in memory while
+    the backbone runs) and the result is read back from the published entry.  ``spec``
+    (:func:`backbone_spec`) keys the entry by the request and the weight files instead of
+    the fingerprint; the entry then also describes the backbone, so a later run with every
+    split cached can leave it unbuilt (:func:`cached_splits`).
+    """
+    if cache is None:
+        blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
+        return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
+    cache.tidy()
+    parts = key_parts(backbone, dataset, label, fingerprint, spec)
+    key = _hash(parts)
+    info = {**parts, **_labels(backbone, dataset)}
+    if spec is not None:
+        from tlzoo.api.backbone import UnbuiltBackbone
+
+        info["unbuilt"] = UnbuiltBackbone.describe(backbone, fingerprint or backbone.fingerprint())
+    if distributed.active():
+        return _extract_sharded(
+            backbone,
+            dataset,
+            info,
+            key,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            cache=cache,
+            progress=progress,
+            log=log,
+            label=label,
+        )
+    hit = cache.load(key)
+    if hit is not None:
+        log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
+        return hit
+
+    def in_memory() -> np.ndarray:  # the cache failed us: the same extraction, without it
+        return extract(
+            backbone,
+            dataset,
+            batch_size=batch_size,
+            device=device,
+            num_workers=num_workers,
+            cache=None,
+            progress=progress,
+            log=log,
+            label=label,
+        )
+
+    blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
+    try:
+        _write_entry(cache, key, info, blocks, backbone.num_features)
+    except _CacheRefused as refused:
+        if refused.done is None:  # the written shards cannot even be read back: start again in memory
+            blocks.close()
+            return in_memory()
+        return _in_memory(blocks, refused.done, backbone, cache, refused.error, log)
+    feats = cache.load(key)
+    if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
+        log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
+        return in_memory()
+    log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
+    return feats
+
+
+def _extract_sharded(
+    backbone: Backbone,
+    dataset: Dataset,
+    info: dict[str, Any],
+    key: str,
+    *,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    cache: FeatureCache,
+    progress: bool,
+    log: Callable[[str], None],
+    label: str,
+) -> np.ndarray:
+    """``extract`` on every rank of a process group: one cache entry, the same as one process writes."""
+    what = f"{label or dataset.name} ({len(dataset)} examples)"
+    hit = cache.load(key) if distributed.is_main() else None
+    if distributed.broadcast_object(hit is not None):  # rank 0 decides: a hit for one is a hit for all
+        log(f"  features for {what} read from cache {key}")
+        return _everywhere(hit, cache, key, len(dataset))
+    shards = distributed.batch_shards(len(dataset), batch_size)
+    lo, hi = shards[distributed.rank()]
+    blocks = list(_blocks(backbone, dataset.subset(range(lo, hi)), batch_size, device, num_workers, progress, label))
+    width = distributed.max_all(blocks[0].shape[1] if blocks else 0) or backbone.num_features
+    mine = np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)
+    rows = distributed.gather_rows(mine, shards, width)
+    if rows is None:  # not rank 0: the published entry, or rank 0's rows
+        return _everywhere(None, cache, key, len(dataset))
+    feats = _publish(cache, key, info, rows, batch_size, log)
+    if feats is not None:
+        log(f"  features for {what} extracted by {distributed.world_size()} processes and cached as {key}")
+    return _everywhere(rows if feats is None else feats, cache, key, len(dataset), published=feats is not None)
+
+
+def _publish(
+    cache: FeatureCache, key: str, info: dict[str, Any], rows: np.ndarray, batch_size: int, log: Callable[[str], None]
+) -> np.ndarray | None:
+    """Write ``rows`` as the entry ``key`` in batch-sized blocks (the shards one process writes);
+    the entry read back, or None when the cache refused it (the caller keeps ``rows``)."""
+    try:
+        blocks = (rows[i : i + batch_size] for i in range(0, len(rows), batch_size))
+        _write_entry(cache, key, info, blocks, rows.shape[1])
+    except _CacheRefused as refused:
+        exc = refused.error
+        log(
+            f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+            "continuing in memory, features will not be cached"
+        )
+        return None
+    feats = cache.load(key)
+    if feats is None:
+        log(f"  warning: could not cache features under {cache.root}; keeping them in memory")
+    return feats
+
+
+def _everywhere(feats: np.ndarray | None, cache: FeatureCache, key: str, n: int, published: bool = True) -> np.ndarray:
+    """Rank 0's features (``feats`` there; ``published``: whether they are in the cache) on every
+    rank: the others read the published entry, or receive the rows from rank 0."""
+    published = distributed.broadcast_object(published)  # also the barrier: rank 0 has published by now
+    if not distributed.is_main():
+        feats = cache.load(key) if published else None
+    width = distributed.broadcast_object(feats.shape[1] if feats is not None and distributed.is_main() else 0)
+    if distributed.max_all(int(feats is None)):  # someone cannot read the entry (no shared file system)
+        sent = distributed.broadcast_rows(feats, (n, width))
+        if feats is None:
+            feats = sent
+    assert feats is not None
+    return feats
+
+
+def _in_memory(
+    blocks: Any,
+    done: list[np.ndarray],
+    backbone: Backbone,
+    cache: FeatureCache,
+    exc: OSError,
+    log: Callable[[str], None],
+) -> np.ndarray:
+    """Finish an extraction in memory after the cache refused a write, keeping the rows already done."""
+    log(
+        f"  warning: cannot write the feature cache under {cache.root} ({exc.strerror or exc}); "
+        "continuing in memory, features will not be cached"
+    )
+    rest = list(blocks)
+    parts = done + rest
+    return np.concatenate(parts) if parts else np.zeros((0, backbone.num_features), np.float32)
+
+
+SORT_CHUNK = 4096  # examples a backbone orders at a time (extraction_order): bounded memory, little padding
+
+
+def _blocks(
+    backbone: Backbone,
+    dataset: Dataset,
+    batch_size: int,
+    device: torch.device,
+    num_workers: int,
+    progress: bool,
+    label: str,
+) -> Any:
+    """Feature blocks in the dataset's order.
+
+    A backbone whose ``extraction_order`` returns an order (text: longest first, so each batch
+    pads little) runs ``SORT_CHUNK`` examples at a time in that order, and each chunk's rows are
+    put back in the dataset's order before they are yielded.  Without ``num_workers`` the next
+    batch is decoded / tokenised in a thread while the backbone runs on the current one.
+    """
+    from tqdm.auto import tqdm
+
+    backbone.eval().to(device)
+    bar = tqdm(
+        total=-(-len(dataset) // batch_size),
+        desc=f"extract {label}".strip(),
+        unit="batch",
+        leave=False,
+        disable=None if progress else True,
+        mininterval=1.0,
+    )
+
+    def run(examples: list[Any]) -> Any:
+        loader = example_loader(
+            examples,
+            backbone,
+            train=False,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            shuffle=False,
+            device=device,  # pinned batches for a GPU
+        )
+        for batch in loader if num_workers else _prefetched(loader):
+            yield backbone(_to(batch, device)).float().cpu().numpy()
+            bar.update()
+
+    try:
+        order = backbone.extraction_order(dataset.examples[:SORT_CHUNK])
+        if order is None:  # the given order: one pass, one loader (its workers start once)
+            yield from run(dataset.examples)
+            return
+        for lo in range(0, len(dataset), SORT_CHUNK):
+            chunk = dataset.examples[lo : lo + SORT_CHUNK]
+            if lo:
+                order = backbone.extraction_order(chunk)
+            index = np.asarray(range(len(chunk)) if order is None else order, dtype=np.int64)
+            if sorted(index.tolist()) != list(range(len(chunk))):
+                raise ValueError(f"{type(backbone).__name__}.extraction_order did not return a permutation")
+            rows = np.concatenate(list(run([chunk[i] for i in index])))
+            block = np.empty_like(rows)
+            block[index] = rows  # back to the dataset's order
+            for start in range(0, len(block), batch_size):  # batch-sized blocks, as in the given order
+                yield block[start : start + batch_size]
+    finally:
+        bar.close()
+
+
+def _prefetched(batches: Any, depth: int = 2) -> Any:
+    """``batches`` produced in a thread, up to ``depth`` ahead: decoding and tokenising overlap the
+    forward pass (PIL, the tokenizers and torch release the GIL while they work)."""
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(("batch", batch), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="tlzoo-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            thread.join(timeout=0.05)
+
+
+def _to(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)  # from pinned memory: overlaps; the .cpu() after it syncs
+    if isinstance(batch, dict):
+        return {k: _to(v, device) for k, v in batch.items()}
+    return batch

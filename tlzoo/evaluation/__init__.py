@@ -1,0 +1,1 @@
+"""Metrics, confidence intervals and the plots a run draws."""
