@@ -30,7 +30,7 @@ data:
 	@test -f $(FASHION_MNIST) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
 		|| echo "warning: could not install dataset-fashion-mnist (needs root); Fashion-MNIST tests will fail"
 
-# Debian's chromium renders report.html in a headless browser in tests/test_report.py; installed once
+# Debian's chromium renders report.html in a headless browser in tests/integration/test_report.py; installed once
 # when missing (needs root, as in CI).  Without it that one test is skipped with a message saying so.
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
@@ -43,7 +43,7 @@ $(STAMP): $(LOCK) pyproject.toml tlzoo/__init__.py Makefile examples/tlzoo-examp
 	# exactly the locked set, nothing resolved anew: a fresh machine gets what the last `make lock` tested
 	$(BIN)/pip install -q --no-deps -r $(LOCK)
 	# tlzoo itself and the example third-party plugin (examples/tlzoo-example), editable, as a developer
-	# works: the example's entry point makes every Zoo hold it (tests/test_example_plugin.py runs its kit)
+	# works: the example's entry point makes every Zoo hold it (tests/contract/test_example_plugin.py runs its kit)
 	$(BIN)/pip install -q --no-deps --no-build-isolation -e . -e examples/tlzoo-example
 	touch $(STAMP)
 

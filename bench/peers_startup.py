@@ -72,7 +72,7 @@ def _listing(rounds: int, env: dict[str, str]) -> list[dict[str, Any]]:
             "installed plugins included (tlzoo-example, whose hooks module registers without torch too)"
             if name == every
             else "built-in plugins only; no torch, timm, transformers, scikit-learn or gensim imported "
-            "(tests/test_startup.py)"
+            "(tests/system/test_startup.py)"
         )
         rows.append(
             {

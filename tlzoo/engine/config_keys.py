@@ -1,7 +1,7 @@
 """Every ``--set`` key with its default and meaning: what ``tl config`` prints.
 
 The engine's keys come from the :class:`~tlzoo.engine.config.RunConfig` dataclasses (their
-defaults) and :data:`MEANINGS` (one line each; ``tests/test_defaults.py`` checks that every
+defaults) and :data:`MEANINGS` (one line each; ``tests/integration/test_default_settings.py`` checks that every
 field has one).  The plugins' keys come from what the plugins declare, so a third-party
 plugin's keys appear too: a backbone factory's ``options`` (``model.options.KEY``, meanings
 from its ``option_help``) and a head's ``defaults()`` (``head.KEY``).  Torch-free: only

@@ -14,7 +14,7 @@ from tlzoo.api.interfaces import BackboneFactory
 from .._lazy import lazy
 
 # tlzoo.lib.vision.images.AUGMENT_OPTIONS, which imports torch; this torch-free copy is what the
-# vision built-ins register (tests/test_startup.py checks that the two agree)
+# vision built-ins register (tests/system/test_startup.py checks that the two agree)
 AUGMENT_OPTIONS: dict[str, Any] = {"augment_policy": "", "crop_scale": 0.7, "hflip": 0.0}
 AUGMENT_HELP: dict[str, str] = {  # tlzoo.lib.vision.images.AUGMENT_HELP, for `tl config`
     "augment_policy": "training augmentation policy: randaugment, trivialaugment or a timm auto_augment string",

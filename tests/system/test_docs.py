@@ -36,9 +36,23 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs" / "plugins"
-PAGES = ("index.md", "tutorial.md", "reference.md")
+PAGES = (
+    "index.md",
+    "tutorial.md",
+    "reference.md",
+    "overview.md",
+    # the user guide, one level up (docs/)
+    "../index.md",
+    "../cli.md",
+    "../models.md",
+    "../runs.md",
+    "../scale-out.md",
+    "../offline.md",
+    "../guarantees.md",
+    "../python-api.md",
+)
 TIMEOUT_S = 1800  # a guard against a hung command, not a speed requirement
 
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```[ \t]*$", re.M | re.S)

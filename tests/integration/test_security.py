@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 
 from tlzoo.api.errors import TlzooError
 
@@ -57,13 +58,7 @@ def plant(path: Path, marker: Path, how: str = "pickle") -> Path:
 
 
 def refused(res: Any, fragment: str = "") -> str:
-    """Exit 2, exactly one ``Error:`` line on stderr (containing ``fragment``), no traceback."""
-    assert res.exit_code == 2, res
-    assert "Traceback" not in res.output, res
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res
-    assert fragment in lines[0], res
-    return lines[0]
+    return one_line_error(res, fragment)
 
 
 @pytest.fixture

@@ -295,7 +295,7 @@ def test_everything_registered_has_a_contract_case(kind: str) -> None:
 
     # the built-ins: installed plugins (examples/tlzoo-example) are guarded by their own suites
     missing = uncovered(CASES, zoo=Zoo(PluginManager(load_entry_points=False)), exempt=EXEMPT)[kind]
-    assert not missing, f"{kind} registered without a contract case in tests/test_contracts.py: {missing}"
+    assert not missing, f"{kind} registered without a contract case in tests/contract/test_contracts.py: {missing}"
 
 
 # --------------------------------------------------------------------------- what the sources load, beyond the contract

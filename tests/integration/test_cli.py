@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -26,17 +27,7 @@ def bad_csvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def assert_clean_error(res: Any, fragment: str, out: Path | None = None) -> str:
-    """Exit 2, stderr is exactly one ``Error:`` line containing ``fragment``, no traceback, no run dir."""
-    assert res.exit_code == 2, res
-    assert res.exception is None, res
-    assert "Traceback" not in res.output
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res
-    assert fragment in lines[0], res
-    if out is not None:
-        assert not out.exists(), f"{out} was left behind"
-        assert not out.with_name(out.name + ".incomplete").exists(), f"{out}.incomplete was left behind"
-    return lines[0]
+    return one_line_error(res, fragment, out=out)
 
 
 def _run(run_cli: Any, out: Path, *args: Any) -> Any:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 
 from tlzoo.api.errors import TlzooError
 
@@ -71,14 +72,7 @@ def install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., No
 
 
 def one_line(res: Any, code: int, fragment: str = "") -> str:
-    """Exit ``code``, exactly one non-empty stderr line (containing ``fragment``), no traceback."""
-    assert res.exit_code == code, res
-    assert res.exception is None, res
-    assert "Traceback" not in res.output, res
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, res
-    assert fragment in lines[0], res
-    return lines[0]
+    return one_line_error(res, fragment, code=code, prefix=None)
 
 
 def leftovers(out: Path, home: Path | None = None) -> list[str]:

@@ -10,18 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import one_line_error
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.infra.run_folder import check_run_folder
 
 
 def _one_error(res: Any, fragment: str) -> str:
-    assert res.exit_code == 2, res
-    assert "Traceback" not in res.output, res
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res
-    assert fragment in lines[0], res
-    return lines[0]
+    return one_line_error(res, fragment)
 
 
 def _seeds_folder(tmp_path: Path) -> Path:

@@ -1,4 +1,4 @@
-"""Small backbones for tests/test_kit.py: one that keeps the contract and one per rule broken.
+"""Small backbones for tests/contract/test_kit.py: one that keeps the contract and one per rule broken.
 
 They live in an importable module (not inside a test function) because the kit's
 cross-process check rebuilds them in a fresh Python process by ``module:attr``; every

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import one_line_error
 from PIL import Image
 
 from tlzoo.api.errors import TlzooError
@@ -27,16 +28,7 @@ WORDS = ("funny comedy fun smart clever", "drama love life moving family")
 
 
 def assert_clean_error(res: Any, fragment: str, out: Path | None = None) -> str:
-    """Exit 2, stderr is exactly one ``Error:`` line containing ``fragment``, no traceback, nothing left."""
-    assert res.exit_code == 2, res
-    assert "Traceback" not in res.output, res
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), res
-    assert fragment in lines[0], res
-    if out is not None:
-        assert not out.exists(), f"{out} was left behind"
-        assert not out.with_name(out.name + ".incomplete").exists(), f"{out}.incomplete was left behind"
-    return lines[0]
+    return one_line_error(res, fragment, out=out)
 
 
 def _rows(n: int = 12) -> list[tuple[str, str]]:

@@ -78,9 +78,9 @@ def test_no_amp_flag_reaches_the_config(monkeypatch: pytest.MonkeyPatch, tmp_pat
             seen["amp"] = cfg.train.amp
             raise KeyboardInterrupt  # stop here: the config is what this test is about
 
-    import tlzoo.engine.runner as runner
+    import tlzoo.facade as facade
 
-    monkeypatch.setattr(runner, "Engine", FakeEngine)
+    monkeypatch.setattr(facade, "Engine", FakeEngine)
     CliRunner().invoke(cli.cli, ["run", "--plugin", "glove", "--data", str(tmp_path), "--no-amp"])
     assert seen == {"amp": False}
 

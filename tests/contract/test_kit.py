@@ -6,7 +6,7 @@ eval mode, augmentation at eval, batch-mean normalisation, a fingerprint blind t
 weights, Python's ``hash()``, an unseeded ``np.random`` projection) and must fail exactly
 the checks that rule implies, with messages starting with the rule's name; a sound
 backbone and a parameter-free one (a fixed CRC32 char-trigram map) pass every check.
-The broken backbones live in ``tests/kit_fixtures.py`` so the cross-process check can
+The broken backbones live in ``tests/contract/kit_fixtures.py`` so the cross-process check can
 import them in a fresh interpreter.
 """
 

@@ -33,21 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import one_line_error
 
 from tlzoo.infra import network
 
 OFFLINE_VARS = ("TLZOO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
-
-
-def one_line_error(res: Any, *fragments: str) -> str:
-    """Exit 2, exactly one line on stderr, no traceback, every fragment in it."""
-    assert res.exit_code == 2, res
-    assert "Traceback" not in res.output, res
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res
-    for fragment in fragments:
-        assert fragment in lines[0], res
-    return lines[0]
 
 
 # --------------------------------------------------------------------------- socket guard

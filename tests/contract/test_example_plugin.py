@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "tlzoo-example"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "tlzoo-example"
 
 if importlib.util.find_spec("tlzoo_example") is None:  # pragma: no cover - a venv made before the example
     raise RuntimeError(

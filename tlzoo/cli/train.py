@@ -1,0 +1,455 @@
+"""``tl run``, ``tl lr-find``, ``tl compare`` and ``tl pretrain``: the commands that train."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from tlzoo.api.errors import TlzooError
+from tlzoo.cli.app import cli
+from tlzoo.cli.errors import friendly, offline_option
+
+# ---------------------------------------------------------------------------- run
+RUN_OPTIONS: list[tuple[str, str]] = [
+    # (cli param name, config key)
+    ("plugin", "model.plugin"),
+    ("model", "model.name"),
+    ("weights", "model.weights"),
+    ("pooling", "model.pooling"),
+    ("max_length", "model.max_length"),
+    ("image_size", "model.image_size"),
+    ("runtime", "model.options.runtime"),
+    ("data", "data.path"),
+    ("text_column", "data.text_column"),
+    ("label_column", "data.label_column"),
+    ("encoding", "data.encoding"),
+    ("limit", "data.limit"),
+    ("val_fraction", "data.val_fraction"),
+    ("test_fraction", "data.test_fraction"),
+    ("head", "head.name"),
+    ("strategy", "train.strategy"),
+    ("epochs", "train.epochs"),
+    ("head_epochs", "train.head_epochs"),
+    ("batch_size", "train.batch_size"),
+    ("lr", "train.lr"),
+    ("finetune_lr", "train.finetune_lr"),
+    ("unfreeze", "train.unfreeze"),
+    ("device", "train.device"),
+    ("amp", "train.amp"),
+    ("num_workers", "train.num_workers"),
+    ("seed", "seed"),
+    ("out", "out"),
+]
+
+
+@cli.command()
+@click.option("--plugin", "-p", help="Backbone plugin (bert, efficientnet, ...) or a catalogued model name.")
+@click.option("--model", "-m", help="Model of the plugin; default: the plugin's default (see `tl list`).")
+@click.option("--weights", help="Local weights: a checkpoint folder or a weights file.")
+@click.option(
+    "--no-pretrained",
+    is_flag=True,
+    default=None,
+    help="Random weights, every layer trained from epoch 1 (the scratch baseline).",
+)
+@click.option(
+    "--data",
+    "-d",
+    help="CSV/JSONL of texts, a folder with one sub-folder of images or .txt files per "
+    "class, hf:NAME or a saved Hugging Face dataset, or a built-in name (tl data list).",
+)
+@click.option("--text-column", help="Column holding the text [text].")
+@click.option("--label-column", help="Column holding the label [label].")
+@click.option("--encoding", help="Text file encoding [utf-8].")
+@click.option("--limit", type=int, help="Use a stratified subset of N examples.")
+@click.option("--val-fraction", type=float, help="Validation share [0.15].")
+@click.option("--test-fraction", type=float, help="Test share [0.15].")
+@click.option("--no-augment", is_flag=True, default=None, help="No training-time augmentation.")
+@click.option("--head", help="New head: fc, logreg, svm, rf, knn, tree, nb (options: `tl heads`) [fc].")
+@click.option(
+    "--strategy", "-s", help="feature-extraction, fine-tune or ulmfit (see `tl strategies`) [feature-extraction]."
+)
+@click.option(
+    "--epochs",
+    "-e",
+    type=int,
+    help="Head epochs (feature-extraction) [30], joint epochs (fine-tune) [3], from scratch [10].",
+)
+@click.option("--head-epochs", type=int, help="Fine-tune: epochs with the backbone frozen first [10].")
+@click.option("--batch-size", "-b", type=int, help="Batch size [32].")
+@click.option("--lr", type=float, help="Head learning rate [3e-3].")
+@click.option("--finetune-lr", type=float, help="Fine-tune learning rate of the unfrozen groups [5e-5].")
+@click.option("--unfreeze", type=int, help="Fine-tune: top layer groups to unfreeze (-1 = all) [2].")
+@click.option("--pooling", help="Text: mean, cls, max or pooler.")
+@click.option("--max-length", type=int, help="Text: tokens per example [128].")
+@click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
+@click.option(
+    "--runtime",
+    help="Feature extraction on the CPU: torch, or onnx (ONNX Runtime, ~2x faster; bert and timm models) [torch].",
+)
+@click.option("--device", help="auto, cpu or cuda [auto].")
+@click.option(
+    "--no-amp",
+    "amp",
+    flag_value=False,
+    default=None,
+    help="On a GPU: train and extract in float32 (default: bfloat16 autocast where the GPU supports it).",
+)
+@click.option("--num-workers", type=int, help="DataLoader worker processes [0].")
+@click.option("--seed", type=int, help="Random seed [0].")
+@click.option(
+    "--seeds",
+    type=int,
+    help="Repeat with N training seeds (--seed .. --seed+N-1; the split stays --seed's) into OUT/seed-<s>; "
+    "report mean ± sd.",
+)
+@click.option("--out", "-o", help="Run directory [runs/<time>-<plugin>].")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML run config.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.lr=0.01."
+)
+@click.option("--quiet", "-q", is_flag=True, help="Only print the result.")
+@click.option("--json", "as_json", is_flag=True, help="Print metrics as JSON on stdout.")
+@click.option(
+    "--resume", "resume_dir", metavar="RUN_DIR", help="Continue an interrupted run after its last finished epoch."
+)
+@offline_option
+@friendly
+def run(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    as_json: bool,
+    no_pretrained: bool | None,
+    no_augment: bool | None,
+    resume_dir: str | None,
+    **options: Any,
+) -> None:
+    """Train a transfer model: the twelve steps, one command."""
+    seeds = options.pop("seeds")
+    if resume_dir:
+        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+        given += ["--config"] * bool(config_file) + ["--set"] * bool(overrides)
+        given += ["--no-pretrained"] * bool(no_pretrained) + ["--no-augment"] * bool(no_augment)
+        given += ["--seeds"] * (seeds is not None)
+        if given:
+            raise TlzooError(f"--resume continues with the run's own config.toml; drop {given[0]}.")
+        from tlzoo.facade import Engine
+
+        _print_result(Engine(log=(lambda m: None) if quiet else _log).resume(resume_dir), as_json)
+        return
+    cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
+    from tlzoo.facade import Engine
+
+    engine = Engine(log=(lambda m: None) if quiet else _log)
+    if seeds is not None:
+        from tlzoo.commands.seeds import check_seeds, format_summary, run_seeds
+
+        check_seeds(seeds)
+        factory, _ = engine.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)  # also checks --plugin first
+        head_cls = engine.zoo.heads.get(cfg.head.name)
+        result = run_seeds(cfg, seeds, engine.run, head_cls, factory.name, (lambda m: None) if quiet else _log)
+        if as_json:
+            click.echo(json.dumps({"out": str(result.out), **result.summary}, indent=2))
+        else:
+            click.echo(format_summary(result.summary))
+            click.echo(f"  runs and seeds.json in {result.out}")
+        return
+    _print_result(engine.run(cfg), as_json)
+
+
+def _run_config(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    quiet: bool,
+    no_pretrained: bool | None,
+    no_augment: bool | None,
+    options: dict[str, Any],
+) -> Any:
+    """The RunConfig of `tl run`'s options (``tl lr-find`` takes the same ones)."""
+    from tlzoo.engine.config import RunConfig
+
+    cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
+    for param, key in RUN_OPTIONS:
+        if options.get(param) is not None:
+            cfg.set(key, options[param])
+    if no_pretrained:
+        cfg.model.pretrained = False
+    if no_augment:
+        cfg.data.augment = False
+    cfg.apply_overrides(list(overrides))
+    if quiet:
+        cfg.progress = False
+    return cfg
+
+
+# ---------------------------------------------------------------------------- lr-find
+@cli.command(name="lr-find")
+@click.option("--out", "-o", help="Folder for lr_find.png and lr_find.json [runs/lr-find-<time>].")
+@click.option("--start-lr", type=float, default=1e-7, show_default=True, help="Smallest learning rate of the sweep.")
+@click.option("--end-lr", type=float, default=10.0, show_default=True, help="Largest learning rate of the sweep.")
+@click.option("--steps", "num_steps", type=int, default=100, show_default=True, help="Batches in the sweep (at most).")
+@click.option("--json", "as_json", is_flag=True, help="Print the sweep and the suggestion as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the suggestion.")
+@friendly
+def lr_find(
+    out: str | None,
+    start_lr: float,
+    end_lr: float,
+    num_steps: int,
+    as_json: bool,
+    quiet: bool,
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    no_pretrained: bool | None,
+    no_augment: bool | None,
+    **options: Any,
+) -> None:
+    """Find a learning rate: sweep it exponentially on the first phase `tl run` would train.
+
+    Takes `tl run`'s data, plugin, head and strategy options. Restores the weights
+    afterwards; writes lr_find.png (loss against rate) and lr_find.json; prints the
+    suggested rate and the `tl run` command that uses it. Fitted heads (logreg, svm, ...)
+    have no learning rate.
+    """
+    from tlzoo.commands.lr_find import find_lr
+
+    cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
+    result = find_lr(
+        cfg, out, start_lr=start_lr, end_lr=end_lr, steps=num_steps, log=(lambda m: None) if quiet else _log
+    )
+    if as_json:
+        click.echo(json.dumps({"png": str(result.png), **result.as_dict()}, indent=2))
+        return
+    why = (
+        "steepest descent of the smoothed loss: where it falls fastest, below a tenth of its minimum"
+        if result.method == "steepest descent"
+        else "the minimum of the smoothed loss / 10: "
+        + (
+            f"the steepest descent, at {result.steepest:.2g}, lies too close to where the loss turns up"
+            if result.steepest is not None
+            else "the curve has no clear descending stretch"
+        )
+    )
+    click.echo(f"suggested learning rate {result.suggestion:.2g} ({why})")
+    click.echo(f"  minimum of the smoothed loss at {result.minimum:.2g}; sweep: {result.sweep.stopped}")
+    click.echo(f"  {_run_command(click.get_current_context(), result.option, result.suggestion)}")
+    click.echo(f"  saved {result.png} and {result.json_path}", err=True)
+
+
+# tl run's options that lr-find does not take (it has its own --out, --json and --quiet)
+_LR_FIND_SKIPS = {"out", "resume_dir", "seeds", "as_json", "quiet"}
+_LR_FIND_OWN = {"out", "start_lr", "end_lr", "num_steps", "as_json", "quiet"}
+lr_find.params.extend(p for p in run.params if p.name not in _LR_FIND_SKIPS)  # the rest: exactly tl run's
+
+
+def _run_command(ctx: click.Context, option: str, rate: float) -> str:
+    """The `tl run` command with lr-find's run options as given, and the suggested rate for ``option``."""
+    import shlex
+
+    words = ["tl", "run"]
+    rate_param = option.lstrip("-").replace("-", "_")
+    for param in ctx.command.params:
+        if param.name in _LR_FIND_OWN or param.name == rate_param or not isinstance(param, click.Option):
+            continue
+        if not param.expose_value:  # --offline, --debug: settings of this process, not of the run
+            continue
+        value = ctx.params.get(param.name or "")
+        name = max(param.opts, key=len)
+        if param.is_flag:
+            words += [name] if value else []
+        elif param.multiple:
+            for v in value or ():
+                words += [name, str(v)]
+        elif value is not None:
+            words += [name, str(value)]
+    return shlex.join([*words, option, f"{rate:.2g}"])
+
+
+def _print_result(result: Any, as_json: bool) -> None:
+    from tlzoo.engine import distributed
+
+    if not distributed.is_main():  # under torchrun every rank has the result; rank 0 prints it
+        return
+    if as_json:
+        click.echo(json.dumps({"run_dir": str(result.run_dir), **result.metrics}, indent=2))
+    else:
+        t = result.metrics["test"]
+
+        def ci(key: str) -> str:  # the 95 % bootstrap interval, when the run has one
+            lo_hi = t.get(f"{key}_ci")
+            return f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
+
+        click.echo(
+            f"test accuracy {t['accuracy']:.4f}{ci('accuracy')}  macro-F1 {t['macro_f1']:.4f}{ci('macro_f1')}"
+            f"  (95% CI, n={t.get('n', '?')})  run {result.run_dir}"
+        )
+
+
+def _log(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+# ---------------------------------------------------------------------------- compare
+@cli.command()
+@click.option(
+    "--plugins",
+    "-p",
+    required=True,
+    help="Comma-separated plugins or catalogued models, e.g. bert,glove; NAME=PATH uses local weights.",
+)
+@click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
+@click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
+@click.option("--text-column", help="Column holding the text [text].")
+@click.option("--label-column", help="Column holding the label [label].")
+@click.option("--encoding", help="Text file encoding [utf-8].")
+@click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
+@click.option("--limit", type=int, help="Use a stratified subset of N examples.")
+@click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
+@click.option("--max-length", type=int, help="Text: tokens per example [128].")
+@click.option("--batch-size", "-b", type=int, help="Batch size for feature extraction [32].")
+@click.option("--device", help="auto, cpu or cuda [auto].")
+@click.option("--seed", type=int, help="Random seed (the split) [0].")
+@click.option(
+    "--seeds",
+    type=int,
+    default=1,
+    help="Fit each head with N training seeds on the same features and split; mean ± sd columns [1].",
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Any run config key, e.g. data.text_column=review."
+)
+@click.option("--no-logme", is_flag=True, help="Skip the LogME score (ranks backbones without training a head).")
+@click.option("--json", "as_json", is_flag=True, help="Print the leaderboard as JSON on stdout.")
+@click.option("--quiet", "-q", is_flag=True, help="Only print the leaderboard.")
+@offline_option
+@friendly
+def compare(
+    plugins: str,
+    data: str,
+    heads: str,
+    out: str | None,
+    overrides: tuple[str, ...],
+    no_logme: bool,
+    as_json: bool,
+    quiet: bool,
+    seeds: int,
+    **options: Any,
+) -> None:
+    """Probe several backbones with cheap heads on cached features; print a leaderboard."""
+    from tlzoo.engine.config import RunConfig
+
+    cfg = RunConfig()
+    for param, key in (
+        ("text_column", "data.text_column"),
+        ("label_column", "data.label_column"),
+        ("encoding", "data.encoding"),
+        ("limit", "data.limit"),
+        ("image_size", "model.image_size"),
+        ("max_length", "model.max_length"),
+        ("batch_size", "train.batch_size"),
+        ("device", "train.device"),
+        ("seed", "seed"),
+    ):
+        if options.get(param) is not None:
+            cfg.set(key, options[param])
+    cfg.apply_overrides(list(overrides))
+    cfg.progress = not quiet
+    from tlzoo.commands.compare import compare as run_compare, format_leaderboard, leaderboard_notes, next_command
+
+    result = run_compare(
+        plugins.split(","),
+        data,
+        heads.split(","),
+        out,
+        config=cfg,
+        use_logme=not no_logme,
+        log=(lambda m: None) if quiet else _log,
+        seeds=seeds,
+    )
+    if as_json:
+        click.echo(json.dumps({"out": str(result.out), "rows": result.rows}, indent=2, default=str))
+        return
+    click.echo(format_leaderboard(result.rows))
+    for note in leaderboard_notes(result.rows):
+        click.echo(f"  {note}")
+    w = result.winner
+    click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
+    if w:
+        click.echo(
+            f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n  {next_command(cfg, w)}",
+            err=True,
+        )
+
+
+# ---------------------------------------------------------------------------- pretrain
+@cli.command()
+@click.option(
+    "--plugin", "-p", required=True, help="Whose weights to pretrain (word2vec, fasttext, transformer, elmo, ulmfit)."
+)
+@click.option(
+    "--corpus",
+    "-c",
+    required=True,
+    help="A .txt file (a text per line), a folder of .txt files, a CSV/JSONL "
+    "(its text column) or a dataset name such as rotten-tomatoes (labels ignored).",
+)
+@click.option("--out", "-o", required=True, help="Folder to write the weights, vocabulary, description and curve to.")
+@click.option("--epochs", "-e", type=int, help="Training epochs (default: the pretrainer's).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="A pretrainer option, e.g. dim=100.")
+@click.option("--limit", type=int, default=0, help="Use N texts of the corpus (seeded sample).")
+@click.option("--seed", type=int, default=0, help="Random seed [0].")
+@click.option("--text-column", default="text", help="CSV/JSONL column holding the text [text].")
+@click.option("--label-column", default="label", help="With --split train: the label column [label].")
+@click.option("--encoding", default="utf-8", help="Corpus file encoding [utf-8].")
+@click.option("--split", type=click.Choice(["train"]), help="Only the texts `tl run` (same --limit/--seed) trains on.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only the output folder.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@offline_option
+@friendly
+def pretrain(
+    plugin: str,
+    corpus: str,
+    out: str,
+    epochs: int | None,
+    overrides: tuple[str, ...],
+    limit: int,
+    seed: int,
+    text_column: str,
+    label_column: str,
+    encoding: str,
+    split: str | None,
+    quiet: bool,
+    as_json: bool,
+) -> None:
+    """Source-task pretraining on an unlabelled corpus; then `tl run --plugin X --weights OUT`."""
+    from tlzoo.commands.pretraining import pretrain as run_pretrain
+    from tlzoo.engine.corpus import CorpusOptions
+
+    options: dict[str, Any] = {}
+    for item in overrides:
+        if "=" not in item:
+            raise TlzooError(f"--set expects key=value, got '{item}'; e.g. --set dim=100.")
+        key, value = (s.strip() for s in item.split("=", 1))
+        try:
+            options[key] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key] = value
+    copts = CorpusOptions(text_column=text_column, label_column=label_column, encoding=encoding, split=split or "")
+    summary = run_pretrain(
+        plugin,
+        corpus,
+        out,
+        options,
+        epochs=epochs,
+        limit=limit,
+        seed=seed,
+        corpus_options=copts,
+        log=None if quiet or as_json else _log,
+    )
+    if as_json:
+        click.echo(json.dumps(summary, indent=2, default=str))
+    else:
+        click.echo(summary["out"])
