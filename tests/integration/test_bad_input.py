@@ -286,13 +286,13 @@ def test_config_validate_catches_values_set_in_python() -> None:
 @pytest.fixture
 def no_heavy_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """Loading data or extracting features after a bad option would be a bug: make either fail loudly."""
-    from tlzoo.engine import runner
+    from tlzoo.engine.run import model
     from tlzoo.engine.zoo import Zoo
 
     def boom(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("heavy work started before the options were checked")
 
-    monkeypatch.setattr(runner, "extract", boom)
+    monkeypatch.setattr(model, "extract", boom)
     monkeypatch.setattr(Zoo, "data_source_for", boom)
 
 

@@ -55,6 +55,8 @@ def _phase_bests(rows: list[dict]) -> dict[str, float]:
 
 @pytest.mark.parametrize("finetune_lr", [5.0, 1e-3])
 def test_run_ends_with_the_best_val_loss_of_all_phases(image_folder: Path, tmp_path: Path, finetune_lr: float) -> None:
+    from tlzoo.engine.run.model import _raw_loader
+
     logs: list[str] = []
     run = Run(_config(image_folder, tmp_path / "ft", finetune_lr), Zoo(), logs.append)
     result = run.execute()
@@ -62,7 +64,7 @@ def test_run_ends_with_the_best_val_loss_of_all_phases(image_folder: Path, tmp_p
     assert set(bests) == {"head", "fine-tune"}
     # the weights the run ended with, evaluated again on the validation split
     assert run.model is not None
-    final, _ = run.trainer.evaluate(run.model, run._raw_loader("val"))
+    final, _ = run.trainer.evaluate(run.model, _raw_loader(run, "val"))
     assert final == pytest.approx(min(bests.values()), abs=1e-4)
     assert final <= bests["head"] + 1e-4  # never worse than an earlier phase
     kept = json.loads((result.run_dir / "metrics.json").read_text())["validation_kept"]

@@ -116,8 +116,8 @@ def test_a_text_run_does_not_say_augmentation_on(tiny_bert_dir: Path, text_csv: 
     cfg.model.plugin, cfg.model.weights, cfg.data.path = "bert", str(tiny_bert_dir), str(text_csv)
     cfg.train.strategy, cfg.train.device = "fine-tune", "cpu"
     run = Run(cfg, Zoo(), logs.append, probe=True)
-    run.resolve_plugins()
-    run.configure_augmentation()
+    run.perform("resolve_plugins")
+    run.perform("configure_augmentation")
     said = [m for m in logs if "augmentation" in m]
     assert said == ["  augmentation none: training texts are used as they are"], logs
 
@@ -145,12 +145,14 @@ def test_config_toml_keeps_an_absolute_data_path_and_no_epochs_0(
 def test_a_built_in_name_stays_a_name_in_config_toml(
     image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tlzoo.engine.run.setup import _config_to_save
+
     monkeypatch.chdir(tmp_path)
     run = Run(_lenet(Path("digits"), tmp_path / "r"), Zoo(), lambda m: None, probe=True)
-    run.resolve_plugins()
-    assert run._config_to_save().data.path == "digits"  # the built-in dataset, from any folder
+    run.perform("resolve_plugins")
+    assert _config_to_save(run).data.path == "digits"  # the built-in dataset, from any folder
     (tmp_path / "digits").symlink_to(image_folder)  # a local folder of that name is what loads here
-    assert run._config_to_save().data.path == str(tmp_path / "digits")
+    assert _config_to_save(run).data.path == str(tmp_path / "digits")
 
 
 # --------------------------------------------------------------------------- corpus lines

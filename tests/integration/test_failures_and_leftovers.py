@@ -196,12 +196,12 @@ def test_out_on_a_read_only_file_system(
 def test_full_disk_for_out(
     run_cli: Any, home: Path, tmp_path: Path, tiny_bert_dir: Path, text_csv: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import tlzoo.engine.runner as runner
+    from tlzoo.evaluation import plots
 
     def full(*args: Any, **kwargs: Any) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # a failed write(): no file name
 
-    monkeypatch.setattr(runner, "plot_confusion", full)
+    monkeypatch.setattr(plots, "plot_confusion", full)
     out = tmp_path / "run"
     one_line(
         run_cli(*run_args(out, tiny_bert_dir, text_csv)),

@@ -110,21 +110,22 @@ def test_gpu_batch_size_only_when_the_user_set_none(monkeypatch: pytest.MonkeyPa
     Props.total_memory = 4 * 2**30
     assert inference_batch_size(gpu, 32) == 32  # a small GPU keeps the default
 
+    from tlzoo.engine.run.model import _inference_batch_size
     from tlzoo.engine.runner import Run
 
     Props.total_memory = 80 * 2**30
     run = Run.__new__(Run)
     run.device = gpu
     run.config = RunConfig()
-    assert run._inference_batch_size() == 256  # not set: chosen for the GPU
+    assert _inference_batch_size(run) == 256  # not set: chosen for the GPU
     run.config.set("train.batch_size", 32)
-    assert run._inference_batch_size() == 32  # set, even to the default value: kept
+    assert _inference_batch_size(run) == 32  # set, even to the default value: kept
     saved = tmp_path / "config.toml"
     saved.write_text(RunConfig().to_toml())  # a resumed run: its config.toml names the batch size
     run.config = RunConfig.from_toml(saved)
-    assert run._inference_batch_size() == 32
+    assert _inference_batch_size(run) == 32
     run.device, run.config = CPU, RunConfig()
-    assert run._inference_batch_size() == 32  # the CPU keeps the default
+    assert _inference_batch_size(run) == 32  # the CPU keeps the default
 
 
 class _Tiny(nn.Module):

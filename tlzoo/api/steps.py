@@ -91,7 +91,9 @@ DEPRECATED: dict[str, str] = {
 }
 _OLD = {new: old for old, new in DEPRECATED.items()}
 
-#: the ``Run`` attributes each step sets (every earlier step's are there too), for wrappers
+#: the fields each step sets (every earlier step's are there too), as a wrapper reads them; the wrapper's
+#: ``run`` is a read-only view (``tlzoo.engine.run.state.RunView``): it may set only ``run.extras`` (a
+#: dict for the plugin's own values, there from the start) and add to ``run.metrics``
 STATE: dict[str, tuple[tuple[str, str], ...]] = {
     RESOLVE_PLUGINS: (
         ("factory", "the BackboneFactory of --plugin"),
@@ -149,7 +151,11 @@ FILES: dict[str, str] = {
 def state_table() -> str:
     """``STATE`` and ``FILES`` as the text table of the ``tlzoo_run_step`` docstring."""
     width = max(len(a) for attrs in STATE.values() for a, _ in attrs) + len("run.")
-    lines = []
+    lines = [
+        "(any step)",
+        f"    {'run.extras':<{width}}  a plugin's own values between steps (a dict; the one field a wrapper sets)",
+        f"    {'run.config':<{width}}  the RunConfig; run.log(msg) prints a line",
+    ]
     for step in STEPS:
         lines.append(step)
         lines += [f"    {'run.' + a:<{width}}  {what}" for a, what in STATE[step]]

@@ -125,7 +125,7 @@ class _StepRunner:
 
     @hookspecs.hookimpl(trylast=True)
     def tlzoo_run_step(self, step: str, run: Any) -> Any:
-        return getattr(run, step)()
+        return run.perform(step)
 
 
 def _plain_step_impl(pm: pluggy.PluginManager, plugin: Any) -> str | None:

@@ -77,7 +77,7 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
         if step == CREATE_BACKBONE:
             s = run.splits
             report = backbone.oov_report(list(s.train.examples) + list(s.val.examples) + list(s.test.examples))
-            run.oov_report = report
+            run.extras["oov"] = report  # a plugin keeps its values in run.extras, never in new attributes
             if report["oov_rate"] is None:
                 run.log(f"  out-of-vocabulary: not applicable ({report['note']})")
             else:
@@ -92,6 +92,6 @@ def tlzoo_run_step(step: str, run: Any) -> Any:
                     f"  note: the {backbone.encoder_name} encoder starts from random weights and learns slowly at "
                     f"--finetune-lr {lr:g}; 1e-3 to 3e-3 suits it"
                 )
-        elif step == EVALUATE and getattr(run, "oov_report", None) is not None:
-            run.metrics["oov"] = run.oov_report
+        elif step == EVALUATE and run.extras.get("oov") is not None:
+            run.metrics["oov"] = run.extras["oov"]
     return result

@@ -1,0 +1,201 @@
+"""Steps 9 (save the model) to 12: the training curves, the test predictions and metrics, the
+confusion matrix.
+
+Each step is a function of the run's state (:class:`tlzoo.engine.run.state.RunState`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from tlzoo.api.interfaces import (
+    FittableBackbone,
+    FittedHead,
+    TorchHead,
+)
+from tlzoo.engine import artifacts
+from tlzoo.engine.loaders import example_loader
+from tlzoo.engine.run.fit import head_tuning
+from tlzoo.engine.run.model import _inference_batch_size, _spec_keys_features
+from tlzoo.engine.run.state import RunState
+from tlzoo.engine.training import (
+    predict_logits,
+)
+from tlzoo.evaluation import plots
+from tlzoo.evaluation.metrics import classification_report
+
+
+def save_model(run: RunState) -> None:
+    """model.safetensors (head, and the backbone when trained or random), model.json, assets/."""
+    if not run.main:
+        return
+    # random-init weights cannot be rebuilt at prediction time: save them as fine-tuned ones are
+    save_backbone = run.plan.trains_backbone or not run.request.pretrained
+    tensors: dict[str, torch.Tensor] = {}
+    head_kind = "torch"
+    if isinstance(run.head, TorchHead):
+        assert run.model is not None
+        tensors.update({f"head.{k}": v for k, v in run.model.head.state_dict().items()})
+    else:
+        head = run.head
+        assert isinstance(head, FittedHead)
+        linear = head.to_linear()
+        if linear is not None:  # a fitted linear head is saved as the equivalent torch layer
+            head_kind = "linear"
+            tensors["head.weight"] = torch.from_numpy(np.ascontiguousarray(linear[0], dtype=np.float32))
+            tensors["head.bias"] = torch.from_numpy(np.ascontiguousarray(linear[1], dtype=np.float32))
+        else:
+            head_kind = "fitted"
+            tensors.update({f"head.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in head.state().items()})
+    if save_backbone:
+        tensors.update({f"backbone.{k}": v for k, v in run.backbone.state_dict().items()})
+    assets = run.dir / "assets"
+    assets.mkdir(exist_ok=True)  # a strategy may have written files there already
+    run.backbone.save_assets(str(assets))
+    description = {
+        "backbone": {
+            **run.backbone.spec(),
+            "request": {**run.request.to_json(), "augment": False},
+            "fitted": isinstance(run.backbone, FittableBackbone),
+            "num_features": run.backbone.num_features,
+            "weights_saved": save_backbone,
+            "fingerprint": None if save_backbone else run.backbone.fingerprint(),
+            # tl predict checks these files' digest (remembered per file version) instead of hashing tensors
+            "weights_digest": run.feature_spec["weights_files"]
+            if run.feature_spec is not None and not save_backbone and _spec_keys_features(run)
+            else None,
+            "preprocessing": run.backbone.preprocessing(),
+        },
+        "head": {
+            "name": run.head.name,
+            "params": run.head.params,
+            "kind": head_kind,
+            **({"tuned": head_tuning(run)} if head_tuning(run) else {}),
+        },
+        "classes": run.encoder.classes,
+        "modality": run.backbone.modality,
+        "versions": artifacts.versions(),
+    }
+    artifacts.save_model(run.dir, tensors, description)
+    run.log(
+        f"  saved model.safetensors ({'backbone and ' if save_backbone else ''}head {run.head.name}) and model.json"
+    )
+
+
+def plot_history(run: RunState) -> None:
+    if not run.main:
+        return
+    plots.plot_history(
+        run.history.rows,
+        run.dir / "history.png",
+        title=f"{run.backbone.name} · {run.strategy.name} · head {run.head.name}"
+        + ("" if run.config.model.pretrained else " · random init"),
+        best=(run.best_across_phases["phase"], run.best_across_phases["epoch"]) if run.best_across_phases else None,
+    )
+
+
+def evaluate(run: RunState) -> None:
+    """Predict the test split and score it: predictions.csv and the metrics."""
+    if not run.main:  # rank 0 predicts; its metrics reach every rank when the run finishes
+        return
+    test = run.splits.test
+    if "test" in run.features:
+        x = run.features["test"]
+        if isinstance(run.head, TorchHead):
+            assert run.model is not None
+            head = run.model.head.eval().to(run.device)
+            step = _inference_batch_size(run)
+            with torch.inference_mode():  # in batches: the features may be memory-mapped, never all copied
+                parts = [
+                    head(torch.from_numpy(np.array(x[i : i + step])).to(run.device)).float().cpu()
+                    for i in range(0, len(x), step)
+                ]
+            logits = torch.cat(parts) if parts else torch.zeros(0, len(run.encoder.classes))
+            proba = torch.softmax(logits, 1).numpy()
+        else:
+            assert isinstance(run.head, FittedHead)
+            proba = run.head.predict_proba(x)
+    else:
+        assert run.model is not None
+        logits = predict_logits(
+            run.model,
+            example_loader(
+                test.examples,
+                run.backbone,
+                train=False,
+                batch_size=_inference_batch_size(run),
+                num_workers=run.config.train.num_workers,
+                device=run.device,
+            ),
+            run.device,
+            amp=run.config.train.amp,
+        )
+        proba = torch.softmax(logits, 1).numpy()
+    run.test_proba = proba
+    classes = run.encoder.classes
+    y_true = run.encoder.encode(test.labels)
+    y_pred = proba.argmax(1)
+    report = classification_report(y_true, y_pred, classes)
+    from tlzoo.evaluation.uncertainty import (  # 95 % intervals: how far the test figures can be trusted
+        METHOD,
+        bootstrap_ci,
+    )
+
+    ci = bootstrap_ci(y_true, y_pred, len(classes), seed=run.config.seed)
+    report.update(accuracy_ci=ci["accuracy"], macro_f1_ci=ci["macro_f1"], ci_method=METHOD)
+    # the input beside each prediction (text or image path; in-memory images by id) for `tl errors`
+    inputs = [ex if isinstance(ex, str) else ident for ex, ident in zip(test.examples, test.ids)]
+    artifacts.write_predictions(
+        run.dir / "predictions.csv",
+        test.ids,
+        test.labels,
+        [classes[i] for i in y_pred],
+        proba,
+        classes,
+        inputs=inputs,
+    )
+    val = {}
+    if run.history.rows and run.history.rows[-1].get("val_accuracy") not in (None, ""):
+        val = {"accuracy": run.history.rows[-1]["val_accuracy"], "loss": run.history.rows[-1]["val_loss"]}
+    run.metrics = {
+        "test": report,
+        "validation_last_epoch": val,
+        **({"validation_kept": run.best_across_phases} if run.best_across_phases else {}),
+        **({"head_tuning": head_tuning(run)} if head_tuning(run) else {}),
+        "run": {
+            "plugin": run.factory.name,
+            "model": run.backbone.name,
+            "weights": run.backbone.weights_source,
+            "head": run.head.name,
+            "strategy": run.strategy.name,
+            "seed": run.config.seed,
+            "train_seed": run.train_seed,  # differs from seed under tl run --seeds (the split is seed's)
+            "n_train": len(run.splits.train),
+            "n_val": len(run.splits.val),
+            "n_test": len(test),
+            "versions": artifacts.versions(_plugin_version(run)),
+            "weights_fingerprint": run.weights_fingerprint,
+        },
+    }
+    run.log(
+        f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
+        f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
+        f"on {len(test)} examples"
+    )
+
+
+def _plugin_version(run: RunState) -> str | None:
+    info = run.zoo.plugins.info.get(run.factory.plugin)
+    return info.version if info else None
+
+
+def plot_confusion(run: RunState) -> None:
+    if not run.main:
+        return
+    plots.plot_confusion(
+        np.array(run.metrics["test"]["confusion_matrix"]),
+        run.encoder.classes,
+        run.dir / "confusion.png",
+        title=f"{run.backbone.name} · {run.strategy.name}",
+    )

@@ -1,0 +1,262 @@
+"""Step 9, train: the strategy's phases on cached features or on the backbone, the fitted heads,
+and the best weights across phases.
+
+Each step is a function of the run's state (:class:`tlzoo.engine.run.state.RunState`).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from tlzoo.api.interfaces import (
+    FittedHead,
+    StrategyContext,
+)
+from tlzoo.engine.loaders import example_loader
+from tlzoo.engine.run.model import _raw_loader, extract_cached_features
+from tlzoo.engine.run.state import RunState
+from tlzoo.engine.training import (
+    frozen_to_eval,
+    param_groups,
+    set_trainable,
+)
+
+
+def train(run: RunState) -> None:
+    t = run.config.train
+    run.strategy.before_training(strategy_context(run))
+    needs_features = run.plan.extract_features or any(p.train_groups == 0 for p in run.plan.phases)
+    if needs_features:
+        extract_cached_features(run)
+    if isinstance(run.head, FittedHead):
+        if run.main:  # a fitted (scikit-learn) head: rank 0 alone, it predicts the test set too
+            _fit_head(run)
+    else:
+        assert run.model is not None
+        done = run.resume_state["phase_index"] if run.resume_state else 0  # phases before it are finished
+        # the best val-loss weights of the finished phases, kept in every checkpoint (resume is exact)
+        across = run.resume_state.get("best_across_phases") if run.resume_state else None
+        run.checkpointer.extra["best_across_phases"] = across
+        for index, phase in enumerate(run.plan.phases):
+            if phase.train_groups != 0:
+                run.features = {}  # the backbone changes: cached features are stale now
+            if index < done:
+                continue  # its result is inside the checkpoint's weights
+            resume = run.resume_state if run.resume_state and index == done else None
+            ckpt: dict[str, Any] = {
+                "phase_index": index,
+                "checkpoint": run.checkpointer,
+                "resume": resume,
+                "patience": t.patience,
+            }
+            if phase.train_groups == 0:
+                _train_head_on_features(run, phase, **ckpt)
+            else:
+                live = set_trainable(run.backbone, phase.train_groups)
+                train = example_loader(
+                    run.splits.train.examples,
+                    run.backbone,
+                    train=run.augment_train,
+                    batch_size=t.batch_size,
+                    num_workers=t.num_workers,
+                    shuffle=True,
+                    targets=run.targets["train"],
+                    seed=run.train_seed,
+                    device=run.device,
+                )
+                val = _raw_loader(run, "val")
+                run.trainer.run_phase(
+                    run.model,
+                    phase,
+                    param_groups(run.model, live, phase),
+                    train,
+                    val,
+                    on_train=functools.partial(frozen_to_eval, run.backbone, live),
+                    **ckpt,
+                )
+            last = index == len(run.plan.phases) - 1
+            across = _best_across_phases(run, phase.name, across, copy=not last)
+            run.checkpointer.extra["best_across_phases"] = across
+        _restore_best_across_phases(run, across)
+        set_trainable(run.backbone, 0)
+
+
+def strategy_context(run: RunState) -> StrategyContext:
+    """What the strategy's ``before_training`` sees: the parts of the run it needs, never the test split."""
+    assets = None if run.probe else run.dir / "assets"
+    if assets is not None and run.main:
+        assets.mkdir(exist_ok=True)
+    return StrategyContext(
+        backbone=run.backbone,
+        head=run.head,
+        plan=run.plan,
+        train_set=run.splits.train,
+        val_set=run.splits.val,
+        train=run.config.train,
+        seed=run.train_seed,
+        device=run.device,
+        log=run.log,
+        record=run.history.append,
+        assets=assets,
+        main=run.main and not run.probe,
+        _run=run,
+    )
+
+
+def _phase_best(run: RunState, name: str) -> tuple[float, int] | None:
+    """(best val loss, its epoch) of the phase ``name`` from the history, or None without validation."""
+    rows = [
+        (float(r["val_loss"]), int(r["epoch"]))
+        for r in run.history.rows
+        if r.get("phase") == name and r.get("val_loss") not in (None, "")
+    ]
+    return min(rows, key=lambda x: (x[0], x[1])) if rows else None
+
+
+def _best_across_phases(run: RunState, name: str, across: dict[str, Any] | None, copy: bool) -> dict[str, Any] | None:
+    """The finished phase ``name`` (its best weights are in the model now) if it beats ``across``.
+
+    ``copy``: keep a copy of the weights (not needed after the last phase: they stay in the model)."""
+    from tlzoo.engine.checkpoint import state_dict_copy
+
+    best = _phase_best(run, name)
+    if best is None or (across is not None and best[0] >= across["loss"]):
+        return across
+    assert run.model is not None
+    return {
+        "loss": best[0],
+        "phase": name,
+        "epoch": best[1],
+        "state": state_dict_copy(run.model) if copy else None,
+    }
+
+
+def _restore_best_across_phases(run: RunState, across: dict[str, Any] | None) -> None:
+    """End on the best val-loss weights of all phases: a later phase that did worse is undone."""
+    run.best_across_phases = None
+    if across is None:
+        return
+    run.best_across_phases = {k: across[k] for k in ("phase", "epoch", "loss")}
+    last = run.plan.phases[-1].name
+    if across["phase"] == last or across["state"] is None:
+        return
+    assert run.model is not None
+    run.model.load_state_dict(across["state"])
+    later = _phase_best(run, last)
+    worse = f" (val loss {later[0]:.4f} vs {across['loss']:.4f})" if later else ""
+    run.log(
+        f"  {last} phase did not beat the {across['phase']} phase{worse}: keeping the "
+        f"{across['phase']}-phase weights (epoch {across['epoch']})"
+    )
+
+
+def feature_loader(run: RunState, split: str, shuffle: bool) -> Any:
+    if len(run.features[split]) == 0:
+        return None
+    g = torch.Generator()
+    g.manual_seed(run.train_seed)
+    return torch.utils.data.DataLoader(
+        FeatureRows(run.features[split], run.targets[split]),
+        batch_size=run.config.train.batch_size,
+        shuffle=shuffle,
+        generator=g,
+        collate_fn=_as_batch,
+    )
+
+
+def _train_head_on_features(run: RunState, phase: Any, **checkpointing: Any) -> None:
+    assert run.model is not None
+    head = run.model.head
+    run.trainer.run_phase(
+        head,
+        phase,
+        [{"params": list(head.parameters()), "lr": phase.lr}],
+        feature_loader(run, "train", True),
+        feature_loader(run, "val", False),
+        **checkpointing,
+    )
+
+
+def _fit_head(run: RunState) -> None:
+    head = run.head
+    assert isinstance(head, FittedHead)
+    start = time.perf_counter()
+    n = len(run.encoder.classes)
+    y_train = run.targets["train"].argmax(1)
+    head.fit(run.features["train"], y_train, n)
+    _log_tuning(run)
+    row: dict[str, Any] = {"phase": "fit", "epoch": 1}
+    for split, prefix in (("train", "train"), ("val", "val")):
+        if len(run.features[split]):
+            p = head.predict_proba(run.features[split])
+            y = run.targets[split].argmax(1)
+            row[f"{prefix}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()), 5)
+            row[f"{prefix}_accuracy"] = round(float((p.argmax(1) == y).mean()), 5)
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    run.history.append(row)
+    run.log(f"  fitted {run.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
+
+
+def head_tuning(run: RunState) -> dict[str, Any]:
+    """What a fitted head chose by cross-validation (its ``tuned`` dict), else {}."""
+    tuned = getattr(run.head, "tuned", None)
+    return dict(tuned) if isinstance(tuned, dict) else {}
+
+
+def _log_tuning(run: RunState) -> None:
+    tuned = head_tuning(run)
+    how = ("cv_folds", "cv_accuracy", "best_cv_accuracy", "cv_log_loss", "note", "grid_points", "search_rows")
+    chosen = {k: v for k, v in tuned.items() if k not in how}
+    if not chosen:
+        return
+    values = ", ".join(f"{k}={v}" for k, v in chosen.items())
+    if not tuned.get("cv_folds"):
+        run.log(f"  {run.head.name}: {values} ({tuned.get('note', 'not cross-validated')})")
+        return
+    score = (
+        f"accuracy {tuned['cv_accuracy']:.3f}"
+        if "cv_accuracy" in tuned
+        else f"log loss {tuned['cv_log_loss']:.3f}"
+        if "cv_log_loss" in tuned
+        else ""
+    )
+    best = tuned.get("best_cv_accuracy")
+    if isinstance(best, (int, float)) and "cv_accuracy" in tuned and best > tuned["cv_accuracy"]:
+        score += f"; best {best:.3f}, within the folds' noise"  # the simplest setting that close is kept
+    over = f" over {tuned['grid_points']} settings" if tuned.get("grid_points") else ""
+    run.log(
+        f"  {run.head.name}: chose {values} (CV {score}, {tuned['cv_folds']}-fold cross-validation{over} "
+        "on the training features)"
+    )
+
+
+class FeatureRows(torch.utils.data.Dataset):
+    """Rows of (possibly memory-mapped, read-only) features with their targets, gathered a batch at a
+    time (``__getitems__``): a shuffled epoch copies one batch of rows, never the whole array."""
+
+    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
+        self.features, self.targets = features, targets
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.from_numpy(np.array(self.features[i])), torch.from_numpy(np.array(self.targets[i]))
+
+    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = np.asarray(index, dtype=np.int64)
+        return torch.from_numpy(np.take(self.features, rows, axis=0)), torch.from_numpy(self.targets[rows])
+
+
+def _as_batch(batch: Any) -> Any:
+    """The collate of :class:`FeatureRows` batches: already stacked by ``__getitems__`` (a list of
+    (x, y) pairs, from a sampler that asks one index at a time, is stacked here)."""
+    if isinstance(batch, tuple):
+        return batch
+    xs, ys = zip(*batch)
+    return torch.stack(xs), torch.stack(ys)
