@@ -20,6 +20,8 @@ still work through ``ALIASES``.  An installed plugin whose module imports a heav
 from __future__ import annotations
 
 import importlib
+import inspect
+import linecache
 import os
 import sys
 import types
@@ -118,6 +120,15 @@ def describe(exc: BaseException, where: str = "") -> str:
     detail = _detail(exc)
     head = f"{type(exc).__name__} in {where}" if where else type(exc).__name__
     return f"{head}: {detail}" if detail else head
+
+
+def _passed_through_a_yield(tb: types.TracebackType) -> bool:
+    """Whether this traceback entry is a generator (a hook wrapper) that received the error at its ``yield``."""
+    code = tb.tb_frame.f_code
+    if not code.co_flags & inspect.CO_GENERATOR:
+        return False
+    line = linecache.getline(code.co_filename, tb.tb_lineno, tb.tb_frame.f_globals).strip()
+    return line.startswith(("yield", "result = yield", "return (yield", "return(yield")) or "= yield" in line
 
 
 class _StepRunner:
@@ -302,9 +313,10 @@ class PluginManager:
         found = None
         while tb is not None:
             module = tb.tb_frame.f_globals.get("__name__", "")
-            for prefix, name in modules.items():
-                if module == prefix or module.startswith(prefix + "."):
-                    found = name
+            if not _passed_through_a_yield(tb):  # a step wrapper handing the step's error on is a bystander
+                for prefix, name in modules.items():
+                    if module == prefix or module.startswith(prefix + "."):
+                        found = name
             tb = tb.tb_next
         return found
 

@@ -192,11 +192,9 @@ class Run(RunState):
                     break
 
     def _plugin_of(self, exc: BaseException) -> str | None:
-        """The plugin whose code raised (innermost plugin frame), else the run's backbone plugin."""
-        name = self.zoo.plugins.plugin_of_traceback(exc.__traceback__)
-        if name is None and getattr(self, "factory", None) is not None:
-            name = self.factory.plugin or self.factory.name
-        return name
+        """The plugin whose code raised (the innermost plugin frame of the traceback), or None: never a
+        bystander such as a step wrapper that only handed the error on, or the run's backbone plugin."""
+        return self.zoo.plugins.plugin_of_traceback(exc.__traceback__)
 
 
 def run_once(

@@ -6,9 +6,12 @@ Each step is a function of the run's state (:class:`tlzoo.engine.run.state.RunSt
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
+from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import (
     FittableBackbone,
     FittedHead,
@@ -100,38 +103,8 @@ def evaluate(run: RunState) -> None:
     if not run.main:  # rank 0 predicts; its metrics reach every rank when the run finishes
         return
     test = run.splits.test
-    if "test" in run.features:
-        x = run.features["test"]
-        if isinstance(run.head, TorchHead):
-            assert run.model is not None
-            head = run.model.head.eval().to(run.device)
-            step = _inference_batch_size(run)
-            with torch.inference_mode():  # in batches: the features may be memory-mapped, never all copied
-                parts = [
-                    head(torch.from_numpy(np.array(x[i : i + step])).to(run.device)).float().cpu()
-                    for i in range(0, len(x), step)
-                ]
-            logits = torch.cat(parts) if parts else torch.zeros(0, len(run.encoder.classes))
-            proba = torch.softmax(logits, 1).numpy()
-        else:
-            assert isinstance(run.head, FittedHead)
-            proba = run.head.predict_proba(x)
-    else:
-        assert run.model is not None
-        logits = predict_logits(
-            run.model,
-            example_loader(
-                test.examples,
-                run.backbone,
-                train=False,
-                batch_size=_inference_batch_size(run),
-                num_workers=run.config.train.num_workers,
-                device=run.device,
-            ),
-            run.device,
-            amp=run.config.train.amp,
-        )
-        proba = torch.softmax(logits, 1).numpy()
+    proba = _test_probabilities(run)
+    check_probabilities(proba, run.head.name)
     run.test_proba = proba
     classes = run.encoder.classes
     y_true = run.encoder.encode(test.labels)
@@ -155,10 +128,61 @@ def evaluate(run: RunState) -> None:
         classes,
         inputs=inputs,
     )
+    run.metrics = _metrics(run, report)
+    run.log(
+        f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
+        f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
+        f"on {len(test)} examples"
+    )
+
+
+def check_probabilities(proba: np.ndarray, head: str) -> None:
+    """A head's probabilities must be finite: one line naming the head otherwise (never a crash in a later step)."""
+    bad = ~np.isfinite(proba).all(axis=1) if len(proba) else np.zeros(0, bool)
+    if bad.any():
+        raise TlzooError(
+            f"Head '{head}' returned non-finite probabilities (NaN or inf) for {int(bad.sum())} of {len(proba)} "
+            "test examples; check the head's predict_proba (tlzoo.testing.check_head finds this), or lower --lr "
+            "if training diverged."
+        )
+
+
+def _test_probabilities(run: RunState) -> np.ndarray:
+    """Class probabilities of the test split: from cached features, or through the whole model."""
+    if "test" in run.features:
+        x = run.features["test"]
+        if not isinstance(run.head, TorchHead):
+            assert isinstance(run.head, FittedHead)
+            return np.asarray(run.head.predict_proba(x))
+        assert run.model is not None
+        head = run.model.head.eval().to(run.device)
+        step = _inference_batch_size(run)
+        with torch.inference_mode():  # in batches: the features may be memory-mapped, never all copied
+            parts = [
+                head(torch.from_numpy(np.array(x[i : i + step])).to(run.device)).float().cpu()
+                for i in range(0, len(x), step)
+            ]
+        logits = torch.cat(parts) if parts else torch.zeros(0, len(run.encoder.classes))
+        return torch.softmax(logits, 1).numpy()
+    assert run.model is not None
+    loader = example_loader(
+        run.splits.test.examples,
+        run.backbone,
+        train=False,
+        batch_size=_inference_batch_size(run),
+        num_workers=run.config.train.num_workers,
+        device=run.device,
+    )
+    logits = predict_logits(run.model, loader, run.device, amp=run.config.train.amp)
+    return torch.softmax(logits, 1).numpy()
+
+
+def _metrics(run: RunState, report: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json: the test report, the validation figures and what the run was."""
     val = {}
     if run.history.rows and run.history.rows[-1].get("val_accuracy") not in (None, ""):
         val = {"accuracy": run.history.rows[-1]["val_accuracy"], "loss": run.history.rows[-1]["val_loss"]}
-    run.metrics = {
+    return {
         "test": report,
         "validation_last_epoch": val,
         **({"validation_kept": run.best_across_phases} if run.best_across_phases else {}),
@@ -173,16 +197,11 @@ def evaluate(run: RunState) -> None:
             "train_seed": run.train_seed,  # differs from seed under tl run --seeds (the split is seed's)
             "n_train": len(run.splits.train),
             "n_val": len(run.splits.val),
-            "n_test": len(test),
+            "n_test": len(run.splits.test),
             "versions": artifacts.versions(_plugin_version(run)),
             "weights_fingerprint": run.weights_fingerprint,
         },
     }
-    run.log(
-        f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
-        f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
-        f"on {len(test)} examples"
-    )
 
 
 def _plugin_version(run: RunState) -> str | None:
