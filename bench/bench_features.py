@@ -37,7 +37,8 @@ def measure(
     """Examples/s of the raw loop, then tlzoo's extract() cold (into a fresh cache) and cached."""
     import torch
 
-    from tlzoo.engine.features import FeatureCache, extract
+    from tlzoo.engine.extraction import extract
+    from tlzoo.engine.features import FeatureCache
 
     cache = FeatureCache(root=Path(tempfile.mkdtemp()))
     quiet = dict(batch_size=batch, device=torch.device("cpu"), progress=False, log=lambda m: None)

@@ -53,7 +53,8 @@ def main() -> None:
 
     from tlzoo.api.interfaces import BackboneRequest, DataOptions, Phase
     from tlzoo.engine.data import LabelEncoder, stratified_limit
-    from tlzoo.engine.features import FeatureCache, extract
+    from tlzoo.engine.extraction import extract
+    from tlzoo.engine.features import FeatureCache
     from tlzoo.engine.loaders import example_loader
     from tlzoo.engine.training import (
         History,

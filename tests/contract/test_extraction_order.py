@@ -17,8 +17,9 @@ import torch
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import BackboneRequest, Dataset
-from tlzoo.engine import features as features_module
-from tlzoo.engine.features import FeatureCache, cache_key, extract
+from tlzoo.engine import extraction as features_module
+from tlzoo.engine.extraction import extract
+from tlzoo.engine.features import FeatureCache, cache_key
 
 CPU = torch.device("cpu")
 TEXTS = [

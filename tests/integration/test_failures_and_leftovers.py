@@ -254,7 +254,7 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(
     import torch
 
     from tlzoo.api.interfaces import BackboneRequest, Dataset
-    from tlzoo.engine import features
+    from tlzoo.engine import extraction, features
     from tlzoo.engine.zoo import Zoo
 
     factory, model = Zoo().resolve_backbone("bert", "")
@@ -263,7 +263,7 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(
     words = "good bad film story plot funny dull love".split()
     texts = [" ".join(words[(i * k) % len(words)] for k in range(1, 6)) for i in range(100)]
     ds = Dataset(texts, [str(i % 2) for i in range(100)], modality="text", name="toy")
-    expected = features.extract(backbone, ds, batch_size=16, device=torch.device("cpu"), progress=False)
+    expected = extraction.extract(backbone, ds, batch_size=16, device=torch.device("cpu"), progress=False)
     calls = {"n": 0}
     real = features._ShardWriter._write_shard
 
@@ -277,7 +277,7 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(
     monkeypatch.setattr(features._ShardWriter, "_write_shard", second_fails)
     cache = features.FeatureCache(tmp_path / "home")
     said: list[str] = []
-    got = features.extract(
+    got = extraction.extract(
         backbone,
         ds,
         batch_size=16,
@@ -297,7 +297,7 @@ def test_cache_write_failure_mid_extraction_keeps_every_row(
         lambda *a: (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied", str(cache.root))),
     )
     np.testing.assert_array_equal(
-        features.extract(
+        extraction.extract(
             backbone, ds, batch_size=16, device=torch.device("cpu"), progress=False, cache=cache, log=said.append
         ),
         expected,

@@ -257,7 +257,7 @@ def _heavy_modules_after(code: str) -> dict[str, bool]:
 
 
 def test_import_tlzoo_and_cli_do_not_import_torch() -> None:
-    loaded = _heavy_modules_after("import tlzoo, tlzoo.cli, tlzoo.engine.catalogue")
+    loaded = _heavy_modules_after("import tlzoo, tlzoo.cli, tlzoo.engine.registry")
     assert not loaded["torch"], "import tlzoo / tlzoo.cli imports torch"
     assert not loaded["timm"] and not loaded["transformers"]
 

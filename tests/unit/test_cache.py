@@ -16,7 +16,8 @@ from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import BackboneRequest, Dataset
 from tlzoo.engine import features as feat
 from tlzoo.engine.cache import cache_entries, clear_cache, parse_age
-from tlzoo.engine.features import FeatureCache, cache_key, extract
+from tlzoo.engine.extraction import extract
+from tlzoo.engine.features import FeatureCache, cache_key
 
 
 @pytest.fixture(scope="module")

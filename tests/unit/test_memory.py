@@ -13,7 +13,7 @@ import torch
 
 from tlzoo.engine import features as feat
 from tlzoo.engine.features import FeatureCache
-from tlzoo.engine.runner import FeatureRows, _as_batch
+from tlzoo.engine.run.fit import FeatureRows, _as_batch
 from tlzoo.infra import memory
 
 

@@ -199,3 +199,9 @@ def filter_catalogue(
         if (modality is None or e.modality == modality)
         and any(fnmatch.fnmatch(v, pattern) for v in (e.name, e.plugin, e.registered_by))
     ]
+
+
+def list_models(pattern: str = "*", modality: str | None = None) -> list[CatalogueEntry]:
+    """Catalogued models (tlzoo's and the installed plugins') whose name, plugin or registering
+    plugin matches a wildcard, e.g. ``list_models("*bert*")``; imports no torch."""
+    return filter_catalogue(full_catalogue(), modality, pattern)

@@ -19,7 +19,8 @@ from tlzoo.api.interfaces import (
     fit_backbone,
 )
 from tlzoo.engine import distributed
-from tlzoo.engine.features import CachedSplits, cached_splits, extract, feature_spec
+from tlzoo.engine.extraction import extract
+from tlzoo.engine.features import CachedSplits, cached_splits, feature_spec
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.run.state import RunState
 from tlzoo.engine.training import (
