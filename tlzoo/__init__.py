@@ -60,6 +60,8 @@ _LAZY = {
     "clear_cache": "tlzoo.engine.cache",
     "pretrain": "tlzoo.commands.pretraining",
     "read_corpus": "tlzoo.engine.corpus",
+    "embed": "tlzoo.commands.embed",
+    "Embeddings": "tlzoo.commands.embed",
 }
 
 __all__ = sorted([*_LAZY, "hookimpl", "steps", "__version__"])

@@ -58,6 +58,12 @@ class Engine:
 
         return resume_run(run_dir, self.zoo, self.log, on_finish=write_report_safely)
 
+    def embed(self, plugin: str, inputs: str | Sequence[Any], *, normalize: bool = False, **settings: Any) -> Any:
+        """One row of ``plugin``'s features per input, extracted and cached as a run does (``tlzoo.embed``)."""
+        from tlzoo.commands.embed import embed
+
+        return embed(plugin, inputs, normalize=normalize, zoo=self.zoo, **settings)
+
     def predict(self, run_dir: str | Path, inputs: str | Sequence[Any]) -> list[dict[str, Any]]:
         """Class probabilities for each input; a ``str`` is one input (a text or an image path), not its characters."""
         from tlzoo.commands.predict import Predictor

@@ -144,6 +144,9 @@ class DataOptions:
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
+    # False (tl embed, tl predict --data): labels are optional; a table without the label column is read,
+    # and a row with a blank label is kept with the label "" (unlabelled), never dropped
+    require_labels: bool = True
 
 
 # --------------------------------------------------------------------------- backbone
@@ -247,17 +250,38 @@ class BackboneRequest:
 _DEFAULTS: dict[str, Any] = {f: getattr(BackboneRequest(""), f) for f in ENGINE_SETTINGS}
 
 
-def typed_like(want: Any, value: Any) -> tuple[bool, Any]:
+_TRUE_WORDS = ("true", "1", "yes", "on")
+_FALSE_WORDS = ("false", "0", "no", "off")
+
+
+def typed_like(want: Any, value: Any, loose: bool = False) -> tuple[bool, Any]:
     """Whether ``value`` has the type of the default ``want`` (bool; int; float, which takes an
-    int and returns it as a float; str; a default of None takes anything), and the value to use."""
+    int and returns it as a float; str; a default of None takes anything), and the value to use.
+
+    ``loose`` is for values typed by hand (``--set``, a TOML file, a command-line option): a string
+    is parsed too (true/false, yes/no, on/off, 1/0 for a bool; a number for an int or a float), an
+    integral float is a fine int, and a number a fine str.  The run configuration uses it for every
+    engine setting, so plugin options and engine settings follow one set of rules.
+    """
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(want, bool):
+        if loose and isinstance(value, str) and value.lower() in _TRUE_WORDS + _FALSE_WORDS:
+            return True, value.lower() in _TRUE_WORDS
         return isinstance(value, bool), value
+    if isinstance(want, (int, float)) and loose and isinstance(value, str):
+        try:
+            return True, type(want)(value)
+        except ValueError:
+            return False, value
     if isinstance(want, int):
+        if loose and isinstance(value, float) and value.is_integer():
+            return True, int(value)
         return isinstance(value, int) and not isinstance(value, bool), value
     if isinstance(want, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return ok, float(value) if ok else value
+        return number, float(value) if number else value
     if isinstance(want, str):
+        if loose and number:
+            return True, str(value)
         return isinstance(value, str), value
     return True, value
 

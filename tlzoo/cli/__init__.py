@@ -7,7 +7,12 @@ and ``tl list`` stay fast.  One module per group of commands; each registers on 
 
 from __future__ import annotations
 
-from tlzoo.cli import catalogue as catalogue, predict as predict, train as train  # register the commands
+from tlzoo.cli import (  # register the commands
+    catalogue as catalogue,
+    embed as embed,
+    predict as predict,
+    train as train,
+)
 from tlzoo.cli.app import PluginGroup as PluginGroup, cli as cli
 from tlzoo.cli.errors import fail as fail, friendly as friendly, offline_option as offline_option
 from tlzoo.cli.train import RUN_OPTIONS as RUN_OPTIONS, _run_config as _run_config, run as run

@@ -241,12 +241,12 @@ def _labelled_texts(location: str, opts: CorpusOptions, zoo: Any) -> list[str] |
         from tlzoo.engine.zoo import Zoo
 
         zoo = Zoo()
-    sources = [s for s in zoo.data_sources if s.can_load(location) and s.modality in ("", "text")]
-    if not sources:
+    if not any(s.can_load(location) and s.modality in ("", "text") for s in zoo.data_sources):
         return None
-    ds = sources[0].load(
-        location, DataOptions(text_column=opts.text_column, label_column=opts.label_column, encoding=opts.encoding)
-    )
+    from tlzoo.engine.data import read_dataset
+
+    options = DataOptions(text_column=opts.text_column, label_column=opts.label_column, encoding=opts.encoding)
+    ds, _ = read_dataset(location, "text", zoo, options)
     if opts.split:
         from tlzoo.engine.data import stratified_limit, stratified_split
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tlzoo.api.errors import TlzooError
-from tlzoo.api.interfaces import Dataset
+from tlzoo.api.interfaces import DataOptions, Dataset
 
 if TYPE_CHECKING:
     import numpy as np  # imported inside the functions: `tl heads`, `tl data list` and the like load no numpy
@@ -23,6 +23,15 @@ class Splits:
 
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def read_dataset(location: str, modality: str, zoo: Any, options: DataOptions | None = None) -> tuple[Dataset, Any]:
+    """The one data path: ``--data`` and its options as a Dataset, through the data source that reads
+    ``location`` for a ``modality`` backbone (``tl run``, ``tl embed``, ``tl predict --data``, the report,
+    corpora).  Returns the dataset and the source (its ``name`` says which one read it).  The source's
+    notes (rows dropped, doubtful labels) travel in ``dataset.notes`` for the caller to log."""
+    source = zoo.data_source_for(location, modality)
+    return source.load(location, options or DataOptions()), source
 
 
 def is_image_path(item: str) -> bool:

@@ -21,7 +21,7 @@ from tlzoo.api.interfaces import (
 from tlzoo.engine import distributed
 from tlzoo.engine.checkpoint import Checkpointer
 from tlzoo.engine.config import RunConfig
-from tlzoo.engine.data import LabelEncoder, check_labels, stratified_limit, stratified_split
+from tlzoo.engine.data import LabelEncoder, check_labels, read_dataset, stratified_limit, stratified_split
 from tlzoo.engine.run.state import RunState, pick_device
 from tlzoo.infra.lifecycle import RunLock, os_error_message
 
@@ -173,8 +173,9 @@ def _config_to_save(run: RunState) -> RunConfig:
 
 def load_dataset(run: RunState) -> None:
     cfg = run.config.data
-    source = run.zoo.data_source_for(cfg.path, run.factory.modality)
-    ds = source.load(cfg.path, DataOptions(cfg.text_column, cfg.label_column, cfg.encoding))
+    ds, source = read_dataset(
+        cfg.path, run.factory.modality, run.zoo, DataOptions(cfg.text_column, cfg.label_column, cfg.encoding)
+    )
     for note in ds.notes:  # rows dropped while reading, doubtful labels: never silent
         run.log(f"  warning: {note}")
     check_labels(ds)

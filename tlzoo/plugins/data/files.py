@@ -41,6 +41,8 @@ PATH_COLUMNS = ("image", "path", "file", "filename", "filepath", "image_path", "
 
 def _check_columns(path: Path, table: Table, opts: DataOptions) -> None:
     wanted = {"--text-column": opts.text_column, "--label-column": opts.label_column}
+    if not opts.require_labels and opts.label_column not in table.columns:
+        del wanted["--label-column"]  # unlabelled records are fine here
     for option, col in wanted.items():
         if col not in table.columns:
             raise TlzooError(
@@ -56,23 +58,26 @@ def _rows_to_dataset(path: Path, table: Table, opts: DataOptions) -> Dataset:
     report = RowReport(path.name)
     for i, (row, line) in enumerate(zip(table.rows, table.lines)):
         report.total += 1
-        if opts.label_column not in row:
+        if opts.label_column not in row and opts.require_labels:
             report.drop(f"missing the '{opts.label_column}' field", line)
             continue
         try:
-            label = label_text(row[opts.label_column])
+            label = label_text(row.get(opts.label_column))
         except ValueError as exc:
             raise TlzooError(
                 f"'{path}' line {line}: the label is not a class name ({exc}); use a string or a number."
             ) from None
-        if label is None:
+        if label is None and not opts.require_labels:
+            label = ""  # an unlabelled record: kept
+        elif label is None:
             report.drop("with an empty, NaN or null label", line)
             continue  # unlabelled rows cannot train or be scored
         text = row.get(opts.text_column)
         if text is None:
             report.drop(f"missing the '{opts.text_column}' field", line)
             continue
-        report.keep_label(label)
+        if label:
+            report.keep_label(label)
         texts.append(
             text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict)) else str(text)
         )
@@ -223,12 +228,14 @@ class ImageCSVSource(SuffixSource):
                 f"'{path}' has no image-path column.{suggest(options.text_column, columns)} Columns: "
                 f"{', '.join(columns)}; name it with --text-column."
             )
-        if options.label_column not in columns:
+        labelled = options.label_column in columns
+        if not labelled and options.require_labels:
             raise TlzooError(
                 f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
                 f"Columns: {', '.join(columns)}; choose one with --label-column."
             )
-        table.refuse_duplicates(str(path), {"--text-column": column, "--label-column": options.label_column})
+        wanted = {"--text-column": column, **({"--label-column": options.label_column} if labelled else {})}
+        table.refuse_duplicates(str(path), wanted)
         values = [str(r.get(column) or "").strip() for r in table.rows]
         present = [v for v in values if v]
         if (
@@ -250,7 +257,9 @@ class ImageCSVSource(SuffixSource):
                 label = label_text(row.get(options.label_column))
             except ValueError:  # pragma: no cover - CSV fields are strings
                 label = None
-            if label is None:
+            if label is None and not options.require_labels:
+                label = ""  # an unlabelled record: kept
+            elif label is None:
                 report.drop("with an empty, NaN or missing label", line)
                 continue  # unlabelled rows cannot train or be scored
             if not rel:
@@ -262,7 +271,8 @@ class ImageCSVSource(SuffixSource):
                     f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
                     "fix the path or remove the row."
                 )
-            report.keep_label(label)
+            if label:
+                report.keep_label(label)
             examples.append(str(image))
             labels.append(label)
             ids.append(str(row.get("id") or rel))

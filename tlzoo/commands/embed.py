@@ -1,0 +1,195 @@
+"""Embeddings as a public API: a backbone's pooled features for any texts or images.
+
+``tlzoo.embed("bert", ["a fine film", "a dull one"], normalize=True)`` returns an array with one
+row per input, computed by the same extraction path a run uses (``tlzoo.engine.extraction.extract``:
+ordered batches, prefetching, ``--runtime onnx``) and kept in the same feature cache, so embedding
+the same inputs again with the same weights reads them back.  ``tl embed`` writes them to ``.npy``
+(the vectors) or ``.parquet`` (an ``id`` column and one ``e0 ... eN`` column per dimension).
+
+``normalize=True`` divides each row by its L2 norm: cosine similarity becomes a dot product, as in
+sentence-transformers' ``encode(normalize_embeddings=True)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest, DataOptions, Dataset
+
+
+@dataclass
+class Embeddings:
+    """The vectors (float32, one row per record) and the ids of their records."""
+
+    vectors: np.ndarray
+    ids: list[str]
+    model: str
+    source: str
+
+
+def embed(
+    plugin: str,
+    inputs: str | Sequence[Any],
+    *,
+    normalize: bool = False,
+    model: str = "",
+    **settings: Any,
+) -> np.ndarray:
+    """One row of ``plugin``'s features per input (a text, an image path or a PIL image; a ``str`` is one input).
+
+    ``settings``: ``weights``, ``pooling``, ``max_length``, ``image_size``, ``runtime``, ``options``,
+    ``batch_size``, ``device``, ``cache`` (default True), ``zoo`` — as :func:`embed_dataset` takes them.
+    """
+    items = [inputs] if isinstance(inputs, str | bytes | os.PathLike) else list(inputs)
+    if not items:
+        raise TlzooError("Nothing to embed; pass at least one text or image.")
+    modality = "vision" if all(_looks_like_image(x) for x in items) else "text"
+    data = Dataset([str(x) if isinstance(x, os.PathLike) else x for x in items], [""] * len(items), modality)
+    return embed_dataset(plugin, data, normalize=normalize, model=model, **settings).vectors
+
+
+def embed_data(
+    plugin: str,
+    location: str,
+    *,
+    text_column: str = "text",
+    encoding: str = "utf-8",
+    limit: int = 0,
+    zoo: Any = None,
+    **settings: Any,
+) -> Embeddings:
+    """The embeddings of every record at ``location`` (what ``tl run --data`` reads; labels not needed)."""
+    from tlzoo.engine.data import read_dataset
+    from tlzoo.engine.zoo import Zoo
+
+    if limit < 0:
+        raise TlzooError(f"--limit must be 0 (every record) or a positive number, got {limit}.")
+    zoo = zoo or Zoo()
+    factory, _ = zoo.resolve_backbone(plugin, settings.get("model", ""))
+    options = DataOptions(text_column=text_column, encoding=encoding, require_labels=False)
+    data, _source = read_dataset(location, factory.modality, zoo, options)
+    if limit:
+        data = data.subset(range(min(limit, len(data))))
+    return embed_dataset(plugin, data, zoo=zoo, **settings)
+
+
+def embed_dataset(
+    plugin: str,
+    data: Dataset,
+    *,
+    normalize: bool = False,
+    model: str = "",
+    weights: str | None = None,
+    pooling: str = "",
+    max_length: int = 128,
+    image_size: int = 0,
+    runtime: str | None = None,
+    options: dict[str, Any] | None = None,
+    batch_size: int = 32,
+    device: str = "cpu",
+    cache: bool = True,
+    zoo: Any = None,
+    log: Callable[[str], None] | None = None,
+    progress: bool = False,
+) -> Embeddings:
+    """Features of ``data`` from ``plugin`` (``model`` of it), extracted as a run extracts them, and cached."""
+    import torch
+
+    from tlzoo.engine.extraction import extract
+    from tlzoo.engine.features import FeatureCache, feature_spec
+    from tlzoo.engine.run.state import pick_device
+    from tlzoo.engine.zoo import Zoo
+
+    if batch_size < 1:
+        raise TlzooError(f"--batch-size must be at least 1, got {batch_size}.")
+    if len(data) == 0:
+        raise TlzooError("Nothing to embed: the data holds no records.")
+    zoo = zoo or Zoo()
+    factory, name = zoo.resolve_backbone(plugin, model)
+    if data.modality and factory.modality and data.modality != factory.modality:
+        raise TlzooError(
+            f"'{factory.name}' embeds {factory.modality}, and these inputs are {data.modality}; "
+            f"choose a {data.modality} plugin (see `tl list --modality {data.modality}`)."
+        )
+    opts = dict(options or {})
+    if runtime:
+        opts["runtime"] = runtime
+    request = BackboneRequest(
+        model=name,
+        weights=weights or None,
+        options=opts,
+        pooling=pooling,
+        max_length=max_length,
+        image_size=image_size,
+    )
+    backbone = factory.create(request)
+    backbone.eval()
+    say = log or (lambda msg: None)
+    spec = feature_spec(factory, request)
+    with torch.inference_mode():
+        vectors = extract(
+            backbone,
+            data,
+            batch_size=batch_size,
+            device=pick_device(device),
+            cache=FeatureCache() if cache else None,
+            progress=progress,
+            log=say,
+            label="embed",
+            spec=spec,
+        )
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if normalize:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = vectors / np.maximum(norms, 1e-12)
+    return Embeddings(vectors, list(data.ids), backbone.name, backbone.weights_source)
+
+
+def _looks_like_image(item: Any) -> bool:
+    if isinstance(item, str | os.PathLike):
+        from tlzoo.engine.data import is_image_path
+
+        return is_image_path(str(item)) and Path(item).is_file()
+    return hasattr(item, "convert") and hasattr(item, "size")  # a PIL image
+
+
+def write_embeddings(result: Embeddings, out: str | Path) -> Path:
+    """``.npy`` (the vectors, ``allow_pickle=False`` to read) or ``.parquet`` (ids and one column per
+    dimension), written to a temporary file beside ``out`` and renamed: never a half-written file."""
+    path = Path(out)
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise TlzooError(f"--out '{out}' must end in .npy (the vectors) or .parquet (ids and vectors).")
+    if path.is_dir():
+        raise TlzooError(f"--out '{out}' is a folder; name a .npy or .parquet file.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        if suffix == ".npy":
+            with open(tmp, "wb") as fh:
+                np.save(fh, result.vectors, allow_pickle=False)
+        else:
+            _write_parquet(result, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def _write_parquet(result: Embeddings, path: Path) -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise TlzooError("Writing .parquet needs pyarrow (pip install pyarrow); or write .npy.") from None
+    columns: dict[str, Any] = {"id": pa.array(result.ids, pa.string())}
+    for j in range(result.vectors.shape[1]):
+        columns[f"e{j}"] = pa.array(result.vectors[:, j], pa.float32())
+    pq.write_table(pa.table(columns), str(path))
