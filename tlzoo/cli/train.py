@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 
@@ -11,101 +13,68 @@ from tlzoo.api.errors import TlzooError
 from tlzoo.cli.app import cli
 from tlzoo.cli.errors import friendly, offline_option
 
+F = TypeVar("F", bound=Callable[..., Any])
+
 # ---------------------------------------------------------------------------- run
-RUN_OPTIONS: list[tuple[str, str]] = [
-    # (cli param name, config key)
-    ("plugin", "model.plugin"),
-    ("model", "model.name"),
-    ("weights", "model.weights"),
-    ("pooling", "model.pooling"),
-    ("max_length", "model.max_length"),
-    ("image_size", "model.image_size"),
-    ("runtime", "model.options.runtime"),
-    ("data", "data.path"),
-    ("text_column", "data.text_column"),
-    ("label_column", "data.label_column"),
-    ("encoding", "data.encoding"),
-    ("limit", "data.limit"),
-    ("val_fraction", "data.val_fraction"),
-    ("test_fraction", "data.test_fraction"),
-    ("head", "head.name"),
-    ("strategy", "train.strategy"),
-    ("epochs", "train.epochs"),
-    ("head_epochs", "train.head_epochs"),
-    ("batch_size", "train.batch_size"),
-    ("lr", "train.lr"),
-    ("finetune_lr", "train.finetune_lr"),
-    ("unfreeze", "train.unfreeze"),
-    ("device", "train.device"),
-    ("amp", "train.amp"),
-    ("num_workers", "train.num_workers"),
-    ("seed", "seed"),
-    ("out", "out"),
-]
+# tl run's options for the engine settings are made from the settings' declarations
+# (tlzoo.engine.config: flag, type, meaning, default); the sections in the order --help shows them.
+_SECTIONS = ("model", "data", "head", "train", "")
+
+
+def _cli_settings() -> list[Any]:
+    """The declared settings that have a ``tl run`` option, model first, then data, head, train."""
+    from tlzoo.engine.config import settings
+
+    found = [d for d in settings().values() if d.flag]
+    return sorted(found, key=lambda d: _SECTIONS.index(d.key.rpartition(".")[0]))
+
+
+def setting_options(keys: list[str] | None = None, helps: dict[str, str] | None = None) -> Callable[[F], F]:
+    """Click options for the engine settings ``keys`` (default: every setting with a flag), made
+    from their declarations: the flag and its short form, the type, the help with the default.
+    A bool whose flag is ``--no-X`` becomes that flag (parameter ``no_X``, None unless given).
+    ``helps`` replaces a key's help where a command uses it differently (``tl compare``)."""
+    from tlzoo.engine.config import settings
+
+    decls = [settings()[k] for k in keys] if keys is not None else _cli_settings()
+
+    def decorate(f: F) -> F:
+        for decl in reversed(decls):  # click lists options in the order the decorators are written
+            own = (helps or {}).get(decl.key)
+            text = (dataclasses.replace(decl, option_help=own) if own else decl).help_text()
+            names = [decl.flag, *([decl.short] if decl.short else [])]
+            if decl.negative:
+                f = click.option(*names, decl.param, is_flag=True, default=None, help=text)(f)
+            else:
+                kind = None if decl.type is str else decl.type
+                f = click.option(*names, decl.param, type=kind, help=text)(f)
+        return f
+
+    return decorate
+
+
+def _run_options() -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(click parameter, config key) of tl run's value options, and of its --no-X flags."""
+    decls = _cli_settings()
+    values = [(d.param, d.key) for d in decls if not d.negative] + [("runtime", "model.options.runtime")]
+    return values, [(d.param, d.key) for d in decls if d.negative]
+
+
+RUN_OPTIONS, RUN_FLAGS = _run_options()
 
 
 @cli.command()
-@click.option("--plugin", "-p", help="Backbone plugin (bert, efficientnet, ...) or a catalogued model name.")
-@click.option("--model", "-m", help="Model of the plugin; default: the plugin's default (see `tl list`).")
-@click.option("--weights", help="Local weights: a checkpoint folder or a weights file.")
-@click.option(
-    "--no-pretrained",
-    is_flag=True,
-    default=None,
-    help="Random weights, every layer trained from epoch 1 (the scratch baseline).",
-)
-@click.option(
-    "--data",
-    "-d",
-    help="CSV/JSONL of texts, a folder with one sub-folder of images or .txt files per "
-    "class, hf:NAME or a saved Hugging Face dataset, or a built-in name (tl data list).",
-)
-@click.option("--text-column", help="Column holding the text [text].")
-@click.option("--label-column", help="Column holding the label [label].")
-@click.option("--encoding", help="Text file encoding [utf-8].")
-@click.option("--limit", type=int, help="Use a stratified subset of N examples.")
-@click.option("--val-fraction", type=float, help="Validation share [0.15].")
-@click.option("--test-fraction", type=float, help="Test share [0.15].")
-@click.option("--no-augment", is_flag=True, default=None, help="No training-time augmentation.")
-@click.option("--head", help="New head: fc, logreg, svm, rf, knn, tree, nb (options: `tl heads`) [fc].")
-@click.option(
-    "--strategy", "-s", help="feature-extraction, fine-tune or ulmfit (see `tl strategies`) [feature-extraction]."
-)
-@click.option(
-    "--epochs",
-    "-e",
-    type=int,
-    help="Head epochs (feature-extraction) [30], joint epochs (fine-tune) [3], from scratch [10].",
-)
-@click.option("--head-epochs", type=int, help="Fine-tune: epochs with the backbone frozen first [10].")
-@click.option("--batch-size", "-b", type=int, help="Batch size [32].")
-@click.option("--lr", type=float, help="Head learning rate [3e-3].")
-@click.option("--finetune-lr", type=float, help="Fine-tune learning rate of the unfrozen groups [5e-5].")
-@click.option("--unfreeze", type=int, help="Fine-tune: top layer groups to unfreeze (-1 = all) [2].")
-@click.option("--pooling", help="Text: mean, cls, max or pooler.")
-@click.option("--max-length", type=int, help="Text: tokens per example [128].")
-@click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
+@setting_options()
 @click.option(
     "--runtime",
     help="Feature extraction on the CPU: torch, or onnx (ONNX Runtime, ~2x faster; bert and timm models) [torch].",
 )
-@click.option("--device", help="auto, cpu or cuda [auto].")
-@click.option(
-    "--no-amp",
-    "amp",
-    flag_value=False,
-    default=None,
-    help="On a GPU: train and extract in float32 (default: bfloat16 autocast where the GPU supports it).",
-)
-@click.option("--num-workers", type=int, help="DataLoader worker processes [0].")
-@click.option("--seed", type=int, help="Random seed [0].")
 @click.option(
     "--seeds",
     type=int,
     help="Repeat with N training seeds (--seed .. --seed+N-1; the split stays --seed's) into OUT/seed-<s>; "
     "report mean ± sd.",
 )
-@click.option("--out", "-o", help="Run directory [runs/<time>-<plugin>].")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="A TOML run config.")
 @click.option(
     "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override any config key, e.g. train.lr=0.01."
@@ -175,10 +144,10 @@ def _run_config(
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
             cfg.set(key, options[param])
-    if no_pretrained:
-        cfg.model.pretrained = False
-    if no_augment:
-        cfg.data.augment = False
+    flags = {**options, "no_pretrained": no_pretrained, "no_augment": no_augment}
+    for param, key in RUN_FLAGS:  # --no-X: the setting is false; 0.2's {"amp": False} still counts
+        if flags.get(param) or flags.get(key.rpartition(".")[2]) is False:
+            cfg.set(key, False)
     cfg.apply_overrides(list(overrides))
     if quiet:
         cfg.progress = False
@@ -293,6 +262,21 @@ def _log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------------------- compare
+# the run settings tl compare takes as options (any other through --set), and their help there
+COMPARE_SETTINGS = [
+    "data.text_column",
+    "data.label_column",
+    "data.encoding",
+    "data.limit",
+    "model.image_size",
+    "model.max_length",
+    "train.batch_size",
+    "train.device",
+    "seed",
+]
+COMPARE_HELP = {"train.batch_size": "Batch size for feature extraction", "seed": "Random seed (the split)"}
+
+
 @cli.command()
 @click.option(
     "--plugins",
@@ -302,16 +286,8 @@ def _log(msg: str) -> None:
 )
 @click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
 @click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
-@click.option("--text-column", help="Column holding the text [text].")
-@click.option("--label-column", help="Column holding the label [label].")
-@click.option("--encoding", help="Text file encoding [utf-8].")
 @click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
-@click.option("--limit", type=int, help="Use a stratified subset of N examples.")
-@click.option("--image-size", type=int, help="Vision: input size (default from the weights).")
-@click.option("--max-length", type=int, help="Text: tokens per example [128].")
-@click.option("--batch-size", "-b", type=int, help="Batch size for feature extraction [32].")
-@click.option("--device", help="auto, cpu or cuda [auto].")
-@click.option("--seed", type=int, help="Random seed (the split) [0].")
+@setting_options(COMPARE_SETTINGS, COMPARE_HELP)
 @click.option(
     "--seeds",
     type=int,
@@ -339,22 +315,12 @@ def compare(
     **options: Any,
 ) -> None:
     """Probe several backbones with cheap heads on cached features; print a leaderboard."""
-    from tlzoo.engine.config import RunConfig
+    from tlzoo.engine.config import RunConfig, settings
 
     cfg = RunConfig()
-    for param, key in (
-        ("text_column", "data.text_column"),
-        ("label_column", "data.label_column"),
-        ("encoding", "data.encoding"),
-        ("limit", "data.limit"),
-        ("image_size", "model.image_size"),
-        ("max_length", "model.max_length"),
-        ("batch_size", "train.batch_size"),
-        ("device", "train.device"),
-        ("seed", "seed"),
-    ):
-        if options.get(param) is not None:
-            cfg.set(key, options[param])
+    for key in COMPARE_SETTINGS:
+        if options.get(settings()[key].param) is not None:
+            cfg.set(key, options[settings()[key].param])
     cfg.apply_overrides(list(overrides))
     cfg.progress = not quiet
     from tlzoo.commands.compare import compare as run_compare, format_leaderboard, leaderboard_notes, next_command

@@ -1,5 +1,11 @@
 """The run configuration: typed dataclasses, TOML in and out, ``--set key=value``.
 
+Each engine setting is declared once, in the dataclasses below, with :func:`setting`: its
+type (the annotation), default, meaning, range or choices, and the ``tl run`` option that sets
+it.  Everything else is derived from that declaration: ``tl config`` (``config_keys``), the
+options and help of ``tl run``, ``tl lr-find`` and ``tl compare`` (``cli/train.py``), the type
+and range checks of ``--set`` and of a ``--config`` file, and did-you-mean for unknown keys.
+
 Precedence, lowest first: defaults -> ``--config FILE`` -> CLI options -> ``--set``.
 Unknown keys and values of the wrong type are errors that name the key.  ``head.*``
 keys other than ``head.name`` are the head's own hyper-parameters, checked by the head.
@@ -8,68 +14,246 @@ keys other than ``head.name`` are the head's own hyper-parameters, checked by th
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import tomllib
-import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tlzoo.api.errors import TlzooError, suggest
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import typed_like
+from tlzoo.api.settings import Setting, collect_settings, setting
+
+_INF = float("inf")
+__all__ = ["RunConfig", "Setting", "setting", "settings"]
+
+
+def _at_least(low: float) -> Callable[[Any], bool]:
+    return lambda v: low <= v < _INF
+
+
+_EPOCHS_DEFAULTS = "feature-extraction 30 head epochs, fine-tune 3 joint, scratch 10"
 
 
 @dataclass
 class DataConfig:
-    path: str = ""
-    text_column: str = "text"
-    label_column: str = "label"
-    encoding: str = "utf-8"
-    limit: int = 0  # 0 = use everything; else a stratified subset of this many examples
-    val_fraction: float = 0.15
-    test_fraction: float = 0.15
-    augment: bool = True
+    path: str = setting(
+        "",
+        "the data: a CSV/JSONL file, a folder of class sub-folders, hf:NAME or a built-in name (--data)",
+        flag="--data",
+        short="-d",
+        option_help="CSV/JSONL of texts, a folder with one sub-folder of images or .txt files per class, "
+        "hf:NAME or a saved Hugging Face dataset, or a built-in name (tl data list)",
+    )
+    text_column: str = setting(
+        "text", "the column holding the text (or the image path of an image CSV)", flag="--text-column"
+    )
+    label_column: str = setting("label", "the column holding the label", flag="--label-column")
+    encoding: str = setting("utf-8", "encoding of text files", flag="--encoding")
+    limit: int = setting(
+        0,
+        "use a stratified subset of this many examples (0 = all)",
+        flag="--limit",
+        check=_at_least(0),
+        must="0 (all examples) or a positive number of examples",
+    )
+    val_fraction: float = setting(
+        0.15,
+        "share of the examples held out for validation (early stopping, best weights)",
+        flag="--val-fraction",
+        check=lambda v: 0 <= v < 1,
+        must="a fraction in [0, 1)",
+    )
+    test_fraction: float = setting(
+        0.15,
+        "share of the examples held out for the test figures",
+        flag="--test-fraction",
+        check=lambda v: 0 < v < 1,
+        must="a fraction in (0, 1): a test set is needed to score the run",
+    )
+    augment: bool = setting(
+        True,
+        "augment training images where the backbone trains on them (--no-augment: never)",
+        flag="--no-augment",
+        option_help="No training-time augmentation",
+    )
 
 
 @dataclass
 class ModelConfig:
-    plugin: str = ""
-    name: str = ""  # empty: the plugin's default model
-    weights: str = ""  # a local file or folder; empty: the default source
-    pretrained: bool = True
-    pooling: str = ""  # text: cls, mean or max; empty: the backbone's default
-    max_length: int = 128  # text: tokens per example
-    image_size: int = 0  # vision: 0 = from the weights' configuration
-    options: dict[str, Any] = field(default_factory=dict)  # backbone-specific, e.g. --set model.options.encoder=cnn
+    plugin: str = setting(
+        "",
+        "the backbone plugin or a catalogued model name (tl list)",
+        flag="--plugin",
+        short="-p",
+        option_help="Backbone plugin (bert, efficientnet, ...) or a catalogued model name",
+    )
+    name: str = setting(
+        "",
+        "the plugin's model (empty: the plugin's default)",
+        flag="--model",
+        short="-m",
+        shown="the plugin's default",
+        option_help="Model of the plugin (see `tl list`)",
+    )
+    weights: str = setting(
+        "",
+        "local weights: a checkpoint folder or a weights file (empty: the default source)",
+        flag="--weights",
+        option_help="Local weights: a checkpoint folder or a weights file",
+    )
+    pretrained: bool = setting(
+        True,
+        "start from pretrained weights; false (--no-pretrained): random weights, every layer trains",
+        flag="--no-pretrained",
+        option_help="Random weights, every layer trained from epoch 1 (the scratch baseline)",
+    )
+    pooling: str = setting(
+        "",
+        "text: how token states become one vector, cls, mean, max or pooler (empty: the backbone's)",
+        flag="--pooling",
+        shown="the backbone's",
+        option_help="Text: how token states become one vector, cls, mean, max or pooler",
+    )
+    max_length: int = setting(
+        128,
+        "text: tokens kept per example",
+        flag="--max-length",
+        check=_at_least(1),
+        must="a positive number of tokens per example",
+    )
+    image_size: int = setting(
+        0,
+        "vision: input size in pixels (0: the size the weights were trained at)",
+        flag="--image-size",
+        check=_at_least(0),
+        must="a positive size in pixels (or 0: the size the weights were trained at)",
+        unset="the size the weights were trained at",
+        option_help="Vision: input size in pixels",
+    )
+    options: dict[str, Any] = setting(
+        help="the backbone plugin's own options, model.options.KEY (listed below per plugin)", factory=dict
+    )
 
 
 @dataclass
 class HeadConfig:
-    name: str = "fc"
-    params: dict[str, Any] = field(default_factory=dict)
+    name: str = setting(
+        "fc",
+        "the new head: fc (trained with the network) or a fitted one, logreg, svm, rf, knn, tree, nb",
+        flag="--head",
+        option_help="New head: fc, logreg, svm, rf, knn, tree, nb (options: `tl heads`)",
+    )
+    params: dict[str, Any] = setting(help="the head's own options, head.KEY (listed below per head)", factory=dict)
 
 
 @dataclass
 class TrainConfig:
-    strategy: str = "feature-extraction"
-    epochs: int = 0  # 0 = the strategy's default (feature-extraction: 30 head epochs; fine-tune: 3 joint)
-    head_epochs: int = 10  # fine-tune: epochs with the backbone frozen (on cached features: cheap)
-    lm_epochs: int = 2  # ulmfit: language-model fine-tuning epochs on the target training texts
-    batch_size: int = 32
-    lr: float = 3e-3  # head learning rate
-    finetune_lr: float = 5e-5  # top of the backbone when unfrozen
-    unfreeze: int = 2  # fine-tune: how many top layer groups to unfreeze
-    lr_decay: float = 0.5  # fine-tune: per-group learning-rate factor going down
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.0
-    warmup_fraction: float = 0.1
-    schedule: str = "cosine"  # learning rate per step: cosine (after warm-up), onecycle, slanted or constant
-    gradual_unfreezing: bool = False  # fine-tune: unfreeze one more group per epoch up to train.unfreeze
-    patience: int = 0  # early stopping: stop a phase after N epochs without a better val loss (0 = off)
-    num_workers: int = 0
-    device: str = "auto"
-    amp: bool = True  # on a GPU: bfloat16 autocast where it supports it (false: float32 throughout); never on CPU
+    strategy: str = setting(
+        "feature-extraction",
+        "feature-extraction, fine-tune or ulmfit (tl strategies)",
+        flag="--strategy",
+        short="-s",
+        option_help="feature-extraction, fine-tune or ulmfit (see `tl strategies`)",
+    )
+    epochs: int = setting(
+        0,
+        "epochs of the strategy's last phase: feature-extraction the head's, fine-tune the joint ones "
+        "(after train.head_epochs), from scratch all",
+        flag="--epochs",
+        short="-e",
+        check=_at_least(1),
+        must=f"at least 1 (0 is not the default: leave it out for the strategy's own, {_EPOCHS_DEFAULTS})",
+        unset=f"the strategy's default: {_EPOCHS_DEFAULTS}",
+        option_help="Epochs of the strategy's last phase: the head's under feature-extraction, the joint ones "
+        "(after --head-epochs) under fine-tune, every layer's from scratch",
+    )
+    head_epochs: int = setting(
+        10,
+        "fine-tune: epochs with the backbone frozen first (on cached features); feature-extraction ignores it",
+        flag="--head-epochs",
+        check=_at_least(0),
+        must="0 or more",
+    )
+    lm_epochs: int = setting(
+        2, "ulmfit: language-model fine-tuning epochs on the training texts", check=_at_least(0), must="0 or more"
+    )
+    batch_size: int = setting(
+        32,
+        "examples per batch (training and feature extraction)",
+        flag="--batch-size",
+        short="-b",
+        check=_at_least(1),
+        must="at least 1",
+    )
+    lr: float = setting(
+        3e-3,
+        "head learning rate; also every layer's when training from scratch",
+        flag="--lr",
+        check=lambda v: 0 < v < _INF,
+        must="a positive learning rate",
+    )
+    finetune_lr: float = setting(
+        5e-5,
+        "fine-tune: learning rate of the top unfrozen layer group",
+        flag="--finetune-lr",
+        check=lambda v: 0 < v < _INF,
+        must="a positive learning rate",
+    )
+    unfreeze: int = setting(
+        2,
+        "fine-tune: how many top layer groups train (-1 = all); 0 with --no-pretrained: keep it frozen",
+        flag="--unfreeze",
+        check=_at_least(-1),
+        must="-1 (all groups), 0 or a number of layer groups",
+    )
+    lr_decay: float = setting(
+        0.5,
+        "fine-tune: each group below the top learns at lr x this factor per step down",
+        check=lambda v: 0 < v <= 1,
+        must="a factor in (0, 1]",
+    )
+    weight_decay: float = setting(0.01, "AdamW weight decay", check=_at_least(0), must="0 or more")
+    label_smoothing: float = setting(
+        0.0, "label smoothing of the cross-entropy loss", check=lambda v: 0 <= v < 1, must="in [0, 1)"
+    )
+    warmup_fraction: float = setting(
+        0.1,
+        "share of a phase's steps spent warming the learning rate up",
+        check=lambda v: 0 <= v < 1,
+        must="a fraction in [0, 1)",
+    )
+    schedule: str = setting(
+        "cosine",
+        "learning rate per step: cosine (after warm-up), onecycle, slanted or constant",
+        choices=("cosine", "onecycle", "slanted", "constant"),
+    )
+    gradual_unfreezing: bool = setting(
+        False, "fine-tune: thaw one more layer group per epoch up to train.unfreeze (ULMFiT)"
+    )
+    patience: int = setting(
+        0,
+        "early stopping: end a phase after this many epochs without a better val loss (0 = off)",
+        check=_at_least(0),
+        must="0 (off) or a number of epochs",
+    )
+    num_workers: int = setting(
+        0,
+        "DataLoader worker processes (0 = load in the main process)",
+        flag="--num-workers",
+        check=_at_least(0),
+        must="0 (load in the main process) or more",
+    )
+    device: str = setting("auto", "auto, cpu or cuda", flag="--device", option_help="auto, cpu or cuda")
+    amp: bool = setting(
+        True,
+        "on a GPU: bfloat16 autocast where supported (false: float32 throughout); never on CPU",
+        flag="--no-amp",
+        option_help="On a GPU: train and extract in float32 (default: bfloat16 autocast where the GPU supports it)",
+    )
 
 
 @dataclass
@@ -78,9 +262,22 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    seed: int = 0
-    out: str = ""  # empty: runs/<time>-<plugin>
-    progress: bool = True
+    seed: int = setting(
+        0,
+        "random seed: the split, the initial weights, the shuffling",
+        flag="--seed",
+        check=lambda v: 0 <= v < 2**32,
+        must="an integer in [0, 2**32)",
+    )
+    out: str = setting(
+        "",
+        "the run folder (empty: runs/<time>-<plugin>)",
+        flag="--out",
+        short="-o",
+        shown="runs/<time>-<plugin>",
+        option_help="Run directory",
+    )
+    progress: bool = setting(True, "progress bars on stderr (--quiet turns them off)")
 
     def __post_init__(self) -> None:
         self._given: set[str] = set()  # keys set by a config file, an option or --set (see given)
@@ -124,7 +321,8 @@ class RunConfig:
                 self.set(key, value)
 
     def set(self, dotted: str, value: Any) -> None:
-        """Set one key such as ``train.lr``; strings are parsed to the field's type."""
+        """Set one key such as ``train.lr``; strings are parsed to the setting's type, then its range
+        or choices are checked (one line naming the key, its option and what it must be)."""
         parts = dotted.split(".")
         if parts[:2] == ["model", "options"] and len(parts) == 3:  # checked by the backbone plugin
             self.model.options[parts[2]] = _parse_loose(value)
@@ -132,29 +330,16 @@ class RunConfig:
         if parts[0] == "head" and len(parts) == 2 and parts[1] != "name":
             self.head.params[parts[1]] = _parse_loose(value)
             return
+        decl = settings().get(dotted)
+        if decl is None or decl.type is dict:
+            raise _unknown_key(dotted)
+        coerced = _coerce(dotted, value, decl.type)
+        decl.check_value(coerced)
         target: Any = self
-        for i, part in enumerate(parts):
-            fields = {f.name: f for f in dataclasses.fields(target)}
-            if part not in fields or (part == "params" and isinstance(target, HeadConfig)):
-                known = [".".join(parts[:i] + [n]) for n in fields if n != "params"]
-                raise TlzooError(
-                    f"Unknown config key '{dotted}'.{suggest(dotted, known) or ' Known: ' + ', '.join(known) + '.'}"
-                )
-            if i == len(parts) - 1:
-                ftype = _resolved_types(type(target))[part]
-                if dataclasses.is_dataclass(ftype):
-                    first = dataclasses.fields(ftype)[0].name
-                    raise TlzooError(
-                        f"Config key '{dotted}' is a section; set one of its keys, e.g. '{dotted}.{first}'."
-                    )
-                coerced = _coerce(dotted, value, ftype)
-                _check_range(dotted, coerced)
-                setattr(target, part, coerced)
-                self._given.add(dotted)
-            else:
-                target = getattr(target, part)
-                if not dataclasses.is_dataclass(target):
-                    raise TlzooError(f"Config key '{'.'.join(parts[: i + 1])}' is not a section.")
+        for part in parts[:-1]:
+            target = getattr(target, part)
+        setattr(target, parts[-1], coerced)
+        self._given.add(dotted)
 
     def apply_overrides(self, overrides: list[str]) -> None:
         for item in overrides:
@@ -169,11 +354,11 @@ class RunConfig:
         ``set`` already checks one key at a time; this also catches values assigned
         directly in Python and rules that span keys (the split fractions' sum).
         """
-        for dotted in RANGES:
-            target: Any = self
-            for part in dotted.split("."):
-                target = getattr(target, part)
-            _check_range(dotted, target)
+        for dotted, decl in settings().items():
+            value = self.get(dotted)
+            if decl.unset and value == decl.default:  # "not set": the strategy or the weights decide
+                continue
+            decl.check_value(value)
         d = self.data
         if d.val_fraction + d.test_fraction >= 1:
             raise TlzooError(
@@ -195,6 +380,13 @@ class RunConfig:
                     f"Unknown encoding '{d.encoding}'; pass a Python codec name such as utf-8 or latin-1 to --encoding."
                 ) from None
 
+    def get(self, dotted: str) -> Any:
+        """The value of one key such as ``train.lr``."""
+        target: Any = self
+        for part in dotted.split("."):
+            target = getattr(target, part)
+        return target
+
     # ------------------------------------------------------------ output
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -209,9 +401,9 @@ class RunConfig:
             for k, v in values.items():
                 if isinstance(v, dict):
                     continue
-                unset = UNSET.get(f"{section}.{k}")
-                if unset is not None and v == unset[0]:  # a comment, not "epochs = 0": reads back as the default
-                    lines.append(f"# {k}: not set ({unset[1]})")
+                decl = settings()[f"{section}.{k}"]
+                if decl.unset and v == decl.default:  # a comment, not "epochs = 0": reads back as the default
+                    lines.append(f"# {k}: not set ({decl.unset})")
                     continue
                 lines.append(f"{k} = {_toml_value(v)}")
             for k, v in values.items():
@@ -221,101 +413,59 @@ class RunConfig:
         return "\n".join(lines) + "\n"
 
 
-# Ranges of numeric keys: (test, what it must be).  Checked on ``set`` and in ``validate``,
-# so a bad value fails when the configuration is built, never after minutes of work.
+@functools.cache
+def settings() -> dict[str, Setting]:
+    """Every engine setting by its dotted key, in the order of the dataclasses, with its key, type
+    and default filled in: the one source of the tables below, of ``tl config`` and of the options."""
+    return collect_settings(RunConfig)
+
+
+# Derived views of the declarations, kept for code that reads them by these names.
+# Ranges of numeric keys: (test, what it must be), checked on ``set`` and in ``validate``.
 RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "data.limit": (lambda v: v >= 0, "0 (all examples) or a positive number of examples"),
-    "data.val_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    "data.test_fraction": (lambda v: 0 < v < 1, "a fraction in (0, 1): a test set is needed to score the run"),
-    "model.max_length": (lambda v: v >= 1, "a positive number of tokens per example"),
-    "model.image_size": (lambda v: v >= 0, "a positive size in pixels (or 0: the size the weights were trained at)"),
-    "train.epochs": (lambda v: v >= 0, "0 (the strategy's default) or more"),
-    "train.head_epochs": (lambda v: v >= 0, "0 or more"),
-    "train.lm_epochs": (lambda v: v >= 0, "0 or more"),
-    "train.batch_size": (lambda v: v >= 1, "at least 1"),
-    "train.lr": (lambda v: 0 < v < float("inf"), "a positive learning rate"),
-    "train.finetune_lr": (lambda v: 0 < v < float("inf"), "a positive learning rate"),
-    "train.unfreeze": (lambda v: v >= -1, "-1 (all groups), 0 or a number of layer groups"),
-    "train.lr_decay": (lambda v: 0 < v <= 1, "a factor in (0, 1]"),
-    "train.weight_decay": (lambda v: 0 <= v < float("inf"), "0 or more"),
-    "train.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
-    "train.warmup_fraction": (lambda v: 0 <= v < 1, "a fraction in [0, 1)"),
-    "train.patience": (lambda v: v >= 0, "0 (off) or a number of epochs"),
-    "train.num_workers": (lambda v: v >= 0, "0 (load in the main process) or more"),
-    "seed": (lambda v: 0 <= v < 2**32, "an integer in [0, 2**32)"),
+    k: (s.check, s.must) for k, s in settings().items() if s.check is not None
 }
-
 # Keys whose default means "not set, decided later": config.toml writes them as a comment saying so
-UNSET: dict[str, tuple[Any, str]] = {
-    "train.epochs": (0, "the strategy's default: feature-extraction 30 head epochs, fine-tune 3 joint, scratch 10"),
-    "model.image_size": (0, "the size the weights were trained at"),
-}
-
-# the command-line option that sets a key, for messages
-OPTION_NAMES = {
-    "data.text_column": "--text-column",
-    "data.label_column": "--label-column",
-    "data.encoding": "--encoding",
-    "data.limit": "--limit",
-    "data.val_fraction": "--val-fraction",
-    "data.test_fraction": "--test-fraction",
-    "model.max_length": "--max-length",
-    "model.image_size": "--image-size",
-    "train.epochs": "--epochs",
-    "train.head_epochs": "--head-epochs",
-    "train.batch_size": "--batch-size",
-    "train.lr": "--lr",
-    "train.finetune_lr": "--finetune-lr",
-    "train.unfreeze": "--unfreeze",
-    "train.num_workers": "--num-workers",
-    "train.device": "--device",
-    "seed": "--seed",
-}
+UNSET: dict[str, tuple[Any, str]] = {k: (s.default, s.unset) for k, s in settings().items() if s.unset}
+# the command-line option that takes a key's value, for messages and suggested commands
+OPTION_NAMES: dict[str, str] = {k: s.flag for k, s in settings().items() if s.flag and not s.negative}
 
 
-def _check_range(dotted: str, value: Any) -> None:
-    rule = RANGES.get(dotted)
-    if rule is None or rule[0](value):
-        return
-    option = OPTION_NAMES.get(dotted)
-    name = f"{option} ({dotted})" if option else dotted
-    raise TlzooError(f"{name} must be {rule[1]}, got {value!r}.")
+def _unknown_key(dotted: str) -> TlzooError:
+    """The error for a key that is not a setting: a section, a key under a plain value, or a typo."""
+    every = settings()
+    inside = [k for k in every if k.startswith(dotted + ".")]
+    if inside or every.get(dotted, Setting("")).type is dict:
+        example = inside[0] if inside else f"{dotted}.KEY"
+        return TlzooError(f"Config key '{dotted}' is a section; set one of its keys, e.g. '{example}'.")
+    parts = dotted.split(".")
+    for i in range(1, len(parts)):
+        if ".".join(parts[:i]) in every:
+            return TlzooError(f"Config key '{'.'.join(parts[: i + 1])}' is not a section.")
+    # within a known section, compare the last part only: "train." alone makes every train key look close
+    section, leaf = dotted.rpartition(".")[::2]
+    keys = [k for k, s in every.items() if s.type is not dict]
+    siblings = {k.rpartition(".")[2]: k for k in keys if k.rpartition(".")[0] == section}
+    if siblings:
+        close = [siblings[c] for c in difflib.get_close_matches(leaf, list(siblings), n=3, cutoff=0.6)]
+    else:
+        close = difflib.get_close_matches(dotted, keys, n=3, cutoff=0.6)
+    if not close:  # the right name in the wrong section: 'lr' -> 'train.lr'
+        leaves = {k.rpartition(".")[2]: k for k in keys}
+        close = [leaves[c] for c in difflib.get_close_matches(leaf, list(leaves), n=3, cutoff=0.8)]
+    known = list(dict.fromkeys(k.split(".")[0] for k in every)) if not section else list(siblings.values())
+    quoted = " or ".join(f"'{c}'" for c in close)
+    hint = f" Did you mean {quoted}?" if close else " Known: " + ", ".join(known) + "."
+    return TlzooError(f"Unknown config key '{dotted}'.{hint}")
 
 
-def _resolved_types(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _coerce(key: str, value: Any, ftype: Any) -> Any:
-    origin = typing.get_origin(ftype)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(ftype) if a is not type(None)]
-        ftype = args[0]
-    name = getattr(ftype, "__name__", str(ftype))
-    try:
-        if ftype is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on"):
-                return True
-            if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
-                return False
-            raise ValueError
-        if ftype is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if ftype is float:
-            if isinstance(value, bool):
-                raise ValueError
-            return float(value)
-        if ftype is str:
-            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise ValueError
-            return str(value)
-    except (TypeError, ValueError):
-        raise TlzooError(f"Config key '{key}' expects {name}, got {value!r}.") from None
-    return value
+def _coerce(key: str, value: Any, ftype: type) -> Any:
+    """``value`` as a ``ftype``, parsed from text where needed: the rules plugin options follow too
+    (:func:`tlzoo.api.interfaces.typed_like`, loose)."""
+    ok, coerced = typed_like(ftype(), value, loose=True)
+    if not ok:
+        raise TlzooError(f"Config key '{key}' expects {ftype.__name__}, got {value!r}.")
+    return coerced
 
 
 def _parse_loose(value: Any) -> Any:
