@@ -88,3 +88,17 @@ def test_report_with_a_class_never_predicted() -> None:
     r = classification_report(np.array([0, 1, 2]), np.array([0, 0, 0]), ["a", "b", "c"])
     assert r["per_class"]["b"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 1}
     assert np.isfinite(r["macro_f1"])
+
+
+def test_classes_of_one_example_each_get_advice_that_can_help() -> None:
+    """Issue 17: 300 classes of one example each were told to raise --test-fraction, which cannot help."""
+    import pytest
+
+    from tlzoo.api.errors import TlzooError
+    from tlzoo.api.interfaces import Dataset
+    from tlzoo.engine.data import stratified_split
+
+    ds = Dataset([f"text {i}" for i in range(300)], [f"class {i}" for i in range(300)], "text")
+    with pytest.raises(TlzooError, match="single example.*at least 2") as caught:
+        stratified_split(ds, 0.15, 0.15, seed=0)
+    assert "--test-fraction" not in str(caught.value)

@@ -163,6 +163,12 @@ def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, see
         parts["val"].extend(idx[n_test : n_test + n_val].tolist())
         parts["train"].extend(idx[n_test + n_val :].tolist())
     if not parts["test"]:
+        sizes = Counter(ds.labels)
+        if sizes and max(sizes.values()) < 2:  # no fraction can help: each class needs one to train, one to test
+            raise TlzooError(
+                f"Every one of the {len(sizes)} classes has a single example, and a class needs at least 2 "
+                "(one to train on, one to test); add examples, or merge rare classes into broader ones."
+            )
         raise TlzooError(f"Only {len(ds)} examples: too few to hold out a test set; add data or raise --test-fraction.")
     out = {k: ds.subset(sorted(v)) for k, v in parts.items()}
     return Splits(**out, notes=_small_class_notes(out, val_fraction))
