@@ -235,3 +235,9 @@ def test_corrupt_image_is_one_error_line_even_from_a_worker(run_cli: Any, tmp_pa
     )
     assert_clean_error(res, "Cannot read image", out)
     assert "broken.png" in res.stderr and "Original Traceback" not in res.stderr
+
+
+def test_text_column_equal_to_label_column_is_refused(run_cli: Any, tmp_path: Path, text_csv: Path) -> None:
+    out = tmp_path / "same"
+    res = run_cli("run", "-q", "--plugin", "bert", "--data", text_csv, "--text-column", "label", "--out", out)
+    assert_clean_error(res, "--text-column and --label-column are both 'label'", out)

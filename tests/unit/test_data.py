@@ -102,3 +102,12 @@ def test_classes_of_one_example_each_get_advice_that_can_help() -> None:
     with pytest.raises(TlzooError, match="single example.*at least 2") as caught:
         stratified_split(ds, 0.15, 0.15, seed=0)
     assert "--test-fraction" not in str(caught.value)
+
+
+def test_labels_that_differ_only_by_spaces_case_or_unicode_form_are_warned_about() -> None:
+    from tlzoo.engine.data import look_alike_labels
+
+    notes = look_alike_labels(["cat", "cat ", "dog", "caf\u00e9", "cafe\u0301", "bird"])
+    assert len(notes) == 2
+    assert "'cat' and 'cat '" in notes[1] or "'cat' and 'cat '" in notes[0]
+    assert look_alike_labels(["cat", "dog", "cats"]) == []

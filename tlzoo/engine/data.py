@@ -112,6 +112,22 @@ def check_labels(ds: Dataset) -> None:
         )
 
 
+def look_alike_labels(labels: list[str]) -> list[str]:
+    """Warnings for classes that differ only by surrounding spaces, letter case or Unicode normal form
+    ('cat', 'cat ', 'Cat', 'café' composed and decomposed): usually one class written two ways."""
+    import unicodedata
+
+    groups: dict[str, set[str]] = {}
+    for label in set(labels):
+        groups.setdefault(unicodedata.normalize("NFC", label).strip().casefold(), set()).add(label)
+    clashes = [sorted(g) for g in groups.values() if len(g) > 1]
+    return [
+        f"classes {' and '.join(repr(c) for c in group)} differ only by spaces, letter case or Unicode form; "
+        "they are kept apart: if they are one class, write it one way in the data"
+        for group in sorted(clashes)[:5]
+    ]
+
+
 def stratified_limit(ds: Dataset, limit: int, seed: int) -> Dataset:
     """A stratified random subset of ``limit`` examples (class shares kept)."""
     import numpy as np

@@ -21,7 +21,14 @@ from tlzoo.api.interfaces import (
 from tlzoo.engine import distributed
 from tlzoo.engine.checkpoint import Checkpointer
 from tlzoo.engine.config import RunConfig
-from tlzoo.engine.data import LabelEncoder, check_labels, read_dataset, stratified_limit, stratified_split
+from tlzoo.engine.data import (
+    LabelEncoder,
+    check_labels,
+    look_alike_labels,
+    read_dataset,
+    stratified_limit,
+    stratified_split,
+)
 from tlzoo.engine.run.state import RunState, pick_device
 from tlzoo.infra.lifecycle import RunLock, os_error_message
 
@@ -173,10 +180,15 @@ def _config_to_save(run: RunState) -> RunConfig:
 
 def load_dataset(run: RunState) -> None:
     cfg = run.config.data
+    if cfg.text_column == cfg.label_column:
+        raise TlzooError(
+            f"--text-column and --label-column are both '{cfg.text_column}'; the label must come from another "
+            "column (--label-column NAME)."
+        )
     ds, source = read_dataset(
         cfg.path, run.factory.modality, run.zoo, DataOptions(cfg.text_column, cfg.label_column, cfg.encoding)
     )
-    for note in ds.notes:  # rows dropped while reading, doubtful labels: never silent
+    for note in [*ds.notes, *look_alike_labels(ds.labels)]:  # dropped rows, doubtful labels: never silent
         run.log(f"  warning: {note}")
     check_labels(ds)
     full = len(ds)
