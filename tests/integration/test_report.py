@@ -225,7 +225,7 @@ def test_report_has_every_section_and_escapes_user_text(tmp_path: Path) -> None:
     assert page.count("<tr><td>rot&lt;ten&gt;</td><td>fresh</td>") == 1  # the most-confused pair
     assert "data/&lt;b&gt;reviews&lt;/b&gt;.csv" in page
     # user text: escaped, never markup; and the page holds no script and fetches nothing
-    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page  # jinja2's autoescape (markupsafe)
     assert "<script" not in page.lower()
     assert not re.search(r'(src|href)="(?!data:|#)', page), "the page refers to something outside itself"
     assert "Content-Security-Policy" in page
@@ -441,7 +441,7 @@ def test_every_run_writes_its_report(which: str, text_run: tuple[Path, str], dig
     assert all(im.size[0] > 0 for im in images)
     n_thumbs = sum(max(im.size) <= 96 for im in images)
     if which == "text":
-        assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; " in page
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; " in page
         assert n_thumbs == 0 and len(images) == 2  # history.png and confusion.png
     else:  # every test digit (up to 20), from the arrays the runner handed over
         assert n_thumbs == min(20, json.loads((run / "metrics.json").read_text())["test"]["n"]) > 0

@@ -49,6 +49,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.commands.predict import Predictor, _weights_for_predict
+from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
 from tlzoo.engine.zoo import Zoo
 
@@ -271,54 +272,9 @@ def _export_folder(
 
 
 def _load_py(dest: Path, predictor: Predictor, needs: str) -> str:
+    """``load.py``: a plain-Python loader (the template ``export_load.py.j2``)."""
     example = "a new example text" if predictor.backbone.modality == "text" else "path/to/image.png"
-    extra = f"\nIt also needs {needs}." if needs else ""
-    return f'''"""Classify inputs with this exported tlzoo model (written by `tl export`).
-
-    python load.py {json.dumps(example)} ...      # one JSON line per input: label, probability, probabilities
-    python load.py --file inputs.txt          # one input per line
-
-From Python:
-
-    import sys
-    sys.path.insert(0, "{dest}")
-    from load import load
-    predictor = load()
-    print(predictor.predict([{example!r}]))
-
-It needs tlzoo (`pip install tlzoo`); only safetensors and JSON are read from this folder.{extra}
-"""
-from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
-
-
-def load():
-    """The model in this folder, as a tlzoo Predictor."""
-    from tlzoo import Predictor
-
-    return Predictor.load(HERE)
-
-
-def main(argv: list[str]) -> None:
-    if argv[:1] == ["--file"] and len(argv) == 2:
-        with open(argv[1], encoding="utf-8") as f:
-            inputs = [line.rstrip("\\n") for line in f if line.strip()]
-    else:
-        inputs = argv
-    if not inputs:
-        sys.exit(__doc__)
-    for row in load().predict(inputs):
-        print(json.dumps(row))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
-'''
+    return render("export_load.py.j2", example=example, dest=str(dest), needs=needs)
 
 
 def _folder_readme(run: Path, dest: Path, desc: dict[str, Any], needs: str, predictor: Predictor) -> str:
@@ -336,39 +292,8 @@ def _folder_readme(run: Path, dest: Path, desc: dict[str, Any], needs: str, pred
             f"# {run.name}\n\nA tlzoo {predictor.backbone.modality} classifier over "
             f"{len(predictor.classes)} classes.\n\n"
         )
-    where = (
-        "Everything it needs is in this folder: the architecture comes from tlzoo's code, the weights from "
-        "model.safetensors."
-        if not needs
-        else f"The weights are in model.safetensors; rebuilding the backbone also needs {needs}."
-    )
-    lines = [
-        "## This exported folder",
-        "",
-        f"Written by `tl export` from the run `{run.name}`. {where}",
-        "",
-        "| file | what it holds |",
-        "|---|---|",
-        "| model.safetensors | the head and the backbone's weights (safetensors: no code runs when it loads) |",
-        "| model.json | the architecture, preprocessing and classes |",
-        "| assets/ | tokenizer or vocabulary, and a copy of the local weights the backbone is built from, if any |",
-        "| load.py | a plain-Python loader: `python load.py INPUT...` prints one JSON line per input |",
-        "| export.json | what the folder needs, the export check, and the sha256 digest of every file |",
-        "| metrics.json, config.toml | the run's test results and configuration |",
-        "",
-        "From the command line (tlzoo installed):",
-        "",
-        "```bash",
-        f'tl predict {dest} "{example}"',
-        f"tl predict {dest} --data {'new.csv --text-column text' if text else 'images/'} --out predictions.csv",
-        f'python {dest / "load.py"} "{example}"',
-        "```",
-        "",
-        'From Python, as in "How to load" above, or `from load import load` with this folder on `sys.path` '
-        "(see load.py).",
-        "",
-    ]
-    return card + "\n".join(lines)
+    lines = render("export_folder_readme.md.j2", run_name=run.name, needs=needs, dest=dest, example=example, text=text)
+    return card + lines
 
 
 # --------------------------------------------------------------------------- onnx / torchscript
@@ -527,145 +452,16 @@ def _graph_spec(
 
 
 def _graph_readme(run: Path, dest: Path, fmt: str, spec: dict[str, Any], text: bool) -> str:
+    """``README.md`` of a graph export (the template ``export_graph_readme.md.j2``)."""
     inputs = ", ".join(f"`{i['name']}` {i['dtype']} {i['shape']}" for i in spec["inputs"])
-    head = [
-        f"# {run.name} ({'ONNX' if fmt == 'onnx' else 'TorchScript'})",
-        "",
-        f"Backbone {spec['backbone'].get('model')} + head {spec['head'].get('name')}, exported by `tl export` "
-        f"from the run `{run.name}` as one graph: inputs {inputs}; output `probabilities` "
-        f"(batch x {len(spec['classes'])}, softmax over the classes in graph.json). Checked against PyTorch on "
-        f"{spec['check']['examples']} examples: max abs difference {spec['check']['max_abs_diff']:.2g}.",
-        "",
-    ]
-    if text:
-        head += [
-            "Texts are tokenized by the tokenizer in `assets/tokenizer` (Hugging Face format), with the "
-            "truncation and maximum length in graph.json's `preprocessing`.",
-            "",
-        ]
-    else:
-        head += [
-            "Images are preprocessed as graph.json's `preprocessing` says (timm's evaluation transform: "
-            "resize the shorter side to input size / crop_pct, centre-crop, scale to 0..1, normalise).",
-            "",
-        ]
-    if fmt == "onnx":
-        example = '"a new example text"' if text else "path/to/image.png"
-        head += [
-            "With onnxruntime and numpy only (no tlzoo, no torch):",
-            "",
-            "```bash",
-            f"python {dest / 'onnx_predict.py'} {example}",
-            "```",
-            "",
-            "`onnx_predict.py` holds the whole preprocessing; read it to use the graph from your own code.",
-            "",
-        ]
-    else:
-        head += [
-            "```python",
-            "import torch",
-            "",
-            f"model = torch.jit.load({str(dest / 'model.pt')!r})  # load only TorchScript files you trust",
-            "probabilities = model(*inputs)  # the inputs listed above, in that order",
-            "```",
-            "",
-        ]
-    return "\n".join(head)
+    return render(
+        "export_graph_readme.md.j2", run_name=run.name, dest=dest, fmt=fmt, spec=spec, text=text, inputs=inputs
+    )
 
 
 def _onnx_script(text: bool) -> str:
     """``onnx_predict.py``: the graph with onnxruntime, preprocessing in numpy (images: PIL; texts: `tokenizers`)."""
-    common = '''"""Classify {what} with model.onnx and onnxruntime (written by `tl export --format onnx`).
-
-    python onnx_predict.py {usage}    # one JSON line per input: label, probability, probabilities
-"""
-from __future__ import annotations
-
-import json
-import sys
-from pathlib import Path
-
-import numpy as np
-import onnxruntime as ort
-
-HERE = Path(__file__).resolve().parent
-SPEC = json.loads((HERE / "graph.json").read_text(encoding="utf-8"))
-PRE = SPEC["preprocessing"]
-'''
-    if text:
-        body = '''
-
-def inputs(texts: list[str]) -> dict[str, np.ndarray]:
-    """Token ids and attention mask, as the bert plugin makes them, by the `tokenizers` library on tokenizer.json."""
-    from tokenizers import Tokenizer
-
-    folder = HERE / "assets" / "tokenizer"
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
-    pad = config.get("pad_token") or "[PAD]"
-    pad = pad.get("content", "[PAD]") if isinstance(pad, dict) else pad
-    side = "left" if PRE.get("truncation") == "tail" else "right"
-    tokenizer.enable_truncation(max_length=int(PRE.get("max_length", 128)), direction=side)
-    tokenizer.enable_padding(pad_id=tokenizer.token_to_id(pad), pad_token=pad)
-    encodings = tokenizer.encode_batch(texts)
-    fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-    names = [i["name"] for i in SPEC["inputs"]]
-    return {n: np.asarray([getattr(e, fields[n]) for e in encodings], dtype=np.int64) for n in names}
-'''
-        what, usage = "texts", '"a text" "another text"'
-    else:
-        body = '''
-INTERPOLATION = {"nearest": 0, "lanczos": 1, "bilinear": 2, "bicubic": 3, "box": 4, "hamming": 5}  # PIL's codes
-
-
-def image(path: str) -> np.ndarray:
-    """One image as CHW float32: resize the shorter side to size / crop_pct, centre-crop, scale, normalise."""
-    import math
-
-    from PIL import Image
-
-    channels, height, width = PRE["input_size"]
-    if height != width or PRE.get("crop_mode", "center") not in ("center", None):
-        sys.exit(f"onnx_predict.py handles square centre crops only; this model wants {PRE}")
-    short = math.floor(height / (PRE.get("crop_pct") or 0.875))
-    with Image.open(path) as im:
-        img = im.convert("L" if channels == 1 else "RGB")
-    w, h = img.size
-    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-    if size != (w, h):
-        img = img.resize(size, INTERPOLATION[PRE.get("interpolation", "bilinear")])
-    left, top = int(round((size[0] - width) / 2.0)), int(round((size[1] - height) / 2.0))
-    img = img.crop((left, top, left + width, top + height))
-    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
-    x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-    mean = np.asarray(PRE["mean"], dtype=np.float32)[:, None, None]
-    std = np.asarray(PRE["std"], dtype=np.float32)[:, None, None]
-    return (x - mean) / std
-
-
-def inputs(paths: list[str]) -> dict[str, np.ndarray]:
-    return {SPEC["inputs"][0]["name"]: np.stack([image(p) for p in paths])}
-'''
-        what, usage = "image files", "image.png another.jpg"
-    main = """
-
-def main(argv: list[str]) -> None:
-    if not argv:
-        sys.exit(__doc__)
-    session = ort.InferenceSession(str(HERE / "model.onnx"), providers=["CPUExecutionProvider"])
-    probabilities = session.run(None, inputs(argv))[0]
-    classes = SPEC["classes"]
-    for x, p in zip(argv, probabilities):
-        best = int(p.argmax())
-        print(json.dumps({"input": x, "label": classes[best], "probability": float(p[best]),
-                          "probabilities": {c: float(v) for c, v in zip(classes, p)}}))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
-"""
-    return common.format(what=what, usage=usage) + body + main
+    return render("export_onnx_predict.py.j2", text=text)
 
 
 # --------------------------------------------------------------------------- manifest

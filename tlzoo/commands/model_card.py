@@ -1,0 +1,213 @@
+"""``README.md``, the model card of a run: the Hugging Face sections, in Markdown and in the report.
+
+:func:`card_sections` builds the sections once, as plain blocks (paragraphs, lists, code,
+tables); ``model_card.md.j2`` lays them out as Markdown with YAML front matter, and
+``report.html.j2`` shows the same blocks in the page.  Every value from the run (labels, names,
+paths) reaches the Markdown through :func:`tlzoo.commands.templating.md`, so that a class named
+``[click](http://x)``, ``![i](y)``, ``# head`` or ``<script>`` is text, never a link, an image,
+a heading or HTML (issue 17).  The prose is tlzoo's own and needs no escaping.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tlzoo.commands.run_files import RunFiles, _ci, _data_name, _fmt, confused_pairs, intervals
+from tlzoo.commands.templating import md, render
+from tlzoo.evaluation.uncertainty import METHOD
+
+LOW_F1 = 0.5
+SMALL_SUPPORT = 10
+WIDE_INTERVAL = 0.10
+
+
+@dataclass
+class Block:
+    """One piece of a card section, rendered to Markdown and to HTML alike (values already escaped for its target)."""
+
+    kind: str  # "p", "ul", "code" or "table"
+    text: str = ""
+    items: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)  # table: first row is the header
+
+
+def _plain(value: Any) -> str:
+    return str(value)
+
+
+def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[tuple[str, list[Block]]]:
+    """The Hugging Face model-card sections: description, use, data, results, limits, loading.
+
+    The prose is tlzoo's; every value from the run (labels, names, paths, numbers read from its
+    files) goes through ``esc``: :func:`tlzoo.commands.templating.md` for README.md, plain text for
+    the HTML page, whose template escapes everything.  Code blocks are left as they are (fenced).
+    """
+    r, t, b = files.run, files.test, files.model.get("backbone", {})
+    ci = intervals(files)
+    classes = list(t.get("classes", files.classes))
+    names = ", ".join(esc(c) for c in classes)
+    head = files.model.get("head", {})
+    strategy = r.get("strategy", "")
+    task = "image" if files.modality == "vision" else "text"
+    data = esc(_data_name(files))
+    weights = esc(r.get("weights", b.get("weights_source", "?")))
+    params = f" ({esc(json.dumps(head.get('params'), sort_keys=True))})" if head.get("params") else ""
+    frozen = strategy == "feature-extraction"
+    how = " (backbone layers updated)" if strategy else ""
+    how = " (backbone frozen, head trained on its features)" if frozen else how
+    items = [
+        f"Backbone: {esc(r.get('model', b.get('model', '?')))} (plugin {esc(r.get('plugin', b.get('plugin', '?')))}, "
+        f"{esc(b.get('num_features', '?'))} features)",
+        f"Weights source: {weights}"
+        + ("" if b.get("request", {}).get("pretrained", True) else " (random initialisation, no pretraining)"),
+        f"Head: {esc(r.get('head', head.get('name', '?')))}{params}",
+        f"Strategy: {esc(strategy)}{how}",
+        f"Classes: {names}",
+    ]
+    if r.get("weights_fingerprint"):
+        items.append(f"Backbone weights fingerprint: {esc(r['weights_fingerprint'])}")
+    limit = files.config.get("data", {}).get("limit")
+    data_items = [
+        f"Data: {data}" + (f" (stratified subset of {esc(limit)} examples)" if limit else ""),
+        f"Split (stratified, seed {esc(r.get('seed', 0))}): {esc(r.get('n_train', '?'))} training, "
+        f"{esc(r.get('n_val', '?'))} validation, {esc(r.get('n_test', t.get('n', '?')))} test examples",
+    ]
+    per_class = [
+        [esc(c), _fmt(s.get("precision"), 3), _fmt(s.get("recall"), 3), _fmt(s.get("f1"), 3), esc(s.get("support", ""))]
+        for c, s in t.get("per_class", {}).items()
+    ]
+    results = [
+        Block("p", f"On the held-out test set ({esc(t.get('n', '?'))} examples); intervals: {METHOD}."),
+        Block(
+            "table",
+            rows=[
+                ["metric", "value", "95 % interval"],
+                ["accuracy", _fmt(t.get("accuracy")), _ci(ci["accuracy"])],
+                ["macro-F1", _fmt(t.get("macro_f1")), _ci(ci["macro_f1"])],
+            ],
+        ),
+        Block("table", rows=[["class", "precision", "recall", "F1", "support"], *per_class]),
+    ]
+    return [
+        (
+            "Model description",
+            [
+                Block(
+                    "p",
+                    f"{'An image' if task == 'image' else 'A text'} classifier over {len(classes)} classes "
+                    "trained with tlzoo by transfer learning.",
+                ),
+                Block("ul", items=items),
+            ],
+        ),
+        (
+            "Intended use",
+            [
+                Block("p", f"Classifying {task}s like those in {data} into: {names}."),
+                Block(
+                    "p",
+                    "Not evaluated on other domains, languages or image sources; measure it on your own labelled "
+                    "sample before relying on it, and do not use it for decisions about people without human review.",
+                ),
+            ],
+        ),
+        ("Training data", [Block("ul", items=data_items)]),
+        ("Evaluation results", results),
+        ("Limitations", [Block("ul", items=limitations(files, ci, esc))]),
+        ("How to load", _how_to_load(files, task, weights)),
+    ]
+
+
+def _how_to_load(files: RunFiles, task: str, weights: str) -> list[Block]:
+    run_path = files.location
+    example = "a new example text" if task == "text" else "path/to/image.png"
+    load = [
+        Block("p", "From the command line:"),
+        Block("code", f'tl predict {shlex.quote(run_path)} "{example}"'),
+        Block("p", "From Python:"),
+        Block(
+            "code",
+            "from tlzoo import Predictor\n\n"
+            f"predictor = Predictor.load({run_path!r})\n"
+            f"print(predictor.predict([{example!r}]))  # label, probability, all probabilities",
+        ),
+    ]
+    if not files.model.get("backbone", {}).get("weights_saved", True):
+        load.append(
+            Block(
+                "p",
+                f"The backbone was frozen, so only the head is stored: loading needs the same backbone weights "
+                f"({weights}); their fingerprint is checked.",
+            )
+        )
+    return load
+
+
+def limitations(files: RunFiles, ci: dict[str, list[float]], esc: Callable[[Any], str] = _plain) -> list[str]:
+    """What a reader should know before trusting the figures, worked out from the results (values through ``esc``)."""
+    t, r = files.test, files.run
+    out = []
+    n = int(t.get("n", 0) or 0)
+    width = ci["accuracy"][1] - ci["accuracy"][0]
+    if width > WIDE_INTERVAL:
+        out.append(
+            f"Small test set: {n} examples give a 95 % accuracy interval {width * 100:.0f} points wide "
+            f"{_ci(ci['accuracy'])}; differences smaller than that between runs are not evidence."
+        )
+    else:
+        out.append(f"The accuracy interval is {width * 100:.1f} points wide on {n} test examples.")
+    per = t.get("per_class", {})
+    weak = [f"{esc(c)} (F1 {s['f1']:.2f})" for c, s in per.items() if float(s.get("f1", 0)) < LOW_F1]
+    if weak:
+        out.append(f"Classes with low F1 (below {LOW_F1}): {', '.join(weak)}.")
+    supports = {c: int(s.get("support", 0)) for c, s in per.items()}
+    rare = [f"{esc(c)} ({n})" for c, n in supports.items() if n < SMALL_SUPPORT]
+    if rare and len(rare) == len(supports):
+        out.append(
+            f"Every class has fewer than {SMALL_SUPPORT} test examples ({min(supports.values())} to "
+            f"{max(supports.values())}): the per-class scores are rough."
+        )
+    elif rare:
+        out.append(f"Classes with fewer than {SMALL_SUPPORT} test examples, whose scores are rough: {', '.join(rare)}.")
+    pairs = confused_pairs(files)
+    if pairs:
+        p = pairs[0]
+        out.append(
+            f"Most frequent confusion: {esc(p.true)} predicted as {esc(p.predicted)} ({p.count} times, "
+            f"{p.share:.0%} of {esc(p.true)})."
+        )
+    if not files.model.get("backbone", {}).get("request", {}).get("pretrained", True):
+        out.append("The backbone started from random weights: this is a from-scratch baseline, not transfer learning.")
+    n_train = esc(r.get("n_train", "?"))
+    out.append(f"Trained on {n_train} examples of one data set; accuracy on other sources may be lower.")
+    return out
+
+
+def model_card(files: RunFiles) -> str:
+    """``README.md``: YAML front matter (tags, metrics, model-index) and the card sections in Markdown."""
+    r, t = files.run, files.test
+    ci = intervals(files)
+    task = "image-classification" if files.modality == "vision" else "text-classification"
+    tags = ["tlzoo", "transfer-learning", task, str(r.get("plugin", "")), str(r.get("strategy", ""))]
+    text = render(
+        "model_card.md.j2",
+        task=task,
+        tags=[tag for tag in dict.fromkeys(tags) if tag],
+        name=files.folder.name.removesuffix(".incomplete"),
+        data=_data_name(files),
+        accuracy=f"{float(t.get('accuracy', 0)):.4f}",
+        macro_f1=f"{float(t.get('macro_f1', 0)):.4f}",
+        accuracy_text=_fmt(t.get("accuracy")),
+        macro_f1_text=_fmt(t.get("macro_f1")),
+        accuracy_ci=_ci(ci["accuracy"]),
+        macro_f1_ci=_ci(ci["macro_f1"]),
+        model=r.get("model", "?"),
+        head=r.get("head", "?"),
+        strategy=r.get("strategy", "?"),
+        sections=card_sections(files, md),
+    )
+    return text.rstrip() + "\n"
