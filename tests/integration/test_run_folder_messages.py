@@ -179,17 +179,17 @@ def test_the_card_of_a_perfect_run_does_not_claim_a_zero_width_interval(tmp_path
 def test_tuning_line_reads_as_a_sentence() -> None:
     from types import SimpleNamespace
 
-    from tlzoo.engine.runner import Run
+    from tlzoo.engine.run.fit import _log_tuning
 
     lines: list[str] = []
     tuned = {"C": 0.001, "cv_folds": 5, "cv_accuracy": 1.0, "best_cv_accuracy": 1.0, "grid_points": 9}
-    fake = SimpleNamespace(head=SimpleNamespace(name="svm"), head_tuning=lambda: tuned, log=lines.append)
-    Run._log_tuning(fake)  # type: ignore[arg-type]
+    fake = SimpleNamespace(head=SimpleNamespace(name="svm", tuned=tuned), log=lines.append)
+    _log_tuning(fake)  # type: ignore[arg-type]
     want = "  svm: chose C=0.001 (CV accuracy 1.000, 5-fold cross-validation over 9 settings on the training features)"
     assert lines == [want]
     lines.clear()
     tuned |= {"cv_accuracy": 0.95, "best_cv_accuracy": 0.96}
-    Run._log_tuning(fake)  # type: ignore[arg-type]
+    _log_tuning(fake)  # type: ignore[arg-type]
     assert "best_cv_accuracy" not in lines[0] and "CV accuracy 0.950; best 0.960" in lines[0]
 
 

@@ -91,3 +91,11 @@ def test_non_finite_probabilities_are_one_line_naming_the_head() -> None:
     check_probabilities(np.array([[0.2, 0.8], [1.0, 0.0]]), "fc")
     with pytest.raises(TlzooError, match=r"Head 'centroid' returned non-finite probabilities .* 1 of 2 test"):
         check_probabilities(np.array([[0.5, 0.5], [np.nan, np.nan]]), "centroid")
+
+
+def test_features_that_are_not_finite_are_one_line_naming_the_backbone() -> None:
+    from tlzoo.engine.run.model import check_features
+
+    check_features(np.ones((3, 4), np.float32), "bert", "train")
+    with pytest.raises(TlzooError, match=r"Backbone 'hashy' produced non-finite features .* 2 of 3 train"):
+        check_features(np.array([[1.0, np.nan], [np.inf, 0.0], [0.0, 0.0]]), "hashy", "train")

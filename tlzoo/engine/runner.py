@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,20 @@ class Run(RunState):
             if name in LABELS:  # the guide's twelve numbered lines; save_model is part of 9 (train)
                 number, label = LABELS[name]
                 self.log(f"[{number:>2}/12] {label}")
-            hook(step=StepName(name, self._old_step_name), run=view)
+            with warnings.catch_warnings(record=True) as caught:  # a library's warnings: log lines, not raw stderr
+                warnings.simplefilter("default")
+                hook(step=StepName(name, self._old_step_name), run=view)
+            self._log_warnings(caught)
+
+    def _log_warnings(self, caught: list[warnings.WarningMessage]) -> None:
+        """Each distinct warning of a step once, as a log line (nothing under -q)."""
+        seen: set[str] = set()
+        for w in caught:
+            text = " ".join(str(w.message).split())
+            line = f"  warning ({w.category.__name__}): {text[:300]}"
+            if line not in seen:
+                seen.add(line)
+                self.log(line)
 
     def _old_step_name(self, old: str, new: str, module: str) -> None:
         """A wrapper compared the step with its 0.1 name: say so once per run (the match still holds)."""

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tlzoo.api.backbone import UnbuiltBackbone
+from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import (
     BackboneRequest,
     Dataset,
@@ -220,8 +223,19 @@ def extract_cached_features(run: RunState) -> None:
         ds = getattr(run.splits, split)
         with autocast(run.device, t.amp):
             run.features[split] = _extract_split(run, ds, split, fingerprint, spec)
+        check_features(run.features[split], run.backbone.name, split)
         memory.trim()  # the batches' memory back to the system before the next split
     run.log(f"  features: {' / '.join(f'{k} {v.shape}' for k, v in run.features.items())}")
+
+
+def check_features(features: Any, backbone: str, split: str) -> None:
+    """Non-finite features would train a NaN model: one line naming the backbone instead."""
+    bad = int((~np.isfinite(np.asarray(features)).all(axis=1)).sum()) if len(features) else 0
+    if bad:
+        raise TlzooError(
+            f"Backbone '{backbone}' produced non-finite features (NaN or inf) for {bad} of {len(features)} "
+            f"{split} examples; check its weights (--weights) and its forward, or try --no-amp."
+        )
 
 
 def _extract_split(run: RunState, ds: Dataset, split: str, fingerprint: str, spec: dict[str, Any] | None) -> Any:
