@@ -88,11 +88,12 @@ def reload_examples(files: RunFiles, ids: list[str]) -> dict[str, Any]:
     try:
         from tlzoo.api.interfaces import DataOptions
         from tlzoo.engine.config import RunConfig
+        from tlzoo.engine.data import read_dataset
         from tlzoo.engine.zoo import Zoo
 
         cfg = RunConfig.from_toml(files.folder / "config.toml")
-        source = Zoo().data_source_for(cfg.data.path, files.modality or "vision")
-        ds = source.load(cfg.data.path, DataOptions(cfg.data.text_column, cfg.data.label_column, cfg.data.encoding))
+        options = DataOptions(cfg.data.text_column, cfg.data.label_column, cfg.data.encoding)
+        ds, _ = read_dataset(cfg.data.path, files.modality or "vision", Zoo(), options)
     except Exception:  # noqa: BLE001 - thumbnails are optional; the page says when one is missing
         return {}
     wanted = set(ids)
