@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 import click
 
 from tlzoo.api.errors import TlzooError
+from tlzoo.infra.safe_text import printable
 
 _CLICK_FLOW = (click.ClickException, click.exceptions.Exit, click.exceptions.Abort)
 
@@ -102,7 +103,7 @@ def fail(exc: BaseException, command: str | None = None) -> NoReturn:
     code, line = _one_line(exc, debug, command or _command_name())
     if not distributed.is_main():
         line = f"[rank {distributed.rank()}] {line}"
-    click.echo(line, err=True)
+    click.echo(printable(line), err=True)  # a message may quote a label or a file's text
     sys.exit(code)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from tlzoo.api.errors import TlzooError
 from tlzoo.cli.app import cli
 from tlzoo.cli.errors import friendly, offline_option
 from tlzoo.cli.train import _log
+from tlzoo.infra.safe_text import printable
 
 
 # ---------------------------------------------------------------------------- predict
@@ -74,6 +76,7 @@ def predict(
       tl predict RUN --data photos/ --out predictions.csv
     """
     items = list(inputs)
+    check_out(out, data, input_file)
     if data is not None and (items or input_file):
         raise TlzooError("Pass either --data SOURCE or inputs (arguments / --file), not both.")
     if data is None and (text_column or label_column):
@@ -90,7 +93,7 @@ def predict(
                 f"`tl predict {run_dir} --data {item} --out predictions.csv`."
             )
     if input_file:
-        from tlzoo.commands.predict import is_table_path
+        from tlzoo.commands.batch_predict import is_table_path
 
         if is_table_path(input_file):
             raise TlzooError(
@@ -101,7 +104,8 @@ def predict(
         items += _read_lines(input_file, encoding or "utf-8")
     if data is None and not items:
         raise TlzooError("Nothing to predict; pass texts or image paths after RUN_DIR, --file FILE, or --data SOURCE.")
-    from tlzoo.commands.predict import Predictor, is_table_path
+    from tlzoo.commands.batch_predict import is_table_path
+    from tlzoo.commands.predict import Predictor
     from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
@@ -136,7 +140,7 @@ def predict(
             )
     from_run = False
     if data is not None:  # the run's own column names and encoding, unless the user names them
-        from tlzoo.commands.predict import run_data_defaults
+        from tlzoo.commands.batch_predict import run_data_defaults
 
         trained = run_data_defaults(run_dir)
         from_run = text_column is None and label_column is None
@@ -148,7 +152,7 @@ def predict(
             if as_json:
                 click.echo(json.dumps(row))
             else:
-                click.echo(f"{row['label']}\t{row['probability']:.3f}\t{row['input']}")
+                click.echo(printable(f"{row['label']}\t{row['probability']:.3f}\t{row['input']}"))
         return
     _predict_to_file(
         predictor,
@@ -185,7 +189,7 @@ def _predict_to_file(
     from_run: bool = False,
 ) -> None:
     """`tl predict --data` / `--out`: stream the records through the model, one CSV row (or JSON line) each."""
-    from tlzoo.commands.predict import read_records, records_from_inputs, write_predictions
+    from tlzoo.commands.batch_predict import read_records, records_from_inputs, write_predictions
     from tlzoo.engine.runner import pick_device
 
     dev = pick_device(device)
@@ -211,19 +215,20 @@ def _predict_to_file(
         _log(f"{len(records)} records {labels} from {records.source}: {data}")
     target = Path(out) if out and out != "-" else None
     if target is not None:
-        if target.is_dir():
-            raise TlzooError(f"--out '{target}' is a folder; pass a file name such as {target / 'predictions.csv'}.")
-        if not target.parent.is_dir():
-            raise TlzooError(f"--out '{target}': the folder '{target.parent}' does not exist.")
-        tmp = target.with_name(target.name + ".tmp")
+        # a temporary file of this process's own beside --out, renamed over it at the end: two runs writing
+        # one --out each replace it whole, and an interrupted run leaves the old file as it was
+        fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        tmp = Path(name)
         try:
-            with tmp.open("w", newline="", encoding="utf-8") as f:
+            with open(fd, "w", newline="", encoding="utf-8") as f:
                 summary = write_predictions(predictor, records, f, as_json=as_json, batch_size=batch_size, device=dev)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600: give it a new file's usual mode
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
     else:
-        summary = write_predictions(predictor, records, sys.stdout, as_json=as_json, batch_size=batch_size, device=dev)
+        stdout: Any = _Printable(sys.stdout) if sys.stdout.isatty() else sys.stdout
+        summary = write_predictions(predictor, records, stdout, as_json=as_json, batch_size=batch_size, device=dev)
     where = f" to {target}" if target is not None else ""
     score = (
         f"; accuracy {summary.accuracy:.4f} on {summary.labelled} labelled records"
@@ -237,6 +242,44 @@ def _predict_to_file(
             f"warning: {sum(summary.unknown.values())} records have labels this run does not know ({names}); "
             f"they have no loss and are not scored (classes: {', '.join(map(str, predictor.classes[:12]))})."
         )
+
+
+def check_out(out: str | None, data: str | None, input_file: str | None) -> None:
+    """Refuse an ``--out`` that is a folder, lies in no folder, or is the file the inputs come from,
+    before the model is loaded: nothing is written, nothing is replaced."""
+    if not out or out == "-":
+        return
+    target = Path(out)
+    if target.is_dir() or not target.name or target.name in (".", ".."):
+        raise TlzooError(f"--out '{out}' is a folder; pass a file name such as {target / 'predictions.csv'}.")
+    if not target.parent.is_dir():
+        raise TlzooError(f"--out '{out}': the folder '{target.parent}' does not exist; create it or choose another.")
+    for option, source in (("--data", data), ("--file", input_file)):
+        if source and os.path.exists(source) and target.exists() and os.path.samefile(source, target):
+            raise TlzooError(
+                f"--out '{out}' is the {option} file it reads; write the predictions to another file, "
+                "e.g. --out predictions.csv."
+            )
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _Printable:
+    """A terminal as ``tl predict --data``'s output: what is written goes through ``printable`` (the records
+    are data, and a text may hold escape sequences); piped or redirected, the output is left exact."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return int(self.stream.write(printable(text.replace("\r\n", "\n"))))
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def _read_lines(path: str, encoding: str) -> list[str]:

@@ -12,6 +12,7 @@ import click
 from tlzoo.api.errors import TlzooError
 from tlzoo.cli.app import cli
 from tlzoo.cli.errors import friendly, offline_option
+from tlzoo.infra.safe_text import printable
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -258,7 +259,7 @@ def _print_result(result: Any, as_json: bool) -> None:
 
 
 def _log(msg: str) -> None:
-    click.echo(msg, err=True)
+    click.echo(printable(msg), err=True)  # labels and texts may hold escape sequences
 
 
 # ---------------------------------------------------------------------------- compare

@@ -4,7 +4,9 @@ fastai users look at ``most_confused`` and ``plot_top_losses`` first; this is th
 reading of a run directory's ``predictions.csv``, with no torch import so ``tl errors``
 answers at once.  Runs written before predictions.csv carried ``loss`` and ``input``
 still work: the loss is recomputed from the ``p_<class>`` columns and the id stands in
-for the input.
+for the input.  The cells a spreadsheet would run are read back without their leading ``'``,
+and the listing goes through ``infra.safe_text.printable``: a label or a text cannot send
+escape sequences to the terminal.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.infra.run_folder import check_run_folder
+from tlzoo.infra.safe_text import printable, spreadsheet_value
 
 MIN_P = 1e-12  # the probability floor of the loss, as in the runner's fitted-head losses
 
@@ -54,8 +57,9 @@ def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
-            header = reader.fieldnames or []
-            rows = list(reader)
+            header = [spreadsheet_value(h) for h in reader.fieldnames or []]
+            reader.fieldnames = header
+            rows = [{k: spreadsheet_value(v) if isinstance(v, str) else v for k, v in r.items()} for r in reader]
     except (UnicodeDecodeError, csv.Error) as exc:
         raise TlzooError(f"{path} cannot be read ({exc}); rerun `tl run` to write it again.") from None
     if "true" not in header:
@@ -135,13 +139,15 @@ def analyse(run_dir: str | Path, top: int = 20, pairs: int = 5) -> dict[str, Any
 
 
 def one_line(text: str, width: int) -> str:
-    """``text`` on one line (newlines and tabs shown as spaces), cut to ``width`` characters with an ellipsis."""
-    flat = " ".join(str(text).split())
+    """``text`` on one line (newlines and tabs shown as spaces, escape sequences removed), cut to ``width``
+    characters with an ellipsis."""
+    flat = " ".join(printable(text).split())
     return flat if len(flat) <= width else flat[: max(0, width - 1)] + "…"
 
 
 def format_analysis(result: dict[str, Any], width: int = 100) -> str:
-    """The plain-text listing of ``tl errors``."""
+    """The plain-text listing of ``tl errors`` (every value from the run made printable)."""
+    result = _printable(result)
     lines = [f"{result['wrong']} of {result['n']} test examples wrong ({result['run_dir']})", ""]
     pairs = result["most_confused"]
     lines.append("most confused (true -> predicted: count, share of the true class):")
@@ -160,6 +166,17 @@ def format_analysis(result: dict[str, Any], width: int = 100) -> str:
         head = f"  {e['loss']:>6.3f}  {e['true']:<{tw}}  {e['predicted']:<{pw}}  {e['probability']:>5.3f}  "
         lines.append(head + one_line(e["input"], max(20, width - len(head))))
     return "\n".join(lines)
+
+
+def _printable(value: Any) -> Any:
+    """``value`` with every string in it passed through :func:`printable` (dicts and lists walked)."""
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {k: _printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printable(v) for v in value]
+    return value
 
 
 def to_json(result: dict[str, Any]) -> str:

@@ -52,6 +52,7 @@ from tlzoo.commands.predict import Predictor, _weights_for_predict
 from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
 from tlzoo.engine.zoo import Zoo
+from tlzoo.infra.safe_text import spreadsheet_value
 
 FORMATS = ("folder", "onnx", "torchscript")
 FOLDER_TOLERANCE = 1e-5  # the exported folder runs the same code: its probabilities must match the run's
@@ -157,6 +158,7 @@ def _probes(predictor: Predictor, run: Path, n_real: int = 6) -> list[Any]:
             with path.open(newline="", encoding="utf-8") as f:
                 for row in csv.DictReader(f):
                     x = row.get("input")
+                    x = spreadsheet_value(x) if x is not None else None  # written with a leading ' where needed
                     if x is not None and (not vision or os.path.isfile(x)):
                         real.append(x)
                     if len(real) >= n_real:

@@ -165,7 +165,10 @@ def write_predictions(
     inputs: list[str] | None = None,
 ) -> None:
     """One row per example: id, true, predicted, p_<class>..., then for error analysis the probability
-    of the predicted class, the loss (-log p of the true class, when labels are known) and the input."""
+    of the predicted class, the loss (-log p of the true class, when labels are known) and the input.
+    Cells that hold data are written so that no spreadsheet runs them (``infra.safe_text``)."""
+    from tlzoo.infra.safe_text import spreadsheet_cell as cell
+
     index = {c: k for k, c in enumerate(classes)}
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
@@ -179,8 +182,9 @@ def write_predictions(
             + (["input"] if inputs is not None else [])
         )
         for i, ident in enumerate(ids):
-            row = [ident] + ([true[i]] if true is not None else []) + [pred[i]]
+            row = [cell(ident)] + ([cell(true[i])] if true is not None else []) + [cell(pred[i])]
             extra = [f"{proba[i][index[pred[i]]]:.5f}"]
             if true is not None:
                 extra.append(f"{-np.log(max(float(proba[i][index[true[i]]]), 1e-12)):.5f}")
-            w.writerow(row + [f"{p:.5f}" for p in proba[i]] + extra + ([inputs[i]] if inputs is not None else []))
+            shown = [cell(inputs[i])] if inputs is not None else []
+            w.writerow(row + [f"{p:.5f}" for p in proba[i]] + extra + shown)

@@ -37,6 +37,7 @@ from tlzoo.engine.training import (
 )
 from tlzoo.engine.zoo import Zoo
 from tlzoo.infra.lifecycle import RunLock
+from tlzoo.infra.safe_text import printable
 
 
 @dataclass
@@ -68,7 +69,7 @@ def pick_device(name: str) -> torch.device:
 
 
 def stderr_log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
+    print(printable(msg), file=sys.stderr, flush=True)  # labels and texts may hold escape sequences
 
 
 # called once a run has written metrics.json, before its folder takes its final name:
