@@ -50,6 +50,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.engine.config import RunConfig
+from tlzoo.engine.loop.events import Callback, FitState, StopFit
 
 START_LR = 1e-7
 END_LR = 10.0
@@ -111,6 +112,52 @@ def check_range(start_lr: float, end_lr: float, steps: int) -> None:
         raise TlzooError(f"--steps must be at least 10 (batches in the sweep), got {steps}.")
 
 
+class LRSweep(Callback):
+    """The range test as a callback on the training loop (fastai's ``LRFinder`` idea): before each
+    batch the rate grows by a constant factor (every group keeps its ratio to the first group's);
+    a loss that is not finite stops before its backward pass, a smoothed loss above ``DIVERGE``
+    times its best after the step; the weights and BatchNorm statistics are put back at the end."""
+
+    def __init__(self, start_lr: float, end_lr: float, steps: int, factors: list[float]) -> None:
+        self.start_lr, self.end_lr, self.steps, self.factors = start_lr, end_lr, steps, factors
+        self.result = Sweep()
+        self.average, self.best = 0.0, math.inf
+
+    def on_fit_begin(self, state: FitState) -> None:
+        from tlzoo.engine.checkpoint import state_dict_copy
+
+        self.saved = state_dict_copy(state.model)  # weights and buffers (BatchNorm statistics)
+        self.was_training = state.model.training
+
+    def on_batch_begin(self, state: FitState) -> None:
+        i = state.batch_index - 1
+        self.lr = self.start_lr * (self.end_lr / self.start_lr) ** (i / (self.steps - 1))
+        for g, f in zip(state.optimizer.param_groups, self.factors):
+            g["lr"] = self.lr * f
+
+    def on_loss(self, state: FitState) -> None:
+        assert state.loss is not None
+        self.value = float(state.loss.detach())
+        if not math.isfinite(self.value):
+            self.result.stopped = f"the loss stopped being finite at lr {self.lr:.3g}"
+            raise StopFit
+
+    def on_batch_end(self, state: FitState) -> None:
+        self.average = BETA * self.average + (1 - BETA) * self.value
+        smooth = self.average / (1 - BETA**state.batch_index)
+        self.result.lrs.append(self.lr)
+        self.result.losses.append(self.value)
+        self.result.ema.append(smooth)
+        self.best = min(self.best, smooth)
+        if state.batch_index > 1 and smooth > DIVERGE * self.best:
+            self.result.stopped = f"the smoothed loss passed {DIVERGE:g}x its best at lr {self.lr:.3g}"
+            raise StopFit
+
+    def on_fit_end(self, state: FitState) -> None:
+        state.model.load_state_dict(self.saved)
+        state.model.train(self.was_training)
+
+
 def sweep(
     model: nn.Module,
     groups: list[dict[str, Any]],
@@ -128,50 +175,30 @@ def sweep(
 
     ``groups``: optimizer parameter groups; their rates keep their ratios to the first
     group's, whose rate is the one swept.  ``on_train`` runs after ``model.train()`` (to
-    keep frozen BatchNorm layers in eval mode, as training does)."""
-    from tlzoo.engine.checkpoint import state_dict_copy
-    from tlzoo.engine.training import _to
+    keep frozen BatchNorm layers in eval mode, as training does).  One epoch of ``steps``
+    batches of :meth:`tlzoo.engine.training.Trainer.fit` with an :class:`LRSweep` callback
+    (float32 and the usual memory layout, as the sweep always ran)."""
+    import itertools
+
+    from tlzoo.engine.loop.callbacks import OnTrain
+    from tlzoo.engine.training import History, Trainer
 
     check_range(start_lr, end_lr, steps)
-    saved = state_dict_copy(model)  # weights and buffers (BatchNorm statistics): put back at the end
-    was_training = model.training
     base = float(groups[0]["lr"])
-    factors = [float(g["lr"]) / base for g in groups]
-    opt = torch.optim.AdamW(groups, lr=start_lr, weight_decay=weight_decay)
-    result = Sweep()
-    model.to(device)
-    model.train()
-    if on_train is not None:
-        on_train()
-    average, best = 0.0, math.inf
-    stream = _cycle(batches)
-    try:
-        for i in range(steps):
-            lr = start_lr * (end_lr / start_lr) ** (i / (steps - 1))
-            for g, f in zip(opt.param_groups, factors):
-                g["lr"] = lr * f
-            x, y = next(stream)
-            x, y = _to(x, device), y.to(device)
-            loss = loss_fn(model(x), y)
-            value = float(loss.detach())
-            if not math.isfinite(value):
-                result.stopped = f"the loss stopped being finite at lr {lr:.3g}"
-                break
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            average = BETA * average + (1 - BETA) * value
-            smooth = average / (1 - BETA ** (i + 1))
-            result.lrs.append(lr)
-            result.losses.append(value)
-            result.ema.append(smooth)
-            best = min(best, smooth)
-            if i > 0 and smooth > DIVERGE * best:
-                result.stopped = f"the smoothed loss passed {DIVERGE:g}x its best at lr {lr:.3g}"
-                break
-    finally:
-        model.load_state_dict(saved)
-        model.train(was_training)
+    finder = LRSweep(start_lr, end_lr, steps, [float(g["lr"]) / base for g in groups])
+    trainer = Trainer(
+        device=device,
+        loss=loss_fn,
+        history=History(None),
+        weight_decay=weight_decay,
+        progress=False,
+        log=lambda msg: None,
+        amp=False,
+        channels_last=False,
+    )
+    callbacks: list[Callback] = [finder] + ([OnTrain(on_train)] if on_train is not None else [])
+    trainer.fit(model, groups, itertools.islice(_cycle(batches), steps), epochs=1, callbacks=callbacks)
+    result = finder.result
     result.smoothed = centred(result.losses)
     if len(result.lrs) < 2:
         raise TlzooError(
@@ -288,89 +315,116 @@ def find_lr(
     log: Callable[[str], None] | None = None,
 ) -> LRFindResult:
     """Sweep the learning rate of the first phase ``tl run`` would train with ``config``;
-    write ``lr_find.png`` and ``lr_find.json`` into ``out``."""
-    import functools
+    write ``lr_find.png`` and ``lr_find.json`` into ``out`` (and ``augment.png`` where the run
+    would: augmented vision training)."""
+    import shutil
+    import tempfile
 
-    from tlzoo.api.interfaces import FittedHead
-    from tlzoo.api.steps import PROBE_STEPS, RESOLVE_PLUGINS, TRAIN
-    from tlzoo.engine.loaders import example_loader
     from tlzoo.engine.runner import Run, seed_everything
-    from tlzoo.engine.training import frozen_to_eval, param_groups, set_trainable
     from tlzoo.engine.zoo import Zoo
 
     check_range(start_lr, end_lr, steps)
-    log = log or (lambda msg: None)
-    zoo = zoo or Zoo()
-    seed_everything(config.seed)
-    say = log
-    # the run's own lines, without the numbered step lines ("[ 9/12] train"): no run is made
-    run = Run(config, zoo, log=lambda msg: None if msg.startswith("[") else say(msg), probe=True)
-    try:
-        run.run_steps((RESOLVE_PLUGINS,))
-        if isinstance(run.head, FittedHead):
-            raise TlzooError(
-                f"The '{run.head.name}' head is fitted by scikit-learn and has no learning rate; "
-                "lr-find works with a trained head such as --head fc."
-            )
-        if not run.plan.phases:
-            raise TlzooError(f"Strategy '{run.strategy.name}' plans no training phase; there is no rate to find.")
-        run.run_steps(PROBE_STEPS[1 : PROBE_STEPS.index(TRAIN)])
-        assert run.model is not None
-        phase = run.plan.phases[0]
-        t = config.train
-        if phase.train_groups == 0:  # the head alone, on features extracted once (the cache)
-            run.extract_cached_features()
-            model: nn.Module = run.model.head
-            groups = [{"params": [p for p in model.parameters() if p.requires_grad], "lr": phase.lr}]
-            batches: Any = run.feature_loader("train", True)
-            on_train = None
-            target = f"the {run.head.name} head on cached {run.backbone.name} features (phase {phase.name})"
-        else:
-            live = set_trainable(run.backbone, phase.train_groups)
-            model = run.model
-            groups = param_groups(run.model, live, phase)
-            batches = example_loader(
-                run.splits.train.examples,
-                run.backbone,
-                train=run.augment_train,
-                batch_size=t.batch_size,
-                num_workers=t.num_workers,
-                shuffle=True,
-                targets=run.targets["train"],
-                seed=run.train_seed,
-            )
-            on_train = functools.partial(frozen_to_eval, run.backbone, live)
-            target = (
-                f"{run.backbone.name} + {run.head.name} head, {len(live)} of "
-                f"{len(run.backbone.layer_groups())} layer groups training (phase {phase.name})"
-            )
-        if batches is None:
-            raise TlzooError("The training split is empty; lr-find needs training examples (check --limit).")
-        log(f"  sweeping {target}: lr {start_lr:g} .. {end_lr:g} over at most {steps} batches")
-        result_sweep = sweep(
-            model,
-            groups,
-            batches,
-            run.loss,
-            run.device,
-            start_lr=start_lr,
-            end_lr=end_lr,
-            steps=steps,
-            weight_decay=t.weight_decay,
-            on_train=on_train,
-        )
-        set_trainable(run.backbone, 0)
-    except BaseException as exc:
-        run.after_failure(exc)  # labels the error with the step and plugin, as tl run does
-        raise
-    rate, method, steepest, minimum = suggest(result_sweep.lrs, result_sweep.smoothed)
-    option = "--finetune-lr" if phase.lr == t.finetune_lr and phase.lr != t.lr else "--lr"
-    result = LRFindResult(result_sweep, rate, method, steepest, minimum, option, target)
     folder = Path(out) if out else Path("runs") / f"lr-find-{time.strftime('%Y%m%d-%H%M%S')}"
     if folder.exists() and not folder.is_dir():
         raise TlzooError(f"--out '{folder}' is an existing file; choose a folder path.")
-    folder.mkdir(parents=True, exist_ok=True)
-    result.png, result.json_path = folder / "lr_find.png", folder / "lr_find.json"
-    plot(result, result.png, title=f"lr-find: {run.backbone.name} · {run.strategy.name} · head {run.head.name}")
-    result.json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
-    return result
+    say = log or (lambda msg: None)
+    seed_everything(config.seed)
+    # the run's own lines, without the numbered step lines ("[ 9/12] train"): no run is made
+    run = Run(
+        config, Zoo() if zoo is None else zoo, log=lambda msg: None if msg.startswith("[") else say(msg), probe=True
+    )
+    # a probe has no run folder, but a step may write into it (the augmentation preview): a scratch
+    # folder stands in, and what it holds moves to ``folder`` once the sweep has worked
+    scratch = Path(tempfile.mkdtemp(prefix="tlzoo-lr-find-"))
+    run.dir, run.final_dir = scratch, folder
+    try:
+        try:
+            phase, target, swept = _sweep_first_phase(run, start_lr, end_lr, steps, say)
+        except BaseException as exc:
+            run.after_failure(exc)  # labels the error with the step and plugin, as tl run does
+            raise
+        rate, method, steepest, minimum = suggest(swept.lrs, swept.smoothed)
+        t = config.train
+        option = "--finetune-lr" if phase.lr == t.finetune_lr and phase.lr != t.lr else "--lr"
+        result = LRFindResult(swept, rate, method, steepest, minimum, option, target)
+        folder.mkdir(parents=True, exist_ok=True)
+        for made in sorted(scratch.iterdir()) if scratch.is_dir() else []:
+            shutil.move(str(made), str(folder / made.name))
+        result.png, result.json_path = folder / "lr_find.png", folder / "lr_find.json"
+        plot(result, result.png, title=f"lr-find: {run.backbone.name} · {run.strategy.name} · head {run.head.name}")
+        result.json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n", encoding="utf-8")
+        return result
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _sweep_first_phase(
+    run: Any, start_lr: float, end_lr: float, steps: int, log: Callable[[str], None]
+) -> tuple[Any, str, Sweep]:
+    """The run's steps up to training, then the sweep of its first phase: (phase, what was swept, sweep)."""
+    from tlzoo.api.interfaces import FittedHead
+    from tlzoo.api.steps import PROBE_STEPS, RESOLVE_PLUGINS, TRAIN
+    from tlzoo.engine.training import set_trainable
+
+    run.run_steps((RESOLVE_PLUGINS,))
+    if isinstance(run.head, FittedHead):
+        raise TlzooError(
+            f"The '{run.head.name}' head is fitted by scikit-learn and has no learning rate; "
+            "lr-find works with a trained head such as --head fc."
+        )
+    if not run.plan.phases:
+        raise TlzooError(f"Strategy '{run.strategy.name}' plans no training phase; there is no rate to find.")
+    run.run_steps(PROBE_STEPS[1 : PROBE_STEPS.index(TRAIN)])
+    assert run.model is not None
+    phase = run.plan.phases[0]
+    model, groups, batches, on_train, target = _what_to_sweep(run, phase)
+    if batches is None:
+        raise TlzooError("The training split is empty; lr-find needs training examples (check --limit).")
+    log(f"  sweeping {target}: lr {start_lr:g} .. {end_lr:g} over at most {steps} batches")
+    swept = sweep(
+        model,
+        groups,
+        batches,
+        run.loss,
+        run.device,
+        start_lr=start_lr,
+        end_lr=end_lr,
+        steps=steps,
+        weight_decay=run.config.train.weight_decay,
+        on_train=on_train,
+    )
+    set_trainable(run.backbone, 0)
+    return phase, target, swept
+
+
+def _what_to_sweep(run: Any, phase: Any) -> tuple[nn.Module, list[dict[str, Any]], Any, Any, str]:
+    """(model, parameter groups, batches, on_train, description) of the first phase's training."""
+    import functools
+
+    from tlzoo.engine.loaders import example_loader
+    from tlzoo.engine.training import frozen_to_eval, param_groups, set_trainable
+
+    t = run.config.train
+    if phase.train_groups == 0:  # the head alone, on features extracted once (the cache)
+        run.extract_cached_features()
+        head: nn.Module = run.model.head
+        groups = [{"params": [p for p in head.parameters() if p.requires_grad], "lr": phase.lr}]
+        target = f"the {run.head.name} head on cached {run.backbone.name} features (phase {phase.name})"
+        return head, groups, run.feature_loader("train", True), None, target
+    live = set_trainable(run.backbone, phase.train_groups)
+    batches = example_loader(
+        run.splits.train.examples,
+        run.backbone,
+        train=run.augment_train,
+        batch_size=t.batch_size,
+        num_workers=t.num_workers,
+        shuffle=True,
+        targets=run.targets["train"],
+        seed=run.train_seed,
+    )
+    target = (
+        f"{run.backbone.name} + {run.head.name} head, {len(live)} of "
+        f"{len(run.backbone.layer_groups())} layer groups training (phase {phase.name})"
+    )
+    on_train = functools.partial(frozen_to_eval, run.backbone, live)
+    return run.model, param_groups(run.model, live, phase), batches, on_train, target

@@ -11,9 +11,11 @@ with SIGKILL) leaves either the previous checkpoint or the new one, never half o
 cheap steps (data, split, model, cached features) and continues training after the last
 finished epoch; with the same seed the result equals an uninterrupted run's.
 It is loaded with ``torch.load(weights_only=True)``: plain tensors and containers only.
-Under torchrun only rank 0 writes (or removes) the file, with its own random states;
-every rank loads it to resume (every rank shuffles with the same generator, see
-``distributed.py``, so its saved state stands for all).
+Under torchrun only rank 0 writes (or removes) the file; every rank loads it to resume.
+Every rank shuffles with the same generator (see ``distributed.py``), so rank 0's generator
+state stands for all; but each rank augments its own piece of every batch, so its global
+random states are its own: the file holds every rank's (``rank_rng``), and each rank
+restores its own.
 """
 
 from __future__ import annotations
@@ -48,6 +50,26 @@ def rng_state() -> dict[str, Any]:
     }
 
 
+def gather_rng_states() -> list[dict[str, Any]] | None:
+    """Under torchrun, every rank's :func:`rng_state` in rank order (on every rank; all must call
+    it); None in one process."""
+    if not distributed.active():
+        return None
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * distributed.world_size()
+    dist.all_gather_object(states, rng_state())
+    return states
+
+
+def rank_rng_state(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """This rank's random states from a checkpoint: its own where the file has every rank's
+    (written under torchrun with as many ranks), else rank 0's (the only ones older files hold)."""
+    ranks = checkpoint.get("rank_rng") or []
+    rank = distributed.rank() if distributed.active() else 0
+    return ranks[rank] if rank < len(ranks) else checkpoint["rng"]
+
+
 def set_rng_state(state: dict[str, Any]) -> None:
     version, mt, gauss = state["python"]
     random.setstate((version, tuple(mt), gauss))
@@ -77,12 +99,15 @@ class Checkpointer:
     def tmp_path(self) -> Path:
         return self.folder / (CHECKPOINT + ".tmp")
 
-    def save(self, state: dict[str, Any]) -> None:
+    def save(self, state: dict[str, Any], rank_rngs: list[dict[str, Any]] | None = None) -> None:
+        """Write ``state`` with this process's random states (and ``rank_rngs``, every rank's under
+        torchrun: :func:`gather_rng_states`)."""
         if not distributed.is_main():  # rank 0 writes the run folder
             return
         tmp = self.tmp_path
+        ranks = {"rank_rng": rank_rngs} if rank_rngs else {}
         try:
-            torch.save({"format": FORMAT, **self.extra, **state, "rng": rng_state()}, str(tmp))
+            torch.save({"format": FORMAT, **self.extra, **state, "rng": rng_state(), **ranks}, str(tmp))
         except BaseException as exc:
             tmp.unlink(missing_ok=True)  # never leave half a checkpoint behind
             if isinstance(exc, RuntimeError) and "write" in str(exc).lower():  # torch's zip writer: disk full

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,19 @@ from torch import nn
 
 from tlzoo.api.interfaces import Backbone, Phase
 from tlzoo.engine import distributed
-from tlzoo.engine.checkpoint import Checkpointer, set_rng_state, state_dict_copy
+from tlzoo.engine.checkpoint import Checkpointer
+from tlzoo.engine.loop.callbacks import (
+    BestWeights,
+    Checkpoint,
+    DistributedData,
+    DivergenceGuard,
+    EarlyStopping,
+    EpochLog,
+    OnTrain,
+    ProgressBar,
+    Resume,
+)
+from tlzoo.engine.loop.events import Callback, FitState, StopFit
 
 HISTORY_FIELDS = ("phase", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds")
 
@@ -115,7 +128,9 @@ def _to(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
             return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
+        return {k: _to(v, device, channels_last) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):  # a fused backbone's inputs: one batch per input
+        return type(batch)(_to(v, device, channels_last) for v in batch)
     return batch
 
 
@@ -158,7 +173,18 @@ def _batch_size(x: Any) -> int:
     return len(x)
 
 
+BatchLoss = Callable[[FitState, Any], "tuple[torch.Tensor, int, torch.Tensor | int] | None"]
+
+
 class Trainer:
+    """The one training loop (:meth:`fit`) and the evaluation of a classifier (:meth:`evaluate`).
+
+    ``fit`` runs epochs of optimizer steps and calls its callbacks' named events
+    (``tlzoo.engine.loop.events``); everything else, from resume to checkpoints, is a callback
+    (``tlzoo.engine.loop.callbacks``).  ``run_phase`` trains one phase of a strategy's plan with
+    them; ``tl lr-find``'s sweep and the language-model loop of ``tlzoo.lib.text.lm`` use ``fit``
+    with callbacks of their own."""
+
     def __init__(
         self,
         *,
@@ -207,128 +233,142 @@ class Trainer:
         ``patience`` > 0 stops the phase after that many epochs without a better val loss.
         In a process group, ``train_loader`` is replaced by this rank's share of it and
         ``model`` trains under DDP (``model`` itself is what is saved and restored).
+        A loss that stops being finite ends the run with a TlzooError suggesting a lower rate.
         """
-        from tqdm.auto import tqdm
+        steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
+        schedule = lr_schedule(phase.schedule, steps, int(steps * phase.warmup_fraction))
+        option = "--lr" if phase.train_groups == 0 else "--finetune-lr"
+        callbacks: list[Callback] = [Resume(resume)] if resume is not None else []
+        callbacks += [DistributedData()] if distributed.active() else []
+        callbacks += [EarlyStopping(patience)] if patience else []
+        callbacks += [OnTrain(on_train)] if on_train else []
+        callbacks += [ProgressBar(self.progress)]  # (also when off: see ProgressBar)
+        callbacks += [BestWeights()] if keep_best else []
+        callbacks += [DivergenceGuard(option, checkpoint), EpochLog(self.history)]
+        callbacks += [Checkpoint(checkpoint, phase_index, self.history)] if checkpoint is not None else []
+        self.fit(
+            model,
+            param_groups,
+            train_loader,
+            epochs=phase.epochs,
+            name=phase.name,
+            val_loader=val_loader,
+            schedule=schedule,
+            callbacks=callbacks,
+        )
 
+    def fit(
+        self,
+        model: nn.Module,
+        param_groups: list[dict[str, Any]],
+        train_loader: Iterable,
+        *,
+        epochs: int,
+        name: str = "train",
+        val_loader: Iterable | None = None,
+        schedule: Callable[[int], float] | None = None,
+        callbacks: Sequence[Callback] = (),
+        batch_loss: BatchLoss | None = None,
+        evaluate: Callable[[nn.Module, Iterable], tuple[float, float]] | None = None,
+        betas: tuple[float, float] = (0.9, 0.999),
+    ) -> FitState:
+        """Train ``model`` for ``epochs`` with AdamW over ``param_groups``; return the final state.
+
+        ``schedule``: a multiplier of each group's rate per optimizer step (LambdaLR), None for
+        rates a callback sets.  ``batch_loss(state, batch)``: (mean loss, examples it is the mean
+        over, correct predictions), or None to skip the batch; by default a classifier's
+        (``(x, y)`` batches, one-hot ``y``, the trainer's loss under autocast).  ``evaluate(model,
+        val_loader)``: (loss, accuracy), by default :meth:`evaluate`.  Each epoch's row (phase,
+        epoch, train_loss, train_accuracy, lr, val_loss, val_accuracy, seconds) is ``state.row``.
+        """
         nhwc = self._channels_last(model)
         model.to(self.device)
         if nhwc:
             model.to(memory_format=torch.channels_last)
-        share = None
-        if distributed.active():  # this rank's piece of each batch, same steps as one process
-            train_loader = distributed.shard_loader(train_loader)  # type: ignore[arg-type]
-            share = train_loader.tlzoo_share  # type: ignore[attr-defined]
-        opt = torch.optim.AdamW(param_groups, weight_decay=self.weight_decay)
-        steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
-        warm = int(steps * phase.warmup_fraction)
+        opt = torch.optim.AdamW(param_groups, weight_decay=self.weight_decay, betas=betas)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
+        state = FitState(model, opt, sched, train_loader, val_loader, name, epochs, self.device, self.log)
+        state.batch_loss = batch_loss or functools.partial(self._classify, nhwc)
+        events = _Events(callbacks)
+        try:
+            events("on_fit_begin", state)
+            state.epochs_done = state.first_epoch - 1
+            for epoch in range(state.first_epoch, epochs + 1):
+                state.epoch = epoch
+                self._epoch(state, events, evaluate or self.evaluate)
+                state.epochs_done = epoch
+        except StopFit:
+            pass
+        except BaseException as exc:
+            state.error = exc
+            raise
+        finally:
+            if nhwc:  # back to the usual layout for whatever reads the weights next (export, hashing)
+                model.to(memory_format=torch.contiguous_format)
+            events("on_fit_end", state)
+        return state
 
-        schedule = lr_schedule(phase.schedule, steps, warm)
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
-        generator = getattr(train_loader, "generator", None)  # the shuffling order's source
-        best: dict[str, Any] | None = None  # {"loss", "epoch", "state"}
-        first = 1
-        if resume is not None:
-            model.load_state_dict(resume["model"])
-            opt.load_state_dict(resume["optimizer"])
-            sched.load_state_dict(resume["scheduler"])
-            best = resume["best"]
-            if generator is not None and resume.get("generator") is not None:
-                generator.set_state(resume["generator"])
-            set_rng_state(resume["rng"])
-            first = resume["epoch"] + 1
-            self.log(f"  resumed {phase.name} after epoch {resume['epoch']}/{phase.epochs}")
-        net = distributed.wrap(model, self.device) if share is not None else model  # the same weights
-        for epoch in range(first, phase.epochs + 1):
-            if best is not None and patience and epoch - best["epoch"] > patience:
-                self.log(
-                    f"  {phase.name}: early stop, no better val loss in {patience} epoch{'s' * (patience != 1)} "
-                    f"(best at epoch {best['epoch']})"
-                )
-                break
-            start = time.perf_counter()
-            net.train()
-            if on_train:
-                on_train()
-            # running sums stay on the device: no host sync per step (one at the end of the epoch);
-            # float64 as Python floats were, so the history rows come out the same
-            seen = 0
-            sum_loss = torch.zeros((), dtype=torch.float64, device=self.device)
-            sum_correct = torch.zeros((), dtype=torch.int64, device=self.device)
-            bar = tqdm(
-                train_loader,
-                desc=f"{phase.name} {epoch}/{phase.epochs}",
-                unit="batch",
-                leave=False,
-                disable=None if self.progress else True,
-                mininterval=1.0,
-            )
-            shown = time.monotonic()
-            for x, y in bar:
-                x, y = _to(x, self.device, nhwc), y.to(self.device, non_blocking=True)
-                with autocast(self.device, self.amp):
-                    logits = net(x)
-                    loss = self.loss(logits, y)
-                opt.zero_grad(set_to_none=True)
-                if share is None:
-                    loss.backward()
-                    n = _batch_size(y)
-                else:  # DDP averages over the ranks: weigh our piece by its share of the whole batch
-                    weight, n = share.weight()
-                    (loss * weight).backward()
-                opt.step()
-                sched.step()
-                if n:  # (a rank without rows in a batch smaller than the group trained on a stand-in)
-                    seen += n
-                    sum_loss += loss.detach().double() * n
-                    sum_correct += (logits.argmax(1) == y.argmax(1)).sum()
-                    if not bar.disable and time.monotonic() - shown >= 1.0:  # a sync only when shown
-                        shown = time.monotonic()
-                        bar.set_postfix(loss=f"{float(sum_loss) / seen:.3f}")
-            total_loss, correct = float(sum_loss), int(sum_correct)
-            if share is not None:  # the whole batch's sums, on every rank
-                total_loss, seen_f, correct_f = distributed.sum_all([total_loss, seen, correct])
-                seen, correct = int(seen_f), int(correct_f)
-            row: dict[str, Any] = {
-                "phase": phase.name,
-                "epoch": epoch,
-                "train_loss": round(total_loss / max(1, seen), 5),
-                "train_accuracy": round(correct / max(1, seen), 5),
-                "lr": f"{opt.param_groups[0]['lr']:.3g}",
-            }
-            if val_loader is not None:
-                vl, va = self.evaluate(model, val_loader)
-                row.update(val_loss=round(vl, 5), val_accuracy=round(va, 5))
-                if keep_best and (best is None or vl < best["loss"]):
-                    best = {"loss": vl, "epoch": epoch, "state": state_dict_copy(model)}
-            row["seconds"] = round(time.perf_counter() - start, 2)
-            self.history.append(row)
-            self.log(
-                f"  {phase.name} epoch {epoch}/{phase.epochs}: loss {row['train_loss']:.4f} "
-                f"acc {row['train_accuracy']:.3f}"
-                + (f" | val loss {row['val_loss']:.4f} acc {row['val_accuracy']:.3f}" if "val_loss" in row else "")
-            )
-            if checkpoint is not None and distributed.is_main():  # rank 0's states stand for all
-                checkpoint.save(
-                    {
-                        "phase_index": phase_index,
-                        "phase": phase.name,
-                        "epoch": epoch,
-                        "model": state_dict_copy(model),
-                        "optimizer": opt.state_dict(),
-                        "scheduler": sched.state_dict(),
-                        "best": best,
-                        "generator": generator.get_state() if generator is not None else None,
-                        "history": list(self.history.rows),
-                    }
-                )
-        if nhwc:  # back to the usual layout for whatever reads the weights next (export, hashing)
-            model.to(memory_format=torch.contiguous_format)
-        if best is not None:
-            model.load_state_dict(best["state"])
-            if best["epoch"] != epoch_count(self.history, phase.name):
-                self.log(
-                    f"  {phase.name}: restored the best weights (epoch {best['epoch']}, val loss {best['loss']:.4f})"
-                )
+    def _epoch(self, state: FitState, events: _Events, evaluate: Callable) -> None:
+        """One epoch: the optimizer steps, the sums, the row (validation included) and its events."""
+        state.epoch_batches = state.train_loader
+        events("on_epoch_begin", state)
+        state.started = time.perf_counter()
+        state.forward.train()
+        events("on_train_begin", state)
+        # running sums stay on the device: no host sync per step (one at the end of the epoch);
+        # float64 as Python floats were, so the history rows come out the same
+        state.seen = 0
+        state.sum_loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        state.sum_correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        for index, batch in enumerate(state.epoch_batches, 1):
+            state.batch_index = index
+            events("on_batch_begin", state)
+            out = state.batch_loss(state, batch)  # type: ignore[misc]
+            if out is None:
+                continue
+            state.loss, state.n, correct = out
+            state.scaled_loss = state.loss
+            events("on_loss", state)
+            state.optimizer.zero_grad(set_to_none=True)
+            state.scaled_loss.backward()
+            events("on_backward", state)
+            state.optimizer.step()
+            if state.scheduler is not None:
+                state.scheduler.step()
+            state.step += 1
+            if state.n:  # (a rank without rows in a batch smaller than the group trained on a stand-in)
+                state.seen += state.n
+                state.sum_loss += state.loss.detach().double() * state.n
+                state.sum_correct += correct
+            events("on_batch_end", state)
+        total, seen, correct = float(state.sum_loss), state.seen, int(state.sum_correct)
+        if state.reduce is not None:  # the whole batch's sums, on every rank
+            total, seen_f, correct_f = state.reduce([total, seen, correct])
+            seen, correct = int(seen_f), int(correct_f)
+        state.train_loss = total / max(1, seen)
+        state.row = {
+            "phase": state.name,
+            "epoch": state.epoch,
+            "train_loss": round(state.train_loss, 5),
+            "train_accuracy": round(correct / max(1, seen), 5),
+            "lr": f"{state.optimizer.param_groups[0]['lr']:.3g}",
+        }
+        state.seen, state.val_loss = seen, None
+        if state.val_loader is not None:
+            state.val_loss, va = evaluate(state.model, state.val_loader)
+            state.row.update(val_loss=round(state.val_loss, 5), val_accuracy=round(va, 5))
+        events("on_validate", state)
+        state.row["seconds"] = round(time.perf_counter() - state.started, 2)
+        events("on_epoch_end", state)
+
+    def _classify(self, nhwc: bool, state: FitState, batch: Any) -> tuple[torch.Tensor, int, torch.Tensor]:
+        """A classifier's batch: logits under autocast, the trainer's loss, one-hot targets."""
+        x, y = batch
+        x, y = _to(x, self.device, nhwc), y.to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp):
+            logits = state.forward(x)
+            loss = self.loss(logits, y)
+        return loss, _batch_size(y), _correct(logits, y)
 
     @torch.inference_mode()
     def evaluate(self, model: nn.Module, loader: Iterable) -> tuple[float, float]:
@@ -349,13 +389,29 @@ class Trainer:
                 loss = self.loss(logits, y)
             n = _batch_size(y)
             sum_loss += loss.double() * n
-            sum_correct += (logits.argmax(1) == y.argmax(1)).sum()
+            sum_correct += _correct(logits, y)
             seen += n
         total, correct = float(sum_loss), int(sum_correct)
         if sharded:
             total, seen_f, correct_f = distributed.sum_all([total, seen, correct])
             seen, correct = int(seen_f), int(correct_f)
         return total / max(1, seen), correct / max(1, seen)
+
+
+class _Events:
+    """Calls an event's method on every callback, in order."""
+
+    def __init__(self, callbacks: Sequence[Callback]) -> None:
+        self.callbacks = list(callbacks)
+
+    def __call__(self, event: str, state: FitState) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(state)
+
+
+def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Correct predictions against one-hot (or soft) targets, or class indices."""
+    return (logits.argmax(1) == (y.argmax(1) if y.dim() > 1 else y)).sum()
 
 
 def epoch_count(history: History, phase: str) -> int:

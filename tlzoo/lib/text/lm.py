@@ -4,9 +4,9 @@
   loss of a batch (and the gradient clipping it wants);
 * ``run_language_model``: a task trained on texts (and checked on held-out texts),
   used by ``tl pretrain`` and by ``--strategy ulmfit``'s language-model fine-tuning;
-* ``train_language_model``: the epoch loop itself: AdamW with a slanted triangular (or
-  BERT's warm-up / decay) schedule, progress lines, one row per epoch (loss, perplexity,
-  accuracy, held-out);
+* ``train_language_model``: the epochs, on the engine's one training loop
+  (``Trainer.fit``): AdamW with a slanted triangular (or BERT's warm-up / decay) schedule,
+  gradient clipping, progress lines, one row per epoch (loss, perplexity, accuracy, held-out);
 * ``split_corpus``: the seeded held-out share of a pretraining corpus; ``seed_all``.
 """
 
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from tlzoo.api.errors import TlzooError
+from tlzoo.engine.loop.events import Callback, FitState
 
 
 def split_corpus(corpus: list[str], seed: int, val_share: float = 0.05) -> tuple[list[str], list[str]]:
@@ -86,67 +87,104 @@ def train_language_model(
 
     ``batches(epoch)`` gives an epoch's batches (epoch 0 first); a batch whose loss is None
     is skipped.  Returns one row per epoch: loss, perplexity and accuracy on the training
-    batches and on ``val_batches``, the learning rate reached, tokens and seconds.
+    batches and on ``val_batches``, the learning rate reached, tokens and seconds.  The loop is
+    the engine's (:meth:`tlzoo.engine.training.Trainer.fit`) with :class:`LanguageModelEpochs`
+    and gradient clipping as callbacks; float32, on the device the model is on.
     """
+    from tlzoo.engine.loop.callbacks import GradientClip
+    from tlzoo.engine.training import History, Trainer
+
     first = batches(0)
     steps = max(1, epochs * len(first))
-    opt = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=lr, betas=betas, weight_decay=weight_decay
+    params = [p for p in model.parameters() if p.requires_grad]
+    device = params[0].device if params else torch.device("cpu")
+    trainer = Trainer(
+        device=device,
+        loss=_unused_loss,  # the task's loss_fn computes each batch's loss
+        history=History(None),
+        weight_decay=weight_decay,
+        progress=False,
+        log=log,
+        amp=False,
+        channels_last=False,
     )
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule(steps))
-    rows: list[dict[str, Any]] = []
-    step = 0
-    for epoch in range(1, epochs + 1):
-        data = first if epoch == 1 else batches(epoch - 1)
-        model.train()
-        start = last = time.perf_counter()
-        tot, toks, hits = 0.0, 0, 0
-        for i, batch in enumerate(data, 1):
-            result = loss_fn(batch)
-            if result is None:
-                continue
-            loss, n, correct = result
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], clip)
-            opt.step()
-            sched.step()
-            step += 1
-            tot += float(loss.detach()) * n
-            toks += n
-            hits += correct
-            if toks and (time.perf_counter() - last > 20 or i == len(data)):  # a progress line every ~20 s
-                last = time.perf_counter()
-                rate = toks / max(1e-9, last - start)
-                log(
-                    f"  {label} epoch {epoch}/{epochs} batch {i}/{len(data)}: loss {tot / toks:.3f} "
-                    f"(perplexity {math.exp(min(20.0, tot / toks)):.1f}), {rate:,.0f} tokens/s"
-                )
-        row: dict[str, Any] = {
-            "phase": label,
-            "epoch": epoch,
-            "train_loss": round(tot / max(1, toks), 5),
-            "train_accuracy": round(hits / max(1, toks), 5),
-            "train_perplexity": round(math.exp(min(20.0, tot / max(1, toks))), 3),
-            "lr": f"{opt.param_groups[0]['lr']:.3g}",
-            "tokens": toks,
-        }
-        if val_batches:
-            vl, va = evaluate_language_model(model, loss_fn, val_batches)
-            row.update(
-                val_loss=round(vl, 5), val_accuracy=round(va, 5), val_perplexity=round(math.exp(min(20.0, vl)), 3)
+    epochs_cb = LanguageModelEpochs(batches, log, on_epoch)
+    trainer.fit(
+        model,
+        [{"params": params, "lr": lr}],
+        first,
+        epochs=epochs,
+        name=label,
+        val_loader=val_batches or None,
+        schedule=schedule(steps),
+        callbacks=[epochs_cb, GradientClip(clip)],
+        batch_loss=lambda state, batch: loss_fn(batch),
+        evaluate=lambda m, val: evaluate_language_model(m, loss_fn, list(val)),
+        betas=betas,
+    )
+    model.eval()
+    return epochs_cb.rows
+
+
+def _unused_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    raise AssertionError("a language model's batches have their own loss function")
+
+
+class LanguageModelEpochs(Callback):
+    """A language model's epochs: reshuffled batches each epoch, a progress line about every 20 s,
+    and rows with perplexity and tokens (``on_epoch`` sees each)."""
+
+    def __init__(
+        self,
+        batches: Callable[[int], list[Batch]],
+        log: Callable[[str], None],
+        on_epoch: Callable[[dict[str, Any]], None] | None,
+    ) -> None:
+        self.batches, self.log, self.on_epoch = batches, log, on_epoch
+        self.rows: list[dict[str, Any]] = []
+
+    def on_epoch_begin(self, state: FitState) -> None:
+        if state.epoch > 1:
+            state.epoch_batches = self.batches(state.epoch - 1)
+        self.count = len(state.epoch_batches)  # type: ignore[arg-type]
+        self.start = self.last = time.perf_counter()
+
+    def on_batch_end(self, state: FitState) -> None:
+        i, toks = state.batch_index, state.seen
+        if toks and (time.perf_counter() - self.last > 20 or i == self.count):  # a progress line every ~20 s
+            assert state.sum_loss is not None
+            self.last = time.perf_counter()
+            mean = float(state.sum_loss) / toks
+            rate = toks / max(1e-9, self.last - self.start)
+            self.log(
+                f"  {state.name} epoch {state.epoch}/{state.epochs} batch {i}/{self.count}: loss {mean:.3f} "
+                f"(perplexity {math.exp(min(20.0, mean)):.1f}), {rate:,.0f} tokens/s"
             )
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        rows.append(row)
-        log(
-            f"  {label} epoch {epoch}/{epochs}: train perplexity {row['train_perplexity']:.1f}"
+
+    def on_epoch_end(self, state: FitState) -> None:
+        r = state.row
+        row: dict[str, Any] = {
+            "phase": r["phase"],
+            "epoch": r["epoch"],
+            "train_loss": r["train_loss"],
+            "train_accuracy": r["train_accuracy"],
+            "train_perplexity": round(math.exp(min(20.0, state.train_loss)), 3),
+            "lr": r["lr"],
+            "tokens": state.seen,
+        }
+        if state.val_loss is not None:
+            vl = state.val_loss
+            row.update(val_loss=r["val_loss"], val_accuracy=r["val_accuracy"])
+            row["val_perplexity"] = round(math.exp(min(20.0, vl)), 3)
+        row["seconds"] = round(time.perf_counter() - self.start, 2)
+        self.rows.append(row)
+        self.log(
+            f"  {state.name} epoch {state.epoch}/{state.epochs}: train perplexity {row['train_perplexity']:.1f}"
             + (f", validation perplexity {row['val_perplexity']:.1f}" if "val_perplexity" in row else "")
             + f" ({row['seconds']:.0f}s)"
         )
-        if on_epoch:
-            on_epoch(row)
-    model.eval()
-    return rows
+        if self.on_epoch:
+            self.on_epoch(row)
 
 
 @torch.no_grad()
