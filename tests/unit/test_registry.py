@@ -67,7 +67,7 @@ def test_catalogue_parses_and_is_well_formed() -> None:
     names = [e.name for e in entries]
     assert len(names) == len(set(names)), "duplicate model names in registry.toml"
     for e in entries:
-        assert e.modality in ("vision", "text"), e.name
+        assert e.modality in ("vision", "text", "multimodal"), e.name
         assert e.plugin and e.description, e.name
         assert isinstance(e.weights, list), e.name
         for w in e.weights:
@@ -134,7 +134,7 @@ def test_tl_list_json(run_cli: Any) -> None:
     assert len(rows) >= len(load_catalogue())
     for row in rows:
         assert set(CATALOGUE_FIELDS) <= set(row)
-        assert row["name"] and row["plugin"] and row["modality"] in ("vision", "text") and row["registered_by"]
+        assert row["name"] and row["plugin"] and row["modality"] in ("vision", "text", "multimodal") and row["registered_by"]
     builtin = {e.name for e in load_catalogue()}
     assert all(r["registered_by"] == "built-in" for r in rows if r["name"] in builtin)
 
@@ -158,7 +158,7 @@ def test_tl_list_filters(run_cli: Any) -> None:
             "unknown key 'licnce'.*Did you mean 'licence'",
         ),
         ({"name": "m", "modality": "text"}, "needs 'plugin'"),
-        ({"name": "m", "plugin": "p", "modality": "audio"}, "modality 'audio'; use vision or text"),
+        ({"name": "m", "plugin": "p", "modality": "audio"}, "modality 'audio'; use vision, text or multimodal"),
         (
             {"name": "m", "plugin": "p", "modality": "text", "num_features": "64"},
             "'num_features' of model 'm' is a str",

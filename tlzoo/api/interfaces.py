@@ -59,7 +59,7 @@ def __getattr__(name: str) -> Any:
 
 
 Modality = Literal["vision", "text"]
-MODALITIES: tuple[str, ...] = ("vision", "text")
+MODALITIES: tuple[str, ...] = ("vision", "text", "multimodal")  # multimodal: records with named fields
 
 
 # --------------------------------------------------------------------------- data
@@ -147,6 +147,9 @@ class DataOptions:
     # False (tl embed, tl predict --data): labels are optional; a table without the label column is read,
     # and a row with a blank label is kept with the label "" (unlabelled), never dropped
     require_labels: bool = True
+    # the named fields each record must hold (a fused run: one per input column, BackboneFactory.fields);
+    # empty: one input per record, from text_column (or the source's own layout)
+    fields: tuple[str, ...] = ()
 
 
 # --------------------------------------------------------------------------- backbone
@@ -353,6 +356,9 @@ class BackboneFactory:
     # the files a request's weights come from, found without building the backbone (None: not known
     # without building, e.g. the hub or random init); see the class docstring
     weights_files: Callable[[BackboneRequest], list[str] | None] | None = None
+    # the named fields a record must hold for a backbone built from these model.options (a fused backbone:
+    # its input columns); None: one input per record.  The run asks the data source for exactly these.
+    fields: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.options) & set(ENGINE_SETTINGS))

@@ -14,7 +14,7 @@ from tlzoo.cli.errors import _flat, friendly
 # ---------------------------------------------------------------------------- catalogue
 @cli.command(name="list")
 @click.argument("pattern", default="*")
-@click.option("--modality", type=click.Choice(["vision", "text"]), help="Only this modality.")
+@click.option("--modality", type=click.Choice(["vision", "text", "multimodal"]), help="Only this modality.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
 def list_(pattern: str, modality: str | None, as_json: bool) -> None:

@@ -46,6 +46,9 @@ def setting_options(keys: list[str] | None = None, helps: dict[str, str] | None 
             names = [decl.flag, *([decl.short] if decl.short else [])]
             if decl.negative:
                 f = click.option(*names, decl.param, is_flag=True, default=None, help=text)(f)
+            elif decl.key == "model.plugin":  # repeated: COLUMN=PLUGIN per input of a fused run
+                text = text.rstrip(".") + "; or COLUMN=PLUGIN, repeated, for a fused run over several columns."
+                f = click.option(*names, decl.param, multiple=True, help=text)(f)
             else:
                 kind = None if decl.type is str else decl.type
                 f = click.option(*names, decl.param, type=kind, help=text)(f)
@@ -69,6 +72,11 @@ RUN_OPTIONS, RUN_FLAGS = _run_options()
 @click.option(
     "--runtime",
     help="Feature extraction on the CPU: torch, or onnx (ONNX Runtime, ~2x faster; bert and timm models) [torch].",
+)
+@click.option(
+    "--tabular-columns",
+    help="Fused run: tabular columns, comma-separated (numbers standardised with a missing flag, categories "
+    "one-hot), besides the --plugin COLUMN=PLUGIN inputs.",
 )
 @click.option(
     "--seeds",
@@ -97,8 +105,15 @@ def run(
     resume_dir: str | None,
     **options: Any,
 ) -> None:
-    """Train a transfer model: the twelve steps, one command."""
+    """Train a transfer model: the twelve steps, one command.
+
+    \b
+    Several columns of one dataset in one model (a fused run):
+      tl run --plugin image=efficientnet_lite0 --plugin title=bert --tabular-columns price,brand --data items.csv
+    """
     seeds = options.pop("seeds")
+    if not options.get("plugin"):
+        options["plugin"] = None  # not given (click's empty tuple for a repeated option)
     if resume_dir:
         given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
         given += ["--config"] * bool(config_file) + ["--set"] * bool(overrides)
@@ -142,6 +157,9 @@ def _run_config(
     from tlzoo.engine.config import RunConfig
 
     cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
+    plugins, tabular = options.pop("plugin", None), options.pop("tabular_columns", None)
+    if plugins or tabular:  # one plugin, or COLUMN=PLUGIN inputs and tabular columns (a fused run)
+        cfg.use_plugin_arguments(tuple(plugins or ()), tabular or "", options.pop("weights", None) or "")
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
             cfg.set(key, options[param])

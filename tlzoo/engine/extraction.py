@@ -302,4 +302,6 @@ def _to(batch: Any, device: torch.device) -> Any:
         return batch.to(device, non_blocking=True)  # from pinned memory: overlaps; the .cpu() after it syncs
     if isinstance(batch, dict):
         return {k: _to(v, device) for k, v in batch.items()}
+    if isinstance(batch, list | tuple):  # a fused backbone's inputs: one batch per input
+        return type(batch)(_to(v, device) for v in batch)
     return batch

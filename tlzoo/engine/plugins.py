@@ -59,6 +59,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "lenet": "tlzoo.plugins.vision.lenet_hooks",
     "pull": "tlzoo.plugins.vision.pull",
     "data_export": "tlzoo.plugins.data.export",
+    "fusion": "tlzoo.plugins.fusion.fusion_hooks",
 }
 
 # the built-ins that add `tl` commands (tlzoo_register_commands): light modules (click and the

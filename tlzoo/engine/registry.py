@@ -74,7 +74,7 @@ CATALOGUE_FIELDS = (
     "description",
 )
 REQUIRED_FIELDS = ("name", "plugin", "modality")
-CATALOGUE_MODALITIES = ("vision", "text")  # interfaces.MODALITIES, without importing torch
+CATALOGUE_MODALITIES = ("vision", "text", "multimodal")  # interfaces.MODALITIES, without importing torch
 BUILTIN = "built-in"  # registered_by of the entries in tlzoo's own registry.toml
 
 
@@ -118,7 +118,7 @@ def catalogue_entry(raw: Any, registered_by: str = BUILTIN, where: str = "regist
     if missing:
         raise TlzooError(f"{where}: {label} needs '{missing[0]}' (a non-empty string).")
     if raw["modality"] not in CATALOGUE_MODALITIES:
-        raise TlzooError(f"{where}: {label} has modality '{raw['modality']}'; use vision or text.")
+        raise TlzooError(f"{where}: {label} has modality '{raw['modality']}'; use vision, text or multimodal.")
     types: dict[str, tuple[type, ...]] = {
         "source": (str,),
         "weights": (list,),

@@ -27,7 +27,7 @@ def check_data_source_recognises(
     refuses a path that does not exist."""
     assert isinstance(source, DataSource), f"{type(source).__name__} must subclass tlzoo's DataSource"
     assert isinstance(source.name, str) and source.name, "DataSource.name must be set"
-    assert source.modality in ("", *MODALITIES), f"modality {source.modality!r} must be '', 'vision' or 'text'"
+    assert source.modality in ("", *MODALITIES), f"modality {source.modality!r} must be '' or one of {MODALITIES}"
     try:
         json.dumps(defaults_of(source))
     except TypeError as exc:

@@ -185,9 +185,9 @@ def load_dataset(run: RunState) -> None:
             f"--text-column and --label-column are both '{cfg.text_column}'; the label must come from another "
             "column (--label-column NAME)."
         )
-    ds, source = read_dataset(
-        cfg.path, run.factory.modality, run.zoo, DataOptions(cfg.text_column, cfg.label_column, cfg.encoding)
-    )
+    fields = run.factory.fields(run.config.model.options) if run.factory.fields else ()
+    options = DataOptions(cfg.text_column, cfg.label_column, cfg.encoding, fields=fields)
+    ds, source = read_dataset(cfg.path, run.factory.modality, run.zoo, options)
     for note in [*ds.notes, *look_alike_labels(ds.labels)]:  # dropped rows, doubtful labels: never silent
         run.log(f"  warning: {note}")
     check_labels(ds)

@@ -1,0 +1,131 @@
+"""Multimodal runs (issue 16): image, text and tabular columns of one dataset in one fused model."""
+
+from __future__ import annotations
+
+import csv
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import one_line_error
+
+WORDS = {"fun": "a funny clever comedy", "dull": "a dull boring drama"}
+
+
+@pytest.fixture(scope="module")
+def items_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """160 records: a digit image, a title, a price and a brand; the label needs the image (parity) and the
+    title (fun or dull); some titles, prices and one image are missing; 'caption' is a column no input uses."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    folder = tmp_path_factory.mktemp("items")
+    (folder / "img").mkdir()
+    digits, rng, rows = load_digits(), random.Random(0), []
+    for i in range(160):
+        Image.fromarray((digits.images[i] * 16).astype("uint8")).resize((32, 32)).save(folder / "img" / f"{i}.png")
+        tone = rng.choice(["fun", "dull"])
+        rows.append(
+            {
+                "id": f"r{i}",
+                "image": f"img/{i}.png" if i != 5 else "img/missing.png",
+                "title": WORDS[tone] if i % 17 else "",
+                "price": f"{rng.random() * 10:.2f}" if i % 13 else "",
+                "brand": rng.choice("abc"),
+                "caption": "unused",
+                "label": f"{'even' if digits.target[i] % 2 == 0 else 'odd'}-{tone}",
+            }
+        )
+    path = folder / "items.csv"
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def fused_run(items_csv: Path, tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One three-input run (image, text, two tabular columns) through the Python API, shared by the tests."""
+    from tlzoo import Engine, RunConfig
+
+    logs: list[str] = []
+    cfg = RunConfig().use_inputs({"image": "efficientnet_lite0", "title": "bert"}, tabular=["price", "brand"])
+    cfg.model.options["weights"] = {"title": str(tiny_bert_dir)}
+    cfg.model.image_size = 64
+    cfg.data.path = str(items_csv)
+    cfg.head.name = "logreg"
+    cfg.out = str(tmp_path_factory.mktemp("fused") / "run")
+    cfg.progress = False
+    result = Engine(log=logs.append).run(cfg)
+    return {"result": result, "logs": logs, "cfg": cfg}
+
+
+@pytest.mark.transfer
+def test_a_three_input_run_logs_unused_columns_and_missing_inputs(fused_run: dict[str, Any]) -> None:
+    logs, metrics = fused_run["logs"], fused_run["result"].metrics
+    assert any("columns not used: caption" in line for line in logs), logs
+    lacking = next(line for line in logs if "records lacking an input" in line)
+    assert "title in 10" in lacking and "price in 13" in lacking and "image in 1" in lacking, lacking
+    assert metrics["run"]["plugin"] == "fusion"
+    n = 1280 + 32 + 0  # image and title features; the tabular width comes after fitting
+    width = next(line for line in logs if "features:" in line and "train (" in line)
+    assert f"({metrics['run']['n_train']}, " in width and int(width.split(", ")[1].split(")")[0]) > n
+    assert metrics["test"]["accuracy"] > 0.4  # four classes; the text half alone is 0.5 at most
+
+
+@pytest.mark.transfer
+def test_predict_takes_records_that_lack_an_input(fused_run: dict[str, Any], items_csv: Path) -> None:
+    from tlzoo import Engine
+
+    run_dir = fused_run["result"].run_dir
+    image = str(items_csv.parent / "img" / "3.png")
+    full = {"image": image, "title": WORDS["dull"], "price": "3.5", "brand": "a"}
+    out = Engine().predict(run_dir, [full, {"title": WORDS["fun"]}, {"image": image}])
+    assert len(out) == 3 and all(abs(sum(o["probabilities"].values()) - 1) < 1e-4 for o in out)
+    with open(Path(run_dir) / "predictions.csv", encoding="utf-8") as fh:
+        predictions = list(csv.DictReader(fh))
+    assert len(predictions) == fused_run["result"].metrics["test"]["n"]
+
+
+@pytest.mark.transfer
+def test_the_export_and_a_resume_of_a_fused_run(fused_run: dict[str, Any], run_cli: Any, tmp_path: Path) -> None:
+    run_dir = fused_run["result"].run_dir
+    res = run_cli("export", run_dir, "--to", tmp_path / "exp")
+    assert res.exit_code == 0 and "max abs diff" in res.stdout, res
+    manifest = json.loads((tmp_path / "exp" / "export.json").read_text(encoding="utf-8"))
+    assert any(f.startswith("assets/input-2") for f in manifest["files"])  # the fitted tabular encoder
+    from tlzoo import Engine
+
+    again = Engine(log=lambda m: None).resume(run_dir)  # a finished run resumes to the same result
+    assert again.metrics["test"]["accuracy"] == fused_run["result"].metrics["test"]["accuracy"]
+
+
+def test_the_tabular_encoder_standardises_flags_and_one_hot_encodes(tmp_path: Path) -> None:
+    from tlzoo.api.interfaces import Dataset
+    from tlzoo.plugins.fusion.fused import TabularEncoder
+
+    rows = [{"price": "1", "brand": "a"}, {"price": "3", "brand": "b"}, {"price": "", "brand": "a"}]
+    enc = TabularEncoder(["price", "brand"])
+    enc.fit(Dataset(rows, ["x", "y", "x"], "tabular"))
+    assert enc.num_features == 4  # price and its missing flag, brand a / b
+    assert enc.transform({"price": "3", "brand": "b"}, False).tolist() == [1.0, 0.0, 0.0, 1.0]
+    assert enc.transform({"price": "", "brand": "zz"}, False).tolist() == [0.0, 1.0, 0.0, 0.0]
+    enc.save_assets(str(tmp_path))
+    again = TabularEncoder(["price", "brand"])
+    again.load_fitted(str(tmp_path))
+    assert np.array_equal(again.transform(rows[0], False).numpy(), enc.transform(rows[0], False).numpy())
+
+
+def test_bad_fused_arguments_are_one_line(run_cli: Any, items_csv: Path, tmp_path: Path) -> None:
+    def run(*args: Any) -> Any:
+        return run_cli("run", "-q", "--data", items_csv, "--out", tmp_path / "bad", *args)
+
+    one_line_error(run("--plugin", "image=efficientnet_lite0", "--plugin", "bert"), "every --plugin is COLUMN=PLUGIN")
+    one_line_error(run("--plugin", "bert", "--plugin", "glove"), "one backbone, or COLUMN=PLUGIN")
+    one_line_error(run("--plugin", "photo=efficientnet_lite0"), "no column 'photo'")
+    one_line_error(run("--plugin", "image=efficientnet_lite0", "--weights", "text=/x"), "no --plugin input")
+    one_line_error(run("--plugin", "image=fusion"), "a fused run takes an image or a text backbone per column")

@@ -1,0 +1,276 @@
+"""The fused backbone: one backbone per input column, plus the tabular columns, in one network.
+
+Each record (a dict of fields) is split per input: an image or text backbone transforms its
+column, the tabular encoder the tabular columns.  ``forward`` L2-normalises each input's pooled
+features, zeroes those of an input a record lacks, concatenates them and appends one flag per
+input (1 = lacking).  Layer groups are the inputs' groups in order, so fine-tuning unfreezes the
+top groups of the last inputs first.  A member that learns from the training split (the tabular
+encoder, a fitted backbone) is fitted by :meth:`FusedBackbone.fit`; its state goes to the run's
+``assets/input-<i>/`` and comes back from there at ``tl predict``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tlzoo.api.backbone import Backbone, FittableBackbone
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import BackboneRequest, Dataset
+
+from .fusion_hooks import input_columns, tabular_columns
+
+_BLANK_SIZE = 32  # a stand-in image for a record without one (its features are zeroed anyway)
+
+
+class TabularEncoder(FittableBackbone):
+    """Tabular columns as numbers: a column whose training values all parse as numbers is standardised
+    (mean 0, sd 1, from the training split) with a missing flag (an empty value: 0 and the flag set);
+    any other column is one-hot over its training categories (at most 50, the most frequent; an unseen
+    or empty value: all zeros)."""
+
+    modality = "tabular"
+    name = "tabular"
+    weights_source = "fitted on the training split"
+    MAX_CATEGORIES = 50
+
+    def __init__(self, columns: list[str]) -> None:
+        super().__init__()
+        self.columns = list(columns)
+        self.numeric: dict[str, tuple[float, float]] = {}
+        self.categories: dict[str, list[str]] = {}
+        self.num_features = 0
+        self.register_buffer("_state", torch.zeros(0))  # the fitted state's fingerprint travels in preprocessing
+
+    def fit(self, train: Dataset) -> None:
+        for col in self.columns:
+            values = [_cell(ex.get(col) if isinstance(ex, dict) else None) for ex in train.examples]
+            numbers = [_number(v) for v in values if v != ""]
+            if numbers and all(n is not None for n in numbers):
+                xs = [float(n) for n in numbers if n is not None]
+                mean = sum(xs) / len(xs)
+                sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / len(xs)) or 1.0
+                self.numeric[col] = (mean, sd)
+            else:
+                counts: dict[str, int] = {}
+                for v in values:
+                    if v != "":
+                        counts[v] = counts.get(v, 0) + 1
+                top = sorted(counts, key=lambda c: (-counts[c], c))[: self.MAX_CATEGORIES]
+                self.categories[col] = sorted(top)
+        self._width()
+
+    def _width(self) -> None:
+        self.num_features = 2 * len(self.numeric) + sum(len(c) for c in self.categories.values())
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {"columns": self.columns, "numeric": self.numeric, "categories": self.categories}
+
+    def transform(self, example: Any, train: bool) -> torch.Tensor:
+        row = example if isinstance(example, dict) else {}
+        out: list[float] = []
+        for col in self.columns:
+            v = _cell(row.get(col))
+            if col in self.numeric:
+                n = _number(v) if v != "" else None
+                mean, sd = self.numeric[col]
+                out += [0.0, 1.0] if n is None else [(n - mean) / sd, 0.0]
+            elif col in self.categories:
+                out += [1.0 if v == c else 0.0 for c in self.categories[col]]
+        return torch.tensor(out, dtype=torch.float32)
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch
+
+    def layer_groups(self) -> list[nn.Module]:
+        return []
+
+    def save_assets(self, folder: str) -> None:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        state = {"columns": self.columns, "numeric": self.numeric, "categories": self.categories}
+        (Path(folder) / "tabular.json").write_text(json.dumps(state), encoding="utf-8")
+
+    def load_fitted(self, folder: str) -> None:
+        state = json.loads((Path(folder) / "tabular.json").read_text(encoding="utf-8"))
+        if state.get("columns") != self.columns:
+            raise ValueError(f"the saved tabular columns {state.get('columns')} are not {self.columns}")
+        self.numeric = {k: (float(v[0]), float(v[1])) for k, v in state["numeric"].items()}
+        self.categories = {k: [str(c) for c in v] for k, v in state["categories"].items()}
+        self._width()
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _number(text: str) -> float | None:
+    try:
+        x = float(text)
+    except ValueError:
+        return None
+    return x if math.isfinite(x) else None
+
+
+class FusedBackbone(FittableBackbone):
+    """One backbone per input column and the tabular columns, fused by L2-normalised concatenation."""
+
+    modality = "multimodal"
+
+    def __init__(self, request: BackboneRequest) -> None:
+        super().__init__()
+        from tlzoo.engine.zoo import Zoo
+
+        opts = request.options
+        inputs, tabular = input_columns(opts), tabular_columns(opts)
+        weights = opts.get("weights") or {}
+        if request.weights or not isinstance(weights, dict):
+            raise TlzooError(
+                "In a fused run give each column's local weights as --weights COLUMN=PATH "
+                "(model.options.weights = {COLUMN: PATH})."
+            )
+        zoo = Zoo()
+        self.name = request.model or "concat"
+        self.inputs: list[tuple[str, tuple[str, ...]]] = []  # (what, its columns) per member
+        members: list[Backbone] = []
+        for i, (column, spec) in enumerate(inputs.items()):
+            plugin, _, model = spec.partition(":")
+            factory, model_name = zoo.resolve_backbone(plugin, model)
+            if factory.modality not in ("text", "vision"):
+                raise TlzooError(
+                    f"Column '{column}': '{factory.name}' is a {factory.modality or 'multimodal'} backbone; "
+                    "a fused run takes an image or a text backbone per column."
+                )
+            member = factory.create(
+                BackboneRequest(
+                    model=model_name,
+                    weights=weights.get(column) or None,
+                    pretrained=request.pretrained,
+                    pooling=request.pooling if factory.modality == "text" else "",
+                    max_length=request.max_length,
+                    image_size=request.image_size if factory.modality == "vision" else 0,
+                    augment=request.augment,
+                    train_backbone=request.train_backbone,
+                    assets=str(Path(request.assets) / f"input-{i}") if request.assets else None,
+                )
+            )
+            members.append(member)
+            self.inputs.append((column, (column,)))
+        if tabular:
+            members.append(TabularEncoder(tabular))  # fitted by fit(), or restored by load_fitted() at tl predict
+            self.inputs.append(("tabular", tuple(tabular)))
+        self.members = nn.ModuleList(members)
+        self.weights_source = "; ".join(f"{what}: {m.name} ({m.weights_source})" for (what, _), m in self._pairs())
+        self._width()
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The columns a record gives this backbone (``tl predict --data`` reads exactly these)."""
+        return tuple(c for _, cols in self.inputs for c in cols)
+
+    def _pairs(self) -> list[tuple[tuple[str, tuple[str, ...]], Backbone]]:
+        return list(zip(self.inputs, self.members))  # type: ignore[arg-type]
+
+    def _width(self) -> None:
+        self.num_features = sum(int(m.num_features) for m in self.members) + len(self.members)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, train: Dataset) -> None:
+        for (what, columns), member in self._pairs():
+            if isinstance(member, FittableBackbone):
+                member.fit(_project(train, what, columns, member))
+        self._width()
+
+    def load_fitted(self, folder: str) -> None:
+        """The tabular encoder's state (the other inputs' factories restored theirs from ``input-<i>``)."""
+        for i, member in enumerate(self.members):
+            if isinstance(member, TabularEncoder):
+                member.load_fitted(str(Path(folder) / f"input-{i}"))
+        self._width()
+
+    def save_assets(self, folder: str) -> None:
+        for i, member in enumerate(self.members):
+            sub = Path(folder) / f"input-{i}"
+            sub.mkdir(parents=True, exist_ok=True)
+            member.save_assets(str(sub))
+
+    # ------------------------------------------------------------------ features
+    def transform(self, example: Any, train: bool) -> Any:
+        record = example if isinstance(example, dict) else {}
+        parts, lacking = [], []
+        for (_, columns), member in self._pairs():
+            if isinstance(member, TabularEncoder):
+                values = {c: record.get(c) for c in columns}
+                parts.append(member.transform(values, train))
+                lacking.append(all(_cell(v) == "" for v in values.values()))
+                continue
+            value = record.get(columns[0])
+            x, missing = _member_input(member, value, train)
+            parts.append(x)
+            lacking.append(missing)
+        return parts, torch.tensor(lacking, dtype=torch.float32)
+
+    def collate(self, items: list[Any]) -> dict[str, Any]:
+        """``lacking`` first: the engine reads a dict batch's size from its first value."""
+        batches = [member.collate([item[0][i] for item in items]) for i, member in enumerate(self.members)]
+        return {"lacking": torch.stack([item[1] for item in items]), "inputs": batches}
+
+    def forward(self, batch: Any) -> torch.Tensor:
+        batches, lacking = batch["inputs"], batch["lacking"]
+        outs = []
+        for i, member in enumerate(self.members):
+            feats = member(batches[i]).float()
+            feats = F.normalize(feats, dim=1) if feats.shape[1] else feats
+            outs.append(feats * (1.0 - lacking[:, i : i + 1].to(feats.device)))
+        outs.append(lacking.to(outs[0].device if outs else lacking.device))
+        return torch.cat(outs, dim=1)
+
+    def layer_groups(self) -> list[nn.Module]:
+        return [g for member in self.members for g in member.layer_groups()]
+
+    def preprocessing(self) -> dict[str, Any]:
+        return {
+            "fusion": "concat, each input L2-normalised, missing-input flags",
+            "inputs": [
+                {"input": what, "columns": list(cols), "plugin": m.plugin, "model": m.name, **m.preprocessing()}
+                for (what, cols), m in self._pairs()
+            ],
+        }
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256(json.dumps(self.preprocessing(), sort_keys=True, default=str).encode())
+        for member in self.members:
+            h.update(member.fingerprint().encode())
+        return h.hexdigest()[:20]
+
+
+def _project(data: Dataset, what: str, columns: tuple[str, ...], member: Backbone) -> Dataset:
+    """The training split as ``member`` sees it: its column's values (all the tabular columns as dicts)."""
+    if isinstance(member, TabularEncoder):
+        examples = [{c: ex.get(c) for c in columns} for ex in data.examples]
+    else:
+        examples = [ex.get(columns[0]) or "" for ex in data.examples]
+    return Dataset(
+        examples, list(data.labels), modality=member.modality, ids=list(data.ids), name=f"{data.name}:{what}"
+    )
+
+
+def _member_input(member: Backbone, value: Any, train: bool) -> tuple[Any, bool]:
+    """The member's transformed input, and whether the record lacks it (then a stand-in is transformed)."""
+    if member.modality == "text":
+        text = "" if value is None else str(value)
+        return member.transform(text, train), not text.strip()
+    if value is not None and str(value).strip():
+        try:
+            return member.transform(value, train), False
+        except (OSError, ValueError, TlzooError):  # a missing or unreadable image: counted, never fatal
+            pass
+    from PIL import Image
+
+    return member.transform(Image.new("RGB", (_BLANK_SIZE, _BLANK_SIZE)), False), True
