@@ -78,6 +78,23 @@ def test_a_three_input_run_logs_unused_columns_and_missing_inputs(fused_run: dic
 
 
 @pytest.mark.transfer
+def test_the_run_reports_what_each_input_adds(fused_run: dict[str, Any]) -> None:
+    """Each input alone, all but one, all: head fits on the cached features, in metrics.json, the page and the card."""
+    result = fused_run["result"]
+    table = result.metrics["ablation"]
+    kinds = [(tuple(r["inputs"]), r["kind"]) for r in table["rows"]]
+    assert kinds[0] == (("image", "title", "tabular"), "all") and len(kinds) == 7
+    assert {k for _, k in kinds} == {"all", "alone", "all but one"} and table["head"] == "logreg"
+    everything = table["rows"][0]
+    assert everything["accuracy"] == result.metrics["test"]["accuracy"]  # the same head on the same features
+    assert all(lo <= r["accuracy"] <= hi for r in table["rows"] for lo, hi in [r["accuracy_ci"]])
+    page = (Path(result.run_dir) / "report.html").read_text(encoding="utf-8")
+    card = (Path(result.run_dir) / "README.md").read_text(encoding="utf-8")
+    assert 'id="inputs"' in page and "What each input adds" in page
+    assert "| title + tabular | all but one |" in card
+
+
+@pytest.mark.transfer
 def test_predict_takes_records_that_lack_an_input(fused_run: dict[str, Any], items_csv: Path) -> None:
     from tlzoo import Engine
 
@@ -92,16 +109,38 @@ def test_predict_takes_records_that_lack_an_input(fused_run: dict[str, Any], ite
 
 
 @pytest.mark.transfer
-def test_the_export_and_a_resume_of_a_fused_run(fused_run: dict[str, Any], run_cli: Any, tmp_path: Path) -> None:
-    run_dir = fused_run["result"].run_dir
-    res = run_cli("export", run_dir, "--to", tmp_path / "exp")
-    assert res.exit_code == 0 and "max abs diff" in res.stdout, res
+def test_the_export_of_a_fused_run_is_checked(fused_run: dict[str, Any], run_cli: Any, tmp_path: Path) -> None:
+    res = run_cli("export", fused_run["result"].run_dir, "--to", tmp_path / "exp")
+    assert res.exit_code == 0 and "max abs diff 0" in res.stderr, res
     manifest = json.loads((tmp_path / "exp" / "export.json").read_text(encoding="utf-8"))
     assert any(f.startswith("assets/input-2") for f in manifest["files"])  # the fitted tabular encoder
+
+
+@pytest.mark.transfer
+def test_an_interrupted_fused_run_resumes_to_the_uninterrupted_result(
+    fused_run: dict[str, Any], tmp_path: Path
+) -> None:
+    """An fc head on the cached fused features, stopped after its second epoch and resumed."""
+    import copy
+
     from tlzoo import Engine
 
-    again = Engine(log=lambda m: None).resume(run_dir)  # a finished run resumes to the same result
-    assert again.metrics["test"]["accuracy"] == fused_run["result"].metrics["test"]["accuracy"]
+    cfg = copy.deepcopy(fused_run["cfg"])
+    cfg.head.name, cfg.train.epochs = "fc", 4
+    cfg.out = str(tmp_path / "whole")
+    whole = Engine(log=lambda m: None).run(cfg)
+
+    def stop_after_epoch_2(msg: str) -> None:
+        if "epoch 2/4" in msg:
+            raise KeyboardInterrupt
+
+    cfg.out = str(tmp_path / "stopped")
+    with pytest.raises(KeyboardInterrupt):
+        Engine(log=stop_after_epoch_2).run(cfg)
+    assert (tmp_path / "stopped.incomplete" / "checkpoint.pt").is_file()
+    resumed = Engine(log=lambda m: None).resume(tmp_path / "stopped")
+    assert resumed.metrics["test"]["accuracy"] == whole.metrics["test"]["accuracy"]
+    assert resumed.metrics["test"]["confusion_matrix"] == whole.metrics["test"]["confusion_matrix"]
 
 
 def test_the_tabular_encoder_standardises_flags_and_one_hot_encodes(tmp_path: Path) -> None:

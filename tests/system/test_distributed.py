@@ -72,13 +72,14 @@ KILL_CLI = textwrap.dedent("""
         os.environ["TLZOO_HOME"] += "-rank" + os.environ["RANK"]
     import click
     import tlzoo.cli as cli
+    import tlzoo.cli.train as train_commands
 
     def log(msg):
         click.echo(msg, err=True)
         if "fine-tune epoch 2/" in msg:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    cli._log = log
+    train_commands._log = log  # tl run's log (tlzoo/cli/train.py)
     cli.cli(sys.argv[1:], prog_name="tl")
 """)
 

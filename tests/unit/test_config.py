@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -139,3 +140,20 @@ def test_precedence_config_file_then_set(tmp_path: Path) -> None:
     cfg = RunConfig.from_toml(path)
     cfg.apply_overrides(["train.lr=0.2"])
     assert cfg.train.lr == 0.2 and cfg.train.epochs == 5
+
+
+def test_a_fused_runs_options_survive_config_toml(tmp_path: Any) -> None:
+    """model.options.inputs and .weights are tables: config.toml must give them back as dicts (resume reads it)."""
+    from tlzoo.engine.config import RunConfig
+
+    cfg = RunConfig().use_inputs({"image": "efficientnet_lite0", "my title": "bert:all-MiniLM-L6-v2"}, ["price"])
+    cfg.model.options["weights"] = {"my title": "/w/x y"}
+    path = tmp_path / "config.toml"
+    path.write_text(cfg.to_toml(), encoding="utf-8")
+    again = RunConfig.from_toml(path)
+    assert again.model.plugin == "fusion"
+    assert again.model.options == {
+        "inputs": {"image": "efficientnet_lite0", "my title": "bert:all-MiniLM-L6-v2"},
+        "tabular": ["price"],
+        "weights": {"my title": "/w/x y"},
+    }

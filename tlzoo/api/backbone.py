@@ -63,6 +63,11 @@ class Backbone(nn.Module, ABC):
         """A JSON-able description of the preprocessing, part of the cache key."""
         return {}
 
+    def feature_blocks(self) -> list[tuple[str, list[int]]]:
+        """For a backbone over several inputs (a fused run): each input's name and the feature columns it
+        gives; the run then reports what each input adds (``metrics.json`` ``ablation``).  [] for one input."""
+        return []
+
     def spec(self) -> dict[str, Any]:
         """What is needed to rebuild this backbone's architecture for ``tl predict``."""
         return {"plugin": self.plugin, "model": self.name, "weights_source": self.weights_source}

@@ -91,6 +91,7 @@ def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[t
             ],
         ),
         Block("table", rows=[["class", "precision", "recall", "F1", "support"], *per_class]),
+        *ablation_blocks(files, esc),
     ]
     return [
         (
@@ -119,6 +120,32 @@ def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[t
         ("Evaluation results", results),
         ("Limitations", [Block("ul", items=limitations(files, ci, esc))]),
         ("How to load", _how_to_load(files, task, weights)),
+    ]
+
+
+def ablation_blocks(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[Block]:
+    """What each input adds (a fused run's ``ablation`` in metrics.json): each alone, all but one, all."""
+    table = files.metrics.get("ablation")
+    if not isinstance(table, dict) or not table.get("rows"):
+        return []
+    rows = [
+        [
+            esc(" + ".join(str(i) for i in r.get("inputs", []))),
+            esc(r.get("kind", "")),
+            _fmt(r.get("accuracy")),
+            _ci(r["accuracy_ci"]) if r.get("accuracy_ci") else "",
+            _fmt(r.get("macro_f1")),
+            _ci(r["macro_f1_ci"]) if r.get("macro_f1_ci") else "",
+        ]
+        for r in table["rows"]
+    ]
+    return [
+        Block(
+            "p",
+            f"What each input adds: a {esc(table.get('head', '?'))} head fitted on each input's cached features alone, "
+            f"on all but one, and on all, scored on the same {esc(table.get('n_test', '?'))} test examples.",
+        ),
+        Block("table", rows=[["inputs", "kind", "accuracy", "95 % interval", "macro-F1", "95 % interval"], *rows]),
     ]
 
 

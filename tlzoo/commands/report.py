@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from tlzoo.commands.errors_analysis import top_losses
-from tlzoo.commands.model_card import LOW_F1, card_sections, limitations, model_card
+from tlzoo.commands.model_card import LOW_F1, ablation_blocks, card_sections, limitations, model_card
 from tlzoo.commands.run_files import RunFiles, _ci, _fmt, confused_pairs, intervals, load_run
 from tlzoo.commands.templating import render
 from tlzoo.evaluation.uncertainty import METHOD
@@ -280,6 +280,7 @@ def render_html(files: RunFiles, examples: Mapping[str, Any] | None = None, relo
         data_rows=_data_rows(files),
         config_text=files.config_text or "(config.toml missing)",
         card=card_sections(files),
+        inputs=ablation_blocks(files),
     )
 
 

@@ -19,6 +19,7 @@ from tlzoo.api.interfaces import (
 )
 from tlzoo.engine import artifacts
 from tlzoo.engine.loaders import example_loader
+from tlzoo.engine.run.ablation import input_ablation
 from tlzoo.engine.run.fit import head_tuning
 from tlzoo.engine.run.model import _inference_batch_size, _spec_keys_features
 from tlzoo.engine.run.state import RunState
@@ -129,6 +130,9 @@ def evaluate(run: RunState) -> None:
         inputs=inputs,
     )
     run.metrics = _metrics(run, report)
+    table = input_ablation(run)  # a fused run: each input alone, all but one, all (cached features)
+    if table is not None:
+        run.metrics["ablation"] = table
     run.log(
         f"  test accuracy {report['accuracy']:.4f} (95% CI {ci['accuracy'][0]:.3f}-{ci['accuracy'][1]:.3f}), "
         f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "

@@ -165,7 +165,7 @@ class FusedBackbone(FittableBackbone):
         if tabular:
             members.append(TabularEncoder(tabular))  # fitted by fit(), or restored by load_fitted() at tl predict
             self.inputs.append(("tabular", tuple(tabular)))
-        self.members = nn.ModuleList(members)
+        self.members = nn.ModuleList(members)  # registered: their weights are the fused model's
         self.weights_source = "; ".join(f"{what}: {m.name} ({m.weights_source})" for (what, _), m in self._pairs())
         self._width()
 
@@ -174,11 +174,14 @@ class FusedBackbone(FittableBackbone):
         """The columns a record gives this backbone (``tl predict --data`` reads exactly these)."""
         return tuple(c for _, cols in self.inputs for c in cols)
 
+    def _backbones(self) -> list[Backbone]:
+        return [m for m in self.members if isinstance(m, Backbone)]  # all of them: typed for mypy
+
     def _pairs(self) -> list[tuple[tuple[str, tuple[str, ...]], Backbone]]:
-        return list(zip(self.inputs, self.members))  # type: ignore[arg-type]
+        return list(zip(self.inputs, self._backbones()))
 
     def _width(self) -> None:
-        self.num_features = sum(int(m.num_features) for m in self.members) + len(self.members)
+        self.num_features = sum(int(m.num_features) for m in self._backbones()) + len(self.members)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, train: Dataset) -> None:
@@ -189,13 +192,13 @@ class FusedBackbone(FittableBackbone):
 
     def load_fitted(self, folder: str) -> None:
         """The tabular encoder's state (the other inputs' factories restored theirs from ``input-<i>``)."""
-        for i, member in enumerate(self.members):
+        for i, member in enumerate(self._backbones()):
             if isinstance(member, TabularEncoder):
                 member.load_fitted(str(Path(folder) / f"input-{i}"))
         self._width()
 
     def save_assets(self, folder: str) -> None:
-        for i, member in enumerate(self.members):
+        for i, member in enumerate(self._backbones()):
             sub = Path(folder) / f"input-{i}"
             sub.mkdir(parents=True, exist_ok=True)
             member.save_assets(str(sub))
@@ -218,13 +221,13 @@ class FusedBackbone(FittableBackbone):
 
     def collate(self, items: list[Any]) -> dict[str, Any]:
         """``lacking`` first: the engine reads a dict batch's size from its first value."""
-        batches = [member.collate([item[0][i] for item in items]) for i, member in enumerate(self.members)]
+        batches = [member.collate([item[0][i] for item in items]) for i, member in enumerate(self._backbones())]
         return {"lacking": torch.stack([item[1] for item in items]), "inputs": batches}
 
     def forward(self, batch: Any) -> torch.Tensor:
         batches, lacking = batch["inputs"], batch["lacking"]
         outs = []
-        for i, member in enumerate(self.members):
+        for i, member in enumerate(self._backbones()):
             feats = member(batches[i]).float()
             feats = F.normalize(feats, dim=1) if feats.shape[1] else feats
             outs.append(feats * (1.0 - lacking[:, i : i + 1].to(feats.device)))
@@ -232,7 +235,17 @@ class FusedBackbone(FittableBackbone):
         return torch.cat(outs, dim=1)
 
     def layer_groups(self) -> list[nn.Module]:
-        return [g for member in self.members for g in member.layer_groups()]
+        return [g for member in self._backbones() for g in member.layer_groups()]
+
+    def feature_blocks(self) -> list[tuple[str, list[int]]]:
+        """Which feature columns each input gives (its features and its missing flag): the run's ablation."""
+        blocks, start = [], 0
+        flags = sum(int(m.num_features) for m in self._backbones())
+        for i, ((what, _), member) in enumerate(self._pairs()):
+            width = int(member.num_features)
+            blocks.append((what, [*range(start, start + width), flags + i]))
+            start += width
+        return blocks
 
     def preprocessing(self) -> dict[str, Any]:
         return {
@@ -245,13 +258,14 @@ class FusedBackbone(FittableBackbone):
 
     def fingerprint(self) -> str:
         h = hashlib.sha256(json.dumps(self.preprocessing(), sort_keys=True, default=str).encode())
-        for member in self.members:
+        for member in self._backbones():
             h.update(member.fingerprint().encode())
         return h.hexdigest()[:20]
 
 
 def _project(data: Dataset, what: str, columns: tuple[str, ...], member: Backbone) -> Dataset:
     """The training split as ``member`` sees it: its column's values (all the tabular columns as dicts)."""
+    examples: list[Any]
     if isinstance(member, TabularEncoder):
         examples = [{c: ex.get(c) for c in columns} for ex in data.examples]
     else:
