@@ -33,7 +33,6 @@ the functions that need them.
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import os
 import shutil
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from tlzoo.api.errors import TlzooError
+from tlzoo.commands.export_files import copy_source, move_into_place, write_error
 from tlzoo.commands.predict import Predictor, _weights_for_predict
 from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
@@ -114,9 +114,12 @@ def export_run(
         else:
             result = _export_graph(run, tmp, dest, predictor, fmt, log)
         _write_manifest(tmp, result)
-        if dest.exists():
-            dest.rmdir()  # _prepare allowed only an empty folder
-        tmp.rename(dest)
+        move_into_place(tmp, dest)
+    except Exception as exc:
+        problem = write_error(exc, dest)
+        if problem is None:
+            raise
+        raise problem from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result.folder = dest
@@ -124,15 +127,22 @@ def export_run(
 
 
 def _prepare(run: Path, dest: Path) -> Path:
-    """Check ``dest`` (new, or an empty folder, outside the run) and make the temporary folder beside it."""
+    """Check ``dest`` (new, or an empty folder, outside the run) and make the temporary folder beside it
+    (inside it for a mount point, which cannot be replaced by a rename)."""
     if dest.exists() and not dest.is_dir():
         raise TlzooError(f"--to '{dest}' is an existing file; choose a new folder.")
     if dest.is_dir() and any(dest.iterdir()):
         raise TlzooError(f"--to '{dest}' already exists and is not empty; choose a new folder or remove it.")
     if dest.resolve().is_relative_to(run.resolve()):
         raise TlzooError(f"--to '{dest}' is inside the run directory '{run}'; choose a folder outside it.")
+    existing = next(p for p in (dest, *dest.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK):  # a read-only file system (root too) or no permission
+        raise TlzooError(
+            f"--to '{dest}': '{existing}' is not writable (a read-only file system, or no permission); "
+            "choose another --to."
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.export-tmp")
+    tmp = dest / ".export-tmp" if os.path.ismount(dest) else dest.with_name(f".{dest.name}.export-tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp
@@ -177,20 +187,6 @@ def _local_path(value: Any) -> Path | None:
     return p if p.is_absolute() and p.exists() else None
 
 
-def _copy_source(src: Path, assets: Path) -> str:
-    """Copy a local weights file (with its preprocessing sidecar ``.json``) or folder into ``assets/source``."""
-    target = assets / "source" / src.name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if src.is_dir():
-        shutil.copytree(src, target, ignore=shutil.ignore_patterns(".*"))  # no .git, .cache, ...
-    else:
-        shutil.copy2(src, target)
-        side = src.with_suffix(".json")
-        if side.is_file() and side != src:
-            shutil.copy2(side, target.with_suffix(".json"))
-    return str(target.relative_to(assets.parent))
-
-
 def _export_folder(
     run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: Zoo, log: Callable[[str], None]
 ) -> ExportResult:
@@ -214,11 +210,17 @@ def _export_folder(
         source = _local_path(weights) or _local_path(built_from)
         if source is not None and source.resolve().is_relative_to(root):
             source = None  # already inside the run directory: copied with it (assets) or not needed
+    # model.safetensors holds the whole backbone (fine-tuned): the source folder's weight files are not needed
+    slim = source is not None and source.is_dir() and bool(b.get("weights_saved"))
     if source is not None:
-        b["weights_copy"] = _copy_source(source, assets)
-        log(f"  copied the backbone's source {source} into {b['weights_copy']}")
+        b["weights_copy"] = copy_source(source, assets, "other" if slim else "all")
+        log(f"  copied the backbone's source {source} into {b['weights_copy']}{' (no weights)' * slim}")
     pinned = f"the backbone's source as when it was trained: {b.get('weights_source', '?')}"
     tries: list[tuple[dict[str, Any], str]] = [(new, "")]  # (description, what loading needs besides the folder)
+    if slim:  # the architecture from the copied config, every weight from model.safetensors
+        alone = copy.deepcopy(new)
+        alone["backbone"]["request"]["pretrained"] = False
+        tries.insert(0, (alone, ""))  # kept only if it predicts as the run does (the check below)
     if source is None and not b.get("weights_copy"):
         if not b.get("weights_saved"):  # feature extraction: store the frozen backbone's weights too
             tensors.update(
@@ -236,6 +238,9 @@ def _export_folder(
     expected = predictor.predict_proba(probes)
     diff = float("inf")
     for n, (described, needs) in enumerate(tries, 1):
+        if slim and n == 2:  # the slim copy did not predict as the run does: store the source whole
+            log("  the backbone does not rebuild without its source's weight files: copying them too")
+            copy_source(source, assets, "weights")  # type: ignore[arg-type]  # slim: source is a folder
         described["exported"] = {
             "from": str(root),
             "format": "folder",
@@ -250,11 +255,12 @@ def _export_folder(
         except Exception as exc:  # noqa: BLE001 - only the self-contained attempt may fail: then pin the source
             if n == len(tries):
                 raise
-            log(f"  the backbone does not rebuild without its source ({type(exc).__name__}): pinning the source")
+            if not slim:
+                log(f"  the backbone does not rebuild without its source ({type(exc).__name__}): pinning the source")
             continue
         if diff <= FOLDER_TOLERANCE:
             break
-        if n < len(tries):
+        if n < len(tries) and not slim:
             log(
                 f"  rebuilt without its source, the backbone predicts differently (max abs diff {diff:.2g}): "
                 "pinning the source"
@@ -467,21 +473,14 @@ def _onnx_script(text: bool) -> str:
 
 
 # --------------------------------------------------------------------------- manifest
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_manifest(folder: Path, result: ExportResult) -> None:
-    """``export.json``: format, what loading needs, the check, and every file's size and sha256."""
+    """``export.json``: format, what loading needs, the check, and every file's size and sha256
+    (``Predictor.load`` checks them: ``artifacts.verify_export``)."""
     files = {}
     for p in sorted(folder.rglob("*")):
         if p.is_file() and p.name != "export.json":
             rel = p.relative_to(folder).as_posix()
-            files[rel] = {"bytes": p.stat().st_size, "sha256": _sha256(p)}
+            files[rel] = {"bytes": p.stat().st_size, "sha256": artifacts.sha256(p)}
     result.files = list(files)
     artifacts.write_json(
         folder / "export.json",

@@ -7,16 +7,21 @@ backbone untouched, so they save only the head and record the backbone's fingerp
 which is checked when the model is loaded again.
 
 ``load_model_files`` trusts nothing it reads: a run directory may come from someone
-else or be damaged.  Invalid JSON, missing keys, wrong types or unreadable tensors give
-one line ("'RUN/model.json' is damaged (...); rerun `tl run`"); which paths a
-description may name is decided in ``predict.py``.
+else or be damaged.  Invalid JSON (nested too deep included), missing keys, wrong types or
+unreadable tensors give one line ("'RUN/model.json' is damaged (...); rerun `tl run`");
+``model.json`` or ``model.safetensors`` that is a link is refused; which paths a description
+may name is decided in ``predict.py``.  A folder written by ``tl export`` is checked against
+the sha256 digests of its ``export.json`` first (``verify_export``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
+import os
 import platform
+import re
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +66,59 @@ def save_model(folder: Path, tensors: dict[str, torch.Tensor], description: dict
     from safetensors.torch import save_file
 
     clean = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    save_file(clean, str(folder / "model.safetensors"), metadata={"format": "tlzoo", "version": str(FORMAT_VERSION)})
+    path = folder / "model.safetensors"
+    try:
+        save_file(clean, str(path), metadata={"format": "tlzoo", "version": str(FORMAT_VERSION)})
+    except Exception as exc:  # safetensors' Rust IO errors are no OSError: a full disk would be "unexpected"
+        code = re.search(r"os error (\d+)", str(exc))
+        if isinstance(exc, OSError) or code is None:
+            raise
+        raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), str(path)) from None
+    path.chmod(0o666 & ~_umask())  # safetensors creates its files 0600: give it a new file's usual mode
     write_json(folder / "model.json", {"format_version": FORMAT_VERSION, **description})
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_export(folder: Path) -> None:
+    """A folder ``tl export`` wrote: every file its ``export.json`` lists is there with that size and sha256,
+    or one line naming the file (nothing to do for a run folder, which has no export.json)."""
+    from tlzoo.api.errors import TlzooError
+
+    manifest = folder / "export.json"
+    if not manifest.is_file():
+        return
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        listed = [(str(name), int(entry["bytes"]), str(entry["sha256"])) for name, entry in files.items()]
+    except (ValueError, UnicodeDecodeError, OSError, RecursionError, KeyError, TypeError, AttributeError) as exc:
+        raise damaged(manifest, f"{type(exc).__name__}: {first_line(exc)}") from None
+    for name, size, digest in listed:
+        path = folder / name
+        if ".." in Path(name).parts or Path(name).is_absolute() or not path.resolve().is_relative_to(folder.resolve()):
+            raise damaged(manifest, f"it lists '{name}', which is outside the folder")
+        if not path.is_file():
+            raise TlzooError(
+                f"'{path}' is missing from the exported folder (export.json lists it); copy the export again "
+                "whole, or export the run again with `tl export`."
+            )
+        if path.stat().st_size != size or sha256(path) != digest:
+            raise TlzooError(
+                f"'{path}' was changed after `tl export` (its sha256 differs from export.json's); restore it "
+                "from the original export, or export the run again with `tl export`."
+            )
 
 
 def load_model_files(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -78,9 +134,16 @@ def load_model_files(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tens
             f"'{folder}' holds no trained model (model.json + model.safetensors); "
             "was the run interrupted? Run `tl run` again."
         )
+    for path in (desc_path, weights_path):
+        if path.is_symlink():  # a run folder holds its own files: a link may lead anywhere
+            raise TlzooError(
+                f"'{path}' is a link (to '{path.resolve()}'); tlzoo reads only files inside a run directory: "
+                "copy the file itself into it, or rerun `tl run`."
+            )
+    verify_export(folder)
     try:
         desc = json.loads(desc_path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError, OSError) as exc:
+    except (ValueError, UnicodeDecodeError, OSError, RecursionError) as exc:  # RecursionError: nested too deep
         raise damaged(desc_path, f"{type(exc).__name__}: {first_line(exc)}") from None
     check_description(desc, desc_path)
     if desc.get("format_version", 0) > FORMAT_VERSION:

@@ -106,6 +106,11 @@ class RunLock:
 
     def __init__(self, out: Path) -> None:
         self.out = Path(out)
+        if self.out.name in ("", ".", ".."):  # '/', '.', '..': a folder that cannot become the run's
+            raise TlzooError(
+                f"--out '{out}' names no new folder (the root, the current or the parent folder); "
+                "name the run's folder, e.g. --out runs/my-run."
+            )
         self.path = self.out.with_name(self.out.name + ".lock")
         self.fd: int | None = None
 

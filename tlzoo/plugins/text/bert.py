@@ -29,6 +29,7 @@ from torch import nn
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
 from tlzoo.infra import network
+from tlzoo.infra.safetensors_check import check_safetensors_file
 from tlzoo.lib.runtime import OnnxForward, check_runtime
 from tlzoo.lib.text.pooling import choose_pooling, pool
 
@@ -63,6 +64,8 @@ PICKLED = (
 def check_safetensors(folder: Path, what: str) -> None:
     """Refuse a checkpoint folder without safetensors weights, before transformers looks at it."""
     if any(folder.glob("*.safetensors")) or any(folder.glob("*.safetensors.index.json")):
+        for path in sorted(folder.glob("*.safetensors")):  # a pickle renamed model.safetensors: one line, exit 2
+            check_safetensors_file(path, f"{what} '{folder}'")
         return
     other = next((name for name in PICKLED if (folder / name).is_file()), None)
     if other is None:
