@@ -24,7 +24,7 @@ from helpers import one_line_error
 from tlzoo.infra.safe_text import printable, spreadsheet_cell, spreadsheet_value
 
 FORMULA = '=HYPERLINK("http://evil.example","click")'
-CLIPBOARD = "\x1b]52;c;ZXZpbA==\x07comedy\x1b[2J\x1b]8;;http://evil.example\x1b\\"
+CLIPBOARD = "\x1b]52;c;ZXZpbA==\x07comedy\x1b[2J\x9b2J\x1b]8;;http://evil.example\x1b\\"
 LABELS = {
     FORMULA: "action fast slow world director cast",
     CLIPBOARD: "funny comedy fun smart clever",
@@ -129,6 +129,29 @@ def test_tl_errors_reads_quoted_cells_back_and_prints_no_escapes(hostile_run: tu
     assert res.exit_code == 0, res.stderr
     _no_escapes(res.stdout)
     assert FORMULA in res.stdout and "comedy" in res.stdout
+
+
+def test_tl_errors_json_keeps_the_labels_and_escapes_controls(hostile_run: tuple[Path, str]) -> None:
+    run, _ = hostile_run
+    res = _cli(["errors", run, "--json", "--top", 90])
+    assert res.exit_code == 0, res.stderr
+    _no_escapes(res.stdout)
+    result = json.loads(res.stdout)
+    assert set(result["classes"]) == set(LABELS)  # exact, escape sequences included, for a program to read
+
+
+def test_predict_data_on_a_terminal_prints_no_escapes() -> None:
+    """``tl predict --data`` without --out writes CSV to stdout: exact when piped, made printable on a terminal."""
+    import io
+
+    from tlzoo.cli.predict import _Printable
+
+    screen = io.StringIO()
+    terminal = _Printable(screen)
+    writer = csv.writer(terminal)
+    writer.writerow(["0", CLIPBOARD, "0.5"])
+    terminal.flush()
+    assert screen.getvalue() == "0,comedy,0.5\n"
 
 
 def test_run_log_prints_no_escapes(hostile_run: tuple[Path, str]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -180,4 +181,7 @@ def _printable(value: Any) -> Any:
 
 
 def to_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2, ensure_ascii=False)
+    """``tl errors --json``: the data exact, non-ASCII text as it is; json escapes C0 controls (ESC included)
+    itself, and DEL and the C1 controls (0x9b is CSI on some terminals) are escaped here too."""
+    text = json.dumps(result, indent=2, ensure_ascii=False)
+    return re.sub("[\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text)
