@@ -264,6 +264,9 @@ DATA_SOURCES = [
     DataSourceCase("text-folder", _text_folder),
     DataSourceCase("image-csv", _image_csv),
     DataSourceCase("records", _records, DataOptions(fields=("image", "title", "price"))),
+    DataSourceCase("emoji", "emoji", DataOptions(fields=("image", "name"))),  # make data: Debian's emoji packages
+    DataSourceCase("emoji-images", "emoji-images"),
+    DataSourceCase("emoji-names", "emoji-names"),
     DataSourceCase("rotten-tomatoes", "rotten-tomatoes"),
     DataSourceCase("digits", "digits"),
     DataSourceCase("fashion-mnist", "fashion-mnist:test"),  # Debian's dataset-fashion-mnist (make data)

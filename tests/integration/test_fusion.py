@@ -168,3 +168,24 @@ def test_bad_fused_arguments_are_one_line(run_cli: Any, items_csv: Path, tmp_pat
     one_line_error(run("--plugin", "photo=efficientnet_lite0"), "no column 'photo'")
     one_line_error(run("--plugin", "image=efficientnet_lite0", "--weights", "text=/x"), "no --plugin input")
     one_line_error(run("--plugin", "image=fusion"), "a fused run takes an image or a text backbone per column")
+
+
+def test_the_built_in_emoji_set_gives_pictures_names_and_groups() -> None:
+    """Debian's unicode-data and fonts-noto-color-emoji (make data) rendered once: three views of one set."""
+    from PIL import Image
+
+    from tlzoo.api.errors import TlzooError
+    from tlzoo.api.interfaces import DataOptions
+    from tlzoo.plugins.fusion.emoji import EmojiImages, EmojiNames, EmojiRecords
+
+    records = EmojiRecords().load("emoji", DataOptions(fields=("image", "name")))
+    assert 1500 < len(records) < 2500 and len(set(records.labels)) == 9
+    first = records.examples[0]
+    assert first["name"] == "grinning face" and records.labels[0] == "Smileys & Emotion"
+    with Image.open(first["image"]) as img:
+        assert img.size == (64, 64) and len(set(img.convert("RGB").getdata())) > 20  # a drawn glyph, not blank
+    assert not any("skin tone" in r["name"] for r in records.examples)
+    images, names = EmojiImages().load("emoji-images", DataOptions()), EmojiNames().load("emoji-names", DataOptions())
+    assert images.ids == names.ids == records.ids and names.examples[0] == "grinning face"
+    with pytest.raises(TlzooError, match="no field 'title'; its fields are image and name"):
+        EmojiRecords().load("emoji", DataOptions(fields=("image", "title")))

@@ -45,7 +45,7 @@ def list_(pattern: str, modality: str | None, as_json: bool) -> None:
     for e in entries:
         mark = "*" if e.default else " "
         click.echo(
-            f"{e.name:<{width}}  {e.plugin:<{pw}} {mark} {e.modality:<6}  {e.registered_by:<{rw}}  {e.description}"
+            f"{e.name:<{width}}  {e.plugin:<{pw}} {mark} {e.modality:<10}  {e.registered_by:<{rw}}  {e.description}"
         )
     click.echo(
         "\n* = the plugin's default model; the 4th column names the plugin that catalogues it "
@@ -164,7 +164,7 @@ def data_list() -> None:
 
     for s in Zoo().data_sources:
         if s.can_load(s.name):
-            click.echo(f"{s.name:<18} {s.modality:<6}  {s.description}")
+            click.echo(f"{s.name:<18} {s.modality:<10}  {s.description}")
 
 
 # ---------------------------------------------------------------------------- feature cache

@@ -84,6 +84,9 @@ def tlzoo_register_backbones(register: Any) -> None:
 
 @hookimpl
 def tlzoo_register_data_sources(register: Any) -> None:
+    from .emoji import SOURCES
     from .records import RecordsSource
 
     register(RecordsSource())
+    for source in SOURCES:  # the built-in emoji dataset: records, pictures, names
+        register(source)
