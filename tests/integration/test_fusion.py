@@ -189,3 +189,22 @@ def test_the_built_in_emoji_set_gives_pictures_names_and_groups() -> None:
     assert images.ids == names.ids == records.ids and names.examples[0] == "grinning face"
     with pytest.raises(TlzooError, match="no field 'title'; its fields are image and name"):
         EmojiRecords().load("emoji", DataOptions(fields=("image", "title")))
+
+
+@pytest.mark.transfer
+def test_tl_predict_reads_records_as_json_or_from_the_table(
+    fused_run: dict[str, Any], items_csv: Path, run_cli: Any, tmp_path: Path
+) -> None:
+    run_dir = fused_run["result"].run_dir
+    res = run_cli("predict", run_dir, '{"title": "a dull boring drama"}', "--json")
+    assert res.exit_code == 0, res
+    row = json.loads(res.stdout.splitlines()[0])
+    assert row["input"] == '{"title": "a dull boring drama"}' and row["label"].endswith(("fun", "dull"))
+    one_line_error(run_cli("predict", run_dir, "a dull drama"), "pass each input as a JSON object")
+    one_line_error(run_cli("predict", run_dir, '{"colour": "red"}'), "Field 'colour' is not an input of this run")
+    out = tmp_path / "p.csv"
+    res = run_cli("predict", run_dir, "--data", items_csv, "--limit", "20", "--out", out)
+    assert res.exit_code == 0 and "accuracy" in res.stderr, res
+    with open(out, encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 20 and json.loads(rows[0]["input"])["image"].endswith("0.png")

@@ -113,7 +113,11 @@ def predict(
     modality = predictor.backbone.modality
     from tlzoo.engine.data import is_image_path
 
-    if modality == "vision":
+    if modality == "multimodal":  # a fused run: each input is a record, given as a JSON object
+        from tlzoo.commands.batch_predict import parse_records
+
+        items = parse_records(items, getattr(predictor.backbone, "fields", ()))
+    elif modality == "vision":
         missing = [i for i in items if not os.path.isfile(i)]
         if missing and not is_image_path(missing[0]):
             hint = "; to classify the records of a table use --data" if is_table_path(missing[0]) else ""
@@ -203,6 +207,7 @@ def _predict_to_file(
             encoding=encoding,
             limit=limit,
             from_run=from_run,
+            fields=tuple(getattr(predictor.backbone, "fields", ())),
         )
     else:
         records = records_from_inputs(items[:limit] if limit else items)

@@ -80,6 +80,7 @@ def read_records(
     encoding: str = "utf-8",
     limit: int = 0,
     from_run: bool = False,
+    fields: tuple[str, ...] = (),
 ) -> Records:
     """Every record at ``location`` for a ``modality`` run (see the module docstring).
 
@@ -121,9 +122,41 @@ def read_records(
         return _table_records(path, text_column, label_column, encoding, source.name, from_run).head(limit)
     from tlzoo.api.interfaces import DataOptions
 
-    ds = source.load(location, DataOptions(text_column, label_column or "label", encoding))
-    shown = [ex if isinstance(ex, str) else ident for ex, ident in zip(ds.examples, ds.ids)]
-    return Records(list(ds.examples), list(ds.ids), shown, list(ds.labels), source.name, list(ds.notes)).head(limit)
+    options = DataOptions(text_column, label_column or "label", encoding, require_labels=not fields, fields=fields)
+    ds = source.load(location, options)
+    shown = [_shown(ex, ident) for ex, ident in zip(ds.examples, ds.ids)]
+    labels = list(ds.labels) if any(ds.labels) else None  # a fused run's records: labels optional
+    return Records(list(ds.examples), list(ds.ids), shown, labels, source.name, list(ds.notes)).head(limit)
+
+
+def _shown(example: Any, ident: str) -> str:
+    """The input column of a prediction row: a text or an image path, a record as JSON, else the id."""
+    if isinstance(example, str):
+        return example
+    if isinstance(example, dict):
+        return json.dumps(example, ensure_ascii=False, sort_keys=True)
+    return ident
+
+
+def parse_records(items: list[Any], fields: tuple[str, ...]) -> list[Any]:
+    """A fused run's inputs from the command line: each one a JSON object of (some of) its fields."""
+    out = []
+    for item in items:
+        try:
+            record = json.loads(item) if isinstance(item, str) else item
+        except ValueError:
+            record = None
+        if not isinstance(record, dict):
+            example = json.dumps(dict.fromkeys(fields, "..."))
+            raise TlzooError(
+                f"This run reads records with the fields {', '.join(fields)}; pass each input as a JSON object, "
+                f"e.g. '{example}', or the records of a table with --data FILE."
+            )
+        unknown = sorted(set(record) - set(fields))
+        if unknown:
+            raise TlzooError(f"Field '{unknown[0]}' is not an input of this run; its fields are {', '.join(fields)}.")
+        out.append(record)
+    return out
 
 
 def run_data_defaults(run_dir: str | Path) -> dict[str, str]:

@@ -27,6 +27,7 @@ Batch prediction (``tl predict RUN --data SOURCE``) lives in :mod:`tlzoo.command
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -169,7 +170,7 @@ class Predictor:
             i = int(p.argmax())
             out.append(
                 {
-                    "input": x if isinstance(x, str) else repr(x),
+                    "input": x if isinstance(x, str) else _record_text(x),
                     "label": self.classes[i],
                     "probability": float(p[i]),
                     "probabilities": {c: float(v) for c, v in zip(self.classes, p)},
@@ -293,3 +294,8 @@ def _assets_folder(root: Path) -> Path:
                     f"is a link leading out of the run directory (to '{p.resolve()}')",
                 )
     return assets
+
+
+def _record_text(x: Any) -> str:
+    """How a non-text input is shown: a fused run's record as JSON, anything else (an image) as its repr."""
+    return json.dumps(x, ensure_ascii=False, sort_keys=True) if isinstance(x, dict) else repr(x)
