@@ -239,6 +239,7 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
     from tlzoo.cli import RUN_OPTIONS, run
 
     ctx = run.make_context("run", words[2:])
+    again.use_plugin_arguments(ctx.params.pop("plugin"), "", ctx.params.pop("weights") or "")  # repeatable --plugin
     for param, key in RUN_OPTIONS:
         if ctx.params.get(param) is not None:
             again.set(key, ctx.params[param])

@@ -154,11 +154,16 @@ class Run(RunState):
                 warnings.simplefilter("default")
                 hook(step=StepName(name, self._old_step_name), run=view)
             self._log_warnings(caught)
+            for w in caught:  # deprecations stay warnings too (Python shows them only where asked to)
+                if issubclass(w.category, DeprecationWarning):
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
     def _log_warnings(self, caught: list[warnings.WarningMessage]) -> None:
         """Each distinct warning of a step once, as a log line (nothing under -q)."""
         seen: set[str] = set()
         for w in caught:
+            if issubclass(w.category, DeprecationWarning):  # for plugin authors: re-emitted, not logged
+                continue
             text = " ".join(str(w.message).split())
             line = f"  warning ({w.category.__name__}): {text[:300]}"
             if line not in seen:

@@ -210,7 +210,8 @@ def head_tuning(run: RunState) -> dict[str, Any]:
 
 def _log_tuning(run: RunState) -> None:
     tuned = head_tuning(run)
-    how = ("cv_folds", "cv_accuracy", "best_cv_accuracy", "cv_log_loss", "note", "grid_points", "search_rows")
+    how = {"cv_folds", "cv_accuracy", "best_cv_accuracy", "cv_log_loss", "note", "grid_points", "search_rows"}
+    how |= {"cv_repeats", "cv_macro_f1", "degenerate_settings"}
     chosen = {k: v for k, v in tuned.items() if k not in how}
     if not chosen:
         return
@@ -225,13 +226,18 @@ def _log_tuning(run: RunState) -> None:
         if "cv_log_loss" in tuned
         else ""
     )
+    if isinstance(tuned.get("cv_macro_f1"), (int, float)):
+        score += f", macro-F1 {tuned['cv_macro_f1']:.3f}"
     best = tuned.get("best_cv_accuracy")
     if isinstance(best, (int, float)) and "cv_accuracy" in tuned and best > tuned["cv_accuracy"]:
         score += f"; best {best:.3f}, within the folds' noise"  # the simplest setting that close is kept
     over = f" over {tuned['grid_points']} settings" if tuned.get("grid_points") else ""
+    repeats = f" x {tuned['cv_repeats']}" if (tuned.get("cv_repeats") or 1) > 1 else ""
+    left = tuned.get("degenerate_settings")
+    left_out = f"; {left} collapsed setting{'s' if left != 1 else ''} left out" if left else ""
     run.log(
-        f"  {run.head.name}: chose {values} (CV {score}, {tuned['cv_folds']}-fold cross-validation{over} "
-        "on the training features)"
+        f"  {run.head.name}: chose {values} (CV {score}, {tuned['cv_folds']}-fold{repeats} cross-validation{over} "
+        f"on the training features{left_out})"
     )
 
 

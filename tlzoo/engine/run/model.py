@@ -82,7 +82,7 @@ def create_backbone(run: RunState) -> None:
     if run.augment_train and run.backbone.modality == "vision":
         from tlzoo.evaluation.augment_preview import save_augment_grid
 
-        if run.main and not run.probe and save_augment_grid(
+        if run.main and save_augment_grid(
             run.backbone,
             run.splits.train.examples,
             run.dir / "augment.png",
