@@ -241,3 +241,18 @@ def test_text_column_equal_to_label_column_is_refused(run_cli: Any, tmp_path: Pa
     out = tmp_path / "same"
     res = run_cli("run", "-q", "--plugin", "bert", "--data", text_csv, "--text-column", "label", "--out", out)
     assert_clean_error(res, "--text-column and --label-column are both 'label'", out)
+
+
+def test_a_reader_that_went_away_is_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tl list | head`: a BrokenPipeError when stdout's reader has gone exits 0 without an Error line."""
+    import sys
+
+    from tlzoo.cli.errors import fail
+
+    stdout = sys.stdout
+    try:
+        with pytest.raises(SystemExit) as caught:
+            fail(BrokenPipeError(32, "Broken pipe"), "list")
+    finally:
+        sys.stdout = stdout
+    assert caught.value.code == 0 and "Error" not in capsys.readouterr().err

@@ -93,6 +93,12 @@ def fail(exc: BaseException, command: str | None = None) -> NoReturn:
     """
     from tlzoo.engine import distributed  # torch-free
 
+    if isinstance(exc, BrokenPipeError):  # `tl list | head`: the reader has gone; nothing is wrong
+        try:
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python flushes stdout at exit; keep it quiet
+        except OSError:
+            pass
+        sys.exit(0)
     debug = _debug()
     if distributed.is_relayed(exc) and not debug:  # under torchrun: rank 0 has printed this one
         sys.exit(exc.exit_code if isinstance(exc, TlzooError) else 1)
