@@ -239,7 +239,9 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
     from tlzoo.cli import RUN_OPTIONS, run
 
     ctx = run.make_context("run", words[2:])
-    again.use_plugin_arguments(ctx.params.pop("plugin"), "", ctx.params.pop("weights") or "")  # repeatable --plugin
+    from tlzoo.engine.config_keys import apply_plugin_arguments
+
+    apply_plugin_arguments(again, ctx.params.pop("plugin"), "", ctx.params.pop("weights") or "")  # repeatable
     for param, key in RUN_OPTIONS:
         if ctx.params.get(param) is not None:
             again.set(key, ctx.params[param])

@@ -44,12 +44,17 @@ def _imported_modules(path: Path) -> set[str]:
     return names
 
 
-def _imported_dotted(path: Path, package: str | None = None) -> set[str]:
+def _imported_dotted(path: Path, package: str | None = None, runtime_only: bool = False) -> set[str]:
     """Full dotted names of everything the file imports, lazy and relative imports included.
 
     ``from a.b import c`` gives both ``a.b`` and ``a.b.c`` (``c`` may be a module);
-    ``package`` (default: the file's own package) resolves relative imports."""
+    ``package`` (default: the file's own package) resolves relative imports; ``runtime_only``
+    leaves out what an ``if TYPE_CHECKING:`` block imports."""
     tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    if runtime_only:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
+                node.body = []
     if package is None:
         package = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1])
     names: set[str] = set()
@@ -149,23 +154,7 @@ def _area(module: str) -> str:
 
 def _runtime_imports(path: Path) -> set[str]:
     """tlzoo modules the file imports at run time (lazy ones included; ``if TYPE_CHECKING:`` blocks left out)."""
-    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", "")) == "TYPE_CHECKING":
-            node.body = []
-    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join(parent + ([base] if base else []))
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
-    return {n for n in names if n == "tlzoo" or n.startswith("tlzoo.")}
+    return {n for n in _imported_dotted(path, runtime_only=True) if n == "tlzoo" or n.startswith("tlzoo.")}
 
 
 ALL_FILES = sorted(p for p in PACKAGE.rglob("*.py"))

@@ -159,7 +159,9 @@ def _run_config(
     cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
     plugins, tabular = options.pop("plugin", None), options.pop("tabular_columns", None)
     if plugins or tabular:  # one plugin, or COLUMN=PLUGIN inputs and tabular columns (a fused run)
-        cfg.use_plugin_arguments(tuple(plugins or ()), tabular or "", options.pop("weights", None) or "")
+        from tlzoo.engine.config_keys import apply_plugin_arguments
+
+        apply_plugin_arguments(cfg, tuple(plugins or ()), tabular or "", options.pop("weights", None) or "")
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
             cfg.set(key, options[param])

@@ -288,48 +288,12 @@ class RunConfig:
         return dotted in self._given
 
     def use_inputs(self, inputs: dict[str, str], tabular: list[str] | tuple[str, ...] = ()) -> RunConfig:
-        """A fused run over several columns of one dataset: ``inputs`` maps each image or text column to its
-        backbone (``"plugin"`` or ``"plugin:model"``), ``tabular`` lists tabular columns.  The ``fusion``
-        backbone then reads records with these fields:
-        ``cfg.use_inputs({"image": "efficientnet_lite0", "title": "bert"}, tabular=["price"])``."""
+        """A fused run: ``inputs`` maps each image or text column to ``"plugin"`` or ``"plugin:model"``,
+        ``tabular`` lists tabular columns (``use_inputs({"image": "efficientnet_lite0"}, ["price"])``)."""
         self.set("model.plugin", "fusion")
         self.set("model.options.inputs", dict(inputs))
         self.set("model.options.tabular", list(tabular))
         return self
-
-    def use_plugin_arguments(self, values: list[str] | tuple[str, ...], tabular: str = "", weights: str = "") -> None:
-        """``--plugin`` as given on the command line: one plugin, or ``COLUMN=PLUGIN`` pairs (a fused run);
-        ``tabular``: ``--tabular-columns A,B``; ``weights``: ``--weights PATH``, or ``COLUMN=PATH[,...]`` in a
-        fused run."""
-        pairs = [v for v in values if "=" in v]
-        columns = [c.strip() for c in tabular.split(",") if c.strip()]
-        if not pairs and not columns:
-            if len(values) > 1:
-                raise TlzooError(
-                    f"--plugin given {len(values)} times ({', '.join(values)}); one backbone, or COLUMN=PLUGIN "
-                    "for each input column of a fused run."
-                )
-            if values:
-                self.set("model.plugin", values[0])
-            if weights:
-                self.set("model.weights", weights)
-            return
-        if len(pairs) != len(values):
-            plain = next(v for v in values if "=" not in v)
-            raise TlzooError(
-                f"--plugin {plain}: in a fused run every --plugin is COLUMN=PLUGIN (e.g. --plugin title={plain})."
-            )
-        inputs: dict[str, str] = {}
-        for pair in pairs:
-            column, _, plugin = pair.partition("=")
-            if not column.strip() or not plugin.strip():
-                raise TlzooError(f"--plugin '{pair}' must be COLUMN=PLUGIN, e.g. --plugin image=efficientnet_lite0.")
-            if column.strip() in inputs:
-                raise TlzooError(f"--plugin names column '{column.strip()}' twice; one backbone per column.")
-            inputs[column.strip()] = plugin.strip()
-        self.use_inputs(inputs, columns)
-        if weights:
-            self.set("model.options.weights", _column_paths(weights, inputs))
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -534,14 +498,3 @@ def _toml_value(v: Any) -> str:
     if v is None:
         return '""'
     return json.dumps(str(v))
-
-
-def _column_paths(given: str, inputs: dict[str, str]) -> dict[str, str]:
-    """``--weights COLUMN=PATH[,COLUMN=PATH]`` of a fused run: absolute local paths per input column."""
-    pairs = [p.partition("=") for p in given.split(",")]
-    if any(not sep or not col.strip() or not path.strip() for col, sep, path in pairs):
-        raise TlzooError(f"--weights '{given}': in a fused run name the column, --weights COLUMN=PATH[,COLUMN=PATH].")
-    unknown = sorted({col.strip() for col, _, _ in pairs} - set(inputs))
-    if unknown:
-        raise TlzooError(f"--weights names column '{unknown[0]}', which is no --plugin input: {', '.join(inputs)}.")
-    return {col.strip(): str(Path(path.strip()).resolve()) for col, _, path in pairs}

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from tlzoo.engine.config import settings
+from tlzoo.api.errors import TlzooError
+from tlzoo.engine.config import RunConfig, settings
 
 # one line per engine key, from its declaration (kept under this name for 0.2 code)
 MEANINGS: dict[str, str] = {key: decl.help for key, decl in settings().items()}
@@ -92,3 +94,50 @@ def _show(value: Any) -> str:
     if isinstance(value, dict):
         return "{}" if not value else ", ".join(f"{k}={_show(v)}" for k, v in value.items())
     return repr(value)
+
+
+def apply_plugin_arguments(
+    cfg: RunConfig, values: list[str] | tuple[str, ...], tabular: str = "", weights: str = ""
+) -> None:
+    """``tl run --plugin`` into ``cfg``: one plugin, or ``COLUMN=PLUGIN`` pairs (a fused run); ``tabular``:
+    ``--tabular-columns A,B``; ``weights``: ``--weights PATH``, or ``COLUMN=PATH[,...]`` in a fused run."""
+    pairs = [v for v in values if "=" in v]
+    columns = [c.strip() for c in tabular.split(",") if c.strip()]
+    if not pairs and not columns:
+        if len(values) > 1:
+            raise TlzooError(
+                f"--plugin given {len(values)} times ({', '.join(values)}); one backbone, or COLUMN=PLUGIN "
+                "for each input column of a fused run."
+            )
+        if values:
+            cfg.set("model.plugin", values[0])
+        if weights:
+            cfg.set("model.weights", weights)
+        return
+    if len(pairs) != len(values):
+        plain = next(v for v in values if "=" not in v)
+        raise TlzooError(
+            f"--plugin {plain}: in a fused run every --plugin is COLUMN=PLUGIN (e.g. --plugin title={plain})."
+        )
+    inputs: dict[str, str] = {}
+    for pair in pairs:
+        column, _, plugin = pair.partition("=")
+        if not column.strip() or not plugin.strip():
+            raise TlzooError(f"--plugin '{pair}' must be COLUMN=PLUGIN, e.g. --plugin image=efficientnet_lite0.")
+        if column.strip() in inputs:
+            raise TlzooError(f"--plugin names column '{column.strip()}' twice; one backbone per column.")
+        inputs[column.strip()] = plugin.strip()
+    cfg.use_inputs(inputs, columns)
+    if weights:
+        cfg.set("model.options.weights", _column_paths(weights, inputs))
+
+
+def _column_paths(given: str, inputs: dict[str, str]) -> dict[str, str]:
+    """``--weights COLUMN=PATH[,COLUMN=PATH]`` of a fused run: absolute local paths per input column."""
+    pairs = [p.partition("=") for p in given.split(",")]
+    if any(not sep or not col.strip() or not path.strip() for col, sep, path in pairs):
+        raise TlzooError(f"--weights '{given}': in a fused run name the column, --weights COLUMN=PATH[,COLUMN=PATH].")
+    unknown = sorted({col.strip() for col, _, _ in pairs} - set(inputs))
+    if unknown:
+        raise TlzooError(f"--weights names column '{unknown[0]}', which is no --plugin input: {', '.join(inputs)}.")
+    return {col.strip(): str(Path(path.strip()).resolve()) for col, _, path in pairs}
