@@ -127,6 +127,9 @@ def run_cli() -> Callable[..., CliResult]:
     from tlzoo.cli import cli
 
     def invoke(*args: Any, input: str | None = None) -> CliResult:
+        # plugin commands for the current environment, as a new `tl` process adds them (another test of this
+        # worker may have added a narrower set: a fake plugin, a restricted TLZOO_PLUGINS)
+        cli._loaded = False  # type: ignore[attr-defined]
         res = CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=True)
         stderr = res.stderr  # click >= 8.2 keeps stderr apart from stdout
         exc = res.exception if not isinstance(res.exception, SystemExit) else None

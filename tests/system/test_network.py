@@ -210,18 +210,7 @@ def test_offline_still_reads_the_hub_cache(
     assert guard == []
 
 
-@pytest.fixture
-def pull_command(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`tl pull` is a plugin command, added once per process: another test in this worker may have added the
-    commands of a narrower TLZOO_PLUGINS first, so add them again for the current environment."""
-    from tlzoo.cli import cli
-
-    monkeypatch.setattr(cli, "_loaded", False)
-
-
-def test_offline_pull_refuses_at_once(
-    run_cli: Callable[..., Any], guard: list[tuple[str, str]], pull_command: None
-) -> None:
+def test_offline_pull_refuses_at_once(run_cli: Callable[..., Any], guard: list[tuple[str, str]]) -> None:
     start = time.monotonic()
     res = run_cli("--offline", "pull", "resnet50")
     elapsed = time.monotonic() - start
@@ -235,7 +224,6 @@ def test_offline_pull_of_a_packaged_model_works(
     guard: list[tuple[str, str]],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    pull_command: None,
 ) -> None:
     """Offline, `tl pull` still copies weights that an installed package ships."""
     # its own home: the suite's shared TLZOO_HOME must keep preferring the packaged weights

@@ -32,9 +32,11 @@ class _PluginCommands:
         name = name or cmd.name or ""
         if self._group.commands.get(name) is cmd:  # the same command again (plugin commands reloaded)
             return
-        if name in self._group.commands:
+        owner = getattr(self._group.commands.get(name), "tlzoo_plugin", None)
+        if name in self._group.commands and owner != self._plugin:  # tl's own, or another plugin's
             self._pm.record(self._plugin, f"command '{name}' already exists; the plugin's one is ignored", warning=True)
             return
+        cmd.tlzoo_plugin = self._plugin  # type: ignore[attr-defined]  # a reload replaces its own commands
         self._group.add_command(cmd, name)
 
     def _decorator(self, make: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
