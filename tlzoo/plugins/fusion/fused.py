@@ -235,7 +235,17 @@ class FusedBackbone(FittableBackbone):
         return torch.cat(outs, dim=1)
 
     def layer_groups(self) -> list[nn.Module]:
-        return [g for member in self._backbones() for g in member.layer_groups()]
+        """Every input's groups aligned from its top: the top group holds each input's top group, the
+        next one down each input's second group from the top, and so on.  So ``--unfreeze N`` trains the
+        top N groups of every backbone, and discriminative learning rates step down each backbone's own
+        ladder (its top group at the phase's lr, ``lr_decay`` times less per group below), whatever depth
+        each backbone has."""
+        ladders = [member.layer_groups() for member in self._backbones()]
+        levels: list[nn.Module] = []
+        for k in range(max((len(g) for g in ladders), default=0), 0, -1):  # input side first
+            level = [groups[len(groups) - k] for groups in ladders if len(groups) >= k]
+            levels.append(level[0] if len(level) == 1 else nn.ModuleList(level))
+        return levels
 
     def feature_blocks(self) -> list[tuple[str, list[int]]]:
         """Which feature columns each input gives (its features and its missing flag): the run's ablation."""
