@@ -27,6 +27,7 @@ venv: $(STAMP)
 # missing (needs root, as in CI).  Without it the Fashion-MNIST tests fail with a clear message.
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz
 # The emoji dataset (image + name + group) comes from Debian's unicode-data and fonts-noto-color-emoji.
+# The flags dataset (flag + country name + continent) adds tzdata's zone.tab for the continents.
 EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
 data:
 	@test -f $(FASHION_MNIST) || { apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist; } \
@@ -34,6 +35,8 @@ data:
 	@{ test -f $(EMOJI_FONT) && test -f /usr/share/unicode/emoji/emoji-test.txt; } \
 		|| { apt-get update -qq && apt-get install -y -qq fonts-noto-color-emoji unicode-data; } \
 		|| echo "warning: could not install the emoji packages (needs root); the emoji dataset tests will fail"
+	@test -f /usr/share/zoneinfo/zone.tab || { apt-get update -qq && apt-get install -y -qq tzdata; } \
+		|| echo "warning: could not install tzdata (needs root); the flags dataset tests will fail"
 
 # Debian's chromium renders report.html in a headless browser in tests/integration/test_report.py; installed once
 # when missing (needs root, as in CI).  Without it that one test is skipped with a message saying so.

@@ -267,6 +267,9 @@ DATA_SOURCES = [
     DataSourceCase("emoji", "emoji", DataOptions(fields=("image", "name"))),  # make data: Debian's emoji packages
     DataSourceCase("emoji-images", "emoji-images"),
     DataSourceCase("emoji-names", "emoji-names"),
+    DataSourceCase("flags", "flags", DataOptions(fields=("image", "name"))),  # make data: emoji packages, tzdata
+    DataSourceCase("flags-images", "flags-images"),
+    DataSourceCase("flags-names", "flags-names"),
     DataSourceCase("rotten-tomatoes", "rotten-tomatoes"),
     DataSourceCase("digits", "digits"),
     DataSourceCase("fashion-mnist", "fashion-mnist:test"),  # Debian's dataset-fashion-mnist (make data)

@@ -85,8 +85,9 @@ def tlzoo_register_backbones(register: Any) -> None:
 @hookimpl
 def tlzoo_register_data_sources(register: Any) -> None:
     from .emoji import SOURCES
+    from .flags import SOURCES as FLAGS
     from .records import RecordsSource
 
     register(RecordsSource())
-    for source in SOURCES:  # the built-in emoji dataset: records, pictures, names
+    for source in SOURCES + FLAGS:  # the built-in emoji and flags datasets: records, pictures, names
         register(source)
