@@ -40,6 +40,8 @@ def extract(
     the fingerprint; the entry then also describes the backbone, so a later run with every
     split cached can leave it unbuilt (:func:`cached_splits`).
     """
+    if not len(dataset):  # an empty split (--val-fraction 0): nothing for the backbone to run on
+        return np.zeros((0, backbone.num_features), np.float32)
     if cache is None:
         blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
         return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)

@@ -211,6 +211,11 @@ def split(run: RunState) -> None:
     )
     for note in s.notes:  # e.g. a class too small to reach the test set
         run.log(f"  warning: {note}")
+    if not len(s.val):  # --val-fraction 0: what validation decides falls back, and the log says how
+        run.log(
+            "  no validation split (--val-fraction 0): no early stopping, the last epoch's weights are kept, "
+            "and fitted heads choose their settings by cross-validation on the training split"
+        )
 
 
 def encode_labels(run: RunState) -> None:
