@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tlzoo.api.errors import TlzooError
 from tlzoo.engine import features as feat
 from tlzoo.engine.features import FeatureCache
 from tlzoo.engine.run.fit import FeatureRows, _as_batch
@@ -113,3 +114,37 @@ def test_allocator_settings_apply_on_glibc_and_never_fail() -> None:
         assert applied
     else:
         assert not applied
+
+
+# --------------------------------------------------------------------------- image size and batch memory (issue 17 §9)
+def test_image_size_is_bounded_in_its_declaration(run_cli) -> None:
+    from helpers import one_line_error
+
+    res = run_cli("run", "--plugin", "mobilenet", "--data", "digits", "--image-size", "100000")
+    one_line_error(res, "--image-size", "from 1 to 1024", "got 100000")
+    from tlzoo.engine.config import RunConfig
+
+    cfg = RunConfig()
+    cfg.model.image_size = 1024
+    cfg.validate()  # the largest real models still run
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_any_work(run_cli, tmp_path: Path, monkeypatch) -> None:
+    from helpers import one_line_error
+
+    monkeypatch.setattr(memory, "available_bytes", lambda: 2 * 10**9)
+    out = tmp_path / "run"
+    res = run_cli(
+        "run", "--plugin", "mobilenet", "--data", "digits", "--image-size", "1024", "--batch-size", "512", "-q",
+        "--out", out,
+    )  # fmt: skip
+    line = one_line_error(res, "--batch-size", "--image-size", "2.0 GB is available", out=out)
+    assert "at most 39 at this size" in line  # 2e9 // (3 * 1024**2 * 4 bytes * 4 copies)
+
+
+def test_image_batch_bytes_and_the_check() -> None:
+    assert memory.image_batch_bytes(2, 10) == 2 * 3 * 100 * 4 * memory.COPIES_PER_BATCH
+    memory.check_image_batch(32, 224, 10**10)  # 77 MB: fits
+    memory.check_image_batch(10**6, 1024, None)  # unknown memory (not Linux): never refused
+    with pytest.raises(TlzooError, match="lower --batch-size"):
+        memory.check_image_batch(1000, 1024, 10**9)

@@ -18,6 +18,8 @@ import ctypes.util
 import sys
 from functools import cache
 
+from tlzoo.api.errors import TlzooError
+
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 MMAP_THRESHOLD = 4 << 20
 
@@ -46,3 +48,44 @@ def trim() -> None:
     libc = _libc()
     if libc is not None:
         libc.malloc_trim(0)
+
+
+# What one batch of images costs at least, held up front against the memory there is (issue 17 §9):
+# the float32 input batch, its prefetched successor and the first layers' activations, which are
+# of the same order (a stem convolution keeps about as many values as the image it reads).
+BYTES_PER_VALUE = 4
+COPIES_PER_BATCH = 4
+
+
+def available_bytes() -> int | None:
+    """The memory the operating system can still give this process (Linux: MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def image_batch_bytes(batch_size: int, image_size: int, channels: int = 3) -> int:
+    """A lower bound on the memory one batch of ``image_size`` square images takes while it runs."""
+    return batch_size * channels * image_size * image_size * BYTES_PER_VALUE * COPIES_PER_BATCH
+
+
+def check_image_batch(batch_size: int, image_size: int, available: int | None, where: str = "memory") -> None:
+    """One line naming ``--batch-size`` and ``--image-size`` when one batch cannot fit in ``available`` bytes."""
+    need = image_batch_bytes(batch_size, image_size)
+    if available is None or need <= available:
+        return
+    fits = max(1, available // image_batch_bytes(1, image_size))
+    raise TlzooError(
+        f"A batch of {batch_size} images of {image_size}x{image_size} pixels needs at least {_gb(need)} of {where}, "
+        f"and {_gb(available)} is available; lower --batch-size (at most {fits} at this size) or --image-size "
+        "(0: the size the weights were trained at)."
+    )
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.0f} MB"

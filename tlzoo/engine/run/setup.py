@@ -78,6 +78,10 @@ def resolve_plugins(run: RunState) -> None:
             raise TlzooError(f"train.{key} must be 0 or more, got {getattr(cfg.train, key)}.")
     if cfg.train.num_workers < 0:
         raise TlzooError(f"train.num_workers must be 0 or more, got {cfg.train.num_workers}.")
+    if run.factory.modality == "vision" and cfg.model.image_size:  # one batch must fit, before any work
+        from tlzoo.infra import memory
+
+        memory.check_image_batch(cfg.train.batch_size, cfg.model.image_size, memory.available_bytes())
     run.cache.tidy()  # feature folders of extractions killed earlier
     if run.probe:  # tl compare: no run folder
         return
