@@ -121,26 +121,29 @@ def run(
         given += ["--seeds"] * (seeds is not None)
         if given:
             raise TlzooError(f"--resume continues with the run's own config.toml; drop {given[0]}.")
+        from tlzoo.commands.seeds import is_seeds_folder, resume_seeds, seeds_output
         from tlzoo.facade import Engine
 
-        _print_result(Engine(log=(lambda m: None) if quiet else _log).resume(resume_dir), as_json)
+        engine = Engine(log=(lambda m: None) if quiet else _log)
+        if is_seeds_folder(resume_dir):  # an interrupted --seeds N: finished seeds kept, the rest run
+            heads = engine.zoo.heads
+            result = resume_seeds(resume_dir, engine.run, lambda c: heads.get(c.head.name), engine.log)
+            click.echo(seeds_output(result, as_json))
+            return
+        _print_result(engine.resume(resume_dir), as_json)
         return
     cfg = _run_config(config_file, overrides, quiet, no_pretrained, no_augment, options)
     from tlzoo.facade import Engine
 
     engine = Engine(log=(lambda m: None) if quiet else _log)
     if seeds is not None:
-        from tlzoo.commands.seeds import check_seeds, format_summary, run_seeds
+        from tlzoo.commands.seeds import check_seeds, run_seeds, seeds_output
 
         check_seeds(seeds)
         factory, _ = engine.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)  # also checks --plugin first
         head_cls = engine.zoo.heads.get(cfg.head.name)
         result = run_seeds(cfg, seeds, engine.run, head_cls, factory.name, (lambda m: None) if quiet else _log)
-        if as_json:
-            click.echo(json.dumps({"out": str(result.out), **result.summary}, indent=2))
-        else:
-            click.echo(format_summary(result.summary))
-            click.echo(f"  runs and seeds.json in {result.out}")
+        click.echo(seeds_output(result, as_json))
         return
     _print_result(engine.run(cfg), as_json)
 

@@ -18,12 +18,19 @@ split stays the one ``--seed`` draws, and only the training seed varies over
 Each run is a complete run folder ``<out>/seed-<s>``; ``<out>/seeds.json`` holds every run's
 test accuracy and macro-F1 with their mean and sample standard deviation (``ddof = 1``,
 the spread one more seed would show; 0 for a single run).
+
+An interrupted ``--seeds N`` continues seed by seed: ``<out>/config.toml`` and
+``<out>/seeds-plan.json``, written before the first seed, let the same command again (or
+``tl run --resume <out>``) keep the finished seeds (their metrics.json), restart the
+interrupted one from its first step (its checkpoint does not record its training seed, and
+on cached features a restart costs seconds) and run the rest.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -98,16 +105,31 @@ def run_seeds(
     check_seeds(n)
     log = log or (lambda msg: None)
     out = Path(config.out) if config.out else Path("runs") / f"{time.strftime('%Y%m%d-%H%M%S')}-{plugin_name}-seeds"
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise TlzooError(f"Output folder '{out}' already exists and is not empty; choose another --out or remove it.")
+    config = copy.deepcopy(config)
+    config.out = str(out)
+    _open_seeds_folder(out, config, n)
     seeds = list(range(config.seed, config.seed + n))
     results = []
     for i, seed in enumerate(seeds, 1):
         cfg = copy.deepcopy(config)
         cfg.out = str(out / f"seed-{seed}")
         cfg.head.params = seeded_head_params(head_cls, cfg.head.params, seed)
+        done = _finished(Path(cfg.out))
+        if done is not None:
+            log(f"seed {i}/{n}: training seed {seed} finished before; kept {cfg.out}")
+            results.append(done)
+            continue
+        leftover = Path(cfg.out + INCOMPLETE)
+        if leftover.exists():  # the seed that was interrupted: from its first step, with its own training seed
+            log(f"seed {i}/{n}: training seed {seed} was interrupted; starting it again (removed {leftover})")
+            shutil.rmtree(leftover)
         log(f"seed {i}/{n}: training seed {seed}, split seed {config.seed} -> {cfg.out}")
-        results.append(run(cfg, seed))
+        try:
+            results.append(run(cfg, seed))
+        except BaseException as exc:  # Ctrl-C, SIGTERM, an error: the seeds continue from <out>, not one seed's folder
+            if getattr(exc, "tlzoo_resume", None):
+                exc.tlzoo_resume = str(out)  # type: ignore[attr-defined]
+            raise
     per_seed = [
         {
             "train_seed": seed,
@@ -131,6 +153,58 @@ def run_seeds(
     return SeedsResult(out=out, runs=results, summary=summary)
 
 
+PLAN = "seeds-plan.json"
+INCOMPLETE = ".incomplete"
+
+
+def is_seeds_folder(folder: str | Path) -> bool:
+    """Whether ``folder`` is the ``--out`` of a ``tl run --seeds N`` (finished or not)."""
+    return (Path(folder) / PLAN).is_file() and (Path(folder) / "config.toml").is_file()
+
+
+def resume_seeds(
+    folder: str | Path, run: Callable[[RunConfig, int], Any], head_cls_of: Callable[[RunConfig], Any], log: Any = None
+) -> SeedsResult:
+    """``tl run --resume OUT`` for a seeds folder: its own config and number of seeds, continued seed by seed."""
+    out = Path(folder)
+    config = RunConfig.from_toml(out / "config.toml")
+    try:
+        n = int(json.loads((out / PLAN).read_text("utf-8"))["seeds"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise TlzooError(f"'{out / PLAN}' is unreadable; start the seeds again with `tl run --seeds N`.") from None
+    return run_seeds(config, n, run, head_cls_of(config), log=log)
+
+
+def _open_seeds_folder(out: Path, config: RunConfig, n: int) -> None:
+    """Create ``out`` with the plan, or take a folder an interrupted run of the same config left."""
+    text = config.to_toml()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        if not is_seeds_folder(out):
+            raise TlzooError(
+                f"Output folder '{out}' already exists and is not empty; choose another --out or remove it."
+            )
+        if (out / "config.toml").read_text("utf-8") != text:
+            raise TlzooError(
+                f"Output folder '{out}' holds the seeds of another configuration; rerun with the options it was "
+                f"started with (see {out / 'config.toml'}, or `tl run --resume {out}`), or choose another --out."
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(text, encoding="utf-8")
+    (out / PLAN).write_text(json.dumps({"seeds": n}) + "\n", encoding="utf-8")
+
+
+def _finished(run_dir: Path) -> Any:
+    """The RunResult of a seed whose run folder is complete (its metrics.json has test figures), else None."""
+    try:
+        metrics = json.loads((run_dir / "metrics.json").read_text("utf-8"))
+        metrics["test"]["accuracy"], metrics["test"]["macro_f1"]  # noqa: B018
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    from tlzoo.engine.run.state import RunResult
+
+    return RunResult(run_dir=run_dir, metrics=metrics)
+
+
 def format_summary(summary: dict[str, Any]) -> str:
     """Two lines for the terminal: mean ± sd of both figures, and each seed's."""
     acc, f1 = summary["accuracy"], summary["macro_f1"]
@@ -141,3 +215,10 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"n={summary['n_test']})\n"
         f"  accuracy per training seed: {each}"
     )
+
+
+def seeds_output(result: SeedsResult, as_json: bool) -> str:
+    """What ``tl run --seeds N`` (or ``--resume`` of its folder) prints: JSON, or the summary and the folder."""
+    if as_json:
+        return json.dumps({"out": str(result.out), **result.summary}, indent=2)
+    return f"{format_summary(result.summary)}\n  runs and seeds.json in {result.out}"
