@@ -46,19 +46,38 @@ def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[t
     files) goes through ``esc``: :func:`tlzoo.commands.templating.md` for README.md, plain text for
     the HTML page, whose template escapes everything.  Code blocks are left as they are (fenced).
     """
-    r, t, b = files.run, files.test, files.model.get("backbone", {})
+    b = files.model.get("backbone", {})
     ci = intervals(files)
-    classes = list(t.get("classes", files.classes))
+    classes = list(files.test.get("classes", files.classes))
     names = ", ".join(esc(c) for c in classes)
-    head = files.model.get("head", {})
-    strategy = r.get("strategy", "")
     task = "image" if files.modality == "vision" else "text"
     data = esc(_data_name(files))
-    weights = esc(r.get("weights", b.get("weights_source", "?")))
+    weights = esc(files.run.get("weights", b.get("weights_source", "?")))
+    description = (
+        f"{'An image' if task == 'image' else 'A text'} classifier over {len(classes)} classes "
+        "trained with tlzoo by transfer learning."
+    )
+    caution = (
+        "Not evaluated on other domains, languages or image sources; measure it on your own labelled "
+        "sample before relying on it, and do not use it for decisions about people without human review."
+    )
+    return [
+        ("Model description", [Block("p", description), Block("ul", items=_model_items(files, esc, weights, names))]),
+        ("Intended use", [Block("p", f"Classifying {task}s like those in {data} into: {names}."), Block("p", caution)]),
+        ("Training data", [Block("ul", items=_data_items(files, esc, data))]),
+        ("Evaluation results", _result_blocks(files, esc, ci)),
+        ("Limitations", [Block("ul", items=limitations(files, ci, esc))]),
+        ("How to load", _how_to_load(files, task, weights)),
+    ]
+
+
+def _model_items(files: RunFiles, esc: Callable[[Any], str], weights: str, names: str) -> list[str]:
+    """Backbone, weights, head, strategy and classes of the run, one list item each."""
+    r, b, head = files.run, files.model.get("backbone", {}), files.model.get("head", {})
+    strategy = r.get("strategy", "")
     params = f" ({esc(json.dumps(head.get('params'), sort_keys=True))})" if head.get("params") else ""
-    frozen = strategy == "feature-extraction"
     how = " (backbone layers updated)" if strategy else ""
-    how = " (backbone frozen, head trained on its features)" if frozen else how
+    how = " (backbone frozen, head trained on its features)" if strategy == "feature-extraction" else how
     items = [
         f"Backbone: {esc(r.get('model', b.get('model', '?')))} (plugin {esc(r.get('plugin', b.get('plugin', '?')))}, "
         f"{esc(b.get('num_features', '?'))} features)",
@@ -70,17 +89,28 @@ def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[t
     ]
     if r.get("weights_fingerprint"):
         items.append(f"Backbone weights fingerprint: {esc(r['weights_fingerprint'])}")
+    return items
+
+
+def _data_items(files: RunFiles, esc: Callable[[Any], str], data: str) -> list[str]:
+    """Where the examples came from and how they were split."""
+    r, t = files.run, files.test
     limit = files.config.get("data", {}).get("limit")
-    data_items = [
+    return [
         f"Data: {data}" + (f" (stratified subset of {esc(limit)} examples)" if limit else ""),
         f"Split (stratified, seed {esc(r.get('seed', 0))}): {esc(r.get('n_train', '?'))} training, "
         f"{esc(r.get('n_val', '?'))} validation, {esc(r.get('n_test', t.get('n', '?')))} test examples",
     ]
+
+
+def _result_blocks(files: RunFiles, esc: Callable[[Any], str], ci: dict[str, list[float]]) -> list[Block]:
+    """The test figures with their intervals, the per-class table, and any ablation."""
+    t = files.test
     per_class = [
         [esc(c), _fmt(s.get("precision"), 3), _fmt(s.get("recall"), 3), _fmt(s.get("f1"), 3), esc(s.get("support", ""))]
         for c, s in t.get("per_class", {}).items()
     ]
-    results = [
+    return [
         Block("p", f"On the held-out test set ({esc(t.get('n', '?'))} examples); intervals: {METHOD}."),
         Block(
             "table",
@@ -92,34 +122,6 @@ def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[t
         ),
         Block("table", rows=[["class", "precision", "recall", "F1", "support"], *per_class]),
         *ablation_blocks(files, esc),
-    ]
-    return [
-        (
-            "Model description",
-            [
-                Block(
-                    "p",
-                    f"{'An image' if task == 'image' else 'A text'} classifier over {len(classes)} classes "
-                    "trained with tlzoo by transfer learning.",
-                ),
-                Block("ul", items=items),
-            ],
-        ),
-        (
-            "Intended use",
-            [
-                Block("p", f"Classifying {task}s like those in {data} into: {names}."),
-                Block(
-                    "p",
-                    "Not evaluated on other domains, languages or image sources; measure it on your own labelled "
-                    "sample before relying on it, and do not use it for decisions about people without human review.",
-                ),
-            ],
-        ),
-        ("Training data", [Block("ul", items=data_items)]),
-        ("Evaluation results", results),
-        ("Limitations", [Block("ul", items=limitations(files, ci, esc))]),
-        ("How to load", _how_to_load(files, task, weights)),
     ]
 
 
@@ -158,9 +160,9 @@ def _how_to_load(files: RunFiles, task: str, weights: str) -> list[Block]:
         Block("p", "From Python:"),
         Block(
             "code",
-            "from tlzoo import Predictor\n\n"
-            f"predictor = Predictor.load({run_path!r})\n"
-            f"print(predictor.predict([{example!r}]))  # label, probability, all probabilities",
+            "from tlzoo import Engine\n\n"
+            f"for row in Engine().predict({run_path!r}, [{example!r}]):\n"
+            '    print(row["label"], row["probability"])  # row["probabilities"]: every class',
         ),
     ]
     if not files.model.get("backbone", {}).get("weights_saved", True):

@@ -91,35 +91,12 @@ def _pretrain(
     corpus_options: CorpusOptions | None,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
-    import numpy as np
-    import torch
-
     _check_out(final)  # again under the lock: another process may have finished it meanwhile
-    if isinstance(corpus, str):
-        copts = corpus_options or CorpusOptions()
-        copts.limit, copts.seed = limit or copts.limit, seed
-        texts = read_corpus(corpus, copts, zoo)
-        where = corpus
-    else:
-        texts = [t for t in corpus if t and t.strip()]
-        if limit and len(texts) > limit:
-            texts = texts[:limit]
-        where = f"<{len(texts)} texts>"
-        if not texts:
-            raise TlzooError("The corpus holds no text; give some non-empty texts.")
-    opts = dict(options or {})
-    if epochs is not None:
-        if epochs < 1:
-            raise TlzooError(f"--epochs must be at least 1, got {epochs}.")
-        opts["epochs"] = epochs
-    opts.setdefault("seed", seed)
+    texts, where = _read_texts(corpus, limit, seed, corpus_options, zoo)
+    opts = _pretrainer_options(options, epochs, seed)
     n_chars = sum(len(t) for t in texts)
     log(f"pretraining {plugin} on {len(texts):,} texts ({n_chars:,} characters) from {where}")
-    torch.manual_seed(seed)
-    np.random.seed(seed)
-    import random
-
-    random.seed(seed)
+    _seed_everything(seed)
     tmp = final.with_name(final.name + ".incomplete")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -133,15 +110,7 @@ def _pretrain(
         raise
     seconds = round(time.perf_counter() - started, 2)
     history = list(summary.pop("history", []) or [])
-    if history:
-        write_history(history, tmp / HISTORY)
-        if not (tmp / CURVE).exists():
-            plot_pretraining(
-                history,
-                tmp / CURVE,
-                title=f"{plugin} pretraining on {Path(str(where)).name}",
-                loss_name=str(summary.get("loss") or "loss"),
-            )
+    _write_curve(history, tmp, f"{plugin} pretraining on {Path(str(where)).name}", str(summary.get("loss") or "loss"))
     record = {
         "plugin": plugin,
         "corpus": str(where),
@@ -151,12 +120,65 @@ def _pretrain(
         "seconds": seconds,
         "summary": summary,
         "history": history,
-        "versions": {"torch": torch.__version__, "python": platform.python_version()},
+        "versions": _versions(),
     }
     (tmp / DESCRIPTION).write_text(json.dumps(record, indent=2, default=str) + "\n")
     tmp.rename(final)
     log(f"done in {seconds:.1f}s -> {final}  (use: tl run --plugin {plugin} --weights {final} ...)")
     return {"out": str(final), **record}
+
+
+def _read_texts(
+    corpus: str | list[str], limit: int | None, seed: int, corpus_options: CorpusOptions | None, zoo: Any
+) -> tuple[list[str], str]:
+    """The non-empty texts to pretrain on (at most ``limit``), and how to name where they came from."""
+    if isinstance(corpus, str):
+        copts = corpus_options or CorpusOptions()
+        copts.limit, copts.seed = limit or copts.limit, seed
+        return read_corpus(corpus, copts, zoo), corpus
+    texts = [t for t in corpus if t and t.strip()]
+    if limit and len(texts) > limit:
+        texts = texts[:limit]
+    if not texts:
+        raise TlzooError("The corpus holds no text; give some non-empty texts.")
+    return texts, f"<{len(texts)} texts>"
+
+
+def _pretrainer_options(options: dict[str, Any] | None, epochs: int | None, seed: int) -> dict[str, Any]:
+    """The pretrainer's options as given, with ``epochs`` (checked) and ``seed`` added."""
+    opts = dict(options or {})
+    if epochs is not None:
+        if epochs < 1:
+            raise TlzooError(f"--epochs must be at least 1, got {epochs}.")
+        opts["epochs"] = epochs
+    opts.setdefault("seed", seed)
+    return opts
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def _write_curve(history: list[dict[str, Any]], folder: Path, title: str, loss_name: str) -> None:
+    """``pretraining_history.csv`` and, unless the pretrainer drew its own, ``pretraining_curve.png``."""
+    if not history:
+        return
+    write_history(history, folder / HISTORY)
+    if not (folder / CURVE).exists():
+        plot_pretraining(history, folder / CURVE, title=title, loss_name=loss_name)
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {"torch": torch.__version__, "python": platform.python_version()}
 
 
 def write_history(rows: list[dict[str, Any]], path: Path) -> None:

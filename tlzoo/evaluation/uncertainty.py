@@ -76,55 +76,76 @@ def bootstrap_ci(
     degenerate (zero width): then accuracy gets the Wilson score interval and macro-F1 one as
     wide on either side of its point value (see the module docstring).
     """
+    y_true, y_pred = _checked_labels(y_true, y_pred, n_classes, n_boot)
+    n, c = len(y_true), int(n_classes)
+    if n == 0:
+        return {"accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
+    cell = y_true * c + y_pred  # the confusion-matrix cell of each example
+    point = _scores(cell[None, :], c)
+    out = {"accuracy": [point[0][0]] * 2, "macro_f1": [point[1][0]] * 2}  # one resample's worth: degenerate
+    groups = [cell[y_true == k] for k in range(c)]
+    varied = tuple(g for g in groups if len(g) > 1)
+    if varied:  # a class with one example resamples to itself (and scipy needs two): it joins every resample as is
+        fixed = np.concatenate([g for g in groups if len(g) == 1] or [np.empty(0, np.int64)])
+        out = _stratified_percentiles(varied, fixed, c, n_boot, seed)
+    out = {k: [round(v[0], 4), round(v[1], 4)] for k, v in out.items()}
+    return _widen_degenerate(out, int((y_true == y_pred).sum()), n, float(point[1][0]))
+
+
+def _checked_labels(
+    y_true: np.ndarray, y_pred: np.ndarray, n_classes: int, n_boot: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Both label arrays as flat int64, or a ValueError naming what is wrong with them."""
     y_true = np.asarray(y_true, dtype=np.int64).ravel()
     y_pred = np.asarray(y_pred, dtype=np.int64).ravel()
     if y_true.shape != y_pred.shape:
         raise ValueError(f"y_true and y_pred differ in length ({len(y_true)} vs {len(y_pred)})")
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
-    n, c = len(y_true), int(n_classes)
-    if n == 0:
-        return {"accuracy": [0.0, 0.0], "macro_f1": [0.0, 0.0]}
-    if y_true.min() < 0 or y_pred.min() < 0 or max(y_true.max(), y_pred.max()) >= c:
+    c = int(n_classes)
+    if len(y_true) and (y_true.min() < 0 or y_pred.min() < 0 or max(y_true.max(), y_pred.max()) >= c):
         raise ValueError(f"class indices must lie in 0..{c - 1}")
-    cell = y_true * c + y_pred  # the confusion-matrix cell of each example
-    point = _scores(cell[None, :], c)
-    out = {"accuracy": [point[0][0]] * 2, "macro_f1": [point[1][0]] * 2}  # one resample's worth: degenerate
-    groups = [cell[y_true == k] for k in range(c)]
-    varied = tuple(g for g in groups if len(g) > 1)
-    fixed = np.concatenate([g for g in groups if len(g) == 1] or [np.empty(0, np.int64)])
-    if varied:  # a class with one example resamples to itself (and scipy needs two): it joins every resample as is
-        chunk = max(1, min(n_boot, 4_000_000 // max(1, n)))  # bounds memory on large test sets
+    return y_true, y_pred
 
-        def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
-            picks = np.concatenate([np.broadcast_to(fixed, (*samples[0].shape[:-1], len(fixed))), *samples], axis=-1)
-            flat = picks.reshape(-1, picks.shape[-1])
-            return np.stack(_scores(flat, c)).reshape(2, *picks.shape[:-1])
 
-        from scipy import stats  # here, not at the top: `tl report` and `tl errors` rarely need it
+def _stratified_percentiles(
+    varied: tuple[np.ndarray, ...], fixed: np.ndarray, c: int, n_boot: int, seed: int
+) -> dict[str, list[float]]:
+    """scipy's percentile bootstrap, each class resampled from its own cells; ``fixed`` joins every resample."""
+    n = len(fixed) + sum(len(g) for g in varied)
+    chunk = max(1, min(n_boot, 4_000_000 // max(1, n)))  # bounds memory on large test sets
 
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # scipy's DegenerateDataWarning: the Wilson fallback below handles it
-            res = stats.bootstrap(
-                varied,
-                statistic,
-                n_resamples=n_boot,
-                batch=chunk,
-                vectorized=True,
-                paired=False,  # each class resampled from its own examples: stratified
-                confidence_level=LEVEL,
-                method="percentile",
-                rng=np.random.default_rng(seed),
-            )
-        lo, hi = res.confidence_interval
-        out = {"accuracy": [float(lo[0]), float(hi[0])], "macro_f1": [float(lo[1]), float(hi[1])]}
-    out = {k: [round(v[0], 4), round(v[1], 4)] for k, v in out.items()}
-    correct = int((y_true == y_pred).sum())
+    def statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+        picks = np.concatenate([np.broadcast_to(fixed, (*samples[0].shape[:-1], len(fixed))), *samples], axis=-1)
+        flat = picks.reshape(-1, picks.shape[-1])
+        return np.stack(_scores(flat, c)).reshape(2, *picks.shape[:-1])
+
+    from scipy import stats  # here, not at the top: `tl report` and `tl errors` rarely need it
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scipy's DegenerateDataWarning: the Wilson fallback handles it
+        res = stats.bootstrap(
+            varied,
+            statistic,
+            n_resamples=n_boot,
+            batch=chunk,
+            vectorized=True,
+            paired=False,  # each class resampled from its own examples: stratified
+            confidence_level=LEVEL,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+    lo, hi = res.confidence_interval
+    return {"accuracy": [float(lo[0]), float(hi[0])], "macro_f1": [float(lo[1]), float(hi[1])]}
+
+
+def _widen_degenerate(out: dict[str, list[float]], correct: int, n: int, f1: float) -> dict[str, list[float]]:
+    """Zero-width intervals replaced: Wilson for accuracy, one as wide around macro-F1's point value."""
     w_lo, w_hi = wilson(correct, n)
     if out["accuracy"][0] == out["accuracy"][1]:
         out["accuracy"] = [w_lo, w_hi]
     if out["macro_f1"][0] == out["macro_f1"][1]:
-        a, f1 = correct / n, float(point[1][0])
+        a = correct / n
         out["macro_f1"] = [round(max(0.0, f1 - (a - w_lo)), 4), round(min(1.0, f1 + (w_hi - a)), 4)]
     return out
 

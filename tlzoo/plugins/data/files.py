@@ -215,68 +215,83 @@ class ImageCSVSource(SuffixSource):
         table = read_csv_table(
             read_text(path, options.encoding), "\t" if location.lower().endswith(".tsv") else ",", f"'{path}'"
         )
-        columns = table.columns
-        if not columns:
-            raise TlzooError(f"'{path}' is empty; give a header row with an image-path and a label column.")
-        column = (
-            options.text_column
-            if options.text_column in columns
-            else next((c for c in columns if c.lower() in PATH_COLUMNS), "")
-        )
-        if not column:
-            raise TlzooError(
-                f"'{path}' has no image-path column.{suggest(options.text_column, columns)} Columns: "
-                f"{', '.join(columns)}; name it with --text-column."
-            )
-        labelled = options.label_column in columns
-        if not labelled and options.require_labels:
-            raise TlzooError(
-                f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
-                f"Columns: {', '.join(columns)}; choose one with --label-column."
-            )
+        column = _image_column(path, table.columns, options)
+        labelled = options.label_column in table.columns
         wanted = {"--text-column": column, **({"--label-column": options.label_column} if labelled else {})}
         table.refuse_duplicates(str(path), wanted)
         values = [str(r.get(column) or "").strip() for r in table.rows]
-        present = [v for v in values if v]
-        if (
-            present
-            and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present)
-            and not any(_is_file(path.parent / v) for v in present[:20])
-        ):  # paths without a suffix still count
-            sample = " ".join(present[0].split())[:40]
+        _refuse_texts(path, column, values)
+        return _image_rows_to_dataset(path, table, values, options)
+
+
+def _image_column(path: Path, columns: list[str], options: DataOptions) -> str:
+    """The image-path column (``--text-column``, else a usual name), after checking the label column is there."""
+    if not columns:
+        raise TlzooError(f"'{path}' is empty; give a header row with an image-path and a label column.")
+    column = (
+        options.text_column
+        if options.text_column in columns
+        else next((c for c in columns if c.lower() in PATH_COLUMNS), "")
+    )
+    if not column:
+        raise TlzooError(
+            f"'{path}' has no image-path column.{suggest(options.text_column, columns)} Columns: "
+            f"{', '.join(columns)}; name it with --text-column."
+        )
+    if options.label_column not in columns and options.require_labels:
+        raise TlzooError(
+            f"'{path}' has no column '{options.label_column}'.{suggest(options.label_column, columns)} "
+            f"Columns: {', '.join(columns)}; choose one with --label-column."
+        )
+    return column
+
+
+def _refuse_texts(path: Path, column: str, values: list[str]) -> None:
+    """A column of sentences, not image paths, means text data given to a vision backbone: say so."""
+    present = [v for v in values if v]
+    if (
+        present
+        and not any(Path(v).suffix.lower() in IMAGE_SUFFIXES for v in present)
+        and not any(_is_file(path.parent / v) for v in present[:20])
+    ):  # paths without a suffix still count
+        sample = " ".join(present[0].split())[:40]
+        raise TlzooError(
+            f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
+            "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
+            "images or a CSV whose column lists image files."
+        )
+
+
+def _image_rows_to_dataset(path: Path, table: Table, values: list[str], options: DataOptions) -> Dataset:
+    """Rows with a label and an existing image as a Dataset; rows without either are dropped and counted."""
+    examples, labels, ids = [], [], []
+    report = RowReport(path.name)
+    for row, line, rel in zip(table.rows, table.lines, values):
+        report.total += 1
+        try:
+            label = label_text(row.get(options.label_column))
+        except ValueError:  # pragma: no cover - CSV fields are strings
+            label = None
+        if label is None and not options.require_labels:
+            label = ""  # an unlabelled record: kept
+        elif label is None:
+            report.drop("with an empty, NaN or missing label", line)
+            continue  # unlabelled rows cannot train or be scored
+        if not rel:
+            report.drop("with an empty image path", line)
+            continue
+        image = Path(rel) if os.path.isabs(rel) else path.parent / rel
+        if not _is_file(image):
             raise TlzooError(
-                f"'{path}' holds text, not image paths (column '{column}': '{sample}'), but the backbone "
-                "is vision; choose a text plugin (see `tl list --modality text`), or pass a folder of "
-                "images or a CSV whose column lists image files."
+                f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
+                "fix the path or remove the row."
             )
-        examples, labels, ids = [], [], []
-        report = RowReport(path.name)
-        for row, line, rel in zip(table.rows, table.lines, values):
-            report.total += 1
-            try:
-                label = label_text(row.get(options.label_column))
-            except ValueError:  # pragma: no cover - CSV fields are strings
-                label = None
-            if label is None and not options.require_labels:
-                label = ""  # an unlabelled record: kept
-            elif label is None:
-                report.drop("with an empty, NaN or missing label", line)
-                continue  # unlabelled rows cannot train or be scored
-            if not rel:
-                report.drop("with an empty image path", line)
-                continue
-            image = Path(rel) if os.path.isabs(rel) else path.parent / rel
-            if not _is_file(image):
-                raise TlzooError(
-                    f"'{path}' line {line}: image '{rel}' does not exist (looked in {image.parent}); "
-                    "fix the path or remove the row."
-                )
-            if label:
-                report.keep_label(label)
-            examples.append(str(image))
-            labels.append(label)
-            ids.append(str(row.get("id") or rel))
-        return Dataset(examples, labels, modality="vision", ids=ids, name=_where(path), notes=report.notes())
+        if label:
+            report.keep_label(label)
+        examples.append(str(image))
+        labels.append(label)
+        ids.append(str(row.get("id") or rel))
+    return Dataset(examples, labels, modality="vision", ids=ids, name=_where(path), notes=report.notes())
 
 
 @hookimpl

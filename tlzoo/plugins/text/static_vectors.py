@@ -110,6 +110,73 @@ class CNNEncoder(nn.Module):
         return torch.cat(outs, 1)
 
 
+# ----------------------------------------------------------------------------- building blocks
+def _check_settings(family: str, o: dict[str, Any], max_length: int) -> None:
+    """A bad max_length, encoder or size option is a one-line error naming it."""
+    if max_length < 1:
+        raise TlzooError(f"model.max_length must be at least 1, got {max_length}.")
+    if str(o["encoder"]) not in ENCODERS:
+        raise TlzooError(f"Unknown encoder '{o['encoder']}' for {family}; use one of {', '.join(ENCODERS)}.")
+    for key in ("hidden", "vocab_size", "filters", "dim"):
+        if not isinstance(o[key], int) or o[key] < 1:
+            raise TlzooError(f"model.options.{key} must be a positive integer, got {o[key]!r}.")
+
+
+def _embedding_rows(
+    vectors: Vectors | None, o: dict[str, Any], pretrained: bool
+) -> tuple[list[str], torch.Tensor, str]:
+    """(the words of the rows, the rows, where they came from): the ``vocab_size`` most frequent words of
+    the vectors, their vectors or random ones as large, or without vectors ``vocab_size`` hashed random rows."""
+    gen = torch.Generator().manual_seed(0)  # random rows are reproducible, so tl predict rebuilds them
+    if vectors is None:
+        n = int(o["vocab_size"])
+        return [], torch.randn(n, int(o["dim"]), generator=gen) * 0.3, f"random init (words hashed into {n:,} rows)"
+    n = min(int(o["vocab_size"]), len(vectors))
+    words = list(vectors.kv.index_to_key[:n])
+    if pretrained:
+        return words, torch.from_numpy(np.asarray(vectors.kv.vectors[:n], dtype=np.float32)).clone(), vectors.source
+    std = float(np.asarray(vectors.kv.vectors[: min(n, 10000)]).std())
+    return words, torch.randn(n, vectors.dim, generator=gen) * std, f"random init (vocabulary of {vectors.source})"
+
+
+def sif_statistics(
+    weight: torch.Tensor, n: int, counts: list[int] | None, hashed: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Per-row weights a / (a + p(w)) and the common direction to remove (see module docstring).
+
+    ``weight`` is the embedding matrix (``<pad>``, ``<unk>``, then ``n`` word rows); ``counts`` the
+    corpus counts of those words when the vectors kept them (else Zipf's law on the rank)."""
+    if counts:
+        c = np.asarray(counts[:n], dtype=np.float64)
+        p = c / max(1.0, float(np.sum(counts)))
+    else:  # Zipf: p(rank r) = 1 / (r * H_N)
+        ranks = np.arange(1, n + 1, dtype=np.float64)
+        p = 1.0 / (ranks * (np.log(max(n, 2)) + 0.5772))
+    w = np.ones(n + 2, dtype=np.float32)
+    w[2:] = (SIF_A / (SIF_A + p)).astype(np.float32)
+    w[UNK] = 1.0  # unseen words are rare: full weight
+    if hashed:
+        return w, None
+    top = weight[2 : 2 + min(n, 20000)].double().numpy() * w[2 : 2 + min(n, 20000), None]
+    _, _, vt = np.linalg.svd(top, full_matrices=False)
+    return w, vt[0].astype(np.float32)
+
+
+def fallback_vector(vectors: Vectors | None, token: str) -> np.ndarray | None:
+    """The fallback vector of a word outside the embedding rows, or None (-> <unk>)."""
+    if vectors is None:
+        return None
+    kv = vectors.kv
+    if token in kv.key_to_index:
+        return np.array(kv.get_vector(token), dtype=np.float32)
+    if vectors.subwords:
+        return np.asarray(kv.get_vector(token), dtype=np.float32)  # from character n-grams
+    parts = [p for p in token.replace("\u2019", "'").replace("'", "-").split("-") if p in kv.key_to_index]
+    if parts and parts != [token]:
+        return np.mean([kv.get_vector(p) for p in parts], axis=0).astype(np.float32)
+    return None
+
+
 # ----------------------------------------------------------------------------- backbone
 class StaticVectorBackbone(Backbone):
     modality = "text"
@@ -120,14 +187,8 @@ class StaticVectorBackbone(Backbone):
         self.family, self.name = family, request.model
         self.pooling = choose_pooling(request.pooling, POOLINGS, family)
         self.max_length = request.max_length or 128
-        if self.max_length < 1:
-            raise TlzooError(f"model.max_length must be at least 1, got {self.max_length}.")
+        _check_settings(family, o, self.max_length)
         self.encoder_name = str(o["encoder"])
-        if self.encoder_name not in ENCODERS:
-            raise TlzooError(f"Unknown encoder '{self.encoder_name}' for {family}; use one of {', '.join(ENCODERS)}.")
-        for key in ("hidden", "vocab_size", "filters", "dim"):
-            if not isinstance(o[key], int) or o[key] < 1:
-                raise TlzooError(f"model.options.{key} must be a positive integer, got {o[key]!r}.")
         self.with_encoder = request.train_backbone
         self.options = {k: o[k] for k in DEFAULTS}
 
@@ -141,32 +202,18 @@ class StaticVectorBackbone(Backbone):
         self._copy_source = vectors if request.weights else None
         self._weights_path = Path(request.weights).resolve() if request.weights else None
         self.hashed = vectors is None
-        gen = torch.Generator().manual_seed(0)  # random rows are reproducible, so tl predict rebuilds them
-        if vectors is not None:
-            n = min(int(o["vocab_size"]), len(vectors))
-            self.dim = vectors.dim
-            self.words = list(vectors.kv.index_to_key[:n])
-            self.index = {w: i + 2 for i, w in enumerate(self.words)}
-            if request.pretrained:
-                table = torch.from_numpy(np.asarray(vectors.kv.vectors[:n], dtype=np.float32)).clone()
-                self.weights_source = vectors.source
-            else:
-                std = float(np.asarray(vectors.kv.vectors[: min(n, 10000)]).std())
-                table = torch.randn(n, self.dim, generator=gen) * std
-                self.weights_source = f"random init (vocabulary of {vectors.source})"
-        else:
-            n = int(o["vocab_size"])
-            self.dim = int(o["dim"])
-            self.words, self.index = [], {}
-            table = torch.randn(n, self.dim, generator=gen) * 0.3
-            self.weights_source = f"random init (words hashed into {n:,} rows)"
+        self.words, table, self.weights_source = _embedding_rows(vectors, o, request.pretrained)
+        self.index = {w: i + 2 for i, w in enumerate(self.words)}
+        n = len(self.words) if vectors is not None else int(o["vocab_size"])
+        self.dim = vectors.dim if vectors is not None else int(o["dim"])
         self.embedding = nn.Embedding(n + 2, self.dim, padding_idx=PAD)
         with torch.no_grad():
             self.embedding.weight.zero_()
             self.embedding.weight[2:] = table
         self.vocab_rows = n
         self.hashing = HashedVocab(Vocab([]), n)  # without vectors: <pad>, <unk>, then n hashed rows
-        self.sif_weights, self.common = self._sif_statistics()
+        counts = self.vectors.counts if self.vectors is not None else None
+        self.sif_weights, self.common = sif_statistics(self.embedding.weight.detach(), n, counts, self.hashed)
         self.encoder: nn.Module | None = None
         if self.with_encoder:
             if self.encoder_name == "bilstm":
@@ -178,41 +225,7 @@ class StaticVectorBackbone(Backbone):
         self.scale = nn.Parameter(torch.ones(self.dim))
         self.num_features = self.dim + (self.encoder.out_features if self.encoder is not None else 0)
 
-    # ------------------------------------------------------------ SIF
-    def _sif_statistics(self) -> tuple[np.ndarray, np.ndarray | None]:
-        """Per-row weights a / (a + p(w)) and the common direction to remove (see module docstring)."""
-        n = self.vocab_rows
-        counts = self.vectors.counts if self.vectors is not None else None
-        if counts:
-            c = np.asarray(counts[:n], dtype=np.float64)
-            p = c / max(1.0, float(np.sum(counts)))
-        else:  # Zipf: p(rank r) = 1 / (r * H_N)
-            ranks = np.arange(1, n + 1, dtype=np.float64)
-            p = 1.0 / (ranks * (np.log(max(n, 2)) + 0.5772))
-        w = np.ones(n + 2, dtype=np.float32)
-        w[2:] = (SIF_A / (SIF_A + p)).astype(np.float32)
-        w[UNK] = 1.0  # unseen words are rare: full weight
-        if self.hashed:
-            return w, None
-        top = self.embedding.weight.detach()[2 : 2 + min(n, 20000)].double().numpy() * w[2 : 2 + min(n, 20000), None]
-        _, _, vt = np.linalg.svd(top, full_matrices=False)
-        return w, vt[0].astype(np.float32)
-
     # ------------------------------------------------------------ tokens -> ids
-    def _token_vector(self, token: str) -> np.ndarray | None:
-        """The fallback vector of a word outside the embedding rows, or None (-> <unk>)."""
-        if self.vectors is None:
-            return None
-        kv = self.vectors.kv
-        if token in kv.key_to_index:
-            return np.array(kv.get_vector(token), dtype=np.float32)
-        if self.vectors.subwords:
-            return np.asarray(kv.get_vector(token), dtype=np.float32)  # from character n-grams
-        parts = [p for p in token.replace("\u2019", "'").replace("'", "-").split("-") if p in kv.key_to_index]
-        if parts and parts != [token]:
-            return np.mean([kv.get_vector(p) for p in parts], axis=0).astype(np.float32)
-        return None
-
     def transform(self, example: Any, train: bool) -> dict[str, Any]:
         tokens = tokenize("" if example is None else str(example))[: self.max_length]
         ids: list[int] = []
@@ -226,7 +239,7 @@ class StaticVectorBackbone(Backbone):
                 ids.append(row)
                 continue
             ids.append(UNK)
-            vec = self._token_vector(tok)
+            vec = fallback_vector(self.vectors, tok)
             if vec is not None:
                 extra.append((i, vec))
         return {"ids": ids, "extra": extra}
@@ -324,7 +337,7 @@ class StaticVectorBackbone(Backbone):
                 if tok not in kv.key_to_index:
                     missing += 1
                     if tok not in seen:
-                        seen[tok] = self._token_vector(tok) is None
+                        seen[tok] = fallback_vector(vectors, tok) is None
                     unk += seen[tok]
         if vectors is None:
             return {"tokens": total, "oov_rate": None, "unk_rate": None, "note": "no pretrained vectors"}
