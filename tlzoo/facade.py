@@ -7,7 +7,7 @@ itself never imports a command.
     from tlzoo import Engine, RunConfig
     cfg = RunConfig(); cfg.model.plugin = "bert"; cfg.data.path = "reviews.csv"
     result = Engine().run(cfg)
-    Engine().predict(result.run_dir, ["a fine film"])
+    Engine().predict(result.run_dir, ["a fine film"])   # or data="new.csv", out="predictions.csv"
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from tlzoo.engine.config import RunConfig
 
 if TYPE_CHECKING:
+    from tlzoo.commands.prediction import Predictions
     from tlzoo.engine.runner import RunResult
     from tlzoo.engine.zoo import Zoo
 
@@ -64,8 +65,49 @@ class Engine:
 
         return embed(plugin, inputs, normalize=normalize, zoo=self.zoo, **settings)
 
-    def predict(self, run_dir: str | Path, inputs: str | Sequence[Any]) -> list[dict[str, Any]]:
-        """Class probabilities for each input; a ``str`` is one input (a text or an image path), not its characters."""
-        from tlzoo.commands.predict import Predictor
+    def predict(
+        self,
+        run_dir: str | Path,
+        inputs: str | Sequence[Any] | Any = None,
+        *,
+        data: str | Path | Any = None,
+        file: str | Path | None = None,
+        text_column: str | None = None,
+        label_column: str | None = None,
+        encoding: str | None = None,
+        limit: int = 0,
+        batch_size: int = 32,
+        device: str = "cpu",
+        out: str | Path | None = None,
+        as_json: bool = False,
+    ) -> Predictions:
+        """Classify new examples with a finished run (or an export): what ``tl predict`` does.
 
-        return Predictor.load(run_dir, self.zoo).predict(inputs)
+        ``inputs``: one input (a ``str`` is one text or image path, never its characters), a list of
+        texts, image paths or, for a fused run, dicts of named fields, or a pandas DataFrame (read as
+        ``data``).  ``data``: a CSV/TSV/JSONL file (gzipped too), a folder of images or texts (class
+        sub-folders or flat), a dataset name or a DataFrame; labels optional, and where there are labels
+        the result's ``accuracy`` scores them.  ``file``: one input per line.  The columns and encoding
+        default to the run's own.  ``out``: write the rows as CSV (JSON lines with ``as_json``; ``"-"``
+        for standard output) atomically, as ``tl predict --out`` does.  Returns
+        :class:`tlzoo.commands.prediction.Predictions`: a list of rows (label, probability,
+        probabilities, ...) with ``accuracy``, ``proba`` and ``to_frame()``.
+        """
+        from tlzoo.commands.prediction import predict
+
+        return predict(
+            run_dir,
+            inputs,
+            data=data,
+            file=file,
+            text_column=text_column,
+            label_column=label_column,
+            encoding=encoding,
+            limit=limit,
+            batch_size=batch_size,
+            device=device,
+            out=out,
+            as_json=as_json,
+            zoo=self.zoo,
+            log=self.log,
+        )

@@ -219,3 +219,117 @@ def test_positional_inputs_still_work(text_run: Path, tmp_path: Path) -> None:
     code, _, stderr = _cli(["predict", text_run, "--file", lines_file, "--out", out])
     assert code == 0, stderr
     assert [r["input"] for r in _read(out)] == ["funny comedy fun", "drama love life"]
+
+
+# --------------------------------------------------------------------------- the Python API: Engine.predict
+def _engine_predict(run: Path, *args: Any, **kwargs: Any) -> Any:
+    from tlzoo import Engine
+
+    return Engine(log=None).predict(run, *args, **kwargs)
+
+
+def _labelled_csv(path: Path) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label"])
+        w.writerows(MULTILINE)
+    return path
+
+
+def test_engine_predict_gives_what_tl_predict_writes(text_run: Path, tmp_path: Path) -> None:
+    """``Engine.predict(run, data=...)`` and ``tl predict --data ... --out`` are one call: the same rows,
+    the same probabilities, the same accuracy; ``to_frame`` has the CSV's columns."""
+    data = _labelled_csv(tmp_path / "new.csv")
+    out = tmp_path / "cli.csv"
+    code, _, stderr = _cli(["predict", text_run, "--data", data, "--out", out])
+    assert code == 0, stderr
+    written = _read(out)
+    result = _engine_predict(text_run, data=data)
+    assert [r["id"] for r in result] == [r["id"] for r in written]
+    assert [r["input"] for r in result] == [r[1] for r in MULTILINE]
+    assert [r.get("true", "") for r in result] == [r["true"] for r in written]
+    classes = result.classes
+    for row, line in zip(result, written):
+        assert row["label"] == line["predicted"]
+        assert all(abs(row["probabilities"][c] - float(line[f"p_{c}"])) <= 5e-6 for c in classes)
+    scored = [r for r in MULTILINE if r[2] in classes]
+    correct = sum(1 for row, r in zip(result, MULTILINE) if r[2] in classes and row["label"] == r[2])
+    assert result.labelled == len(scored) and result.accuracy == pytest.approx(correct / len(scored))
+    assert f"accuracy {result.accuracy:.4f} on {result.labelled} labelled records" in stderr
+    assert result.unknown == {"western": 1} and result.out is None
+    frame = result.to_frame()
+    assert list(frame.columns) == list(written[0])
+    assert frame["predicted"].tolist() == [r["predicted"] for r in written]
+    assert result.proba.shape == (len(MULTILINE), len(classes))
+    assert np.allclose(result.proba, _proba(text_run, [r[1] for r in MULTILINE]), atol=1e-6)
+
+
+def test_engine_predict_a_str_is_one_input_and_a_dataframe_is_data(text_run: Path) -> None:
+    import pandas as pd
+
+    one = _engine_predict(text_run, "funny comedy fun")
+    assert len(one) == 1 and one[0]["input"] == "funny comedy fun"  # one input, never one per character
+    assert one.accuracy is None and one.labelled == 0
+    texts = [r[1] for r in MULTILINE]
+    frame = pd.DataFrame({"text": texts, "label": [r[2] or None for r in MULTILINE]})
+    result = _engine_predict(text_run, data=frame)
+    assert [r["input"] for r in result] == texts
+    assert np.allclose(result.proba, _proba(text_run, texts), atol=1e-6)
+    assert [r.get("true") for r in result] == [r[2] or None for r in MULTILINE]  # a missing label: unlabelled
+    assert result.accuracy is not None and result.source == "a DataFrame"
+    unlabelled = _engine_predict(text_run, frame.rename(columns={"text": "review"})[["review"]], text_column="review")
+    assert unlabelled.accuracy is None and "true" not in unlabelled[0] and len(unlabelled) == len(texts)
+
+
+def test_engine_predict_reads_gz_and_keeps_the_guards(text_run: Path, tmp_path: Path) -> None:
+    """A .csv.gz reads as its CSV does; --out equal to --data, a named label column that is not there,
+    and a label column that is the text column are one-line errors, and nothing is written."""
+    import gzip
+
+    from tlzoo import TlzooError
+
+    data = _labelled_csv(tmp_path / "new.csv")
+    packed = tmp_path / "new.csv.gz"
+    packed.write_bytes(gzip.compress(data.read_bytes()))
+    plain, zipped = _engine_predict(text_run, data=data), _engine_predict(text_run, data=packed)
+    assert np.array_equal(plain.proba, zipped.proba) and plain.accuracy == zipped.accuracy
+    before = data.read_bytes()
+    with pytest.raises(TlzooError, match="is the --data file it reads"):
+        _engine_predict(text_run, data=data, out=data)
+    assert data.read_bytes() == before
+    with pytest.raises(TlzooError, match="no column 'gold'.*leave it out"):
+        _engine_predict(text_run, data=data, label_column="gold")
+    with pytest.raises(TlzooError, match="both name 'text'"):
+        _engine_predict(text_run, data=data, text_column="text", label_column="text")
+    with pytest.raises(TlzooError, match="either --data"):
+        _engine_predict(text_run, ["fun"], data=data)
+    out = tmp_path / "p.jsonl"
+    written = _engine_predict(text_run, data=packed, out=out, as_json=True)
+    assert written.out == out and len(written) == 0 and written.n == len(MULTILINE)  # rows went to the file
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [x["label"] for x in lines] == [r["label"] for r in plain]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.csv", "new.csv.gz", "p.jsonl"]
+
+
+def test_the_model_card_python_snippet_runs(text_run: Path) -> None:
+    """The Python the model card (README.md of a run) shows is extracted and run against the run itself."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    from tlzoo.commands.report import write_report
+
+    card = write_report(text_run)[1].read_text(encoding="utf-8")
+    blocks = re.findall(r"^(`{3,})python\n(.*?)^\1$", card, re.M | re.S)
+    snippet = next(code for _, code in blocks if "predict" in code)
+    assert "Engine().predict(" in snippet and "Predictor" not in snippet  # the one documented way
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TLZOO_OFFLINE": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", snippet], capture_output=True, text=True, env=env, timeout=300, cwd=text_run.parent
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    label, probability = proc.stdout.split()
+    classes = json.loads((text_run / "model.json").read_text())["classes"]
+    expected = _proba(text_run, ["a new example text"])[0]
+    assert label == classes[int(expected.argmax())] and float(probability) == pytest.approx(expected.max(), abs=1e-5)

@@ -144,7 +144,7 @@ def test_predict_data_on_a_terminal_prints_no_escapes() -> None:
     """``tl predict --data`` without --out writes CSV to stdout: exact when piped, made printable on a terminal."""
     import io
 
-    from tlzoo.cli.predict import _Printable
+    from tlzoo.commands.prediction import _Printable
 
     screen = io.StringIO()
     terminal = _Printable(screen)

@@ -262,7 +262,7 @@ def test_model_card_layout(tmp_path: Path) -> None:
     assert "library_name: tlzoo" in front and "pipeline_tag: text-classification" in front
     assert "- accuracy" in front and "- f1" in front and "value: 0.6250" in front
     assert "tl predict 'runs/my run' \"a new example text\"" in body
-    assert "from tlzoo import Predictor" in body and "Predictor.load('runs/my run')" in body
+    assert "from tlzoo import Engine" in body and "Engine().predict('runs/my run', ['a new example text'])" in body
     import tlzoo
 
     assert "Predictor" in tlzoo.__all__

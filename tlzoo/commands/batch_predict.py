@@ -1,20 +1,21 @@
-"""Batch prediction: ``tl predict RUN --data SOURCE`` and ``--out FILE``.
+"""Batch prediction: the records ``Engine.predict`` and ``tl predict`` classify, and their rows.
 
 :func:`read_records` reads what ``tl run --data`` reads (CSV/TSV/JSONL with a text column,
 class folders of images or .txt files, built-in and Hugging Face datasets), plus what only
-prediction needs: a table of texts without a label column (or with some labels blank) and a
-flat folder of images or .txt files.  Tables of texts are read here with the same readers the
-CSV/JSONL data sources use, so quoted multi-line fields stay one record; everything else (a
-CSV of image paths included, which needs its labels) goes through the data source
-``Zoo.data_source_for`` picks.  :func:`write_predictions` streams the records through the
-model batch by batch (a progress bar on stderr) and writes one row per record; cells that
-hold data are written so that no spreadsheet runs them as formulas (``infra.safe_text``).
+prediction needs: labels optional (a table without a label column, or with some labels blank)
+and a flat folder of images or .txt files.  All of it goes through the one data path,
+:func:`tlzoo.engine.data.read_unlabelled`.  :func:`predicted_rows` classifies the records batch
+by batch (a progress bar on stderr); :func:`write_predictions` writes one row per record as each
+batch is done; cells that hold data are written so that no spreadsheet runs them as formulas
+(``infra.safe_text``).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -23,6 +24,9 @@ import numpy as np
 import torch
 
 from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Dataset
+from tlzoo.engine.corpus import read_text
+from tlzoo.engine.data import IMAGE_SUFFIXES
 from tlzoo.engine.zoo import Zoo
 from tlzoo.infra.safe_text import spreadsheet_cell as cell
 
@@ -65,9 +69,33 @@ class Records:
         )
 
 
-def records_from_inputs(items: list[str]) -> Records:
-    """Inputs given on the command line (or by ``--file``): unlabelled, numbered from 0."""
-    return Records(list(items), [str(i) for i in range(len(items))], [str(x) for x in items], None, "arguments")
+def records_from_inputs(items: list[Any]) -> Records:
+    """Inputs given one by one (arguments, ``--file``, a Python list): unlabelled, numbered from 0."""
+    ids = [str(i) for i in range(len(items))]
+    return Records(list(items), ids, [_shown(x, i) for x, i in zip(items, ids)], None, "arguments")
+
+
+def read_lines(path: str, encoding: str) -> list[str]:
+    """The non-blank lines of ``tl predict --file``; a wrong encoding is one line saying what to pass."""
+    if not os.path.isfile(path):
+        raise TlzooError(f"--file '{path}' does not exist.")
+    if is_table_path(path):
+        raise TlzooError(
+            f"--file reads one input per line, and '{path}' is a table; classify its records with "
+            f"--data {path} (and --text-column if its text column is not 'text')."
+        )
+    try:
+        with open(path, encoding=encoding, newline=None) as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except LookupError:
+        raise TlzooError(
+            f"Unknown encoding '{encoding}'; pass --encoding with a name such as utf-8 or latin-1."
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise TlzooError(
+            f"--file '{path}' is not valid {encoding} (byte 0x{exc.object[exc.start]:02x} at offset "
+            f"{exc.start}); pass its encoding, e.g. --encoding latin-1."
+        ) from None
 
 
 def read_records(
@@ -82,7 +110,8 @@ def read_records(
     from_run: bool = False,
     fields: tuple[str, ...] = (),
 ) -> Records:
-    """Every record at ``location`` for a ``modality`` run (see the module docstring).
+    """Every record at ``location`` for a ``modality`` run, read by the one data path with the labels
+    optional (:func:`tlzoo.engine.data.read_unlabelled`).
 
     ``label_column`` None: the ``label`` column when the table has one; named, it must exist.
     ``limit``: the first N records only (0 = all).
@@ -90,49 +119,50 @@ def read_records(
     not the user's: a table without that text column falls back to ``text``, and one without that
     label column is read without labels.
     """
-    from tlzoo.engine.data import IMAGE_SUFFIXES
+    from tlzoo.api.interfaces import DataOptions
+    from tlzoo.engine.data import read_unlabelled
 
     if limit < 0:
         raise TlzooError(f"--limit must be 0 (every record) or a positive number of records, got {limit}.")
-    path = Path(location)
-    if path.is_dir() and not any(c.is_dir() and not c.name.startswith(".") for c in path.iterdir()):
-        files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
-        images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
-        texts = [f for f in files if f.suffix.lower() == ".txt"]
-        if images and modality != "vision":
-            raise TlzooError(
-                f"'{path}' holds images, and this run classifies {modality}; use a run trained with a vision plugin."
-            )
-        if texts and modality != "text":
-            raise TlzooError(f"'{path}' holds .txt files, and this run classifies images; pass a folder of images.")
-        if images or texts:  # a flat folder: one unlabelled record per file
-            chosen = images or texts
-            from tlzoo.engine.corpus import read_text
-
-            inputs: list[Any] = [str(f) for f in chosen] if images else [read_text(f, encoding).strip() for f in chosen]
-            shown = [str(f) for f in chosen] if images else [str(x) for x in inputs]
-            return Records(inputs, [f.name for f in chosen], shown, None, "a flat folder").head(limit)
-    if path.is_file() and path.suffix.lower() in (".txt", ".text") and modality == "text":
-        raise TlzooError(
-            f"'{path}' is a plain text file; pass it with --file (one text per line), or give a "
-            "CSV/JSONL with a text column to --data."
-        )
-    source = zoo.data_source_for(location, modality)  # the right errors for a missing path or the wrong modality
-    if path.is_file() and is_table_path(location) and source.modality == "text":  # texts: labels optional
-        return _table_records(path, text_column, label_column, encoding, source.name, from_run).head(limit)
-    from tlzoo.api.interfaces import DataOptions
-
-    options = DataOptions(text_column, label_column or "label", encoding, require_labels=not fields, fields=fields)
-    ds = source.load(location, options)
+    flat = _flat_folder(Path(location), modality, encoding)
+    if flat is not None:
+        shown = [_shown(ex, ident) for ex, ident in zip(flat.examples, flat.ids)]
+        return Records(list(flat.examples), list(flat.ids), shown, None, "a flat folder").head(limit)
+    named = label_column is not None and not from_run
+    options = DataOptions(text_column, label_column or "label", encoding, require_labels=False, fields=fields)
+    ds, source = read_unlabelled(location, modality, zoo, options, label_named=named, from_run=from_run)
     shown = [_shown(ex, ident) for ex, ident in zip(ds.examples, ds.ids)]
-    labels = list(ds.labels) if any(ds.labels) else None  # a fused run's records: labels optional
-    return Records(list(ds.examples), list(ds.ids), shown, labels, source.name, list(ds.notes)).head(limit)
+    labels = list(ds.labels) if any(ds.labels) else None
+    return Records(list(ds.examples), list(ds.ids), shown, labels, source, list(ds.notes)).head(limit)
+
+
+def _flat_folder(path: Path, modality: str, encoding: str) -> Dataset | None:
+    """A folder of images or ``.txt`` files without class sub-folders: one unlabelled record per file."""
+    if not path.is_dir() or any(c.is_dir() and not c.name.startswith(".") for c in path.iterdir()):
+        return None
+    files = sorted(f for f in path.iterdir() if f.is_file() and not f.name.startswith("."))
+    images = [f for f in files if f.suffix.lower() in IMAGE_SUFFIXES]
+    texts = [f for f in files if f.suffix.lower() == ".txt"]
+    if images and modality != "vision":
+        raise TlzooError(
+            f"'{path}' holds images, and this run classifies {modality}; use a run trained with a vision plugin."
+        )
+    if texts and modality != "text":
+        raise TlzooError(f"'{path}' holds .txt files, and this run classifies images; pass a folder of images.")
+    if not (images or texts):
+        return None
+    chosen = images or texts
+    examples = [str(f) for f in chosen] if images else [read_text(f, encoding).strip() for f in chosen]
+    ids = [f.name for f in chosen]
+    return Dataset(examples, [""] * len(chosen), modality, ids=ids, name=str(path.resolve()))
 
 
 def _shown(example: Any, ident: str) -> str:
     """The input column of a prediction row: a text or an image path, a record as JSON, else the id."""
     if isinstance(example, str):
         return example
+    if isinstance(example, os.PathLike):
+        return os.fspath(example)
     if isinstance(example, dict):
         return json.dumps(example, ensure_ascii=False, sort_keys=True)
     return ident
@@ -175,84 +205,6 @@ def run_data_defaults(run_dir: str | Path) -> dict[str, str]:
     return {k: data[k] for k in keys if isinstance(data, dict) and isinstance(data.get(k), str) and data[k]}
 
 
-def _table_records(
-    path: Path, text_column: str, label_column: str | None, encoding: str, source: str, from_run: bool = False
-) -> Records:
-    """The records of a CSV/TSV/JSONL file: the labels are optional (a blank one leaves that record unlabelled)."""
-    from tlzoo.api.errors import suggest
-    from tlzoo.engine.corpus import read_csv_table, read_jsonl_table, read_text, text_codec
-    from tlzoo.engine.data import RowReport, label_text
-
-    name = path.name.lower()
-    if name.endswith((".jsonl", ".ndjson")):
-        table = read_jsonl_table(path, encoding)
-    else:
-        if name.endswith(".gz"):
-            import gzip
-
-            try:
-                content = gzip.decompress(path.read_bytes()).decode(text_codec(encoding))
-            except UnicodeDecodeError:
-                raise TlzooError(f"'{path}' is not valid {encoding}; pass --encoding.") from None
-            except (OSError, EOFError) as exc:
-                raise TlzooError(
-                    f"'{path}' is not a readable gzip file ({exc}); recompress it or pass the plain CSV."
-                ) from None
-        else:
-            content = read_text(path, encoding)
-        table = read_csv_table(content, "\t" if name.endswith(".tsv") else ",", f"'{path}'")
-    if not table.rows:
-        raise TlzooError(
-            f"'{path}' holds no records; give a header row and one record per row (CSV) or one "
-            "JSON object per line (JSONL)."
-        )
-    if from_run and text_column not in table.columns and "text" in table.columns:
-        text_column = "text"  # the run's column is not there: the usual default is
-    if from_run and label_column is not None and label_column not in table.columns:
-        label_column = None  # the run's label column is not there: predict without labels
-    if text_column not in table.columns:
-        raise TlzooError(
-            f"'{path}' has no column '{text_column}'.{suggest(text_column, table.columns)} "
-            f"Columns: {', '.join(table.columns)}; choose one with --text-column."
-        )
-    column = label_column or "label"
-    if label_column is not None and column not in table.columns:
-        raise TlzooError(
-            f"'{path}' has no column '{column}'.{suggest(column, table.columns)} "
-            f"Columns: {', '.join(table.columns)}; choose one with --label-column, or leave it out "
-            "to predict without labels."
-        )
-    labelled = column in table.columns and column != text_column
-    wanted = {"--text-column": text_column, **({"--label-column": column} if labelled else {})}
-    table.refuse_duplicates(str(path), wanted)
-    texts: list[str] = []
-    labels: list[str] = []
-    ids: list[str] = []
-    report = RowReport(path.name)
-    for i, (row, line) in enumerate(zip(table.rows, table.lines)):
-        report.total += 1
-        text = row.get(text_column)
-        if text is None:
-            report.drop(f"missing the '{text_column}' field", line)
-            continue
-        label = ""
-        if labelled:
-            try:
-                label = label_text(row.get(column)) or ""
-            except ValueError as exc:
-                raise TlzooError(
-                    f"'{path}' line {line}: the label is not a class name ({exc}); use a string or "
-                    "a number, or leave --label-column out."
-                ) from None
-        texts.append(
-            text if isinstance(text, str) else json.dumps(text) if isinstance(text, (list, dict)) else str(text)
-        )
-        labels.append(label)
-        ids.append(str(row.get("id", i)))
-    has_labels = labelled and any(labels)
-    return Records(list(texts), ids, texts, labels if has_labels else None, source, report.notes())
-
-
 @dataclass
 class Summary:
     """What :func:`write_predictions` wrote."""
@@ -267,6 +219,54 @@ class Summary:
         return self.correct / self.labelled if self.labelled else None
 
 
+def predicted_rows(
+    predictor: Predictor,
+    records: Records,
+    summary: Summary,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> Iterator[list[dict[str, Any]]]:
+    """Classify ``records`` batch by batch: one list of rows per batch, ``summary`` counted as they go.
+
+    A row: id, input (the text, the image path, the record as JSON, or the id of an in-memory image),
+    label (predicted), probability (of that label), probabilities (every class); with a label the
+    record has, true and loss (-log p of the true class; None when the run does not know it).
+    """
+    classes = [str(c) for c in predictor.classes]
+    index = {c: k for k, c in enumerate(classes)}
+    start = 0
+    for proba in predictor.iter_proba(records.inputs, batch_size=batch_size, device=device, progress=progress):
+        rows = []
+        for i, p in enumerate(proba, start):
+            best = int(p.argmax())
+            row: dict[str, Any] = {
+                "id": records.ids[i],
+                "input": records.shown[i],
+                "label": classes[best],
+                "probability": float(p[best]),
+                "probabilities": {c: float(v) for c, v in zip(classes, p)},
+            }
+            true = records.labels[i] if records.labels is not None else None
+            if true:
+                row.update(true=true, loss=_score(summary, true, p, index, best))
+            rows.append(row)
+        start += len(proba)
+        summary.n = start
+        yield rows
+
+
+def _score(summary: Summary, true: str, p: np.ndarray, index: dict[str, int], best: int) -> float | None:
+    """The loss of one labelled record, counted in ``summary``; None for a label the run does not know."""
+    if true not in index:
+        summary.unknown[true] = summary.unknown.get(true, 0) + 1
+        return None
+    summary.labelled += 1
+    summary.correct += int(best == index[true])
+    return float(-np.log(max(float(p[index[true]]), 1e-12)))
+
+
 def write_predictions(
     predictor: Predictor,
     records: Records,
@@ -276,6 +276,7 @@ def write_predictions(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    keep: list[dict[str, Any]] | None = None,
 ) -> Summary:
     """Classify ``records`` batch by batch, writing each batch's rows to ``out`` as it is done.
 
@@ -283,58 +284,45 @@ def write_predictions(
     p_<class>..., probability (of the predicted class), loss (-log p of the true class,
     with labels), input; a data cell a spreadsheet would run as a formula starts with ``'``.
     ``as_json``: one JSON object per record instead (JSON needs no such quoting).
+    ``keep``: a list the rows are also appended to.
     """
     classes = [str(c) for c in predictor.classes]
-    index = {c: k for k, c in enumerate(classes)}
-    labels = records.labels
+    labelled = records.labels is not None
     writer = None if as_json else csv.writer(out)
     if writer is not None:
-        writer.writerow(
-            ["id"]
-            + (["true"] if labels is not None else [])
-            + ["predicted"]
-            + [f"p_{c}" for c in classes]
-            + ["probability"]
-            + (["loss"] if labels is not None else [])
-            + ["input"]
-        )
+        writer.writerow(csv_header(classes, labelled))
     summary = Summary()
-    start = 0
-    for proba in predictor.iter_proba(records.inputs, batch_size=batch_size, device=device, progress=progress):
-        for k, p in enumerate(proba):
-            i = start + k
-            best = int(p.argmax())
-            true = labels[i] if labels is not None else None
-            loss = None
-            if true:
-                if true in index:
-                    loss = float(-np.log(max(float(p[index[true]]), 1e-12)))
-                    summary.labelled += 1
-                    summary.correct += int(best == index[true])
-                else:
-                    summary.unknown[true] = summary.unknown.get(true, 0) + 1
+    rows = predicted_rows(predictor, records, summary, batch_size=batch_size, device=device, progress=progress)
+    for batch in rows:
+        for row in batch:
             if writer is not None:
-                writer.writerow(
-                    [cell(records.ids[i])]
-                    + ([cell(true)] if labels is not None else [])
-                    + [cell(classes[best])]
-                    + [f"{v:.5f}" for v in p]
-                    + [f"{p[best]:.5f}"]
-                    + ([f"{loss:.5f}" if loss is not None else ""] if labels is not None else [])
-                    + [cell(records.shown[i])]
-                )
+                writer.writerow(_csv_row(row, classes, labelled))
             else:
-                row: dict[str, Any] = {
-                    "id": records.ids[i],
-                    "input": records.shown[i],
-                    "label": classes[best],
-                    "probability": float(p[best]),
-                    "probabilities": {c: float(v) for c, v in zip(classes, p)},
-                }
-                if true:
-                    row.update(true=true, loss=loss)
                 out.write(json.dumps(row) + "\n")
-        start += len(proba)
-        summary.n = start
+        if keep is not None:
+            keep.extend(batch)
         out.flush()
     return summary
+
+
+def csv_header(classes: list[str], labelled: bool) -> list[str]:
+    """The columns of a prediction CSV (see :func:`write_predictions`)."""
+    true, loss = (["true"], ["loss"]) if labelled else ([], [])
+    return ["id", *true, "predicted", *[f"p_{c}" for c in classes], "probability", *loss, "input"]
+
+
+def _csv_row(row: dict[str, Any], classes: list[str], labelled: bool) -> list[str]:
+    """One prediction row as CSV cells; data cells escaped so that no spreadsheet runs them as formulas."""
+    true = [cell(row.get("true", ""))] if labelled else []
+    loss = row.get("loss")
+    losses = [f"{loss:.5f}" if loss is not None else ""] if labelled else []
+    probabilities = [f"{row['probabilities'][c]:.5f}" for c in classes]
+    return [
+        cell(row["id"]),
+        *true,
+        cell(row["label"]),
+        *probabilities,
+        f"{row['probability']:.5f}",
+        *losses,
+        cell(row["input"]),
+    ]

@@ -160,9 +160,9 @@ def _how_to_load(files: RunFiles, task: str, weights: str) -> list[Block]:
         Block("p", "From Python:"),
         Block(
             "code",
-            "from tlzoo import Predictor\n\n"
-            f"predictor = Predictor.load({run_path!r})\n"
-            f"print(predictor.predict([{example!r}]))  # label, probability, all probabilities",
+            "from tlzoo import Engine\n\n"
+            f"for row in Engine().predict({run_path!r}, [{example!r}]):\n"
+            '    print(row["label"], row["probability"])  # row["probabilities"]: every class',
         ),
     ]
     if not files.model.get("backbone", {}).get("weights_saved", True):

@@ -1,13 +1,15 @@
-"""Splitting, subsetting and label encoding: seeded, stratified, numpy only."""
+"""The one data path (``read_dataset``, and ``read_unlabelled`` where labels are optional), then
+splitting, subsetting and label encoding: seeded, stratified, numpy only."""
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tlzoo.api.errors import TlzooError
+from tlzoo.api.errors import TlzooError, suggest
 from tlzoo.api.interfaces import DataOptions, Dataset
 
 if TYPE_CHECKING:
@@ -242,3 +244,59 @@ class LabelEncoder:
 def _natural_key(s: str) -> tuple:
     """'2' < '10' for numeric class names; text classes sort alphabetically."""
     return (0, int(s), "") if s.lstrip("-").isdigit() else (1, 0, s)
+
+
+# --------------------------------------------------------------------------- labels optional
+def read_unlabelled(
+    location: str,
+    modality: str,
+    zoo: Any,
+    options: DataOptions,
+    *,
+    label_named: bool = False,
+    from_run: bool = False,
+) -> tuple[Dataset, str]:
+    """:func:`read_dataset` with the labels optional: what ``tl predict --data`` and ``Engine.predict``
+    classify.  A record without a label keeps the label ``""``; a table without the label column is
+    read whole, unlabelled.  Returns the dataset and the name of the source that read it.
+
+    ``label_named``: the user named ``options.label_column``, so it must exist.  ``from_run``: the
+    columns are the ones the run was trained with, not the user's; a table without that text column
+    falls back to ``text``.  A label column that is the text column gives no labels.
+    """
+    path = Path(location)
+    if path.is_file() and path.suffix.lower() in (".txt", ".text") and modality == "text":
+        raise TlzooError(
+            f"'{path}' is a plain text file; pass it with --file (one text per line), or give a "
+            "CSV/JSONL with a text column to --data."
+        )
+    if label_named and options.label_column == options.text_column:
+        raise TlzooError(
+            f"--text-column and --label-column both name '{options.text_column}'; "
+            "the labels need a column of their own."
+        )
+    source = zoo.data_source_for(location, modality)  # the right errors for a missing path or the wrong modality
+    return source.load(location, _optional_labels(source, path, options, label_named, from_run)), source.name
+
+
+def _optional_labels(source: Any, path: Path, options: DataOptions, label_named: bool, from_run: bool) -> DataOptions:
+    """``options`` for reading ``path`` with the labels optional (see :func:`read_unlabelled`)."""
+    opts = replace(options, require_labels=False)
+    if opts.label_column == opts.text_column:
+        opts = replace(opts, label_column="")  # the texts are no labels
+    read_table = getattr(source, "read_table", None)  # a table of texts: its columns can be checked here
+    if not (path.is_file() and callable(read_table)):
+        # other sources check a named label column themselves (and drop the records without a label)
+        return replace(opts, require_labels=label_named and not opts.fields)
+    if not (label_named or (from_run and opts.text_column != "text")):
+        return opts  # nothing to decide from the columns: the table is read once, by the source
+    columns = read_table(path, opts).columns
+    if from_run and opts.text_column not in columns and "text" in columns:
+        opts = replace(opts, text_column="text")  # the run's column is not there: the usual default is
+    if label_named and opts.label_column not in columns:
+        raise TlzooError(
+            f"'{path}' has no column '{opts.label_column}'.{suggest(opts.label_column, columns)} "
+            f"Columns: {', '.join(columns)}; choose one with --label-column, or leave it out "
+            "to predict without labels."
+        )
+    return opts
