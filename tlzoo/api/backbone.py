@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -68,6 +69,18 @@ class Backbone(nn.Module, ABC):
         gives; the run then reports what each input adds (``metrics.json`` ``ablation``).  [] for one input."""
         return []
 
+    def feature_members(self) -> list[Member]:
+        """For a backbone made of other backbones (a fused run's): its parts, in order.  The engine then
+        extracts each member's features on its view of the data, cached under the key a run of that
+        member alone uses (shared both ways), and :meth:`join_features` makes this backbone's features of them.
+        [] (the default): the features are this backbone's ``forward``, cached whole."""
+        return []
+
+    def join_features(self, parts: list[Any], dataset: Dataset) -> Any:
+        """This backbone's features (a float32 array ``[len(dataset), num_features]``) from its members'
+        (``parts``: one array per member, in :meth:`feature_members` order): what ``forward`` gives."""
+        raise NotImplementedError(f"{type(self).__name__} lists members but does not join their features")
+
     def spec(self) -> dict[str, Any]:
         """What is needed to rebuild this backbone's architecture for ``tl predict``."""
         return {"plugin": self.plugin, "model": self.name, "weights_source": self.weights_source}
@@ -88,6 +101,22 @@ class Backbone(nn.Module, ABC):
                 h.update(t[:: max(1, t.numel() // 64)].cpu().numpy().tobytes())
                 h.update(str(float(t.sum())).encode())
         return h.hexdigest()[:20]
+
+
+@dataclass
+class Member:
+    """One part of a backbone made of others (:meth:`Backbone.feature_members`).
+
+    ``view``: a dataset as this member alone reads it (its column of each record); ``factory`` and
+    ``request``: what built it, so that its features are keyed as a run of that backbone keys them
+    (None: by its fingerprint, as a run keys a fitted or hub backbone's); ``name``: its input, for the log.
+    """
+
+    backbone: Backbone
+    view: Callable[[Dataset], Dataset]
+    name: str = ""
+    factory: Any = None  # BackboneFactory
+    request: Any = None  # BackboneRequest
 
 
 class FittableBackbone(Backbone):

@@ -6,15 +6,44 @@ a part and rank 0 publishes the entry.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from tlzoo.api.interfaces import Backbone, Dataset
+from tlzoo.api.backbone import Member
+from tlzoo.api.interfaces import Backbone, Dataset, FittableBackbone
 from tlzoo.engine import distributed
-from tlzoo.engine.features import FeatureCache, _CacheRefused, _hash, _labels, _write_entry, key_parts
+from tlzoo.engine.features import (
+    FeatureCache,
+    _CacheRefused,
+    _hash,
+    _labels,
+    _write_entry,
+    feature_spec,
+    key_parts,
+)
 from tlzoo.engine.loaders import example_loader
+
+
+@dataclass
+class _Job:
+    """How an extraction runs and what its log lines call it (``label``: the split, part of the key)."""
+
+    batch_size: int
+    device: torch.device
+    num_workers: int
+    progress: bool
+    log: Callable[[str], None]
+    label: str
+    name: str = ""
+
+    def what(self, dataset: Dataset) -> str:
+        return f"{self.name or self.label or dataset.name} ({len(dataset)} examples)"
+
+    def blocks(self, backbone: Backbone, dataset: Dataset) -> Any:
+        return _blocks(backbone, dataset, self.batch_size, self.device, self.num_workers, self.progress, self.label)
 
 
 @torch.inference_mode()
@@ -31,6 +60,7 @@ def extract(
     label: str = "",
     fingerprint: str | None = None,
     spec: dict[str, Any] | None = None,
+    name: str = "",
 ) -> np.ndarray:
     """Pooled features for every example, from the cache when possible.
 
@@ -38,13 +68,17 @@ def extract(
     the backbone runs) and the result is read back from the published entry.  ``spec``
     (:func:`backbone_spec`) keys the entry by the request and the weight files instead of
     the fingerprint; the entry then also describes the backbone, so a later run with every
-    split cached can leave it unbuilt (:func:`cached_splits`).
+    split cached can leave it unbuilt (:func:`cached_splits`).  A backbone made of others
+    (:meth:`Backbone.feature_members`, a fused run's) is extracted member by member, each under the key
+    a run of that member alone uses, and joined.  ``name``: what the log lines call the dataset.
     """
     if not len(dataset):  # an empty split (--val-fraction 0): nothing for the backbone to run on
         return np.zeros((0, backbone.num_features), np.float32)
+    job = _Job(batch_size, device, num_workers, progress, log, label, name)
     if cache is None:
-        blocks = [b for b in _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)]
-        return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
+        return _uncached(backbone, dataset, job)
+    if backbone.feature_members():
+        return _extract_members(backbone, dataset, cache, job, fingerprint)
     cache.tidy()
     parts = key_parts(backbone, dataset, label, fingerprint, spec)
     key = _hash(parts)
@@ -54,82 +88,101 @@ def extract(
 
         info["unbuilt"] = UnbuiltBackbone.describe(backbone, fingerprint or backbone.fingerprint())
     if distributed.active():
-        return _extract_sharded(
-            backbone,
-            dataset,
-            info,
-            key,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            cache=cache,
-            progress=progress,
-            log=log,
-            label=label,
-        )
+        return _extract_sharded(backbone, dataset, info, key, cache, job)
     hit = cache.load(key)
     if hit is not None:
-        log(f"  features for {label or dataset.name} ({len(dataset)} examples) read from cache {key}")
+        log(f"  features for {job.what(dataset)} read from cache {key}")
         return hit
+    return _extract_into(backbone, dataset, cache, key, info, job)
 
-    def in_memory() -> np.ndarray:  # the cache failed us: the same extraction, without it
-        return extract(
-            backbone,
-            dataset,
-            batch_size=batch_size,
-            device=device,
-            num_workers=num_workers,
-            cache=None,
-            progress=progress,
-            log=log,
-            label=label,
-        )
 
-    blocks = _blocks(backbone, dataset, batch_size, device, num_workers, progress, label)
+def _uncached(backbone: Backbone, dataset: Dataset, job: _Job) -> np.ndarray:
+    blocks = list(job.blocks(backbone, dataset))
+    return np.concatenate(blocks) if blocks else np.zeros((0, backbone.num_features), np.float32)
+
+
+def _extract_into(
+    backbone: Backbone, dataset: Dataset, cache: FeatureCache, key: str, info: dict[str, Any], job: _Job
+) -> np.ndarray:
+    """Extract and stream the features into the entry ``key``; in memory when the cache refuses them."""
+    blocks = job.blocks(backbone, dataset)
     try:
         _write_entry(cache, key, info, blocks, backbone.num_features)
     except _CacheRefused as refused:
         if refused.done is None:  # the written shards cannot even be read back: start again in memory
             blocks.close()
-            return in_memory()
-        return _in_memory(blocks, refused.done, backbone, cache, refused.error, log)
+            return _uncached(backbone, dataset, job)
+        return _in_memory(blocks, refused.done, backbone, cache, refused.error, job.log)
     feats = cache.load(key)
     if feats is None:  # the disk refused the entry (full, read-only): still give the caller features
-        log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
-        return in_memory()
-    log(f"  features for {label or dataset.name} ({len(dataset)} examples) extracted and cached as {key}")
+        job.log(f"  warning: could not cache features under {cache.root}; computing them again in memory")
+        return _uncached(backbone, dataset, job)
+    job.log(f"  features for {job.what(dataset)} extracted and cached as {key}")
     return feats
 
 
+def _extract_members(
+    backbone: Backbone, dataset: Dataset, cache: FeatureCache, job: _Job, fingerprint: str | None
+) -> np.ndarray:
+    """A backbone made of others: each member's features on its view of ``dataset``, keyed exactly as a
+    run of that member alone keys them (its weight files and request, or its fingerprint; the caller's
+    autocast suffix, ``/autocast-bfloat16``, carried over), then joined by the backbone."""
+    suffix = "".join((fingerprint or "").partition("/")[1:])
+    parts = []
+    for member in backbone.feature_members():
+        spec = member_spec(member, suffix.removeprefix("/autocast-"))
+        parts.append(
+            extract(
+                member.backbone,
+                member.view(dataset),
+                batch_size=job.batch_size,
+                device=job.device,
+                num_workers=job.num_workers,
+                cache=cache,
+                progress=job.progress,
+                log=job.log,
+                label=job.label,
+                fingerprint=member.backbone.fingerprint() + suffix,
+                spec=spec,
+                name=f"{job.label or dataset.name} [{member.name or member.backbone.name}]",
+            )
+        )
+    feats = np.asarray(backbone.join_features(parts, dataset), dtype=np.float32)
+    want = (len(dataset), int(backbone.num_features))
+    if feats.shape != want:
+        raise ValueError(f"{type(backbone).__name__}.join_features gave features of shape {feats.shape}, not {want}")
+    return feats
+
+
+def member_spec(member: Member, autocast: str = "") -> dict[str, Any] | None:
+    """What keys a member's features: :func:`feature_spec` of the factory and request that built it, as a
+    run of it alone computes it (None for a fitted member, or one without weight files: its fingerprint)."""
+    if member.factory is None or member.request is None or isinstance(member.backbone, FittableBackbone):
+        return None
+    spec = feature_spec(member.factory, member.request)
+    if spec is not None and autocast:
+        spec = {**spec, "autocast": autocast}
+    return spec
+
+
 def _extract_sharded(
-    backbone: Backbone,
-    dataset: Dataset,
-    info: dict[str, Any],
-    key: str,
-    *,
-    batch_size: int,
-    device: torch.device,
-    num_workers: int,
-    cache: FeatureCache,
-    progress: bool,
-    log: Callable[[str], None],
-    label: str,
+    backbone: Backbone, dataset: Dataset, info: dict[str, Any], key: str, cache: FeatureCache, job: _Job
 ) -> np.ndarray:
     """``extract`` on every rank of a process group: one cache entry, the same as one process writes."""
-    what = f"{label or dataset.name} ({len(dataset)} examples)"
+    what, log = job.what(dataset), job.log
     hit = cache.load(key) if distributed.is_main() else None
     if distributed.broadcast_object(hit is not None):  # rank 0 decides: a hit for one is a hit for all
         log(f"  features for {what} read from cache {key}")
         return _everywhere(hit, cache, key, len(dataset))
-    shards = distributed.batch_shards(len(dataset), batch_size)
+    shards = distributed.batch_shards(len(dataset), job.batch_size)
     lo, hi = shards[distributed.rank()]
-    blocks = list(_blocks(backbone, dataset.subset(range(lo, hi)), batch_size, device, num_workers, progress, label))
+    blocks = list(job.blocks(backbone, dataset.subset(range(lo, hi))))
     width = distributed.max_all(blocks[0].shape[1] if blocks else 0) or backbone.num_features
     mine = np.concatenate(blocks) if blocks else np.zeros((0, width), np.float32)
     rows = distributed.gather_rows(mine, shards, width)
     if rows is None:  # not rank 0: the published entry, or rank 0's rows
         return _everywhere(None, cache, key, len(dataset))
-    feats = _publish(cache, key, info, rows, batch_size, log)
+    feats = _publish(cache, key, info, rows, job.batch_size, log)
     if feats is not None:
         log(f"  features for {what} extracted by {distributed.world_size()} processes and cached as {key}")
     return _everywhere(rows if feats is None else feats, cache, key, len(dataset), published=feats is not None)
@@ -221,17 +274,8 @@ def _blocks(
     )
 
     def run(examples: list[Any]) -> Any:
-        loader = example_loader(
-            examples,
-            backbone,
-            train=False,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            shuffle=False,
-            device=device,  # pinned batches for a GPU
-        )
-        for batch in loader if num_workers else _prefetched(loader):
-            yield backbone(_to(batch, device)).float().cpu().numpy()
+        for rows in _forward(backbone, examples, batch_size, device, num_workers):
+            yield rows
             bar.update()
 
     try:
@@ -243,16 +287,38 @@ def _blocks(
             chunk = dataset.examples[lo : lo + SORT_CHUNK]
             if lo:
                 order = backbone.extraction_order(chunk)
-            index = np.asarray(range(len(chunk)) if order is None else order, dtype=np.int64)
-            if sorted(index.tolist()) != list(range(len(chunk))):
-                raise ValueError(f"{type(backbone).__name__}.extraction_order did not return a permutation")
-            rows = np.concatenate(list(run([chunk[i] for i in index])))
-            block = np.empty_like(rows)
-            block[index] = rows  # back to the dataset's order
-            for start in range(0, len(block), batch_size):  # batch-sized blocks, as in the given order
-                yield block[start : start + batch_size]
+            yield from _in_given_order(backbone, chunk, order, run, batch_size)
     finally:
         bar.close()
+
+
+def _forward(backbone: Backbone, examples: list[Any], batch_size: int, device: torch.device, num_workers: int) -> Any:
+    """The backbone's features of ``examples``, one block per batch, in the given order."""
+    loader = example_loader(
+        examples,
+        backbone,
+        train=False,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        shuffle=False,
+        device=device,  # pinned batches for a GPU
+    )
+    for batch in loader if num_workers else _prefetched(loader):
+        yield backbone(_to(batch, device)).float().cpu().numpy()
+
+
+def _in_given_order(
+    backbone: Backbone, chunk: list[Any], order: Any, run: Callable[[list[Any]], Any], batch_size: int
+) -> Any:
+    """``chunk`` run in the backbone's ``order``, its rows put back in the chunk's order, in batch-sized blocks."""
+    index = np.asarray(range(len(chunk)) if order is None else order, dtype=np.int64)
+    if sorted(index.tolist()) != list(range(len(chunk))):
+        raise ValueError(f"{type(backbone).__name__}.extraction_order did not return a permutation")
+    rows = np.concatenate(list(run([chunk[i] for i in index])))
+    block = np.empty_like(rows)
+    block[index] = rows  # back to the dataset's order
+    for start in range(0, len(block), batch_size):  # batch-sized blocks, as in the given order
+        yield block[start : start + batch_size]
 
 
 def _prefetched(batches: Any, depth: int = 2) -> Any:

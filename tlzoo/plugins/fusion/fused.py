@@ -11,21 +11,25 @@ encoder, a fitted backbone) is fitted by :meth:`FusedBackbone.fit`; its state go
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tlzoo.api.backbone import Backbone, FittableBackbone
+from tlzoo.api.backbone import Backbone, FittableBackbone, Member
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import BackboneRequest, Dataset
 
 from .fusion_hooks import input_columns, tabular_columns
+from .records import readable_image
 
 _BLANK_SIZE = 32  # a stand-in image for a record without one (its features are zeroed anyway)
 
@@ -139,32 +143,33 @@ class FusedBackbone(FittableBackbone):
         self.name = request.model or "concat"
         self.inputs: list[tuple[str, tuple[str, ...]]] = []  # (what, its columns) per member
         members: list[Backbone] = []
+        self._built: list[tuple[Any, BackboneRequest | None]] = []  # (factory, request) per member: its cache key
         for i, (column, spec) in enumerate(inputs.items()):
             plugin, _, model = spec.partition(":")
             factory, model_name = zoo.resolve_backbone(plugin, model)
-            if factory.modality not in ("text", "vision"):
+            if factory.modality in ("", "multimodal") or factory.fields:
                 raise TlzooError(
                     f"Column '{column}': '{factory.name}' is a {factory.modality or 'multimodal'} backbone; "
-                    "a fused run takes an image or a text backbone per column."
+                    "a fused run takes an image or a text backbone per column (or one of another single modality)."
                 )
-            member = factory.create(
-                BackboneRequest(
-                    model=model_name,
-                    weights=weights.get(column) or None,
-                    pretrained=request.pretrained,
-                    pooling=request.pooling if factory.modality == "text" else "",
-                    max_length=request.max_length,
-                    image_size=request.image_size if factory.modality == "vision" else 0,
-                    augment=request.augment,
-                    train_backbone=request.train_backbone,
-                    assets=str(Path(request.assets) / f"input-{i}") if request.assets else None,
-                )
+            member_request = BackboneRequest(
+                model=model_name,
+                weights=weights.get(column) or None,
+                pretrained=request.pretrained,
+                pooling=request.pooling if factory.modality == "text" else "",
+                max_length=request.max_length,
+                image_size=request.image_size if factory.modality == "vision" else 0,
+                augment=request.augment,
+                train_backbone=request.train_backbone,
+                assets=str(Path(request.assets) / f"input-{i}") if request.assets else None,
             )
-            members.append(member)
+            members.append(factory.create(member_request))
+            self._built.append((factory, member_request))
             self.inputs.append((column, (column,)))
         if tabular:
             members.append(TabularEncoder(tabular))  # fitted by fit(), or restored by load_fitted() at tl predict
             self.inputs.append(("tabular", tuple(tabular)))
+            self._built.append((None, None))  # keyed by its fingerprint (its fitted state), as fitted backbones are
         self.members = nn.ModuleList(members)  # registered: their weights are the fused model's
         self.weights_source = "; ".join(f"{what}: {m.name} ({m.weights_source})" for (what, _), m in self._pairs())
         self._width()
@@ -173,6 +178,12 @@ class FusedBackbone(FittableBackbone):
     def fields(self) -> tuple[str, ...]:
         """The columns a record gives this backbone (``tl predict --data`` reads exactly these)."""
         return tuple(c for _, cols in self.inputs for c in cols)
+
+    @property
+    def field_modalities(self) -> dict[str, str]:
+        """Each field's modality: its backbone's ("vision", "text", or a third party's), "tabular" for the
+        tabular columns (the testing kit makes records of these)."""
+        return {c: m.modality for (_, cols), m in self._pairs() for c in cols}
 
     def _backbones(self) -> list[Backbone]:
         return [m for m in self.members if isinstance(m, Backbone)]  # all of them: typed for mypy
@@ -257,6 +268,32 @@ class FusedBackbone(FittableBackbone):
             start += width
         return blocks
 
+    def feature_members(self) -> list[Member]:
+        """Each input's backbone with its view of the records (its column): the engine caches each one's
+        features under the key a run of that backbone alone on that column uses, then :meth:`join_features`."""
+        return [
+            Member(member, functools.partial(_view, what=what, columns=columns, member=member), what, factory, req)
+            for ((what, columns), member), (factory, req) in zip(self._pairs(), self._built)
+        ]
+
+    def join_features(self, parts: list[Any], dataset: Dataset) -> np.ndarray:
+        """``forward`` from the members' features: each L2-normalised, zeroed where a record lacks its input,
+        concatenated, then the missing-input flags."""
+        lacking = np.array(
+            [
+                [_lacks(m, ex if isinstance(ex, dict) else {}, cols) for (_, cols), m in self._pairs()]
+                for ex in dataset.examples
+            ],
+            dtype=np.float32,
+        ).reshape(len(dataset), len(self.inputs))
+        out = []
+        for i, feats in enumerate(parts):
+            x = np.asarray(feats, dtype=np.float32)
+            if x.shape[1]:
+                x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            out.append(x * (1.0 - lacking[:, i : i + 1]))
+        return np.concatenate([*out, lacking], axis=1).astype(np.float32, copy=False)
+
     def preprocessing(self) -> dict[str, Any]:
         return {
             "fusion": "concat, each input L2-normalised, missing-input flags",
@@ -285,16 +322,65 @@ def _project(data: Dataset, what: str, columns: tuple[str, ...], member: Backbon
     )
 
 
+def _view(data: Dataset, what: str, columns: tuple[str, ...], member: Backbone) -> Dataset:
+    """The records as a run of ``member`` alone reads its column, so that the features share its cache
+    entries: texts ("" where empty), image paths (a blank stand-in where missing or unreadable; its
+    features are zeroed by :meth:`FusedBackbone.join_features`), the tabular columns as dicts."""
+    rows = [ex if isinstance(ex, dict) else {} for ex in data.examples]
+    examples: list[Any]
+    if isinstance(member, TabularEncoder):
+        examples = [{c: row.get(c) for c in columns} for row in rows]
+    elif member.modality != "vision":  # a text, or a third party's kind: "" where empty, as _member_input gives it
+        examples = ["" if row.get(columns[0]) is None else row.get(columns[0]) for row in rows]
+        examples = [x if member.modality != "text" or isinstance(x, str) else str(x) for x in examples]
+    else:
+        examples = [row.get(columns[0]) if not _lacks(member, row, columns) else _blank() for row in rows]
+    return Dataset(examples, list(data.labels), modality=member.modality, ids=list(data.ids), name=data.name)
+
+
+def _lacks(member: Backbone, record: dict[str, Any], columns: tuple[str, ...]) -> bool:
+    """Whether ``record`` lacks this member's input: an empty text or tabular row, a missing or unreadable image."""
+    if isinstance(member, TabularEncoder):
+        return all(_cell(record.get(c)) == "" for c in columns)
+    value = record.get(columns[0])
+    if member.modality != "vision":  # a text, or a third party's kind (numbers in a cell ...)
+        return not ("" if value is None else str(value)).strip()
+    if isinstance(value, str):
+        return not value.strip() or not _readable(value)
+    return value is None  # an image given as such (a PIL image in a record)
+
+
+def _readable(path: str) -> bool:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return _readable_version(path, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=65536)
+def _readable_version(path: str, size: int, mtime_ns: int) -> bool:
+    """:func:`readable_image`, once per file version (the view, the join and the flags all ask)."""
+    return readable_image(path)
+
+
+def _blank() -> Any:
+    from PIL import Image
+
+    return Image.new("RGB", (_BLANK_SIZE, _BLANK_SIZE))
+
+
 def _member_input(member: Backbone, value: Any, train: bool) -> tuple[Any, bool]:
     """The member's transformed input, and whether the record lacks it (then a stand-in is transformed)."""
     if member.modality == "text":
         text = "" if value is None else str(value)
         return member.transform(text, train), not text.strip()
-    if value is not None and str(value).strip():
+    if member.modality != "vision":  # a third party's kind (numbers in a cell ...): an empty cell stands in
+        present = value is not None and bool(str(value).strip())
+        return member.transform(value if present else "", train), not present
+    if not _lacks(member, {"value": value}, ("value",)):
         try:
             return member.transform(value, train), False
-        except (OSError, ValueError, TlzooError):  # a missing or unreadable image: counted, never fatal
+        except (OSError, ValueError, TlzooError):  # unreadable past its header: a placeholder, never fatal
             pass
-    from PIL import Image
-
-    return member.transform(Image.new("RGB", (_BLANK_SIZE, _BLANK_SIZE)), False), True
+    return member.transform(_blank(), False), True

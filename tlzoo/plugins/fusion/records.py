@@ -80,8 +80,8 @@ class RecordsSource(DataSource):
         lacking = [f"{f} in {n}" for f, n in missing.items() if n]
         if lacking:
             notes.append(
-                f"records lacking an input (empty, or a missing image): {', '.join(lacking)} of {len(examples)}; "
-                "a zero vector and a missing-input flag stand in"
+                "records lacking an input (empty, or a missing or unreadable image): "
+                f"{', '.join(lacking)} of {len(examples)}; a zero vector and a missing-input flag stand in"
             )
         return Dataset(examples, labels, modality="multimodal", ids=ids, name=str(path.resolve()), notes=notes)
 
@@ -101,4 +101,19 @@ def _field(value: Any, path: Path) -> Any:
 
 
 def _missing_image(value: Any) -> bool:
-    return isinstance(value, str) and is_image_path(value) and not os.path.isfile(value)
+    return isinstance(value, str) and is_image_path(value) and not readable_image(value)
+
+
+def readable_image(path: str) -> bool:
+    """Whether ``path`` is an image file Pillow opens and verifies (a PNG's chunks and their CRCs, a JPEG's
+    header): a missing, empty, truncated or foreign file is not, and a fused run gives it a placeholder."""
+    if not os.path.isfile(path):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()
+    except Exception:  # Pillow raises OSError, SyntaxError, ValueError ... for a damaged file
+        return False
+    return True
