@@ -124,6 +124,8 @@ STATE: dict[str, tuple[tuple[str, str], ...]] = {
     TRAIN: (
         ("features", "cached features per split ({} once the backbone trained)"),
         ("best_across_phases", "phase, epoch and val loss of the weights kept, or None"),
+        ("trained_on", "the splits and rows the saved model learnt from, and why"),
+        ("cross_validation", "--cv K: accuracy and macro-F1 per fold, mean, sd, 95% interval; or None"),
     ),
     SAVE_MODEL: (),
     PLOT_HISTORY: (),

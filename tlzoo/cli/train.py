@@ -44,7 +44,7 @@ def setting_options(keys: list[str] | None = None, helps: dict[str, str] | None 
             own = (helps or {}).get(decl.key)
             text = (dataclasses.replace(decl, option_help=own) if own else decl).help_text()
             names = [decl.flag, *([decl.short] if decl.short else [])]
-            if decl.negative:
+            if decl.negative or decl.type is bool:  # --no-X, or a flag that turns a setting on (--refit-full)
                 f = click.option(*names, decl.param, is_flag=True, default=None, help=text)(f)
             elif decl.key == "model.plugin":  # repeated: COLUMN=PLUGIN per input of a fused run
                 text = text.rstrip(".") + "; or COLUMN=PLUGIN, repeated, for a fused run over several columns."

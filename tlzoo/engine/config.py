@@ -14,9 +14,7 @@ keys other than ``head.name`` are the head's own hyper-parameters, checked by th
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
-import json
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from tlzoo.api.errors import TlzooError
-from tlzoo.api.interfaces import typed_like
 from tlzoo.api.settings import Setting, collect_settings, setting
+from tlzoo.infra.config_text import coerce, parse_loose, toml_value, unknown_key
 
 _INF = float("inf")
 __all__ = ["RunConfig", "Setting", "setting", "settings"]
@@ -240,6 +238,24 @@ class TrainConfig:
         check=_at_least(0),
         must="0 (off) or a number of epochs",
     )
+    cv: int = setting(
+        0,
+        "feature extraction: also score the head by K-fold cross-validation on every example outside the "
+        "test split (accuracy and macro-F1: mean, sd, 95% interval; features extracted once)",
+        flag="--cv",
+        check=lambda v: v == 0 or 2 <= v < _INF,
+        must="0 (off) or a number of folds of at least 2",
+        option_help="Also score the head by K-fold cross-validation on the examples outside the test split "
+        "(feature extraction; cached features)",
+    )
+    refit_full: bool = setting(
+        False,
+        "after selection, refit the chosen head (or plan, as many epochs as kept) on train + validation "
+        "and save that as the run's model (--refit-full)",
+        flag="--refit-full",
+        option_help="Refit the chosen head (or fine-tune plan, same epochs) on train + validation and save that "
+        "as the model",
+    )
     num_workers: int = setting(
         0,
         "DataLoader worker processes (0 = load in the main process)",
@@ -333,15 +349,15 @@ class RunConfig:
         or choices are checked (one line naming the key, its option and what it must be)."""
         parts = dotted.split(".")
         if parts[:2] == ["model", "options"] and len(parts) == 3:  # checked by the backbone plugin
-            self.model.options[parts[2]] = _parse_loose(value)
+            self.model.options[parts[2]] = parse_loose(value)
             return
         if parts[0] == "head" and len(parts) == 2 and parts[1] != "name":
-            self.head.params[parts[1]] = _parse_loose(value)
+            self.head.params[parts[1]] = parse_loose(value)
             return
         decl = settings().get(dotted)
         if decl is None or decl.type is dict:
-            raise _unknown_key(dotted)
-        coerced = _coerce(dotted, value, decl.type)
+            raise unknown_key(dotted, settings())
+        coerced = coerce(dotted, value, decl.type)
         decl.check_value(coerced)
         target: Any = self
         for part in parts[:-1]:
@@ -401,7 +417,7 @@ class RunConfig:
 
     def to_toml(self) -> str:
         d = self.as_dict()
-        lines = [f"{k} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
+        lines = [f"{k} = {toml_value(v)}" for k, v in d.items() if not isinstance(v, dict)]
         for section, values in d.items():
             if not isinstance(values, dict):
                 continue
@@ -413,11 +429,11 @@ class RunConfig:
                 if decl.unset and v == decl.default:  # a comment, not "epochs = 0": reads back as the default
                     lines.append(f"# {k}: not set ({decl.unset})")
                     continue
-                lines.append(f"{k} = {_toml_value(v)}")
+                lines.append(f"{k} = {toml_value(v)}")
             for k, v in values.items():
                 if isinstance(v, dict) and v:
                     lines.append(f"\n[{section}.{k}]")
-                    lines.extend(f"{kk} = {_toml_value(vv)}" for kk, vv in v.items())
+                    lines.extend(f"{kk} = {toml_value(vv)}" for kk, vv in v.items())
         return "\n".join(lines) + "\n"
 
 
@@ -437,64 +453,3 @@ RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
 UNSET: dict[str, tuple[Any, str]] = {k: (s.default, s.unset) for k, s in settings().items() if s.unset}
 # the command-line option that takes a key's value, for messages and suggested commands
 OPTION_NAMES: dict[str, str] = {k: s.flag for k, s in settings().items() if s.flag and not s.negative}
-
-
-def _unknown_key(dotted: str) -> TlzooError:
-    """The error for a key that is not a setting: a section, a key under a plain value, or a typo."""
-    every = settings()
-    inside = [k for k in every if k.startswith(dotted + ".")]
-    if inside or every.get(dotted, Setting("")).type is dict:
-        example = inside[0] if inside else f"{dotted}.KEY"
-        return TlzooError(f"Config key '{dotted}' is a section; set one of its keys, e.g. '{example}'.")
-    parts = dotted.split(".")
-    for i in range(1, len(parts)):
-        if ".".join(parts[:i]) in every:
-            return TlzooError(f"Config key '{'.'.join(parts[: i + 1])}' is not a section.")
-    # within a known section, compare the last part only: "train." alone makes every train key look close
-    section, leaf = dotted.rpartition(".")[::2]
-    keys = [k for k, s in every.items() if s.type is not dict]
-    siblings = {k.rpartition(".")[2]: k for k in keys if k.rpartition(".")[0] == section}
-    if siblings:
-        close = [siblings[c] for c in difflib.get_close_matches(leaf, list(siblings), n=3, cutoff=0.6)]
-    else:
-        close = difflib.get_close_matches(dotted, keys, n=3, cutoff=0.6)
-    if not close:  # the right name in the wrong section: 'lr' -> 'train.lr'
-        leaves = {k.rpartition(".")[2]: k for k in keys}
-        close = [leaves[c] for c in difflib.get_close_matches(leaf, list(leaves), n=3, cutoff=0.8)]
-    known = list(dict.fromkeys(k.split(".")[0] for k in every)) if not section else list(siblings.values())
-    quoted = " or ".join(f"'{c}'" for c in close)
-    hint = f" Did you mean {quoted}?" if close else " Known: " + ", ".join(known) + "."
-    return TlzooError(f"Unknown config key '{dotted}'.{hint}")
-
-
-def _coerce(key: str, value: Any, ftype: type) -> Any:
-    """``value`` as a ``ftype``, parsed from text where needed: the rules plugin options follow too
-    (:func:`tlzoo.api.interfaces.typed_like`, loose)."""
-    ok, coerced = typed_like(ftype(), value, loose=True)
-    if not ok:
-        raise TlzooError(f"Config key '{key}' expects {ftype.__name__}, got {value!r}.")
-    return coerced
-
-
-def _parse_loose(value: Any) -> Any:
-    """Parse a --set head.* string as JSON when it looks like a number/bool/list."""
-    if not isinstance(value, str):
-        return value
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, dict):  # an inline table, keys quoted (a column name may hold any character)
-        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(x)}" for k, x in v.items()) + "}"
-    if v is None:
-        return '""'
-    return json.dumps(str(v))

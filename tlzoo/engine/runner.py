@@ -103,6 +103,8 @@ class Run(RunState):
         self.features = {}
         self.metrics = {}
         self.best_across_phases = None
+        self.trained_on = {}
+        self.cross_validation = None
         self.extras = {}
         self._old_names = set()
 

@@ -76,6 +76,7 @@ def save_model(run: RunState) -> None:
             "params": run.head.params,
             "kind": head_kind,
             **({"tuned": head_tuning(run)} if head_tuning(run) else {}),
+            **({"trained_on": run.trained_on} if run.trained_on else {}),
         },
         "classes": run.encoder.classes,
         "modality": run.backbone.modality,
@@ -184,10 +185,13 @@ def _test_probabilities(run: RunState) -> np.ndarray:
 def _metrics(run: RunState, report: dict[str, Any]) -> dict[str, Any]:
     """metrics.json: the test report, the validation figures and what the run was."""
     val = {}
-    if run.history.rows and run.history.rows[-1].get("val_accuracy") not in (None, ""):
-        val = {"accuracy": run.history.rows[-1]["val_accuracy"], "loss": run.history.rows[-1]["val_loss"]}
+    scored = [r for r in run.history.rows if r.get("val_accuracy") not in (None, "")]  # a refit has no val rows
+    if scored and (scored[-1] is run.history.rows[-1] or run.trained_on.get("splits") == ["train", "val"]):
+        val = {"accuracy": scored[-1]["val_accuracy"], "loss": scored[-1]["val_loss"]}
     return {
         "test": report,
+        **({"cross_validation": run.cross_validation} if run.cross_validation else {}),
+        **({"trained_on": run.trained_on} if run.trained_on else {}),
         "validation_last_epoch": val,
         **({"validation_kept": run.best_across_phases} if run.best_across_phases else {}),
         **({"head_tuning": head_tuning(run)} if head_tuning(run) else {}),

@@ -6,6 +6,7 @@ Each step is a function of the run's state (:class:`tlzoo.engine.run.state.RunSt
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from typing import Any
@@ -14,12 +15,24 @@ import numpy as np
 import torch
 
 from tlzoo.api.interfaces import (
+    Dataset,
     FittedHead,
     StrategyContext,
+    TorchHead,
 )
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.run.model import _raw_loader, extract_cached_features
-from tlzoo.engine.run.state import RunState
+from tlzoo.engine.run.refit import (  # FeatureRows, _as_batch: re-exported, their home of 0.3's first steps
+    NOT_TEST,
+    FeatureRows as FeatureRows,
+    _as_batch as _as_batch,
+    fit_rows,
+    fitted_refit_note,
+    record,
+    row_loader,
+    rows,
+)
+from tlzoo.engine.run.state import RunState, seed_everything
 from tlzoo.engine.training import (
     frozen_to_eval,
     param_groups,
@@ -28,7 +41,6 @@ from tlzoo.engine.training import (
 
 
 def train(run: RunState) -> None:
-    t = run.config.train
     run.strategy.before_training(strategy_context(run))
     needs_features = run.plan.extract_features or any(p.train_groups == 0 for p in run.plan.phases)
     if needs_features:
@@ -38,52 +50,71 @@ def train(run: RunState) -> None:
             _fit_head(run)
     else:
         assert run.model is not None
-        done = run.resume_state["phase_index"] if run.resume_state else 0  # phases before it are finished
-        # the best val-loss weights of the finished phases, kept in every checkpoint (resume is exact)
-        across = run.resume_state.get("best_across_phases") if run.resume_state else None
+        train_phases(run, run.plan.phases)
+        record(run, ("train",), "the training split; validation chose the weights kept")
+        if run.config.train.refit_full:
+            refit_full(run)
+    if run.config.train.cv:
+        from tlzoo.engine.run.crossval import cross_validate
+
+        cross_validate(run)
+
+
+def train_phases(run: RunState, phases: list[Any], checkpoint: bool = True) -> None:
+    """Train ``phases`` in order on the train split (cached features while the backbone is frozen),
+    and end on the best val-loss weights of all of them; ``checkpoint``: every epoch saved (resume)."""
+    t = run.config.train
+    assert run.model is not None
+    done = run.resume_state["phase_index"] if run.resume_state and checkpoint else 0  # phases before it are finished
+    # the best val-loss weights of the finished phases, kept in every checkpoint (resume is exact)
+    across = run.resume_state.get("best_across_phases") if run.resume_state and checkpoint else None
+    if checkpoint:
         run.checkpointer.extra["best_across_phases"] = across
-        for index, phase in enumerate(run.plan.phases):
-            if phase.train_groups != 0:
-                run.features = {}  # the backbone changes: cached features are stale now
-            if index < done:
-                continue  # its result is inside the checkpoint's weights
-            resume = run.resume_state if run.resume_state and index == done else None
-            ckpt: dict[str, Any] = {
-                "phase_index": index,
-                "checkpoint": run.checkpointer,
-                "resume": resume,
-                "patience": t.patience,
-            }
-            if phase.train_groups == 0:
-                _train_head_on_features(run, phase, **ckpt)
-            else:
-                live = set_trainable(run.backbone, phase.train_groups)
-                train = example_loader(
-                    run.splits.train.examples,
-                    run.backbone,
-                    train=run.augment_train,
-                    batch_size=t.batch_size,
-                    num_workers=t.num_workers,
-                    shuffle=True,
-                    targets=run.targets["train"],
-                    seed=run.train_seed,
-                    device=run.device,
-                )
-                val = _raw_loader(run, "val")
-                run.trainer.run_phase(
-                    run.model,
-                    phase,
-                    param_groups(run.model, live, phase),
-                    train,
-                    val,
-                    on_train=functools.partial(frozen_to_eval, run.backbone, live),
-                    **ckpt,
-                )
-            last = index == len(run.plan.phases) - 1
-            across = _best_across_phases(run, phase.name, across, copy=not last)
+    for index, phase in enumerate(phases):
+        if phase.train_groups != 0:
+            run.features = {}  # the backbone changes: cached features are stale now
+        elif not run.features:  # a head phase after a fresh backbone (--refit-full)
+            extract_cached_features(run)
+        if index < done:
+            continue  # its result is inside the checkpoint's weights
+        resume = run.resume_state if checkpoint and run.resume_state and index == done else None
+        ckpt: dict[str, Any] = {
+            "phase_index": index,
+            "checkpoint": run.checkpointer if checkpoint else None,
+            "resume": resume,
+            "patience": t.patience,
+        }
+        if phase.train_groups == 0:
+            _train_head_on_features(run, phase, **ckpt)
+        else:
+            live = set_trainable(run.backbone, phase.train_groups)
+            train = example_loader(
+                run.splits.train.examples,
+                run.backbone,
+                train=run.augment_train,
+                batch_size=t.batch_size,
+                num_workers=t.num_workers,
+                shuffle=True,
+                targets=run.targets["train"],
+                seed=run.train_seed,
+                device=run.device,
+            )
+            run.trainer.run_phase(
+                run.model,
+                phase,
+                param_groups(run.model, live, phase),
+                train,
+                _raw_loader(run, "val"),
+                on_train=functools.partial(frozen_to_eval, run.backbone, live),
+                **ckpt,
+            )
+        last = index == len(phases) - 1
+        across = _best_across_phases(run, phase.name, across, copy=not last)
+        if checkpoint:
             run.checkpointer.extra["best_across_phases"] = across
+    if checkpoint:
         _restore_best_across_phases(run, across)
-        set_trainable(run.backbone, 0)
+    set_trainable(run.backbone, 0)
 
 
 def strategy_context(run: RunState) -> StrategyContext:
@@ -187,19 +218,27 @@ def _fit_head(run: RunState) -> None:
     assert isinstance(head, FittedHead)
     start = time.perf_counter()
     n = len(run.encoder.classes)
-    y_train = run.targets["train"].argmax(1)
-    head.fit(run.features["train"], y_train, n)
+    splits = fit_rows(run)  # train + validation for a head that cross-validates (or --refit-full)
+    x, y = rows(run, splits)
+    head.fit(x, y, n)
     _log_tuning(run)
+    record(run, splits, fitted_refit_note(run, splits))
     row: dict[str, Any] = {"phase": "fit", "epoch": 1}
-    for split, prefix in (("train", "train"), ("val", "val")):
-        if len(run.features[split]):
+    for split in ("train", "val"):
+        if len(run.features[split]) and (split == "train" or split not in splits):  # a val it learnt from: no score
             p = head.predict_proba(run.features[split])
             y = run.targets[split].argmax(1)
-            row[f"{prefix}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()), 5)
-            row[f"{prefix}_accuracy"] = round(float((p.argmax(1) == y).mean()), 5)
+            row[f"{split}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()), 5)
+            row[f"{split}_accuracy"] = round(float((p.argmax(1) == y).mean()), 5)
     row["seconds"] = round(time.perf_counter() - start, 2)
     run.history.append(row)
-    run.log(f"  fitted {run.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
+    if splits == ("train",):
+        run.log(f"  fitted {run.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
+    else:
+        run.log(
+            f"  fitted {run.head.name} on {len(y)} examples, {fitted_refit_note(run, splits)}; "
+            f"train acc {row.get('train_accuracy')} (the test split stays untouched)"
+        )
 
 
 def head_tuning(run: RunState) -> dict[str, Any]:
@@ -241,28 +280,69 @@ def _log_tuning(run: RunState) -> None:
     )
 
 
-class FeatureRows(torch.utils.data.Dataset):
-    """Rows of (possibly memory-mapped, read-only) features with their targets, gathered a batch at a
-    time (``__getitems__``): a shuffled epoch copies one batch of rows, never the whole array."""
+def refit_full(run: RunState) -> None:
+    """``--refit-full`` for a torch head: train it (feature extraction) or the whole plan (fine-tuning)
+    again from the start on train + validation, for the phases and epochs selection kept."""
+    phases = _kept_phases(run)
+    epochs = sum(p.epochs for p in phases)
+    run.log(
+        f"  refit on train + validation ({len(run.splits.train) + len(run.splits.val)} examples, test untouched): "
+        + ", ".join(f"{p.name} {p.epochs} epoch{'s' * (p.epochs != 1)}" for p in phases)
+    )
+    seed_everything(run.train_seed)
+    assert run.model is not None and isinstance(run.head, TorchHead)
+    if run.plan.trains_backbone:
+        from tlzoo.api.interfaces import fit_backbone
+        from tlzoo.engine.training import TransferModel
 
-    def __init__(self, features: np.ndarray, targets: np.ndarray) -> None:
-        self.features, self.targets = features, targets
+        run.backbone = run.factory.create(run.request)
+        fit_backbone(run.backbone, _joined(run.splits.train, run.splits.val), run.log)  # a vocabulary: all but test
+        run.model = TransferModel(run.backbone, run.head.build(run.backbone.num_features, len(run.encoder.classes)))
+        run.features = {}
+        splits, targets = run.splits, run.targets
+        both = _joined(splits.train, splits.val)
+        run.splits = dataclasses.replace(
+            splits, train=both, val=dataclasses.replace(splits.val, examples=[], labels=[], ids=[])
+        )
+        run.targets = {
+            **targets,
+            "train": np.concatenate([targets["train"], targets["val"]]),
+            "val": targets["val"][:0],
+        }
+        try:
+            train_phases(run, phases, checkpoint=False)
+        finally:
+            run.splits, run.targets = splits, targets
+    else:
+        run.model.head = run.head.build(run.backbone.num_features, len(run.encoder.classes))
+        loader = row_loader(run, *rows(run, NOT_TEST))
+        for phase in phases:
+            head = run.model.head
+            run.trainer.run_phase(
+                head, phase, [{"params": list(head.parameters()), "lr": phase.lr}], loader, None, keep_best=False
+            )
+    record(
+        run, NOT_TEST, "--refit-full: the kept phases and epochs, trained again on train + validation", epochs=epochs
+    )
 
-    def __len__(self) -> int:
-        return len(self.features)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(np.array(self.features[i])), torch.from_numpy(np.array(self.targets[i]))
+def _kept_phases(run: RunState) -> list[Any]:
+    """The plan's phases up to the one whose weights were kept, that one cut at the kept epoch."""
+    kept = run.best_across_phases
+    phases = list(run.plan.phases)
+    if kept is None:
+        return [dataclasses.replace(p, name=f"refit-{p.name}") for p in phases]
+    names = [p.name for p in phases]
+    i = names.index(kept["phase"]) if kept["phase"] in names else len(phases) - 1
+    chosen = [*phases[:i], dataclasses.replace(phases[i], epochs=int(kept["epoch"]))]
+    return [dataclasses.replace(p, name=f"refit-{p.name}") for p in chosen]  # their own history rows
 
-    def __getitems__(self, index: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = np.asarray(index, dtype=np.int64)
-        return torch.from_numpy(np.take(self.features, rows, axis=0)), torch.from_numpy(self.targets[rows])
 
-
-def _as_batch(batch: Any) -> Any:
-    """The collate of :class:`FeatureRows` batches: already stacked by ``__getitems__`` (a list of
-    (x, y) pairs, from a sampler that asks one index at a time, is stacked here)."""
-    if isinstance(batch, tuple):
-        return batch
-    xs, ys = zip(*batch)
-    return torch.stack(xs), torch.stack(ys)
+def _joined(a: Dataset, b: Dataset) -> Dataset:
+    return Dataset(
+        examples=[*a.examples, *b.examples],
+        labels=[*a.labels, *b.labels],
+        ids=[*a.ids, *b.ids],
+        modality=a.modality,
+        name=a.name,
+    )

@@ -70,6 +70,9 @@ def resolve_plugins(run: RunState) -> None:
     run.plan = run.strategy.plan(run.head, cfg.train)
     if not cfg.model.pretrained:
         _plan_for_random_weights(run)
+    from tlzoo.engine.run.crossval import check_cv
+
+    check_cv(run)  # --cv under a plan that trains the backbone: one line, before any data is read
     run.device = pick_device(cfg.train.device)
     if cfg.train.batch_size < 1:
         raise TlzooError(f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")

@@ -158,6 +158,11 @@ class RunState:
     """train: features per split when the plan uses them; emptied once the backbone trains."""
     best_across_phases: dict[str, Any] | None
     """train: phase, epoch and val loss of the weights kept, or None."""
+    trained_on: dict[str, Any]
+    """train: the splits and rows the saved model learnt from (train, or train + val for a head that
+    cross-validates or ``--refit-full``), and why; in metrics.json and model.json."""
+    cross_validation: dict[str, Any] | None
+    """train: ``--cv K``'s accuracy and macro-F1 per fold, mean, sd and 95 % interval, else None."""
     test_proba: np.ndarray
     """evaluate: test-set class probabilities."""
     metrics: dict[str, Any]

@@ -64,6 +64,13 @@ class SklearnHead(FittedHead):
         check_params(self, self.RULES)
         self.tuned: dict[str, Any] = {}
 
+    @property
+    def cross_validates(self) -> bool:
+        """Whether ``fit`` chooses an option by cross-validation (one left at "auto"): it needs no
+        validation split then, and a run fits it on train + validation.  (LinearSVC's ``dual="auto"``
+        is scikit-learn's own choice, not a search.)"""
+        return any(v == AUTO for k, v in self.params.items() if k != "dual")
+
     def _bad(self, exc: Exception) -> TlzooError:
         return TlzooError(
             f"Bad {self.name} option: {str(exc).splitlines()[0]}; check --set head.* values (see `tl heads`)."

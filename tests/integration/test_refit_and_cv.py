@@ -1,0 +1,94 @@
+"""Models on every example outside the test split (issue 17 §3, §4): a fitted head that
+cross-validates learns from train + validation, ``--refit-full`` refits the kept head or plan on
+them, and ``--cv K`` scores the head by K-fold cross-validation on cached features.  Tiny BERT."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import one_line_error
+
+
+def _run(run_cli: Any, bert: Path, data: Path, out: Path, *args: Any) -> dict[str, Any]:
+    res = run_cli(
+        "run", "-q", "--plugin", "bert", "--weights", bert, "--data", data, "--out", out,
+        "--max-length", "16", "--device", "cpu", *args,
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_a_cross_validating_head_learns_from_train_and_validation(
+    run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
+    m = _run(run_cli, tiny_bert_dir, text_csv, tmp_path / "auto", "--head", "logreg")
+    n = m["run"]
+    assert m["trained_on"]["splits"] == ["train", "val"]
+    assert m["trained_on"]["rows"] == n["n_train"] + n["n_val"]
+    assert m["test"]["n"] == n["n_test"]  # scored on the untouched test split
+    model = json.loads((tmp_path / "auto" / "model.json").read_text())
+    assert model["head"]["trained_on"]["rows"] == n["n_train"] + n["n_val"]
+    # a head given its options does not cross-validate: validation still scores it
+    fixed = _run(run_cli, tiny_bert_dir, text_csv, tmp_path / "fixed", "--head", "logreg", "--set", "head.C=1")
+    assert fixed["trained_on"]["splits"] == ["train"] and fixed["validation_last_epoch"]["accuracy"] is not None
+
+
+def test_refit_full_trains_the_fc_head_again_on_train_and_validation(
+    run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
+    base = _run(run_cli, tiny_bert_dir, text_csv, tmp_path / "base", "--epochs", "4")
+    refit = _run(run_cli, tiny_bert_dir, text_csv, tmp_path / "refit", "--epochs", "4", "--refit-full")
+    n = refit["run"]
+    assert base["trained_on"]["splits"] == ["train"]
+    assert refit["trained_on"]["splits"] == ["train", "val"]
+    assert refit["trained_on"]["rows"] == n["n_train"] + n["n_val"]
+    assert refit["trained_on"]["epochs"] == base["validation_kept"]["epoch"]
+    assert refit["test"]["n"] == base["test"]["n"]
+    rows = (tmp_path / "refit" / "history.csv").read_text().splitlines()
+    assert sum(r.startswith("refit-head,") for r in rows) == refit["trained_on"]["epochs"]
+    # the saved model is the refit one: tl predict scores as the run did
+    res = run_cli("predict", tmp_path / "refit", "--data", text_csv, "--json")
+    assert res.exit_code == 0, res.output
+
+
+def test_cv_scores_the_head_by_k_folds_on_cached_features(
+    run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
+    for head in ("logreg", "fc"):
+        m = _run(run_cli, tiny_bert_dir, text_csv, tmp_path / head, "--head", head, "--cv", "3", "--epochs", "3")
+        cv = m["cross_validation"]
+        assert cv["folds"] == 3 and cv["rows"] == m["run"]["n_train"] + m["run"]["n_val"]
+        for metric in ("accuracy", "macro_f1"):
+            folds = cv[metric]["per_fold"]
+            assert len(folds) == 3 and abs(sum(folds) / 3 - cv[metric]["mean"]) < 1e-4
+            assert cv[metric]["ci"][0] <= cv[metric]["mean"] <= cv[metric]["ci"][1]
+
+
+def test_cv_under_fine_tuning_is_one_line_naming_the_fix(
+    run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
+    res = run_cli(
+        "run", "-q", "--plugin", "bert", "--weights", tiny_bert_dir, "--data", text_csv, "--out", tmp_path / "ft",
+        "--strategy", "fine-tune", "--cv", "3", "--device", "cpu",
+    )  # fmt: skip
+    one_line_error(res, "--cv 3", "feature-extraction")
+    assert not (tmp_path / "ft").exists() and not (tmp_path / "ft.incomplete").exists()
+    one_line_error(run_cli("run", "-q", "--cv", "1", "--data", text_csv), "--cv", "at least 2")
+
+
+def test_refit_full_under_fine_tuning_retrains_the_kept_plan(
+    run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "ft"
+    m = _run(
+        run_cli, tiny_bert_dir, text_csv, out, "--strategy", "fine-tune", "--head-epochs", "1", "--epochs", "2",
+        "--refit-full", "--set", "train.unfreeze=1",
+    )  # fmt: skip
+    kept = m["validation_kept"]
+    assert m["trained_on"]["splits"] == ["train", "val"]
+    phases = [r.split(",")[0] for r in (out / "history.csv").read_text().splitlines()[1:]]
+    refit = [p for p in phases if p.startswith("refit-")]
+    assert len(refit) == m["trained_on"]["epochs"] and refit[-1] == f"refit-{kept['phase']}"
+    assert run_cli("predict", out, "--data", text_csv, "--json").exit_code == 0
