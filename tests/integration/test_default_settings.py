@@ -296,7 +296,7 @@ def test_tl_config_lists_every_key_with_default_and_meaning(run_cli: Any) -> Non
     assert line("model.options.crop_scale", "efficientnet").split()[1] == "0.7"
     assert line("model.options.crop_scale", "[lenet]").split()[1] == "0.6"
     assert line("model.options.truncation", "bert").split()[1] == "head"
-    assert "knn head" in line("head.n_neighbors")
+    assert "[head knn]" in line("head.n_neighbors") and "nearest" in line("head.n_neighbors")
     one = run_cli("config", "--plugin", "lenet")
     assert one.exit_code == 0 and "model.options.hflip" in one.stdout and "truncation" not in one.stdout
     bad = run_cli("config", "--plugin", "lenat")

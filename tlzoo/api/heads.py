@@ -43,6 +43,7 @@ class Head(ABC):
     name: str = ""
     params: dict[str, Any]
     trainable = _HeadKind()
+    option_help: dict[str, str] = {}  # one line per option of defaults(), for `tl config --head NAME`
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

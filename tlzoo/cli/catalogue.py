@@ -109,15 +109,28 @@ def strategies() -> None:
 
 
 @cli.command(name="config")
-@click.option("--plugin", "-p", help="Only this backbone plugin's model.options (and the engine keys).")
+@click.option(
+    "--plugin", "-p", help="Only this backbone plugin's model.options (and the engine keys); a head's name: --head."
+)
+@click.option("--head", help="Only this head's options (head.KEY): default, what each takes, and its help.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @friendly
-def config_cmd(plugin: str | None, as_json: bool) -> None:
+def config_cmd(plugin: str | None, head: str | None, as_json: bool) -> None:
     """Every --set key with its default and meaning: the engine's, then the plugins' and heads' own."""
-    from tlzoo.engine.config_keys import engine_keys, format_keys, plugin_keys
+    from tlzoo.engine.config_keys import engine_keys, format_keys, head_keys, plugin_keys
     from tlzoo.engine.zoo import Zoo
 
     zoo = Zoo()
+    if plugin and not head and plugin in zoo.heads and plugin not in zoo.backbones:
+        plugin, head = None, plugin  # tl config --plugin centroid: a head's name
+    if head:
+        keys = head_keys(head, zoo.heads.get(head))  # an unknown head: one line with did-you-mean
+        if as_json:
+            click.echo(json.dumps([k.as_dict() for k in keys], indent=2, default=str))
+            return
+        click.echo(f"Options of the {head} head: tl run --head {head} --set head.KEY=VALUE")
+        click.echo("\n".join(format_keys(keys)) or "(none)")
+        return
     if plugin:
         zoo.resolve_backbone(plugin, "")  # an unknown name: one line with did-you-mean
     engine, own = engine_keys(), plugin_keys(zoo, plugin or "")

@@ -59,8 +59,19 @@ def plugin_keys(zoo: Any, plugin: str = "") -> list[Key]:
     keys.sort(key=lambda k: (k.key, k.source))
     if not plugin:
         for name, cls in zoo.heads.items():
-            for key, default in cls.defaults().items():
-                keys.append(Key(f"head.{key}", default, f"an option of the {name} head (tl heads)", "", f"head {name}"))
+            keys.extend(head_keys(name, cls))
+    return keys
+
+
+def head_keys(name: str, cls: Any) -> list[Key]:
+    """``head.KEY`` of one head: default, what it takes (its rule, else the default's type) and its help."""
+    helps, rules = getattr(cls, "option_help", {}) or {}, getattr(cls, "RULES", {}) or {}
+    keys = []
+    for key, default in cls.defaults().items():
+        rule = rules.get(key)
+        takes = getattr(rule, "allowed", "") or type(default).__name__
+        meaning = f"{helps.get(key) or f'an option of the {name} head'}; takes {takes}"
+        keys.append(Key(f"head.{key}", default, meaning, "", f"head {name}"))
     return keys
 
 

@@ -106,6 +106,11 @@ class FCHead(TorchHead):
     """``hidden``: a width or a list of widths (0 or [] = a single linear layer)."""
 
     name = "fc"
+    option_help = {
+        "hidden": "widths of hidden layers between the features and the classes ([] = one linear layer)",
+        "dropout": "dropout before each linear layer (0 = none)",
+        "activation": "the non-linearity after each hidden layer",
+    }
     RULES = {
         "hidden": Rule("a width (an integer >= 0) or a list of widths", _widths, "[256]"),
         "dropout": number("a number in [0, 1)", lambda v: 0 <= v < 1, "0.2"),

@@ -34,6 +34,11 @@ class LogRegHead(SklearnHead):
     name = "logreg"
     C_GRID = (0.001, 0.01, 0.1, 1.0, 10.0)
     CV_SPLITS = 1  # one shuffle of 3 folds, on every row: the choices of tlzoo 0.2 stand
+    option_help = {
+        "C": "inverse regularisation strength of the logistic regression (smaller = simpler); 'auto' tunes it",
+        "max_iter": "iterations of the solver before it stops",
+        "class_weight": "'balanced' weighs classes inversely to their frequency; null: every example counts once",
+    }
     RULES = {
         "C": number("a positive number or 'auto'", lambda v: v > 0, "0.1", words=(AUTO,)),
         "max_iter": integer(1, "2000"),
@@ -151,6 +156,17 @@ class SVMHead(SklearnHead):
     C_GRID = (0.001, 0.01, 0.1, 1.0)
     GAMMA_SCALES = (0.1, 1.0, 10.0)  # times 1/d: smoother first
     CV_SPLITS = 6  # a weakly regularised LinearSVC converges slowly: 3 folds, twice
+    option_help = {
+        "C": "inverse regularisation strength of the SVM (smaller = wider margin); 'auto' tunes it",
+        "kernel": "linear, or rbf (approximated with random Fourier features)",
+        "gamma": "rbf kernel width; 'scale' uses 1 / (features x variance), 'auto' tunes it",
+        "n_components": "random Fourier features of the rbf approximation",
+        "max_iter": "iterations of the solver before it stops",
+        "class_weight": "'balanced' weighs classes inversely to their frequency; null: every example counts once",
+        "cv": "folds that calibrate the SVM's scores into probabilities",
+        "dual": "solve the dual problem (true), the primal (false), or let scikit-learn choose (auto)",
+        "random_state": "seed of the random features and the calibration folds (tl run --seeds sets it)",
+    }
     RULES = {
         "C": number("a positive number or 'auto'", lambda v: v > 0, "0.1", words=(AUTO,)),
         "kernel": choice("linear", "rbf"),

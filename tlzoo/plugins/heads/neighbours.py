@@ -41,6 +41,11 @@ class KNNHead(SklearnHead):
 
     name = "knn"
     K_GRID = (45, 25, 15, 9, 5, 3, 1)  # smoothest first
+    option_help = {
+        "n_neighbors": "how many nearest training examples vote; 'auto' tunes it",
+        "weights": "uniform votes, or votes weighted by closeness (distance); 'auto' tunes it",
+        "metric": "how closeness is measured between feature vectors",
+    }
     RULES = {
         "n_neighbors": auto(integer(1, "5")),
         "weights": choice("uniform", "distance", AUTO),
@@ -110,6 +115,10 @@ class GaussianNBHead(SklearnHead):
 
     name = "nb"
     SMOOTHING_GRID = (1.0, 0.1, 1e-2, 1e-3, 1e-5, 1e-7, 1e-9)  # smoothest first
+    option_help = {
+        "var_smoothing": "share of the largest feature variance added to every variance (Gaussian naive Bayes); "
+        "'auto' tunes it",
+    }
     RULES = {"var_smoothing": number("a number >= 0 or 'auto'", lambda v: v >= 0, "1e-9", words=(AUTO,))}
 
     @classmethod

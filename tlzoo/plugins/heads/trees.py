@@ -108,6 +108,12 @@ class TreeHead(_TreeHeadBase):
     name = "tree"
     DEPTH_GRID = (1, 2, 4, 8, 16)
     LEAF_GRID = (20, 5)  # leaves of 1-2 examples fit noise, and deep trees of them cost most of a search
+    option_help = {
+        "max_depth": "deepest level of the decision tree (null: unlimited); 'auto' tunes it",
+        "min_samples_leaf": "fewest training examples in a leaf (a count, or a share of the examples); 'auto' tunes it",
+        "criterion": "how a split's quality is measured",
+        "random_state": "seed of the tree's tie-breaking (tl run --seeds sets it)",
+    }
     RULES = {
         "max_depth": auto(integer(1, "12", nullable=True)),
         "min_samples_leaf": auto(Rule("an integer >= 1 or a fraction in (0, 1)", _leaf, "2")),
@@ -154,6 +160,15 @@ class RandomForestHead(_TreeHeadBase):
     MAX_FEATURES_GRID = ("log2", "sqrt")
     SEARCH_TREES = 50
     CV_SPLITS = 6  # the costliest search: 3 folds, twice
+    option_help = {
+        "n_estimators": "trees in the forest",
+        "max_depth": "deepest level of each tree (null: unlimited); 'auto' tunes it",
+        "min_samples_leaf": "fewest training examples in a leaf (a count, or a share of the examples)",
+        "max_features": "features each split considers ('sqrt', 'log2', a count, a share, null: all); 'auto' tunes it",
+        "class_weight": "'balanced' or 'balanced_subsample' weigh classes inversely to their frequency; null: equal",
+        "random_state": "seed of the bootstrap samples and feature choices (tl run --seeds sets it)",
+        "n_jobs": "processes that grow trees (-1: every core)",
+    }
     RULES = {
         "n_estimators": integer(1, "200"),
         "max_depth": auto(integer(1, "12", nullable=True)),
