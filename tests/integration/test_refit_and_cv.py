@@ -28,6 +28,8 @@ def test_a_cross_validating_head_learns_from_train_and_validation(
     assert m["trained_on"]["splits"] == ["train", "val"]
     assert m["trained_on"]["rows"] == n["n_train"] + n["n_val"]
     assert m["test"]["n"] == n["n_test"]  # scored on the untouched test split
+    card = (tmp_path / "auto" / "README.md").read_text()
+    assert f"trained on train + validation ({n['n_train'] + n['n_val']} examples)" in card
     model = json.loads((tmp_path / "auto" / "model.json").read_text())
     assert model["head"]["trained_on"]["rows"] == n["n_train"] + n["n_val"]
     # a head given its options does not cross-validate: validation still scores it
@@ -64,6 +66,7 @@ def test_cv_scores_the_head_by_k_folds_on_cached_features(
             folds = cv[metric]["per_fold"]
             assert len(folds) == 3 and abs(sum(folds) / 3 - cv[metric]["mean"]) < 1e-4
             assert cv[metric]["ci"][0] <= cv[metric]["mean"] <= cv[metric]["ci"][1]
+        assert "3-fold cross-validation on train + validation" in (tmp_path / head / "README.md").read_text()
 
 
 def test_cv_under_fine_tuning_is_one_line_naming_the_fix(

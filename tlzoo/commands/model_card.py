@@ -100,7 +100,28 @@ def _data_items(files: RunFiles, esc: Callable[[Any], str], data: str) -> list[s
         f"Data: {data}" + (f" (stratified subset of {esc(limit)} examples)" if limit else ""),
         f"Split (stratified, seed {esc(r.get('seed', 0))}): {esc(r.get('n_train', '?'))} training, "
         f"{esc(r.get('n_val', '?'))} validation, {esc(r.get('n_test', t.get('n', '?')))} test examples",
+        *_trained_on(files, esc),
     ]
+
+
+def _trained_on(files: RunFiles, esc: Callable[[Any], str]) -> list[str]:
+    """What the saved model learnt from (metrics.json ``trained_on``), and --cv K's figures."""
+    on, cv = files.metrics.get("trained_on") or {}, files.metrics.get("cross_validation") or {}
+    out = []
+    if on:
+        splits = " + ".join("validation" if s == "val" else s for s in on.get("splits", []))
+        out.append(
+            f"The saved model was trained on {esc(splits)} ({esc(on.get('rows', '?'))} examples): "
+            f"{esc(on.get('why', ''))}"
+        )
+    if cv:
+        a, f = cv.get("accuracy", {}), cv.get("macro_f1", {})
+        out.append(
+            f"{esc(cv.get('folds'))}-fold cross-validation on train + validation ({esc(cv.get('rows'))} examples): "
+            f"accuracy {_fmt(a.get('mean'))} ± {_fmt(a.get('sd'))} (95 % interval {_ci(a.get('ci') or [None, None])}), "
+            f"macro-F1 {_fmt(f.get('mean'))} ± {_fmt(f.get('sd'))} (95 % interval {_ci(f.get('ci') or [None, None])})"
+        )
+    return out
 
 
 def _result_blocks(files: RunFiles, esc: Callable[[Any], str], ci: dict[str, list[float]]) -> list[Block]:
@@ -211,7 +232,7 @@ def limitations(files: RunFiles, ci: dict[str, list[float]], esc: Callable[[Any]
         )
     if not files.model.get("backbone", {}).get("request", {}).get("pretrained", True):
         out.append("The backbone started from random weights: this is a from-scratch baseline, not transfer learning.")
-    n_train = esc(r.get("n_train", "?"))
+    n_train = esc((files.metrics.get("trained_on") or {}).get("rows", r.get("n_train", "?")))
     out.append(f"Trained on {n_train} examples of one data set; accuracy on other sources may be lower.")
     return out
 
