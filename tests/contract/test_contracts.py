@@ -189,6 +189,22 @@ BACKBONES = [
         big=True,
     ),
     _backbone(BackboneCase("lenet", BackboneRequest("lenet5", pretrained=False, image_size=32), id="lenet5")),
+    # the modern families (issue 17 §7), each on its smallest model; with the `transfer` tests: CLIP's
+    # smallest (88 M parameters) and DeiT (timm's VisionTransformer, as vit; test_vision_zoo runs both)
+    *(
+        _backbone(
+            BackboneCase(family, BackboneRequest(model, pretrained=False, image_size=32), id=f"{model}-32px"),
+            big=family in ("clip", "deit"),
+        )
+        for family, model in (
+            ("vit", "vit_tiny_patch16_224"),
+            ("deit", "deit_tiny_patch16_224"),
+            ("clip", "clip_vit_b32"),
+            ("convnext", "convnext_atto"),
+            ("efficientnetv2", "efficientnetv2_b0"),
+            ("regnet", "regnetx_002"),
+        )
+    ),
     _backbone(
         BackboneCase(
             "word2vec",

@@ -510,3 +510,64 @@ def test_text_catalogue_names_every_text_plugin(run_cli: Any) -> None:
     assert res.exit_code == 0, res
     plugins = {e["plugin"] for e in json.loads(res.stdout)}
     assert {"bert", "transformer", "glove", "word2vec", "fasttext", "elmo", "ulmfit"} <= plugins
+
+
+# --------------------------------------------------------------------------- sentence encoders (issue 17 §7)
+# one small model per family; the tiny BERT folder stands in for the hub checkpoint (all three are BERTs)
+SENTENCE_ENCODERS = {"e5-small-v2": ("mean", "query: "), "bge-small-en-v1.5": ("cls", ""), "gte-small": ("mean", "")}
+
+
+@pytest.mark.parametrize("name", sorted(SENTENCE_ENCODERS))
+def test_sentence_encoder_contract_pooling_and_prefix(zoo: Any, tiny_bert_dir: Path, name: str) -> None:
+    """The catalogue's pooling and prefix reach the features; the kit passes on random weights."""
+    from tlzoo.engine.registry import load_catalogue
+
+    pooling, prefix = SENTENCE_ENCODERS[name]
+    entry = next(e for e in load_catalogue() if e.name == name)
+    assert (entry.plugin, entry.pooling, entry.text_prefix) == ("bert", pooling, prefix)
+    assert entry.weights == [f"hub:{entry.source}"] and entry.num_features == 384
+    factory, model = zoo.resolve_backbone(name)
+    assert factory.name == "bert" and model == name
+    torch.manual_seed(0)
+    b = factory.create(BackboneRequest(model=name, weights=str(tiny_bert_dir), pretrained=False))
+    assert b.weights_source.startswith("random init") and b.pooling == pooling
+    assert b.transform("the film", False) == prefix + "the film"
+    assert b.preprocessing().get("text_prefix", "") == prefix
+    batch = b.collate([b.transform(t, False) for t in ("the film", "a good story was moving")])
+    with torch.no_grad():
+        out, hidden = b.eval()(batch), b.encoder(**batch).last_hidden_state
+    expected = (
+        hidden[:, 0]
+        if pooling == "cls"
+        else (hidden * batch["attention_mask"][..., None]).sum(1) / batch["attention_mask"].sum(1, keepdim=True)
+    )
+    assert torch.allclose(out, expected, atol=1e-6)
+    check_backbone(b, tiny_texts())
+
+
+def test_catalogue_pooling_yields_to_pooling_and_follows_hub_ids(zoo: Any, tiny_bert_dir: Path) -> None:
+    def make(model: str, pooling: str = "") -> Any:
+        request = BackboneRequest(model=model, weights=str(tiny_bert_dir), pretrained=False, pooling=pooling)
+        return zoo.backbones.get("bert").create(request)
+
+    assert make("bge-small-en-v1.5", pooling="mean").pooling == "mean"  # --pooling wins
+    by_id = make("intfloat/e5-small-v2")  # the hub id of a catalogued model gets its hints too
+    assert by_id.pooling == "mean" and by_id.transform("x", False) == "query: x"
+    plain = make("tiny")  # anything else: as before, no prefix and no new preprocessing key
+    assert plain.transform("x", False) == "x" and "text_prefix" not in plain.preprocessing()
+    assert make("e5-small-v2").preprocessing() != make("gte-small").preprocessing()  # other features, other keys
+
+
+@pytest.mark.parametrize("name", sorted(SENTENCE_ENCODERS))
+def test_sentence_encoders_offline_are_one_clear_error(run_cli: Any, tmp_path: Path, name: str) -> None:
+    from helpers import one_line_error
+
+    line = one_line_error(run_cli("--offline", "pull", name), f"`tl pull {name}` needs the network", "--weights")
+    assert "Hugging Face cache" in line
+    data = tmp_path / "t.csv"
+    data.write_text("text,label\n" + "".join(f"word {i},{i % 2}\n" for i in range(20)))
+    res = run_cli("run", "--plugin", name, "--data", data, "--out", tmp_path / "run")
+    assert res.exit_code == 2 and "Traceback" not in res.output, res
+    errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and f"No pretrained weights for '{name}'" in errors[0], res
+    assert f"tl pull {name}" in errors[0] and not (tmp_path / "run").exists()

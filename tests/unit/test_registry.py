@@ -125,6 +125,37 @@ def test_resolve_backbone_by_plugin_or_model(zoo: Any) -> None:
         zoo.resolve_backbone("efficientnet", "efficientnet_b9")
 
 
+# the modern families of issue 17 §7: (plugin, default model, a pattern naming them, a typo and its fix)
+MODERN = [
+    ("vit", "vit_base_patch16_224", "vit_*", "vitt", "vit"),
+    ("deit", "deit_base_patch16_224", "deit_*", "diet", "deit"),
+    ("clip", "clip_vit_b32", "clip_*", "clipp", "clip"),
+    ("convnext", "convnext_tiny", "convnext_*", "convnxt", "convnext"),
+    ("efficientnetv2", "efficientnetv2_s", "efficientnetv2_*", "efficientnet_v2", "efficientnetv2"),
+    ("regnet", "regnety_032", "regnet*", "regnt", "regnet"),
+    ("bert", "e5-small-v2", "e5-*", "e5-smal-v2", "e5-small-v2"),
+    ("bert", "bge-small-en-v1.5", "bge-*", "bge-small-en", "bge-small-en-v1.5"),
+    ("bert", "gte-small", "gte-*", "gte-smal", "gte-small"),
+]
+
+
+@pytest.mark.parametrize("plugin, model, pattern, typo, fix", MODERN, ids=[row[2].strip("-_*") for row in MODERN])
+def test_modern_family_is_catalogued_with_hub_weights(
+    zoo: Any, plugin: str, model: str, pattern: str, typo: str, fix: str
+) -> None:
+    entries = filter_catalogue(load_catalogue(), pattern=pattern)
+    assert len(entries) >= 2 and model in {e.name for e in entries}
+    for e in entries:
+        assert e.plugin == plugin and e.num_features and e.licence, e.name
+        assert [w.split(":")[0] for w in e.weights] == ["hub"], e.name  # nothing packaged: `tl pull` or --weights
+        assert e.weights[0].removeprefix("hub:").startswith("timm/" if e.modality == "vision" else e.source)
+    by_family = plugin if plugin != "bert" else model  # a family name means its default model
+    factory, resolved = zoo.resolve_backbone(by_family)
+    assert (factory.name, resolved) == (plugin, model)
+    with pytest.raises(TlzooError, match=f"Did you mean '{fix}'"):
+        zoo.resolve_backbone(typo)
+
+
 # --------------------------------------------------------------------------- CLI
 def test_tl_list_json(run_cli: Any) -> None:
     res = run_cli("list", "--json")

@@ -72,6 +72,8 @@ CATALOGUE_FIELDS = (
     "num_features",
     "default",
     "description",
+    "pooling",
+    "text_prefix",
 )
 REQUIRED_FIELDS = ("name", "plugin", "modality")
 CATALOGUE_MODALITIES = ("vision", "text", "multimodal")  # interfaces.MODALITIES, without importing torch
@@ -94,6 +96,8 @@ class CatalogueEntry:
     num_features: int | None = None
     default: bool = False
     description: str = ""
+    pooling: str = ""  # text: the pooling the model was trained with ('' = the plugin's default)
+    text_prefix: str = ""  # text: what the model expects before every text (e5: "query: ")
     registered_by: str = BUILTIN
 
     def as_dict(self) -> dict[str, Any]:
@@ -127,6 +131,8 @@ def catalogue_entry(raw: Any, registered_by: str = BUILTIN, where: str = "regist
         "num_features": (int, type(None)),
         "default": (bool,),
         "description": (str,),
+        "pooling": (str,),
+        "text_prefix": (str,),
     }
     for key, accepted in types.items():
         if key in raw and not isinstance(raw[key], accepted):

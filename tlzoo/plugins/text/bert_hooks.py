@@ -28,6 +28,13 @@ KNOWN: dict[str, tuple[str, str | None]] = {
     "bert-large-uncased": ("google-bert/bert-large-uncased", None),
     "distilbert-base-uncased": ("distilbert/distilbert-base-uncased", None),
     "roberta-base": ("FacebookAI/roberta-base", None),
+    # sentence encoders: their pooling and text prefix come from registry.toml (bert.catalogue_hints)
+    "e5-small-v2": ("intfloat/e5-small-v2", None),
+    "e5-base-v2": ("intfloat/e5-base-v2", None),
+    "bge-small-en-v1.5": ("BAAI/bge-small-en-v1.5", None),
+    "bge-base-en-v1.5": ("BAAI/bge-base-en-v1.5", None),
+    "gte-small": ("thenlper/gte-small", None),
+    "gte-base": ("thenlper/gte-base", None),
 }
 DEFAULT = "all-MiniLM-L6-v2"
 

@@ -1,15 +1,21 @@
-"""The classic ImageNet CNNs through timm, one plugin family each.
+"""ImageNet backbones through timm, one plugin family each.
 
 Families and their models (the catalogue names): vgg, resnet, densenet, mobilenet,
 nasnet, inception (googlenet comes from torchvision, see torchvision_models.py),
-efficientnet and xception.  Weights come in the order documented in
+efficientnet and xception; the modern ones vit, deit, clip (CLIP's image encoders,
+OpenAI weights), convnext, efficientnetv2 and regnet.  Weights come in the order documented in
 vision_weights.py; preprocessing (input size, interpolation, mean/std, crop) always
 comes from the weights' own configuration (timm's pretrained_cfg, or the one saved
 beside the weights), never from a guess.
 
 Layer groups run stem -> stages -> head: timm's own coarse group matcher splits stem
 and stages, a small table moves each architecture's final conv/BN ("head" features
-layers) into a group of their own, and VGG is split at its max-pools.
+layers) into a group of their own, and VGG is split at its max-pools.  The vision
+transformers (vit, deit, clip) give the stem (patch embedding, class token, position
+embedding) then one group per transformer block, the final norm with the last block;
+ConvNeXt's head norm joins its last stage.  The transformers are built with a dynamic
+input size, so ``--image-size`` may be any multiple of the patch size (the position
+embeddings are interpolated; at the weights' own size nothing changes).
 """
 
 from __future__ import annotations
@@ -113,7 +119,28 @@ def _variants() -> dict[str, Variant]:
     v["xception"] = Variant("xception", "legacy_xception")
     for depth in (41, 65, 71):
         v[f"xception{depth}"] = Variant("xception", f"xception{depth}")
+    for size in ("tiny", "small", "base"):
+        v[f"vit_{size}_patch16_224"] = Variant("vit", f"vit_{size}_patch16_224")
+        v[f"deit_{size}_patch16_224"] = Variant("deit", f"deit_{size}_patch16_224")
+    for name, arch in CLIP_ARCHS.items():
+        v[name] = Variant("clip", arch)
+    for size in ("atto", "nano", "tiny", "small", "base"):
+        v[f"convnext_{size}"] = Variant("convnext", f"convnext_{size}")
+    for size in ("b0", "b3", "s", "m"):  # the pretrained tags live on the TensorFlow ports
+        v[f"efficientnetv2_{size}"] = Variant("efficientnetv2", f"tf_efficientnetv2_{size}")
+    for name in ("regnetx_002", "regnety_008", "regnety_016", "regnety_032", "regnety_040"):
+        v[name] = Variant("regnet", name)
     return v
+
+
+# CLIP's image towers with OpenAI's weights (timm's default tags for these archs are ImageNet fine-tunes)
+CLIP_ARCHS = {
+    "clip_vit_b32": "vit_base_patch32_clip_224.openai",
+    "clip_vit_b16": "vit_base_patch16_clip_224.openai",
+    "clip_vit_l14": "vit_large_patch14_clip_224.openai",
+}
+# families built as timm VisionTransformers: a dynamic input size, and one layer group per block
+TRANSFORMERS = ("vit", "deit", "clip")
 
 
 VARIANTS: dict[str, Variant] = _variants()
@@ -124,13 +151,20 @@ HEAD_PREFIXES: dict[str, tuple[str, ...]] = {
     "mobilenet": ("conv_head.", "bn2.", "norm_head."),
     "xception": ("conv3.", "bn3.", "conv4.", "bn4."),  # legacy_xception's exit convolutions
     "densenet": ("features.norm5.",),
+    "efficientnetv2": ("conv_head.", "bn2."),
 }
+# parameters that timm's matcher puts in a group of their own above the last stage but that are
+# only a norm on the pooled features: they join the last stage (ConvNeXt's head.norm)
+FOLD_INTO_LAST: dict[str, tuple[str, ...]] = {"convnext": ("head.", "norm_pre.")}
 
 
 def split_by_owner(model: nn.Module, owner: dict[str, int], n_groups: int) -> list[nn.Module]:
     """Turn a parameter-name -> group map into modules: the largest sub-modules whose
-    parameters all share one group, so ``group.train()`` reaches their BatchNorms."""
+    parameters all share one group, so ``group.train()`` reaches their BatchNorms.  A module
+    whose own parameters (a ViT's class token and position embedding) sit beside children of
+    other groups lends them to their group in a ParameterList (the same tensors, not copies)."""
     groups: list[list[nn.Module]] = [[] for _ in range(n_groups)]
+    loose: list[list[nn.Parameter]] = [[] for _ in range(n_groups)]
 
     def walk(module: nn.Module, prefix: str) -> None:
         ids = {owner[prefix + n] for n, _ in module.named_parameters()}
@@ -139,13 +173,22 @@ def split_by_owner(model: nn.Module, owner: dict[str, int], n_groups: int) -> li
         if len(ids) == 1:
             groups[ids.pop()].append(module)
             return
-        if any(True for _ in module.parameters(recurse=False)):
-            raise RuntimeError(f"module '{prefix}' holds parameters of several layer groups")
+        for name, param in module.named_parameters(recurse=False):
+            loose[owner[prefix + name]].append(param)
         for name, child in module.named_children():
             walk(child, f"{prefix}{name}.")
 
     walk(model, "")
+    for g, params in zip(groups, loose):
+        if params:
+            g.insert(0, nn.ParameterList(params))
     return [nn.ModuleList(g) for g in groups if g]
+
+
+def _compact(owner: dict[str, int]) -> tuple[dict[str, int], int]:
+    """Group ids renumbered 0..n-1 in their order (after groups were emptied by folding)."""
+    order = {gid: i for i, gid in enumerate(sorted(set(owner.values())))}
+    return {p: order[gid] for p, gid in owner.items()}, len(order)
 
 
 def timm_layer_groups(model: nn.Module, family: str) -> list[nn.Module]:
@@ -169,7 +212,11 @@ def timm_layer_groups(model: nn.Module, family: str) -> list[nn.Module]:
     # every timm model has group_matcher; nn.Module does not declare it (attribute access gives Tensor | Module)
     by_group = group_parameters(model, model.group_matcher(coarse=True))  # type: ignore[operator]
     owner = {n: i for i, gid in enumerate(sorted(by_group)) for n in by_group[gid]}
-    n = len(by_group)
+    folded = [p for p in names if p.startswith(FOLD_INTO_LAST.get(family, ()))]
+    if folded and len(folded) < len(names):
+        last = max(gid for p, gid in owner.items() if p not in folded)
+        owner.update({p: last for p in folded})
+    owner, n = _compact(owner)
     head = [p for p in names if p.startswith(HEAD_PREFIXES.get(family, ()))]
     if head and len(head) < len(names):
         owner.update({p: n for p in head})
@@ -189,7 +236,7 @@ class TimmBackbone(ImageBackbone):
         self.family, self.arch = variant.family, variant.arch
         # a timm model: reset_classifier, num_features and pretrained_cfg are timm's API, which the
         # nn.Module that create_model is annotated to return does not declare
-        model: Any = timm.create_model(variant.arch, pretrained=False)
+        model: Any = timm.create_model(variant.arch, pretrained=False, **_build_options(variant.family))
         self.weights_source, cfg = obtain(
             model,
             request.model,
@@ -206,6 +253,7 @@ class TimmBackbone(ImageBackbone):
         self.num_features = int(getattr(model, "head_hidden_size", None) or model.num_features)
         # the weights' own preprocessing: the saved/hub config if any, else the architecture's
         self.set_preprocessing(timm.data.resolve_data_config(pretrained_cfg=cfg or model.pretrained_cfg), request)
+        _check_patch_size(model, int(self.data_config["input_size"][-1]), request.model)
         self._groups: list[nn.Module] | None = None
 
     def layer_groups(self) -> list[nn.Module]:
@@ -215,6 +263,21 @@ class TimmBackbone(ImageBackbone):
 
     def spec(self) -> dict[str, Any]:
         return {**super().spec(), "arch": self.arch}
+
+
+def _build_options(family: str) -> dict[str, Any]:
+    """timm.create_model's extra arguments: vision transformers take any multiple of their patch size."""
+    return {"dynamic_img_size": True} if family in TRANSFORMERS else {}
+
+
+def _check_patch_size(model: Any, size: int, name: str) -> None:
+    """A vision transformer cuts the image into patches: refuse an input size they do not tile."""
+    patch_embed = getattr(model, "patch_embed", None)
+    patch = int(patch_embed.patch_size[0]) if patch_embed is not None else 0
+    if patch and size % patch:
+        below, above = size - size % patch, size - size % patch + patch
+        nearest = f"{below} or {above}" if below else str(above)
+        raise TlzooError(f"--image-size {size} is not a multiple of {name}'s patch size ({patch} px); use {nearest}.")
 
 
 def _from_hub(arch: str, name: str) -> Loaded:

@@ -1,4 +1,4 @@
-"""The ``timm_vision`` plugin's registration: the timm CNN families (``efficientnet``, ``resnet``, ...).
+"""The ``timm_vision`` plugin's registration: the timm families (``efficientnet``, ``resnet``, ``vit``, ...).
 
 Light on purpose (no torch, no timm): listing commands import it.  :mod:`tlzoo.plugins.vision.timm_vision`
 loads when one of these backbones is built.
@@ -42,6 +42,12 @@ FAMILIES: dict[str, tuple[str, tuple[str, ...]]] = {
     "inception": ("inception_v3", ("inception_v3", "googlenet")),
     "efficientnet": ("efficientnet_lite0", ("efficientnet_lite0", *(f"efficientnet_b{i}" for i in range(8)))),
     "xception": ("xception", ("xception", "xception41", "xception65", "xception71")),
+    "vit": ("vit_base_patch16_224", tuple(f"vit_{s}_patch16_224" for s in ("tiny", "small", "base"))),
+    "deit": ("deit_base_patch16_224", tuple(f"deit_{s}_patch16_224" for s in ("tiny", "small", "base"))),
+    "clip": ("clip_vit_b32", ("clip_vit_b32", "clip_vit_b16", "clip_vit_l14")),
+    "convnext": ("convnext_tiny", tuple(f"convnext_{s}" for s in ("atto", "nano", "tiny", "small", "base"))),
+    "efficientnetv2": ("efficientnetv2_s", tuple(f"efficientnetv2_{s}" for s in ("b0", "b3", "s", "m"))),
+    "regnet": ("regnety_032", ("regnetx_002", "regnety_008", "regnety_016", "regnety_032", "regnety_040")),
 }
 
 DESCRIPTIONS = {
@@ -53,6 +59,12 @@ DESCRIPTIONS = {
     "inception": "Inception-v3 (timm) and GoogLeNet (torchvision)",
     "efficientnet": "EfficientNet-B0 ... B7 and Lite0 (timm)",
     "xception": "Xception (Keras, timm's legacy_xception) and Xception-41/65/71 (timm)",
+    "vit": "Vision Transformer ViT-Ti/S/B, patch 16 (timm, AugReg ImageNet-21k -> 1k)",
+    "deit": "DeiT-Ti/S/B, patch 16 (timm): data-efficient ViTs trained on ImageNet-1k",
+    "clip": "CLIP image encoders ViT-B/32, B/16, L/14 (timm, OpenAI weights)",
+    "convnext": "ConvNeXt atto ... base (timm): a CNN modernised after the ViTs",
+    "efficientnetv2": "EfficientNetV2-B0/B3/S/M (timm, TensorFlow weights): faster training EfficientNets",
+    "regnet": "RegNetX/Y 200MF ... 4GF (timm): designed network spaces",
 }
 
 
