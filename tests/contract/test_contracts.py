@@ -264,6 +264,8 @@ HEADS = [
     HeadCase("fc", {"dropout": 0.0}),
     HeadCase("fc", {"hidden": [16], "dropout": 0.0}, id="fc-hidden"),
     HeadCase("knn"),
+    HeadCase("late-fusion"),  # one input (no blocks): the logreg head it wraps
+    HeadCase("mlp-fusion", {"dropout": 0.0, "modality_dropout": 0.0}),
     HeadCase("logreg"),
     HeadCase("nb"),
     HeadCase("rf"),

@@ -229,6 +229,10 @@ class BackboneFactory:
     # the named fields a record must hold for a backbone built from these model.options (a fused backbone:
     # its input columns); None: one input per record.  The run asks the data source for exactly these.
     fields: Callable[[dict[str, Any]], tuple[str, ...]] | None = None
+    # a backbone over several inputs may put a head of its own on the run (the fusion backbone's
+    # --fusion late|mlp): given the model.options and the head the config names, the head to use
+    # (checked at step 1); None: the configured head
+    head: Callable[[dict[str, Any], Any], Any] | None = None
 
     def __post_init__(self) -> None:
         clash = sorted(set(self.options) & set(ENGINE_SETTINGS))

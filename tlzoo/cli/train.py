@@ -79,6 +79,12 @@ RUN_OPTIONS, RUN_FLAGS = _run_options()
     "one-hot), besides the --plugin COLUMN=PLUGIN inputs.",
 )
 @click.option(
+    "--fusion",
+    help="Fused run: how the inputs' features are combined: concat (the run's head on all of them), late (a "
+    "fitted head per input, probabilities mixed with weights chosen on validation) or mlp (per-input projections, "
+    "modality dropout, a small MLP) [concat].",
+)
+@click.option(
     "--seeds",
     type=int,
     help="Repeat with N training seeds (--seed .. --seed+N-1; the split stays --seed's) into OUT/seed-<s>; "
@@ -161,10 +167,12 @@ def _run_config(
 
     cfg = RunConfig.from_toml(config_file) if config_file else RunConfig()
     plugins, tabular = options.pop("plugin", None), options.pop("tabular_columns", None)
-    if plugins or tabular:  # one plugin, or COLUMN=PLUGIN inputs and tabular columns (a fused run)
+    fusion = options.pop("fusion", None)
+    if plugins or tabular or fusion:  # one plugin, or COLUMN=PLUGIN inputs and tabular columns (a fused run)
         from tlzoo.engine.config_keys import apply_plugin_arguments
 
-        apply_plugin_arguments(cfg, tuple(plugins or ()), tabular or "", options.pop("weights", None) or "")
+        weights = options.pop("weights", None) or ""
+        apply_plugin_arguments(cfg, tuple(plugins or ()), tabular or "", weights, fusion or "")
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
             cfg.set(key, options[param])
@@ -310,6 +318,13 @@ COMPARE_HELP = {"train.batch_size": "Batch size for feature extraction", "seed":
 )
 @click.option("--data", "-d", required=True, help="The dataset, as for `tl run --data`.")
 @click.option("--heads", default="logreg,knn", show_default=True, help="Comma-separated fitted heads to probe with.")
+@click.option(
+    "--fusion",
+    "fusions",
+    help="Fusion methods as contestants, e.g. concat,late,mlp: --plugins are then COLUMN=PLUGIN inputs of one fused "
+    "run (features extracted once).",
+)
+@click.option("--tabular-columns", help="With --fusion: tabular columns of the fused run, comma-separated.")
 @click.option("--out", "-o", help="Folder for leaderboard.csv and leaderboard.png [runs/compare-<time>].")
 @setting_options(COMPARE_SETTINGS, COMPARE_HELP)
 @click.option(
@@ -336,6 +351,8 @@ def compare(
     as_json: bool,
     quiet: bool,
     seeds: int,
+    fusions: str | None,
+    tabular_columns: str | None,
     **options: Any,
 ) -> None:
     """Probe several backbones with cheap heads on cached features; print a leaderboard."""
@@ -358,6 +375,8 @@ def compare(
         use_logme=not no_logme,
         log=(lambda m: None) if quiet else _log,
         seeds=seeds,
+        fusions=(fusions or "").split(","),
+        tabular=(tabular_columns or "").split(","),
     )
     if as_json:
         click.echo(json.dumps({"out": str(result.out), "rows": result.rows}, indent=2, default=str))

@@ -113,6 +113,17 @@ def logme(features: np.ndarray, labels: np.ndarray, iterations: int = 100, tol: 
 
 
 # --------------------------------------------------------------------------- the probes
+@dataclass
+class Contestant:
+    """One backbone to probe: a plugin (with local weights), or a fused run's inputs under one fusion method."""
+
+    plugin: str
+    weights: str = ""
+    fusion: str = ""  # concat, late or mlp: a fused run over ``inputs`` and ``tabular``
+    inputs: dict[str, str] = field(default_factory=dict)
+    tabular: list[str] = field(default_factory=list)
+
+
 def compare(
     plugins: Sequence[str],
     data: str,
@@ -124,6 +135,8 @@ def compare(
     zoo: Any = None,
     log: Callable[[str], None] | None = print,
     seeds: int = 1,
+    fusions: Sequence[str] = (),
+    tabular: Sequence[str] = (),
 ) -> CompareResult:
     """Probe each backbone in ``plugins`` with each fitted head in ``heads`` on ``data``.
 
@@ -132,24 +145,36 @@ def compare(
     catalogued model names, as ``tl run --plugin`` takes them, optionally with local
     weights as ``NAME=PATH`` (``tl run --weights``), e.g. to compare your own checkpoints.
     ``seeds``: fit each head with that many training seeds and report mean and sd.
+    ``fusions`` (``tl compare --fusion concat,late,mlp``): ``plugins`` are then ``COLUMN=PLUGIN``
+    inputs of one fused run (with the ``tabular`` columns), and each fusion method is a contestant;
+    the features are extracted once, by the first, and read from the cache by the others.
     """
     from tlzoo.commands.seeds import check_seeds
-    from tlzoo.engine.runner import Run, pick_device, seed_everything
-
-    check_seeds(seeds)
+    from tlzoo.engine.runner import pick_device
     from tlzoo.engine.zoo import Zoo
 
+    check_seeds(seeds)
     log = log or (lambda msg: None)
-    plugins = [p.strip() for p in plugins if p.strip()]
     heads = [h.strip() for h in heads if h.strip()]
-    if len(plugins) < 1:
-        raise TlzooError("tl compare needs backbones to compare; pass --plugins A,B (see `tl list`).")
-    if not heads:
-        raise TlzooError("tl compare needs at least one head; pass --heads logreg,knn (see `tl heads`).")
     zoo = zoo or Zoo()
     base = config or RunConfig()
     base.data.path = data
     base.validate()  # ranges and split fractions, before any backbone loads
+    head_classes = _head_classes(zoo, heads)
+    contestants = _contestants(zoo, data, plugins, fusions, tabular)
+    folder = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    pick_device(base.train.device)  # a bad --device fails before any backbone loads
+    rows: list[dict[str, Any]] = []
+    for contestant in contestants:
+        rows += _probe_contestant(zoo, base, contestant, heads, head_classes, use_logme, log, seeds)
+    return _leaderboard(rows, folder, data)
+
+
+def _head_classes(zoo: Any, heads: list[str]) -> dict[str, Any]:
+    """The probe heads by name: fitted heads only, one line otherwise."""
+    if not heads:
+        raise TlzooError("tl compare needs at least one head; pass --heads logreg,knn (see `tl heads`).")
     head_classes = {h: zoo.heads.get(h) for h in heads}
     trainable = [h for h, cls in head_classes.items() if not issubclass(cls, FittedHead)]
     if trainable:
@@ -157,33 +182,97 @@ def compare(
             f"tl compare probes with fitted heads; '{trainable[0]}' is trained by gradient descent. "
             "Use logreg, svm, rf, knn, tree or nb."
         )
-    specs = [_spec(p) for p in plugins]
-    for name, weights in specs:  # every name and path checked before any heavy work
-        zoo.resolve_backbone(name, "")
+    return head_classes
+
+
+def _contestants(
+    zoo: Any, data: str, plugins: Sequence[str], fusions: Sequence[str], tabular: Sequence[str]
+) -> list[Contestant]:
+    """What to probe, every name, path and modality checked against the data before any heavy work."""
+    names = [p.strip() for p in plugins if p.strip()]
+    methods = [f.strip().lower() for f in fusions if f.strip()]
+    columns = [c.strip() for c in tabular if c.strip()]
+    if not names and not columns:
+        raise TlzooError("tl compare needs backbones to compare; pass --plugins A,B (see `tl list`).")
+    if methods or columns:
+        return _fused_contestants(zoo, data, names, methods or ["concat"], columns)
+    specs = [_spec(p) for p in names]
+    for name, weights in specs:
+        factory, _ = zoo.resolve_backbone(name, "")
         if weights and not Path(weights).exists():
             raise TlzooError(f"Weights '{weights}' given for {name} in --plugins do not exist; pass an existing path.")
-    folder = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
-    folder.mkdir(parents=True, exist_ok=True)
-    pick_device(base.train.device)  # a bad --device fails before any backbone loads
-
-    rows: list[dict[str, Any]] = []
-    for plugin, weights in specs:
-        seed_everything(base.seed)
-        cfg = copy.deepcopy(base)
-        cfg.model.plugin, cfg.model.name = plugin, ""
-        if weights:
-            cfg.model.weights = weights
-        # a probe is a run of the first steps (wrappers apply), features extracted and the first head fitted
-        cfg.train.strategy, cfg.head.name, cfg.head.params = "feature-extraction", heads[0], {}
-        run = Run(cfg, zoo, log=_probe_log(log), probe=True)
         try:
-            row_group = _probe(run, heads[0], head_classes, weights, use_logme, log, seeds)
-        except BaseException as exc:
-            run.after_failure(exc)  # labels the error with the step and the plugin, as `tl run` does
-            raise
-        rows += row_group
+            zoo.data_source_for(data, factory.modality)  # an image backbone on texts: one line, now
+        except TlzooError as exc:
+            raise TlzooError(f"--plugins {name}: {exc}") from None
+    return [Contestant(name, weights) for name, weights in specs]
+
+
+def _fused_contestants(
+    zoo: Any, data: str, names: list[str], methods: list[str], columns: list[str]
+) -> list[Contestant]:
+    """``--fusion``: one fused run per method over the ``COLUMN=PLUGIN`` inputs of ``--plugins``."""
+    fusion = zoo.resolve_backbone("fusion", "")[0]
+    inputs: dict[str, str] = {}
+    for pair in names:
+        column, sep, plugin = pair.partition("=")
+        if not sep or not column.strip() or not plugin.strip():
+            raise TlzooError(
+                f"--plugins {pair}: with --fusion every entry is COLUMN=PLUGIN, "
+                "e.g. --plugins image=efficientnet_lite0,title=bert."
+            )
+        factory, _ = zoo.resolve_backbone(plugin.strip().partition(":")[0], "")
+        if factory.modality not in ("text", "vision"):
+            raise TlzooError(f"--plugins {pair}: '{factory.name}' is a {factory.modality} backbone; a fused run takes "
+                             "an image or a text backbone per column.")  # fmt: skip
+        inputs[column.strip()] = plugin.strip()
+    for method in dict.fromkeys(methods):  # an unknown method: one line with a did-you-mean, from the plugin
+        fusion.head({"fusion": method}, zoo.heads.get("fc" if method == "mlp" else "logreg")())
+    zoo.data_source_for(data, fusion.modality)  # the records of a fused run: one line if the data has none
+    return [Contestant("fusion", fusion=m, inputs=inputs, tabular=columns) for m in dict.fromkeys(methods)]
+
+
+def _probe_head(contestant: Contestant, first: str) -> str:
+    """The head a probe run trains first: fc for the mlp fusion (it trains a torch head), else the first probe head."""
+    return "fc" if contestant.fusion == "mlp" else first
+
+
+def _probe_contestant(
+    zoo: Any,
+    base: RunConfig,
+    contestant: Contestant,
+    heads: list[str],
+    head_classes: dict[str, Any],
+    use_logme: bool,
+    log: Callable[[str], None],
+    seeds: int,
+) -> list[dict[str, Any]]:
+    """A probe run of the first steps (wrappers apply): features extracted, the first head fitted; then the rest."""
+    from tlzoo.engine.runner import Run, seed_everything
+
+    seed_everything(base.seed)
+    cfg = copy.deepcopy(base)
+    if contestant.fusion:
+        cfg.use_inputs(contestant.inputs, contestant.tabular)
+        cfg.model.options["fusion"] = contestant.fusion
+    else:
+        cfg.model.plugin, cfg.model.name = contestant.plugin, ""
+        if contestant.weights:
+            cfg.model.weights = contestant.weights
+    first = _probe_head(contestant, heads[0])
+    cfg.train.strategy, cfg.head.name, cfg.head.params = "feature-extraction", first, {}
+    run = Run(cfg, zoo, log=_probe_log(log), probe=True)
+    try:
+        return _probe(run, first, head_classes, contestant.weights, use_logme, log, seeds)
+    except BaseException as exc:
+        run.after_failure(exc)  # labels the error with the step and the plugin, as `tl run` does
+        raise
+    finally:
         del run
 
+
+def _leaderboard(rows: list[dict[str, Any]], folder: Path, data: str) -> CompareResult:
+    """Rank the rows; write leaderboard.csv and leaderboard.png."""
     rows.sort(key=lambda r: (-r["accuracy"], -r["macro_f1"], r["seconds"]))
     for i, r in enumerate(rows, 1):
         r["rank"] = i
@@ -216,42 +305,31 @@ def _probe(
     """Run ``steps.PROBE_STEPS`` (train extracts the features and fits ``first``), then fit the other heads."""
     upto = PROBE_STEPS.index(CREATE_BACKBONE) + 1
     run.run_steps(PROBE_STEPS[:upto])
-    weights_note = f" @ {Path(weights).name}" if weights else ""
-    label = run.backbone.name + weights_note
+    fusion = _fusion_of(run)
+    label = f"{fusion} fusion" if fusion else run.backbone.name + (f" @ {Path(weights).name}" if weights else "")
     log(
         f"{run.config.model.plugin}: {label}, {run.backbone.num_features} features "
         f"({len(run.splits.train)} train / {len(run.splits.test)} test examples)"
     )
     started = time.perf_counter()
-    run.run_steps(PROBE_STEPS[upto:])
-    first_fit = float(run.history.rows[-1]["seconds"]) if run.history.rows else 0.0
+    if fusion == "mlp":  # the mlp head trains on the loop here: a probe has no run folder to checkpoint into
+        run.run_steps(PROBE_STEPS[upto:-1])
+        first_fit = _train_head_on_features(run)
+    else:
+        run.run_steps(PROBE_STEPS[upto:])
+        first_fit = float(run.history.rows[-1]["seconds"]) if run.history.rows else 0.0
     extract_seconds = max(0.0, time.perf_counter() - started - first_fit)
-    feats = run.features
-    y_train = run.encoder.encode(run.splits.train.labels)
-    y_test = run.encoder.encode(run.splits.test.labels)
-    n_classes = len(run.encoder.classes)
-    score = logme(feats["train"], y_train) if use_logme else None
+    common = _common_columns(run, label, weights, use_logme)
+    if fusion == "mlp":
+        head_classes = {"mlp": None}  # one row: the trained mlp fusion head
     rows = []
     for name, cls in head_classes.items():
         t0 = time.perf_counter()
-        spread: dict[str, Any] = {}
-        if seeds > 1:
-            report, spread = _seeded_reports(cls, feats, y_train, y_test, run.encoder.classes, run.config.seed, seeds)
-        else:
-            if name == first:
-                head = run.head  # fitted by the train step
-            else:
-                head = cls()  # each head's defaults ("auto" options cross-validated)
-                head.fit(feats["train"], y_train, n_classes)
-            proba = head.predict_proba(feats["test"])
-            report = classification_report(y_test, proba.argmax(1), run.encoder.classes)
-        fit_seconds = time.perf_counter() - t0 + (first_fit if name == first else 0.0)
+        report, spread = _score_head(run, name, cls, first, seeds)
+        fit_seconds = time.perf_counter() - t0 + (first_fit if name in (first, "mlp") else 0.0)
         rows.append(
             {
-                "backbone": label,
-                "plugin": run.factory.name,
-                "model": run.model_name,
-                "weights_path": weights,
+                **common,
                 "head": name,
                 "accuracy": report["accuracy"],
                 "macro_f1": report["macro_f1"],
@@ -259,10 +337,6 @@ def _probe(
                 "seconds": round(extract_seconds + fit_seconds, 2),
                 "extract_seconds": round(extract_seconds, 2),
                 "fit_seconds": round(fit_seconds, 2),
-                "features": run.backbone.num_features,
-                "n_test": len(run.splits.test),
-                "logme": None if score is None else round(score, 4),
-                "weights": run.backbone.weights_source,
             }
         )
         sd = f" ± {spread['accuracy_sd']:.4f} over {seeds} seeds" if spread else ""
@@ -271,6 +345,86 @@ def _probe(
             f"({fit_seconds:.1f}s fit)"
         )
     return rows
+
+
+def _common_columns(run: Any, label: str, weights: str, use_logme: bool) -> dict[str, Any]:
+    """The leaderboard columns a probe's heads share: the backbone, its features, LogME."""
+    score = logme(run.features["train"], run.encoder.encode(run.splits.train.labels)) if use_logme else None
+    fusion = _fusion_of(run)
+    return {
+        "backbone": label,
+        "plugin": run.factory.name,
+        "model": run.model_name,
+        "weights_path": weights,
+        "features": run.backbone.num_features,
+        "n_test": len(run.splits.test),
+        "logme": None if score is None else round(score, 4),
+        "weights": run.backbone.weights_source,
+        **({"fusion": fusion, "inputs": dict(run.config.model.options.get("inputs") or {})} if fusion else {}),
+    }
+
+
+def _fusion_of(run: Any) -> str:
+    """The fusion method of a fused probe ('' for a plain backbone)."""
+    if run.factory.head is None:
+        return ""
+    return str(run.config.model.options.get("fusion") or "concat")
+
+
+def _score_head(run: Any, name: str, cls: Any, first: str, seeds: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The test report of probe head ``name`` on the run's features (and its spread over seeds)."""
+    feats, classes = run.features, run.encoder.classes
+    y_train = run.encoder.encode(run.splits.train.labels)
+    y_test = run.encoder.encode(run.splits.test.labels)
+    fusion = _fusion_of(run)
+    if seeds > 1 and fusion in ("", "concat"):
+        return _seeded_reports(cls, feats, y_train, y_test, classes, run.config.seed, seeds)
+    if name in (first, "mlp") and fusion == "mlp":
+        proba = _torch_head_proba(run, feats["test"])
+    elif name == first:
+        proba = run.head.predict_proba(feats["test"])  # fitted by the train step
+    elif fusion == "late":  # the same late fusion over another probe head, weights chosen on validation
+        head = zoo_head(run, "late-fusion", head=name)
+        head.member_class = cls
+        head.use_blocks(run.backbone.feature_blocks())
+        head.fit(feats["train"], y_train, len(classes))
+        head.choose(feats["val"], run.encoder.encode(run.splits.val.labels))
+        proba = head.predict_proba(feats["test"])
+    else:
+        head = cls()  # each head's defaults ("auto" options cross-validated)
+        head.fit(feats["train"], y_train, len(classes))
+        proba = head.predict_proba(feats["test"])
+    return classification_report(y_test, np.asarray(proba).argmax(1), classes), {}
+
+
+def zoo_head(run: Any, name: str, **params: Any) -> Any:
+    """A head of the run's zoo by name (a plugin's head: the commands never import plugins)."""
+    return run.zoo.heads.get(name)(**params)
+
+
+def _train_head_on_features(run: Any) -> float:
+    """Extract (or read from the cache) the features and train the run's torch head on them with the
+    engine's training loop, the plan's head phase; the seconds the training took."""
+    from tlzoo.engine.run.fit import feature_loader
+    from tlzoo.engine.run.model import extract_cached_features
+
+    extract_cached_features(run)
+    started = time.perf_counter()
+    head = run.model.head
+    for phase in run.plan.phases:
+        train, val = feature_loader(run, "train", True), feature_loader(run, "val", False)
+        run.trainer.run_phase(head, phase, [{"params": list(head.parameters()), "lr": phase.lr}], train, val)
+    return time.perf_counter() - started
+
+
+def _torch_head_proba(run: Any, x: np.ndarray) -> np.ndarray:
+    """Class probabilities of the run's trained torch head on features ``x``."""
+    import torch
+
+    head = run.model.head.eval()
+    with torch.inference_mode():
+        logits = head(torch.from_numpy(np.array(x)).to(next(head.parameters()).device)).float().cpu()
+    return torch.softmax(logits, 1).numpy()
 
 
 def _seeded_reports(
@@ -345,6 +499,11 @@ def next_command(config: RunConfig, winner: dict[str, Any]) -> str:
 
     from tlzoo.engine.config import OPTION_NAMES
 
+    if winner.get("fusion"):  # a fused run: its inputs, the fusion method and the probe head
+        inputs = [w for column, plugin in winner["inputs"].items() for w in ("--plugin", f"{column}={plugin}")]
+        head = "fc" if winner["fusion"] == "mlp" else winner["head"]
+        fused = ["tl", "run", *inputs, "--fusion", winner["fusion"], "--head", head, "--data", config.data.path]
+        return " ".join(shlex.quote(p) for p in fused)
     parts = ["tl", "run", "--plugin", winner["plugin"], "--model", winner["model"]]
     if winner.get("weights_path"):
         parts += ["--weights", winner["weights_path"]]

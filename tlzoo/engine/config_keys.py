@@ -108,12 +108,20 @@ def _show(value: Any) -> str:
 
 
 def apply_plugin_arguments(
-    cfg: RunConfig, values: list[str] | tuple[str, ...], tabular: str = "", weights: str = ""
+    cfg: RunConfig, values: list[str] | tuple[str, ...], tabular: str = "", weights: str = "", fusion: str = ""
 ) -> None:
     """``tl run --plugin`` into ``cfg``: one plugin, or ``COLUMN=PLUGIN`` pairs (a fused run); ``tabular``:
-    ``--tabular-columns A,B``; ``weights``: ``--weights PATH``, or ``COLUMN=PATH[,...]`` in a fused run."""
+    ``--tabular-columns A,B``; ``weights``: ``--weights PATH``, or ``COLUMN=PATH[,...]`` in a fused run;
+    ``fusion``: ``--fusion concat|late|mlp`` (``model.options.fusion`` of the fused backbone)."""
     pairs = [v for v in values if "=" in v]
     columns = [c.strip() for c in tabular.split(",") if c.strip()]
+    if fusion:
+        if not pairs and not columns and cfg.model.plugin != "fusion":
+            raise TlzooError(
+                f"--fusion applies to a fused run; give the inputs as --plugin COLUMN=PLUGIN (e.g. --plugin "
+                f"image=efficientnet_lite0 --plugin title=bert --fusion {fusion})."
+            )
+        cfg.set("model.options.fusion", fusion)
     if not pairs and not columns:
         if len(values) > 1:
             raise TlzooError(

@@ -66,8 +66,8 @@ def input_ablation(run: RunState) -> dict[str, Any] | None:
 
 def _probe(run: RunState) -> tuple[Any, dict[str, Any]]:
     """The head class to fit per row and its options: the run's fitted head, else the logreg probe."""
-    if isinstance(run.head, FittedHead):
-        return run.zoo.heads.get(run.head.name), dict(run.config.head.params)
+    if isinstance(run.head, FittedHead):  # the configured head (a fused run's late-fusion head wraps it)
+        return run.zoo.heads.get(run.config.head.name), dict(run.config.head.params)
     if PROBE in run.zoo.heads:
         return run.zoo.heads.get(PROBE), {}
     return None, {}

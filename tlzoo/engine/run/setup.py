@@ -66,6 +66,8 @@ def resolve_plugins(run: RunState) -> None:
     run.factory.check_options(own)  # model.options names and types now, before any data is read
     head_cls = run.zoo.heads.get(cfg.head.name)
     run.head = head_cls(**cfg.head.params)
+    if run.factory.head is not None:  # e.g. a fused run's --fusion late|mlp head over the configured one
+        run.head = run.factory.head(own, run.head)
     run.strategy = run.zoo.strategies.get(cfg.train.strategy)
     run.plan = run.strategy.plan(run.head, cfg.train)
     if not cfg.model.pretrained:
