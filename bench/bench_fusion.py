@@ -8,11 +8,16 @@ logreg head tuned by cross-validation in every tlzoo row:
 2. ``tl run --plugin bert --model all-MiniLM-L6-v2 --data emoji-names --head logreg``
 3. ``tl run --plugin image=efficientnet_lite0 --plugin name=bert --data emoji --head logreg``
    (its ablation table gives each input alone with the same head and split)
+3b. the same with ``--fusion late`` (a logreg per input, probabilities mixed with weights chosen
+   on the validation split) and ``--fusion mlp --head fc`` (per-input projections, modality
+   dropout 0.2, a small MLP, 30 epochs on the cached features): the three fusions run
+   interleaved, ``--rounds`` times, on the same features (the first concat run extracts them)
 4. the plain script a user would write instead: timm's tf_efficientnet_lite0 with the same
    packaged weights and transformers' MiniLM, mean pooling, each L2-normalised and
    concatenated, scikit-learn's LogisticRegression (default C) on the same split.
 
-Prints one JSON line per row; BENCHMARKS.md holds the table.  ``--limit N``: a stratified subset.
+Prints one JSON line per row; BENCHMARKS.md holds the table.  ``--limit N``: a stratified subset;
+``--rows fusions``: only the three fusion rows.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ def tlzoo_row(name: str, cfg_fn) -> dict:
     from tlzoo import Engine, RunConfig
 
     cfg = RunConfig()
+    cfg.head.name = "logreg"
     cfg_fn(cfg)
-    cfg.head.name, cfg.progress, cfg.out = "logreg", False, f"bench/out/fusion-{name}"
+    cfg.progress, cfg.out = False, f"bench/out/fusion-{name}"
     import shutil
 
     shutil.rmtree(cfg.out, ignore_errors=True)
@@ -39,6 +45,8 @@ def tlzoo_row(name: str, cfg_fn) -> dict:
     t = result.metrics["test"]
     row = {"row": name, "accuracy": t["accuracy"], "accuracy_ci": t["accuracy_ci"], "macro_f1": t["macro_f1"]}
     row["seconds"] = round(time.perf_counter() - started, 1)
+    if "fusion" in result.metrics:
+        row["fusion"] = result.metrics["fusion"]
     if "ablation" in result.metrics:
         row["ablation"] = [
             {"inputs": r["inputs"], "accuracy": r["accuracy"], "accuracy_ci": r["accuracy_ci"]}
@@ -104,6 +112,8 @@ def plain_script(limit: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--rows", choices=("all", "fusions"), default="all")
+    ap.add_argument("--rounds", type=int, default=1, help="the three fusion rows, interleaved, this many times")
     args = ap.parse_args()
 
     def images(cfg):
@@ -121,9 +131,23 @@ def main() -> None:
         cfg.use_inputs({"image": "efficientnet_lite0", "name": "bert"})
         cfg.data.path, cfg.data.limit = "emoji", args.limit
 
-    for name, fn in (("image alone", images), ("name alone", names), ("fusion concat", fused)):
-        print(json.dumps(tlzoo_row(name, fn)), flush=True)
-    print(json.dumps(plain_script(args.limit)), flush=True)
+    def method(fusion: str):
+        def cfg_fn(cfg):
+            fused(cfg)
+            cfg.model.options["fusion"] = fusion
+            if fusion == "mlp":
+                cfg.head.name = "fc"
+
+        return cfg_fn
+
+    if args.rows == "all":
+        for name, fn in (("image alone", images), ("name alone", names)):
+            print(json.dumps(tlzoo_row(name, fn)), flush=True)
+    for round_ in range(args.rounds):  # interleaved: machine load falls on every method alike
+        for fusion in ("concat", "late", "mlp"):
+            print(json.dumps({"round": round_, **tlzoo_row(f"fusion {fusion}", method(fusion))}), flush=True)
+    if args.rows == "all":
+        print(json.dumps(plain_script(args.limit)), flush=True)
 
 
 if __name__ == "__main__":

@@ -144,6 +144,9 @@ def test_late_and_mlp_predict_and_export(
     assert res.exit_code == 0 and "max abs diff 0" in res.stderr, res
     again = Engine().predict(tmp_path / "exp", [{"image": image, "title": WORDS["dull"], "price": "3.5"}])
     assert again[0]["label"] == out[0]["label"] and len(saved) > 0
+    if method == "late":  # a head per input cannot join the backbone in one graph: one line
+        one_line_error(run_cli("export", run_dir, "--format", "onnx", "--to", tmp_path / "onnx"), "'late-fusion'")
+        assert not (tmp_path / "onnx").exists()
 
 
 @pytest.mark.transfer
