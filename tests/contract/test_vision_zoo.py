@@ -126,8 +126,10 @@ def shrink(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
     """Build ``name`` with SHRUNK's smaller depth (its family's code paths, a fraction of the parameters)."""
     from tlzoo.plugins.vision import timm_vision
 
-    build = timm_vision._build_options
-    monkeypatch.setattr(timm_vision, "_build_options", lambda family: {**build(family), **SHRUNK.get(name, {})})
+    build, own = timm_vision._build_options, timm_vision.VARIANTS[name].family if name in SHRUNK else ""
+    monkeypatch.setattr(
+        timm_vision, "_build_options", lambda family: {**build(family), **(SHRUNK[name] if family == own else {})}
+    )
 
 
 @pytest.mark.parametrize("name", VISION)
