@@ -192,7 +192,7 @@ def test_a_bad_fusion_is_one_line(run_cli: Any, records_csv: Path, tmp_path: Pat
 def test_compare_takes_fusion_methods_as_contestants(
     records_csv: Path, tiny_bert_dir: Path, fusion_runs: dict[str, Any], tmp_path: Path
 ) -> None:
-    from tlzoo.commands.compare import compare
+    from tlzoo.commands.compare import compare, next_command
 
     cfg = _config(records_csv, tiny_bert_dir, tmp_path / "unused", "concat", "logreg")
     logs: list[str] = []
@@ -210,6 +210,8 @@ def test_compare_takes_fusion_methods_as_contestants(
     assert sum("read from cache" in line for line in logs) >= 6  # late and mlp: the concat probe's features
     late = next(r for r in result.rows if r["backbone"] == "late fusion")
     assert late["accuracy"] == fusion_runs["late"]["result"].metrics["test"]["accuracy"]  # same split, same head
+    command = next_command(cfg, late)
+    assert "--plugin image=efficientnet_lite0 --plugin title=bert --fusion late --head logreg" in command
 
 
 def test_compare_checks_each_modality_first(run_cli: Any, records_csv: Path, tmp_path: Path) -> None:

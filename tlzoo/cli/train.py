@@ -388,7 +388,8 @@ def compare(
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
     if w:
         click.echo(
-            f"winner: {w['backbone']} with {w['head']}; fine-tune it with\n  {next_command(cfg, w)}",
+            f"winner: {w['backbone']} with {w['head']}; {'run' if w.get('fusion') else 'fine-tune'} it with\n"
+            f"  {next_command(cfg, w)}",
             err=True,
         )
 
