@@ -333,3 +333,29 @@ def test_the_model_card_python_snippet_runs(text_run: Path) -> None:
     classes = json.loads((text_run / "model.json").read_text())["classes"]
     expected = _proba(text_run, ["a new example text"])[0]
     assert label == classes[int(expected.argmax())] and float(probability) == pytest.approx(expected.max(), abs=1e-5)
+
+
+def test_images_from_a_dataframe_and_an_unlabelled_image_csv(
+    image_run: Path, image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A DataFrame of image paths (relative to the current folder, as the user wrote them) and a CSV of
+    image paths without a label column classify as the same images given one by one."""
+    import pandas as pd
+
+    images = sorted(image_folder.rglob("*.png"))[:6]
+    expected = _proba(image_run, [str(p) for p in images])
+    monkeypatch.chdir(image_folder)
+    relative = [str(p.relative_to(image_folder)) for p in images]
+    frame = pd.DataFrame({"image": relative, "label": [p.parent.name for p in images]})
+    result = _engine_predict(image_run, data=frame)
+    assert np.allclose(result.proba, expected, atol=1e-6)
+    assert [r["true"] for r in result] == [p.parent.name for p in images] and result.accuracy is not None
+    table = tmp_path / "paths.csv"
+    table.write_text("image\n" + "".join(f"{p}\n" for p in images))
+    code, stdout, stderr = _cli(["predict", image_run, "--data", table])
+    assert code == 0, stderr
+    rows = _rows(stdout)
+    assert "true" not in rows[0] and [r["input"] for r in rows] == [str(p) for p in images]
+    classes = result.classes
+    got = np.array([[float(r[f"p_{c}"]) for c in classes] for r in rows])
+    assert np.abs(got - expected).max() <= 1e-5 + 1e-9

@@ -278,7 +278,7 @@ def _frame_file(frame: Any, modality: str, folder: Path) -> str:
     frame.columns = [str(c) for c in frame.columns]
     if modality != "text":
         for column in frame.columns:
-            if frame[column].dtype == object:
+            if frame[column].dtype.kind not in "biufcmM":  # text columns (object or str dtype), not numbers
                 frame[column] = frame[column].map(absolute)
     if modality == "vision":
         path = folder / "frame.csv"
