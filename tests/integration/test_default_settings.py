@@ -29,7 +29,7 @@ def test_random_weights_train_every_layer_from_epoch_1_unless_the_user_plans(zoo
     fc, logreg = zoo.heads.get("fc")(), zoo.heads.get("logreg")()
     for name in ("feature-extraction", "fine-tune"):
         plan = _strategy(zoo, name).plan_from_scratch(fc, TrainConfig())
-        assert [(p.name, p.train_groups, p.lr, p.epochs) for p in plan.phases] == [("scratch", -1, 3e-3, 10)]
+        assert [(p.name, p.train_groups, p.lr, p.epochs) for p in plan.phases] == [("scratch", -1, 1e-2, 10)]
         assert plan.trains_backbone and not plan.extract_features
         assert _strategy(zoo, name).plan_from_scratch(fc, TrainConfig(epochs=5)).phases[0].epochs == 5
     fine_tune = _strategy(zoo, "fine-tune")
@@ -290,7 +290,7 @@ def test_tl_config_lists_every_key_with_default_and_meaning(run_cli: Any) -> Non
 
     for k in ("data.limit", "train.unfreeze", "model.pretrained", "seed"):
         assert len(line(k).split()) > 3
-    assert line("train.lr").split()[:3] == ["train.lr", "0.003", "--lr"]
+    assert line("train.lr").split()[:3] == ["train.lr", "0.01", "--lr"]
     hflip = line("model.options.hflip", "efficientnet")
     assert hflip.split()[1] == "0.0" and "mirroring" in hflip and "lenet" in hflip
     assert line("model.options.crop_scale", "efficientnet").split()[1] == "0.7"

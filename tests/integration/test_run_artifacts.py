@@ -127,6 +127,7 @@ RUNS: dict[str, tuple[str, list[str]]] = {
             "train.epochs=2",
             "train.unfreeze=1",
             "train.finetune_lr=0.001",
+            "train.lr=0.003",  # a gentler head phase: the fine-tune phase beats it and its weights are kept
         ],
     ),
     # random weights: unfreeze=0 keeps the backbone frozen (else every layer would train from scratch)
