@@ -571,3 +571,35 @@ def test_sentence_encoders_offline_are_one_clear_error(run_cli: Any, tmp_path: P
     errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1 and f"No pretrained weights for '{name}'" in errors[0], res
     assert f"tl pull {name}" in errors[0] and not (tmp_path / "run").exists()
+
+
+def test_pull_of_a_text_encoder_fetches_only_safetensors_config_and_tokenizer(
+    run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Online (the hub faked), `tl pull e5-small-v2` asks for no pickle and reports the cache folder."""
+    import huggingface_hub
+
+    from tlzoo.infra import network
+
+    asked: list[dict[str, Any]] = []
+    snapshot = tmp_path / "snapshot"
+    snapshot.mkdir()
+
+    def fake_download(repo_id: str, **kw: Any) -> str:
+        asked.append({"repo_id": repo_id, **kw})
+        return str(snapshot)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TLZOO_OFFLINE", raising=False)
+    monkeypatch.setattr(network, "unreachable", lambda url="": "")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    from helpers import one_line_error
+
+    one_line_error(run_cli("pull", "e5-small-v2"), "'intfloat/e5-small-v2' has no safetensors weights", "--weights")
+    (snapshot / "model.safetensors").write_bytes(b"")
+    res = run_cli("pull", "e5-small-v2")
+    assert res.exit_code == 0 and res.stdout.strip() == str(snapshot), res
+    assert asked[-1]["repo_id"] == "intfloat/e5-small-v2"
+    assert "*.safetensors" in asked[-1]["allow_patterns"]
+    assert not any(p.endswith((".bin", ".pt", ".pth", ".h5", ".msgpack", "*")) for p in asked[-1]["allow_patterns"])
+    one_line_error(run_cli("pull", "glove-6B-50d"), "without hub weights", "--weights")

@@ -318,6 +318,7 @@ def test_pull_of_a_modern_family_offline_is_one_clear_error(run_cli: Any, family
     default = next(e.name for e in CATALOGUE if e.plugin == family and e.default)
     line = one_line_error(run_cli("--offline", "pull", family), f"`tl pull {default}` needs the network", "--weights")
     assert f"{default}.safetensors" in line
+    one_line_error(run_cli("pull", family[:-1]), f"Did you mean '{family}'")  # a family's typo: did-you-mean
 
 
 def test_run_of_a_modern_model_offline_names_tl_pull(run_cli: Any, image_folder: Path, tmp_path: Path) -> None:

@@ -54,7 +54,8 @@ def resolve(name: str) -> str:
             f"'{name}' is a {other.modality} model without hub weights; `tl pull` fetches vision weights and "
             "the transformers encoders of `tl list --modality text`. Load it from a local folder with --weights."
         )
-    raise TlzooError(f"Unknown model '{name}'.{suggest(name, names)} See `tl list`.")
+    families = sorted({e.plugin for e in entries if e.modality == "vision"})  # `tl pull FAMILY`: its default
+    raise TlzooError(f"Unknown model '{name}'.{suggest(name, [*families, *names])} See `tl list`.")
 
 
 def pull_weights(name: str) -> str:
