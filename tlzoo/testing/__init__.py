@@ -5,7 +5,8 @@ own test suite, one pytest test per object and rule.  In the plugin's
 ``tests/test_contract.py``::
 
     from tlzoo import BackboneRequest
-    from tlzoo.testing import BackboneCase, DataSourceCase, PretrainerCase, parametrize_with_checks, uncovered
+    from tlzoo.testing import BackboneCase, CommandCase, DataSourceCase, PretrainerCase
+    from tlzoo.testing import parametrize_with_checks, uncovered
 
     CASES = [
         # a registered factory name (or "my_plugin.backbones:make", or a BackboneFactory) and a small,
@@ -15,13 +16,14 @@ own test suite, one pytest test per object and rule.  In the plugin's
         MyStrategy(),                                         # a strategy
         DataSourceCase(MySource(), "tests/data/tiny.csv"),    # a data source and a location it loads
         PretrainerCase("my-plugin", options={"epochs": 1}),   # a pretrainer with tiny options
+        CommandCase("my-command"),                            # a command the plugin adds to tl
     ]
 
     @parametrize_with_checks(CASES)
     def test_contract(case, check):      # ids: my-model-check_forward_shape, ...
         check(case)
 
-    def test_every_registered_thing_has_a_case():
+    def test_every_registered_thing_has_a_case():  # also commands, catalogue entries, step wrappers
         assert not any(uncovered(CASES, plugin="my-plugin").values())
 
 Every failure is an ``AssertionError`` whose message starts with the rule it broke
@@ -38,12 +40,15 @@ object as it found it.  The checks, by kind:
   JSON-able and stable; the fingerprint follows the weights; awkward inputs work; two
   fresh builds with the same weights agree (no unseeded random map); features recomputed
   in a fresh process agree (no ``hash()``); plus :func:`check_rebuild`, what ``tl predict``
-  does.  Parameter-free backbones (no parameters, no layer groups) pass them all.
+  does.  A rule that does not apply skips, saying why (the fit protocol for a backbone
+  that fits nothing, frozen BatchNorm for one without BatchNorm), so "passed" counts only
+  what was checked; a parameter-free backbone passes the freezing rules (nothing trains).
 * heads (:data:`HEAD_CHECKS`, ``check(head_cls, params)``): options, learning, round trip,
   for trainable (torch) and fitted heads alike.
 * strategies (:data:`STRATEGY_CHECKS`), data sources (:data:`DATA_SOURCE_CHECKS`,
   ``check(source, location)``), pretrainers (:data:`PRETRAINER_CHECKS`: output folder and
-  history, no pickles, the folder loads back as ``--weights``).
+  history, no pickles, the folder loads back as ``--weights``), commands
+  (:data:`COMMAND_CHECKS`, :class:`CommandCase`: ``tl NAME --help`` works and says what it does).
 
 ``check_backbone``, ``check_head``, ``check_strategy``, ``check_data_source`` and
 ``check_pretrainer`` run every check of their kind in one call; ``checks_for(obj)``
@@ -83,6 +88,7 @@ from .backbones import (
     check_training_step,
     tiny_fit_data,
 )
+from .commands import COMMAND_CHECKS, CommandCase, check_command_help
 from .data_sources import (
     DATA_SOURCE_CHECKS,
     DataSourceCase,
@@ -133,11 +139,13 @@ from .strategies import (
 
 __all__ = [  # constants, classes, functions; the module docstring groups them by kind
     "BACKBONE_CHECKS",
+    "COMMAND_CHECKS",
     "DATA_SOURCE_CHECKS",
     "HEAD_CHECKS",
     "PRETRAINER_CHECKS",
     "STRATEGY_CHECKS",
     "BackboneCase",
+    "CommandCase",
     "DataSourceCase",
     "HeadCase",
     "PretrainerCase",
@@ -151,6 +159,7 @@ __all__ = [  # constants, classes, functions; the module docstring groups them b
     "check_backbone_factory",
     "check_batch_independence",
     "check_build_determinism",
+    "check_command_help",
     "check_cross_process_determinism",
     "check_data_source",
     "check_data_source_is_stable",

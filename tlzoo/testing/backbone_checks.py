@@ -22,6 +22,7 @@ from tlzoo.engine.training import (
 
 from ._rules import (
     rule,
+    skip,
 )
 from .backbone_case import (
     _NORM_TYPES,
@@ -294,11 +295,11 @@ def check_training_step(backbone: Backbone, examples: Sequence[Any]) -> None:
 def check_frozen_batchnorm(backbone: Backbone, examples: Sequence[Any]) -> None:
     """In train mode, frozen_to_eval keeps BatchNorm statistics of frozen groups fixed; live ones update.
 
-    Passes trivially for a backbone without BatchNorm.
+    Skips, saying so, for a backbone without BatchNorm (nothing of this rule applies).
     """
     norms = [m for m in backbone.modules() if isinstance(m, _NORM_TYPES) and m.track_running_stats]
     if not norms:
-        return  # nothing to check: no BatchNorm in this backbone
+        skip("check_frozen_batchnorm", "no BatchNorm layer with running statistics in this backbone")
     with _preserved(backbone, weights=True):
         live = set_trainable(backbone, 1)
         backbone.train()

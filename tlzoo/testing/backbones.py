@@ -71,7 +71,7 @@ from .inputs import tiny_examples
 
 @rule
 def check_fit_protocol(backbone: Backbone, examples: Sequence[Any], rebuild: Any = None) -> None:
-    """A FittableBackbone keeps the fit protocol; any other backbone passes (nothing to fit).
+    """A FittableBackbone keeps the fit protocol; any other backbone skips (nothing is fitted).
 
     ``save_assets`` writes the fitted state, and nothing in it is a pickle; a fresh build
     restored with ``load_fitted(assets)`` (what ``tl predict`` does) gives the same
@@ -80,7 +80,7 @@ def check_fit_protocol(backbone: Backbone, examples: Sequence[Any], rebuild: Any
     :class:`BackboneCase`); skipped when the backbone cannot be rebuilt.
     """
     if not _fittable(backbone):
-        return
+        skip("check_fit_protocol", "not a FittableBackbone: nothing is fitted, so no fitted state to save and restore")
     case = _case_for(backbone, rebuild)
     reference = _reproducible_features(backbone, examples)
     with tempfile.TemporaryDirectory(prefix="tlzoo-check-") as assets:

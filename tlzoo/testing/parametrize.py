@@ -31,13 +31,14 @@ from tlzoo.api.interfaces import (
 
 from ._rules import Check, default_zoo
 from .backbones import BackboneCase
+from .commands import COMMAND_CHECKS, EXTRA_KINDS, CommandCase, registered_extras
 from .data_sources import DataSourceCase
 from .heads import HeadCase
 from .pretrainers import PretrainerCase
 from .strategies import StrategyCase
 
-Case = BackboneCase | HeadCase | StrategyCase | DataSourceCase | PretrainerCase
-CASE_TYPES = (BackboneCase, HeadCase, StrategyCase, DataSourceCase, PretrainerCase)
+Case = BackboneCase | HeadCase | StrategyCase | DataSourceCase | PretrainerCase | CommandCase
+CASE_TYPES = (BackboneCase, HeadCase, StrategyCase, DataSourceCase, PretrainerCase, CommandCase)
 
 
 def _head_classes() -> tuple[type, ...]:
@@ -121,6 +122,8 @@ def parametrize_with_checks(objects: Iterable[Any]) -> Any:
 
 def _covered_name(case: Case) -> tuple[str, str] | None:
     """(kind, registered name) a case checks, if it checks something registered."""
+    if isinstance(case, CommandCase):
+        return "commands", case.path
     if isinstance(case, BackboneCase):
         f = case.factory
         if isinstance(f, str) and ":" not in f:
@@ -138,24 +141,39 @@ def _covered_name(case: Case) -> tuple[str, str] | None:
     return kind, obj if isinstance(obj, str) else str(getattr(obj, "name", ""))
 
 
+def _models(case: Case) -> set[str]:
+    """The catalogued model names a backbone case builds (its request's model, or a model named as its factory)."""
+    if not isinstance(case, BackboneCase):
+        return set()
+    names = {case.factory} if isinstance(case.factory, str) else set()
+    request = getattr(case, "request", None)
+    if isinstance(request, BackboneRequest) and request.model:
+        names.add(request.model)
+    return names
+
+
 def uncovered(
     objects: Iterable[Any], zoo: Any = None, plugin: str | None = None, exempt: Iterable[str] = ()
 ) -> dict[str, list[str]]:
     """What the zoo registers and no case checks, by kind: ``backbones``, ``heads``, ``strategies``,
-    ``data_sources``, ``pretrainers`` (each a sorted list of names, possibly empty).
+    ``data_sources``, ``pretrainers``, and what plugins add besides: ``commands`` (``tl`` paths,
+    covered by a :class:`CommandCase`), ``catalogue`` (model names, covered by a
+    :class:`BackboneCase` of that model) and ``step_wrappers`` (``plugin:function``: a wrapper runs only
+    in a run, so a test of yours runs it and ``exempt`` names it); each a sorted list, possibly empty.
 
     ``plugin`` limits it to what one plugin registered (a third-party suite guards its own
     plugin); ``exempt`` names things deliberately left out.  Objects may be wrapped in
     ``pytest.param``.
     """
     zoo = zoo or default_zoo()
-    covered: dict[str, set[str]] = {
-        k: set(exempt) for k in ("backbones", "heads", "strategies", "data_sources", "pretrainers")
-    }
+    kinds = ("backbones", "heads", "strategies", "data_sources", "pretrainers", *EXTRA_KINDS)
+    covered: dict[str, set[str]] = {k: set(exempt) for k in kinds}
     for obj in objects:
-        got = _covered_name(as_case(_unwrap(obj)[0]))
+        case = as_case(_unwrap(obj)[0])
+        got = _covered_name(case)
         if got:
             covered[got[0]].add(got[1])
+        covered["catalogue"].update(_models(case))
 
     def owned(registry: Any, name: str) -> bool:
         return plugin is None or registry.owner.get(name) == plugin
@@ -167,6 +185,7 @@ def uncovered(
     registered["data_sources"] = [
         s.name for s in zoo.data_sources if plugin is None or zoo.source_plugin.get(id(s)) == plugin
     ]
+    registered.update(registered_extras(zoo, plugin))
     return {kind: sorted(set(names) - covered[kind]) for kind, names in registered.items()}
 
 
@@ -184,4 +203,5 @@ def all_checks() -> dict[str, tuple[Callable[..., None], ...]]:
         "strategies": STRATEGY_CHECKS,
         "data_sources": DATA_SOURCE_CHECKS,
         "pretrainers": PRETRAINER_CHECKS,
+        "commands": COMMAND_CHECKS,
     }
