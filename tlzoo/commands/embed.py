@@ -105,34 +105,17 @@ def embed_dataset(
     from tlzoo.engine.extraction import extract
     from tlzoo.engine.features import FeatureCache, feature_spec
     from tlzoo.engine.run.state import pick_device
-    from tlzoo.engine.zoo import Zoo
 
     if batch_size < 1:
         raise TlzooError(f"--batch-size must be at least 1, got {batch_size}.")
     if len(data) == 0:
         raise TlzooError("Nothing to embed: the data holds no records.")
-    zoo = zoo or Zoo()
-    factory, name = zoo.resolve_backbone(plugin, model)
-    if data.modality and factory.modality and data.modality != factory.modality:
-        raise TlzooError(
-            f"'{factory.name}' embeds {factory.modality}, and these inputs are {data.modality}; "
-            f"choose a {data.modality} plugin (see `tl list --modality {data.modality}`)."
-        )
     opts = dict(options or {})
     if runtime:
         opts["runtime"] = runtime
-    request = BackboneRequest(
-        model=name,
-        weights=weights or None,
-        options=opts,
-        pooling=pooling,
-        max_length=max_length,
-        image_size=image_size,
-    )
+    factory, request = _request(plugin, data, model, zoo, weights, pooling, max_length, image_size, opts)
     backbone = factory.create(request)
     backbone.eval()
-    say = log or (lambda msg: None)
-    spec = feature_spec(factory, request)
     with torch.inference_mode():
         vectors = extract(
             backbone,
@@ -141,15 +124,51 @@ def embed_dataset(
             device=pick_device(device),
             cache=FeatureCache() if cache else None,
             progress=progress,
-            log=say,
+            log=log or (lambda msg: None),
             label="embed",
-            spec=spec,
+            spec=feature_spec(factory, request),
         )
     vectors = np.asarray(vectors, dtype=np.float32)
-    if normalize:
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = vectors / np.maximum(norms, 1e-12)
-    return Embeddings(vectors, list(data.ids), backbone.name, backbone.weights_source)
+    return Embeddings(
+        _normalized(vectors) if normalize else vectors, list(data.ids), backbone.name, backbone.weights_source
+    )
+
+
+def _request(
+    plugin: str,
+    data: Dataset,
+    model: str,
+    zoo: Any,
+    weights: str | None,
+    pooling: str,
+    max_length: int,
+    image_size: int,
+    options: dict[str, Any],
+) -> tuple[Any, BackboneRequest]:
+    """The plugin's factory (its modality checked against the inputs') and the request a run would make."""
+    from tlzoo.engine.zoo import Zoo
+
+    factory, name = (zoo or Zoo()).resolve_backbone(plugin, model)
+    if data.modality and factory.modality and data.modality != factory.modality:
+        raise TlzooError(
+            f"'{factory.name}' embeds {factory.modality}, and these inputs are {data.modality}; "
+            f"choose a {data.modality} plugin (see `tl list --modality {data.modality}`)."
+        )
+    request = BackboneRequest(
+        model=name,
+        weights=weights or None,
+        options=options,
+        pooling=pooling,
+        max_length=max_length,
+        image_size=image_size,
+    )
+    return factory, request
+
+
+def _normalized(vectors: np.ndarray) -> np.ndarray:
+    """Each row divided by its L2 norm (a zero row stays zero)."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
 
 
 def _looks_like_image(item: Any) -> bool:
