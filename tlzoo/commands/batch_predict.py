@@ -77,13 +77,13 @@ def records_from_inputs(items: list[Any]) -> Records:
 
 def read_lines(path: str, encoding: str) -> list[str]:
     """The non-blank lines of ``tl predict --file``; a wrong encoding is one line saying what to pass."""
-    if not os.path.isfile(path):
-        raise TlzooError(f"--file '{path}' does not exist.")
     if is_table_path(path):
         raise TlzooError(
             f"--file reads one input per line, and '{path}' is a table; classify its records with "
             f"--data {path} (and --text-column if its text column is not 'text')."
         )
+    if not os.path.isfile(path):
+        raise TlzooError(f"--file '{path}' does not exist.")
     try:
         with open(path, encoding=encoding, newline=None) as f:
             return [line.rstrip("\n") for line in f if line.strip()]
