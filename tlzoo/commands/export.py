@@ -48,6 +48,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.commands.export_files import copy_source, move_into_place, write_error
+from tlzoo.commands.plugin_origin import plugin_origins
 from tlzoo.commands.predict import Predictor, _weights_for_predict
 from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
@@ -113,7 +114,7 @@ def export_run(
             result = _export_folder(run, tmp, dest, predictor, zoo, log)
         else:
             result = _export_graph(run, tmp, dest, predictor, fmt, log)
-        _write_manifest(tmp, result)
+        _write_manifest(tmp, result, plugin_origins(json.loads((run / "model.json").read_text("utf-8")), zoo))
         move_into_place(tmp, dest)
     except Exception as exc:
         problem = write_error(exc, dest)
@@ -473,7 +474,7 @@ def _onnx_script(text: bool) -> str:
 
 
 # --------------------------------------------------------------------------- manifest
-def _write_manifest(folder: Path, result: ExportResult) -> None:
+def _write_manifest(folder: Path, result: ExportResult, plugins: list[dict[str, Any]] | None = None) -> None:
     """``export.json``: format, what loading needs, the check, and every file's size and sha256
     (``Predictor.load`` checks them: ``artifacts.verify_export``)."""
     files = {}
@@ -488,6 +489,7 @@ def _write_manifest(folder: Path, result: ExportResult) -> None:
             "format": result.format,
             "self_contained": result.self_contained,
             "needs": result.needs,
+            "plugins": plugins or [],  # each plugin's package and version (plugin_origin.py)
             "check": {"examples": result.checked_examples, "max_abs_diff": result.max_abs_diff},
             "versions": artifacts.versions(),
             "files": files,

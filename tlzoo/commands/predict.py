@@ -40,6 +40,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Backbone, BackboneFactory, BackboneRequest, FittedHead, Head, TorchHead
+from tlzoo.commands.plugin_origin import require_plugins
 from tlzoo.engine.artifacts import damaged, first_line, load_model_files
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.zoo import Zoo
@@ -69,6 +70,7 @@ class Predictor:
         desc_path = folder / "model.json"
         zoo = zoo or Zoo()
         b = desc["backbone"]
+        require_plugins(folder, zoo)  # an export names the package of a plugin missing here
         factory, model = zoo.resolve_backbone(b["plugin"], b["request"]["model"])
         # a 0.1 model.json (engine settings inside options) reads too; the factory sets backbone.plugin and
         # restores a FittableBackbone's fitted state from request.assets (checked by the fingerprint below)
