@@ -3,11 +3,9 @@
 The contract test runs over every vision entry of registry.toml on random weights at a
 reduced input size: feature width, layer groups, freeze/unfreeze parameter counts, frozen
 BatchNorm and one forward/backward step.  Of the modern families (vit, deit, clip, convnext,
-efficientnetv2, regnet) the smallest model of each goes through the whole kit in
-test_contracts.py (DeiT's and CLIP's with the ``transfer`` tests), and here DeiT's and a
-2-block CLIP; every one of their models is built on PyTorch's meta device (no memory, no
-initialisation) and checked against its catalogue row: timm's default weights tag, input
-size, feature width and layer groups.
+efficientnetv2, regnet, see test_modern_catalogue.py) it runs DeiT's smallest model and a
+2-block CLIP ViT-B/32; the smallest model of each goes through the whole kit in
+test_contracts.py (DeiT's and CLIP's with the ``transfer`` tests).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from helpers import one_line_error
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import BackboneRequest, DataOptions
@@ -74,7 +71,6 @@ VISION = [
     for e in CATALOGUE
     if e.modality == "vision" and MODERN.get(e.plugin, e.name) == e.name and e.plugin not in KIT_CHECKED
 ]
-MODERN_MODELS = [e.name for e in CATALOGUE if e.plugin in MODERN]
 MIN_SIZE = {"inception_v3": 75, "alexnet": 64}  # their stride-2 valid convolutions need larger inputs
 
 
@@ -162,55 +158,6 @@ def test_vision_contract(zoo: Any, name: str, monkeypatch: pytest.MonkeyPatch) -
             check(b, examples)
         except unittest.SkipTest:  # no BatchNorm (a ViT, a ConvNeXt): the kit skips that rule, saying why
             continue
-
-
-@pytest.mark.parametrize("name", MODERN_MODELS)
-def test_modern_entry_matches_timm(name: str) -> None:
-    """Each modern model, built on the meta device: the catalogue's hub weights are timm's default tag,
-    its input size and feature width are the model's, and the layer groups are stem, blocks or stages."""
-    import timm
-    from timm.models import get_pretrained_cfg
-
-    from tlzoo.plugins.vision.timm_vision import TRANSFORMERS, VARIANTS, _build_options, timm_layer_groups
-
-    entry = next(e for e in CATALOGUE if e.name == name)
-    variant = VARIANTS[name]
-    cfg = get_pretrained_cfg(variant.arch)
-    assert cfg is not None and entry.weights == [f"hub:{cfg.hf_hub_id}"] and entry.source == variant.arch
-    assert entry.input_size == cfg.input_size[-1]
-    with torch.device("meta"):
-        model = timm.create_model(variant.arch, pretrained=False, **_build_options(variant.family))
-    model.reset_classifier(0)
-    assert model.num_features == entry.num_features
-    groups = timm_layer_groups(model, variant.family)
-    in_groups = [id(p) for g in groups for p in g.parameters()]
-    assert len(in_groups) == len(set(in_groups)) == len(list(model.parameters()))  # disjoint, every one
-    if variant.family in TRANSFORMERS:  # stem, then one group per block; the final norm with the last
-        assert len(groups) == len(model.blocks) + 1
-        assert {id(p) for p in model.norm.parameters()} <= {id(p) for p in groups[-1].parameters()}
-        assert {id(model.cls_token), id(model.pos_embed)} <= {id(p) for p in groups[0].parameters()}
-    elif variant.family == "efficientnetv2":  # stem, the block stages, conv_head + bn2
-        assert len(groups) == len(model.blocks) + 2
-    else:  # stem and four stages; ConvNeXt's head norm with the last stage
-        assert len(groups) == 5, [sum(1 for _ in g.parameters()) for g in groups]
-
-
-def test_vision_transformers_take_any_multiple_of_the_patch_size(zoo: Any) -> None:
-    vit = make(zoo, "vit_tiny_patch16_224", pretrained=False, image_size=48)
-    with torch.no_grad():
-        out = vit.eval()(vit.collate([vit.transform(x, False) for x in tiny_images(2, size=50)]))
-    assert out.shape == (2, 192) and torch.isfinite(out).all()
-    with pytest.raises(TlzooError, match=r"--image-size 40 is not a multiple of .*patch size \(16 px\); use 32 or 48"):
-        make(zoo, "vit_tiny_patch16_224", pretrained=False, image_size=40)
-
-
-def test_modern_preprocessing_comes_from_the_weights_config(zoo: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    shrink(monkeypatch, "clip_vit_b32")
-    clip = make(zoo, "clip_vit_b32", pretrained=False).preprocessing()  # OpenAI's mean/std, bicubic
-    assert clip["mean"] == pytest.approx([0.48145466, 0.4578275, 0.40821073]) and clip["interpolation"] == "bicubic"
-    assert clip["input_size"] == [3, 224, 224]
-    v2 = make(zoo, "efficientnetv2_b0", pretrained=False).preprocessing()
-    assert v2["input_size"] == [3, 192, 192] and v2["mean"] == pytest.approx([0.485, 0.456, 0.406])
 
 
 def test_preprocessing_comes_from_the_weights_config(zoo: Any) -> None:
@@ -310,23 +257,6 @@ def test_pull_offline_explains_and_knows_names(run_cli: Any) -> None:
     assert res.exit_code == 2 and "resnet50" in res.stderr, res
     res = run_cli("pull", "lenet5")
     assert res.exit_code == 2 and "--no-pretrained" in res.stderr, res
-
-
-@pytest.mark.parametrize("family", sorted(MODERN))
-def test_pull_of_a_modern_family_offline_is_one_clear_error(run_cli: Any, family: str) -> None:
-    """`tl pull FAMILY` means its default model; offline it is refused at once, naming the way out."""
-    default = next(e.name for e in CATALOGUE if e.plugin == family and e.default)
-    line = one_line_error(run_cli("--offline", "pull", family), f"`tl pull {default}` needs the network", "--weights")
-    assert f"{default}.safetensors" in line
-    one_line_error(run_cli("pull", family[:-1]), f"Did you mean '{family}'")  # a family's typo: did-you-mean
-
-
-def test_run_of_a_modern_model_offline_names_tl_pull(run_cli: Any, image_folder: Path, tmp_path: Path) -> None:
-    res = run_cli("run", "--plugin", "deit_tiny_patch16_224", "--data", image_folder, "--out", tmp_path / "run")
-    assert res.exit_code == 2 and "Traceback" not in res.output, res
-    errors = [line for line in res.stderr.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1 and "No pretrained weights for 'deit_tiny_patch16_224'" in errors[0], res
-    assert "tl pull deit_tiny_patch16_224" in errors[0] and not (tmp_path / "run").exists()
 
 
 @pytest.mark.transfer
