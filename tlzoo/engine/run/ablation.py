@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tlzoo.api.interfaces import FittedHead
+from tlzoo.engine.run.refit import rows as stacked_rows
 from tlzoo.engine.run.state import RunState
 from tlzoo.evaluation.metrics import classification_report
 
@@ -33,8 +34,11 @@ def input_ablation(run: RunState) -> dict[str, Any] | None:
         return None
     names = [name for name, _ in blocks]
     subsets = [names] + [[n] for n in names] + ([[m for m in names if m != n] for n in names] if len(names) > 2 else [])
-    train, test = np.asarray(run.features["train"]), np.asarray(run.features["test"])
-    y_train, y_test = run.targets["train"].argmax(1), run.targets["test"].argmax(1)
+    # the rows the run's own fitted head learnt from: train + validation for a head that cross-validates
+    learns = ("train", "val") if getattr(head_cls(**params), "cross_validates", False) else ("train",)
+    train, y_train = stacked_rows(run, learns if len(run.features.get("val", ())) else ("train",))
+    train, test = np.asarray(train), np.asarray(run.features["test"])
+    y_test = run.targets["test"].argmax(1)
     n_classes = len(run.encoder.classes)
     from tlzoo.evaluation.uncertainty import bootstrap_ci
 
