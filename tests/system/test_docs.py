@@ -43,6 +43,7 @@ PAGES = (
     "tutorial.md",
     "reference.md",
     "overview.md",
+    "multimodal.md",
     # the user guide, one level up (docs/)
     "../index.md",
     "../cli.md",

@@ -54,7 +54,8 @@ object as it found it.  The checks, by kind:
 ``check_pretrainer`` run every check of their kind in one call; ``checks_for(obj)``
 yields the ``(case, check)`` pairs behind ``parametrize_with_checks``.  Tiny inputs come
 from ``tiny_examples``, ``tiny_texts``, ``tiny_images``, ``tiny_corpus``,
-``awkward_examples`` and ``separable_features``.
+``awkward_examples`` and ``separable_features``; a backbone that declares ``fields`` (a fused
+one) is checked with records of them (``tiny_records``, ``awkward_records``, ``examples_for``).
 
 One module per kind (``backbones``, ``heads``, ``strategies``, ``data_sources``,
 ``pretrainers``), ``parametrize`` for the test generation, ``inputs`` for the tiny inputs;
@@ -107,10 +108,13 @@ from .heads import (
 )
 from .inputs import (
     awkward_examples,
+    awkward_records,
+    examples_for,
     separable_features,
     tiny_corpus,
     tiny_examples,
     tiny_images,
+    tiny_records,
     tiny_texts,
 )
 from .parametrize import (
@@ -191,6 +195,9 @@ __all__ = [  # constants, classes, functions; the module docstring groups them b
     "checks_for",
     "parametrize_with_checks",
     "separable_features",
+    "awkward_records",
+    "examples_for",
+    "tiny_records",
     "tiny_corpus",
     "tiny_examples",
     "tiny_fit_data",

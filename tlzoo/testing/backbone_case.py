@@ -26,7 +26,7 @@ from ._rules import (
     default_zoo,
     skip,
 )
-from .inputs import tiny_examples
+from .inputs import examples_for, tiny_examples
 
 _NORM_TYPES = (nn.modules.batchnorm._BatchNorm,)
 _HASH_PROBE = "tlzoo-hash-probe"
@@ -122,11 +122,17 @@ def tiny_fit_data(modality: str, n: int = 8) -> Dataset:
     return Dataset(tiny_examples(modality, n), ["a" if i % 2 else "b" for i in range(n)], modality=modality)
 
 
+def default_fit_data(backbone: Backbone, n: int = 8) -> Dataset:
+    """:func:`tiny_fit_data` for ``backbone``: records of its fields when it declares them (a fused backbone)."""
+    examples = examples_for(backbone, n)
+    return Dataset(examples, ["a" if i % 2 else "b" for i in range(n)], modality=backbone.modality)
+
+
 def _fit(backbone: Backbone, data: Dataset | Callable[[], Dataset] | None) -> Backbone:
     """Fit a FittableBackbone on ``data`` (default :func:`tiny_fit_data`); any other backbone as it is."""
     if _fittable(backbone):
         train = data() if callable(data) else data
-        cast(Any, backbone).fit(train if train is not None else tiny_fit_data(backbone.modality))
+        cast(Any, backbone).fit(train if train is not None else default_fit_data(backbone))
     return backbone
 
 
@@ -304,7 +310,7 @@ class BackboneCase:
     def get_examples(self) -> list[Any]:
         """The examples to check with."""
         if self.examples is None:
-            return tiny_examples(self.get().modality)
+            return examples_for(self.get())
         return list(self.examples() if callable(self.examples) else self.examples)
 
     # ------------------------------------------------------------ rebuilding in another process

@@ -35,7 +35,7 @@ from .backbone_case import (
     _reproducible_features,
     _same,
 )
-from .inputs import awkward_examples
+from .inputs import awkward_examples, awkward_records, record_fields
 
 
 # --------------------------------------------------------------------------- backbone checks
@@ -45,7 +45,9 @@ def check_backbone_attributes(backbone: Backbone, examples: Sequence[Any]) -> No
     from tlzoo.api.interfaces import MODALITIES
 
     assert isinstance(backbone, Backbone), f"{type(backbone).__name__} must subclass tlzoo.Backbone"
-    assert backbone.modality in MODALITIES, f"modality {backbone.modality!r} is not one of {MODALITIES}"
+    assert isinstance(backbone.modality, str) and backbone.modality.strip(), (
+        f"modality must name the kind of input: one of {MODALITIES} or a new kind (e.g. 'sequence')"
+    )
     assert isinstance(backbone.name, str) and backbone.name, "backbone.name must be the model's name"
     assert isinstance(backbone.num_features, int) and backbone.num_features > 0, (
         f"num_features must be a positive int, got {backbone.num_features!r}"
@@ -365,7 +367,13 @@ def check_fingerprint(backbone: Backbone, examples: Sequence[Any]) -> None:
 @rule
 def check_awkward_examples(backbone: Backbone, examples: Sequence[Any]) -> None:
     """Awkward but valid inputs (see :func:`awkward_examples`) give finite features of the right shape."""
-    awkward = awkward_examples(backbone.modality)
+    fields = record_fields(backbone)
+    if fields:
+        awkward: list[Any] = awkward_records(fields)
+    elif backbone.modality in ("text", "vision"):
+        awkward = awkward_examples(backbone.modality)
+    else:
+        skip("check_awkward_examples", f"the kit knows no awkward inputs for modality {backbone.modality!r}")
     out = _features(backbone, awkward)
     assert tuple(out.shape) == (len(awkward), backbone.num_features), f"awkward inputs gave shape {tuple(out.shape)}"
     bad = [repr(awkward[i])[:40] for i in (~torch.isfinite(out).all(1)).nonzero().flatten().tolist()]

@@ -131,40 +131,51 @@ def _other_hash_seeds() -> list[str]:
 
 
 def _write_examples(folder: Path, examples: Sequence[Any], check: str) -> None:
-    """Examples as files a child process reads back: JSON for texts, PNG for images, .npy for arrays."""
-    rows: list[dict[str, str]] = []
-    for i, ex in enumerate(examples):
-        if isinstance(ex, str):
-            rows.append({"text": ex})
-        elif isinstance(ex, np.ndarray):
-            np.save(folder / f"example{i}.npy", ex, allow_pickle=False)
-            rows.append({"array": f"example{i}.npy"})
-        elif type(ex).__module__.startswith("PIL."):
-            ex.save(folder / f"example{i}.png", format="PNG")
-            rows.append({"image": f"example{i}.png"})
-        else:
-            skip(
-                check,
-                f"examples of type {type(ex).__name__} cannot be sent to another process "
-                "(give texts, PIL images or numpy arrays)",
-            )
+    """Examples as files a child process reads back: JSON for texts, PNG for images, .npy for arrays;
+    a record of named fields (a fused backbone's) as a JSON object of those, field by field."""
+    rows = [_encode(ex, folder, f"example{i}", check) for i, ex in enumerate(examples)]
     (folder / "examples.json").write_text(json.dumps(rows))
 
 
-def _read_examples(folder: Path) -> list[Any]:
-    out: list[Any] = []
-    for row in json.loads((folder / "examples.json").read_text()):
-        if "text" in row:
-            out.append(row["text"])
-        elif "array" in row:
-            out.append(np.load(folder / row["array"], allow_pickle=False))
-        else:
-            from PIL import Image
+def _encode(ex: Any, folder: Path, name: str, check: str) -> dict[str, Any]:
+    if isinstance(ex, str):
+        return {"text": ex}
+    if ex is None:
+        return {"none": True}
+    if isinstance(ex, np.ndarray):
+        np.save(folder / f"{name}.npy", ex, allow_pickle=False)
+        return {"array": f"{name}.npy"}
+    if type(ex).__module__.startswith("PIL."):
+        ex.save(folder / f"{name}.png", format="PNG")
+        return {"image": f"{name}.png"}
+    if isinstance(ex, dict) and all(isinstance(k, str) for k in ex):
+        return {"record": {k: _encode(v, folder, f"{name}-{j}", check) for j, (k, v) in enumerate(ex.items())}}
+    skip(
+        check,
+        f"examples of type {type(ex).__name__} cannot be sent to another process "
+        "(give texts, PIL images, numpy arrays or records of those)",
+    )
+    raise AssertionError("unreachable")  # skip() raises
 
-            with Image.open(folder / row["image"]) as img:
-                img.load()
-                out.append(img.copy())
-    return out
+
+def _read_examples(folder: Path) -> list[Any]:
+    return [_decode(row, folder) for row in json.loads((folder / "examples.json").read_text())]
+
+
+def _decode(row: dict[str, Any], folder: Path) -> Any:
+    if "text" in row:
+        return row["text"]
+    if "none" in row:
+        return None
+    if "array" in row:
+        return np.load(folder / row["array"], allow_pickle=False)
+    if "record" in row:
+        return {k: _decode(v, folder) for k, v in row["record"].items()}
+    from PIL import Image
+
+    with Image.open(folder / row["image"]) as img:
+        img.load()
+        return img.copy()
 
 
 def _run_child(folder: Path, recipe: dict[str, Any], hash_seed: str, check: str) -> dict[str, Any]:
@@ -174,7 +185,7 @@ def _run_child(folder: Path, recipe: dict[str, Any], hash_seed: str, check: str)
     env["PYTHONHASHSEED"] = hash_seed
     if "plugin" in recipe:  # load only the plugin that registered the factory: a lighter start
         owner = default_zoo().backbones.owner.get(recipe["plugin"])
-        if owner:
+        if owner and not default_zoo().backbones.get(recipe["plugin"]).fields:  # a fused one builds others' too
             env["TLZOO_PLUGINS"] = owner
     env["PYTHONPATH"] = os.pathsep.join([p for p in sys.path if p] + [env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     code = "import sys; from tlzoo.testing.backbone_process import _child_main; _child_main(sys.argv[1])"

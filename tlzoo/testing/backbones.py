@@ -45,6 +45,7 @@ from .backbone_case import (
     _with_factory,
     _with_rebuild,
     _with_request,
+    default_fit_data,
     tiny_fit_data as tiny_fit_data,
 )
 from .backbone_checks import (
@@ -66,7 +67,7 @@ from .backbone_process import (
     check_build_determinism,
     check_cross_process_determinism,
 )
-from .inputs import tiny_examples
+from .inputs import examples_for
 
 
 @rule
@@ -99,7 +100,7 @@ def check_fit_protocol(backbone: Backbone, examples: Sequence[Any], rebuild: Any
             "a fresh build restored with load_fitted(assets) has another fingerprint: tl predict would refuse the run"
         )
     data = case.fit_data() if callable(case.fit_data) else case.fit_data
-    data = data if data is not None else tiny_fit_data(backbone.modality)
+    data = data if data is not None else default_fit_data(backbone)
     half = data.subset(range(0, len(data), 2))
     other_data = Dataset(list(reversed(half.examples)), list(half.labels), modality=half.modality)
     # two fresh builds, seeded alike, fitted on different data: only the fit tells them apart
@@ -125,7 +126,9 @@ def check_backbone_factory(factory: Any, request: BackboneRequest) -> None:
     if not isinstance(factory, BackboneFactory):
         skip("check_backbone_factory", f"{factory!r} is a plain callable, not a BackboneFactory")
     assert isinstance(factory.name, str) and factory.name, "BackboneFactory.name must be set"
-    assert factory.modality in MODALITIES, f"modality {factory.modality!r} is not one of {MODALITIES}"
+    assert isinstance(factory.modality, str) and factory.modality.strip(), (
+        f"modality must name the kind of input: one of {MODALITIES} or a new kind (e.g. 'sequence')"
+    )
     assert factory.accepts_any_model or factory.default_model in factory.models, (
         f"default_model {factory.default_model!r} is not among models {factory.models}"
     )
@@ -165,7 +168,8 @@ _REBUILDING = (check_build_determinism, check_cross_process_determinism, check_f
 
 
 def check_backbone(backbone: Backbone, examples: Sequence[Any] | None = None, rebuild: Any = None) -> None:
-    """Run every check in :data:`BACKBONE_CHECKS`; ``examples`` default to :func:`tiny_examples`.
+    """Run every check in :data:`BACKBONE_CHECKS`; ``examples`` default to :func:`tiny_examples`
+    (records of its fields for a backbone that declares them: :func:`examples_for`).
 
     The checks that build the backbone again use ``rebuild`` (a :class:`BackboneCase` or a
     ``(factory, request)`` pair); without it, and when the class cannot be rebuilt with no
@@ -173,7 +177,7 @@ def check_backbone(backbone: Backbone, examples: Sequence[Any] | None = None, re
     """
     import unittest
 
-    examples = list(examples) if examples is not None else tiny_examples(backbone.modality)
+    examples = list(examples) if examples is not None else examples_for(backbone)
     for check in BACKBONE_CHECKS:
         try:
             if check in _REBUILDING:
@@ -208,7 +212,7 @@ def check_rebuild(
     modality = getattr(factory, "modality", first.modality)
     assert first.modality == modality, f"backbone modality {first.modality!r} differs from its factory's {modality!r}"
     assert first.name == request.model, f"backbone.name {first.name!r} should be the requested model {request.model!r}"
-    examples = list(examples) if examples is not None else tiny_examples(first.modality)
+    examples = list(examples) if examples is not None else examples_for(first)
     with tempfile.TemporaryDirectory() as assets:
         first.save_assets(assets)
         # the runner saves the request with augmentation off; the predictor adds the assets folder

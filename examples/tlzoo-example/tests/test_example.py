@@ -17,12 +17,14 @@ from typing import Any
 import numpy as np
 import pytest
 from tlzoo_example.ridge import RidgeHead
+from tlzoo_example.series import SeriesBackbone, parse_series
 from tlzoo_example.tfidf import TfidfSvdBackbone, tfidf_factory
 
 from tlzoo import BackboneRequest, Dataset, Zoo
 from tlzoo.testing import BackboneCase, parametrize_with_checks, tiny_texts, uncovered
 
 TEXTS = tiny_texts(8)
+SERIES = ["1 2 3 4 5", "5, 4, 3", "0.5;-0.5;0.25", "", "7", "2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 2 9"]
 
 CASES = [
     # the kit fits a FittableBackbone on a tiny training split before its checks, and checks the fit
@@ -30,6 +32,15 @@ CASES = [
     BackboneCase("tfidf", BackboneRequest("tfidf-svd", options={"dim": 6})),
     BackboneCase("pixels", BackboneRequest("pixels-16")),
     BackboneCase("pixels", BackboneRequest("pixels-32", options={"grey": False}, image_size=8), id="pixels-rgb-8"),
+    # a modality tlzoo has never heard of: the kit cannot invent inputs for it, so the case gives some
+    BackboneCase("series", BackboneRequest("series-conv", options={"channels": 4}), examples=SERIES),
+    # the same backbone inside a fused one, beside an image column: the kit makes the records itself
+    # ("sequence" fields get cells of numbers), from the fused backbone's field_modalities
+    BackboneCase(
+        "fusion",
+        BackboneRequest("concat", pretrained=False, options={"inputs": {"image": "pixels-16", "readings": "series"}}),
+        id="fusion-pixels-series",
+    ),
     RidgeHead,
 ]
 
@@ -103,3 +114,19 @@ def test_ridge_head_is_a_softmax_over_its_linear_layer() -> None:
         atol=1e-6,
     )
     assert (proba.argmax(1) == y).mean() > 0.9 and proba[:, 2].max() < 1e-6
+
+
+# --------------------------------------------------------------------------- the series backbone
+def test_series_cells_parse_and_give_their_statistics() -> None:
+    from tlzoo import TlzooError
+
+    assert parse_series("1, 2;3  4").tolist() == [1.0, 2.0, 3.0, 4.0] and parse_series("").size == 0
+    assert parse_series([0.5, 1]).tolist() == [0.5, 1.0] and parse_series(None).size == 0
+    with pytest.raises(TlzooError, match="'x' in '1 x 3' is not a number"):
+        parse_series("1 x 3")
+    backbone = SeriesBackbone(BackboneRequest("series-conv", options={"channels": 2}))
+    rising, falling, empty = (backbone.transform(c, train=False) for c in ("1 2 3 4", "6 4 2", ""))
+    out = backbone(backbone.collate([rising, falling, empty])).detach()
+    assert out.shape == (3, 5 + 2 * 2)
+    assert out[0, :5].tolist() == pytest.approx([2.5, 1.118034, 1.0, 4.0, 1.0], abs=1e-5)  # mean sd min max slope
+    assert out[1, 4].item() == pytest.approx(-2.0) and out[2].abs().sum().item() == 0.0

@@ -213,6 +213,12 @@ class FusedBackbone(FittableBackbone):
             sub = Path(folder) / f"input-{i}"
             sub.mkdir(parents=True, exist_ok=True)
             member.save_assets(str(sub))
+        # which input each input-<i> folder belongs to (also when no member has fitted state to save)
+        inputs = [
+            {"input": what, "columns": list(cols), "plugin": m.plugin, "model": m.name}
+            for (what, cols), m in self._pairs()
+        ]
+        (Path(folder) / "fusion.json").write_text(json.dumps({"inputs": inputs}, indent=1), encoding="utf-8")
 
     # ------------------------------------------------------------------ features
     def transform(self, example: Any, train: bool) -> Any:

@@ -25,6 +25,7 @@ TFIDF_DEFAULTS: dict[str, Any] = {
 }
 PIXELS_SIZES = {"pixels-32": 32, "pixels-16": 16}
 PIXELS_DEFAULTS: dict[str, Any] = {"grey": True}
+SERIES_DEFAULTS: dict[str, Any] = {"length": 64, "channels": 8, "seed": 0}
 
 # What `tl list` shows for this plugin (the keys of tlzoo's registry.toml); `tl run --plugin NAME`
 # and `--model NAME` take these names.  "plugin" is the backbone factory that builds the model.
@@ -79,6 +80,12 @@ def _create_pixels(request: BackboneRequest) -> Any:
     return RawPixelsBackbone(request)
 
 
+def _create_series(request: BackboneRequest) -> Any:
+    from .series import SeriesBackbone
+
+    return SeriesBackbone(request)
+
+
 def tfidf_factory() -> BackboneFactory:
     return BackboneFactory(
         name="tfidf",
@@ -103,10 +110,25 @@ def pixels_factory() -> BackboneFactory:
     )
 
 
+def series_factory() -> BackboneFactory:
+    """A modality tlzoo has never heard of ("sequence"): no catalogue entry (the catalogue lists vision,
+    text and multimodal models); `--plugin COLUMN=series` in a fused run is all it takes."""
+    return BackboneFactory(
+        name="series",
+        modality="sequence",
+        create=_create_series,
+        default_model="series-conv",
+        models=("series-conv",),
+        options=SERIES_DEFAULTS,
+        description="a sequence of numbers in a cell: summary statistics and a small 1-D convolution (tlzoo-example)",
+    )
+
+
 @hookimpl
 def tlzoo_register_backbones(register: Any) -> None:
     register(tfidf_factory())
     register(pixels_factory())
+    register(series_factory())
 
 
 @hookimpl
