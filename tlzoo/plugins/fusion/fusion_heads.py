@@ -142,11 +142,10 @@ class LateFusionHead(FittedHead):
             self.members.append(member)
         self.weights = np.full(len(self.members), 1.0 / len(self.members))
         inner = {name: dict(t) for (name, _), m in zip(self.columns, self.members) if (t := getattr(m, "tuned", None))}
-        self.tuned = {
+        self.tuned = {  # the weights come from choose(), on the validation split, after this fit
             "fusion": "late",
-            "weights": self.weight_table(),
-            "chosen_on": "none (equal weights until validation chooses them)",
             **({"inputs": inner} if inner else {}),
+            "note": "a head per input; the weights are chosen on the validation split next",
         }
 
     def input_probabilities(self, x: np.ndarray) -> list[np.ndarray]:
@@ -158,8 +157,9 @@ class LateFusionHead(FittedHead):
 
     def choose(self, x_val: Any, y_val: Any) -> None:
         """The mixing weights that minimise the validation log loss (equal weights without a validation split)."""
+        self.tuned.pop("note", None)
         if not len(y_val):
-            self.tuned["chosen_on"] = "no validation split: equal weights"
+            self.tuned.update(weights=self.weight_table(), chosen_on="no validation split: equal weights")
             return
         probas = self.input_probabilities(x_val)
         self.weights, loss = choose_weights(probas, y_val)
