@@ -15,10 +15,15 @@ which needs no extra package) the first time it is called, into memory, and runs
 CPU tensors, no gradient, the module in eval mode, and the weights it exported (an optimiser
 step or ``load_state_dict`` since then bumps a parameter's version: it exports again).
 Anything else runs in PyTorch: fine-tuning is untouched.  Nothing touches the network.
+
+Each forward keeps what it cost (:attr:`OnnxForward.stats`: export and session build, batches
+served and their time, and PyTorch's time on one of those batches (the second), as a comparison);
+:func:`onnx_report` turns them into the line a run logs after its training step.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -82,6 +87,7 @@ class OnnxForward:
         self.dynamic = {k: list(v) for k, v in dynamic.items()}
         self._session: Any = None
         self._versions: list[tuple[int, int]] = []
+        self.stats: dict[str, Any] = {"build_s": 0.0, "builds": 0, "batches": 0, "run_s": 0.0}
 
     def __getstate__(self) -> dict[str, Any]:  # copies export again when first used
         return {**self.__dict__, "_session": None, "_versions": []}
@@ -104,7 +110,16 @@ class OnnxForward:
         if self._session is None or self._weights() != self._versions:
             self._export(inputs)
         feeds = {name: t.detach().cpu().contiguous().numpy() for name, t in zip(self.names, inputs)}
-        return torch.from_numpy(self._session.run(None, feeds)[0])
+        start = time.perf_counter()
+        out = torch.from_numpy(self._session.run(None, feeds)[0])
+        took = time.perf_counter() - start
+        self.stats["run_s"] += took
+        self.stats["batches"] += 1
+        if self.stats["batches"] <= 2:  # PyTorch on the same batch (the second: both warm), what ONNX Runtime saves
+            start = time.perf_counter()
+            self._fn(*inputs)
+            self.stats["torch_batch_s"], self.stats["onnx_batch_s"] = time.perf_counter() - start, took
+        return out
 
     def _export(self, inputs: Sequence[torch.Tensor]) -> None:
         import io
@@ -112,6 +127,7 @@ class OnnxForward:
 
         import onnxruntime as ort
 
+        start = time.perf_counter()
         buffer = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer warnings about Python control flow on shapes
@@ -132,3 +148,24 @@ class OnnxForward:
         options.log_severity_level = 3
         self._session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
         self._versions = self._weights()
+        self.stats["build_s"] += time.perf_counter() - start
+        self.stats["builds"] += 1
+
+
+def onnx_report(backbone: Any) -> str | None:
+    """The log line of a backbone whose runtime is onnx: what ONNX Runtime served and what it cost (None otherwise)."""
+    if getattr(backbone, "runtime", "torch") != "onnx":
+        return None
+    forwards = [v for v in vars(backbone).values() if isinstance(v, OnnxForward)]
+    batches = sum(f.stats["batches"] for f in forwards)
+    if not batches:
+        return "  runtime onnx: ONNX Runtime ran no batch here (features from the cache, or every pass trained)"
+    build = sum(f.stats["build_s"] for f in forwards)
+    each = sum(f.stats["run_s"] for f in forwards) / batches
+    line = f"  runtime onnx: ONNX Runtime served {batches} batch{'es' * (batches != 1)}, {each * 1000:.0f} ms each"
+    same = next((f.stats for f in forwards if f.stats.get("onnx_batch_s")), None)
+    if same is not None:
+        ratio = same["torch_batch_s"] / same["onnx_batch_s"]
+        line += f"; one batch {same['onnx_batch_s'] * 1000:.0f} ms against {same['torch_batch_s'] * 1000:.0f} ms"
+        line += f" in PyTorch ({ratio:.1f}x)"
+    return line + f"; export and session build {build:.1f} s"

@@ -6,10 +6,12 @@ Light on purpose (no torch, no transformers): listing commands import it.  The b
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tlzoo.api.hookspecs import hookimpl
 from tlzoo.api.interfaces import BackboneFactory
+from tlzoo.api.steps import TRAIN, step_wrapper
 
 from .._lazy import lazy
 
@@ -55,3 +57,17 @@ def tlzoo_register_backbones(register: Any) -> None:
             description="transformers encoders: any hub id or local folder; all-MiniLM-L6-v2 offline",
         )
     )
+
+
+@step_wrapper(TRAIN)
+def onnx_cost(run: Any) -> Any:
+    """--runtime onnx: the log says that ONNX Runtime ran the extraction, and what it cost."""
+    result = yield
+    module = sys.modules.get("tlzoo.plugins.text.bert")  # loaded once such a backbone exists; no other run needs it
+    if module is not None and isinstance(getattr(run, "backbone", None), module.TransformerBackbone):
+        from tlzoo.lib.runtime import onnx_report
+
+        line = onnx_report(run.backbone)
+        if line:
+            run.log(line)
+    return result

@@ -6,10 +6,12 @@ loads when one of these backbones is built.
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from tlzoo.api.hookspecs import hookimpl
 from tlzoo.api.interfaces import BackboneFactory
+from tlzoo.api.steps import TRAIN, step_wrapper
 
 from .._lazy import lazy
 
@@ -86,3 +88,17 @@ def tlzoo_register_backbones(register: Any) -> None:
                 option_help=HELP,
             )
         )
+
+
+@step_wrapper(TRAIN)
+def onnx_cost(run: Any) -> Any:
+    """--runtime onnx: the log says that ONNX Runtime ran the extraction, and what it cost."""
+    result = yield
+    module = sys.modules.get("tlzoo.lib.vision.images")  # loaded once such a backbone exists; no other run needs it
+    if module is not None and isinstance(getattr(run, "backbone", None), module.ImageBackbone):
+        from tlzoo.lib.runtime import onnx_report
+
+        line = onnx_report(run.backbone)
+        if line:
+            run.log(line)
+    return result
