@@ -128,7 +128,7 @@ def test_text_folder_export_is_self_contained(text_run: Path, bert_weights: Path
     finally:
         hidden.rename(bert_weights)
     readme = (fresh / "README.md").read_text()
-    assert "load.py" in readme and "Predictor.load" in readme and "## This exported folder" in readme
+    assert "load.py" in readme and "Engine().predict" in readme and "## This exported folder" in readme
 
 
 def test_image_folder_export_through_tl_predict_and_load_py(image_run: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from tlzoo.api.errors import TlzooError
+from tlzoo.engine.data import is_image_path
 from tlzoo.infra.run_folder import check_run_folder
 from tlzoo.infra.safe_text import printable, spreadsheet_value
 
@@ -89,6 +90,52 @@ def read_predictions(run_dir: str | Path) -> tuple[list[str], list[Example]]:
     return classes, out
 
 
+def input_columns(run_dir: str | Path) -> list[tuple[str, list[str]]]:
+    """A fused run's inputs and their columns, from model.json ([] for a run of one input)."""
+    try:
+        desc = json.loads((Path(run_dir) / "model.json").read_text(encoding="utf-8"))
+        inputs = desc["backbone"]["preprocessing"]["inputs"] if desc.get("modality") == "multimodal" else []
+        return [(str(i["input"]), [str(c) for c in i["columns"]]) for i in inputs]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def run_records(run_dir: str | Path, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """A fused run's records with these ids, read again from its data (config.toml's data path) through the
+    one data path; {} where the data cannot be read now (moved, removed)."""
+    inputs = input_columns(run_dir)
+    if not inputs or not ids:
+        return {}
+    try:
+        from tlzoo.api.interfaces import DataOptions
+        from tlzoo.engine.config import RunConfig
+        from tlzoo.engine.data import read_dataset
+        from tlzoo.engine.zoo import Zoo
+
+        cfg = RunConfig.from_toml(Path(run_dir) / "config.toml")
+        fields = tuple(c for _, cols in inputs for c in cols)
+        options = DataOptions(
+            cfg.data.text_column, cfg.data.label_column, cfg.data.encoding, require_labels=False, fields=fields
+        )
+        ds, _ = read_dataset(cfg.data.path, "multimodal", Zoo(), options)
+    except Exception:  # noqa: BLE001 - the listing still shows each example's id
+        return {}
+    wanted = set(ids)
+    return {i: ex for i, ex in zip(ds.ids, ds.examples) if i in wanted and isinstance(ex, dict)}
+
+
+def record_fields(record: dict[str, Any], inputs: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
+    """A record's fields to show: column, kind (image: a path; text; tabular) and value ("" where empty)."""
+    fields = []
+    for what, cols in inputs:
+        for c in cols:
+            value = record.get(c)
+            text = "" if value is None else str(value)
+            kind = "tabular" if what == "tabular" else "image" if is_image_path(text) else "text"
+            fields.append({"column": c, "kind": kind, "value": text})
+    return fields
+
+
 def _float(value: Any, default: float) -> float:
     try:
         return float(value)
@@ -129,13 +176,19 @@ def analyse(run_dir: str | Path, top: int = 20, pairs: int = 5) -> dict[str, Any
     classes, examples = read_predictions(run_dir)
     cm = confusion_from_examples(examples, classes)
     wrong = sum(e.true != e.predicted for e in examples)
+    worst = [asdict(e) for e in top_losses(examples, top)]
+    inputs = input_columns(run_dir)
+    if inputs:  # a fused run: predictions.csv names each record by its id; its fields come from the data
+        records = run_records(run_dir, [e["id"] for e in worst])
+        for e in worst:
+            e["fields"] = record_fields(records[e["id"]], inputs) if e["id"] in records else []
     return {
         "run_dir": str(run_dir),
         "n": len(examples),
         "wrong": wrong,
         "classes": classes,
         "most_confused": [asdict(p) for p in most_confused(cm, classes, pairs)],
-        "top_losses": [asdict(e) for e in top_losses(examples, top)],
+        "top_losses": worst,
     }
 
 
@@ -166,7 +219,24 @@ def format_analysis(result: dict[str, Any], width: int = 100) -> str:
     for e in worst:
         head = f"  {e['loss']:>6.3f}  {e['true']:<{tw}}  {e['predicted']:<{pw}}  {e['probability']:>5.3f}  "
         lines.append(head + one_line(e["input"], max(20, width - len(head))))
+        lines += _field_lines(e.get("fields"), " " * len(head), width)
     return "\n".join(lines)
+
+
+def _field_lines(fields: list[dict[str, str]] | None, indent: str, width: int) -> list[str]:
+    """A fused record's fields under its line: the image's path, each text, the tabular columns on one line."""
+    if fields is None:
+        return []
+    if not fields:
+        return [indent + "(its record is not in the run's data now)"]
+    room = max(20, width - len(indent))
+    lines = [
+        indent + one_line(f"{f['column']}: {f['value'] or '(empty)'}", room) for f in fields if f["kind"] != "tabular"
+    ]
+    tabular = [f"{f['column']}={f['value'] or '(empty)'}" for f in fields if f["kind"] == "tabular"]
+    if tabular:
+        lines.append(indent + one_line("tabular: " + ", ".join(tabular), room))
+    return lines
 
 
 def _printable(value: Any) -> Any:

@@ -20,14 +20,16 @@ Three formats:
   ``assets/tokenizer``).  Checked against PyTorch with onnxruntime on examples of other
   batch sizes (and lengths) than the traced ones; the max abs difference is reported.
   ``onnx_predict.py`` classifies image files or texts with onnxruntime and numpy only
-  (plus PIL, or the `tokenizers` library for texts).
+  (plus PIL, or the `tokenizers` library for texts).  A fused run exports one graph per
+  image or text input plus the fusion graph, its tabular columns encoded in numpy
+  (``graph_export/fused.py``).
 * ``torchscript``: ``torch.jit.trace`` of the same graph, checked the same way.
 
 A fitted non-linear head (svm, rf, knn, tree, nb) is a scikit-learn model: it cannot join
 the backbone in one graph, so ``onnx``/``torchscript`` refuse it in one line (logreg is
 stored as a linear layer and exports).  Every export is written to a temporary folder,
-checked, and only then renamed to ``DIR``.  onnx/onnxruntime are imported only here, in
-the functions that need them.
+checked, and only then renamed to ``DIR``.  onnx/onnxruntime are imported only in the
+functions that need them (tracing and the checks: ``graph_export/``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,8 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.commands.export_files import copy_source, move_into_place, write_error
+from tlzoo.commands.graph_export.fused import export_fused, is_fused
+from tlzoo.commands.graph_export.tracing import GRAPH_TOLERANCE, SUPPORTED_GRAPHS, run_onnx, tensor_inputs, trace_graph
 from tlzoo.commands.plugin_origin import plugin_origins
 from tlzoo.commands.predict import Predictor, _weights_for_predict
 from tlzoo.commands.templating import render
@@ -57,11 +61,6 @@ from tlzoo.infra.safe_text import spreadsheet_value
 
 FORMATS = ("folder", "onnx", "torchscript")
 FOLDER_TOLERANCE = 1e-5  # the exported folder runs the same code: its probabilities must match the run's
-GRAPH_TOLERANCE = 1e-4  # ONNX / TorchScript against PyTorch
-SUPPORTED_GRAPHS = (
-    "vision backbones (input: NCHW float images after preprocessing) and Hugging Face transformer "
-    "text backbones of the bert plugin (input: token ids + attention mask)"
-)
 PROBE_TEXTS = (
     "a short one",
     "an example sentence that is a good deal longer than the first, with punctuation!",
@@ -188,20 +187,51 @@ def _local_path(value: Any) -> Path | None:
     return p if p.is_absolute() and p.exists() else None
 
 
+@dataclass
+class _Folder:
+    """What the folder export tries: descriptions of the backbone (each with what loading needs besides the
+    folder), the tensors to store, and the backbone's local source when it is copied (``slim``: without its
+    weight files, which model.safetensors holds)."""
+
+    tries: list[tuple[dict[str, Any], str]]
+    tensors: dict[str, Any]
+    source: Path | None
+    slim: bool
+
+
 def _export_folder(
     run: Path, tmp: Path, dest: Path, predictor: Predictor, zoo: Zoo, log: Callable[[str], None]
 ) -> ExportResult:
     desc, tensors = artifacts.load_model_files(run)
-    root = run.resolve()
-    assets = tmp / "assets"
     if (run / "assets").is_dir():
-        shutil.copytree(run / "assets", assets)  # predict.py checked that no link in it leads out of the run
+        shutil.copytree(run / "assets", tmp / "assets")  # predict.py checked that no link in it leads out of the run
     else:
-        assets.mkdir()
+        (tmp / "assets").mkdir()
+    plan = _folder_plan(run, tmp / "assets", predictor, desc, dict(tensors), log)
+    probes = _probes(predictor, run)
+    described, needs, diff = _first_that_predicts(run, tmp, plan, predictor, probes, zoo, log)
+    for name in ("metrics.json", "config.toml"):
+        if (run / name).is_file():
+            shutil.copy2(run / name, tmp / name)
+    shown = Path(dest.name)  # the docs name the folder as it is shipped, not where it was written
+    (tmp / "load.py").write_text(_load_py(shown, predictor, needs), encoding="utf-8")
+    (tmp / "README.md").write_text(_folder_readme(run, shown, described, needs, predictor), encoding="utf-8")
+    return ExportResult(dest, "folder", not needs, needs, diff, len(probes))
+
+
+def _folder_plan(
+    run: Path,
+    assets: Path,
+    predictor: Predictor,
+    desc: dict[str, Any],
+    tensors: dict[str, Any],
+    log: Callable[[str], None],
+) -> _Folder:
+    """The descriptions to try, self-contained ones first: the backbone's local source copied into ``assets``
+    (without its weight files where model.safetensors holds them), or the frozen backbone's weights stored."""
+    root = run.resolve()
     new = copy.deepcopy(desc)
     b = new["backbone"]
-    tensors = dict(tensors)
-    needs = ""
     source = None
     # what the backbone was just built from here (never a path model.json merely names): the weights given to
     # it, else the checkpoint folder it reports (bert: a --weights or package folder)
@@ -216,7 +246,6 @@ def _export_folder(
     if source is not None:
         b["weights_copy"] = copy_source(source, assets, "other" if slim else "all")
         log(f"  copied the backbone's source {source} into {b['weights_copy']}{' (no weights)' * slim}")
-    pinned = f"the backbone's source as when it was trained: {b.get('weights_source', '?')}"
     tries: list[tuple[dict[str, Any], str]] = [(new, "")]  # (description, what loading needs besides the folder)
     if slim:  # the architecture from the copied config, every weight from model.safetensors
         alone = copy.deepcopy(new)
@@ -229,39 +258,47 @@ def _export_folder(
             )
             b["weights_saved"] = True
         from_hub = bool(built_from) and _local_path(built_from) is None  # e.g. a hub id: its config is there
+        pinned = f"the backbone's source as when it was trained: {b.get('weights_source', '?')}"
         needs = pinned if b["request"].get("pretrained", True) or from_hub else ""
         tries = [(new, needs)]
         if needs and not from_hub:  # try the architecture from tlzoo's code, every weight from this folder
             alone = copy.deepcopy(new)
             alone["backbone"]["request"].update(pretrained=False, weights=None)
             tries.insert(0, (alone, ""))  # kept only if it predicts as the run does (the check below)
-    probes = _probes(predictor, run)
+    return _Folder(tries, tensors, source, slim)
+
+
+def _first_that_predicts(
+    run: Path, tmp: Path, plan: _Folder, predictor: Predictor, probes: list[Any], zoo: Zoo, log: Callable[[str], None]
+) -> tuple[dict[str, Any], str, float]:
+    """Write each description in turn until the folder predicts as the run does: (description, needs, max diff)."""
     expected = predictor.predict_proba(probes)
     diff = float("inf")
-    for n, (described, needs) in enumerate(tries, 1):
+    slim, source = plan.slim, plan.source
+    for n, (described, needs) in enumerate(plan.tries, 1):
         if slim and n == 2:  # the slim copy did not predict as the run does: store the source whole
             log("  the backbone does not rebuild without its source's weight files: copying them too")
-            copy_source(source, assets, "weights")  # type: ignore[arg-type]  # slim: source is a folder
+            copy_source(source, tmp / "assets", "weights")  # type: ignore[arg-type]  # slim: source is a folder
         described["exported"] = {
-            "from": str(root),
+            "from": str(run.resolve()),
             "format": "folder",
             "self_contained": not needs,
             "versions": artifacts.versions(),
         }
-        artifacts.save_model(tmp, tensors, described)
+        artifacts.save_model(tmp, plan.tensors, described)
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 diff = float(np.abs(Predictor.load(tmp, zoo).predict_proba(probes) - expected).max())
         except Exception as exc:  # noqa: BLE001 - only the self-contained attempt may fail: then pin the source
-            if n == len(tries):
+            if n == len(plan.tries):
                 raise
             if not slim:
                 log(f"  the backbone does not rebuild without its source ({type(exc).__name__}): pinning the source")
             continue
         if diff <= FOLDER_TOLERANCE:
             break
-        if n < len(tries) and not slim:
+        if n < len(plan.tries) and not slim:
             log(
                 f"  rebuilt without its source, the backbone predicts differently (max abs diff {diff:.2g}): "
                 "pinning the source"
@@ -271,13 +308,7 @@ def _export_folder(
             f"The exported folder predicts differently from the run (max abs difference {diff:.2g} on "
             f"{len(probes)} examples); please report this with the run's model.json."
         )
-    for name in ("metrics.json", "config.toml"):
-        if (run / name).is_file():
-            shutil.copy2(run / name, tmp / name)
-    shown = Path(dest.name)  # the docs name the folder as it is shipped, not where it was written
-    (tmp / "load.py").write_text(_load_py(shown, predictor, needs), encoding="utf-8")
-    (tmp / "README.md").write_text(_folder_readme(run, shown, described, needs, predictor), encoding="utf-8")
-    return ExportResult(dest, "folder", not needs, needs, diff, len(probes))
+    return described, needs, diff
 
 
 def _load_py(dest: Path, predictor: Predictor, needs: str) -> str:
@@ -327,28 +358,15 @@ def _graph_inputs(
     predictor: Predictor, examples: list[Any], run: Path
 ) -> tuple[list[str] | None, tuple[torch.Tensor, ...]]:
     """(dict keys or None, positional tensors) of a batch, or a one-line refusal for inputs no graph takes."""
-    batch = _batch(predictor, examples)
-    plugin = getattr(predictor.backbone, "plugin", "") or "?"
-    if predictor.backbone.modality == "vision":
-        if isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.is_floating_point():
-            return None, (batch,)
-    elif (
-        isinstance(batch, dict)
-        and {"input_ids", "attention_mask"} <= set(batch)
-        and all(isinstance(v, torch.Tensor) for v in batch.values())
-        and (run / "assets" / "tokenizer" / "tokenizer.json").is_file()  # onnx_predict.py reads it with `tokenizers`
-    ):
-        keys = list(batch)
-        return keys, tuple(batch[k] for k in keys)
-    raise TlzooError(
-        f"The '{plugin}' backbone's input is not a tensor a graph can take (its own vocabulary and "
-        f"batching); ONNX and TorchScript export support {SUPPORTED_GRAPHS}; use --format folder."
-    )
+    return tensor_inputs(predictor.backbone, examples, run / "assets" / "tokenizer")
 
 
 def _export_graph(
     run: Path, tmp: Path, dest: Path, predictor: Predictor, fmt: str, log: Callable[[str], None]
 ) -> ExportResult:
+    if is_fused(predictor.backbone):  # one graph per input plus the fusion graph
+        diff, n = export_fused(run, tmp, Path(dest.name), predictor, fmt, log)
+        return ExportResult(dest, fmt, True, "", diff, n)
     probes = _probes(predictor, run)
     trace_examples, check_examples = probes[:2], probes[2:]  # different batch sizes (and text lengths)
     keys, example = _graph_inputs(predictor, trace_examples, run)
@@ -358,38 +376,10 @@ def _export_graph(
         expected = graph(*check).numpy()
     names = keys or ["image"]
     plugin = getattr(predictor.backbone, "plugin", "") or "?"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # TracerWarnings of the hub libraries, the legacy exporter's notice
-            if fmt == "onnx":
-                path = tmp / "model.onnx"
-                axes = {n: ({0: "batch"} if keys is None else {0: "batch", 1: "sequence"}) for n in names}
-                torch.onnx.export(
-                    graph,
-                    example,
-                    str(path),
-                    dynamo=False,
-                    input_names=names,
-                    output_names=["probabilities"],
-                    dynamic_axes={**axes, "probabilities": {0: "batch"}},
-                    opset_version=17,
-                )
-            else:
-                path = tmp / "model.pt"
-                with torch.no_grad():
-                    traced = torch.jit.trace(graph, example, check_trace=False)
-                torch.jit.save(traced, str(path))
-    except TlzooError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - tracing fails in many ways; all mean "not this backbone"
-        what = "ONNX" if fmt == "onnx" else "TorchScript"
-        first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise TlzooError(
-            f"{what} export of the '{plugin}' backbone failed ({type(exc).__name__}: {first}); it "
-            f"supports {SUPPORTED_GRAPHS}; use --format folder."
-        ) from None
+    path = tmp / ("model.onnx" if fmt == "onnx" else "model.pt")
+    traced = trace_graph(graph, example, path, names, ["probabilities"], keys is not None, plugin)
     if fmt == "onnx":
-        got, feeds = _run_onnx(path, names, check)
+        got, feeds = run_onnx(path, names, check)
     else:
         with torch.inference_mode():
             got = traced(*check).numpy()  # the module just traced in memory: nothing is read back from disk
@@ -411,21 +401,6 @@ def _export_graph(
     (tmp / "README.md").write_text(_graph_readme(run, Path(dest.name), fmt, spec, keys is not None), encoding="utf-8")
     log(f"  {fmt} graph checked against PyTorch on {len(check_examples)} examples: max abs diff {diff:.2g}")
     return ExportResult(dest, fmt, True, "", diff, len(check_examples))
-
-
-def _run_onnx(path: Path, names: list[str], check: tuple[torch.Tensor, ...]) -> tuple[np.ndarray, list[str]]:
-    """Probabilities from onnxruntime for the check batch, and the inputs the graph kept."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise TlzooError(
-            "ONNX export checks the graph with onnxruntime, which is not installed; "
-            "`pip install onnx onnxruntime` (or tlzoo[export])."
-        ) from None
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    kept = [i.name for i in session.get_inputs()]  # the exporter drops inputs the graph never reads
-    given = dict(zip(names, (t.numpy() for t in check)))
-    return np.asarray(session.run(None, {n: given[n] for n in kept})[0]), kept
 
 
 def _graph_spec(

@@ -29,11 +29,12 @@ from typing import Any
 
 import numpy as np
 
-from tlzoo.commands.errors_analysis import top_losses
+from tlzoo.commands.errors_analysis import input_columns, record_fields, run_records, top_losses
 from tlzoo.commands.model_card import LOW_F1, ablation_blocks, card_sections, limitations, model_card
 from tlzoo.commands.run_files import RunFiles, _ci, _fmt, confused_pairs, intervals, load_run
 from tlzoo.commands.templating import render
 from tlzoo.evaluation.uncertainty import METHOD
+from tlzoo.infra.safe_text import printable
 
 __all__ = ["card_sections", "intervals", "limitations", "load_run", "model_card", "render_html", "write_report"]
 
@@ -150,6 +151,8 @@ def _losses(files: RunFiles, examples: Mapping[str, Any] | None, reload: bool) -
     if not files.examples:
         return None
     worst = top_losses(files.examples, TOP_LOSSES)
+    if files.modality == "multimodal":
+        return _record_losses(files, worst, examples, reload)
     tiles = files.modality == "vision"
     found: dict[str, Any] = {}
     if tiles:
@@ -176,7 +179,58 @@ def _losses(files: RunFiles, examples: Mapping[str, Any] | None, reload: bool) -
         rows.append(row)
     wrong = sum(x.true != x.predicted for x in files.examples)
     where = shlex.quote(files.location)
-    return {"tiles": tiles, "rows": rows, "wrong": wrong, "total": len(files.examples), "where": where}
+    return {
+        "tiles": tiles,
+        "records": False,
+        "rows": rows,
+        "wrong": wrong,
+        "total": len(files.examples),
+        "where": where,
+    }
+
+
+def _record_losses(
+    files: RunFiles, worst: list[Any], examples: Mapping[str, Any] | None, reload: bool
+) -> dict[str, Any]:
+    """A fused run's top losses as tiles: a thumbnail of each image input, each text and the tabular fields of the
+    record (given by the run, or read again from its data)."""
+    inputs = input_columns(files.folder)
+    found = {k: v for k, v in (examples or {}).items() if isinstance(v, dict)}
+    missing = [x.id for x in worst if x.id not in found]
+    if missing and reload:
+        found.update(run_records(files.folder, missing))
+    rows = []
+    for x in worst:
+        fields = record_fields(found[x.id], inputs) if x.id in found else []
+        images = [f for f in fields if f["kind"] == "image"]
+        pngs = [(f["column"], thumbnail(f["value"]) if Path(f["value"]).is_file() else None) for f in images]
+        rows.append(
+            {
+                "id": x.id,
+                "input": x.id,
+                "images": [
+                    {"column": c, "path": f["value"], "png": _data_uri(png) if png else None}
+                    for (c, png), f in zip(pngs, images)
+                ],  # fmt: skip
+                "fields": [
+                    (f["column"], _cut(printable(f["value"])) or "(empty)") for f in fields if f["kind"] != "image"
+                ],
+                "known": bool(fields),
+                "true": x.true,
+                "predicted": x.predicted,
+                "wrong": x.true != x.predicted,
+                "probability": f"{x.probability:.3f}",
+                "p_true": f"{x.p_true:.3f}",
+                "loss": f"{x.loss:.3f}",
+            }
+        )
+    wrong = sum(x.true != x.predicted for x in files.examples)
+    where = shlex.quote(files.location)
+    return {"tiles": True, "records": True, "rows": rows, "wrong": wrong, "total": len(files.examples), "where": where}
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= TEXT_CHARS else text[:TEXT_CHARS] + "…"
 
 
 def _phases(files: RunFiles) -> list[list[str]]:
