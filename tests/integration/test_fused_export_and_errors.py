@@ -172,3 +172,18 @@ def test_the_report_gallery_shows_a_thumbnail_and_the_fields(fused_run: Path, ru
     assert run_cli("report", fused_run).exit_code == 0  # written again from the run folder: records read again
     again = (fused_run / "report.html").read_text(encoding="utf-8")
     assert any(f'alt="image of {i}"' in again for i in with_image) and '<span class="muted">brand</span>' in again
+
+
+def test_an_mlp_fusion_run_exports_to_onnx(items: Path, tiny_bert_dir: Path, run_cli: Any, tmp_path: Path) -> None:
+    """--fusion mlp's head (per-input projections, an MLP) goes into fusion.onnx; modality dropout is off there."""
+    out = tmp_path / "mlp"
+    res = run_cli(
+        "run", "--plugin", "image=lenet", "--plugin", "title=bert", "--weights", f"title={tiny_bert_dir}",
+        "--tabular-columns", "price", "--data", items, "--fusion", "mlp", "--no-pretrained", "--head-epochs", "2",
+        "--device", "cpu", "--out", out, "-q",
+    )  # fmt: skip
+    assert res.exit_code == 0, res
+    res = run_cli("export", out, "--to", tmp_path / "onnx", "--format", "onnx")
+    assert res.exit_code == 0, res
+    spec = json.loads((tmp_path / "onnx" / "graph.json").read_text(encoding="utf-8"))
+    assert spec["head"]["name"] == "mlp-fusion" and spec["check"]["max_abs_diff"] <= 1e-4

@@ -34,7 +34,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Dataset
-from tlzoo.commands.graph_export.tracing import GRAPH_TOLERANCE, tensor_inputs, trace_graph
+from tlzoo.commands.graph_export.tracing import GRAPH_TOLERANCE, run_onnx, tensor_inputs, trace_graph
 from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
 
@@ -150,9 +150,7 @@ def _member_graph(run: Path, tmp: Path, i: int, member: Any, examples: list[Any]
     if keys is not None:
         shutil.copytree(tokenizer, tmp / "assets" / f"input-{i}" / "tokenizer")
         entry["tokenizer"] = f"assets/input-{i}/tokenizer"
-    import onnxruntime as ort
-
-    kept = {x.name for x in ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()}
+    _, kept = run_onnx(path, names, example)  # onnxruntime's inputs (missing onnxruntime: one line)
     entry["inputs"] = [
         {"name": n, "dtype": str(t.dtype).replace("torch.", ""), "shape": _dims(t)}
         for n, t in zip(names, example)
