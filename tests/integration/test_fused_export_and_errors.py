@@ -101,6 +101,7 @@ def test_onnx_export_of_a_fused_run_predicts_as_the_run(
     assert "assets/input-1/tokenizer/tokenizer.json" in manifest["files"]
     assert "tlzoo" not in (folder / "onnx_predict.py").read_text(encoding="utf-8").split('"""')[2]
     assert "numpy" in (folder / "README.md").read_text(encoding="utf-8")
+    one_line_error(run_cli("predict", folder, "a text"), "onnx_predict.py", "records.csv", "--format folder")
 
     image = str(items.parent / "3.png")
     records = [

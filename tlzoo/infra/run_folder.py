@@ -52,9 +52,14 @@ def check_run_folder(folder: str | Path, command: str) -> None:
                     "for `tl predict`."
                 )
             if command == "predict":
+                try:  # a fused run's script reads records (a table), not one text
+                    fused = json.loads((path / "graph.json").read_text(encoding="utf-8")).get("fused") is True
+                except (ValueError, UnicodeDecodeError, OSError, AttributeError):
+                    fused = False
+                given = "records.csv" if fused else '"a text"'
                 raise TlzooError(
                     f"'{folder}' is an ONNX export (`tl export --format onnx`); classify with its own script, "
-                    f'`python {path / "onnx_predict.py"} "a text"`, or export the run with `--format folder` '
+                    f"`python {path / 'onnx_predict.py'} {given}`, or export the run with `--format folder` "
                     "for `tl predict`."
                 )
             raise TlzooError(
