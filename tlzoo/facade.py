@@ -80,6 +80,7 @@ class Engine:
         device: str = "cpu",
         out: str | Path | None = None,
         as_json: bool = False,
+        check_features: bool = True,
     ) -> Predictions:
         """Classify new examples with a finished run (or an export): what ``tl predict`` does.
 
@@ -91,7 +92,9 @@ class Engine:
         default to the run's own.  ``out``: write the rows as CSV (JSON lines with ``as_json``; ``"-"``
         for standard output) atomically, as ``tl predict --out`` does.  Returns
         :class:`tlzoo.commands.prediction.Predictions`: a list of rows (label, probability,
-        probabilities, ...) with ``accuracy``, ``proba`` and ``to_frame()``.
+        probabilities, ...) with ``accuracy``, ``proba`` and ``to_frame()``.  A run whose backbone no longer
+        computes the features stored with it (Python's ``hash()``, unseeded randomness, another library
+        version) is refused in one line; ``check_features=False`` predicts anyway.
         """
         from tlzoo.commands.prediction import predict
 
@@ -110,4 +113,5 @@ class Engine:
             as_json=as_json,
             zoo=self.zoo,
             log=self.log,
+            check_features=check_features,
         )

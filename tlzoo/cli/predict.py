@@ -43,6 +43,13 @@ from tlzoo.infra.safe_text import printable
 )
 @click.option("--batch-size", "-b", type=int, default=32, show_default=True, help="Examples per batch.")
 @click.option("--device", default="cpu", show_default=True, help="auto, cpu or cuda.")
+@click.option(
+    "--no-feature-check",
+    "no_feature_check",
+    is_flag=True,
+    help="Predict even when the backbone's features for the training examples stored with the run differ "
+    "from the stored ones (refused by default: Python's hash(), unseeded randomness, another library version).",
+)
 @offline_option
 @friendly
 def predict(
@@ -58,6 +65,7 @@ def predict(
     encoding: str | None,
     batch_size: int,
     device: str,
+    no_feature_check: bool,
 ) -> None:
     """Classify new texts or image files with a trained run (or a folder written by `tl export`).
 
@@ -84,6 +92,7 @@ def predict(
         device=device,
         out=out if out is not None or data is None else "-",  # --data without --out: the CSV to stdout
         as_json=as_json,
+        check_features=not no_feature_check,
     )
     for row in rows:  # inputs without --out: one line each
         if as_json:

@@ -56,6 +56,7 @@ from tlzoo.commands.plugin_origin import plugin_origins
 from tlzoo.commands.predict import Predictor, _weights_for_predict
 from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
+from tlzoo.engine.run import feature_sample
 from tlzoo.engine.zoo import Zoo
 from tlzoo.infra.safe_text import spreadsheet_value
 
@@ -207,6 +208,7 @@ def _export_folder(
         shutil.copytree(run / "assets", tmp / "assets")  # predict.py checked that no link in it leads out of the run
     else:
         (tmp / "assets").mkdir()
+    feature_sample.copy_sample(run, tmp)  # loading the export recomputes these features, as tl predict RUN does
     plan = _folder_plan(run, tmp / "assets", predictor, desc, dict(tensors), log)
     probes = _probes(predictor, run)
     described, needs, diff = _first_that_predicts(run, tmp, plan, predictor, probes, zoo, log)

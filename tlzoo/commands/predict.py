@@ -43,6 +43,7 @@ from tlzoo.api.interfaces import Backbone, BackboneFactory, BackboneRequest, Fit
 from tlzoo.commands.plugin_origin import require_plugins
 from tlzoo.engine.artifacts import damaged, first_line, load_model_files
 from tlzoo.engine.loaders import example_loader
+from tlzoo.engine.run import feature_sample
 from tlzoo.engine.zoo import Zoo
 from tlzoo.infra.run_folder import check_run_folder
 
@@ -62,7 +63,10 @@ class Predictor:
         self.backbone, self.head, self.classes, self.head_kind = backbone, head, classes, head_kind
 
     @classmethod
-    def load(cls, run_dir: str | Path, zoo: Zoo | None = None) -> Predictor:
+    def load(cls, run_dir: str | Path, zoo: Zoo | None = None, *, check_features: bool = True) -> Predictor:
+        """The model of a finished run (or of a folder ``tl export`` wrote), checked: confinement, damage,
+        the backbone's fingerprint and, with ``check_features``, the features of the training examples
+        stored with it (``tlzoo.engine.run.feature_sample``): a backbone that no longer computes them is refused."""
         folder = Path(run_dir)
         check_run_folder(folder, "predict")  # a --seeds folder, an ONNX export: say what to pass instead
         desc, tensors = load_model_files(folder)
@@ -120,6 +124,8 @@ class Predictor:
             raise damaged(desc_path, f"head: {str(exc).rstrip('.')}") from None
         except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
             raise damaged(desc_path, f"the head does not rebuild: {type(exc).__name__}: {first_line(exc)}") from None
+        if check_features:  # one batch of the stored examples: features that changed since the run are refused
+            feature_sample.check_sample(folder, backbone, damaged)
         return cls(backbone.eval(), head, classes, kind)
 
     def predict_proba(self, inputs: str | Sequence[Any], batch_size: int = 32) -> np.ndarray:

@@ -96,6 +96,7 @@ def predict(
     as_json: bool = False,
     zoo: Zoo | None = None,
     log: Callable[[str], None] | None = None,
+    check_features: bool = True,
 ) -> Predictions:
     """Classify ``inputs`` (or the lines of ``file``, or the records of ``data``) with the run at
     ``run_dir``; see :class:`Predictions` for what comes back and the module docstring for what goes in.
@@ -104,6 +105,8 @@ def predict(
     a label column is optional, and where records have labels, their accuracy is reported.
     ``out``: a CSV file (JSON lines with ``as_json``) to write, or ``"-"`` for standard output.
     Bad input raises a one-line ``TlzooError`` before anything is loaded or written.
+    ``check_features=False`` skips recomputing the training examples stored with the run, which
+    refuses a backbone whose features changed since (``tlzoo.engine.run.feature_sample``).
     """
     say = log or (lambda msg: None)
     if _is_frame(inputs):
@@ -121,7 +124,7 @@ def predict(
     from tlzoo.engine.zoo import Zoo
 
     zoo = zoo or Zoo()
-    predictor = Predictor.load(run_dir, zoo)
+    predictor = Predictor.load(run_dir, zoo, check_features=check_features)
     if data is None:
         items = _checked_inputs(predictor, items, given, run_dir)
         records = _inputs_records(items[:limit] if limit else items)

@@ -19,6 +19,7 @@ from tlzoo.api.interfaces import (
 )
 from tlzoo.engine import artifacts
 from tlzoo.engine.loaders import example_loader
+from tlzoo.engine.run import feature_sample
 from tlzoo.engine.run.ablation import input_ablation
 from tlzoo.engine.run.fit import head_tuning
 from tlzoo.engine.run.model import _inference_batch_size, _spec_keys_features
@@ -83,8 +84,17 @@ def save_model(run: RunState) -> None:
         "versions": artifacts.versions(),
     }
     artifacts.save_model(run.dir, tensors, description)
+    # a few training examples and their features (the head's own, when cached): tl predict recomputes them
+    # and refuses features that moved
+    sampled = feature_sample.write_sample(
+        run.dir,
+        run.backbone,
+        run.splits.train.examples,
+        None if run.plan.trains_backbone else run.features.get("train"),
+    )
     run.log(
         f"  saved model.safetensors ({'backbone and ' if save_backbone else ''}head {run.head.name}) and model.json"
+        + (f", and the features of {sampled} training examples" if sampled else "")
     )
 
 
