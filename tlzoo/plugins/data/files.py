@@ -221,13 +221,26 @@ class ImageCSVSource(SuffixSource):
         table.refuse_duplicates(str(path), wanted)
         values = [str(r.get(column) or "").strip() for r in table.rows]
         _refuse_texts(path, column, values)
-        return _image_rows_to_dataset(path, table, values, options)
+        ds = _image_rows_to_dataset(path, table, values, options)
+        unused = [c for c in table.columns if c not in (column, options.label_column, "id")]
+        if unused:  # never dropped silently (issue 16)
+            ds.notes.append(
+                f"columns not used: {', '.join(unused)} (a vision run reads the image paths of '{column}'; "
+                "fuse the others with --plugin COL=... or --tabular-columns)"
+            )
+        return ds
 
 
 def _image_column(path: Path, columns: list[str], options: DataOptions) -> str:
     """The image-path column (``--text-column``, else a usual name), after checking the label column is there."""
     if not columns:
         raise TlzooError(f"'{path}' is empty; give a header row with an image-path and a label column.")
+    if options.text_column not in columns and options.text_column != DataOptions.text_column:
+        raise TlzooError(  # asked for by name (not the default 'text'): never ignored for a usual name
+            f"'{path}' has no column '{options.text_column}' (--text-column names the image-path column of "
+            f"an image CSV).{suggest(options.text_column, columns)} Columns: {', '.join(columns)}; "
+            "fix --text-column or leave it out to take a column named image, path or file."
+        )
     column = (
         options.text_column
         if options.text_column in columns
