@@ -101,6 +101,7 @@ class SklearnHead(FittedHead):
         paths: Mapping[str, str] | None = None,
         by: str = "accuracy",
         sample: bool = True,
+        fold_predict: Callable[..., Sequence[np.ndarray]] | None = None,
     ) -> dict[str, Any]:
         """The values of the ``grid`` options: the user's, or for those left at "auto" the one
         :func:`.tuning.search` selects (repeated stratified folds; the simplest setting within
@@ -111,7 +112,8 @@ class SklearnHead(FittedHead):
         ``prior``: values under which the head predicts (nearly) the class prior; that
         setting comes first, and stands when no setting carries usable signal.  Without
         enough examples per class to cross-validate, ``fallback`` stands in for "auto".
-        ``by`` and ``sample``: see :func:`.tuning.search`.
+        ``by``, ``sample`` and ``fold_predict`` (every setting's predictions of a fold at once): see
+        :func:`.tuning.search`.
         Sets ``self.tuned``: what was chosen and how, or {} when nothing was "auto"; and
         ``self.searched``: the estimator refitted on every training row, when the search
         saw them all (else None)."""
@@ -134,6 +136,7 @@ class SklearnHead(FittedHead):
                 paths=paths or {},
                 by=by,
                 sample=sample,
+                fold_predict=fold_predict,
             )
         except (TypeError, ValueError) as exc:  # a bad option surfaces in the first fit
             raise self._bad(exc) from None

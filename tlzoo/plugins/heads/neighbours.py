@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tlzoo.lib.lazy import lazy_module
@@ -78,9 +79,45 @@ class KNNHead(SklearnHead):
             lambda v: self._estimator(int(v["n_neighbors"]), v["weights"]),
             {"n_neighbors": 5, "weights": "distance"},
             prior={"n_neighbors": half, "weights": "uniform"},  # a vote of half the rows: ~ the majority
+            fold_predict=self._fold_predict,
         )
         self.k, self.weights = int(chosen["n_neighbors"]), str(chosen["weights"])
         self._build()
+
+    def _fold_predict(
+        self, points: Sequence[Mapping[str, Any]], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray
+    ) -> list[np.ndarray]:
+        """One fold's predictions for every searched (k, weights), from one neighbour query.
+
+        What ``KNeighborsClassifier(k, weights).predict`` gives for each setting, computed once
+        per fold instead of once per setting and fold: the ``max k`` nearest neighbours (with
+        their distances) come from scikit-learn, and each k votes with the nearest k of them,
+        uniformly (ties to the lowest class, as scikit-learn) or by ``weighted_mode`` over the
+        inverse distances (an exact match counts alone, as in scikit-learn).  Only neighbours at
+        exactly the same distance across the k-th place could be ordered differently."""
+        from sklearn.utils.extmath import weighted_mode
+
+        points = [{**self.params, **p} for p in points]  # an option given by the user is not searched
+        classes, encoded = np.unique(y_train, return_inverse=True)
+        most = max(int(p["n_neighbors"]) for p in points)
+        est = self._fit(self._estimator(most, "uniform"), x_train, y_train)
+        dist, ind = est.kneighbors(x_test, n_neighbors=most)
+        votes = encoded[ind]  # [test rows, most]: the neighbours' classes, nearest first
+        n, c = len(x_test), len(classes)
+        offsets = np.arange(n)[:, None] * c
+        out = []
+        for p in points:
+            k = int(p["n_neighbors"])
+            if p["weights"] == "uniform":
+                mode = np.bincount((votes[:, :k] + offsets).ravel(), minlength=n * c).reshape(n, c).argmax(1)
+            else:
+                with np.errstate(divide="ignore"):
+                    w = 1.0 / dist[:, :k]
+                exact = np.isinf(w)
+                w[exact.any(1)] = exact[exact.any(1)]
+                mode = weighted_mode(votes[:, :k], w, axis=1)[0].ravel().astype(np.intp)
+            out.append(classes[mode])
+        return out
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         if len(x) == 0:
