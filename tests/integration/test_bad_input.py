@@ -246,7 +246,7 @@ def test_macro_f1_counts_a_class_absent_from_test_as_zero(run_cli: Any, tmp_path
         (["--max-length", "0"], "--max-length (model.max_length) must be a positive number of tokens"),
         (["--image-size", "-5"], "--image-size (model.image_size) must be a positive size in pixels"),
         (["--val-fraction", "1.2"], "--val-fraction (data.val_fraction) must be a fraction in [0, 1)"),
-        (["--test-fraction", "0"], "--test-fraction (data.test_fraction) must be a fraction in (0, 1)"),
+        (["--test-fraction", "0"], "--test-fraction 0 leaves no test split to score the run; add --cv K"),
         (["--val-fraction", "0.5", "--test-fraction", "0.5"], "their sum must be below 1"),
         (["--batch-size", "0"], "--batch-size (train.batch_size) must be at least 1"),
         (["--seed", "-1"], "--seed (seed) must be an integer in [0, 2**32)"),

@@ -133,7 +133,7 @@ def test_config_toml_keeps_an_absolute_data_path_and_no_epochs_0(
     text = (result.run_dir / "config.toml").read_text()
     saved = tomllib.loads(text)
     assert saved["data"]["path"] == str(image_folder.resolve())
-    assert "epochs" not in saved["train"] and "# epochs: not set" in text
+    assert "epochs" not in saved["train"] and "# joint_epochs: not set" in text
     assert "image_size" not in saved["model"]
     monkeypatch.chdir(tmp_path)  # elsewhere, the saved config still finds the data
     again = RunConfig.from_toml(result.run_dir / "config.toml")
@@ -274,8 +274,9 @@ def test_every_engine_key_has_a_meaning() -> None:
     missing = [k.key for k in keys if k.key not in MEANINGS]
     assert not missing, f"add a line to tlzoo.engine.config_keys.MEANINGS for {missing}"
     assert set(MEANINGS) == {k.key for k in keys}, "MEANINGS names keys RunConfig no longer has"
-    epochs = next(k for k in keys if k.key == "train.epochs")
-    assert epochs.default == 0 and epochs.option == "--epochs"
+    epochs = next(k for k in keys if k.key == "train.joint_epochs")
+    assert epochs.default == 0 and epochs.option == "--joint-epochs"
+    assert not any(k.key == "train.epochs" for k in keys)  # 0.2's name: loads, but is no longer listed
 
 
 def test_tl_config_lists_every_key_with_default_and_meaning(run_cli: Any) -> None:

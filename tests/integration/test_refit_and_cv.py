@@ -42,9 +42,10 @@ def test_config_toml_marks_the_settings_the_strategy_does_not_read() -> None:
 
     cfg = RunConfig()
     text = cfg.to_toml()
-    assert "# head_epochs = 10  (not used by feature-extraction)" in text and "\nhead_epochs" not in text
+    assert "# head_epochs: not set (the strategy's default: feature-extraction 30" in text
+    assert "# finetune_lr = 5e-05  (not used by feature-extraction)" in text and "\nfinetune_lr" not in text
     cfg.set("train.strategy", "fine-tune")
-    assert "\nhead_epochs = 10" in cfg.to_toml() and "# lm_epochs = 2  (not used by fine-tune)" in cfg.to_toml()
+    assert "\nfinetune_lr = 5e-05" in cfg.to_toml() and "# lm_epochs = 2  (not used by fine-tune)" in cfg.to_toml()
     back = RunConfig()
     back.update(tomllib.loads(text))
     assert back.as_dict() == RunConfig().as_dict()  # an old run's config.toml resumes to the same settings
@@ -128,3 +129,34 @@ def test_refit_full_under_fine_tuning_retrains_the_kept_plan(
     refit = [p for p in phases if p.startswith("refit-")]
     assert len(refit) == m["trained_on"]["epochs"] and refit[-1] == f"refit-{kept['phase']}"
     _saved_model_matches_predictions(out)
+
+
+def test_cv_without_a_test_split(run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path) -> None:
+    """--cv K --test-fraction 0: the folds' figures are the result; the model learns from all the data;
+    tl errors says there is no test split; without --cv the same fraction is a one-line error."""
+    out = tmp_path / "cv0"
+    m = _run(run_cli, tiny_bert_dir, text_csv, out, "--head", "logreg", "--cv", "3", "--test-fraction", "0")
+    cv = m["cross_validation"]
+    assert m["run"]["n_test"] == 0 and m["test"]["accuracy"] == cv["accuracy"]["mean"]
+    assert m["test"]["scored_by"].startswith("3-fold cross-validation") and m["test"]["n"] == cv["rows"] == 150
+    assert m["trained_on"]["rows"] == 150 and not (out / "predictions.csv").exists()
+    assert (out / "report.html").is_file() and "cross-validation" in (out / "README.md").read_text()
+    one_line_error(run_cli("errors", out), "no test split", "--test-fraction")
+    res = run_cli(
+        "run", "-q", "--plugin", "bert", "--weights", tiny_bert_dir, "--data", text_csv, "--test-fraction", "0"
+    )
+    one_line_error(res, "--test-fraction 0", "--cv K")
+
+
+def test_old_epochs_flag_still_trains_with_a_note(
+    run_cli: Any, tiny_bert_dir: Path, text_csv: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "old"
+    res = run_cli(
+        "run", "--plugin", "bert", "--weights", tiny_bert_dir, "--data", text_csv, "--out", out,
+        "--max-length", "16", "--device", "cpu", "-e", "2",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "read as --head-epochs 2" in res.stderr and "phase head: 2 head epochs" in res.stderr
+    assert "head_epochs = 2" in (out / "config.toml").read_text()
+    assert len((out / "history.csv").read_text().splitlines()) == 3

@@ -70,6 +70,14 @@ RUN_OPTIONS, RUN_FLAGS = _run_options()
 @cli.command()
 @setting_options()
 @click.option(
+    "--epochs",
+    "-e",
+    "old_epochs",
+    type=int,
+    hidden=True,
+    help="Deprecated (0.2, removed in 0.4): the last phase's epochs; use --head-epochs or --joint-epochs.",
+)
+@click.option(
     "--runtime",
     help="Feature extraction on the CPU: torch, or onnx (ONNX Runtime, ~2x faster; bert and timm models) [torch].",
 )
@@ -121,7 +129,7 @@ def run(
     if not options.get("plugin"):
         options["plugin"] = None  # not given (click's empty tuple for a repeated option)
     if resume_dir:
-        given = [f"--{k.replace('_', '-')}" for k, v in options.items() if v is not None]
+        given = [f"--{k.removeprefix('old_').replace('_', '-')}" for k, v in options.items() if v is not None]
         given += ["--config"] * bool(config_file) + ["--set"] * bool(overrides)
         given += ["--no-pretrained"] * bool(no_pretrained) + ["--no-augment"] * bool(no_augment)
         given += ["--seeds"] * (seeds is not None)
@@ -173,6 +181,9 @@ def _run_config(
 
         weights = options.pop("weights", None) or ""
         apply_plugin_arguments(cfg, tuple(plugins or ()), tabular or "", weights, fusion or "")
+    old_epochs = options.pop("old_epochs", None)
+    if old_epochs is not None:  # 0.2's --epochs: read as --head-epochs or --joint-epochs once the strategy is known
+        cfg.set("train.epochs", old_epochs)
     for param, key in RUN_OPTIONS:
         if options.get(param) is not None:
             cfg.set(key, options[param])
@@ -283,8 +294,9 @@ def _print_result(result: Any, as_json: bool) -> None:
             lo_hi = t.get(f"{key}_ci")
             return f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else ""
 
+        scored = f"{t['scored_by'].split(' (')[0]}: " if t.get("scored_by") else "test "  # --test-fraction 0 --cv K
         click.echo(
-            f"test accuracy {t['accuracy']:.4f}{ci('accuracy')}  macro-F1 {t['macro_f1']:.4f}{ci('macro_f1')}"
+            f"{scored}accuracy {t['accuracy']:.4f}{ci('accuracy')}  macro-F1 {t['macro_f1']:.4f}{ci('macro_f1')}"
             f"  (95% CI, n={t.get('n', '?')})  run {result.run_dir}"
         )
 

@@ -62,7 +62,8 @@ def load_run(run_dir: str | Path, location: str | Path | None = None) -> RunFile
         metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise TlzooError(f"{metrics_path} is not valid JSON ({exc}); rerun `tl run` to write it again.") from None
-    if "test" not in metrics or "confusion_matrix" not in metrics["test"]:
+    scored = "confusion_matrix" in metrics.get("test", {}) or "scored_by" in metrics.get("test", {})  # or --cv K
+    if "test" not in metrics or not scored:
         raise TlzooError(f"{metrics_path} has no test results; rerun `tl run` to write them.")
     files = RunFiles(folder=folder, location=str(location or folder), metrics=metrics)
     if (folder / "model.json").is_file():
@@ -94,7 +95,7 @@ def intervals(files: RunFiles) -> dict[str, list[float]]:
     t = files.test
     acc_ci, f1_ci = t.get("accuracy_ci"), t.get("macro_f1_ci")
     # a stored zero-width interval predates the Wilson fallback (see tlzoo.evaluation.uncertainty): recompute it
-    if acc_ci and f1_ci and acc_ci[0] != acc_ci[1] and f1_ci[0] != f1_ci[1]:
+    if acc_ci and f1_ci and (acc_ci[0] != acc_ci[1] and f1_ci[0] != f1_ci[1] or "confusion_matrix" not in t):
         return {"accuracy": list(acc_ci), "macro_f1": list(f1_ci)}
     cm = np.asarray(t["confusion_matrix"], dtype=np.int64)
     if cm.size == 0:
@@ -106,6 +107,8 @@ def intervals(files: RunFiles) -> dict[str, list[float]]:
 
 
 def confused_pairs(files: RunFiles) -> list[Confusion]:
+    if "confusion_matrix" not in files.test:  # no test split (--test-fraction 0 --cv K)
+        return []
     return most_confused(files.test["confusion_matrix"], list(files.test.get("classes", files.classes)), TOP_PAIRS)
 
 

@@ -24,6 +24,13 @@ from typing import Any
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.settings import Setting, collect_settings, setting
 from tlzoo.infra.config_text import coerce, parse_loose, toml_value, unknown_key
+from tlzoo.infra.epochs_compat import (
+    UNSET_EPOCHS,
+    EpochsCompat,
+    accept_old_epochs,
+    resolve_old_epochs,
+    set_old_epochs,
+)
 
 _INF = float("inf")
 __all__ = ["RunConfig", "Setting", "setting", "settings"]
@@ -33,7 +40,8 @@ def _at_least(low: float) -> Callable[[Any], bool]:
     return lambda v: low <= v < _INF
 
 
-_EPOCHS_DEFAULTS = "feature-extraction 30 head epochs, fine-tune 3 joint, scratch 10"
+_HEAD_DEFAULTS = "feature-extraction 30, fine-tune 10"
+_JOINT_DEFAULTS = "fine-tune 3, from scratch 10"
 
 
 @dataclass
@@ -67,10 +75,10 @@ class DataConfig:
     )
     test_fraction: float = setting(
         0.15,
-        "share of the examples held out for the test figures",
+        "share of the examples held out for the test figures (0 with --cv K: all data cross-validated)",
         flag="--test-fraction",
-        check=lambda v: 0 < v < 1,
-        must="a fraction in (0, 1): a test set is needed to score the run",
+        check=lambda v: 0 <= v < 1,
+        must="a fraction in [0, 1) (0 only with --cv K, which then scores the run)",
     )
     augment: bool = setting(
         True,
@@ -148,8 +156,9 @@ class HeadConfig:
     params: dict[str, Any] = setting(help="the head's own options, head.KEY (listed below per head)", factory=dict)
 
 
+@accept_old_epochs
 @dataclass
-class TrainConfig:
+class TrainConfig(EpochsCompat):
     strategy: str = setting(
         "feature-extraction",
         "feature-extraction, fine-tune or ulmfit (tl strategies)",
@@ -157,24 +166,27 @@ class TrainConfig:
         short="-s",
         option_help="feature-extraction, fine-tune or ulmfit (see `tl strategies`)",
     )
-    epochs: int = setting(
-        0,
-        "epochs of the strategy's last phase: feature-extraction the head's, fine-tune the joint ones "
-        "(after train.head_epochs), from scratch all",
-        flag="--epochs",
-        short="-e",
-        check=_at_least(1),
-        must=f"at least 1 (0 is not the default: leave it out for the strategy's own, {_EPOCHS_DEFAULTS})",
-        unset=f"the strategy's default: {_EPOCHS_DEFAULTS}",
-        option_help="Epochs of the strategy's last phase: the head's under feature-extraction, the joint ones "
-        "(after --head-epochs) under fine-tune, every layer's from scratch",
-    )
     head_epochs: int = setting(
-        10,
-        "fine-tune: epochs with the backbone frozen first (on cached features); feature-extraction ignores it",
+        UNSET_EPOCHS,
+        "epochs of the new head alone, the backbone frozen (on cached features): feature extraction's "
+        "training, fine-tune's first phase (0 skips it there)",
         flag="--head-epochs",
         check=_at_least(0),
-        must="0 or more",
+        must=f"0 or more (leave it out for the strategy's own: {_HEAD_DEFAULTS})",
+        unset=f"the strategy's default: {_HEAD_DEFAULTS}",
+        option_help="Epochs of the new head alone, the backbone frozen: all of feature extraction's training, "
+        "fine-tune's first phase (0 skips it)",
+    )
+    joint_epochs: int = setting(
+        0,
+        "epochs with the backbone training: fine-tune's joint phase (after the head epochs), every layer "
+        "from scratch (--no-pretrained)",
+        flag="--joint-epochs",
+        check=_at_least(1),
+        must=f"at least 1 (0 is not the default: leave it out for the strategy's own, {_JOINT_DEFAULTS})",
+        unset=f"the strategy's default: {_JOINT_DEFAULTS}",
+        option_help="Epochs with the backbone training: fine-tune's joint phase (after --head-epochs), every "
+        "layer's from scratch (--no-pretrained)",
     )
     lm_epochs: int = setting(
         2, "ulmfit: language-model fine-tuning epochs on the training texts", check=_at_least(0), must="0 or more"
@@ -297,6 +309,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         self._given: set[str] = set()  # keys set by a config file, an option or --set (see given)
+        self.notes: list[str] = []  # one line each for the run's log: old spellings read as their new keys
 
     def given(self, dotted: str) -> bool:
         """Whether the key ``dotted`` was set (config file, option, ``--set``) rather than left at its
@@ -348,6 +361,9 @@ class RunConfig:
         """Set one key such as ``train.lr``; strings are parsed to the setting's type, then its range
         or choices are checked (one line naming the key, its option and what it must be)."""
         parts = dotted.split(".")
+        if dotted == "train.epochs":  # 0.2's key: validate() reads it once the strategy is known
+            set_old_epochs(self, coerce(dotted, value, int))
+            return
         if parts[:2] == ["model", "options"] and len(parts) == 3:  # checked by the backbone plugin
             self.model.options[parts[2]] = parse_loose(value)
             return
@@ -383,7 +399,13 @@ class RunConfig:
             if decl.unset and value == decl.default:  # "not set": the strategy or the weights decide
                 continue
             decl.check_value(value)
+        resolve_old_epochs(self)
         d = self.data
+        if d.test_fraction == 0 and not self.train.cv:
+            raise TlzooError(
+                "--test-fraction 0 leaves no test split to score the run; add --cv K to score it by K-fold "
+                "cross-validation on all the data instead, or give a test fraction in (0, 1)."
+            )
         if d.val_fraction + d.test_fraction >= 1:
             raise TlzooError(
                 f"Split fractions val={d.val_fraction}, test={d.test_fraction} are invalid: they sum to "
@@ -443,7 +465,6 @@ class RunConfig:
 # keys a built-in strategy never reads: config.toml writes them as comments in its runs
 NOT_USED_BY: dict[str, tuple[str, ...]] = {
     "feature-extraction": (
-        "train.head_epochs",
         "train.finetune_lr",
         "train.lr_decay",
         "train.gradual_unfreezing",

@@ -38,8 +38,18 @@ class Key:
 
 def engine_keys() -> list[Key]:
     """The RunConfig keys, in the order of the dataclasses (sections' own dicts as one line each):
-    each with its declared default, meaning and option."""
-    return [Key(key, decl.default, decl.help or "(no description)", decl.flag) for key, decl in settings().items()]
+    each with its declared default, meaning (and, for a key whose default means "not set", what
+    decides then) and option."""
+    return [
+        Key(
+            key,
+            decl.default,
+            (decl.help or "(no description)")
+            + (f"; left out: {decl.unset}" if decl.unset and decl.unset not in decl.help else ""),
+            decl.flag,
+        )
+        for key, decl in settings().items()
+    ]
 
 
 def plugin_keys(zoo: Any, plugin: str = "") -> list[Key]:

@@ -159,10 +159,10 @@ def stratified_limit(ds: Dataset, limit: int, seed: int) -> Dataset:
 def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, seed: int) -> Splits:
     import numpy as np
 
-    if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
         raise TlzooError(
             f"Split fractions val={val_fraction}, test={test_fraction} are invalid; "
-            "each must be in [0, 1) with test > 0 and their sum below 1."
+            "each must be in [0, 1) and their sum below 1."
         )
     labels = np.array(ds.labels)
     rng = np.random.default_rng(seed)
@@ -172,15 +172,16 @@ def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, see
         n = len(idx)
         n_test = int(round(n * test_fraction))
         n_val = int(round(n * val_fraction))
-        if n >= 3:  # every class shows up in every split when it can
+        if n >= 3 and test_fraction > 0:  # every class shows up in every split when it can
             n_test = max(1, n_test)
+        if n >= 3:
             n_val = max(1 if val_fraction > 0 else 0, n_val)
         n_test = min(n_test, n - 1)
         n_val = min(n_val, n - 1 - n_test)
         parts["test"].extend(idx[:n_test].tolist())
         parts["val"].extend(idx[n_test : n_test + n_val].tolist())
         parts["train"].extend(idx[n_test + n_val :].tolist())
-    if not parts["test"]:
+    if not parts["test"] and test_fraction > 0:  # 0: no test split asked for (--cv K scores the run)
         sizes = Counter(ds.labels)
         if sizes and max(sizes.values()) < 2:  # no fraction can help: each class needs one to train, one to test
             raise TlzooError(
@@ -189,7 +190,7 @@ def stratified_split(ds: Dataset, val_fraction: float, test_fraction: float, see
             )
         raise TlzooError(f"Only {len(ds)} examples: too few to hold out a test set; add data or raise --test-fraction.")
     out = {k: ds.subset(sorted(v)) for k, v in parts.items()}
-    return Splits(**out, notes=_small_class_notes(out, val_fraction))
+    return Splits(**out, notes=_small_class_notes(out, val_fraction) if test_fraction > 0 else [])
 
 
 def _small_class_notes(parts: dict[str, Dataset], val_fraction: float) -> list[str]:

@@ -50,6 +50,12 @@ from tlzoo.engine.run.state import (  # re-exported: tlzoo.engine.runner's names
 from tlzoo.engine.zoo import Zoo
 from tlzoo.infra import memory
 
+
+def _scored(metrics: dict[str, Any]) -> str:
+    """What the result's figures score: "test", or "cross-validated" (--test-fraction 0 --cv K)."""
+    return "cross-validated" if metrics["test"].get("scored_by") else "test"
+
+
 # each step's function (tlzoo.steps.STEPS order); ``Run.perform`` calls them
 STEP_FUNCTIONS: dict[str, Callable[[RunState], None]] = {
     "resolve_plugins": setup.resolve_plugins,
@@ -138,7 +144,8 @@ class Run(RunState):
                 self.lock.release()
                 self.lock = None
         self.log(
-            f"done in {self.metrics['seconds']:.1f}s: test accuracy {self.metrics['test']['accuracy']:.4f}, "
+            f"done in {self.metrics['seconds']:.1f}s: {_scored(self.metrics)} accuracy "
+            f"{self.metrics['test']['accuracy']:.4f}, "
             f"macro-F1 {self.metrics['test']['macro_f1']:.4f} -> {self.final_dir}"
         )
         return RunResult(self.final_dir, self.metrics)

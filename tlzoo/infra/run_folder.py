@@ -27,6 +27,8 @@ def check_run_folder(folder: str | Path, command: str) -> None:
     if not path.is_dir():
         raise TlzooError(f"'{folder}' is a file; pass the --out folder of a finished `tl run`.")
     if (path / "model.json").is_file() or (path / "metrics.json").is_file():
+        if command == "errors" and not (path / "predictions.csv").is_file():
+            check_test_split(path, "`tl errors` has no test predictions to show")
         return
     seeds = sorted(
         (p for p in path.glob("seed-*") if p.is_dir() and p.name[5:].isdigit()), key=lambda p: int(p.name[5:])
@@ -66,3 +68,16 @@ def check_run_folder(folder: str | Path, command: str) -> None:
                 f"'{folder}' is an export (`tl export`), which holds no test results; "
                 f"pass the run folder it was exported from to `tl {command}`."
             )
+
+
+def check_test_split(folder: Path, what: str) -> None:
+    """A run made with ``--test-fraction 0 --cv K`` has no test split: one line saying so and ``what`` follows."""
+    try:
+        scored_by = json.loads((folder / "metrics.json").read_text(encoding="utf-8")).get("test", {}).get("scored_by")
+    except (ValueError, UnicodeDecodeError, OSError, AttributeError):
+        return
+    if scored_by:
+        raise TlzooError(
+            f"'{folder}' has no test split (--test-fraction 0: scored by {scored_by.split(' (')[0]}), so {what}; "
+            "rerun with a --test-fraction above 0 for test predictions."
+        )

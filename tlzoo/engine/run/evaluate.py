@@ -115,6 +115,9 @@ def evaluate(run: RunState) -> None:
     if not run.main:  # rank 0 predicts; its metrics reach every rank when the run finishes
         return
     test = run.splits.test
+    if not len(test):  # --test-fraction 0 with --cv K: the folds' figures are the run's result
+        _cv_result(run)
+        return
     proba = _test_probabilities(run)
     check_probabilities(proba, run.head.name)
     run.test_proba = proba
@@ -149,6 +152,33 @@ def evaluate(run: RunState) -> None:
         f"macro-F1 {report['macro_f1']:.4f} (95% CI {ci['macro_f1'][0]:.3f}-{ci['macro_f1'][1]:.3f}) "
         f"on {len(test)} examples"
     )
+
+
+def _cv_result(run: RunState) -> None:
+    """No test split (``--test-fraction 0 --cv K``): metrics.json's result is the cross-validation's,
+    in the test report's shape (mean, 95 % interval, rows) with ``scored_by`` saying so; no predictions.csv."""
+    cv = run.cross_validation
+    assert cv is not None, "--test-fraction 0 needs --cv K (RunConfig.validate says so)"
+    acc, f1 = cv["accuracy"], cv["macro_f1"]
+    report = {
+        "accuracy": acc["mean"],
+        "macro_f1": f1["mean"],
+        "accuracy_ci": acc["ci"],
+        "macro_f1_ci": f1["ci"],
+        "ci_method": cv["method"],
+        "n": cv["rows"],
+        "classes": list(run.encoder.classes),
+        "scored_by": SCORED_BY_CV.format(k=cv["folds"], n=cv["rows"]),
+    }
+    run.metrics = _metrics(run, report)
+    run.log(
+        f"  no test split (--test-fraction 0): the run's result is its {cv['folds']}-fold cross-validation, "
+        f"accuracy {acc['mean']:.4f}, macro-F1 {f1['mean']:.4f} on {cv['rows']} examples; no predictions.csv"
+    )
+
+
+# metrics.json's test.scored_by when there is no test split
+SCORED_BY_CV = "{k}-fold cross-validation on all {n} examples (no test split: --test-fraction 0)"
 
 
 def check_probabilities(proba: np.ndarray, head: str) -> None:
@@ -229,6 +259,9 @@ def _plugin_version(run: RunState) -> str | None:
 
 def plot_confusion(run: RunState) -> None:
     if not run.main:
+        return
+    if "confusion_matrix" not in run.metrics["test"]:  # no test split: nothing to confuse
+        run.log("  no test split: no confusion matrix (the folds' figures are in metrics.json)")
         return
     plots.plot_confusion(
         np.array(run.metrics["test"]["confusion_matrix"]),

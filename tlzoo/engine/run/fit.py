@@ -23,12 +23,14 @@ from tlzoo.api.interfaces import (
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.run.model import _raw_loader, extract_cached_features
 from tlzoo.engine.run.refit import (  # FeatureRows, _as_batch: re-exported, their home of 0.3's first steps
+    NO_TEST_NOTE,
     NOT_TEST,
     FeatureRows as FeatureRows,
     _as_batch as _as_batch,
     fit_rows,
     fitted_refit_note,
     record,
+    refits_on_all,
     row_loader,
     rows,
 )
@@ -52,7 +54,7 @@ def train(run: RunState) -> None:
         assert run.model is not None
         train_phases(run, run.plan.phases)
         record(run, ("train",), "the training split; validation chose the weights kept")
-        if run.config.train.refit_full:
+        if refits_on_all(run):  # --refit-full, or --test-fraction 0 (the model learns from all the data)
             refit_full(run)
     if run.config.train.cv:
         from tlzoo.engine.run.crossval import cross_validate
@@ -321,9 +323,8 @@ def refit_full(run: RunState) -> None:
             run.trainer.run_phase(
                 head, phase, [{"params": list(head.parameters()), "lr": phase.lr}], loader, None, keep_best=False
             )
-    record(
-        run, NOT_TEST, "--refit-full: the kept phases and epochs, trained again on train + validation", epochs=epochs
-    )
+    why = "--refit-full: the kept phases and epochs, trained again on train + validation"
+    record(run, NOT_TEST, why if run.config.train.refit_full else f"{NO_TEST_NOTE}; the kept epochs", epochs=epochs)
 
 
 def _kept_phases(run: RunState) -> list[Any]:

@@ -175,11 +175,20 @@ def compile(run: RunState) -> None:
             f"{p.warmup_fraction:.0%} warm-up, " if p.warmup_fraction and p.schedule in ("cosine", "constant") else ""
         )
         run.log(
-            f"    phase {p.name}: {p.epochs} epoch{'s' * (p.epochs != 1)}, {lrs}, {warm}{p.schedule} schedule; "
+            f"    phase {p.name}: {p.epochs} {_epochs_kind(p)}epoch{'s' * (p.epochs != 1)}, {lrs}, {warm}"
+            f"{p.schedule} schedule; "
             f"backbone groups training: {names}; "
             f"trainable {trainable + head_params:,} / {total + head_params:,} parameters"
         )
     set_trainable(run.backbone, 0)
+
+
+def _epochs_kind(phase: Any) -> str:
+    """``head `` or ``joint `` before "epochs" in a plan line: which setting (--head-epochs, --joint-epochs)
+    counts a built-in strategy's phase."""
+    if phase.name == "head":
+        return "head "
+    return "joint " if phase.name in ("fine-tune", "scratch", "unfreeze-all") else ""
 
 
 def _raw_loader(run: RunState, split: str) -> Any:

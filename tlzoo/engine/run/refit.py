@@ -38,7 +38,7 @@ def fit_rows(run: RunState) -> tuple[str, ...]:
     head = run.head
     if not len(run.features.get("val", ())):
         return ("train",)
-    if getattr(head, "cross_validates", False) or run.config.train.refit_full:
+    if getattr(head, "cross_validates", False) or refits_on_all(run):
         return NOT_TEST
     return ("train",)
 
@@ -56,7 +56,16 @@ def fitted_refit_note(run: RunState, splits: tuple[str, ...]) -> str:
     assert isinstance(run.head, FittedHead)
     if getattr(run.head, "cross_validates", False):
         return "train + validation: it chooses its options by cross-validation, so it needs no validation split"
-    return "--refit-full: train + validation"
+    return "--refit-full: train + validation" if run.config.train.refit_full else NO_TEST_NOTE
+
+
+def refits_on_all(run: RunState) -> bool:
+    """Whether the saved model learns from every example outside the test split: ``--refit-full``, or
+    ``--test-fraction 0`` (with ``--cv K``: the folds score it; the model is fitted on all the data)."""
+    return bool(run.config.train.refit_full or run.config.data.test_fraction == 0)
+
+
+NO_TEST_NOTE = "all the data (--test-fraction 0: cross-validation scores it, no test split)"
 
 
 def row_loader(run: RunState, x: np.ndarray, y: np.ndarray) -> Any:

@@ -59,6 +59,8 @@ def resolve_plugins(run: RunState) -> None:
     if not cfg.data.path:
         raise TlzooError("No data given; pass --data PATH (a CSV/JSONL of texts or a folder of images).")
     cfg.validate()  # ranges and cross-key rules, before any data is read
+    for note in dict.fromkeys(cfg.notes):  # old spellings read as their new keys (--epochs)
+        run.log(f"  {note}")
     run.factory, run.model_name = run.zoo.resolve_backbone(cfg.model.plugin, cfg.model.name)
     with warnings.catch_warnings():  # engine settings inside options: warned about once, when the backbone is built
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -78,9 +80,8 @@ def resolve_plugins(run: RunState) -> None:
     run.device = pick_device(cfg.train.device)
     if cfg.train.batch_size < 1:
         raise TlzooError(f"train.batch_size must be at least 1, got {cfg.train.batch_size}.")
-    for key in ("epochs", "head_epochs"):
-        if getattr(cfg.train, key) < 0:
-            raise TlzooError(f"train.{key} must be 0 or more, got {getattr(cfg.train, key)}.")
+    if cfg.train.joint_epochs < 0:
+        raise TlzooError(f"train.joint_epochs must be 1 or more, got {cfg.train.joint_epochs}.")
     if cfg.train.num_workers < 0:
         raise TlzooError(f"train.num_workers must be 0 or more, got {cfg.train.num_workers}.")
     if run.factory.modality == "vision" and cfg.model.image_size:  # one batch must fit, before any work

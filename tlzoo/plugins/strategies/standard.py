@@ -1,5 +1,9 @@
 """Feature extraction and fine-tuning, each a short plan of phases.
 
+Epochs come in two kinds: ``train.head_epochs``, the new head alone with the backbone frozen
+(feature extraction's only phase, 30 by default; fine-tune's first, 10), and
+``train.joint_epochs``, the backbone training (fine-tune's joint phase, 3; from scratch, 10).
+
 Fine-tuning is the classic five steps: build on the base, freeze it, train the new part
 (on cached features: cheap), unfreeze the top ``train.unfreeze`` layer groups, train
 jointly at a lower, discriminative learning rate.  ``train.gradual_unfreezing`` inserts
@@ -9,7 +13,7 @@ stops a phase early on validation loss (the best weights are always restored).
 
 With random weights (``--no-pretrained``) there is nothing worth freezing: both strategies
 then train every layer, head included, from the first epoch at ``train.lr`` (one phase,
-``scratch``, ``train.epochs`` or 10 epochs).  Measured on digits with LeNet and 5 epochs:
+``scratch``, ``train.joint_epochs`` or 10 epochs).  Measured on digits with LeNet and 5 epochs:
 0.81 test accuracy with fine-tune's frozen head phase and two top groups, 0.9+ from
 scratch; feature extraction on a frozen random backbone predicted one class (0.10).
 A plan of the user's own is kept: fine-tune with ``train.head_epochs``, ``train.unfreeze``
@@ -26,9 +30,10 @@ from tlzoo.api.errors import TlzooError
 from tlzoo.api.hookspecs import hookimpl
 from tlzoo.api.interfaces import Head, Phase, Plan, Strategy, TorchHead
 from tlzoo.engine.config import TrainConfig
+from tlzoo.infra.epochs_compat import old_epochs_of
 
 SCHEDULES = ("cosine", "onecycle", "slanted", "constant")
-SCRATCH_EPOCHS = 10  # --no-pretrained, train.epochs unset: every layer learns, so more than fine-tune's 3
+SCRATCH_EPOCHS = 10  # --no-pretrained, train.joint_epochs unset: every layer learns, so more than fine-tune's 3
 PLAN_KEYS = ("head_epochs", "unfreeze", "gradual_unfreezing")  # fine-tune: set one and the plan is the user's
 
 
@@ -36,7 +41,7 @@ def scratch_plan(train: Any) -> Plan:
     """Every layer group and the head train together from epoch 1, at the head's learning rate."""
     phase = Phase(
         "scratch",
-        epochs=train.epochs or SCRATCH_EPOCHS,
+        epochs=train.joint_epochs_or(old_epochs_of(train) or SCRATCH_EPOCHS),
         lr=train.lr,
         train_groups=-1,
         warmup_fraction=train.warmup_fraction,
@@ -73,7 +78,13 @@ class FeatureExtraction(Strategy):
 
     def plan(self, head: Head, train: Any) -> Plan:
         _check(train)
-        epochs = train.epochs or 30  # head on cached features: an epoch costs milliseconds
+        epochs = train.head_epochs_or(
+            old_epochs_of(train) or 30
+        )  # head on cached features: an epoch costs milliseconds
+        if epochs == 0 and isinstance(head, TorchHead):
+            raise TlzooError(
+                "--head-epochs 0 trains no head under feature-extraction; give 1 or more, or leave it out (30)."
+            )
         phases = (
             [Phase("head", epochs=epochs, lr=train.lr, warmup_fraction=train.warmup_fraction, schedule=train.schedule)]
             if isinstance(head, TorchHead)
@@ -109,11 +120,12 @@ class FineTune(Strategy):
         if train.gradual_unfreezing and train.unfreeze == -1:
             raise TlzooError("train.gradual_unfreezing needs a number of groups; set train.unfreeze to 2 or more.")
         phases = []
-        if train.head_epochs > 0:
+        head_epochs = train.head_epochs_or(10)
+        if head_epochs > 0:
             phases.append(
                 Phase(
                     "head",
-                    epochs=train.head_epochs,
+                    epochs=head_epochs,
                     lr=train.lr,
                     warmup_fraction=train.warmup_fraction,
                     schedule=train.schedule,
@@ -135,7 +147,7 @@ class FineTune(Strategy):
         phases.append(
             Phase(
                 "fine-tune",
-                epochs=train.epochs or 3,
+                epochs=train.joint_epochs_or(old_epochs_of(train) or 3),
                 lr=train.finetune_lr,
                 train_groups=train.unfreeze,
                 lr_decay=train.lr_decay,

@@ -38,7 +38,7 @@ class UlmfitStrategy(Strategy):
         if not isinstance(head, TorchHead):
             raise TlzooError(f"Strategy ulmfit needs a trainable head, and '{head.name}' is fitted; use --head fc.")
         decay = 1 / 2.6
-        phases = [Phase("head", epochs=max(1, train.head_epochs), lr=train.lr, schedule="slanted")]
+        phases = [Phase("head", epochs=max(1, train.head_epochs_or(10)), lr=train.lr, schedule="slanted")]
         for k in range(1, self.groups):  # one more layer group learns at each step, at half the rate
             phases.append(
                 Phase(
@@ -53,7 +53,7 @@ class UlmfitStrategy(Strategy):
         phases.append(
             Phase(
                 "unfreeze-all",
-                epochs=train.epochs or 2,
+                epochs=train.joint_epochs_or(getattr(train, "_old_epochs", 0) or 2),
                 lr=train.lr * 0.5 ** (self.groups - 1),
                 train_groups=-1,
                 lr_decay=decay,
