@@ -56,13 +56,14 @@ def test_tl_list_shows_the_example_models_labelled_with_their_plugin(run_cli: An
         ("tfidf-svd", "tfidf", "text"),
         ("pixels-32", "pixels", "vision"),
         ("pixels-16", "pixels", "vision"),
+        ("series-conv", "series", "sequence"),  # a modality tlzoo has never heard of
     ):
         assert rows[name]["plugin"] == plugin and rows[name]["modality"] == modality
         assert rows[name]["registered_by"] == "example"
     assert rows["all-MiniLM-L6-v2"]["registered_by"] == "built-in"
     table = run_cli("list", "example")  # a plugin's name selects its entries
     lines = [line.split() for line in table.stdout.splitlines() if line.strip()]
-    assert sorted(cols[0] for cols in lines) == ["pixels-16", "pixels-32", "tfidf-svd"]
+    assert sorted(cols[0] for cols in lines) == ["pixels-16", "pixels-32", "series-conv", "tfidf-svd"]
     assert all("example" in cols for cols in lines)
     text = json.loads(run_cli("list", "--modality", "text", "--json").stdout)
     assert "tfidf-svd" in {r["name"] for r in text} and "pixels-32" not in {r["name"] for r in text}
@@ -101,7 +102,9 @@ def test_tl_run_pixels_by_model_name_and_predict(run_cli: Any, tmp_path: Path) -
     assert desc["backbone"]["plugin"] == "pixels" and desc["backbone"]["request"]["model"] == "pixels-16"
     assert desc["backbone"]["request"]["image_size"] == 12 and desc["backbone"]["num_features"] == 144
     assert desc["backbone"]["fitted"] is False
+    trained_on = desc["head"].pop("trained_on")
     assert desc["head"] == {"name": "ridge", "params": {"alpha": 1.0, "scale": 5.0}, "kind": "linear"}
+    assert trained_on["splits"] == ["train"]  # ridge does not cross-validate: validation scores it
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     import sklearn.datasets
     from PIL import Image

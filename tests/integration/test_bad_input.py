@@ -244,7 +244,7 @@ def test_macro_f1_counts_a_class_absent_from_test_as_zero(run_cli: Any, tmp_path
     [
         (["--limit", "-1"], "--limit (data.limit) must be 0 (all examples) or a positive number"),
         (["--max-length", "0"], "--max-length (model.max_length) must be a positive number of tokens"),
-        (["--image-size", "-5"], "--image-size (model.image_size) must be a positive size in pixels"),
+        (["--image-size", "-5"], "--image-size (model.image_size) must be a size in pixels from 1 to 1024"),
         (["--val-fraction", "1.2"], "--val-fraction (data.val_fraction) must be a fraction in [0, 1)"),
         (["--test-fraction", "0"], "--test-fraction 0 leaves no test split to score the run; add --cv K"),
         (["--val-fraction", "0.5", "--test-fraction", "0.5"], "their sum must be below 1"),

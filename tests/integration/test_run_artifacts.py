@@ -116,7 +116,7 @@ def image_args(image_folder: Path) -> list[str]:
 
 RUNS: dict[str, tuple[str, list[str]]] = {
     # name: (data kind, overrides)
-    "bert-fe-fc": ("text", ["train.epochs=4"]),
+    "bert-fe-fc": ("text", ["train.head_epochs=4"]),
     "bert-fe-logreg": ("text", ["head.name=logreg"]),
     "bert-binary-logreg": ("binary", ["head.name=logreg"]),
     "bert-ft": (
@@ -351,4 +351,4 @@ def test_run_logs_the_plan(runs: Callable[[str], Done]) -> None:
 
 def test_config_toml_is_valid_toml(runs: Callable[[str], Done]) -> None:
     data = tomllib.loads((runs("bert-fe-fc").run_dir / "config.toml").read_text())
-    assert data["model"]["plugin"] == "bert" and data["train"]["epochs"] == 4
+    assert data["model"]["plugin"] == "bert" and data["train"]["head_epochs"] == 4

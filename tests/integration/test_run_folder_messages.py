@@ -212,6 +212,6 @@ def test_list_keeps_the_default_star_apart(run_cli: Any) -> None:
 
 def test_one_epoch_is_singular(run_cli: Any, word_bert_dir: Path, topics_csv: Path, tmp_path: Path) -> None:
     args = ["run", "--plugin", "bert", "--weights", word_bert_dir, "--data", topics_csv, "--limit", 60]
-    res = run_cli(*args, "--epochs", 1, "--max-length", 16, "--set", "train.patience=1", "--out", tmp_path / "r")
+    res = run_cli(*args, "--head-epochs", 1, "--max-length", 16, "--set", "train.patience=1", "--out", tmp_path / "r")
     assert res.exit_code == 0, res
-    assert "1 epoch," in res.output and "1 epochs" not in res.output
+    assert "1 head epoch," in res.output and "1 epochs" not in res.output and "1 head epochs" not in res.output

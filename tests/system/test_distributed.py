@@ -109,9 +109,9 @@ def _config(bert: Path, data: Path, out: Path, strategy: str) -> RunConfig:
     cfg.train.lr = 0.1  # the fc head learns the topics in a few epochs on either side
     cfg.head.params = {"dropout": 0.0}  # no random masks (tiny BERT has none): ranks differ in sum order only
     if strategy == "fine-tune":
-        cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze, cfg.train.finetune_lr = 20, 3, 2, 1e-3
+        cfg.train.head_epochs, cfg.train.joint_epochs, cfg.train.unfreeze, cfg.train.finetune_lr = 20, 3, 2, 1e-3
     else:
-        cfg.train.epochs = 20
+        cfg.train.head_epochs = 20
     cfg.seed, cfg.progress, cfg.out = 3, False, str(out)
     return cfg
 

@@ -33,7 +33,7 @@ def test_split_is_stratified_disjoint_and_seeded() -> None:
     assert other.test.ids != s.test.ids
 
 
-@pytest.mark.parametrize("val,test", [(0.5, 0.5), (0.1, 0.0), (-0.1, 0.2), (0.2, 1.0)])
+@pytest.mark.parametrize("val,test", [(0.5, 0.5), (-0.1, 0.2), (0.2, 1.0), (0.0, -0.1)])
 def test_bad_fractions(val: float, test: float) -> None:
     with pytest.raises(TlzooError, match="Split fractions"):
         stratified_split(_ds({"a": 10, "b": 10}), val, test, seed=0)
@@ -111,3 +111,11 @@ def test_labels_that_differ_only_by_spaces_case_or_unicode_form_are_warned_about
     assert len(notes) == 2
     assert "'cat' and 'cat '" in notes[1] or "'cat' and 'cat '" in notes[0]
     assert look_alike_labels(["cat", "dog", "cats"]) == []
+
+
+@pytest.mark.parametrize("val,test", [(0.1, 0.0), (0.0, 0.2)])
+def test_a_zero_fraction_leaves_that_split_empty(val: float, test: float) -> None:
+    """--test-fraction 0 (with --cv K) and --val-fraction 0 split nothing off for that part."""
+    s = stratified_split(_ds({"a": 10, "b": 10}), val, test, seed=0)
+    assert (len(s.val) == 0) == (val == 0) and (len(s.test) == 0) == (test == 0)
+    assert len(s.train) + len(s.val) + len(s.test) == 20

@@ -166,7 +166,7 @@ def test_tl_list_json(run_cli: Any) -> None:
     for row in rows:
         assert set(CATALOGUE_FIELDS) <= set(row)
         assert row["name"] and row["plugin"] and row["registered_by"]
-        assert row["modality"] in ("vision", "text", "multimodal")
+        assert row["modality"] in ("vision", "text", "multimodal") or row["registered_by"] != "built-in"
     builtin = {e.name for e in load_catalogue()}
     assert all(r["registered_by"] == "built-in" for r in rows if r["name"] in builtin)
 
@@ -190,7 +190,8 @@ def test_tl_list_filters(run_cli: Any) -> None:
             "unknown key 'licnce'.*Did you mean 'licence'",
         ),
         ({"name": "m", "modality": "text"}, "needs 'plugin'"),
-        ({"name": "m", "plugin": "p", "modality": "audio"}, "modality 'audio'; use vision, text or multimodal"),
+        ({"name": "m", "plugin": "p", "modality": "visoin"}, "modality 'visoin'. Did you mean 'vision'?"),
+        ({"name": "m", "plugin": "p", "modality": "Audio Clips"}, "modality 'Audio Clips'. Use vision, text, multi"),
         (
             {"name": "m", "plugin": "p", "modality": "text", "num_features": "64"},
             "'num_features' of model 'm' is a str",

@@ -36,7 +36,7 @@ def test_the_old_tables_are_views_of_the_declarations() -> None:
     assert {k.key: k.option for k in engine_keys()} == {k: d.flag for k, d in settings().items()}
     assert OPTION_NAMES["data.val_fraction"] == "--val-fraction" and "data.augment" not in OPTION_NAMES
     assert set(RANGES) == {k for k, d in settings().items() if d.check is not None}
-    assert UNSET["train.epochs"][0] == 0 and "model.image_size" in UNSET
+    assert UNSET["train.head_epochs"][0] == -1 and UNSET["train.joint_epochs"][0] == 0 and "model.image_size" in UNSET
 
 
 def test_tl_run_has_an_option_for_every_declared_flag_with_the_declared_default() -> None:
@@ -50,7 +50,8 @@ def test_tl_run_has_an_option_for_every_declared_flag_with_the_declared_default(
         if not decl.negative and not decl.unset and not decl.shown and decl.default != "":
             assert helps[decl.flag].endswith(f"[{str(decl.default).lower()}]."), (decl.flag, helps[decl.flag])
     assert "[0.15]." in helps["--val-fraction"] and "[128]." in helps["--max-length"]
-    assert "scratch 10" in helps["--epochs"]  # an unset default says what decides instead
+    assert "feature-extraction 30" in helps["--head-epochs"]  # an unset default says what decides instead
+    assert "from scratch 10" in helps["--joint-epochs"]
     params = {p.name for p in run.params}
     assert {p for p, _ in RUN_OPTIONS + RUN_FLAGS} - {"runtime"} <= params
     assert ("no_amp", "train.amp") in RUN_FLAGS and ("val_fraction", "data.val_fraction") in RUN_OPTIONS
@@ -80,40 +81,62 @@ def test_tl_compare_takes_its_run_options_from_the_same_declarations() -> None:
 
 
 @pytest.mark.parametrize("how", ["option", "set", "toml"])
-def test_epochs_0_is_an_error_naming_the_fix(how: str, tmp_path: Path) -> None:
+def test_joint_epochs_0_is_an_error_naming_the_fix(how: str, tmp_path: Path) -> None:
     cfg = RunConfig()
     with pytest.raises(TlzooError) as info:
         if how == "toml":
             path = tmp_path / "c.toml"
-            path.write_text("[train]\nepochs = 0\n")
+            path.write_text("[train]\njoint_epochs = 0\n")
             RunConfig.from_toml(path)
         else:
-            cfg.set("train.epochs", 0 if how == "option" else "0")
+            cfg.set("train.joint_epochs", 0 if how == "option" else "0")
     message = str(info.value)
-    assert message.startswith("--epochs (train.epochs) must be at least 1") and "\n" not in message
-    assert "leave it out" in message and "feature-extraction 30" in message and message.endswith("got 0.")
+    assert message.startswith("--joint-epochs (train.joint_epochs) must be at least 1") and "\n" not in message
+    assert "leave it out" in message and "fine-tune 3" in message and message.endswith("got 0.")
 
 
-def test_epochs_left_unset_is_still_the_strategy_default() -> None:
+@pytest.mark.parametrize("key", ["train.epochs", "train.head_epochs"])
+def test_negative_or_old_zero_epochs_are_refused_in_one_line(key: str) -> None:
+    with pytest.raises(TlzooError) as info:
+        RunConfig().set(key, "0" if key == "train.epochs" else "-3")
+    message = str(info.value)
+    assert "\n" not in message and ("--head-epochs" in message)
+
+
+def test_epochs_left_unset_are_still_the_strategy_default() -> None:
     cfg = RunConfig()
-    cfg.validate()  # the default 0 means "not set"
-    assert cfg.train.epochs == 0 and "# epochs: not set (the strategy's default" in cfg.to_toml()
-    cfg.set("train.epochs", "1")
-    cfg.set("train.head_epochs", "0")  # no frozen phase before fine-tuning: still allowed
-    assert (cfg.train.epochs, cfg.train.head_epochs) == (1, 0)
-    cfg.train.epochs = -2
+    cfg.validate()  # unset: the strategy decides
+    toml = cfg.to_toml()
+    assert (cfg.train.head_epochs, cfg.train.joint_epochs) == (-1, 0)
+    assert "# head_epochs: not set (the strategy's default" in toml and "\nhead_epochs =" not in toml
+    cfg.set("train.joint_epochs", "1")
+    cfg.set("train.head_epochs", "0")  # no frozen phase before fine-tuning: allowed
+    assert (cfg.train.joint_epochs, cfg.train.head_epochs) == (1, 0)
+    cfg.train.joint_epochs = -2  # assigned in Python: validate catches it
     with pytest.raises(TlzooError, match="must be at least 1"):
         cfg.validate()
 
 
-def test_tl_run_epochs_0_is_one_line_exit_2() -> None:
+def test_old_epochs_set_in_python_survive_config_toml(tmp_path: Path) -> None:
+    """0.2's cfg.train.epochs = N, written to config.toml before validate (resume, seeds), reads back as N."""
+    cfg = RunConfig()
+    with pytest.warns(DeprecationWarning):
+        cfg.train.epochs = 4
+    path = tmp_path / "c.toml"
+    path.write_text(cfg.to_toml())
+    again = RunConfig.from_toml(path)
+    again.validate()
+    assert again.train.head_epochs == 4  # feature extraction's last phase is the head's
+
+
+def test_tl_run_joint_epochs_0_is_one_line_exit_2() -> None:
     from tlzoo.cli import cli
 
-    res = CliRunner().invoke(cli, ["run", "--plugin", "lenet", "--data", "digits", "--epochs", "0"])
+    res = CliRunner().invoke(cli, ["run", "--plugin", "lenet", "--data", "digits", "--joint-epochs", "0"])
     assert res.exit_code == 2
     assert res.output.strip().splitlines() == [
-        "Error: --epochs (train.epochs) must be at least 1 (0 is not the default: leave it out for the "
-        "strategy's own, feature-extraction 30 head epochs, fine-tune 3 joint, scratch 10), got 0."
+        "Error: --joint-epochs (train.joint_epochs) must be at least 1 (0 is not the default: leave it out for "
+        "the strategy's own, fine-tune 3, from scratch 10), got 0."
     ]
 
 
@@ -132,7 +155,7 @@ def test_choices_are_checked_when_set_with_did_you_mean() -> None:
     [
         ("lr", "Unknown config key 'lr'. Did you mean 'train.lr'?"),
         ("train.lrr", "Unknown config key 'train.lrr'. Did you mean 'train.lr'?"),
-        ("data.epochs", "Did you mean 'train.epochs'"),
+        ("data.head_epochs", "Did you mean 'train.head_epochs'"),
         ("zzz", "Unknown config key 'zzz'. Known: data, model, head, train, seed, out, progress."),
         ("model.options", "Config key 'model.options' is a section; set one of its keys, e.g. 'model.options.KEY'."),
         ("train", "Config key 'train' is a section; set one of its keys, e.g. 'train.strategy'."),

@@ -455,6 +455,8 @@ class RunConfig:
                     lines.append(f"# {k} = {toml_value(v)}  (not used by {self.train.strategy})")
                     continue
                 lines.append(f"{k} = {toml_value(v)}")
+            if section == "train" and self.train._old_epochs:  # 0.2's key set in Python: moved when read back
+                lines.append(f"epochs = {self.train._old_epochs}  # deprecated (0.2): read as head or joint epochs")
             for k, v in values.items():
                 if isinstance(v, dict) and v:
                     lines.append(f"\n[{section}.{k}]")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import fnmatch
+import re
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -121,8 +122,14 @@ def catalogue_entry(raw: Any, registered_by: str = BUILTIN, where: str = "regist
     missing = [k for k in REQUIRED_FIELDS if not isinstance(raw.get(k), str) or not raw.get(k)]
     if missing:
         raise TlzooError(f"{where}: {label} needs '{missing[0]}' (a non-empty string).")
-    if raw["modality"] not in CATALOGUE_MODALITIES:
-        raise TlzooError(f"{where}: {label} has modality '{raw['modality']}'; use vision, text or multimodal.")
+    modality = raw["modality"]
+    if modality not in CATALOGUE_MODALITIES:  # a plugin's own kind ("sequence") is welcome; a typo of ours is not
+        hint = suggest(modality, CATALOGUE_MODALITIES)
+        if hint or not re.fullmatch(r"[a-z][a-z0-9_-]{1,31}", modality):
+            raise TlzooError(
+                f"{where}: {label} has modality '{modality}'.{hint} Use vision, text, multimodal, or a new kind's "
+                "lower-case name (the modality its backbone factory declares)."
+            )
     types: dict[str, tuple[type, ...]] = {
         "source": (str,),
         "weights": (list,),

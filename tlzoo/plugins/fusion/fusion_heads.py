@@ -22,13 +22,15 @@ from __future__ import annotations
 import itertools
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import FittedHead, TorchHead
+from tlzoo.lib.lazy import lazy_module
 
-if TYPE_CHECKING:  # torch loads in build()
+if TYPE_CHECKING:  # numpy loads on first use (tl heads lists these heads), torch in build()
+    import numpy as np
     from torch import nn
+else:
+    np = lazy_module("numpy")
 
 Blocks = dict[str, list[list[int]]]
 

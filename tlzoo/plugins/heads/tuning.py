@@ -35,7 +35,7 @@ import itertools
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from tlzoo.lib.lazy import lazy_module
 
@@ -193,7 +193,10 @@ class Found:
 
 
 # (the points, x_train, y_train, x_test) -> each point's predictions of x_test
-FoldPredict = Callable[[Sequence[Mapping[str, Any]], np.ndarray, np.ndarray, np.ndarray], Sequence[np.ndarray]]
+# (a string: numpy loads on first use, and `tl heads` imports this module)
+FoldPredict: TypeAlias = (
+    "Callable[[Sequence[Mapping[str, Any]], np.ndarray, np.ndarray, np.ndarray], Sequence[np.ndarray]]"
+)
 
 
 def search(

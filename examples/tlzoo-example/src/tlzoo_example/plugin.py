@@ -59,6 +59,15 @@ CATALOGUE: list[dict[str, Any]] = [
         "licence": "apache-2.0",
         "description": "raw pixels at 16x16 grey: a floor any transfer should beat",
     },
+    {
+        "name": "series-conv",
+        "plugin": "series",
+        "modality": "sequence",  # a kind tlzoo has never heard of: the catalogue takes the factory's own name
+        "default": True,
+        "num_features": 21,  # 5 statistics + 2 per channel (8)
+        "licence": "apache-2.0",
+        "description": "a cell of numbers: summary statistics and a small seeded 1-D convolution (fused runs)",
+    },
 ]
 
 
@@ -111,8 +120,8 @@ def pixels_factory() -> BackboneFactory:
 
 
 def series_factory() -> BackboneFactory:
-    """A modality tlzoo has never heard of ("sequence"): no catalogue entry (the catalogue lists vision,
-    text and multimodal models); `--plugin COLUMN=series` in a fused run is all it takes."""
+    """A modality tlzoo has never heard of ("sequence"), catalogued under that name like any other;
+    `--plugin COLUMN=series` in a fused run is all it takes."""
     return BackboneFactory(
         name="series",
         modality="sequence",
