@@ -49,10 +49,9 @@ import torch
 from torch import nn
 
 from tlzoo.api.errors import TlzooError
-from tlzoo.commands.export_files import copy_source, move_into_place, write_error
+from tlzoo.commands.export_files import copy_source, move_into_place, plugin_origins, write_error
 from tlzoo.commands.graph_export.fused import export_fused, is_fused
 from tlzoo.commands.graph_export.tracing import GRAPH_TOLERANCE, SUPPORTED_GRAPHS, run_onnx, tensor_inputs, trace_graph
-from tlzoo.commands.plugin_origin import plugin_origins
 from tlzoo.commands.predict import Predictor, _weights_for_predict
 from tlzoo.commands.templating import render
 from tlzoo.engine import artifacts
@@ -466,7 +465,7 @@ def _write_manifest(folder: Path, result: ExportResult, plugins: list[dict[str, 
             "format": result.format,
             "self_contained": result.self_contained,
             "needs": result.needs,
-            "plugins": plugins or [],  # each plugin's package and version (plugin_origin.py)
+            "plugins": plugins or [],  # each plugin's package and version (export_files.plugin_origins)
             "check": {"examples": result.checked_examples, "max_abs_diff": result.max_abs_diff},
             "versions": artifacts.versions(),
             "files": files,

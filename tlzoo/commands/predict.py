@@ -40,7 +40,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Backbone, BackboneFactory, BackboneRequest, FittedHead, Head, TorchHead
-from tlzoo.commands.plugin_origin import require_plugins
+from tlzoo.commands.export_files import require_plugins
 from tlzoo.engine.artifacts import damaged, first_line, load_model_files
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.run import feature_sample
