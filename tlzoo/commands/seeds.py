@@ -130,6 +130,13 @@ def run_seeds(
             if getattr(exc, "tlzoo_resume", None):
                 exc.tlzoo_resume = str(out)  # type: ignore[attr-defined]
             raise
+    summary = _summary(config.seed, seeds, results)
+    (out / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return SeedsResult(out=out, runs=results, summary=summary)
+
+
+def _summary(split_seed: int, seeds: list[int], results: list[Any]) -> dict[str, Any]:
+    """seeds.json: each run's test figures, their mean and sd, and what varied between them."""
     per_seed = [
         {
             "train_seed": seed,
@@ -139,9 +146,9 @@ def run_seeds(
         }
         for seed, r in zip(seeds, results)
     ]
-    summary = {
-        "seeds": n,
-        "split_seed": config.seed,
+    return {
+        "seeds": len(seeds),
+        "split_seed": split_seed,
         "train_seeds": seeds,
         "varies": WHAT_VARIES,
         "sd": "sample standard deviation over the runs (ddof = 1)",
@@ -149,8 +156,6 @@ def run_seeds(
         **summarise(per_seed),
         "runs": per_seed,
     }
-    (out / "seeds.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return SeedsResult(out=out, runs=results, summary=summary)
 
 
 PLAN = "seeds-plan.json"

@@ -31,28 +31,30 @@ from tlzoo.evaluation import plots
 from tlzoo.evaluation.metrics import classification_report
 
 
+def _head_tensors(run: RunState) -> tuple[dict[str, torch.Tensor], str]:
+    """The head's tensors for model.safetensors, and its kind: torch, linear (a fitted linear head saved as
+    the equivalent torch layer) or fitted (its own state)."""
+    if isinstance(run.head, TorchHead):
+        assert run.model is not None
+        return {f"head.{k}": v for k, v in run.model.head.state_dict().items()}, "torch"
+    head = run.head
+    assert isinstance(head, FittedHead)
+    linear = head.to_linear()
+    if linear is not None:
+        return {
+            "head.weight": torch.from_numpy(np.ascontiguousarray(linear[0], dtype=np.float32)),
+            "head.bias": torch.from_numpy(np.ascontiguousarray(linear[1], dtype=np.float32)),
+        }, "linear"
+    return {f"head.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in head.state().items()}, "fitted"
+
+
 def save_model(run: RunState) -> None:
     """model.safetensors (head, and the backbone when trained or random), model.json, assets/."""
     if not run.main:
         return
     # random-init weights cannot be rebuilt at prediction time: save them as fine-tuned ones are
     save_backbone = run.plan.trains_backbone or not run.request.pretrained
-    tensors: dict[str, torch.Tensor] = {}
-    head_kind = "torch"
-    if isinstance(run.head, TorchHead):
-        assert run.model is not None
-        tensors.update({f"head.{k}": v for k, v in run.model.head.state_dict().items()})
-    else:
-        head = run.head
-        assert isinstance(head, FittedHead)
-        linear = head.to_linear()
-        if linear is not None:  # a fitted linear head is saved as the equivalent torch layer
-            head_kind = "linear"
-            tensors["head.weight"] = torch.from_numpy(np.ascontiguousarray(linear[0], dtype=np.float32))
-            tensors["head.bias"] = torch.from_numpy(np.ascontiguousarray(linear[1], dtype=np.float32))
-        else:
-            head_kind = "fitted"
-            tensors.update({f"head.{k}": torch.from_numpy(np.ascontiguousarray(v)) for k, v in head.state().items()})
+    tensors, head_kind = _head_tensors(run)
     if save_backbone:
         tensors.update({f"backbone.{k}": v for k, v in run.backbone.state_dict().items()})
     assets = run.dir / "assets"

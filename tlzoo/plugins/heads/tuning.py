@@ -223,9 +223,8 @@ def search(
     ``fold_predict(points, x_train, y_train, x_test)``: every point's predictions of one fold at once, in
     place of a fit per point and fold (k-NN: one neighbour query per fold answers every k); the
     same folds, scores and rule, accuracy only, and no refitted estimator."""
-    from sklearn.model_selection import GridSearchCV, RepeatedStratifiedKFold
+    from sklearn.model_selection import RepeatedStratifiedKFold
 
-    paths = paths or {}
     rows = search_rows(y) if sample else np.arange(len(y))
     xs, ys = x[rows], y[rows]
     folds = cv_folds(ys, most_folds)
@@ -241,22 +240,12 @@ def search(
         return judge(results, majority=majority, classes=classes, folds=folds, splits=splits, by=by).pick
 
     estimator = None
+    results: Mapping[str, Any]
     if fold_predict is not None:
         results = _fold_results(fold_predict, cv, xs, ys, points)
     else:
-        grid = [{paths.get(k, k): [v] for k, v in p.items()} for p in points]
-        gs = GridSearchCV(
-            make(),
-            grid,
-            scoring=lambda est, a, b: scores(est, a, b, log_loss=by == "neg_log_loss"),
-            refit=refit,
-            cv=cv,
-            error_score="raise",
-        )
-        with warnings.catch_warnings():  # a setting that does not converge just scores lower
-            warnings.simplefilter("ignore")
-            gs.fit(xs, ys)
-        results, estimator = gs.cv_results_, gs.best_estimator_ if len(ys) == len(y) else None
+        results, estimator = _grid_search(make(), points, paths or {}, cv, refit, by, xs, ys)
+        estimator = estimator if len(ys) == len(y) else None  # refitted on a sample: not the head's fit
     judgement = judge(results, majority=majority, classes=classes, folds=folds, splits=splits, by=by)
     return Found(
         chosen=dict(points[judgement.pick]),
@@ -268,6 +257,35 @@ def search(
         estimator=estimator,
         by=by,
     )
+
+
+def _grid_search(
+    estimator: Any,
+    points: Sequence[Mapping[str, Any]],
+    paths: Mapping[str, str],
+    cv: Any,
+    refit: Callable[[Mapping[str, Any]], int],
+    by: str,
+    x: np.ndarray,
+    y: np.ndarray,
+) -> tuple[Mapping[str, Any], Any]:
+    """``GridSearchCV`` over ``points`` in order (one grid per point), refitting the setting ``refit`` picks:
+    its ``cv_results_`` and best estimator."""
+    from sklearn.model_selection import GridSearchCV
+
+    grid = [{paths.get(k, k): [v] for k, v in p.items()} for p in points]
+    gs = GridSearchCV(
+        estimator,
+        grid,
+        scoring=lambda est, a, b: scores(est, a, b, log_loss=by == "neg_log_loss"),
+        refit=refit,
+        cv=cv,
+        error_score="raise",
+    )
+    with warnings.catch_warnings():  # a setting that does not converge just scores lower
+        warnings.simplefilter("ignore")
+        gs.fit(x, y)
+    return gs.cv_results_, gs.best_estimator_
 
 
 def _fold_results(
