@@ -138,6 +138,21 @@ def test_a_diverging_phase_stops_in_one_line_and_removes_the_checkpoint(tmp_path
     assert not saver.path.exists()  # resuming would diverge again
 
 
+def test_a_diverging_scratch_phase_names_the_flag_that_set_its_rate(tmp_path: Path) -> None:
+    """--no-pretrained trains every layer at --lr: the error must not send the user to --finetune-lr."""
+    model = nn.Linear(4, 2)
+    data = [(torch.full((4, 4), float("nan")), torch.eye(2)[[0, 1, 0, 1]])]
+    with pytest.raises(TlzooError, match=r"diverged.*lower --lr \(10x") as err:
+        _trainer().run_phase(
+            model,
+            Phase("scratch", 2, 1e10, train_groups=-1),
+            [{"params": list(model.parameters()), "lr": 1e10}],
+            data,
+            None,
+        )
+    assert "--finetune-lr" not in str(err.value)
+
+
 def test_tl_run_with_a_huge_learning_rate_fails_in_one_line(
     run_cli: Any, word_bert_dir: Path, topics_csv: Path, tmp_path: Path
 ) -> None:

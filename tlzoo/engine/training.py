@@ -237,7 +237,8 @@ class Trainer:
         """
         steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
         schedule = lr_schedule(phase.schedule, steps, int(steps * phase.warmup_fraction))
-        option = "--lr" if phase.train_groups == 0 else "--finetune-lr"
+        # the flag that set this phase's rate: the head's (--lr) drives a frozen backbone and training from scratch
+        option = "--lr" if phase.train_groups == 0 or phase.name == "scratch" else "--finetune-lr"
         callbacks: list[Callback] = [Resume(resume)] if resume is not None else []
         callbacks += [DistributedData()] if distributed.active() else []
         callbacks += [EarlyStopping(patience)] if patience else []
