@@ -108,32 +108,73 @@ class EarlyStopping(Callback):
 class ProgressBar(Callback):
     """A tqdm bar over each epoch's batches, with the running loss (a host sync only when shown).
 
-    ``run_phase`` adds it even with ``show`` off: tqdm.auto's bar starts an iterator of the loader
-    when it is made (and discards it), which draws from the loader's generator, and every
-    shuffled order so far was drawn after that.  Leaving it out would change them."""
+    The bar counts the batches the loop takes from its one iterator of the loader (``total`` is the
+    loader's length, :meth:`on_batch_begin` advances it).  It used to wrap the loader, and tqdm.auto
+    starts an iterator of what it wraps when it is made, then drops it: two iterators per epoch
+    (with ``--num-workers N``, two sets of worker processes).  That dropped iterator drew from
+    the loader's generator, and every seeded order since was drawn after it, so
+    :func:`draw_as_a_dropped_iterator` makes the same draws without the iterator: seeded runs train
+    on the same batches as before.  ``run_phase`` adds the bar even with ``show`` off, for the draws."""
 
     def __init__(self, show: bool = True) -> None:
         self.show = show
+        self.bar: Any = None
 
     def on_epoch_begin(self, state: FitState) -> None:
         from tqdm.auto import tqdm
 
+        draw_as_a_dropped_iterator(state.epoch_batches)
+        try:
+            total: int | None = len(state.epoch_batches)  # type: ignore[arg-type]
+        except TypeError:
+            total = None
         self.bar = tqdm(
-            state.epoch_batches,
+            total=total,
             desc=f"{state.name} {state.epoch}/{state.epochs}",
             unit="batch",
             leave=False,
             disable=None if self.show else True,
             mininterval=1.0,
         )
-        state.epoch_batches = self.bar
         self.shown = time.monotonic()
+
+    def on_batch_begin(self, state: FitState) -> None:
+        self.bar.update(1)  # as tqdm counted when it wrapped the loader: each batch taken, skipped ones too
 
     def on_batch_end(self, state: FitState) -> None:
         if state.n and not self.bar.disable and time.monotonic() - self.shown >= 1.0:
             assert state.sum_loss is not None
             self.shown = time.monotonic()
             self.bar.set_postfix(loss=f"{float(state.sum_loss) / state.seen:.3f}")
+
+    def on_epoch_end(self, state: FitState) -> None:
+        self.bar.close()
+
+    def on_fit_end(self, state: FitState) -> None:
+        if self.bar is not None:  # an error or a stop mid-epoch: the bar goes too
+            self.bar.close()
+
+
+def draw_as_a_dropped_iterator(batches: Any) -> None:
+    """Draw what starting (and dropping) an iterator of ``batches`` drew, without starting one.
+
+    A torch ``DataLoader`` draws its iterator's base seed from its generator (the global one when it
+    has none); with worker processes, the iterator also takes ``prefetch_factor x num_workers``
+    batches of indices from the sampler at once (a shuffling sampler draws its order then).  Other
+    iterables, and loaders that keep their workers (whose iterator is reused), get an iterator made
+    and dropped, as before."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    keeps = getattr(batches, "persistent_workers", False) and getattr(batches, "num_workers", 0) > 0
+    if not isinstance(batches, DataLoader) or keeps or isinstance(batches.dataset, IterableDataset):
+        iter(batches)
+        return
+    torch.empty((), dtype=torch.int64).random_(generator=batches.generator)  # _BaseDataLoaderIter's base seed
+    if batches.num_workers > 0:
+        indices = iter(batches._index_sampler)
+        for _ in range(int(batches.prefetch_factor or 2) * batches.num_workers):
+            if next(indices, None) is None:
+                break
 
 
 class DivergenceGuard(Callback):
