@@ -39,6 +39,27 @@ def _plain(value: Any) -> str:
     return str(value)
 
 
+@dataclass(frozen=True)
+class Scoring:
+    """What the run's headline figures are: the held-out test split's, or (``--cv K --test-fraction 0``,
+    no test split) the K folds' cross-validated figures, which the card and the page never call "test"."""
+
+    cross_validated: bool
+    label: str  # before "accuracy": "test" or "cross-validated (K folds)"
+    examples: str  # "test examples" or "cross-validated examples"
+    method: str  # how the 95 % intervals were made
+
+
+def scoring(files: RunFiles) -> Scoring:
+    """How ``files``' test figures were scored (metrics.json ``test.scored_by`` marks a run without a test split)."""
+    t = files.test
+    if not t.get("scored_by"):
+        return Scoring(False, "test", "test examples", METHOD)
+    folds = (files.metrics.get("cross_validation") or {}).get("folds", "K")
+    method = str(t.get("ci_method") or "mean ± t(0.975, K-1) sd/sqrt(K) over the folds")
+    return Scoring(True, f"cross-validated ({folds} folds)", "cross-validated examples", method)
+
+
 def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[tuple[str, list[Block]]]:
     """The Hugging Face model-card sections: description, use, data, results, limits, loading.
 
@@ -96,10 +117,13 @@ def _data_items(files: RunFiles, esc: Callable[[Any], str], data: str) -> list[s
     """Where the examples came from and how they were split."""
     r, t = files.run, files.test
     limit = files.config.get("data", {}).get("limit")
+    no_test = (
+        " (--test-fraction 0: no test split; cross-validation scores the run)" if scoring(files).cross_validated else ""
+    )
     return [
         f"Data: {data}" + (f" (stratified subset of {esc(limit)} examples)" if limit else ""),
         f"Split (stratified, seed {esc(r.get('seed', 0))}): {esc(r.get('n_train', '?'))} training, "
-        f"{esc(r.get('n_val', '?'))} validation, {esc(r.get('n_test', t.get('n', '?')))} test examples",
+        f"{esc(r.get('n_val', '?'))} validation, {esc(r.get('n_test', t.get('n', '?')))} test examples{no_test}",
         *_trained_on(files, esc),
     ]
 
@@ -116,8 +140,9 @@ def _trained_on(files: RunFiles, esc: Callable[[Any], str]) -> list[str]:
         )
     if cv:
         a, f = cv.get("accuracy", {}), cv.get("macro_f1", {})
+        on = "all the data" if scoring(files).cross_validated else "train + validation"
         out.append(
-            f"{esc(cv.get('folds'))}-fold cross-validation on train + validation ({esc(cv.get('rows'))} examples): "
+            f"{esc(cv.get('folds'))}-fold cross-validation on {on} ({esc(cv.get('rows'))} examples): "
             f"accuracy {_fmt(a.get('mean'))} ± {_fmt(a.get('sd'))} (95 % interval {_ci(a.get('ci') or [None, None])}), "
             f"macro-F1 {_fmt(f.get('mean'))} ± {_fmt(f.get('sd'))} (95 % interval {_ci(f.get('ci') or [None, None])})"
         )
@@ -125,14 +150,21 @@ def _trained_on(files: RunFiles, esc: Callable[[Any], str]) -> list[str]:
 
 
 def _result_blocks(files: RunFiles, esc: Callable[[Any], str], ci: dict[str, list[float]]) -> list[Block]:
-    """The test figures with their intervals, the per-class table, and any ablation."""
-    t = files.test
+    """The test figures (or, without a test split, the cross-validated ones) with their intervals, the
+    per-class table, and any ablation."""
+    t, how = files.test, scoring(files)
     per_class = [
         [esc(c), _fmt(s.get("precision"), 3), _fmt(s.get("recall"), 3), _fmt(s.get("f1"), 3), esc(s.get("support", ""))]
         for c, s in t.get("per_class", {}).items()
     ]
+    where = f"On the held-out test set ({esc(t.get('n', '?'))} examples); intervals: {how.method}."
+    if how.cross_validated:
+        where = (
+            f"{how.label.capitalize()} on all {esc(t.get('n', '?'))} examples: there is no test split "
+            f"(--test-fraction 0), so each fold is scored by a head fitted on the other folds; intervals: {how.method}."
+        )
     return [
-        Block("p", f"On the held-out test set ({esc(t.get('n', '?'))} examples); intervals: {METHOD}."),
+        Block("p", where),
         Block(
             "table",
             rows=[
@@ -141,7 +173,7 @@ def _result_blocks(files: RunFiles, esc: Callable[[Any], str], ci: dict[str, lis
                 ["macro-F1", _fmt(t.get("macro_f1")), _ci(ci["macro_f1"])],
             ],
         ),
-        Block("table", rows=[["class", "precision", "recall", "F1", "support"], *per_class]),
+        *([Block("table", rows=[["class", "precision", "recall", "F1", "support"], *per_class])] if per_class else []),
         *ablation_blocks(files, esc),
     ]
 
@@ -199,17 +231,23 @@ def _how_to_load(files: RunFiles, task: str, weights: str) -> list[Block]:
 
 def limitations(files: RunFiles, ci: dict[str, list[float]], esc: Callable[[Any], str] = _plain) -> list[str]:
     """What a reader should know before trusting the figures, worked out from the results (values through ``esc``)."""
-    t, r = files.test, files.run
+    t, r, how = files.test, files.run, scoring(files)
     out = []
     n = int(t.get("n", 0) or 0)
     width = ci["accuracy"][1] - ci["accuracy"][0]
     if width > WIDE_INTERVAL:
+        few = "Few cross-validated examples" if how.cross_validated else "Small test set"
         out.append(
-            f"Small test set: {n} examples give a 95 % accuracy interval {width * 100:.0f} points wide "
+            f"{few}: {n} examples give a 95 % accuracy interval {width * 100:.0f} points wide "
             f"{_ci(ci['accuracy'])}; differences smaller than that between runs are not evidence."
         )
     else:
-        out.append(f"The accuracy interval is {width * 100:.1f} points wide on {n} test examples.")
+        out.append(f"The accuracy interval is {width * 100:.1f} points wide on {n} {how.examples}.")
+    if how.cross_validated:
+        out.append(
+            "No test split: the figures are the folds' (each scored by a head fitted on the other folds), not a "
+            "held-out set's; the saved model learnt from every example, so no held-out example scores it."
+        )
     per = t.get("per_class", {})
     weak = [f"{esc(c)} (F1 {s['f1']:.2f})" for c, s in per.items() if float(s.get("f1", 0)) < LOW_F1]
     if weak:
@@ -239,7 +277,7 @@ def limitations(files: RunFiles, ci: dict[str, list[float]], esc: Callable[[Any]
 
 def model_card(files: RunFiles) -> str:
     """``README.md``: YAML front matter (tags, metrics, model-index) and the card sections in Markdown."""
-    r, t = files.run, files.test
+    r, t, how = files.run, files.test, scoring(files)
     ci = intervals(files)
     task = "image-classification" if files.modality == "vision" else "text-classification"
     tags = ["tlzoo", "transfer-learning", task, str(r.get("plugin", "")), str(r.get("strategy", ""))]
@@ -255,6 +293,8 @@ def model_card(files: RunFiles) -> str:
         macro_f1_text=_fmt(t.get("macro_f1")),
         accuracy_ci=_ci(ci["accuracy"]),
         macro_f1_ci=_ci(ci["macro_f1"]),
+        scored=how.label,
+        split="test" if not how.cross_validated else how.label.replace("-validated", "-validation"),
         model=r.get("model", "?"),
         head=r.get("head", "?"),
         strategy=r.get("strategy", "?"),

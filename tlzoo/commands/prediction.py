@@ -249,22 +249,58 @@ def _data_records(
     trained = run_data_defaults(run_dir)
     from_run = text_column is None and label_column is None
     modality = predictor.backbone.modality
+    fields = tuple(getattr(predictor.backbone, "fields", ()))
+    encoding = encoding or trained.get("encoding") or "utf-8"
     with tempfile.TemporaryDirectory(prefix="tlzoo-frame-") as tmp:
         location = _frame_file(data, modality, Path(tmp)) if _is_frame(data) else os.fspath(data)
-        records = read_records(
-            location,
-            modality,
-            zoo,
-            text_column=text_column or trained.get("text_column") or "text",
-            label_column=label_column or (trained.get("label_column") if from_run else None),
-            encoding=encoding or trained.get("encoding") or "utf-8",
-            limit=limit,
-            from_run=from_run,
-            fields=tuple(getattr(predictor.backbone, "fields", ())),
-        )
+        try:
+            records = read_records(
+                location,
+                modality,
+                zoo,
+                text_column=text_column or trained.get("text_column") or "text",
+                label_column=label_column or (trained.get("label_column") if from_run else None),
+                encoding=encoding,
+                limit=limit,
+                from_run=from_run,
+                fields=fields,
+            )
+        except TlzooError:  # a fused run's table without one of its inputs: say which columns it reads
+            shown = "The DataFrame" if _is_frame(data) else f"'{location}'"
+            _refuse_missing_inputs(location, fields, encoding, shown, trained.get("label_column") or "label")
+            raise
     if _is_frame(data):
         records.source = "a DataFrame"
     return records
+
+
+def _refuse_missing_inputs(location: str, fields: tuple[str, ...], encoding: str, shown: str, label: str) -> None:
+    """A fused run's table that lacks an input column: one line naming the columns the run reads and the fix
+    (a record may lack an input, as an empty cell), in place of the data source's bare "has no column"."""
+    from tlzoo.engine.corpus import read_csv_table, read_jsonl_table, read_text
+
+    path = Path(location)
+    if not fields or not path.is_file():
+        return
+    try:
+        if path.name.lower().endswith((".jsonl", ".ndjson")):
+            columns = read_jsonl_table(path, encoding).columns
+        else:
+            text = read_text(path, encoding)
+            columns = read_csv_table(text, "\t" if path.name.lower().endswith(".tsv") else ",", shown).columns
+    except TlzooError:
+        return  # unreadable as a table: the source's own error says why
+    missing = [f for f in fields if f not in columns]
+    if not missing:
+        return
+    names = ", ".join(f"'{printable(m)}'" for m in missing)
+    add = "it" if len(missing) == 1 else "them"
+    raise TlzooError(
+        f"{shown} has no column {names}: this run reads the input columns {', '.join(printable(f) for f in fields)} "
+        f"(and '{printable(label)}', where present, to score the predictions); add {add}, "
+        "leaving a cell empty where a record lacks that input (a zero vector and a missing-input flag stand in, "
+        "as in training)."
+    )
 
 
 def _frame_file(frame: Any, modality: str, folder: Path) -> str:

@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 
 from tlzoo.commands.errors_analysis import input_columns, record_fields, run_records, top_losses
-from tlzoo.commands.model_card import LOW_F1, ablation_blocks, card_sections, limitations, model_card
+from tlzoo.commands.model_card import LOW_F1, ablation_blocks, card_sections, limitations, model_card, scoring
 from tlzoo.commands.run_files import RunFiles, _ci, _fmt, confused_pairs, intervals, load_run
 from tlzoo.commands.templating import render
-from tlzoo.evaluation.uncertainty import METHOD
 from tlzoo.infra.safe_text import printable
 
 __all__ = ["card_sections", "intervals", "limitations", "load_run", "model_card", "render_html", "write_report"]
@@ -124,15 +123,18 @@ def _total(r: dict[str, Any]) -> str:
 
 
 def _summary(files: RunFiles, ci: dict[str, list[float]]) -> dict[str, Any]:
-    r, t = files.run, files.test
+    r, t, how = files.run, files.test, scoring(files)
     cards = [
-        ("test accuracy", _fmt(t.get("accuracy")), f"95 % CI {_ci(ci['accuracy'])}"),
+        (f"{how.label} accuracy", _fmt(t.get("accuracy")), f"95 % CI {_ci(ci['accuracy'])}"),
         ("macro-F1", _fmt(t.get("macro_f1")), f"95 % CI {_ci(ci['macro_f1'])}"),
-        ("test examples", str(t.get("n", r.get("n_test", "?"))), f"of {_total(r)} in all"),
+        (how.examples, str(t.get("n", r.get("n_test", "?"))), f"of {_total(r)} in all"),
         ("seconds", _fmt(files.metrics.get("seconds"), 1), "whole run, wall clock"),
     ]
     keys = ("plugin", "model", "weights", "head", "strategy", "seed")
-    return {"cards": cards, "summary_rows": [(k, r.get(k, "?")) for k in keys] + [("intervals", METHOD)]}
+    rows = [(k, r.get(k, "?")) for k in keys] + [("intervals", how.method)]
+    if how.cross_validated:
+        rows.append(("scored by", t["scored_by"]))
+    return {"cards": cards, "summary_rows": rows, "cross_validated": how.cross_validated}
 
 
 def _per_class(files: RunFiles) -> dict[str, Any]:
@@ -299,7 +301,8 @@ def _data_rows(files: RunFiles) -> list[tuple[str, Any]]:
         ("classes", f"{len(t.get('classes', []))}: " + ", ".join(t.get("classes", []))),
         (
             "test examples per class",
-            ", ".join(f"{c} {s.get('support', '?')}" for c, s in t.get("per_class", {}).items()),
+            ", ".join(f"{c} {s.get('support', '?')}" for c, s in t.get("per_class", {}).items())
+            or "none (no test split: --test-fraction 0)",
         ),
     ]
     if files.modality == "text":

@@ -86,6 +86,15 @@ class DataConfig:
         flag="--no-augment",
         option_help="No training-time augmentation",
     )
+    strict_inputs: bool = setting(
+        False,
+        "every image is read at step 2, and an unreadable one (missing, corrupt, truncated) stops the run in one "
+        "line naming the file; false: a fused run gives it a counted placeholder (a single-input image run stops "
+        "when extraction reaches it)",
+        flag="--strict-inputs",
+        option_help="Stop at step 2 on an unreadable image (missing, corrupt, truncated), naming the file, instead "
+        "of giving it a counted placeholder",
+    )
 
 
 @dataclass

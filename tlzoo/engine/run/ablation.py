@@ -62,9 +62,16 @@ def input_ablation(run: RunState) -> dict[str, Any] | None:
             }
         )
     table = {"head": getattr(head_cls, "name", PROBE), "rows": rows, "n_test": int(len(y_test))}
+    run.log(
+        f"  ablation: a {table['head']} head fitted on each input set's cached features ({len(y_train)} examples), "
+        f"scored on the {len(y_test)} test examples"
+    )
     for row in rows:
         lo, hi = row["accuracy_ci"]
-        run.log(f"  ablation {' + '.join(row['inputs']):<40} accuracy {row['accuracy']:.4f} [{lo:.3f}, {hi:.3f}]")
+        run.log(
+            f"  ablation ({table['head']}) {' + '.join(row['inputs']):<40} accuracy {row['accuracy']:.4f} "
+            f"[{lo:.3f}, {hi:.3f}]"
+        )
     return table
 
 

@@ -223,24 +223,29 @@ def _fit_head(run: RunState) -> None:
     splits = fit_rows(run)  # train + validation for a head that cross-validates (or --refit-full)
     x, y = rows(run, splits)
     head.fit(x, y, n)
+    learnt = len(y)  # the rows it learnt from (train + validation for a head that cross-validates)
     _log_tuning(run)
     record(run, splits, fitted_refit_note(run, splits))
     row: dict[str, Any] = {"phase": "fit", "epoch": 1}
     for split in ("train", "val"):
         if len(run.features[split]) and (split == "train" or split not in splits):  # a val it learnt from: no score
             p = head.predict_proba(run.features[split])
-            y = run.targets[split].argmax(1)
-            row[f"{split}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1)).mean()), 5)
-            row[f"{split}_accuracy"] = round(float((p.argmax(1) == y).mean()), 5)
+            truth = run.targets[split].argmax(1)
+            row[f"{split}_loss"] = round(float(-np.log(np.clip(p[np.arange(len(truth)), truth], 1e-12, 1)).mean()), 5)
+            row[f"{split}_accuracy"] = round(float((p.argmax(1) == truth).mean()), 5)
     row["seconds"] = round(time.perf_counter() - start, 2)
     run.history.append(row)
     if splits == ("train",):
         run.log(f"  fitted {run.head.name}: train acc {row.get('train_accuracy')}, val acc {row.get('val_accuracy')}")
     else:
         run.log(
-            f"  fitted {run.head.name} on {len(y)} examples, {fitted_refit_note(run, splits)}; "
-            f"train acc {row.get('train_accuracy')} (the test split stays untouched)"
+            f"  fitted {run.head.name} on {learnt} examples, {fitted_refit_note(run, splits)}; "
+            f"train acc {row.get('train_accuracy')}" + (f" ({_UNTOUCHED})" if len(run.splits.test) else "")
         )
+
+
+# said of the test split where a model learns from train + validation; never with --test-fraction 0 (no test split)
+_UNTOUCHED = "the test split stays untouched"
 
 
 def head_tuning(run: RunState) -> dict[str, Any]:
@@ -288,7 +293,8 @@ def refit_full(run: RunState) -> None:
     phases = _kept_phases(run)
     epochs = sum(p.epochs for p in phases)
     run.log(
-        f"  refit on train + validation ({len(run.splits.train) + len(run.splits.val)} examples, test untouched): "
+        f"  refit on train + validation ({len(run.splits.train) + len(run.splits.val)} examples"
+        + (", test untouched): " if len(run.splits.test) else "): ")
         + ", ".join(f"{p.name} {p.epochs} epoch{'s' * (p.epochs != 1)}" for p in phases)
     )
     seed_everything(run.train_seed)

@@ -30,6 +30,7 @@ from tlzoo.engine.data import (
     stratified_split,
 )
 from tlzoo.engine.run.state import RunState, pick_device
+from tlzoo.engine.run.strict_inputs import refuse_unreadable_images
 from tlzoo.infra.lifecycle import RunLock, os_error_message
 
 
@@ -198,6 +199,8 @@ def load_dataset(run: RunState) -> None:
     fields = run.factory.fields(run.config.model.options) if run.factory.fields else ()
     options = DataOptions(cfg.text_column, cfg.label_column, cfg.encoding, fields=fields)
     ds, source = read_dataset(cfg.path, run.factory.modality, run.zoo, options)
+    if cfg.strict_inputs:  # every image read now: the first bad one is fatal (else a counted placeholder)
+        refuse_unreadable_images(ds)
     for note in [*ds.notes, *look_alike_labels(ds.labels)]:  # dropped rows, doubtful labels: never silent
         run.log(f"  warning: {note}")
     check_labels(ds)

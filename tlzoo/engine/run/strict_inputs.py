@@ -1,0 +1,66 @@
+"""Part of step 2, load dataset: ``--strict-inputs`` (``data.strict_inputs``), every image read before training.
+
+By default a fused run gives an image it cannot read (a missing, corrupt or truncated file) a zero
+vector and a missing-input flag, and counts it in the log (issue 16 §3: one bad file must not end a
+run of thousands); a single-input image run stops when extraction reaches one.  With
+``--strict-inputs`` each image file the dataset names is opened, verified and decoded at step 2,
+and the first that fails stops the run in one line naming the file, the record and the option,
+before any feature is extracted.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tlzoo.api.errors import TlzooError
+from tlzoo.api.interfaces import Dataset
+from tlzoo.engine.data import is_image_path
+
+
+def refuse_unreadable_images(ds: Dataset) -> None:
+    """One line naming the first image of ``ds`` that cannot be read (and how many more), or nothing."""
+    bad: list[tuple[str, str, str]] = []  # (path, where, why)
+    for example, ident in zip(ds.examples, ds.ids):
+        for path, where in _image_paths(example, ident, ds.modality):
+            why = unreadable(path)
+            if why:
+                bad.append((path, where, why))
+    if not bad:
+        return
+    path, where, why = bad[0]
+    more = f" (and {len(bad) - 1} more unreadable image{'s' * (len(bad) > 2)})" if len(bad) > 1 else ""
+    instead = ", or leave --strict-inputs out to give it a counted placeholder" if ds.modality == "multimodal" else ""
+    raise TlzooError(
+        f"Cannot read image '{path}' ({where}): {why}{more}; --strict-inputs stops on an unreadable image: "
+        f"fix or remove the file{instead}."
+    )
+
+
+def _image_paths(example: Any, ident: str, modality: str) -> list[tuple[str, str]]:
+    """The image files an example names, each with where it was found (record and column)."""
+    if isinstance(example, dict):  # a fused run's record: the fields that name an image file
+        return [
+            (value, f"record {ident}, column {column}")
+            for column, value in example.items()
+            if isinstance(value, str) and value.strip() and is_image_path(value)
+        ]
+    if modality == "vision" and isinstance(example, (str, os.PathLike)):
+        return [(os.fspath(example), f"example {ident}")]
+    return []  # a text, or an image already in memory
+
+
+def unreadable(path: str) -> str:
+    """Why Pillow cannot read the image file ``path`` (its chunks verified, then decoded), or "" when it can."""
+    if not os.path.isfile(path):
+        return "no such file"
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.verify()  # a PNG's chunks and their CRCs, a JPEG's header
+        with Image.open(path) as img:
+            img.load()  # the pixels: a truncated or garbled stream fails here
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    return ""
