@@ -210,6 +210,7 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
     import shlex
 
     from tlzoo.commands.compare import next_command
+    from tlzoo.commands.leaderboard import fine_tune_command
 
     cfg = RunConfig()
     cfg.apply_overrides(
@@ -217,7 +218,7 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
     )
     cfg.apply_overrides(["model.max_length=64", "model.options.truncation=tail", "data.augment=false"])
     cfg.data.path = "my data.csv"
-    winner = {"plugin": "bert", "model": "tiny", "weights_path": "/w/tiny bert"}
+    winner = {"plugin": "bert", "model": "tiny", "weights_path": "/w/tiny bert", "head": "svm", "head_params": {"C": 0.5}}
     words = shlex.split(next_command(cfg, winner))
     assert words[:8] == ["tl", "run", "--plugin", "bert", "--model", "tiny", "--weights", "/w/tiny bert"]
     command = " ".join(words)
@@ -233,7 +234,10 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
         "--no-augment",
     ):
         assert part in command, (part, command)
-    assert words[-2:] == ["--strategy", "fine-tune"]
+    assert words[-3:] == ["--head", "svm", "--set=head.C=0.5"]  # the winner's head and its options
+    assert "--strategy" not in words
+    tune = shlex.split(fine_tune_command(cfg, winner))
+    assert tune[:-4] == words[:-3] and tune[-4:] == ["--head", "fc", "--strategy", "fine-tune"]
     # the suggestion is a valid `tl run` command line: its options parse into the same data settings
     again = RunConfig()
     from tlzoo.cli import RUN_OPTIONS, run
@@ -249,6 +253,7 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
     again.data.augment = not ctx.params["no_augment"]
     assert again.data == cfg.data and again.seed == 2 and again.model.max_length == 64
     assert again.model.options == {"truncation": "tail"}
+    assert again.head.name == "svm" and again.head.params == {"C": 0.5}
 
 
 def test_the_leaderboard_shows_the_test_size_both_seconds_and_what_logme_means() -> None:

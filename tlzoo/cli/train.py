@@ -376,7 +376,10 @@ def compare(
             cfg.set(key, options[settings()[key].param])
     cfg.apply_overrides(list(overrides))
     cfg.progress = not quiet
-    from tlzoo.commands.compare import compare as run_compare, format_leaderboard, leaderboard_notes, next_command
+    from pathlib import Path
+
+    from tlzoo.commands.compare import compare as run_compare, format_leaderboard, leaderboard_notes
+    from tlzoo.commands.leaderboard import advise
 
     result = run_compare(
         plugins.split(","),
@@ -390,20 +393,28 @@ def compare(
         fusions=(fusions or "").split(","),
         tabular=(tabular_columns or "").split(","),
     )
+    w = result.winner
+    # the advice reads earlier runs (under runs/ and beside the output folder) for fine-tuning's record
+    advice = advise(cfg, w, runs=[Path("runs"), result.out.parent]) if w else None
     if as_json:
-        click.echo(json.dumps({"out": str(result.out), "rows": result.rows}, indent=2, default=str))
+        nxt = {"next": vars(advice)} if advice else {}
+        click.echo(json.dumps({"out": str(result.out), "rows": result.rows, **nxt}, indent=2, default=str))
         return
     click.echo(format_leaderboard(result.rows))
     for note in leaderboard_notes(result.rows):
         click.echo(f"  {note}")
-    w = result.winner
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
-    if w:
+    if advice:
+        ci = f", 95% CI {w['accuracy_ci'][0]:.3f}-{w['accuracy_ci'][1]:.3f}" if w.get("accuracy_ci") else ""
         click.echo(
-            f"winner: {w['backbone']} with {w['head']}; {'run' if w.get('fusion') else 'fine-tune'} it with\n"
-            f"  {next_command(cfg, w)}",
+            f"winner: {w['backbone']} with {w['head']} (test accuracy {w['accuracy']:.4f}{ci}); "
+            f"a full run of it (report, model card, export) with\n  {advice.keep}",
             err=True,
         )
+        if advice.fine_tune:
+            click.echo(f"to try fine-tuning as well: {advice.reason}:\n  {advice.fine_tune}", err=True)
+        elif advice.reason:
+            click.echo(f"no fine-tuning suggested: {advice.reason}", err=True)
 
 
 # ---------------------------------------------------------------------------- pretrain

@@ -5,11 +5,18 @@ resolve plugins, load, split, encode labels, create the backbone, ..., train), t
 ``tlzoo_run_step`` hook, so step wrappers apply here too: the data is loaded and split exactly
 as ``tl run`` would (same seed, same fractions), the train step extracts features once
 through the feature cache and fits the first requested head, and every other fitted head
-is then trained on the same training features; each is scored on the test split.  Optionally
+is then fitted on the same features, on the rows ``tl run --head NAME`` would fit it on (train +
+validation for a head that cross-validates its options, as the train step fitted the first); each
+is scored on the test split, so a row's figures are those of the ``tl run`` it suggests.  Optionally
 each backbone also gets a LogME score (the log marginal evidence of a Bayesian linear model
 from its features to the labels, You et al., ICML 2021), which ranks backbones with no head
-trained at all.  The result is a leaderboard printed and saved as ``leaderboard.csv`` and
-``leaderboard.png`` in the output folder.
+trained at all; it is shown as a note, never used to rank.  The leaderboard ranks by test
+accuracy, each figure with its 95 % bootstrap interval over the test examples (as ``tl run``'s
+metrics.json has it), printed and saved as ``leaderboard.csv`` and ``leaderboard.png`` in the
+output folder; :mod:`tlzoo.commands.leaderboard` formats it and says what to run next.
+
+``--set head.KEY=VALUE`` gives that option to every probe head that has it (one line when none
+has it); the winner's suggested ``tl run`` keeps its head and those options.
 
 ``seeds=N`` (``tl compare --seeds N``) fits each head with N training seeds on the same
 features and split (see ``seeds.py`` for why the split stays fixed): accuracy and macro-F1
@@ -35,11 +42,13 @@ from tlzoo.api.steps import CREATE_BACKBONE, PROBE_STEPS
 from tlzoo.commands.leaderboard import (
     COLUMNS,
     LOGME_NOTE,
+    csv_row,
     format_leaderboard,
     leaderboard_notes,
     logme,
     next_command,
     plot_leaderboard,
+    trainable_groups,
 )
 from tlzoo.engine.config import RunConfig
 from tlzoo.evaluation.metrics import classification_report
@@ -117,13 +126,14 @@ def compare(
     base.data.path = data
     base.validate()  # ranges and split fractions, before any backbone loads
     head_classes = _head_classes(zoo, heads)
+    head_params = _head_params(head_classes, base.head.params)
     contestants = _contestants(zoo, data, plugins, fusions, tabular)
     folder = Path(out) if out else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     pick_device(base.train.device)  # a bad --device fails before any backbone loads
     rows: list[dict[str, Any]] = []
     for contestant in contestants:
-        rows += _probe_contestant(zoo, base, contestant, heads, head_classes, use_logme, log, seeds)
+        rows += _probe_contestant(zoo, base, contestant, heads, (head_classes, head_params), use_logme, log, seeds)
     return _leaderboard(rows, folder, data)
 
 
@@ -139,6 +149,18 @@ def _head_classes(zoo: Any, heads: list[str]) -> dict[str, Any]:
             "Use logreg, svm, rf, knn, tree or nb."
         )
     return head_classes
+
+
+def _head_params(head_classes: dict[str, Any], given: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each probe head's share of ``--set head.KEY=VALUE``: the options it has; one line for an option none has."""
+    taken = {name: {k: v for k, v in given.items() if k in cls.defaults()} for name, cls in head_classes.items()}
+    unused = sorted(set(given) - {k for params in taken.values() for k in params})
+    if unused:
+        raise TlzooError(
+            f"--set head.{unused[0]}: none of the probe heads ({', '.join(head_classes)}) has that option; "
+            "see `tl config --head NAME` for a head's options."
+        )
+    return taken
 
 
 def _contestants(
@@ -198,7 +220,7 @@ def _probe_contestant(
     base: RunConfig,
     contestant: Contestant,
     heads: list[str],
-    head_classes: dict[str, Any],
+    probe_heads: tuple[dict[str, Any], dict[str, dict[str, Any]]],
     use_logme: bool,
     log: Callable[[str], None],
     seeds: int,
@@ -216,10 +238,12 @@ def _probe_contestant(
         if contestant.weights:
             cfg.model.weights = contestant.weights
     first = _probe_head(contestant, heads[0])
-    cfg.train.strategy, cfg.head.name, cfg.head.params = "feature-extraction", first, {}
+    head_classes, head_params = probe_heads
+    cfg.train.strategy, cfg.head.name = "feature-extraction", first
+    cfg.head.params = dict(head_params.get(first, {}))
     run = Run(cfg, zoo, log=_probe_log(log), probe=True)
     try:
-        return _probe(run, first, head_classes, contestant.weights, use_logme, log, seeds)
+        return _probe(run, first, probe_heads, contestant.weights, use_logme, log, seeds)
     except BaseException as exc:
         run.after_failure(exc)  # labels the error with the step and the plugin, as `tl run` does
         raise
@@ -236,7 +260,7 @@ def _leaderboard(rows: list[dict[str, Any]], folder: Path, data: str) -> Compare
     with csv_path.open("w", newline="") as f:
         w = csv.DictWriter(f, COLUMNS)
         w.writeheader()
-        w.writerows({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS} for r in rows)
+        w.writerows(csv_row(r) for r in rows)
     n_test = rows[0].get("n_test") if rows else None
     plot_leaderboard(
         rows, png_path, title=f"tl compare on {Path(data).name}" + (f" (test n={n_test})" if n_test else "")
@@ -252,7 +276,7 @@ def _probe_log(log: Callable[[str], None]) -> Callable[[str], None]:
 def _probe(
     run: Any,
     first: str,
-    head_classes: dict[str, Any],
+    probe_heads: tuple[dict[str, Any], dict[str, dict[str, Any]]],
     weights: str,
     use_logme: bool,
     log: Callable[[str], None],
@@ -276,19 +300,24 @@ def _probe(
         first_fit = float(run.history.rows[-1]["seconds"]) if run.history.rows else 0.0
     extract_seconds = max(0.0, time.perf_counter() - started - first_fit)
     common = _common_columns(run, label, weights, use_logme)
+    head_classes, head_params = probe_heads
     if fusion == "mlp":
         head_classes = {"mlp": None}  # one row: the trained mlp fusion head
     rows = []
     for name, cls in head_classes.items():
         t0 = time.perf_counter()
-        report, spread = _score_head(run, name, cls, first, seeds)
+        params = dict(head_params.get(name, {}))
+        report, spread = _score_head(run, name, (cls, params), first, seeds)
         fit_seconds = time.perf_counter() - t0 + (first_fit if name in (first, "mlp") else 0.0)
         rows.append(
             {
                 **common,
                 "head": name,
+                "head_params": params,
                 "accuracy": report["accuracy"],
                 "macro_f1": report["macro_f1"],
+                "accuracy_ci": report["accuracy_ci"],
+                "macro_f1_ci": report["macro_f1_ci"],
                 **spread,
                 "seconds": round(extract_seconds + fit_seconds, 2),
                 "extract_seconds": round(extract_seconds, 2),
@@ -296,9 +325,10 @@ def _probe(
             }
         )
         sd = f" ± {spread['accuracy_sd']:.4f} over {seeds} seeds" if spread else ""
+        lo, hi = report["accuracy_ci"]
         log(
-            f"  {name:<7} accuracy {report['accuracy']:.4f}{sd}  macro-F1 {report['macro_f1']:.4f}  "
-            f"({fit_seconds:.1f}s fit)"
+            f"  {name:<7} accuracy {report['accuracy']:.4f}{sd} (95% CI {lo:.3f}-{hi:.3f})  "
+            f"macro-F1 {report['macro_f1']:.4f}  ({fit_seconds:.1f}s fit)"
         )
     return rows
 
@@ -311,6 +341,8 @@ def _common_columns(run: Any, label: str, weights: str, use_logme: bool) -> dict
         "backbone": label,
         "plugin": run.factory.name,
         "model": run.model_name,
+        "backbone_name": run.backbone.name,  # as metrics.json's run.model has it (a past run of it: leaderboard.advise)
+        "trainable_groups": trainable_groups(run.backbone),
         "weights_path": weights,
         "features": run.backbone.num_features,
         "n_test": len(run.splits.test),
@@ -327,30 +359,56 @@ def _fusion_of(run: Any) -> str:
     return str(run.config.model.options.get("fusion") or "concat")
 
 
-def _score_head(run: Any, name: str, cls: Any, first: str, seeds: int) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The test report of probe head ``name`` on the run's features (and its spread over seeds)."""
+def _score_head(
+    run: Any, name: str, head: tuple[Any, dict[str, Any]], first: str, seeds: int
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The test report of probe head ``name`` (``head``: its class and options) on the run's features, with
+    95 % bootstrap intervals (``accuracy_ci``, ``macro_f1_ci``, as ``tl run``'s), and its spread over seeds."""
+    from tlzoo.evaluation.uncertainty import bootstrap_ci
+
+    classes, y_test = run.encoder.classes, run.encoder.encode(run.splits.test.labels)
+    if seeds > 1 and _fusion_of(run) in ("", "concat"):
+        report, spread, y_pred = _seeded_reports(run, head, y_test, classes, seeds)
+    else:
+        y_pred, spread = np.asarray(_probe_proba(run, name, head, first)).argmax(1), {}
+        report = classification_report(y_test, y_pred, classes)
+    ci = bootstrap_ci(y_test, y_pred, len(classes), seed=run.config.seed)  # seeds: the first seed's predictions
+    return {**report, "accuracy_ci": ci["accuracy"], "macro_f1_ci": ci["macro_f1"]}, spread
+
+
+def _probe_proba(run: Any, name: str, head: tuple[Any, dict[str, Any]], first: str) -> Any:
+    """Test-split class probabilities of probe head ``name`` fitted on the run's training features."""
     feats, classes = run.features, run.encoder.classes
     y_train = run.encoder.encode(run.splits.train.labels)
-    y_test = run.encoder.encode(run.splits.test.labels)
     fusion = _fusion_of(run)
-    if seeds > 1 and fusion in ("", "concat"):
-        return _seeded_reports(cls, feats, y_train, y_test, classes, run.config.seed, seeds)
+    cls, params = head
     if name in (first, "mlp") and fusion == "mlp":
         proba = _torch_head_proba(run, feats["test"])
     elif name == first:
         proba = run.head.predict_proba(feats["test"])  # fitted by the train step
     elif fusion == "late":  # the same late fusion over another probe head, weights chosen on validation
-        head = zoo_head(run, "late-fusion", head=name)
-        head.member_class = cls
-        head.use_blocks(run.backbone.feature_blocks())
-        head.fit(feats["train"], y_train, len(classes))
-        head.choose(feats["val"], run.encoder.encode(run.splits.val.labels))
-        proba = head.predict_proba(feats["test"])
+        late = zoo_head(run, "late-fusion", head=name, head_params=params)
+        late.member_class = cls
+        late.use_blocks(run.backbone.feature_blocks())
+        late.fit(feats["train"], y_train, len(classes))
+        late.choose(feats["val"], run.encoder.encode(run.splits.val.labels))
+        proba = late.predict_proba(feats["test"])
     else:
-        head = cls()  # each head's defaults ("auto" options cross-validated)
-        head.fit(feats["train"], y_train, len(classes))
-        proba = head.predict_proba(feats["test"])
-    return classification_report(y_test, np.asarray(proba).argmax(1), classes), {}
+        fitted = cls(**params)  # each head's defaults ("auto" options cross-validated) and --set head.KEY
+        _fit_as_a_run_would(run, fitted)
+        proba = fitted.predict_proba(feats["test"])
+    return proba
+
+
+def _fit_as_a_run_would(run: Any, head: Any) -> None:
+    """Fit a probe head on the rows ``tl run --head NAME`` fits it on (as the train step fitted the first
+    head): train + validation for a head that cross-validates its options, else train.  So every head of
+    the leaderboard learns from what its suggested run would, and none from more than another would."""
+    from tlzoo.engine.run.refit import NOT_TEST, rows
+
+    splits = NOT_TEST if getattr(head, "cross_validates", False) and len(run.features.get("val", ())) else ("train",)
+    x, y = rows(run, splits)
+    head.fit(x, y, len(run.encoder.classes))
 
 
 def zoo_head(run: Any, name: str, **params: Any) -> Any:
@@ -384,29 +442,32 @@ def _torch_head_proba(run: Any, x: np.ndarray) -> np.ndarray:
 
 
 def _seeded_reports(
-    cls: Any,
-    feats: dict[str, np.ndarray],
-    y_train: np.ndarray,
+    run: Any,
+    head_spec: tuple[Any, dict[str, Any]],
     y_test: np.ndarray,
     classes: list[str],
-    first_seed: int,
     seeds: int,
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit ``cls`` with training seeds ``first_seed ..``; (mean figures, their sds and the per-seed figures).
+) -> tuple[dict[str, Any], dict[str, Any], np.ndarray]:
+    """Fit the head (class, options) with training seeds ``--seed ..``; (mean figures, their sds and the
+    per-seed figures, the first seed's test predictions).
 
     A head without a ``random_state`` option is fitted once: on fixed features its result
     does not depend on a seed."""
     from tlzoo.commands.seeds import seeded_head_params, summarise
 
+    cls, given = head_spec
     per_seed: list[dict[str, Any]] = []
-    for seed in range(first_seed, first_seed + seeds):
-        params = seeded_head_params(cls, {}, seed)
+    first_pred = np.zeros(0, dtype=np.int64)
+    for seed in range(run.config.seed, run.config.seed + seeds):
+        params = seeded_head_params(cls, given, seed)
         if per_seed and "random_state" not in params:
             per_seed.append({**per_seed[-1], "train_seed": seed})
             continue
         head = cls(**params)
-        head.fit(feats["train"], y_train, len(classes))
-        report = classification_report(y_test, head.predict_proba(feats["test"]).argmax(1), classes)
+        _fit_as_a_run_would(run, head)
+        y_pred = np.asarray(head.predict_proba(run.features["test"])).argmax(1)
+        first_pred = y_pred if not per_seed else first_pred
+        report = classification_report(y_test, y_pred, classes)
         per_seed.append({"train_seed": seed, "accuracy": report["accuracy"], "macro_f1": report["macro_f1"]})
     stats = summarise(per_seed)
     mean = {m: stats[m]["mean"] for m in stats}
@@ -416,7 +477,7 @@ def _seeded_reports(
         "seeds": seeds,
         "per_seed": per_seed,
     }
-    return mean, spread
+    return mean, spread, first_pred
 
 
 def _spec(text: str) -> tuple[str, str]:
