@@ -247,6 +247,7 @@ def test_the_table_csv_and_plot_carry_the_intervals(tmp_path: Path) -> None:
     assert (flat["macro_f1_ci_low"], flat["macro_f1_ci_high"]) == tuple(ci["macro_f1"]) and flat[
         "head_params"
     ] == '{"C": 1}'
+    assert csv_row(row | {"backbone": "=HYPERLINK(1)"})["backbone"] == "'=HYPERLINK(1)"  # no formula
     seeded = row | {"seeds": 3, "accuracy_sd": 0.01, "macro_f1_sd": 0.02}
     assert "0.7778 ± 0.0100  " in format_leaderboard([seeded]) and any(
         "first seed" in n for n in leaderboard_notes([seeded])

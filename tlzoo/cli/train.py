@@ -400,21 +400,22 @@ def compare(
         nxt = {"next": vars(advice)} if advice else {}
         click.echo(json.dumps({"out": str(result.out), "rows": result.rows, **nxt}, indent=2, default=str))
         return
-    click.echo(format_leaderboard(result.rows))
-    for note in leaderboard_notes(result.rows):
-        click.echo(f"  {note}")
+    for line in [*format_leaderboard(result.rows).splitlines(), *(f"  {n}" for n in leaderboard_notes(result.rows))]:
+        click.echo(printable(line))  # backbone names come from folder names: no terminal escapes
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
     if advice:
         ci = f", 95% CI {w['accuracy_ci'][0]:.3f}-{w['accuracy_ci'][1]:.3f}" if w.get("accuracy_ci") else ""
-        click.echo(
+        lines = [
             f"winner: {w['backbone']} with {w['head']} (test accuracy {w['accuracy']:.4f}{ci}); "
-            f"a full run of it (report, model card, export) with\n  {advice.keep}",
-            err=True,
-        )
+            "a full run of it (report, model card, export) with",
+            f"  {advice.keep}",
+        ]
         if advice.fine_tune:
-            click.echo(f"to try fine-tuning as well: {advice.reason}:\n  {advice.fine_tune}", err=True)
+            lines += [f"to try fine-tuning as well: {advice.reason}:", f"  {advice.fine_tune}"]
         elif advice.reason:
-            click.echo(f"no fine-tuning suggested: {advice.reason}", err=True)
+            lines.append(f"no fine-tuning suggested: {advice.reason}")
+        for line in lines:
+            click.echo(printable(line), err=True)
 
 
 # ---------------------------------------------------------------------------- pretrain

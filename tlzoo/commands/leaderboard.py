@@ -131,7 +131,14 @@ def csv_row(row: dict[str, Any]) -> dict[str, Any]:
         low_high = row.get(f"{metric}_ci") or (None, None)
         flat[f"{metric}_ci_low"], flat[f"{metric}_ci_high"] = low_high
     flat["head_params"] = json.dumps(row.get("head_params") or {}, sort_keys=True, default=str)
-    return {k: ("" if flat.get(k) is None else flat.get(k)) for k in COLUMNS}
+    # names (a backbone's comes from its weights folder) as cells no spreadsheet reads as a formula
+    return {k: "" if flat.get(k) is None else _cell(flat[k]) for k in COLUMNS}
+
+
+def _cell(value: Any) -> Any:
+    from tlzoo.infra.safe_text import spreadsheet_cell
+
+    return spreadsheet_cell(value) if isinstance(value, str) else value
 
 
 def format_leaderboard(rows: list[dict[str, Any]]) -> str:
