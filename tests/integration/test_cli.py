@@ -216,7 +216,9 @@ def test_corrupt_image_is_one_error_line_even_from_a_worker(run_cli: Any, tmp_pa
         (data / c).mkdir(parents=True)
         for i in range(5):
             Image.new("RGB", (16, 16), (40 * i, 100 if c == "a" else 0, 0)).save(data / c / f"{i}.png")
-    (data / "a" / "broken.png").write_bytes(b"not a png at all")
+    whole = (data / "a" / "0.png").read_bytes()
+    cut = whole.index(b"IDAT") + 8  # the header reads; the pixels are cut short
+    (data / "a" / "broken.png").write_bytes(whole[:cut])
     out = tmp_path / "run"
     res = run_cli(
         "run",
@@ -235,6 +237,25 @@ def test_corrupt_image_is_one_error_line_even_from_a_worker(run_cli: Any, tmp_pa
     )
     assert_clean_error(res, "Cannot read image", out)
     assert "broken.png" in res.stderr and "Original Traceback" not in res.stderr
+
+
+def test_a_file_that_is_no_image_is_left_out_and_counted(run_cli: Any, tmp_path: Path) -> None:
+    """Issue 16 §3: one bad file must not end an image run; --strict-inputs makes it fatal."""
+    from PIL import Image
+
+    data = tmp_path / "images"
+    for c in "ab":
+        (data / c).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (16, 16), (40 * i, 100 if c == "a" else 0, 0)).save(data / c / f"{i}.png")
+    (data / "a" / "broken.png").write_bytes(b"not a png at all")
+    (data / "b" / "empty.png").write_bytes(b"")
+    args = ["run", "--plugin", "efficientnet", "--no-pretrained", "--image-size", "32", "--data", data]
+    res = run_cli(*args, "--head", "logreg", "--out", tmp_path / "run")
+    assert res.exit_code == 0, res
+    assert "left out 2 unreadable images of 14, the first" in res.stderr and "--strict-inputs" in res.stderr
+    strict = run_cli(*args, "-q", "--strict-inputs", "--out", tmp_path / "strict")
+    assert_clean_error(strict, "Cannot read image", tmp_path / "strict")
 
 
 def test_text_column_equal_to_label_column_is_refused(run_cli: Any, tmp_path: Path, text_csv: Path) -> None:

@@ -89,11 +89,12 @@ class DataConfig:
     strict_inputs: bool = setting(
         False,
         "every image is read at step 2, and an unreadable one (missing, corrupt, truncated) stops the run in one "
-        "line naming the file; false: a fused run gives it a counted placeholder (a single-input image run stops "
-        "when extraction reaches it)",
+        "line naming the file; false: a fused run gives it a counted placeholder, a single-input image run leaves "
+        "out, counted, each example whose file is missing or not an image (a file whose pixels are cut short still "
+        "stops it when decoded)",
         flag="--strict-inputs",
         option_help="Stop at step 2 on an unreadable image (missing, corrupt, truncated), naming the file, instead "
-        "of giving it a counted placeholder",
+        "of leaving it out (or, in a fused run, a placeholder), counted in the log",
     )
 
 

@@ -30,7 +30,7 @@ from tlzoo.engine.data import (
     stratified_split,
 )
 from tlzoo.engine.run.state import RunState, pick_device
-from tlzoo.engine.run.strict_inputs import refuse_unreadable_images
+from tlzoo.engine.run.strict_inputs import refuse_unreadable_images, skip_unreadable_images
 from tlzoo.infra.lifecycle import RunLock, os_error_message
 
 
@@ -206,6 +206,10 @@ def load_dataset(run: RunState) -> None:
     check_labels(ds)
     full = len(ds)
     ds = stratified_limit(ds, cfg.limit, run.config.seed)
+    if not cfg.strict_inputs:  # a missing or non-image file is left out and counted, not fatal (issue 16 §3)
+        ds, note = skip_unreadable_images(ds)
+        if note:
+            run.log(f"  warning: {note}")
     check_labels(ds)
     run.dataset = ds
     run.log(

@@ -1,11 +1,13 @@
 """Part of step 2, load dataset: ``--strict-inputs`` (``data.strict_inputs``), every image read before training.
 
-By default a fused run gives an image it cannot read (a missing, corrupt or truncated file) a zero
-vector and a missing-input flag, and counts it in the log (issue 16 §3: one bad file must not end a
-run of thousands); a single-input image run stops when extraction reaches one.  With
-``--strict-inputs`` each image file the dataset names is opened, verified and decoded at step 2,
-and the first that fails stops the run in one line naming the file, the record and the option,
-before any feature is extracted.
+By default one bad file must not end a run of thousands (issue 16 §3): a fused run gives an image
+it cannot read (a missing, corrupt or truncated file) a zero vector and a missing-input flag, and
+counts it in the log; a single-input image run leaves out, with a counted warning, each example
+whose file is missing or is not an image Pillow recognises (:func:`skip_unreadable_images`, a
+header read per file; a file whose header reads but whose pixels are truncated still stops the run
+when it is decoded, naming the file).  With ``--strict-inputs`` each image file the dataset names is
+opened, verified and decoded at step 2, and the first that fails stops the run in one line naming
+the file, the record and the option, before any feature is extracted.
 """
 
 from __future__ import annotations
@@ -35,6 +37,41 @@ def refuse_unreadable_images(ds: Dataset) -> None:
         f"Cannot read image '{path}' ({where}): {why}{more}; --strict-inputs stops on an unreadable image: "
         f"fix or remove the file{instead}."
     )
+
+
+def skip_unreadable_images(ds: Dataset) -> tuple[Dataset, str]:
+    """``ds`` without the examples of a single-input image run whose file is missing or not an image
+    (a header read each), and a note that counts them and names the first ("" and ``ds`` when all read)."""
+    if ds.modality != "vision":
+        return ds, ""
+    keep, bad = [], []
+    for i, example in enumerate(ds.examples):
+        why = _header_unreadable(os.fspath(example)) if isinstance(example, (str, os.PathLike)) else ""
+        if why:
+            bad.append(f"'{os.fspath(example)}' ({why})")
+        else:
+            keep.append(i)
+    if not bad:
+        return ds, ""
+    note = (
+        f"left out {len(bad)} unreadable image{'s' * (len(bad) != 1)} of {len(ds)}, the first {bad[0]}; "
+        "--strict-inputs stops on one instead"
+    )
+    return ds.subset(keep), note
+
+
+def _header_unreadable(path: str) -> str:
+    """Why ``path`` is not an image file Pillow recognises from its header, or "" (pixels are not decoded)."""
+    if not os.path.isfile(path):
+        return "no such file"
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.size  # noqa: B018 - the header is parsed by open; size proves it named one
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    return ""
 
 
 def _image_paths(example: Any, ident: str, modality: str) -> list[tuple[str, str]]:
