@@ -379,7 +379,7 @@ def compare(
     from pathlib import Path
 
     from tlzoo.commands.compare import compare as run_compare, format_leaderboard, leaderboard_notes
-    from tlzoo.commands.leaderboard import advise
+    from tlzoo.commands.leaderboard import advice_lines, advise
 
     result = run_compare(
         plugins.split(","),
@@ -403,19 +403,8 @@ def compare(
     for line in [*format_leaderboard(result.rows).splitlines(), *(f"  {n}" for n in leaderboard_notes(result.rows))]:
         click.echo(printable(line))  # backbone names come from folder names: no terminal escapes
     click.echo(f"\nsaved {result.csv_path} and {result.png_path}", err=True)
-    if advice:
-        ci = f", 95% CI {w['accuracy_ci'][0]:.3f}-{w['accuracy_ci'][1]:.3f}" if w.get("accuracy_ci") else ""
-        lines = [
-            f"winner: {w['backbone']} with {w['head']} (test accuracy {w['accuracy']:.4f}{ci}); "
-            "a full run of it (report, model card, export) with",
-            f"  {advice.keep}",
-        ]
-        if advice.fine_tune:
-            lines += [f"to try fine-tuning as well: {advice.reason}:", f"  {advice.fine_tune}"]
-        elif advice.reason:
-            lines.append(f"no fine-tuning suggested: {advice.reason}")
-        for line in lines:
-            click.echo(printable(line), err=True)
+    for line in advice_lines(w, advice) if advice else []:
+        click.echo(printable(line), err=True)
 
 
 # ---------------------------------------------------------------------------- pretrain

@@ -316,6 +316,22 @@ def advise(config: RunConfig, winner: dict[str, Any], runs: Sequence[Path] = (Pa
     return Advice(keep, fine_tune_command(config, winner), reason)
 
 
+def advice_lines(winner: dict[str, Any], advice: Advice) -> list[str]:
+    """The advice as ``tl compare`` prints it after the table: the winner, its run, and fine-tuning or why not."""
+    ci = winner.get("accuracy_ci")
+    ci_text = f", 95% CI {ci[0]:.3f}-{ci[1]:.3f}" if ci else ""
+    lines = [
+        f"winner: {winner['backbone']} with {winner['head']} (test accuracy {winner['accuracy']:.4f}{ci_text}); "
+        "a full run of it (report, model card, export) with",
+        f"  {advice.keep}",
+    ]
+    if advice.fine_tune:
+        lines += [f"to try fine-tuning as well: {advice.reason}:", f"  {advice.fine_tune}"]
+    elif advice.reason:
+        lines.append(f"no fine-tuning suggested: {advice.reason}")
+    return lines
+
+
 def next_command(config: RunConfig, winner: dict[str, Any]) -> str:
     """The ``tl run`` that keeps ``winner``: its backbone, head and head options on the same data, with every
     data and model option the comparison used (``--text-column``, ``--limit``, ``--seed``, ``--set`` keys ...),

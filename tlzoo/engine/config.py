@@ -476,12 +476,7 @@ class RunConfig:
 
 # keys a built-in strategy never reads: config.toml writes them as comments in its runs
 NOT_USED_BY: dict[str, tuple[str, ...]] = {
-    "feature-extraction": (
-        "train.finetune_lr",
-        "train.lr_decay",
-        "train.gradual_unfreezing",
-        "train.lm_epochs",
-    ),
+    "feature-extraction": ("train.finetune_lr", "train.lr_decay", "train.gradual_unfreezing", "train.lm_epochs"),
     "fine-tune": ("train.lm_epochs",),
 }
 
