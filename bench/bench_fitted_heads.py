@@ -9,7 +9,7 @@ Tasks (features computed once, kept as ``.npz`` under ``--out``):
 * ``wine`` / ``breast-cancer``: scikit-learn's bundled tables, their columns as features.
 
 For each task and split seed (0, 1, 2) the runner's split (70 / 15 / 15, stratified); each head
-is fitted on the training part as a run fits it, and scored on the test part: accuracy and
+is fitted on train + validation as a run fits a head that cross-validates, and scored on the test part: accuracy and
 macro-F1, beside scikit-learn's estimator at its default settings (on standardised features
 for svm and logreg, as those heads standardise) and the majority class.  A head is
 *degenerate* on a split when its test predictions are (nearly) one class (the most predicted
@@ -85,13 +85,16 @@ def features(task: str, out: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def split(y: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and test indices as the runner splits (15 % validation, 15 % test, stratified)."""
+    """Fit and test indices as the runner splits (15 % validation, 15 % test, stratified): a fitted head
+    that tunes itself by cross-validation learns from train + validation in a run (issue 17 §3), so both
+    contestants fit on those rows."""
     from tlzoo.api.interfaces import Dataset
     from tlzoo.engine.data import stratified_split
 
     ds = Dataset([str(i) for i in range(len(y))], [str(v) for v in y], modality="text")
     parts = stratified_split(ds, 0.15, 0.15, seed)
-    return np.array([int(i) for i in parts.train.examples]), np.array([int(i) for i in parts.test.examples])
+    fit = [int(i) for i in [*parts.train.examples, *parts.val.examples]]
+    return np.array(fit), np.array([int(i) for i in parts.test.examples])
 
 
 def sklearn_default(name: str) -> Any:

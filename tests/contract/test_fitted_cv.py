@@ -234,6 +234,20 @@ def test_the_rule_skips_a_collapsed_setting_only_while_another_is_informative() 
     assert judge(close, **kw).pick == 0 and judge(close, **kw).best == 1
 
 
+def test_a_simpler_setting_within_noise_on_accuracy_but_losing_a_class_is_not_chosen() -> None:
+    """A depth-1 tree on three classes: accuracy within one standard error of the best, macro-F1 far below."""
+    from tlzoo.plugins.heads.tuning import judge
+
+    stump = ([0.57, 0.59, 0.56, 0.58], [0.37, 0.38, 0.36, 0.37], [0.6, 0.6, 0.6, 0.6])
+    deeper = ([0.57, 0.60, 0.56, 0.59], [0.50, 0.53, 0.49, 0.52], [0.5, 0.5, 0.5, 0.5])
+    kw = {"majority": 0.40, "classes": 3, "folds": 2, "splits": 4}
+    j = judge(_results(*([a, b] for a, b in zip(stump, deeper))), **kw)
+    assert not any(j.degenerate) and j.best == 1 and j.pick == 1
+    # the same stump with a macro-F1 within noise of the deeper tree's stays the simplest choice
+    level = ([0.57, 0.59, 0.56, 0.58], [0.49, 0.52, 0.48, 0.51], [0.5, 0.5, 0.5, 0.5])
+    assert judge(_results(*([a, b] for a, b in zip(level, deeper))), **kw).pick == 0
+
+
 def test_the_search_is_gridsearchcv_refitted_with_the_rule() -> None:
     from sklearn.tree import DecisionTreeClassifier
 
