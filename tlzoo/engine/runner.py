@@ -112,6 +112,7 @@ class Run(RunState):
         self.trained_on = {}
         self.cross_validation = None
         self.extras = {}
+        self.timings: dict[str, float] = {}  # seconds per step (and the report): metrics.json "timings"
         self._old_names = set()
 
     def perform(self, step: str) -> None:
@@ -159,9 +160,11 @@ class Run(RunState):
             if name in LABELS:  # the guide's twelve numbered lines; save_model is part of 9 (train)
                 number, label = LABELS[name]
                 self.log(f"[{number:>2}/12] {label}")
+            started = time.perf_counter()
             with warnings.catch_warnings(record=True) as caught:  # a library's warnings: log lines, not raw stderr
                 warnings.simplefilter("default")
                 hook(step=StepName(name, self._old_step_name), run=view)
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - started
             self._log_warnings(caught)
             for w in caught:  # deprecations stay warnings too (Python shows them only where asked to)
                 if issubclass(w.category, DeprecationWarning):
@@ -189,12 +192,19 @@ class Run(RunState):
             )
 
     def _finish(self) -> dict[str, Any]:
-        """metrics.json, the report, and the rename of ``<out>.incomplete`` to ``<out>``."""
+        """metrics.json, the report, and the rename of ``<out>.incomplete`` to ``<out>``.
+
+        metrics.json's ``timings``: the seconds of each step of this process (a resumed run: since the
+        resume) and of the report, for the per-step table of BENCHMARKS.md (issue 17 §8)."""
+        self.metrics["timings"] = {k: round(v, 3) for k, v in self.timings.items()}
         artifacts.write_json(self.dir / "metrics.json", self.metrics)
         if self.on_finish is not None:  # Engine: report.html + README.md (a failure there only warns)
+            started = time.perf_counter()
             self.on_finish(
                 self.dir, self.log, dict(zip(self.splits.test.ids, self.splits.test.examples)), self.final_dir
             )
+            self.metrics["timings"]["report"] = round(time.perf_counter() - started, 3)
+            artifacts.write_json(self.dir / "metrics.json", self.metrics)
         self.checkpointer.remove()  # the run is complete: model.safetensors holds the result
         self.dir.rename(self.final_dir)
         return self.metrics
