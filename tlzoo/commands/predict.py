@@ -70,63 +70,13 @@ class Predictor:
         folder = Path(run_dir)
         check_run_folder(folder, "predict")  # a --seeds folder, an ONNX export: say what to pass instead
         desc, tensors = load_model_files(folder)
-        root = folder.resolve()
-        desc_path = folder / "model.json"
         zoo = zoo or Zoo()
-        b = desc["backbone"]
         require_plugins(folder, zoo)  # an export names the package of a plugin missing here
-        factory, model = zoo.resolve_backbone(b["plugin"], b["request"]["model"])
-        # a 0.1 model.json (engine settings inside options) reads too; the factory sets backbone.plugin and
-        # restores a FittableBackbone's fitted state from request.assets (checked by the fingerprint below)
-        assets = str(_assets_folder(root))  # first: a link in assets/ is reported as such
-        try:
-            request = BackboneRequest.from_json(
-                b["request"], model=model, weights=_weights_for_predict(root, b), assets=assets
-            )
-            backbone = factory.create(request)
-        except TlzooError:
-            raise
-        except (TypeError, ValueError, KeyError, AttributeError) as exc:  # options of the wrong type or shape
-            raise damaged(
-                desc_path, f"backbone.request does not rebuild: {type(exc).__name__}: {first_line(exc)}"
-            ) from None
-        if b.get("weights_saved"):
-            state = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
-            _load_state(backbone, state, folder)
-        elif (
-            b.get("fingerprint")
-            and not _same_weight_files(factory, request, b)
-            and backbone.fingerprint() != b["fingerprint"]
-        ):
-            raise TlzooError(
-                f"The backbone weights found now ({backbone.weights_source}) differ from the ones this run was "
-                f"trained on; restore those weights or retrain with `tl run`."
-            )
-        head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        classes = desc["classes"]
-        kind = desc["head"]["kind"]
-        try:
-            if kind in ("torch", "linear"):
-                if kind == "torch":
-                    torch_head = _saved_head(zoo, desc["head"], TorchHead)
-                    assert isinstance(torch_head, TorchHead)
-                    module = torch_head.build(b["num_features"], len(classes))
-                else:
-                    module = nn.Linear(b["num_features"], len(classes))
-                _load_state(module, head_state, folder)
-                head: Any = module.eval()
-            else:
-                fitted = _saved_head(zoo, desc["head"], FittedHead)
-                assert isinstance(fitted, FittedHead)
-                fitted.load_state({k: v.numpy() for k, v in head_state.items()})
-                head = fitted
-        except TlzooError as exc:  # e.g. parameters the head does not take: the description is at fault
-            raise damaged(desc_path, f"head: {str(exc).rstrip('.')}") from None
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-            raise damaged(desc_path, f"the head does not rebuild: {type(exc).__name__}: {first_line(exc)}") from None
+        backbone = _saved_backbone(folder, desc, tensors, zoo)
+        head = _saved_model_head(folder, desc, tensors, zoo)
         if check_features:  # one batch of the stored examples: features that changed since the run are refused
             feature_sample.check_sample(folder, backbone, damaged)
-        return cls(backbone.eval(), head, classes, kind)
+        return cls(backbone.eval(), head, desc["classes"], desc["head"]["kind"])
 
     def predict_proba(self, inputs: str | Sequence[Any], batch_size: int = 32) -> np.ndarray:
         """Class probabilities, one row per input (a ``str`` is one input, not a sequence of characters)."""
@@ -185,6 +135,67 @@ class Predictor:
                 }
             )
         return out
+
+
+def _saved_backbone(folder: Path, desc: dict[str, Any], tensors: dict[str, torch.Tensor], zoo: Zoo) -> Backbone:
+    """The run's backbone rebuilt from model.json (confined, see the module docstring): its saved weights loaded,
+    or the weights found now checked against the run's fingerprint."""
+    root = folder.resolve()
+    b = desc["backbone"]
+    factory, model = zoo.resolve_backbone(b["plugin"], b["request"]["model"])
+    # a 0.1 model.json (engine settings inside options) reads too; the factory sets backbone.plugin and
+    # restores a FittableBackbone's fitted state from request.assets (checked by the fingerprint below)
+    assets = str(_assets_folder(root))  # first: a link in assets/ is reported as such
+    try:
+        request = BackboneRequest.from_json(
+            b["request"], model=model, weights=_weights_for_predict(root, b), assets=assets
+        )
+        backbone = factory.create(request)
+    except TlzooError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # options of the wrong type or shape
+        raise damaged(
+            folder / "model.json", f"backbone.request does not rebuild: {type(exc).__name__}: {first_line(exc)}"
+        ) from None
+    if b.get("weights_saved"):
+        state = {k[len("backbone.") :]: v for k, v in tensors.items() if k.startswith("backbone.")}
+        _load_state(backbone, state, folder)
+    elif (
+        b.get("fingerprint")
+        and not _same_weight_files(factory, request, b)
+        and backbone.fingerprint() != b["fingerprint"]
+    ):
+        raise TlzooError(
+            f"The backbone weights found now ({backbone.weights_source}) differ from the ones this run was "
+            f"trained on; restore those weights or retrain with `tl run`."
+        )
+    return backbone
+
+
+def _saved_model_head(folder: Path, desc: dict[str, Any], tensors: dict[str, torch.Tensor], zoo: Zoo) -> Any:
+    """The run's head rebuilt from model.json and its tensors: an ``nn.Module`` in eval mode, or a FittedHead."""
+    desc_path = folder / "model.json"
+    head_state = {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+    classes, kind = desc["classes"], desc["head"]["kind"]
+    try:
+        if kind in ("torch", "linear"):
+            num_features = desc["backbone"]["num_features"]
+            if kind == "torch":
+                torch_head = _saved_head(zoo, desc["head"], TorchHead)
+                assert isinstance(torch_head, TorchHead)
+                module = torch_head.build(num_features, len(classes))
+            else:
+                module = nn.Linear(num_features, len(classes))
+            _load_state(module, head_state, folder)
+            return module.eval()
+        fitted = _saved_head(zoo, desc["head"], FittedHead)
+        assert isinstance(fitted, FittedHead)
+        fitted.load_state({k: v.numpy() for k, v in head_state.items()})
+        return fitted
+    except TlzooError as exc:  # e.g. parameters the head does not take: the description is at fault
+        raise damaged(desc_path, f"head: {str(exc).rstrip('.')}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise damaged(desc_path, f"the head does not rebuild: {type(exc).__name__}: {first_line(exc)}") from None
 
 
 def _same_weight_files(factory: BackboneFactory, request: BackboneRequest, saved: dict[str, Any]) -> bool:
