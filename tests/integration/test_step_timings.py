@@ -39,3 +39,20 @@ def test_tl_freezes_the_garbage_collector_at_exit() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "Usage:" in proc.stdout and proc.stdout.rstrip().endswith("frozen True")
+
+
+def test_a_small_fitted_head_fits_with_one_blas_thread_and_a_large_one_keeps_the_librarys() -> None:
+    import numpy as np
+    from threadpoolctl import threadpool_info
+
+    from tlzoo.plugins.heads.fitted import ONE_BLAS_THREAD_BELOW, blas_threads_for
+
+    def blas() -> set[int]:
+        return {int(p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"}
+
+    before = blas()
+    with blas_threads_for(np.zeros((1400, 384))):  # the rt2k logreg: 16 s with two threads under load, 0.3 s with one
+        assert blas() == {1}
+    assert blas() == before  # restored after the fit
+    with blas_threads_for(np.zeros((ONE_BLAS_THREAD_BELOW // 64, 64))):
+        assert blas() == before
