@@ -11,6 +11,8 @@ and a fused run (issue 16 goal 5) runs there too.
   tell.
 * A fused feature-extraction run (a text column on the tiny BERT, two tabular columns, fc head):
   two processes, uninterrupted and killed then resumed, against one process.
+* Leaving the group: after a DDP step, ``teardown`` leaves no gloo thread running (a group that
+  outlived it made finished ranks abort now and then at exit, and these tests flaky).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import random
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +168,34 @@ def test_fused_run_killed_and_resumed_under_two_processes_equals_the_uninterrupt
     _same_history(work / "ft", work / "whole")
     assert _test_metrics(work / "ft") == _test_metrics(work / "whole")
     assert (work / "ft" / "predictions.csv").read_text() == (work / "whole" / "predictions.csv").read_text()
+
+
+# --------------------------------------------------------------------------- leaving the group
+# A DDP step, then teardown (what atexit runs): gloo's threads must be gone, as after any run
+TEARDOWN = textwrap.dedent("""
+    import os
+    import torch
+    from tlzoo.engine import distributed
+
+    with distributed.session("cpu"):
+        net = distributed.wrap(torch.nn.Linear(3, 2), torch.device("cpu"))
+        net(torch.ones(4, 3)).sum().backward()
+        del net
+    distributed.teardown()
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    with open(f"threads.rank{os.environ['RANK']}", "w") as f:  # a file per rank: one pipe can interleave lines
+        f.write(",".join(sorted(n for n in names if "gloo" in n)))
+""")
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the thread names from /proc")
+def test_teardown_frees_the_process_group(tmp_path: Path) -> None:
+    """DDP imports torch.distributed.nn.functional, whose defaults (group=group.WORLD) held the group
+    when imported after it was made: destroy_process_group left it and its gloo threads alive, and the
+    interpreter's shutdown ended them, which now and then aborted a rank that had finished its run."""
+    script = tmp_path / "teardown.py"
+    script.write_text(TEARDOWN)
+    proc = _torchrun([str(script)], tmp_path / "home", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    left = {rank: (tmp_path / f"threads.rank{rank}").read_text() for rank in (0, 1)}
+    assert left == {0: "", 1: ""}, left  # was gloo_tcp_loop and two pt_gloo_runloop on each rank

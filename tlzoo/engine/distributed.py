@@ -162,6 +162,13 @@ def _join(device: str) -> None:
             )
         torch.cuda.set_device(local_rank())
         backend = "cpu:gloo,cuda:nccl"  # collectives of CPU tensors (features, sums) stay on gloo
+    # DistributedDataParallel imports torch.distributed.nn.functional, whose functions default to
+    # ``group=group.WORLD``, read at import: imported once the group is up, they hold it for good, so
+    # teardown's destroy_process_group could not free it, and the gloo worker threads ended during the
+    # interpreter's shutdown, which now and then aborted a finished rank (SIGABRT, "terminate called
+    # without an active exception").  Imported first, the defaults are None.
+    import torch.distributed.nn.functional  # noqa: F401
+
     dist.init_process_group(backend, timeout=_timeout())
     _JOINED = True
     atexit.register(teardown)
