@@ -99,3 +99,29 @@ def test_features_that_are_not_finite_are_one_line_naming_the_backbone() -> None
     check_features(np.ones((3, 4), np.float32), "bert", "train")
     with pytest.raises(TlzooError, match=r"Backbone 'hashy' produced non-finite features .* 2 of 3 train"):
         check_features(np.array([[1.0, np.nan], [np.inf, 0.0], [0.0, 0.0]]), "hashy", "train")
+
+
+def test_each_torchrun_rank_draws_from_its_own_stream_and_one_process_is_unchanged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Ranks that share a seed gave the example at one position of each rank's share the same crop and
+    dropout mask; one process (rank 0) keeps the plain seed, so its results do not move."""
+    import torch
+
+    from tlzoo.engine import distributed
+    from tlzoo.engine.run.state import seed_everything
+
+    def draws() -> tuple[float, float]:
+        return float(torch.rand(1)), float(np.random.rand())
+
+    torch.manual_seed(7)
+    np.random.seed(7)
+    plain = draws()
+    seed_everything(7)
+    assert draws() == plain
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    seed_everything(7)
+    other = draws()
+    assert other[0] != plain[0] and other[1] != plain[1]
+    seed_everything(7)
+    assert draws() == other  # still reproducible, rank by rank
