@@ -52,6 +52,14 @@ class Backbone(nn.Module, ABC):
         features back in the examples' order.  None (the default): as given, in one pass."""
         return None
 
+    def input_report(self, examples: Sequence[Any]) -> str:
+        """One line on what extraction does to ``examples`` that a user should know, e.g. "41 of 300
+        texts (14%) are longer than --max-length 128 tokens and were cut at the end; ...", or "" (the
+        default).  Asked once per extracted split; the run logs it as a warning, keeps it in
+        metrics.json (the model card lists it) and in the cache entry, so a run on cached features
+        says it again."""
+        return ""
+
     @abstractmethod
     def forward(self, batch: Any) -> torch.Tensor:
         """Pooled features, shape ``[batch, num_features]``."""

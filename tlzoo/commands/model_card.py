@@ -268,6 +268,8 @@ def limitations(files: RunFiles, ci: dict[str, list[float]], esc: Callable[[Any]
             f"Most frequent confusion: {esc(p.true)} predicted as {esc(p.predicted)} ({p.count} times, "
             f"{p.share:.0%} of {esc(p.true)})."
         )
+    for where, text in (files.metrics.get("input_reports") or {}).items():  # e.g. texts cut at --max-length
+        out.append(f"Inputs ({esc(where)}): {esc(text)}")
     if not files.model.get("backbone", {}).get("request", {}).get("pretrained", True):
         out.append("The backbone started from random weights: this is a from-scratch baseline, not transfer learning.")
     n_train = esc((files.metrics.get("trained_on") or {}).get("rows", r.get("n_train", "?")))

@@ -38,9 +38,20 @@ class _Job:
     log: Callable[[str], None]
     label: str
     name: str = ""
+    reports: dict[str, str] | None = None
 
     def what(self, dataset: Dataset) -> str:
         return f"{self.name or self.label or dataset.name} ({len(dataset)} examples)"
+
+    def report(self, text: str, dataset: Dataset) -> str:
+        """A backbone's :meth:`~Backbone.input_report` for ``dataset``: logged as a warning and kept in
+        ``reports`` under what the log calls the dataset; returned for the cache entry."""
+        if text:
+            where = self.name or self.label or dataset.name
+            self.log(f"  warning: {where}: {text}")
+            if self.reports is not None:
+                self.reports[where] = text
+        return text
 
     def blocks(self, backbone: Backbone, dataset: Dataset) -> Any:
         return _blocks(backbone, dataset, self.batch_size, self.device, self.num_workers, self.progress, self.label)
@@ -61,6 +72,7 @@ def extract(
     fingerprint: str | None = None,
     spec: dict[str, Any] | None = None,
     name: str = "",
+    reports: dict[str, str] | None = None,
 ) -> np.ndarray:
     """Pooled features for every example, from the cache when possible.
 
@@ -71,11 +83,14 @@ def extract(
     split cached can leave it unbuilt (:func:`cached_splits`).  A backbone made of others
     (:meth:`Backbone.feature_members`, a fused run's) is extracted member by member, each under the key
     a run of that member alone uses, and joined.  ``name``: what the log lines call the dataset.
+    ``reports``: filled with :meth:`Backbone.input_report` by what the log calls the dataset (from the
+    cache entry on a hit), each also logged as a warning.
     """
     if not len(dataset):  # an empty split (--val-fraction 0): nothing for the backbone to run on
         return np.zeros((0, backbone.num_features), np.float32)
-    job = _Job(batch_size, device, num_workers, progress, log, label, name)
+    job = _Job(batch_size, device, num_workers, progress, log, label, name, reports)
     if cache is None:
+        job.report(backbone.input_report(dataset.examples), dataset)
         return _uncached(backbone, dataset, job)
     if backbone.feature_members():
         return _extract_members(backbone, dataset, cache, job, fingerprint)
@@ -92,7 +107,9 @@ def extract(
     hit = cache.load(key)
     if hit is not None:
         log(f"  features for {job.what(dataset)} read from cache {key}")
+        job.report(str((cache.manifest(key) or {}).get("input_report", "")), dataset)
         return hit
+    info["input_report"] = job.report(backbone.input_report(dataset.examples), dataset)
     return _extract_into(backbone, dataset, cache, key, info, job)
 
 
@@ -145,6 +162,7 @@ def _extract_members(
                 fingerprint=member.backbone.fingerprint() + suffix,
                 spec=spec,
                 name=f"{job.label or dataset.name} [{member.name or member.backbone.name}]",
+                reports=job.reports,
             )
         )
     feats = np.asarray(backbone.join_features(parts, dataset), dtype=np.float32)
@@ -173,7 +191,11 @@ def _extract_sharded(
     hit = cache.load(key) if distributed.is_main() else None
     if distributed.broadcast_object(hit is not None):  # rank 0 decides: a hit for one is a hit for all
         log(f"  features for {what} read from cache {key}")
+        if distributed.is_main():
+            job.report(str((cache.manifest(key) or {}).get("input_report", "")), dataset)
         return _everywhere(hit, cache, key, len(dataset))
+    if distributed.is_main():
+        info["input_report"] = job.report(backbone.input_report(dataset.examples), dataset)
     shards = distributed.batch_shards(len(dataset), job.batch_size)
     lo, hi = shards[distributed.rank()]
     blocks = list(job.blocks(backbone, dataset.subset(range(lo, hi))))

@@ -168,6 +168,7 @@ def cached_splits(cache: FeatureCache, spec: dict[str, Any], splits: dict[str, D
     cache.tidy()
     features: dict[str, np.ndarray] = {}
     keys: dict[str, str] = {}
+    reports: dict[str, str] = {}
     info: dict[str, Any] | None = None
     for split, dataset in splits.items():
         key = keys[split] = cache_key(None, dataset, split, spec=spec)
@@ -179,16 +180,26 @@ def cached_splits(cache: FeatureCache, spec: dict[str, Any], splits: dict[str, D
         if feats is None:
             return None
         features[split], info = feats, described
+        if meta and meta.get("input_report"):
+            reports[split] = str(meta["input_report"])
     if info is None:
         return None
-    return CachedSplits(features, keys, info)
+    return CachedSplits(features, keys, info, reports)
 
 
 class CachedSplits:
-    """What :func:`cached_splits` found: features and cache key per split, and the backbone's description."""
+    """What :func:`cached_splits` found: features and cache key per split, the backbone's description, and
+    its input reports per split (``Backbone.input_report`` when the entry was written)."""
 
-    def __init__(self, features: dict[str, np.ndarray], keys: dict[str, str], backbone: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        features: dict[str, np.ndarray],
+        keys: dict[str, str],
+        backbone: dict[str, Any],
+        reports: dict[str, str] | None = None,
+    ) -> None:
         self.features, self.keys, self.backbone = features, keys, backbone
+        self.reports = reports or {}
 
 
 def _hash(parts: dict[str, Any]) -> str:

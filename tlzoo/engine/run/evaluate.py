@@ -237,6 +237,8 @@ def _metrics(run: RunState, report: dict[str, Any]) -> dict[str, Any]:
         "validation_last_epoch": val,
         **({"validation_kept": run.best_across_phases} if run.best_across_phases else {}),
         **({"head_tuning": head_tuning(run)} if head_tuning(run) else {}),
+        # what extraction did to the inputs (texts cut at --max-length), by split: kept from step 9
+        **({"input_reports": run.metrics["input_reports"]} if run.metrics.get("input_reports") else {}),
         "run": {
             "plugin": run.factory.name,
             "model": run.backbone.name,

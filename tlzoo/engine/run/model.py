@@ -68,6 +68,9 @@ def create_backbone(run: RunState) -> None:
             f"  {run.backbone.name}: not built, every split's features are cached "
             f"({run.backbone.num_features} features); weights: {run.backbone.weights_source}"
         )
+        for split, text in cached.reports.items():  # what extraction did to the inputs, said again
+            run.log(f"  warning: {split}: {text}")
+            run.metrics.setdefault("input_reports", {})[split] = text
         return
     run.backbone = run.factory.create(request)  # the factory checks the options and sets backbone.plugin
     fit_backbone(run.backbone, run.splits.train, run.log)  # a FittableBackbone learns from the train split
@@ -261,4 +264,5 @@ def _extract_split(run: RunState, ds: Dataset, split: str, fingerprint: str, spe
         label=split,
         fingerprint=fingerprint,
         spec=spec,
+        reports=run.metrics.setdefault("input_reports", {}),  # the model card lists them
     )

@@ -289,6 +289,24 @@ class TransformerBackbone(Backbone):
         ids = self.tokenizer(texts, truncation=True, max_length=self.max_length)["input_ids"]
         return sorted(range(len(ids)), key=lambda i: -len(ids[i]))
 
+    def input_report(self, examples: Sequence[Any]) -> str:
+        """How many texts are longer than --max-length tokens (special tokens counted) and were cut, or ""."""
+        texts = [self.transform(e, False) for e in examples]
+        if not texts:
+            return ""
+        lengths = [len(ids) for ids in self.tokenizer(texts, truncation=False, verbose=False)["input_ids"]]
+        cut = sum(n > self.max_length for n in lengths)
+        if not cut:
+            return ""
+        room = int(getattr(self.encoder.config, "max_position_embeddings", 0) or 0)
+        most = f" (this model takes up to {room})" if room > self.max_length else ""
+        kept, other = ("start", "tail") if self.truncation == "head" else ("end", "head")
+        return (
+            f"{cut} of {len(texts)} texts ({cut / len(texts):.0%}) are longer than --max-length {self.max_length} "
+            f"tokens (the longest {max(lengths)}) and only their {kept} was read; raise --max-length{most}, or "
+            f"--set model.options.truncation={other} to read the other end"
+        )
+
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.runtime == "onnx":
             onnx = self._onnx()
