@@ -44,4 +44,5 @@ def test_config_of_a_head_as_json_and_unknown_heads(run_cli) -> None:
     (row,) = json.loads(res.stdout)
     assert row["key"] == "head.var_smoothing" and row["default"] == "auto" and "naive Bayes" in row["meaning"]
     one_line_error(run_cli("config", "--head", "svn"), "Unknown head 'svn'", "Did you mean 'svm'")
-    one_line_error(run_cli("config", "--plugin", "nosuchthing"), "nosuchthing")
+    one_line_error(run_cli("config", "--plugin", "nosuchthing"), "Unknown plugin, model or head 'nosuchthing'")
+    one_line_error(run_cli("config", "--plugin", "knm"), "Did you mean 'knn'", "tl heads")  # heads are candidates

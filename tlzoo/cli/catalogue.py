@@ -132,7 +132,15 @@ def config_cmd(plugin: str | None, head: str | None, as_json: bool) -> None:
         click.echo("\n".join(format_keys(keys)) or "(none)")
         return
     if plugin:
-        zoo.resolve_backbone(plugin, "")  # an unknown name: one line with did-you-mean
+        from tlzoo.api.errors import TlzooError, suggest
+
+        try:
+            zoo.resolve_backbone(plugin, "")  # an unknown name: one line with did-you-mean
+        except TlzooError:
+            raise TlzooError(
+                f"Unknown plugin, model or head '{plugin}'.{suggest(plugin, [*zoo.backbones, *zoo.heads])} "
+                "See `tl list` and `tl heads`."
+            ) from None
     engine, own = engine_keys(), plugin_keys(zoo, plugin or "")
     if as_json:
         click.echo(json.dumps([k.as_dict() for k in engine + own], indent=2, default=str))
