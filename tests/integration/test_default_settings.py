@@ -218,7 +218,13 @@ def test_compare_suggests_a_run_that_keeps_the_data_options(tmp_path: Path) -> N
     )
     cfg.apply_overrides(["model.max_length=64", "model.options.truncation=tail", "data.augment=false"])
     cfg.data.path = "my data.csv"
-    winner = {"plugin": "bert", "model": "tiny", "weights_path": "/w/tiny bert", "head": "svm", "head_params": {"C": 0.5}}
+    winner = {
+        "plugin": "bert",
+        "model": "tiny",
+        "weights_path": "/w/tiny bert",
+        "head": "svm",
+        "head_params": {"C": 0.5},
+    }
     words = shlex.split(next_command(cfg, winner))
     assert words[:8] == ["tl", "run", "--plugin", "bert", "--model", "tiny", "--weights", "/w/tiny bert"]
     command = " ".join(words)
