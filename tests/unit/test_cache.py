@@ -136,11 +136,12 @@ def test_interrupted_extraction_leaves_no_entry(backbone, tmp_path: Path) -> Non
         return real(example, train)
 
     backbone.transform = transform
+    backbone.input_report = lambda examples: ""  # its own transform call would raise before extraction starts
     try:
         with pytest.raises(Boom):
             _extract(backbone, ds, cache)
     finally:
-        del backbone.transform
+        del backbone.transform, backbone.input_report
     assert not any(cache.root.iterdir())  # neither an entry nor a .tmp folder is left
 
 

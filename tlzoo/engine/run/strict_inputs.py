@@ -13,6 +13,7 @@ the file, the record and the option, before any feature is extracted.
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 from tlzoo.api.errors import TlzooError
@@ -67,8 +68,12 @@ def _header_unreadable(path: str) -> str:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            img.size  # noqa: B018 - the header is parsed by open; size proves it named one
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.size  # noqa: B018 - the header is parsed by open; size proves it named one
+    except Image.DecompressionBombError:  # an image, a very large one: decoding shrinks or refuses it, naming it
+        return ""
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
     return ""
@@ -94,10 +99,14 @@ def unreadable(path: str) -> str:
     from PIL import Image
 
     try:
-        with Image.open(path) as img:
-            img.verify()  # a PNG's chunks and their CRCs, a JPEG's header
-        with Image.open(path) as img:
-            img.load()  # the pixels: a truncated or garbled stream fails here
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.verify()  # a PNG's chunks and their CRCs, a JPEG's header
+            with Image.open(path) as img:
+                img.load()  # the pixels: a truncated or garbled stream fails here
+    except Image.DecompressionBombError:  # a very large image: decoding shrinks it or refuses it in one line
+        return ""
     except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
         return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
     return ""
