@@ -172,3 +172,29 @@ def topics_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 rng.shuffle(text)
                 w.writerow([" ".join(text), label])
     return path
+
+
+TONES = {"fun": "a funny clever comedy", "dull": "a dull boring drama"}  # small_items' titles
+
+
+@pytest.fixture(scope="session")
+def small_items(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """48 records: a title that gives the label, a price, and a small image (one of them a corrupt file)."""
+    import csv
+    import random
+
+    from PIL import Image
+
+    folder = tmp_path_factory.mktemp("small-items")
+    rng, rows = random.Random(1), []
+    for i in range(48):
+        tone = ["fun", "dull"][i % 2]
+        Image.new("RGB", (16, 16), (rng.randrange(256), 0, 0)).save(folder / f"{i}.png")
+        rows.append({"id": f"r{i}", "image": f"{i}.png", "title": TONES[tone], "price": f"{rng.random():.2f}"})
+        rows[-1]["label"] = tone
+    (folder / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")  # corrupt: a placeholder, counted
+    with open(folder / "items.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return folder / "items.csv"

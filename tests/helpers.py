@@ -24,3 +24,11 @@ def one_line_error(
         assert not out.exists(), f"{out} was left behind"
         assert not out.with_name(out.name + ".incomplete").exists(), f"{out}.incomplete was left behind"
     return lines[0]
+
+
+def fused_run_args(items: Path, bert: Path, out: Path, *more: Any) -> list[Any]:
+    """``tl run`` of a fused run on ``small_items``: the title through BERT at ``bert``, price as tabular."""
+    return [
+        "run", "--plugin", "title=bert", "--weights", f"title={bert}", "--tabular-columns", "price",
+        "--data", items, "--head", "logreg", "--device", "cpu", "--out", out, *more,
+    ]  # fmt: skip

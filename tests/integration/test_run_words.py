@@ -5,16 +5,13 @@ Tiny BERT and LeNet from random weights, seconds each."""
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import one_line_error
-
-TITLES = {"fun": "a funny clever comedy", "dull": "a dull boring drama"}
+from helpers import fused_run_args as _fused, one_line_error
 
 
 def _text_run(run_cli: Any, bert: Path, data: Path, out: Path, *args: Any) -> Any:
@@ -66,37 +63,11 @@ def test_a_fitted_head_on_train_and_validation_logs_the_rows_it_learnt_from(
     assert "split: test" in card and "trained with tlzoo: test accuracy" in card  # a test split: test figures
 
 
-@pytest.fixture(scope="module")
-def fused_items(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 records: a title that gives the label, a price and a small image (one a corrupt file)."""
-    from PIL import Image
-
-    folder = tmp_path_factory.mktemp("words-items")
-    rows = []
-    for i in range(60):
-        tone = ["fun", "dull"][i % 2]
-        Image.new("RGB", (16, 16), (4 * i, 0, 0)).save(folder / f"{i}.png")
-        rows.append({"id": f"r{i}", "image": f"{i}.png", "title": TITLES[tone], "price": f"{i % 7}.5", "label": tone})
-    (folder / "7.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
-    with open(folder / "items.csv", "w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return folder / "items.csv"
-
-
-def _fused(items: Path, bert: Path, out: Path, *more: Any) -> list[Any]:
-    return [
-        "run", "--plugin", "title=bert", "--weights", f"title={bert}", "--tabular-columns", "price",
-        "--data", items, "--head", "logreg", "--device", "cpu", "--out", out, *more,
-    ]  # fmt: skip
-
-
 def test_ablation_lines_name_their_head_and_predict_names_the_missing_input(
-    fused_items: Path, tiny_bert_dir: Path, run_cli: Any, tmp_path: Path
+    small_items: Path, tiny_bert_dir: Path, run_cli: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "fused"
-    res = run_cli(*_fused(fused_items, tiny_bert_dir, out))
+    res = run_cli(*_fused(small_items, tiny_bert_dir, out))
     assert res.exit_code == 0, res
     ablation = [line for line in res.output.splitlines() if line.startswith("  ablation")]
     assert ablation and all("logreg" in line for line in ablation), ablation
@@ -113,11 +84,11 @@ def test_ablation_lines_name_their_head_and_predict_names_the_missing_input(
 
 
 def test_strict_inputs_makes_an_unreadable_image_fatal_in_one_line(
-    fused_items: Path, tiny_bert_dir: Path, run_cli: Any, tmp_path: Path
+    small_items: Path, tiny_bert_dir: Path, run_cli: Any, tmp_path: Path
 ) -> None:
     out = tmp_path / "strict"
     image = ["-q", "--plugin", "image=lenet", "--no-pretrained", "--strict-inputs"]
-    res = run_cli(*_fused(fused_items, tiny_bert_dir, out, *image))
+    res = run_cli(*_fused(small_items, tiny_bert_dir, out, *image))
     line = one_line_error(res, "Cannot read image", "7.png", "record r7, column image", "--strict-inputs", out=out)
     assert "leave --strict-inputs out" in line
 

@@ -140,12 +140,17 @@ def test_a_diverging_phase_stops_in_one_line_and_removes_the_checkpoint(tmp_path
 
 def test_a_diverging_scratch_phase_names_the_flag_that_set_its_rate(tmp_path: Path) -> None:
     """--no-pretrained trains every layer at --lr: the error must not send the user to --finetune-lr."""
+    from tlzoo.engine.config import TrainConfig
+    from tlzoo.plugins.strategies.standard import scratch_plan
+
+    (phase,) = scratch_plan(TrainConfig(lr=1e10, joint_epochs=2)).phases  # the built-in from-scratch plan
+    assert phase.train_groups == -1
     model = nn.Linear(4, 2)
     data = [(torch.full((4, 4), float("nan")), torch.eye(2)[[0, 1, 0, 1]])]
     with pytest.raises(TlzooError, match=r"diverged.*lower --lr \(10x") as err:
         _trainer().run_phase(
             model,
-            Phase("scratch", 2, 1e10, train_groups=-1),
+            phase,
             [{"params": list(model.parameters()), "lr": 1e10}],
             data,
             None,

@@ -33,7 +33,9 @@ class Phase:
 
     ``train_groups`` counts backbone layer groups from the top (0 = backbone frozen,
     -1 = all).  The head always trains.  ``lr_decay`` < 1 gives discriminative
-    learning rates: each group below the top gets ``lr * lr_decay**depth``.
+    learning rates: each group below the top gets ``lr * lr_decay**depth``.  ``lr_flag`` names the
+    option that set ``lr``, for the one-line error when training diverges ("": ``--lr`` while the
+    backbone is frozen, else ``--finetune-lr``).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Phase:
     lr_decay: float = 1.0
     warmup_fraction: float = 0.0
     schedule: str = "cosine"  # cosine (after warm-up), slanted (ULMFiT's STLR), onecycle, constant
+    lr_flag: str = ""
 
 
 @dataclass

@@ -43,6 +43,34 @@ def is_image_path(item: str) -> bool:
     return os.path.splitext(str(item).strip())[1].lower() in IMAGE_SUFFIXES
 
 
+def image_file_problem(path: str, check: str = "header") -> str:
+    """Why Pillow cannot read the image file ``path``, or "" when it can.  ``check`` says how far:
+    "header" (the format is recognised: cheap), "verify" (also a PNG's chunks and their CRCs, a JPEG's
+    header) or "decode" (also every pixel: a truncated stream fails).  A picture over PIL's
+    decompression-bomb limit counts as readable: decoding shrinks it, or refuses it in one line."""
+    import os
+    import warnings
+
+    if not os.path.isfile(path):
+        return "no such file"
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:  # parses the header
+                if check != "header":
+                    img.verify()
+            if check == "decode":
+                with Image.open(path) as img:
+                    img.load()
+    except Image.DecompressionBombError:
+        return ""
+    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
+        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
+    return ""
+
+
 # a label that is str(float("nan")) (pandas' astype(str) writes it) is a missing value, never a class
 MISSING_LABELS = frozenset({"", "nan"})
 # labels that often mark a missing value but may be a real class: kept, with a warning

@@ -88,6 +88,14 @@ def rank() -> int:
     return _env_int("RANK", 0) if requested() else 0
 
 
+RANK_SEED_STRIDE = 1_000_003  # under torchrun, rank r draws from seed + r * this: its own augmentation and dropout
+
+
+def rank_seed(seed: int) -> int:
+    """``seed`` on rank 0 (and in one process), a stream of its own on each other torchrun rank."""
+    return seed + RANK_SEED_STRIDE * rank()
+
+
 def world_size() -> int:
     if active():
         import torch.distributed as dist

@@ -44,17 +44,22 @@ class _Job:
         return f"{self.name or self.label or dataset.name} ({len(dataset)} examples)"
 
     def report(self, text: str, dataset: Dataset) -> str:
-        """A backbone's :meth:`~Backbone.input_report` for ``dataset``: logged as a warning and kept in
-        ``reports`` under what the log calls the dataset; returned for the cache entry."""
-        if text:
-            where = self.name or self.label or dataset.name
-            self.log(f"  warning: {where}: {text}")
-            if self.reports is not None:
-                self.reports[where] = text
+        """A backbone's :meth:`~Backbone.input_report` for ``dataset`` (see :func:`say_input_report`);
+        returned for the cache entry."""
+        say_input_report(self.name or self.label or dataset.name, text, self.log, self.reports)
         return text
 
     def blocks(self, backbone: Backbone, dataset: Dataset) -> Any:
         return _blocks(backbone, dataset, self.batch_size, self.device, self.num_workers, self.progress, self.label)
+
+
+def say_input_report(where: str, text: str, log: Callable[[str], None], reports: dict[str, str] | None) -> None:
+    """An input report (:meth:`Backbone.input_report`), if any: a warning in the log, kept in ``reports``
+    under ``where`` (the split, or the fused input)."""
+    if text:
+        log(f"  warning: {where}: {text}")
+        if reports is not None:
+            reports[where] = text
 
 
 @torch.inference_mode()

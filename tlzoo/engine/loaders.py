@@ -33,9 +33,8 @@ def _seed_worker(worker_id: int) -> None:
     # move to a stream of their own (rank 0 and one process keep torch's seed), as seed_everything does
     from tlzoo.engine import distributed
 
-    rank = distributed.rank()
-    if rank:
-        torch.manual_seed((torch.initial_seed() + 1_000_003 * rank) % 2**63)
+    if distributed.rank():
+        torch.manual_seed(distributed.rank_seed(torch.initial_seed()) % 2**63)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     import random

@@ -237,8 +237,7 @@ class Trainer:
         """
         steps = max(1, phase.epochs * len(train_loader))  # type: ignore[arg-type]
         schedule = lr_schedule(phase.schedule, steps, int(steps * phase.warmup_fraction))
-        # the flag that set this phase's rate: the head's (--lr) drives a frozen backbone and training from scratch
-        option = "--lr" if phase.train_groups == 0 or phase.name == "scratch" else "--finetune-lr"
+        option = phase.lr_flag or ("--lr" if phase.train_groups == 0 else "--finetune-lr")  # for a divergence
         callbacks: list[Callback] = [Resume(resume)] if resume is not None else []
         callbacks += [DistributedData()] if distributed.active() else []
         callbacks += [EarlyStopping(patience)] if patience else []

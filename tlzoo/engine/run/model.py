@@ -22,7 +22,7 @@ from tlzoo.api.interfaces import (
     fit_backbone,
 )
 from tlzoo.engine import distributed
-from tlzoo.engine.extraction import extract
+from tlzoo.engine.extraction import extract, say_input_report
 from tlzoo.engine.features import CachedSplits, cached_splits, feature_spec
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.run.state import RunState
@@ -69,8 +69,7 @@ def create_backbone(run: RunState) -> None:
             f"({run.backbone.num_features} features); weights: {run.backbone.weights_source}"
         )
         for split, text in cached.reports.items():  # what extraction did to the inputs, said again
-            run.log(f"  warning: {split}: {text}")
-            run.metrics.setdefault("input_reports", {})[split] = text
+            say_input_report(split, text, run.log, run.metrics.setdefault("input_reports", {}))
         return
     run.backbone = run.factory.create(request)  # the factory checks the options and sets backbone.plugin
     fit_backbone(run.backbone, run.splits.train, run.log)  # a FittableBackbone learns from the train split

@@ -50,16 +50,13 @@ class RunResult:
         return float(self.metrics["test"]["accuracy"])
 
 
-RANK_SEED_STRIDE = 1_000_003  # under torchrun, rank r draws from seed + r * this: its own augmentation and dropout
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python's, numpy's and torch's global generators: with ``seed`` itself in one process (and on
     rank 0), with a stream of its own on each other torchrun rank, so that the example at one position
     of each rank's share of a batch does not get the same crop, jitter or dropout mask on every rank.
     (The batch order comes from the loader's own generator, the same on every rank; DDP broadcasts
     rank 0's initial weights.)"""
-    seed = seed + RANK_SEED_STRIDE * distributed.rank()
+    seed = distributed.rank_seed(seed)
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)

@@ -13,12 +13,11 @@ the file, the record and the option, before any feature is extracted.
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Any
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Dataset
-from tlzoo.engine.data import is_image_path
+from tlzoo.engine.data import image_file_problem, is_image_path
 
 
 def refuse_unreadable_images(ds: Dataset) -> None:
@@ -26,7 +25,7 @@ def refuse_unreadable_images(ds: Dataset) -> None:
     bad: list[tuple[str, str, str]] = []  # (path, where, why)
     for example, ident in zip(ds.examples, ds.ids):
         for path, where in _image_paths(example, ident, ds.modality):
-            why = unreadable(path)
+            why = image_file_problem(path, "decode")
             if why:
                 bad.append((path, where, why))
     if not bad:
@@ -47,7 +46,7 @@ def skip_unreadable_images(ds: Dataset) -> tuple[Dataset, str]:
         return ds, ""
     keep, bad = [], []
     for i, example in enumerate(ds.examples):
-        why = _header_unreadable(os.fspath(example)) if isinstance(example, (str, os.PathLike)) else ""
+        why = image_file_problem(os.fspath(example)) if isinstance(example, (str, os.PathLike)) else ""
         if why:
             bad.append(f"'{os.fspath(example)}' ({why})")
         else:
@@ -61,24 +60,6 @@ def skip_unreadable_images(ds: Dataset) -> tuple[Dataset, str]:
     return ds.subset(keep), note
 
 
-def _header_unreadable(path: str) -> str:
-    """Why ``path`` is not an image file Pillow recognises from its header, or "" (pixels are not decoded)."""
-    if not os.path.isfile(path):
-        return "no such file"
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.size  # noqa: B018 - the header is parsed by open; size proves it named one
-    except Image.DecompressionBombError:  # an image, a very large one: decoding shrinks or refuses it, naming it
-        return ""
-    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
-    return ""
-
-
 def _image_paths(example: Any, ident: str, modality: str) -> list[tuple[str, str]]:
     """The image files an example names, each with where it was found (record and column)."""
     if isinstance(example, dict):  # a fused run's record: the fields that name an image file
@@ -90,23 +71,3 @@ def _image_paths(example: Any, ident: str, modality: str) -> list[tuple[str, str
     if modality == "vision" and isinstance(example, (str, os.PathLike)):
         return [(os.fspath(example), f"example {ident}")]
     return []  # a text, or an image already in memory
-
-
-def unreadable(path: str) -> str:
-    """Why Pillow cannot read the image file ``path`` (its chunks verified, then decoded), or "" when it can."""
-    if not os.path.isfile(path):
-        return "no such file"
-    from PIL import Image
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.verify()  # a PNG's chunks and their CRCs, a JPEG's header
-            with Image.open(path) as img:
-                img.load()  # the pixels: a truncated or garbled stream fails here
-    except Image.DecompressionBombError:  # a very large image: decoding shrinks it or refuses it in one line
-        return ""
-    except Exception as exc:  # noqa: BLE001 - Pillow raises OSError, SyntaxError, ValueError ... for a bad file
-        return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else 'unreadable'}"
-    return ""

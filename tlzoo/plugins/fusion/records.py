@@ -16,7 +16,7 @@ from typing import Any
 from tlzoo.api.errors import TlzooError, suggest
 from tlzoo.api.interfaces import DataOptions, Dataset, DataSource
 from tlzoo.engine.corpus import Table, read_csv_table, read_jsonl_table, read_text
-from tlzoo.engine.data import RowReport, is_image_path, label_text
+from tlzoo.engine.data import RowReport, image_file_problem, is_image_path, label_text
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 
@@ -107,13 +107,4 @@ def _missing_image(value: Any) -> bool:
 def readable_image(path: str) -> bool:
     """Whether ``path`` is an image file Pillow opens and verifies (a PNG's chunks and their CRCs, a JPEG's
     header): a missing, empty, truncated or foreign file is not, and a fused run gives it a placeholder."""
-    if not os.path.isfile(path):
-        return False
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except Exception:  # Pillow raises OSError, SyntaxError, ValueError ... for a damaged file
-        return False
-    return True
+    return not image_file_problem(path, "verify")

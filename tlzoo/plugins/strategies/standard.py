@@ -46,6 +46,7 @@ def scratch_plan(train: Any) -> Plan:
         train_groups=-1,
         warmup_fraction=train.warmup_fraction,
         schedule=train.schedule,
+        lr_flag="--lr",  # every layer at the head's rate
     )
     return Plan(phases=[phase], extract_features=False)
 
