@@ -78,3 +78,28 @@ def test_a_bad_cell_for_the_new_modality_is_one_line(readings_csv: Path, run_cli
     res = run_cli("run", "-q", "--plugin", "readings=series", "--data", bad, "--out", tmp_path / "out")
     one_line_error(res, "'two' in '1 two 3' is not a number")
     assert not (tmp_path / "out").exists()
+
+
+def test_every_head_fitted_on_several_inputs_is_told_their_columns(
+    readings_csv: Path, tiny_bert_dir: Path, run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine hands ``Head.use_blocks`` each input's columns: to the run's head and to the ablation's
+    head on all the inputs, never to a head on one input; logreg then scales by input (issue 16)."""
+    from tlzoo.plugins.heads.linear import LogRegHead
+
+    given: list[list[tuple[str, int]]] = []
+    real = LogRegHead.use_blocks
+
+    def spy(self: LogRegHead, blocks: list[tuple[str, list[int]]]) -> None:
+        given.append([(name, len(columns)) for name, columns in blocks])
+        real(self, blocks)
+
+    monkeypatch.setattr(LogRegHead, "use_blocks", spy)
+    res = run_cli(
+        "run", "-q", "--plugin", "title=bert", "--weights", f"title={tiny_bert_dir}", "--plugin", "readings=series",
+        "--data", readings_csv, "--head", "logreg", "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert res.exit_code == 0, res
+    names = [[name for name, _ in blocks] for blocks in given]
+    assert names == [["title", "readings"]] * 2, given  # the run's head, then the ablation's "all" row
+    assert given[0] == given[1] and all(width > 1 for _, width in given[0])

@@ -77,3 +77,42 @@ def test_the_fusion_option_is_checked_with_a_did_you_mean() -> None:
     assert isinstance(fusion_head({"fusion": "late"}, logreg), LateFusionHead)
     with pytest.raises(TlzooError, match="--fusion mlp trains its own head"):
         fusion_head({"fusion": "mlp"}, logreg)
+
+
+def test_fitted_heads_scale_each_input_as_a_whole_and_give_inputs_equal_variance() -> None:
+    """A fused run's logreg/svm standardise per input block, not per column (one input: per column, as before)."""
+    from tlzoo.plugins.heads.linear import SVMHead
+
+    rng = np.random.default_rng(0)
+    wide = rng.normal(0, 1, (200, 6)) * np.array([1.0, 2.0, 0.5, 0.1, 1.0, 3.0])  # input a: six columns
+    narrow = rng.normal(0, 5, (200, 2))  # input b: two columns of larger variance
+    x = np.hstack([wide, narrow]).astype(np.float32)
+    y = (wide[:, 0] + narrow[:, 0] > 0).astype(int)
+    blocks = [("a", [0, 1, 2, 3, 4, 5]), ("b", [6, 7])]
+    head = LogRegHead(C=1.0)
+    assert head.blocks == []  # until the engine gives a fused run's blocks
+    head.use_blocks(blocks)
+    z = x / head.block_scale(x.var(0))
+    totals = [z[:, cols].var(0).sum() for _, cols in blocks]
+    assert np.allclose(totals, [4.0, 4.0], rtol=1e-5)  # 8 columns, two inputs: half the variance each
+    ratios = z[:, :6].std(0) / x[:, :6].std(0)
+    assert np.allclose(ratios, ratios[0], rtol=1e-5)  # one divisor per input: the shape inside it stays
+    head.fit(x, y, 2)
+    assert np.allclose(head.scaler.scale_, head.block_scale(head.scaler.var_))
+    single = LogRegHead(C=1.0)
+    single.use_blocks(blocks[:1])  # one input: nothing to balance
+    single.fit(x, y, 2)
+    assert not single.blocks and np.allclose(single.scaler.scale_, x.std(0), rtol=1e-4)
+    svm = SVMHead(C=1.0)
+    svm.use_blocks(blocks)
+    svm.fit(x, y, 2)
+    assert np.allclose(svm.scale, svm.block_scale(x.var(0)))
+
+
+def test_subset_blocks_follow_the_columns_a_head_on_some_inputs_sees() -> None:
+    from tlzoo.engine.run.model import subset_blocks, subset_columns
+
+    assert subset_columns(BLOCKS, ["b"]) == [3, 4, 5, 7]
+    assert subset_blocks(BLOCKS, ["a", "b"]) == BLOCKS
+    three = [*BLOCKS, ("c", [8, 9])]
+    assert subset_blocks(three, ["a", "c"]) == [("a", [0, 1, 2, 3]), ("c", [4, 5])]

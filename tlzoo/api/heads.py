@@ -82,6 +82,12 @@ class Head(ABC):
         """Every option of this head and its default value (JSON-able)."""
         return {}
 
+    def use_blocks(self, blocks: list[tuple[str, list[int]]]) -> None:
+        """Which feature columns each input gives, when the features hold several inputs (a fused
+        run: ``Backbone.feature_blocks()``, re-indexed for a subset of the inputs).  The engine calls it
+        before ``build`` or ``fit``; a head that scales or groups features by input uses it.  Default: ignored."""
+        return None
+
 
 class TorchHead(Head):
     """A head trained by gradient descent as a torch module, alone on cached features or

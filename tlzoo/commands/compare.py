@@ -404,10 +404,12 @@ def _fit_as_a_run_would(run: Any, head: Any) -> None:
     """Fit a probe head on the rows ``tl run --head NAME`` fits it on (as the train step fitted the first
     head): train + validation for a head that cross-validates its options, else train.  So every head of
     the leaderboard learns from what its suggested run would, and none from more than another would."""
+    from tlzoo.engine.run.model import give_blocks
     from tlzoo.engine.run.refit import NOT_TEST, rows
 
     splits = NOT_TEST if getattr(head, "cross_validates", False) and len(run.features.get("val", ())) else ("train",)
     x, y = rows(run, splits)
+    give_blocks(run, head)  # a fused run's input blocks, as the run's head got them
     head.fit(x, y, len(run.encoder.classes))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from tlzoo.api.interfaces import FittedHead
+from tlzoo.engine.run.model import give_blocks, subset_columns
 from tlzoo.engine.run.refit import rows as stacked_rows
 from tlzoo.engine.run.state import RunState
 from tlzoo.evaluation.metrics import classification_report
@@ -44,8 +45,8 @@ def input_ablation(run: RunState) -> dict[str, Any] | None:
 
     rows = []
     for subset in subsets:
-        cols = sorted(c for name, columns in blocks if name in subset for c in columns)
-        head = head_cls(**params)
+        cols = subset_columns(blocks, subset)
+        head = give_blocks(run, head_cls(**params), subset)
         head.fit(train[:, cols], y_train, n_classes)
         y_pred = np.asarray(head.predict_proba(test[:, cols])).argmax(1)
         report = classification_report(y_test, y_pred, run.encoder.classes)

@@ -18,6 +18,7 @@ import numpy as np
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import FittedHead, TorchHead
+from tlzoo.engine.run.model import give_blocks
 from tlzoo.engine.run.refit import NOT_TEST, row_loader, rows
 from tlzoo.engine.run.state import RunState, seed_everything
 
@@ -96,7 +97,7 @@ def summary(folds: list[dict[str, float]], n: int) -> dict[str, Any]:
 def _fold_predictions(run: RunState, x: np.ndarray, y: np.ndarray, held: np.ndarray) -> np.ndarray:
     """Train a fresh head like the run's on (x, y) and predict ``held``'s classes."""
     n = len(run.encoder.classes)
-    head = type(run.head)(**run.head.params)
+    head = give_blocks(run, type(run.head)(**run.head.params))
     if isinstance(head, FittedHead):
         head.fit(x, y, n)
         return np.asarray(head.predict_proba(held)).argmax(1)

@@ -6,7 +6,7 @@ Each step is a function of the run's state (:class:`tlzoo.engine.run.state.RunSt
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,6 +17,7 @@ from tlzoo.api.interfaces import (
     Dataset,
     FittableBackbone,
     FittedHead,
+    Head,
     Strategy,
     TorchHead,
     fit_backbone,
@@ -38,6 +39,8 @@ from tlzoo.engine.training import (
     soft_cross_entropy,
 )
 from tlzoo.infra import memory
+
+AnyHead = TypeVar("AnyHead", bound=Head)
 
 
 def create_backbone(run: RunState) -> None:
@@ -113,6 +116,7 @@ def _cached_features(run: RunState) -> CachedSplits | None:
 
 def build_model(run: RunState) -> None:
     n_classes = len(run.encoder.classes)
+    give_blocks(run, run.head)
     if isinstance(run.head, TorchHead):
         run.model = TransferModel(run.backbone, run.head.build(run.backbone.num_features, n_classes))
         run.log(
@@ -121,6 +125,28 @@ def build_model(run: RunState) -> None:
         )
     else:
         run.log(f"  new model = {run.backbone.name} features + fitted {run.head.name} head ({n_classes} classes)")
+
+
+def give_blocks(run: RunState, head: AnyHead, inputs: list[str] | None = None) -> AnyHead:
+    """``head`` told which columns each input gives, when the backbone's features hold several inputs
+    (``inputs``: only those inputs' columns, in order, as a head fitted on that subset sees them)."""
+    blocks = run.backbone.feature_blocks()
+    if inputs is not None:
+        blocks = subset_blocks(blocks, inputs)
+    if len(blocks) > 1:
+        head.use_blocks(blocks)
+    return head
+
+
+def subset_blocks(blocks: list[tuple[str, list[int]]], inputs: list[str]) -> list[tuple[str, list[int]]]:
+    """The blocks of ``inputs`` re-indexed to the columns ``x[:, subset_columns(blocks, inputs)]`` keeps."""
+    position = {c: i for i, c in enumerate(subset_columns(blocks, inputs))}
+    return [(name, [position[c] for c in columns]) for name, columns in blocks if name in inputs]
+
+
+def subset_columns(blocks: list[tuple[str, list[int]]], inputs: list[str]) -> list[int]:
+    """The feature columns of ``inputs``, ascending."""
+    return sorted(c for name, columns in blocks if name in inputs for c in columns)
 
 
 def compile(run: RunState) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 from tlzoo.api.errors import TlzooError, suggest
 from tlzoo.api.hookspecs import hookimpl
 from tlzoo.api.interfaces import BackboneFactory
-from tlzoo.api.steps import BUILD_MODEL, EVALUATE, TRAIN
+from tlzoo.api.steps import EVALUATE, TRAIN
 
 from .._lazy import lazy
 
@@ -149,12 +149,10 @@ def tlzoo_register_heads(register: Any) -> None:
 
 @hookimpl(wrapper=True)
 def tlzoo_run_step(step: str, run: Any) -> Any:
-    """A late or mlp fusion head learns the input blocks when the model is built; the late head's weights
-    are chosen on the validation split after training; metrics.json records the fusion."""
+    """The late head's weights are chosen on the validation split after training; metrics.json records
+    the fusion.  (The engine gives every head the input blocks when the model is built.)"""
     factory = getattr(run, "factory", None)
     fused = factory is not None and factory.head is fusion_head
-    if fused and step == BUILD_MODEL and hasattr(run.head, "use_blocks"):
-        run.head.use_blocks(run.backbone.feature_blocks())
     result = yield
     if fused and step == TRAIN and run.main and hasattr(run.head, "choose"):
         _choose_late_weights(run)

@@ -63,6 +63,8 @@ class LogRegHead(SklearnHead):
         from sklearn.preprocessing import StandardScaler
 
         self.scaler = StandardScaler().fit(x)
+        if self.blocks:
+            self.scaler.scale_ = self.block_scale(self.scaler.var_)
         xs = self.scaler.transform(x)
         chosen = self._tune(
             xs, y, {"C": self.C_GRID}, self._estimator, {"C": 1.0}, most_folds=3, by="neg_log_loss", sample=False
@@ -229,7 +231,7 @@ class SVMHead(SklearnHead):
     def fit(self, x: np.ndarray, y: np.ndarray, num_classes: int) -> None:
         self.num_classes = num_classes
         self.mean = x.mean(0).astype(np.float64)
-        self.scale = x.std(0).astype(np.float64)
+        self.scale = self.block_scale(x.var(0)) if self.blocks else x.std(0).astype(np.float64)
         self.scale[self.scale < 1e-12] = 1.0
         d = x.shape[1]
         rbf = self.params["kernel"] == "rbf"  # checked in __init__
