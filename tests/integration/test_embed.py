@@ -37,6 +37,42 @@ def test_a_string_is_one_input_and_the_cache_gives_the_same_rows(tiny_bert_dir: 
     assert np.allclose(many[0], one[0], atol=1e-5)  # padding to the longer text changes nothing
 
 
+def test_a_second_call_reuses_the_backbone_only_for_the_same_request_and_weight_files(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from tlzoo.commands.embed import forget_backbone
+    from tlzoo.plugins.text.bert import TransformerBackbone
+
+    builds: list[str] = []
+    real = TransformerBackbone.__init__
+
+    def counted(self: Any, request: Any) -> None:
+        builds.append(str(request.weights))
+        real(self, request)
+
+    monkeypatch.setattr(TransformerBackbone, "__init__", counted)
+    forget_backbone()
+    texts = ["a funny comedy", "a dull drama"]
+    first = tlzoo.embed("bert", texts, weights=str(tiny_bert_dir), cache=False)
+    again = tlzoo.embed("bert", texts, weights=str(tiny_bert_dir), cache=False)
+    assert len(builds) == 1 and np.array_equal(first, again)  # the same weights and settings: built once
+    tlzoo.embed("bert", texts, weights=str(tiny_bert_dir), max_length=8, cache=False)
+    assert len(builds) == 2  # another setting: built again
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bert_dir, copy)
+    tlzoo.embed("bert", texts, weights=str(copy), cache=False)
+    tlzoo.embed("bert", texts, weights=str(copy), cache=False)
+    assert len(builds) == 3
+    (copy / "config.json").write_text((copy / "config.json").read_text("utf-8") + "\n", "utf-8")
+    tlzoo.embed("bert", texts, weights=str(copy), cache=False)
+    assert len(builds) == 4  # a weight folder whose files changed: built again
+    forget_backbone()
+    tlzoo.embed("bert", texts, weights=str(copy), cache=False)
+    assert len(builds) == 5
+
+
 def test_tl_embed_writes_npy_and_parquet_for_a_table_without_labels(
     run_cli: Any, tiny_bert_dir: Path, tmp_path: Path
 ) -> None:

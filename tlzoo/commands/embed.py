@@ -8,6 +8,10 @@ the same inputs again with the same weights reads them back.  ``tl embed`` write
 
 ``normalize=True`` divides each row by its L2 norm: cosine similarity becomes a dot product, as in
 sentence-transformers' ``encode(normalize_embeddings=True)``.
+
+Calling it again with the same plugin, model, settings and weight files reuses the backbone the
+previous call built (one is kept per process: :func:`forget_backbone` frees it), as a
+sentence-transformers model built once is reused: a loop over chunks of texts loads the weights once.
 """
 
 from __future__ import annotations
@@ -67,11 +71,10 @@ def embed_data(
 ) -> Embeddings:
     """The embeddings of every record at ``location`` (what ``tl run --data`` reads; labels not needed)."""
     from tlzoo.engine.data import read_dataset
-    from tlzoo.engine.zoo import Zoo
 
     if limit < 0:
         raise TlzooError(f"--limit must be 0 (every record) or a positive number, got {limit}.")
-    zoo = zoo or Zoo()
+    zoo = zoo or _zoo()
     factory, _ = zoo.resolve_backbone(plugin, settings.get("model", ""))
     options = DataOptions(text_column=text_column, encoding=encoding, require_labels=False)
     data, _source = read_dataset(location, factory.modality, zoo, options)
@@ -114,8 +117,8 @@ def embed_dataset(
     if runtime:
         opts["runtime"] = runtime
     factory, request = _request(plugin, data, model, zoo, weights, pooling, max_length, image_size, opts)
-    backbone = factory.create(request)
-    backbone.eval()
+    spec = feature_spec(factory, request)
+    backbone = _backbone(factory, request, spec)
     with torch.inference_mode():
         vectors = extract(
             backbone,
@@ -126,12 +129,47 @@ def embed_dataset(
             progress=progress,
             log=log or (lambda msg: None),
             label="embed",
-            spec=feature_spec(factory, request),
+            spec=spec,
         )
     vectors = np.asarray(vectors, dtype=np.float32)
     return Embeddings(
         _normalized(vectors) if normalize else vectors, list(data.ids), backbone.name, backbone.weights_source
     )
+
+
+def _zoo() -> Any:
+    """The installed plugins' zoo, loaded by the first call that needs it and kept for the next ones."""
+    from tlzoo.engine.zoo import Zoo
+
+    if not _ZOO:
+        _ZOO.append(Zoo())
+    return _ZOO[0]
+
+
+_ZOO: list[Any] = []
+_LAST: list[tuple[Any, Any]] = []  # [(what built it, the backbone)]: the last backbone built, reused
+
+
+def _backbone(factory: Any, request: BackboneRequest, spec: dict[str, Any] | None) -> Any:
+    """``factory.create(request)`` in eval mode, or the previous call's when it was built from the same
+    plugin, request and weight files (``spec``: their digest).  Without a spec (random init, weights
+    from the hub) every call builds its own."""
+    import json
+
+    key = (factory.name, json.dumps(spec, sort_keys=True, default=str)) if spec is not None else None
+    if key is not None and _LAST and _LAST[0][0] == key:
+        return _LAST[0][1]
+    backbone = factory.create(request)
+    backbone.eval()
+    _LAST.clear()  # the previous backbone is freed before the next is kept
+    if key is not None:
+        _LAST.append((key, backbone))
+    return backbone
+
+
+def forget_backbone() -> None:
+    """Free the backbone :func:`embed` keeps for its next call."""
+    _LAST.clear()
 
 
 def _request(
@@ -146,9 +184,8 @@ def _request(
     options: dict[str, Any],
 ) -> tuple[Any, BackboneRequest]:
     """The plugin's factory (its modality checked against the inputs') and the request a run would make."""
-    from tlzoo.engine.zoo import Zoo
 
-    factory, name = (zoo or Zoo()).resolve_backbone(plugin, model)
+    factory, name = (zoo or _zoo()).resolve_backbone(plugin, model)
     if data.modality and factory.modality and data.modality != factory.modality:
         raise TlzooError(
             f"'{factory.name}' embeds {factory.modality}, and these inputs are {data.modality}; "

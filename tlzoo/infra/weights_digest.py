@@ -4,7 +4,8 @@ The feature cache keys features by the files a backbone's weights come from (wit
 backbone's spec), which lets a run whose every split is cached skip building the backbone
 (``BackboneFactory.weights_files``).  Hashing 90 MB of weights on every run would cost about
 as much as the build it saves, so each file's SHA-256 is kept in ``$TLZOO_HOME/digests.json``
-beside its size and modification time, and computed again only when either changes.
+beside its size and modification time, and computed again only when either changes; this
+process also remembers them, so a second digest of the same files reads nothing at all.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from tlzoo.infra.lifecycle import tlzoo_home
 
 _STORE = "digests.json"
+_SEEN: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> SHA-256, in this process
 
 
 def _files(paths: list[str]) -> list[Path]:
@@ -65,20 +67,25 @@ def digest(paths: list[str], home: Path | None = None) -> str:
     """One SHA-256 over the contents of ``paths`` (files, or folders: every file inside), naming each
     file by its position in the sorted list; raises FileNotFoundError for a path that is not there."""
     store = (home or tlzoo_home()) / _STORE
-    known = _load(store)
+    known: dict[str, list[object]] | None = None  # the store, read only when this process has not seen a file
     changed = False
     total = hashlib.sha256()
     for path in _files(paths):
         st = path.stat()
         mark = [st.st_size, st.st_mtime_ns]
-        entry = known.get(str(path))
-        if isinstance(entry, list) and len(entry) == 3 and entry[:2] == mark:
-            sha = str(entry[2])
-        else:
-            sha = _sha256(path)
-            known[str(path)] = [*mark, sha]
-            changed = True
+        seen = (str(path), st.st_size, st.st_mtime_ns)
+        sha = _SEEN.get(seen)
+        if sha is None:
+            known = _load(store) if known is None else known
+            entry = known.get(str(path))
+            if isinstance(entry, list) and len(entry) == 3 and entry[:2] == mark:
+                sha = str(entry[2])
+            else:
+                sha = _sha256(path)
+                known[str(path)] = [*mark, sha]
+                changed = True
+            _SEEN[seen] = sha
         total.update(f"{path.name}:{st.st_size}:{sha}\n".encode())
-    if changed:
+    if changed and known is not None:
         _save(store, known)
     return total.hexdigest()[:32]
