@@ -168,6 +168,10 @@ def test_bad_fused_arguments_are_one_line(run_cli: Any, items_csv: Path, tmp_pat
     one_line_error(run("--plugin", "photo=efficientnet_lite0"), "no column 'photo'")
     one_line_error(run("--plugin", "image=efficientnet_lite0", "--weights", "text=/x"), "no --plugin input")
     one_line_error(run("--plugin", "image=fusion"), "a fused run takes an image or a text backbone per column")
+    one_line_error(
+        run("--plugin", "image=efficientnet_lite0", "--plugin", "title=bert", "--model", "title=all-MiniLM-L6-v2"),
+        "a column's model goes in --plugin: --plugin title=all-MiniLM-L6-v2",
+    )
 
 
 def test_the_built_in_emoji_set_gives_pictures_names_and_groups() -> None:

@@ -166,6 +166,12 @@ class Zoo:
             model = plugin
         model = model or factory.default_model
         if model not in factory.models and not factory.accepts_any_model:
+            column, eq, name = model.partition("=")
+            if eq and column and name:  # --model COLUMN=MODEL, as --weights COLUMN=PATH is written
+                raise TlzooError(
+                    f"--model takes one model, and '{model}' names a column's; a column's model goes in "
+                    f"--plugin: --plugin {model} (see `tl list`)."
+                )
             raise TlzooError(
                 f"Unknown model '{model}' for plugin '{factory.name}'.{suggest(model, factory.models)} See `tl list`."
             )
