@@ -108,9 +108,13 @@ def _figure(files: RunFiles, name: str, alt: str, caption: str, cls: str = "") -
 
 def _curves_caption(files: RunFiles) -> str:
     if files.history and all(r.get("phase") == "fit" for r in files.history):
+        scored = ["training"] + ["validation"] * any(r.get("val_accuracy") not in (None, "") for r in files.history)
+        what = " and ".join(scored)
+        bars = "bars are" if len(scored) > 1 else "bar is"
         return (
-            "The head is fitted in one step, not over epochs: the two points are the fitted head's training "
-            "and validation accuracy and loss (history.csv)."
+            f"The head is fitted in one step, not over epochs: the {bars} the fitted head's {what} accuracy and "
+            "loss (history.csv)."
+            + ("" if len(scored) > 1 else " It learnt from the validation split too, so that split has no score.")
         )
     return "Accuracy and loss per epoch, training and validation, phases marked (history.csv)."
 
