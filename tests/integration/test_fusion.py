@@ -92,6 +92,12 @@ def test_the_run_reports_what_each_input_adds(fused_run: dict[str, Any]) -> None
     card = (Path(result.run_dir) / "README.md").read_text(encoding="utf-8")
     assert 'id="inputs"' in page and "What each input adds" in page
     assert "| title + tabular | all but one |" in card
+    # a card for records, not texts: no text pipeline tag, and a record to predict
+    assert "pipeline_tag" not in card and "records with several inputs (image, title, price, brand)" in card
+    shown = next(line for line in card.splitlines() if line.startswith("tl predict "))
+    record = json.loads(shown.split(" ", 3)[3].strip("'"))
+    assert record["image"] == "path/to/image.png" and record["title"] == "a new example text"
+    assert 2 < float(record["price"]) < 8 and record["brand"] in "abc"  # the training mean, a known category
 
 
 @pytest.mark.transfer

@@ -71,24 +71,30 @@ def card_sections(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list[t
     ci = intervals(files)
     classes = list(files.test.get("classes", files.classes))
     names = ", ".join(esc(c) for c in classes)
-    task = "image" if files.modality == "vision" else "text"
+    noun = example_noun(files)
     data = esc(_data_name(files))
     weights = esc(files.run.get("weights", b.get("weights_source", "?")))
-    description = (
-        f"{'An image' if task == 'image' else 'A text'} classifier over {len(classes)} classes "
-        "trained with tlzoo by transfer learning."
-    )
+    inputs = ", ".join(esc(k) for k in example_record(files))
+    what = f"{'An' if noun[0] in 'aeiou' else 'A'} {esc(noun)} classifier over {len(classes)} classes"
+    if noun == "record":
+        what = (
+            f"A classifier over {len(classes)} classes of records with several inputs ({inputs}), their features fused,"
+        )
+    description = f"{what} trained with tlzoo by transfer learning."
     caution = (
         "Not evaluated on other domains, languages or image sources; measure it on your own labelled "
         "sample before relying on it, and do not use it for decisions about people without human review."
     )
     return [
         ("Model description", [Block("p", description), Block("ul", items=_model_items(files, esc, weights, names))]),
-        ("Intended use", [Block("p", f"Classifying {task}s like those in {data} into: {names}."), Block("p", caution)]),
+        (
+            "Intended use",
+            [Block("p", f"Classifying {esc(noun)}s like those in {data} into: {names}."), Block("p", caution)],
+        ),
         ("Training data", [Block("ul", items=_data_items(files, esc, data))]),
         ("Evaluation results", _result_blocks(files, esc, ci)),
         ("Limitations", [Block("ul", items=limitations(files, ci, esc))]),
-        ("How to load", _how_to_load(files, task, weights)),
+        ("How to load", _how_to_load(files, noun, weights)),
     ]
 
 
@@ -204,12 +210,39 @@ def ablation_blocks(files: RunFiles, esc: Callable[[Any], str] = _plain) -> list
     ]
 
 
-def _how_to_load(files: RunFiles, task: str, weights: str) -> list[Block]:
+def example_noun(files: RunFiles) -> str:
+    """What one example of the run is: an image, a text, a record (several inputs), or the modality's name."""
+    modality = files.modality
+    return {"vision": "image", "text": "text", "multimodal": "record", "": "text"}.get(modality, modality)
+
+
+def example_record(files: RunFiles) -> dict[str, str]:
+    """A placeholder record of a fused run: each input column and tabular column with a value of its kind."""
+    backbone = files.model.get("backbone", {})
+    record: dict[str, str] = {}
+    for part in backbone.get("preprocessing", {}).get("inputs", []):
+        value = "path/to/image.png" if "input_size" in part else "a new example text" if "tokenizer" in part else "..."
+        numeric, categories = part.get("numeric") or {}, part.get("categories") or {}
+        for column in part.get("columns", []):
+            if column in numeric:  # the tabular encoder: its training mean, or a category it knows
+                record[str(column)] = f"{float(numeric[column][0]):g}"
+            elif categories.get(column):
+                record[str(column)] = str(categories[column][0])
+            else:
+                record[str(column)] = value
+    return record
+
+
+def _how_to_load(files: RunFiles, noun: str, weights: str) -> list[Block]:
     run_path = files.location
-    example = "a new example text" if task == "text" else "path/to/image.png"
+    example: Any = {"text": "a new example text", "image": "path/to/image.png"}.get(noun, "...")
+    shown = f'"{example}"'
+    if noun == "record":
+        example = example_record(files)
+        shown = shlex.quote(json.dumps(example))
     load = [
         Block("p", "From the command line:"),
-        Block("code", f'tl predict {shlex.quote(run_path)} "{example}"'),
+        Block("code", f"tl predict {shlex.quote(run_path)} {shown}"),
         Block("p", "From Python:"),
         Block(
             "code",
@@ -281,11 +314,14 @@ def model_card(files: RunFiles) -> str:
     """``README.md``: YAML front matter (tags, metrics, model-index) and the card sections in Markdown."""
     r, t, how = files.run, files.test, scoring(files)
     ci = intervals(files)
-    task = "image-classification" if files.modality == "vision" else "text-classification"
+    noun = example_noun(files)
+    pipeline = {"image": "image-classification", "text": "text-classification"}.get(noun, "")
+    task = pipeline or f"{files.modality}-classification"  # the model-index's task: no pipeline fits several inputs
     tags = ["tlzoo", "transfer-learning", task, str(r.get("plugin", "")), str(r.get("strategy", ""))]
     text = render(
         "model_card.md.j2",
         task=task,
+        pipeline=pipeline,
         tags=[tag for tag in dict.fromkeys(tags) if tag],
         name=files.folder.name.removesuffix(".incomplete"),
         data=_data_name(files),
