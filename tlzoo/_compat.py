@@ -7,7 +7,7 @@ still works: the old name is the new module itself (one object, so ``isinstance`
 registries agree), with a ``DeprecationWarning`` naming the new path.
 
 The step names of 0.1 (``tlzoo.steps.DEPRECATED``) are the other shim; they live with the
-step names in ``tlzoo.api.steps`` and go in 0.4 too.
+step names in ``tlzoo.api.steps`` and, as 0.2 promised, stay until tlzoo 2.0.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from tlzoo.commands.export_files import require_plugins
 from tlzoo.engine.artifacts import damaged, first_line, load_model_files
 from tlzoo.engine.loaders import example_loader
 from tlzoo.engine.run import feature_sample
+from tlzoo.engine.training import to_device
 from tlzoo.engine.zoo import Zoo
 from tlzoo.infra.run_folder import check_run_folder
 
@@ -111,7 +112,7 @@ class Predictor:
         ) as bar:
             for batch in loader:
                 with torch.inference_mode():  # per batch: the caller runs between yields, in its own mode
-                    feats = self.backbone(_to(batch, device)).float()
+                    feats = self.backbone(to_device(batch, device)).float()
                     if torch_head:
                         proba = torch.softmax(self.head(feats).float(), 1).cpu().numpy()
                     else:
@@ -208,16 +209,6 @@ def _same_weight_files(factory: BackboneFactory, request: BackboneRequest, saved
         return False
     spec = feature_spec(factory, request)
     return spec is not None and spec["weights_files"] == recorded
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device)
-    if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, list | tuple):  # a fused backbone's inputs: one batch per input
-        return type(batch)(_to(v, device) for v in batch)
-    return batch
 
 
 def _saved_head(zoo: Any, saved: dict[str, Any], kind: type[Head]) -> Head:

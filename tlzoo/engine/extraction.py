@@ -25,6 +25,7 @@ from tlzoo.engine.features import (
     key_parts,
 )
 from tlzoo.engine.loaders import example_loader
+from tlzoo.engine.training import to_device
 
 
 @dataclass
@@ -331,7 +332,7 @@ def _forward(backbone: Backbone, examples: list[Any], batch_size: int, device: t
         device=device,  # pinned batches for a GPU
     )
     for batch in loader if num_workers else _prefetched(loader):
-        yield backbone(_to(batch, device)).float().cpu().numpy()
+        yield backbone(to_device(batch, device)).float().cpu().numpy()
 
 
 def _in_given_order(
@@ -390,13 +391,3 @@ def _prefetched(batches: Any, depth: int = 2) -> Any:
             except queue.Empty:
                 pass
             thread.join(timeout=0.05)
-
-
-def _to(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)  # from pinned memory: overlaps; the .cpu() after it syncs
-    if isinstance(batch, dict):
-        return {k: _to(v, device) for k, v in batch.items()}
-    if isinstance(batch, list | tuple):  # a fused backbone's inputs: one batch per input
-        return type(batch)(_to(v, device) for v in batch)
-    return batch

@@ -120,7 +120,7 @@ def soft_cross_entropy(label_smoothing: float) -> Callable[[torch.Tensor, torch.
     return loss
 
 
-def _to(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
+def to_device(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
     """Move a batch to ``device`` (non-blocking: from pinned memory the copy overlaps the work);
     ``channels_last``: 4-d image batches in the layout the convolutions prefer."""
     if isinstance(batch, torch.Tensor):
@@ -128,9 +128,9 @@ def _to(batch: Any, device: torch.device, channels_last: bool = False) -> Any:
             return batch.to(device, non_blocking=True, memory_format=torch.channels_last)
         return batch.to(device, non_blocking=True)
     if isinstance(batch, dict):
-        return {k: _to(v, device, channels_last) for k, v in batch.items()}
+        return {k: to_device(v, device, channels_last) for k, v in batch.items()}
     if isinstance(batch, list | tuple):  # a fused backbone's inputs: one batch per input
-        return type(batch)(_to(v, device, channels_last) for v in batch)
+        return type(batch)(to_device(v, device, channels_last) for v in batch)
     return batch
 
 
@@ -364,7 +364,7 @@ class Trainer:
     def _classify(self, nhwc: bool, state: FitState, batch: Any) -> tuple[torch.Tensor, int, torch.Tensor]:
         """A classifier's batch: logits under autocast, the trainer's loss, one-hot targets."""
         x, y = batch
-        x, y = _to(x, self.device, nhwc), y.to(self.device, non_blocking=True)
+        x, y = to_device(x, self.device, nhwc), y.to(self.device, non_blocking=True)
         with autocast(self.device, self.amp):
             logits = state.forward(x)
             loss = self.loss(logits, y)
@@ -383,7 +383,7 @@ class Trainer:
         sum_loss = torch.zeros((), dtype=torch.float64, device=self.device)
         sum_correct = torch.zeros((), dtype=torch.int64, device=self.device)
         for x, y in loader:
-            x, y = _to(x, self.device, nhwc), y.to(self.device, non_blocking=True)
+            x, y = to_device(x, self.device, nhwc), y.to(self.device, non_blocking=True)
             with autocast(self.device, self.amp):
                 logits = model(x)
                 loss = self.loss(logits, y)
@@ -412,10 +412,6 @@ class _Events:
 def _correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Correct predictions against one-hot (or soft) targets, or class indices."""
     return (logits.argmax(1) == (y.argmax(1) if y.dim() > 1 else y)).sum()
-
-
-def epoch_count(history: History, phase: str) -> int:
-    return sum(1 for r in history.rows if r.get("phase") == phase)
 
 
 def lr_schedule(kind: str, steps: int, warm: int) -> Callable[[int], float]:
@@ -462,7 +458,7 @@ def predict_logits(model: nn.Module, loader: Iterable, device: torch.device, amp
     out = []
     with autocast(device, amp):
         for x in loader:
-            out.append(model(_to(x, device)).float().cpu())
+            out.append(model(to_device(x, device)).float().cpu())
     return torch.cat(out) if out else torch.zeros(0)
 
 

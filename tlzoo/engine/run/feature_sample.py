@@ -160,7 +160,7 @@ def _inside(folder: Path, name: str) -> Path:
 def compute_features(backbone: Backbone, inputs: Sequence[Any], device: torch.device | None = None) -> np.ndarray:
     """The backbone's features for ``inputs`` in one batch, as ``tl predict`` computes them (eval mode)."""
     from tlzoo.engine.loaders import example_loader
-    from tlzoo.engine.training import _to
+    from tlzoo.engine.training import to_device
 
     if device is None:  # where the backbone is (a feature-extraction run may have left it on the CPU)
         first = next(iter([*backbone.parameters(), *backbone.buffers()]), None)
@@ -170,7 +170,7 @@ def compute_features(backbone: Backbone, inputs: Sequence[Any], device: torch.de
     try:
         loader = example_loader(list(inputs), backbone, train=False, batch_size=max(1, len(inputs)))
         with torch.inference_mode():
-            parts = [backbone(_to(batch, device)).float().cpu() for batch in loader]
+            parts = [backbone(to_device(batch, device)).float().cpu() for batch in loader]
     finally:
         backbone.train(was_training)
     return torch.cat(parts).numpy().astype(np.float32)

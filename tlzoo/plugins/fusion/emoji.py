@@ -76,14 +76,42 @@ def render(points: str, folder: Path) -> str:
     return str(path)
 
 
-class _EmojiSource(DataSource):
+class PictureNameSource(DataSource):
+    """A built-in set of pictures and names with one label each, in three views (``view``): ``records``
+    (both, for fused runs: fields image and name), ``images`` or ``names`` alone; the same ids in each."""
+
     description = ""
+    view = "records"
+    set_name = ""  # "emoji", "flags": the set as its errors name it
 
     def can_load(self, location: str) -> bool:
         return location == self.name
 
     def names(self) -> set[str]:
         return {self.name}
+
+    def records(self) -> tuple[list[str], list[str], list[str], list[str]]:
+        """(image paths, names, labels, ids)."""
+        raise NotImplementedError
+
+    def load(self, location: str, options: DataOptions) -> Dataset:
+        if self.view == "records":
+            unknown = [f for f in options.fields if f not in FIELDS]
+            if unknown:
+                raise TlzooError(
+                    f"The {self.set_name} dataset has no field '{unknown[0]}'; its fields are image and name."
+                )
+        images, names, labels, ids = self.records()
+        if self.view == "images":
+            return Dataset(images, labels, modality="vision", ids=ids, name=self.name)
+        if self.view == "names":
+            return Dataset(names, labels, modality="text", ids=ids, name=self.name)
+        examples = [{"image": i, "name": n} for i, n in zip(images, names)]
+        return Dataset(examples, labels, modality="multimodal", ids=ids, name=self.name)
+
+
+class _EmojiSource(PictureNameSource):
+    set_name = "emoji"
 
     def records(self) -> tuple[list[str], list[str], list[str], list[str]]:
         """(image paths, names, groups, ids)."""
@@ -102,33 +130,17 @@ class EmojiRecords(_EmojiSource):
     modality = "multimodal"
     description = "about 1,900 emoji: picture and name, labelled by Unicode group (fused runs: image=..., name=...)"
 
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        unknown = [f for f in options.fields if f not in FIELDS]
-        if unknown:
-            raise TlzooError(f"The emoji dataset has no field '{unknown[0]}'; its fields are image and name.")
-        images, names, groups, ids = self.records()
-        examples = [{"image": i, "name": n} for i, n in zip(images, names)]
-        return Dataset(examples, groups, modality="multimodal", ids=ids, name=self.name)
-
 
 class EmojiImages(_EmojiSource):
-    name = "emoji-images"
+    name, view = "emoji-images", "images"
     modality = "vision"
     description = "the emoji pictures alone (64 x 64), labelled by Unicode group"
 
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        images, _, groups, ids = self.records()
-        return Dataset(images, groups, modality="vision", ids=ids, name=self.name)
-
 
 class EmojiNames(_EmojiSource):
-    name = "emoji-names"
+    name, view = "emoji-names", "names"
     modality = "text"
     description = "the emoji names alone ('grinning face'), labelled by Unicode group"
-
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        _, names, groups, ids = self.records()
-        return Dataset(names, groups, modality="text", ids=ids, name=self.name)
 
 
 SOURCES = (EmojiRecords(), EmojiImages(), EmojiNames())

@@ -23,7 +23,6 @@ import os
 from pathlib import Path
 
 from tlzoo.api.errors import TlzooError
-from tlzoo.api.interfaces import DataOptions, Dataset, DataSource
 from tlzoo.infra.lifecycle import tlzoo_home
 
 from . import emoji
@@ -65,14 +64,8 @@ def flag_table() -> list[tuple[str, str, str]]:
     return rows
 
 
-class _FlagSource(DataSource):
-    description = ""
-
-    def can_load(self, location: str) -> bool:
-        return location == self.name
-
-    def names(self) -> set[str]:
-        return {self.name}
+class _FlagSource(emoji.PictureNameSource):
+    set_name = "flags"
 
     def records(self) -> tuple[list[str], list[str], list[str], list[str]]:
         """(image paths, country names, continents, ids)."""
@@ -91,33 +84,17 @@ class FlagRecords(_FlagSource):
     modality = "multimodal"
     description = "about 225 country flags and names, labelled by continent (fused runs: image=..., name=...)"
 
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        unknown = [f for f in options.fields if f not in FIELDS]
-        if unknown:
-            raise TlzooError(f"The flags dataset has no field '{unknown[0]}'; its fields are image and name.")
-        images, names, regions, ids = self.records()
-        examples = [{"image": i, "name": n} for i, n in zip(images, names)]
-        return Dataset(examples, regions, modality="multimodal", ids=ids, name=self.name)
-
 
 class FlagImages(_FlagSource):
-    name = "flags-images"
+    name, view = "flags-images", "images"
     modality = "vision"
     description = "the country flags alone (64 x 64), labelled by continent"
 
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        images, _, regions, ids = self.records()
-        return Dataset(images, regions, modality="vision", ids=ids, name=self.name)
-
 
 class FlagNames(_FlagSource):
-    name = "flags-names"
+    name, view = "flags-names", "names"
     modality = "text"
     description = "the country names alone ('France'), labelled by continent"
-
-    def load(self, location: str, options: DataOptions) -> Dataset:
-        _, names, regions, ids = self.records()
-        return Dataset(names, regions, modality="text", ids=ids, name=self.name)
 
 
 SOURCES = (FlagRecords(), FlagImages(), FlagNames())
