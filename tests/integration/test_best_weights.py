@@ -39,7 +39,7 @@ KILLER = textwrap.dedent("""
 def _config(image_folder: Path, out: Path, finetune_lr: float) -> RunConfig:
     cfg = RunConfig()
     cfg.model.plugin, cfg.model.pretrained, cfg.data.path = "lenet", False, str(image_folder)
-    cfg.train.strategy, cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze = "fine-tune", 3, 3, 2
+    cfg.train.strategy, cfg.train.head_epochs, cfg.train.joint_epochs, cfg.train.unfreeze = "fine-tune", 3, 3, 2
     cfg.train.lr, cfg.train.finetune_lr, cfg.train.device, cfg.train.batch_size = 0.01, finetune_lr, "cpu", 16
     cfg.seed, cfg.progress, cfg.out = 3, False, str(out)
     return cfg

@@ -53,7 +53,7 @@ def _config(records_csv: Path, bert: Path, out: Path, fusion: str, head: str) ->
     cfg.model.image_size = 32
     cfg.data.path = str(records_csv)
     cfg.head.name = head
-    cfg.train.epochs = 4
+    cfg.train.head_epochs = 4
     cfg.out = str(out)
     cfg.progress = False
     return cfg

@@ -123,7 +123,7 @@ def test_run_folder_pointing_at_remote_code_in_its_assets_is_refused(
     cfg.model.weights = str(tiny_bert_dir)
     cfg.data.path = str(text_csv)
     cfg.out = str(tmp_path / "run")
-    cfg.train.epochs = 2
+    cfg.train.head_epochs = 2
     cfg.progress = False
     Engine().run(cfg)
     run = tmp_path / "run"

@@ -38,7 +38,7 @@ def _config(tiny_bert_dir: Path, text_csv: Path, out: Path) -> RunConfig:
     cfg = RunConfig()
     cfg.model.plugin, cfg.model.weights, cfg.model.max_length = "bert", str(tiny_bert_dir), 32
     cfg.data.path = str(text_csv)
-    cfg.train.strategy, cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze = "fine-tune", 2, 3, 2
+    cfg.train.strategy, cfg.train.head_epochs, cfg.train.joint_epochs, cfg.train.unfreeze = "fine-tune", 2, 3, 2
     cfg.train.batch_size, cfg.train.device, cfg.train.finetune_lr = 16, "cpu", 1e-3
     cfg.head.params = {"hidden": [16], "dropout": 0.2}  # dropout: the torch RNG must be restored too
     cfg.seed, cfg.progress, cfg.out = 7, False, str(out)
@@ -97,7 +97,7 @@ def test_resume_without_checkpoint_restarts_training(tiny_bert_dir: Path, text_c
     """Killed before any epoch ended (e.g. during feature extraction): resume trains from the start."""
     out = tmp_path / "early"
     cfg = _config(tiny_bert_dir, text_csv, out)
-    cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze = 1, 1, 1
+    cfg.train.head_epochs, cfg.train.joint_epochs, cfg.train.unfreeze = 1, 1, 1
     folder = out.with_name("early.incomplete")
     folder.mkdir()
     (folder / "config.toml").write_text(cfg.to_toml())
@@ -111,7 +111,7 @@ def test_early_stopping_stops_patience_epochs_after_the_best(
     tiny_bert_dir: Path, text_csv: Path, tmp_path: Path, patience: int
 ) -> None:
     cfg = _config(tiny_bert_dir, text_csv, tmp_path / "es")
-    cfg.train.strategy, cfg.train.epochs, cfg.train.lr = "feature-extraction", 40, 0.5  # lr high: val loss rises
+    cfg.train.strategy, cfg.train.head_epochs, cfg.train.lr = "feature-extraction", 40, 0.5  # lr high: val loss rises
     cfg.train.patience = patience
     result = Engine(log=None).run(cfg)
     rows = _history(result.run_dir)
@@ -132,7 +132,7 @@ def test_fine_tune_prints_plan_and_keeps_frozen_batchnorm_fixed(image_folder: Pa
 
     cfg = RunConfig()
     cfg.model.plugin, cfg.model.image_size, cfg.data.path = "efficientnet", 32, str(image_folder)
-    cfg.train.strategy, cfg.train.head_epochs, cfg.train.epochs, cfg.train.unfreeze = "fine-tune", 1, 1, 1
+    cfg.train.strategy, cfg.train.head_epochs, cfg.train.joint_epochs, cfg.train.unfreeze = "fine-tune", 1, 1, 1
     cfg.train.device, cfg.progress, cfg.out = "cpu", False, str(tmp_path / "ft")
     cfg.data.val_fraction = 0.0  # no validation: the fine-tuned weights are kept, never the head phase's
     logs: list[str] = []
