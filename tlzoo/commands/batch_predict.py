@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import numpy as np
 import torch
 
-from tlzoo.api.errors import TlzooError
+from tlzoo.api.errors import TlzooError, suggest
 from tlzoo.api.interfaces import Dataset
 from tlzoo.engine.corpus import read_text
 from tlzoo.engine.data import IMAGE_SUFFIXES
@@ -172,19 +172,23 @@ def parse_records(items: list[Any], fields: tuple[str, ...]) -> list[Any]:
     """A fused run's inputs from the command line: each one a JSON object of (some of) its fields."""
     out = []
     for item in items:
+        why = ""
         try:
             record = json.loads(item) if isinstance(item, str) else item
-        except ValueError:
-            record = None
+        except ValueError as exc:
+            record, why = None, f" ({item!r} is not valid JSON: {exc})" if str(item).lstrip().startswith("{") else ""
         if not isinstance(record, dict):
             example = json.dumps(dict.fromkeys(fields, "..."))
             raise TlzooError(
                 f"This run reads records with the fields {', '.join(fields)}; pass each input as a JSON object, "
-                f"e.g. '{example}', or the records of a table with --data FILE."
+                f"e.g. '{example}', or the records of a table with --data FILE.{why}"
             )
         unknown = sorted(set(record) - set(fields))
         if unknown:
-            raise TlzooError(f"Field '{unknown[0]}' is not an input of this run; its fields are {', '.join(fields)}.")
+            raise TlzooError(
+                f"Field '{unknown[0]}' is not an input of this run.{suggest(unknown[0], fields)} "
+                f"Its fields are {', '.join(fields)}."
+            )
         out.append(record)
     return out
 

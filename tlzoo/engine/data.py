@@ -43,6 +43,35 @@ def is_image_path(item: str) -> bool:
     return os.path.splitext(str(item).strip())[1].lower() in IMAGE_SUFFIXES
 
 
+def image_pixel_cap() -> int:
+    """The most pixels an image is decoded at: above PIL's decompression-bomb limit (about 179 million) a
+    picture is decoded up to this and shrunk, beyond it refused.  ``TLZOO_MAX_IMAGE_PIXELS`` raises it
+    (memory: 3 bytes a pixel)."""
+    import os
+
+    raw = os.environ.get("TLZOO_MAX_IMAGE_PIXELS", "")
+    return int(raw) if raw.strip().isdigit() else 400_000_000
+
+
+def image_pixels(path: str) -> int:
+    """width x height from the image file's header (no decoding, no bomb check); 0 when unreadable."""
+    import warnings
+
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    try:
+        Image.MAX_IMAGE_PIXELS = None  # the header only: the size is what the caller checks
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return int(img.size[0]) * int(img.size[1])
+    except Exception:  # noqa: BLE001 - Pillow raises many kinds for a bad file
+        return 0
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
 def image_file_problem(path: str, check: str = "header") -> str:
     """Why Pillow cannot read the image file ``path``, or "" when it can.  ``check`` says how far:
     "header" (the format is recognised: cheap), "verify" (also a PNG's chunks and their CRCs, a JPEG's

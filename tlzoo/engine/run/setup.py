@@ -197,6 +197,11 @@ def load_dataset(run: RunState) -> None:
             "column (--label-column NAME)."
         )
     fields = run.factory.fields(run.config.model.options) if run.factory.fields else ()
+    if cfg.label_column in fields:  # the answer as an input: every record would carry its own label
+        raise TlzooError(
+            f"Column '{cfg.label_column}' is the --label-column; it cannot also be an input (--plugin "
+            f"{cfg.label_column}=... or --tabular-columns). Drop it from the inputs, or name another --label-column."
+        )
     options = DataOptions(cfg.text_column, cfg.label_column, cfg.encoding, fields=fields)
     ds, source = read_dataset(cfg.path, run.factory.modality, run.zoo, options)
     if cfg.strict_inputs:  # every image read now: the first bad one is fatal (else a counted placeholder)

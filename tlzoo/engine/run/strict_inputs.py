@@ -17,7 +17,7 @@ from typing import Any
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Dataset
-from tlzoo.engine.data import image_file_problem, is_image_path
+from tlzoo.engine.data import image_file_problem, image_pixel_cap, image_pixels, is_image_path
 
 
 def refuse_unreadable_images(ds: Dataset) -> None:
@@ -26,6 +26,9 @@ def refuse_unreadable_images(ds: Dataset) -> None:
     for example, ident in zip(ds.examples, ds.ids):
         for path, where in _image_paths(example, ident, ds.modality):
             why = image_file_problem(path, "decode")
+            pixels, cap = (image_pixels(path), image_pixel_cap()) if not why else (0, 0)
+            if pixels > cap:
+                why = f"{pixels:,} pixels, over the {cap:,}-pixel cap (TLZOO_MAX_IMAGE_PIXELS raises it)"
             if why:
                 bad.append((path, where, why))
     if not bad:

@@ -20,6 +20,7 @@ from torch import nn
 
 from tlzoo.api.errors import TlzooError
 from tlzoo.api.interfaces import Backbone, BackboneRequest, check_options
+from tlzoo.engine.data import image_pixel_cap
 from tlzoo.lib.runtime import OnnxForward, check_runtime
 
 # augmentation policies by short name; any other string is handed to timm as an
@@ -30,12 +31,7 @@ POLICIES = {"randaugment": "rand-m9-mstd0.5-inc1", "trivialaugment": "trivial"}
 # Images above PIL's decompression-bomb limit (about 179 million pixels) are decoded only
 # up to this many pixels, then shrunk to at most LARGE_SIDE on the long side, with a warning;
 # larger ones are refused.  TLZOO_MAX_IMAGE_PIXELS raises the cap (memory: 3 bytes a pixel).
-def _max_pixels() -> int:
-    raw = os.environ.get("TLZOO_MAX_IMAGE_PIXELS", "")
-    return int(raw) if raw.strip().isdigit() else 400_000_000
-
-
-MAX_PIXELS = _max_pixels()
+MAX_PIXELS = image_pixel_cap()
 LARGE_SIDE = 4096
 
 

@@ -197,6 +197,8 @@ class FusedBackbone(FittableBackbone):
     # ------------------------------------------------------------------ fitting
     def fit(self, train: Dataset) -> None:
         for (what, columns), member in self._pairs():
+            if member.modality == "vision":
+                _refuse_an_imageless_column(train, columns[0], member)
             if isinstance(member, FittableBackbone):
                 member.fit(_project(train, what, columns, member))
         self._width()
@@ -342,6 +344,21 @@ def _view(data: Dataset, what: str, columns: tuple[str, ...], member: Backbone) 
     else:
         examples = [row.get(columns[0]) if not _lacks(member, row, columns) else _blank() for row in rows]
     return Dataset(examples, list(data.labels), modality=member.modality, ids=list(data.ids), name=data.name)
+
+
+def _refuse_an_imageless_column(train: Dataset, column: str, member: Backbone) -> None:
+    """An image backbone whose column holds no readable image in the whole training split was bound to the
+    wrong column (a text column, a column of folders): every record would get a placeholder."""
+    rows = [ex if isinstance(ex, dict) else {} for ex in train.examples]
+    if not rows or any(not _lacks(member, row, (column,)) for row in rows):
+        return
+    shown = next((str(r.get(column)) for r in rows if str(r.get(column) or "").strip()), "")
+    example = f" (e.g. '{shown[:60]}')" if shown else ""
+    raise TlzooError(
+        f"Column '{column}' holds no readable image in the {len(rows)} training records{example}, and "
+        f"'{member.name}' reads images; bind it to a backbone of what it holds (e.g. --plugin {column}=bert "
+        "for texts), or fix the image paths (relative to the data file)."
+    )
 
 
 def _lacks(member: Backbone, record: dict[str, Any], columns: tuple[str, ...]) -> bool:

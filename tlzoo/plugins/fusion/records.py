@@ -16,7 +16,7 @@ from typing import Any
 from tlzoo.api.errors import TlzooError, suggest
 from tlzoo.api.interfaces import DataOptions, Dataset, DataSource
 from tlzoo.engine.corpus import Table, read_csv_table, read_jsonl_table, read_text
-from tlzoo.engine.data import RowReport, image_file_problem, is_image_path, label_text
+from tlzoo.engine.data import RowReport, image_file_problem, image_pixel_cap, image_pixels, is_image_path, label_text
 
 SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
 
@@ -95,9 +95,22 @@ def _field(value: Any, path: Path) -> Any:
     if isinstance(value, bool | int | float):
         return value
     text = str(value)
-    if is_image_path(text.strip()) and not os.path.isabs(text.strip()):
-        return str(path.parent / text.strip())
+    name = text.strip()
+    if name and not os.path.isabs(name) and (is_image_path(name) or _names_an_image(path.parent, name)):
+        return str(path.parent / name)  # relative to the file, never to the working directory
     return text
+
+
+def _names_an_image(folder: Path, name: str) -> bool:
+    """Whether ``name`` (a cell without an image suffix) is the path of an image file beside the table:
+    an existing file whose header Pillow recognises.  A text that happens to name another file stays text."""
+    if "\n" in name or len(name) > 1024:
+        return False
+    try:
+        candidate = folder / name
+        return candidate.is_file() and not image_file_problem(str(candidate), "header")
+    except (OSError, ValueError):  # a name the file system refuses (a NUL byte, too long)
+        return False
 
 
 def _missing_image(value: Any) -> bool:
@@ -106,5 +119,7 @@ def _missing_image(value: Any) -> bool:
 
 def readable_image(path: str) -> bool:
     """Whether ``path`` is an image file Pillow opens and verifies (a PNG's chunks and their CRCs, a JPEG's
-    header): a missing, empty, truncated or foreign file is not, and a fused run gives it a placeholder."""
-    return not image_file_problem(path, "verify")
+    header) within the pixel cap a run decodes: a missing, empty, truncated or foreign file is not, nor a
+    picture over the cap (which a run of the image backbone alone refuses), and a fused run gives it a
+    counted placeholder."""
+    return not image_file_problem(path, "verify") and image_pixels(path) <= image_pixel_cap()
