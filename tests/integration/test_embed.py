@@ -106,3 +106,14 @@ def test_tl_embed_refuses_bad_input_in_one_line(run_cli: Any, tiny_bert_dir: Pat
         "no column 'body'",
     )  # fmt: skip
     assert not (tmp_path / "e.npy").exists()
+    (tmp_path / "taken.npy").mkdir()
+    res = run_cli("embed", "-p", "bert", "--weights", tiny_bert_dir, "--data", table, "--out", tmp_path / "taken.npy")
+    one_line_error(res, "is a folder; name a .npy or .parquet file")
+    assert "features for" not in res.stderr  # refused before anything was extracted
+
+
+def test_a_misspelt_embed_setting_suggests_the_right_one(tiny_bert_dir: Path) -> None:
+    from tlzoo.api.errors import TlzooError
+
+    with pytest.raises(TlzooError, match="no setting 'normalise'. Did you mean 'normalize'"):
+        tlzoo.embed("bert", ["a text"], weights=str(tiny_bert_dir), normalise=True)

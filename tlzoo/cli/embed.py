@@ -54,14 +54,9 @@ def embed(
       tl embed --plugin bert --model all-MiniLM-L6-v2 --data reviews.csv --normalize --out emb.npy
       tl embed --plugin efficientnet_lite0 --data ./photos/ --out emb.parquet
     """
-    from pathlib import Path
+    from tlzoo.commands.embed import check_out, embed_data, write_embeddings
 
-    from tlzoo.commands.embed import embed_data, write_embeddings
-
-    if Path(out).suffix.lower() not in (".npy", ".parquet"):
-        from tlzoo.api.errors import TlzooError
-
-        raise TlzooError(f"--out '{out}' must end in .npy (the vectors) or .parquet (ids and vectors).")
+    check_out(out)  # before anything is extracted
     result = embed_data(
         plugin,
         data,

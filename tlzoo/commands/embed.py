@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tlzoo.api.errors import TlzooError
+from tlzoo.api.errors import TlzooError, suggest
 from tlzoo.api.interfaces import BackboneRequest, DataOptions, Dataset
 
 
@@ -51,6 +51,13 @@ def embed(
     ``settings``: ``weights``, ``pooling``, ``max_length``, ``image_size``, ``runtime``, ``options``,
     ``batch_size``, ``device``, ``cache`` (default True), ``zoo`` — as :func:`embed_dataset` takes them.
     """
+    known = ("weights", "pooling", "max_length", "image_size", "runtime", "options", "batch_size", "device")
+    unknown = sorted(set(settings) - {*known, "cache", "zoo", "log", "progress"})
+    if unknown:
+        raise TlzooError(
+            f"tlzoo.embed() takes no setting '{unknown[0]}'.{suggest(unknown[0], [*known, 'normalize', 'model'])} "
+            f"Settings: normalize, model, {', '.join(known)}, cache."
+        )
     items = [inputs] if isinstance(inputs, str | bytes | os.PathLike) else list(inputs)
     if not items:
         raise TlzooError("Nothing to embed; pass at least one text or image.")
@@ -216,15 +223,21 @@ def _looks_like_image(item: Any) -> bool:
     return hasattr(item, "convert") and hasattr(item, "size")  # a PIL image
 
 
-def write_embeddings(result: Embeddings, out: str | Path) -> Path:
-    """``.npy`` (the vectors, ``allow_pickle=False`` to read) or ``.parquet`` (ids and one column per
-    dimension), written to a temporary file beside ``out`` and renamed: never a half-written file."""
+def check_out(out: str | Path) -> Path:
+    """``out`` as a path :func:`write_embeddings` can write, checked before anything is extracted."""
     path = Path(out)
-    suffix = path.suffix.lower()
-    if suffix not in (".npy", ".parquet"):
+    if path.suffix.lower() not in (".npy", ".parquet"):
         raise TlzooError(f"--out '{out}' must end in .npy (the vectors) or .parquet (ids and vectors).")
     if path.is_dir():
         raise TlzooError(f"--out '{out}' is a folder; name a .npy or .parquet file.")
+    return path
+
+
+def write_embeddings(result: Embeddings, out: str | Path) -> Path:
+    """``.npy`` (the vectors, ``allow_pickle=False`` to read) or ``.parquet`` (ids and one column per
+    dimension), written to a temporary file beside ``out`` and renamed: never a half-written file."""
+    path = check_out(out)
+    suffix = path.suffix.lower()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
