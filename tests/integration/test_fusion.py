@@ -68,6 +68,8 @@ def fused_run(items_csv: Path, tiny_bert_dir: Path, tmp_path_factory: pytest.Tem
 def test_a_three_input_run_logs_unused_columns_and_missing_inputs(fused_run: dict[str, Any]) -> None:
     logs, metrics = fused_run["logs"], fused_run["result"].metrics
     assert any("columns not used: caption" in line for line in logs), logs
+    fitted = next(line for line in logs if "fitted concat on" in line)
+    assert "price numeric (standardised, with a missing flag), brand categorical (3 categories)" in fitted, fitted
     lacking = next(line for line in logs if "records lacking an input" in line)
     assert "title in 10" in lacking and "price in 13" in lacking and "image in 1" in lacking, lacking
     assert metrics["run"]["plugin"] == "fusion"
@@ -163,6 +165,21 @@ def test_the_tabular_encoder_standardises_flags_and_one_hot_encodes(tmp_path: Pa
     again = TabularEncoder(["price", "brand"])
     again.load_fitted(str(tmp_path))
     assert np.array_equal(again.transform(rows[0], False).numpy(), enc.transform(rows[0], False).numpy())
+    assert enc.fit_summary() == (
+        "tabular price numeric (standardised, with a missing flag), brand categorical (2 categories)"
+    )
+
+
+def test_a_number_column_with_one_word_in_it_is_said_to_be_read_as_categories() -> None:
+    from tlzoo.api.interfaces import Dataset
+    from tlzoo.plugins.fusion.fused import TabularEncoder
+
+    rows = [{"price": str(i)} for i in range(19)] + [{"price": "abc"}]
+    enc = TabularEncoder(["price"])
+    enc.fit(Dataset(rows, ["x"] * 20, "tabular"))
+    assert "price" in enc.categories  # one word: the column is categories, as documented
+    summary = enc.fit_summary()
+    assert "price categorical (20 categories; 19 of 20 values are numbers, not 'abc'" in summary, summary
 
 
 def test_bad_fused_arguments_are_one_line(run_cli: Any, items_csv: Path, tmp_path: Path) -> None:

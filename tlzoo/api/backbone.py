@@ -159,6 +159,11 @@ class FittableBackbone(Backbone):
     def load_fitted(self, folder: str) -> None:
         """Restore the state that ``save_assets(folder)`` wrote (raise OSError/ValueError when it is not there)."""
 
+    def fit_summary(self) -> str:
+        """What ``fit`` decided, in one line for the run's log (e.g. which columns it read as numbers);
+        "" (the default) when there is nothing to say."""
+        return ""
+
 
 def fit_backbone(backbone: Backbone, train: Dataset, log: Callable[[str], None] | None = None) -> None:
     """``backbone.fit(train)`` for a :class:`FittableBackbone` (nothing for any other), with a log line."""
@@ -169,7 +174,11 @@ def fit_backbone(backbone: Backbone, train: Dataset, log: Callable[[str], None] 
     started = time.perf_counter()
     backbone.fit(train)
     if log is not None:
-        log(f"  fitted {backbone.name} on {len(train)} training examples ({time.perf_counter() - started:.1f}s)")
+        summary = backbone.fit_summary()
+        log(
+            f"  fitted {backbone.name} on {len(train)} training examples ({time.perf_counter() - started:.1f}s)"
+            + (f": {summary}" if summary else "")
+        )
 
 
 def _restore_fitted(backbone: FittableBackbone, folder: str) -> None:

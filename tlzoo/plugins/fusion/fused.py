@@ -50,6 +50,7 @@ class TabularEncoder(FittableBackbone):
         self.columns = list(columns)
         self.numeric: dict[str, tuple[float, float]] = {}
         self.categories: dict[str, list[str]] = {}
+        self.doubts: dict[str, str] = {}  # a column read as categories though most of its values are numbers
         self.num_features = 0
         self.register_buffer("_state", torch.zeros(0))  # the fitted state's fingerprint travels in preprocessing
 
@@ -69,7 +70,20 @@ class TabularEncoder(FittableBackbone):
                         counts[v] = counts.get(v, 0) + 1
                 top = sorted(counts, key=lambda c: (-counts[c], c))[: self.MAX_CATEGORIES]
                 self.categories[col] = sorted(top)
+                words = [v for v in values if v != "" and _number(v) is None]
+                if len(words) * 10 <= len(numbers):  # 90 % numbers: a typo, not a category column
+                    self.doubts[col] = (
+                        f"{len(numbers) - len(words)} of {len(numbers)} values are numbers, not '{words[0]}'"
+                    )
         self._width()
+
+    def fit_summary(self) -> str:
+        """Which columns were read as numbers and which as categories (and a doubt about each near-numeric one)."""
+        parts = [f"{c} numeric (standardised, with a missing flag)" for c in self.columns if c in self.numeric]
+        for c in (c for c in self.columns if c in self.categories):
+            doubt = f"; {self.doubts[c]}: fix the cell to read it as numbers" if c in self.doubts else ""
+            parts.append(f"{c} categorical ({len(self.categories[c])} categories{doubt})")
+        return "tabular " + ", ".join(parts) if parts else ""
 
     def _width(self) -> None:
         self.num_features = 2 * len(self.numeric) + sum(len(c) for c in self.categories.values())
@@ -202,6 +216,10 @@ class FusedBackbone(FittableBackbone):
             if isinstance(member, FittableBackbone):
                 member.fit(_project(train, what, columns, member))
         self._width()
+
+    def fit_summary(self) -> str:
+        fittable = [m for m in self._backbones() if isinstance(m, FittableBackbone)]
+        return "; ".join(s for s in (m.fit_summary() for m in fittable) if s)
 
     def load_fitted(self, folder: str) -> None:
         """The tabular encoder's state (the other inputs' factories restored theirs from ``input-<i>``)."""
