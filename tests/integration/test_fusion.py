@@ -109,8 +109,11 @@ def test_predict_takes_records_that_lack_an_input(fused_run: dict[str, Any], ite
     run_dir = fused_run["result"].run_dir
     image = str(items_csv.parent / "img" / "3.png")
     full = {"image": image, "title": WORDS["dull"], "price": "3.5", "brand": "a"}
-    out = Engine().predict(run_dir, [full, {"title": WORDS["fun"]}, {"image": image}])
+    logs: list[str] = []
+    out = Engine(log=logs.append).predict(run_dir, [full, {"title": WORDS["fun"]}, {"image": image}])
     assert len(out) == 3 and all(abs(sum(o["probabilities"].values()) - 1) < 1e-4 for o in out)
+    said = next(line for line in logs if "records lacking an input" in line)  # stand-ins are never silent
+    assert "image in 1, title in 1, tabular in 2 of 3" in said, said
     with open(Path(run_dir) / "predictions.csv", encoding="utf-8") as fh:
         predictions = list(csv.DictReader(fh))
     assert len(predictions) == fused_run["result"].metrics["test"]["n"]

@@ -131,6 +131,9 @@ def predict(
     else:
         records = _data_records(run_dir, predictor, zoo, data, text_column, label_column, encoding, limit)
         _log_records(say, records, data)  # and refused when it holds none
+    report = predictor.backbone.input_report(records.inputs)  # texts cut, a fused record's missing inputs
+    if report:
+        say(f"  warning: {report}")
     result = _classify(predictor, records, out_text, as_json, batch_size, device, data is not None)
     if data is not None or out_text is not None:
         _log_summary(say, result, predictor)

@@ -284,6 +284,26 @@ class FusedBackbone(FittableBackbone):
             levels.append(level[0] if len(level) == 1 else nn.ModuleList(level))
         return levels
 
+    def input_report(self, examples: Any) -> str:
+        """How many records lack each input (a stand-in is used), and each input backbone's own report on its
+        column (texts cut at --max-length ...).  A run extracts input by input, so its log has these from the
+        data source and the inputs' backbones; ``tl predict`` asks the fused backbone."""
+        rows = [ex if isinstance(ex, dict) else {} for ex in examples]
+        data = Dataset(list(rows), [""] * len(rows), modality="multimodal")
+        lacking, notes = [], []
+        for (what, columns), member in self._pairs():
+            count = sum(_lacks(member, row, columns) for row in rows)
+            lacking += [f"{what} in {count}"] if count else []
+            own = member.input_report(_view(data, what, columns, member).examples)
+            notes += [f"{what}: {own}"] if own else []
+        if lacking:
+            notes.insert(
+                0,
+                f"records lacking an input (empty, or a missing or unreadable image): {', '.join(lacking)} of "
+                f"{len(rows)}; a zero vector and a missing-input flag stand in",
+            )
+        return "; ".join(notes)
+
     def feature_blocks(self) -> list[tuple[str, list[int]]]:
         """Which feature columns each input gives (its features and its missing flag): the run's ablation."""
         blocks, start = [], 0
