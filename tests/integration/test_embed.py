@@ -117,3 +117,15 @@ def test_a_misspelt_embed_setting_suggests_the_right_one(tiny_bert_dir: Path) ->
 
     with pytest.raises(TlzooError, match="no setting 'normalise'. Did you mean 'normalize'"):
         tlzoo.embed("bert", ["a text"], weights=str(tiny_bert_dir), normalise=True)
+
+
+def test_empty_texts_are_said_and_a_non_text_is_refused(run_cli: Any, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from tlzoo.api.errors import TlzooError
+
+    table = tmp_path / "t.csv"
+    table.write_text('text\nhello\n" "\nworld\n', encoding="utf-8")
+    res = run_cli("embed", "-p", "bert", "--weights", tiny_bert_dir, "--data", table, "--out", tmp_path / "e.npy")
+    assert res.exit_code == 0, res
+    assert "1 of 3 texts are empty; each gets the vector of an empty text" in res.stderr, res.stderr
+    with pytest.raises(TlzooError, match="Input 1 is NoneType None, not a text"):
+        tlzoo.embed("bert", ["a text", None], weights=str(tiny_bert_dir))

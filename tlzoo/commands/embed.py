@@ -62,6 +62,12 @@ def embed(
     if not items:
         raise TlzooError("Nothing to embed; pass at least one text or image.")
     modality = "vision" if all(_looks_like_image(x) for x in items) else "text"
+    odd = next((i for i, x in enumerate(items) if modality == "text" and not isinstance(x, str)), None)
+    if odd is not None:
+        raise TlzooError(
+            f"Input {odd} is {type(items[odd]).__name__} {items[odd]!r}, not a text; pass texts (str), or image "
+            "paths or PIL images (all of them images)."
+        )
     data = Dataset([str(x) if isinstance(x, os.PathLike) else x for x in items], [""] * len(items), modality)
     return embed_dataset(plugin, data, normalize=normalize, model=model, **settings).vectors
 
@@ -124,6 +130,9 @@ def embed_dataset(
     if runtime:
         opts["runtime"] = runtime
     factory, request = _request(plugin, data, model, zoo, weights, pooling, max_length, image_size, opts)
+    empty = sum(isinstance(x, str) and not x.strip() for x in data.examples) if data.modality == "text" else 0
+    if empty and log is not None:
+        log(f"  warning: {empty} of {len(data)} texts are empty; each gets the vector of an empty text")
     spec = feature_spec(factory, request)
     backbone = _backbone(factory, request, spec)
     with torch.inference_mode():
