@@ -46,7 +46,7 @@ class RecordsSource(DataSource):
             raise TlzooError(f"'{path}' is read as records for a fused run; name its input columns (--plugin COL=...).")
         table = read_table(path, options.encoding)
         label = options.label_column
-        wanted = {f"input column '{f}'": f for f in options.fields}
+        wanted = {f"an input of the run, named by --plugin {f}=... or --tabular-columns": f for f in options.fields}
         if options.require_labels or label in table.columns:
             wanted["--label-column"] = label
         for what, column in wanted.items():
