@@ -396,6 +396,18 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def fused_report_run(small_items: Path, tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fused run (picture, title, price): its page has the ablation table, "What each input adds"."""
+    from helpers import fused_run_args
+
+    out = tmp_path_factory.mktemp("report-runs") / "fused"
+    more = ["--plugin", "image=lenet", "--no-pretrained", "-q"]
+    code, _, stderr = _cli([str(a) for a in fused_run_args(small_items, tiny_bert_dir, out, *more)])
+    assert code == 0, stderr
+    return out
+
+
 def _read(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -504,14 +516,14 @@ def _chromium() -> str | None:
     return None
 
 
-@pytest.mark.parametrize("which", ["text", "digits"])
-def test_report_renders_in_headless_chromium(
-    which: str, text_run: tuple[Path, str], digits_run: Path, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("which", ["text", "digits", "fused"])
+def test_report_renders_in_headless_chromium(which: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not found: install Debian's package (`make chromium`, as root) to render report.html")
-    run = text_run[0] if which == "text" else digits_run
+    fixture = {"text": "text_run", "digits": "digits_run", "fused": "fused_report_run"}[which]
+    made = request.getfixturevalue(fixture)
+    run: Path = made[0] if which == "text" else made
     page = run / "report.html"
     shot = tmp_path / f"report-{which}.png"
     common = [
@@ -542,8 +554,11 @@ def test_report_renders_in_headless_chromium(
     # the browser's DOM holds every section and every image of the file, all inline PNGs
     dom = dom_run.stdout
     source = page.read_text(encoding="utf-8")
-    for sid in SECTIONS:
+    for sid in SECTIONS + (["inputs"] if which == "fused" else []):
         assert f'id="{sid}"' in dom, sid
+    if which == "fused":  # the ablation table as the browser built it: each input alone, all but one, all
+        table = dom[dom.index('id="inputs"') :]
+        assert "What each input adds" in table and table.count("all but one") >= 3, table[:2000]
     assert len(DATA_URI.findall(dom)) == len(DATA_URI.findall(source)) == source.count("<img ") > 0
     # the screenshot exists and shows something: full size, many colours, not one flat page
     from PIL import Image
