@@ -310,6 +310,7 @@ def black_hole_env(server: Server, tmp_path: Path) -> dict[str, str]:
         TLZOO_HOME=str(tmp_path / "home"),
         HF_HOME=str(tmp_path / "hf"),
         TORCH_HOME=str(tmp_path / "torch"),
+        TLZOO_PROBE_TIMEOUT="1",  # the bound under test is the same at 1 s as at the default 5 s, sooner
     )
     return env
 
@@ -411,13 +412,14 @@ def test_probe_tells_an_answer_from_silence(online_env: None, monkeypatch: pytes
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     monkeypatch.setattr(network, "_probes", {})
+    monkeypatch.setenv("TLZOO_PROBE_TIMEOUT", "1.5")
     answering, silent = Server(answer=True, life_s=60), Server(life_s=60)
     try:
         assert network.unreachable(answering.url + "/some/file") == ""
         start = time.monotonic()
         why = network.unreachable(silent.url)
-        assert f"{silent.url} did not answer" in why
-        assert time.monotonic() - start < network.PROBE_TIMEOUT_S + 2
+        assert f"{silent.url} did not answer within 1.5 s" in why
+        assert 1.4 < time.monotonic() - start < network.probe_timeout() + 2
         start = time.monotonic()
         assert network.unreachable(silent.url) == why  # remembered: one wait per host, not one per file
         assert time.monotonic() - start < 0.5

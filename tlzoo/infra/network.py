@@ -9,7 +9,7 @@ URLs are ever contacted, and only to fetch weights or data that are not on disk.
   both in ``os.environ`` (read when they are imported) and in their already-imported
   constants (huggingface_hub reads ``HF_HUB_OFFLINE`` once, at import).
 * ``hub_access(url)``: wrap every hub call.  Before the first call to a host it asks
-  that host for any HTTP answer within ``PROBE_TIMEOUT_S``; a host that does not answer
+  that host for any HTTP answer within ``probe_timeout()`` (5 s); a host that does not answer
   (no DNS, a black-holed proxy) is treated as offline for that call, so the caller
   fails with its one-line "no weights here" message within seconds instead of
   sitting through huggingface_hub's retries (six HEAD requests of 60 s each per file);
@@ -35,6 +35,18 @@ TRUTHY = ("1", "true", "yes", "on")
 HUB_OFFLINE_VARS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE")
 DEFAULT_ENDPOINT = "https://huggingface.co"
 PROBE_TIMEOUT_S = 5.0  # seconds a host gets to send any HTTP answer before it counts as unreachable
+
+
+def probe_timeout() -> float:
+    """The probe's wait: ``TLZOO_PROBE_TIMEOUT`` seconds when set to a positive number (a slow proxy may
+    need more, a test less), else :data:`PROBE_TIMEOUT_S`."""
+    try:
+        value = float(os.environ.get("TLZOO_PROBE_TIMEOUT", "") or PROBE_TIMEOUT_S)
+    except ValueError:
+        return PROBE_TIMEOUT_S
+    return value if value > 0 else PROBE_TIMEOUT_S
+
+
 PROBE_MEMORY_S = 60.0  # a probe's verdict is reused this long (one run asks each host once)
 # huggingface_hub's per-request timeouts (its defaults are 10 s, and 60 s for its retries)
 HUB_TIMEOUTS = {"HF_HUB_ETAG_TIMEOUT": "5", "HF_HUB_DOWNLOAD_TIMEOUT": "10"}
@@ -125,7 +137,8 @@ def _fresh(host: str) -> str | None:
 
 def _start_probe(host: str) -> tuple[threading.Thread, list[str], float]:
     """Ask ``host`` for any HTTP answer in a daemon thread (a slow DNS lookup cannot hold the caller)."""
-    verdict = [f"{host} did not answer within {PROBE_TIMEOUT_S:g} s"]
+    wait = probe_timeout()
+    verdict = [f"{host} did not answer within {wait:g} s"]
 
     def probe() -> None:
         import ssl
@@ -134,7 +147,7 @@ def _start_probe(host: str) -> tuple[threading.Thread, list[str], float]:
 
         request = urllib.request.Request(host + "/", method="HEAD", headers={"User-Agent": "tlzoo-probe"})
         try:
-            with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT_S):
+            with urllib.request.urlopen(request, timeout=wait):
                 pass
             verdict[0] = ""
         except urllib.error.HTTPError:
@@ -171,7 +184,7 @@ def unreachable(url: str = "") -> str:
     """Why ``url``'s host cannot be used now ('' when it answered); probes it at most once a minute.
 
     Any HTTP answer, even an error status or a TLS certificate complaint, proves the host
-    (or the proxy in front of it) answers; no answer within PROBE_TIMEOUT_S, a DNS failure
+    (or the proxy in front of it) answers; no answer within probe_timeout(), a DNS failure
     or a refused connection does not."""
     if offline():
         return OFFLINE_HINT
@@ -184,7 +197,7 @@ def unreachable(url: str = "") -> str:
             return known
         pending = _pending.pop(host, None)
         thread, verdict, started = pending if pending is not None else _start_probe(host)
-    thread.join(max(0.0, started + PROBE_TIMEOUT_S + 1.0 - time.monotonic()))
+    thread.join(max(0.0, started + probe_timeout() + 1.0 - time.monotonic()))
     why = verdict[0]
     with _lock:
         _probes[host] = (time.monotonic(), why)
