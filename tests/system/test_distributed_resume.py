@@ -59,6 +59,17 @@ def _test_metrics(run_dir: Path) -> dict[str, Any]:
     return {k: test[k] for k in ("accuracy", "macro_f1", "confusion_matrix")}
 
 
+def _resume_equals_whole(home: Path, work: Path, said: str) -> None:
+    """``tl run --resume ft`` under torchrun finishes, says ``said``, and equals the uninterrupted ``whole``:
+    the same history, test metrics and predictions.csv."""
+    resumed = _torchrun(["-m", "tlzoo", "run", "--resume", "ft", "--json"], home, work)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert said in resumed.stderr
+    _same_history(work / "ft", work / "whole")
+    assert _test_metrics(work / "ft") == _test_metrics(work / "whole")
+    assert (work / "ft" / "predictions.csv").read_text() == (work / "whole" / "predictions.csv").read_text()
+
+
 def test_augmented_fine_tune_killed_and_resumed_equals_the_uninterrupted_run(tmp_path: Path) -> None:
     home, work = tmp_path / "home", tmp_path / "work"
     work.mkdir()
@@ -75,12 +86,7 @@ def test_augmented_fine_tune_killed_and_resumed_equals_the_uninterrupted_run(tmp
     ranks = checkpoint["rank_rng"]
     assert len(ranks) == 2 and not torch.equal(ranks[0]["torch"], ranks[1]["torch"])  # each rank its own
 
-    resumed = _torchrun(["-m", "tlzoo", "run", "--resume", "ft", "--json"], home, work)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed fine-tune after epoch 1/3" in resumed.stderr
-    _same_history(work / "ft", work / "whole")
-    assert _test_metrics(work / "ft") == _test_metrics(work / "whole")
-    assert (work / "ft" / "predictions.csv").read_text() == (work / "whole" / "predictions.csv").read_text()
+    _resume_equals_whole(home, work, "resumed fine-tune after epoch 1/3")
     assert _test_metrics(work / "whole")["accuracy"] >= 0.6  # it learned: ten classes, chance is 0.1
 
 
@@ -162,12 +168,7 @@ def test_fused_run_killed_and_resumed_under_two_processes_equals_the_uninterrupt
     killed = _torchrun([str(killer), "run", "--config", str(fused_whole["config"]), "--out", "ft"], home, work)
     assert killed.returncode != 0 and "head epoch 3/6" in killed.stderr, killed.stderr[-3000:]
     assert (work / "ft.incomplete" / "checkpoint.pt").is_file()
-    resumed = _torchrun(["-m", "tlzoo", "run", "--resume", "ft", "--json"], home, work)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert "resumed head after epoch 2/6" in resumed.stderr
-    _same_history(work / "ft", work / "whole")
-    assert _test_metrics(work / "ft") == _test_metrics(work / "whole")
-    assert (work / "ft" / "predictions.csv").read_text() == (work / "whole" / "predictions.csv").read_text()
+    _resume_equals_whole(home, work, "resumed head after epoch 2/6")
 
 
 # --------------------------------------------------------------------------- leaving the group

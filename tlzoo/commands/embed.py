@@ -51,12 +51,13 @@ def embed(
     ``settings``: ``weights``, ``pooling``, ``max_length``, ``image_size``, ``runtime``, ``options``,
     ``batch_size``, ``device``, ``cache`` (default True), ``zoo`` — as :func:`embed_dataset` takes them.
     """
-    known = ("weights", "pooling", "max_length", "image_size", "runtime", "options", "batch_size", "device")
-    unknown = sorted(set(settings) - {*known, "cache", "zoo", "log", "progress"})
-    if unknown:
+    import inspect
+
+    known = [p for p in inspect.signature(embed_dataset).parameters if p not in ("plugin", "data")]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:  # embed_dataset's own keywords are the settings: one declaration
         raise TlzooError(
-            f"tlzoo.embed() takes no setting '{unknown[0]}'.{suggest(unknown[0], [*known, 'normalize', 'model'])} "
-            f"Settings: normalize, model, {', '.join(known)}, cache."
+            f"tlzoo.embed() takes no setting '{unknown[0]}'.{suggest(unknown[0], known)} Settings: {', '.join(known)}."
         )
     items = [inputs] if isinstance(inputs, str | bytes | os.PathLike) else list(inputs)
     if not items:
